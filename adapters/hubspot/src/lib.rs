@@ -1,0 +1,598 @@
+//! leadgate's HubSpot adapter: contacts upserted by email through
+//! `POST /crm/v3/objects/contacts/batch/upsert`, with HubSpot's multi-status
+//! partial failures, conflict, validation and rate-limit answers mapped to
+//! leadgate outcomes, and v3 webhook signatures verified with a secret that
+//! stays in the host.
+//!
+//! Destination configuration: `base-url` (default `https://api.hubapi.com`).
+//! Secrets: `access-token` (private-app or OAuth token), `client-secret`
+//! (the app secret that signs webhooks).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use leadgate_sdk::http::{Request, Response};
+use leadgate_sdk::outcome::{outcome, rejected, retry};
+use leadgate_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct HubSpot;
+
+const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
+const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
+/// When HubSpot throttles without saying for how long: its burst window.
+const DEFAULT_THROTTLE_MS: u64 = 10_000;
+/// Webhook signatures older than this are refused (HubSpot's own rule).
+const WEBHOOK_MAX_AGE_MS: u64 = 5 * 60 * 1000;
+
+impl Adapter for HubSpot {
+    fn describe() -> AdapterInfo {
+        AdapterInfo {
+            name: "hubspot".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "HubSpot CRM contacts, upserted by email".into(),
+            max_batch_size: 100,
+            upsert_key: "email".into(),
+            required_properties: vec!["email".into()],
+            supports_webhooks: true,
+            config_keys: vec!["base-url".into()],
+            secrets: vec!["access-token".into(), "client-secret".into()],
+            default_hosts: vec!["api.hubapi.com".into()],
+            rate_limits: vec![
+                // Private app, Professional: 190 requests per rolling 10 s,
+                // 650,000 a day; the search API has its own 5 per second.
+                RateLimit {
+                    name: "burst".into(),
+                    max_requests: 190,
+                    window_ms: 10_000,
+                },
+                RateLimit {
+                    name: "daily".into(),
+                    max_requests: 650_000,
+                    window_ms: 86_400_000,
+                },
+                RateLimit {
+                    name: "search".into(),
+                    max_requests: 5,
+                    window_ms: 1_000,
+                },
+            ],
+        }
+    }
+
+    fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> {
+        let base_url = config(&ctx, "base-url").unwrap_or(DEFAULT_BASE_URL);
+        let url = format!("{}{UPSERT_PATH}", base_url.trim_end_matches('/'));
+
+        // Sort the batch into records we can send now and the rest.
+        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+        let mut seen_emails: HashMap<String, ()> = HashMap::new();
+        let mut sendable: Vec<&Delivery> = Vec::new();
+        for d in &batch {
+            match email_of(d) {
+                None => {
+                    outcomes.insert(
+                        d.id.clone(),
+                        rejected(
+                            Some("email"),
+                            "required",
+                            "HubSpot upserts contacts by email; this record has none",
+                        ),
+                    );
+                }
+                Some(email) => {
+                    if seen_emails.insert(email.to_lowercase(), ()).is_some() {
+                        // HubSpot refuses a batch naming one id twice; the
+                        // later update goes in the next call, in order.
+                        outcomes.insert(
+                            d.id.clone(),
+                            retry(Some(0), "another update of this contact is in the same batch"),
+                        );
+                    } else {
+                        sendable.push(d);
+                    }
+                }
+            }
+        }
+
+        if !sendable.is_empty() {
+            for (id, o) in upsert(&url, &sendable) {
+                outcomes.insert(id, o);
+            }
+        }
+
+        batch
+            .iter()
+            .map(|d| {
+                let o = outcomes
+                    .remove(&d.id)
+                    .unwrap_or_else(|| retry(None, "HubSpot's answer did not mention this record"));
+                outcome(&d.id, o)
+            })
+            .collect()
+    }
+
+    fn verify_webhook(request: WebhookRequest) -> Result<Vec<CrmEvent>, WebhookError> {
+        verify_v3(&request)?;
+        parse_events(&request.body)
+    }
+}
+
+leadgate_sdk::export_adapter!(HubSpot);
+
+fn config<'a>(ctx: &'a PushContext, key: &str) -> Option<&'a str> {
+    ctx.config
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn email_of(d: &Delivery) -> Option<&str> {
+    d.properties
+        .iter()
+        .find(|p| p.name == "email")
+        .map(|p| p.value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// One batch upsert; splits the batch when HubSpot refuses it whole.
+fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
+    let inputs: Vec<Value> = records
+        .iter()
+        .map(|d| {
+            let properties: serde_json::Map<String, Value> = d
+                .properties
+                .iter()
+                .map(|p| (p.name.clone(), Value::String(p.value.clone())))
+                .collect();
+            json!({
+                "idProperty": "email",
+                "id": email_of(d).unwrap_or_default(),
+                "properties": properties,
+                "objectWriteTraceId": d.id,
+            })
+        })
+        .collect();
+    let request = Request::post(url)
+        .bearer_secret("access-token")
+        .json(&json!({ "inputs": inputs }))
+        .timeout_ms(30_000);
+
+    let response = match request.send() {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("HubSpot unreachable: {}", describe_http_error(&e));
+            return all(records, retry(None, reason));
+        }
+    };
+
+    match response.status() {
+        200 | 201 | 207 => read_batch_response(&response, records),
+        429 => {
+            let after = response
+                .retry_after_ms()
+                .or_else(|| {
+                    response
+                        .header("x-hubspot-ratelimit-interval-milliseconds")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+                .unwrap_or(DEFAULT_THROTTLE_MS);
+            all(records, Outcome::RateLimited(after))
+        }
+        400 | 409 if records.len() > 1 => {
+            // One bad record fails the whole call when HubSpot cannot key
+            // errors back: send each record alone so the good ones land.
+            records
+                .iter()
+                .flat_map(|d| upsert(url, std::slice::from_ref(d)))
+                .collect()
+        }
+        400 | 409 | 422 => {
+            let err = HubSpotError::parse(&response);
+            all(records, err.into_outcome())
+        }
+        401 => {
+            let err = HubSpotError::parse(&response);
+            all(
+                records,
+                retry(Some(30_000), format!("HubSpot authentication failed: {}", err.message)),
+            )
+        }
+        403 => {
+            let err = HubSpotError::parse(&response);
+            all(
+                records,
+                rejected(None, "forbidden", format!("HubSpot refused access: {}", err.message)),
+            )
+        }
+        s if s >= 500 => all(
+            records,
+            retry(response.retry_after_ms(), format!("HubSpot answered {s}")),
+        ),
+        s => {
+            let err = HubSpotError::parse(&response);
+            all(
+                records,
+                rejected(None, "unexpected_status", format!("HubSpot answered {s}: {}", err.message)),
+            )
+        }
+    }
+}
+
+fn all(records: &[&Delivery], o: Outcome) -> Vec<(String, Outcome)> {
+    records.iter().map(|d| (d.id.clone(), o.clone())).collect()
+}
+
+fn describe_http_error(e: &HttpError) -> String {
+    match e {
+        HttpError::HostNotAllowed(h) => format!("host {h} is not allowed"),
+        HttpError::SecretNotGranted(s) => format!("secret {s} is not granted"),
+        HttpError::InvalidRequest(m) => format!("invalid request: {m}"),
+        HttpError::Timeout => "timeout".into(),
+        HttpError::ResponseTooLarge(n) => format!("response over {n} bytes"),
+        HttpError::Transport(m) => m.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchResponse {
+    #[serde(default)]
+    results: Vec<SimpleObject>,
+    #[serde(default)]
+    errors: Vec<BatchError>,
+}
+
+#[derive(Deserialize)]
+struct SimpleObject {
+    id: String,
+    #[serde(default)]
+    new: Option<bool>,
+    #[serde(default)]
+    properties: HashMap<String, Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct BatchError {
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    context: HashMap<String, Vec<String>>,
+}
+
+fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(String, Outcome)> {
+    let body: BatchResponse = match response.json() {
+        Ok(b) => b,
+        Err(e) => {
+            return all(
+                records,
+                retry(None, format!("HubSpot sent an unreadable batch response: {e}")),
+            );
+        }
+    };
+    let by_email: HashMap<String, &str> = records
+        .iter()
+        .filter_map(|d| Some((email_of(d)?.to_lowercase(), d.id.as_str())))
+        .collect();
+    let mut out = Vec::with_capacity(records.len());
+    for result in body.results {
+        let email = result
+            .properties
+            .get("email")
+            .and_then(|e| e.as_deref())
+            .map(str::to_lowercase);
+        if let Some(id) = email.and_then(|e| by_email.get(&e)) {
+            let o = if result.new.unwrap_or(false) {
+                Outcome::Created(result.id)
+            } else {
+                Outcome::Updated(result.id)
+            };
+            out.push((id.to_string(), o));
+        }
+    }
+    for error in body.errors {
+        let err = HubSpotError {
+            category: error.category,
+            message: error.message,
+        };
+        for trace in error.context.get("objectWriteTraceId").into_iter().flatten() {
+            out.push((trace.clone(), err.clone().into_outcome()));
+        }
+    }
+    out
+}
+
+/// HubSpot's error envelope.
+#[derive(Clone, Debug, Deserialize)]
+struct HubSpotError {
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl HubSpotError {
+    fn parse(response: &Response) -> HubSpotError {
+        response.json().unwrap_or_else(|_| HubSpotError {
+            category: String::new(),
+            message: response.text().chars().take(500).collect(),
+        })
+    }
+
+    fn into_outcome(self) -> Outcome {
+        if self.category == "CONFLICT" {
+            if let Some(id) = existing_id(&self.message) {
+                return Outcome::DuplicateOf(id);
+            }
+        }
+        if self.category == "VALIDATION_ERROR" {
+            if let Some((field, rule, message)) = property_error(&self.message) {
+                return rejected(Some(&field), &rule, message);
+            }
+        }
+        let rule = if self.category.is_empty() {
+            "rejected".to_string()
+        } else {
+            self.category.to_ascii_lowercase()
+        };
+        rejected(None, &rule, self.message)
+    }
+}
+
+/// "Contact already exists. Existing ID: 37765128953" → "37765128953".
+fn existing_id(message: &str) -> Option<String> {
+    let rest = message.split("Existing ID:").nth(1)?.trim();
+    let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// HubSpot puts property errors as a JSON array inside the message string:
+/// `Property values were not valid: [{"name":"email","error":"INVALID_EMAIL",…}]`.
+fn property_error(message: &str) -> Option<(String, String, String)> {
+    let start = message.find('[')?;
+    let items: Vec<Value> = serde_json::from_str(&message[start..]).ok()?;
+    let first = items.first()?;
+    let field = first.get("name")?.as_str()?.to_string();
+    let rule = first
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("INVALID")
+        .to_ascii_lowercase();
+    let text = first
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or(message)
+        .to_string();
+    Some((field, rule, text))
+}
+
+/// HubSpot's v3 signature: base64(HMAC-SHA256(client secret, method + URI +
+/// body + timestamp)), timestamp in ms and at most five minutes old.
+fn verify_v3(request: &WebhookRequest) -> Result<(), WebhookError> {
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim())
+    };
+    let signature = header("x-hubspot-signature-v3").ok_or(WebhookError::BadSignature)?;
+    let timestamp = header("x-hubspot-request-timestamp")
+        .ok_or_else(|| WebhookError::Malformed("missing X-HubSpot-Request-Timestamp".into()))?;
+    let ts: u64 = timestamp
+        .parse()
+        .map_err(|_| WebhookError::Malformed("X-HubSpot-Request-Timestamp is not a number".into()))?;
+    if clock::now_ms().abs_diff(ts) > WEBHOOK_MAX_AGE_MS {
+        return Err(WebhookError::StaleTimestamp);
+    }
+    let mut source = Vec::with_capacity(request.body.len() + request.url.len() + 32);
+    source.extend_from_slice(request.method.as_bytes());
+    source.extend_from_slice(request.url.as_bytes());
+    source.extend_from_slice(&request.body);
+    source.extend_from_slice(timestamp.as_bytes());
+    let mac = crypto::hmac_sha256("client-secret", &source)
+        .map_err(|_| WebhookError::Malformed("client-secret is not granted".into()))?;
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac);
+    if crypto::constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+        Ok(())
+    } else {
+        Err(WebhookError::BadSignature)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HubSpotEvent {
+    subscription_type: String,
+    object_id: Value,
+    #[serde(default)]
+    occurred_at: u64,
+    #[serde(default)]
+    property_name: Option<String>,
+    #[serde(default)]
+    property_value: Option<String>,
+}
+
+fn parse_events(body: &[u8]) -> Result<Vec<CrmEvent>, WebhookError> {
+    let events: Vec<HubSpotEvent> =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    Ok(events
+        .into_iter()
+        .map(|e| CrmEvent {
+            kind: e.subscription_type,
+            object_id: match e.object_id {
+                Value::String(s) => s,
+                other => other.to_string(),
+            },
+            occurred_at_ms: e.occurred_at,
+            property_name: e.property_name,
+            property_value: e.property_value,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadgate_sdk::testing::{self, TestHost, json_response};
+
+    fn delivery(id: &str, email: &str) -> Delivery {
+        Delivery {
+            id: id.into(),
+            idempotency_key: format!("key-{id}"),
+            properties: vec![
+                Property {
+                    name: "email".into(),
+                    value: email.into(),
+                },
+                Property {
+                    name: "firstname".into(),
+                    value: "Jane".into(),
+                },
+            ],
+        }
+    }
+
+    fn ctx() -> PushContext {
+        PushContext {
+            destination: "hubspot".into(),
+            config: vec![("base-url".into(), "http://127.0.0.1:9".into())],
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn upsert_maps_new_and_existing_records() {
+        testing::install(TestHost::new(|req| {
+            assert_eq!(req.url, "http://127.0.0.1:9/crm/v3/objects/contacts/batch/upsert");
+            let auth = req.headers.iter().find(|h| h.name == "authorization").unwrap();
+            assert_eq!(auth.value, "Bearer {{secret:access-token}}", "the guest never holds the token");
+            Ok(json_response(
+                200,
+                &json!({"status":"COMPLETE","results":[
+                    {"id":"11","new":true,"properties":{"email":"a@x.com"}},
+                    {"id":"12","new":false,"properties":{"email":"b@x.com"}}]}),
+            ))
+        }));
+        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "B@x.com")], ctx());
+        assert_eq!(out[0].outcome, Outcome::Created("11".into()));
+        assert_eq!(out[1].outcome, Outcome::Updated("12".into()));
+    }
+
+    #[test]
+    fn multi_status_errors_are_keyed_by_trace_id() {
+        testing::install(TestHost::new(|_| {
+            Ok(json_response(
+                207,
+                &json!({"status":"COMPLETE","results":[{"id":"11","new":true,"properties":{"email":"a@x.com"}}],
+                "numErrors":1,"errors":[{"status":"error","category":"VALIDATION_ERROR",
+                "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Email address bad@ is invalid\",\"error\":\"INVALID_EMAIL\",\"name\":\"email\"}]",
+                "context":{"objectWriteTraceId":["2"]}}]}),
+            ))
+        }));
+        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "bad@")], ctx());
+        assert_eq!(out[0].outcome, Outcome::Created("11".into()));
+        assert_eq!(
+            out[1].outcome,
+            rejected(Some("email"), "invalid_email", "Email address bad@ is invalid")
+        );
+    }
+
+    #[test]
+    fn rate_limit_uses_retry_after() {
+        testing::install(TestHost::new(|_| {
+            let mut r = json_response(429, &json!({"status":"error","errorType":"RATE_LIMIT"}));
+            r.headers.push(Header {
+                name: "Retry-After".into(),
+                value: "3".into(),
+            });
+            Ok(r)
+        }));
+        let out = HubSpot::push(vec![delivery("1", "a@x.com")], ctx());
+        assert_eq!(out[0].outcome, Outcome::RateLimited(3000));
+    }
+
+    #[test]
+    fn whole_call_failure_is_split_per_record() {
+        testing::install(TestHost::new(|req| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let inputs = body["inputs"].as_array().unwrap();
+            if inputs.len() > 1 {
+                return Ok(json_response(400, &json!({"status":"error","category":"VALIDATION_ERROR","message":"bad batch"})));
+            }
+            let email = inputs[0]["id"].as_str().unwrap();
+            if email == "bad@" {
+                Ok(json_response(400, &json!({"status":"error","category":"VALIDATION_ERROR",
+                    "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Email address bad@ is invalid\",\"error\":\"INVALID_EMAIL\",\"name\":\"email\"}]"})))
+            } else {
+                Ok(json_response(200, &json!({"status":"COMPLETE","results":[{"id":"7","new":true,"properties":{"email":email}}]})))
+            }
+        }));
+        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "bad@")], ctx());
+        assert_eq!(out[0].outcome, Outcome::Created("7".into()));
+        assert!(matches!(&out[1].outcome, Outcome::Rejected(r) if r.field.as_deref() == Some("email")));
+        assert_eq!(testing::take().unwrap().requests.len(), 3);
+    }
+
+    #[test]
+    fn conflict_yields_existing_id() {
+        let err = HubSpotError {
+            category: "CONFLICT".into(),
+            message: "Contact already exists. Existing ID: 37765128953".into(),
+        };
+        assert_eq!(err.into_outcome(), Outcome::DuplicateOf("37765128953".into()));
+    }
+
+    #[test]
+    fn same_email_twice_in_a_batch_defers_the_second() {
+        testing::install(TestHost::new(|_| {
+            Ok(json_response(200, &json!({"status":"COMPLETE","results":[{"id":"1","new":true,"properties":{"email":"a@x.com"}}]})))
+        }));
+        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "A@x.com")], ctx());
+        assert_eq!(out[0].outcome, Outcome::Created("1".into()));
+        assert!(matches!(out[1].outcome, Outcome::Retry(_)));
+    }
+
+    #[test]
+    fn missing_email_is_rejected_without_a_call() {
+        testing::install(TestHost::new(|_| panic!("no call expected")));
+        let mut d = delivery("1", "");
+        d.properties.retain(|p| p.name != "email");
+        let out = HubSpot::push(vec![d], ctx());
+        assert!(matches!(&out[0].outcome, Outcome::Rejected(r) if r.rule == "required"));
+    }
+
+    #[test]
+    fn webhook_v3_signature() {
+        let body = br#"[{"eventId":1,"subscriptionType":"contact.creation","objectId":512,"occurredAt":1700000000000}]"#;
+        let ts = "1700000000000";
+        let url = "https://leadgate.example/v1/webhooks/hubspot";
+        let mut source = b"POST".to_vec();
+        source.extend_from_slice(url.as_bytes());
+        source.extend_from_slice(body);
+        source.extend_from_slice(ts.as_bytes());
+        testing::install(TestHost::new(|_| unreachable!()).with_secret("client-secret", "shh"));
+        let sig = base64::engine::general_purpose::STANDARD
+            .encode(crypto::hmac_sha256("client-secret", &source).unwrap());
+        let request = |sig: &str, ts: &str| WebhookRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![
+                Header { name: "X-HubSpot-Signature-v3".into(), value: sig.into() },
+                Header { name: "X-HubSpot-Request-Timestamp".into(), value: ts.into() },
+            ],
+            body: body.to_vec(),
+        };
+        let events = HubSpot::verify_webhook(request(&sig, ts)).unwrap();
+        assert_eq!(events[0].kind, "contact.creation");
+        assert_eq!(events[0].object_id, "512");
+        assert_eq!(HubSpot::verify_webhook(request("AAAA", ts)), Err(WebhookError::BadSignature));
+        assert_eq!(
+            HubSpot::verify_webhook(request(&sig, "1690000000000")),
+            Err(WebhookError::StaleTimestamp)
+        );
+    }
+}

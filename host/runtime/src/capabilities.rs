@@ -1,0 +1,275 @@
+//! What a plugin is allowed to do: which hosts it may call and which
+//! secrets the host may use on its behalf. An empty allow-list allows
+//! nothing; a secret is only ever substituted by the host, never returned
+//! to the guest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a capability check refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("host {0:?} is not in the plugin's allow-list")]
+    HostNotAllowed(String),
+    #[error("secret {0:?} is not granted to the plugin")]
+    SecretNotGranted(String),
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+/// Named secret values. `Debug` never prints a value.
+#[derive(Clone, Default)]
+pub struct Secrets(BTreeMap<String, Arc<str>>);
+
+impl Secrets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Arc<str>>) {
+        self.0.insert(name.into(), value.into());
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| &**v)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<Arc<str>>> FromIterator<(K, V)> for Secrets {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Secrets(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// One allow-list entry: `api.hubapi.com`, `*.hubapi.com` (any subdomain),
+/// or `127.0.0.1:8080` (host and port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HostPattern {
+    host: String,
+    wildcard: bool,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    fn parse(entry: &str) -> HostPattern {
+        let entry = entry.trim().to_ascii_lowercase();
+        let (host, port) = match entry.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse() {
+                Ok(port) => (h.to_string(), Some(port)),
+                Err(_) => (entry.clone(), None),
+            },
+            _ => (entry.clone(), None),
+        };
+        match host.strip_prefix("*.") {
+            Some(rest) => HostPattern {
+                host: rest.to_string(),
+                wildcard: true,
+                port,
+            },
+            None => HostPattern {
+                host,
+                wildcard: false,
+                port,
+            },
+        }
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        if self.wildcard {
+            host.len() > self.host.len()
+                && host.ends_with(&self.host)
+                && host.as_bytes()[host.len() - self.host.len() - 1] == b'.'
+        } else {
+            host == self.host
+        }
+    }
+}
+
+/// The capabilities one plugin instance is granted.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    hosts: Vec<HostPattern>,
+    secrets: Secrets,
+}
+
+impl Capabilities {
+    pub fn new<S: AsRef<str>>(allowed_hosts: &[S], secrets: Secrets) -> Self {
+        Capabilities {
+            hosts: allowed_hosts
+                .iter()
+                .map(|h| HostPattern::parse(h.as_ref()))
+                .collect(),
+            secrets,
+        }
+    }
+
+    /// No network, no secrets.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses `url` and checks its host against the allow-list.
+    pub fn check_url(&self, url: &str) -> Result<url::Url, CapabilityError> {
+        let parsed = url::Url::parse(url).map_err(|e| CapabilityError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(CapabilityError::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("scheme {:?} is not http or https", parsed.scheme()),
+            });
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| CapabilityError::InvalidUrl {
+                url: url.to_string(),
+                reason: "no host".into(),
+            })?
+            .to_ascii_lowercase();
+        let port = parsed.port_or_known_default().unwrap_or(0);
+        if self.hosts.iter().any(|p| p.matches(&host, port)) {
+            Ok(parsed)
+        } else {
+            Err(CapabilityError::HostNotAllowed(host))
+        }
+    }
+
+    /// The value of a granted secret.
+    pub fn secret(&self, name: &str) -> Result<&str, CapabilityError> {
+        self.secrets
+            .get(name)
+            .ok_or_else(|| CapabilityError::SecretNotGranted(name.to_string()))
+    }
+
+    /// Replaces every `{{secret:NAME}}` in `text` with the granted secret.
+    pub fn substitute(&self, text: &str) -> Result<String, CapabilityError> {
+        const OPEN: &str = "{{secret:";
+        if !text.contains(OPEN) {
+            return Ok(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len() + 32);
+        let mut rest = text;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let Some(end) = after.find("}}") else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            out.push_str(self.secret(after[..end].trim())?);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Replaces every granted secret's value in `text` with `[redacted]`, for
+    /// logs and error messages that might echo a request back.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for name in self.secrets.names() {
+            if let Some(v) = self.secrets.get(name).filter(|v| v.len() >= 4) {
+                out = out.replace(v, "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(hosts: &[&str]) -> Capabilities {
+        Capabilities::new(hosts, [("token", "s3cret-value")].into_iter().collect())
+    }
+
+    #[test]
+    fn empty_allow_list_allows_nothing() {
+        let c = Capabilities::none();
+        assert_eq!(
+            c.check_url("https://api.hubapi.com/x"),
+            Err(CapabilityError::HostNotAllowed("api.hubapi.com".into()))
+        );
+    }
+
+    #[test]
+    fn exact_host_matches_any_port_unless_port_given() {
+        let c = caps(&["api.hubapi.com", "127.0.0.1:8080"]);
+        assert!(c.check_url("https://api.hubapi.com/crm").is_ok());
+        assert!(c.check_url("https://API.HubAPI.com:8443/crm").is_ok());
+        assert!(c.check_url("http://127.0.0.1:8080/").is_ok());
+        assert_eq!(
+            c.check_url("http://127.0.0.1:9090/"),
+            Err(CapabilityError::HostNotAllowed("127.0.0.1".into()))
+        );
+        assert!(c.check_url("https://evil.example/api.hubapi.com").is_err());
+        assert!(c.check_url("https://api.hubapi.com.evil.example/").is_err());
+    }
+
+    #[test]
+    fn wildcard_matches_subdomains_only() {
+        let c = caps(&["*.hubapi.com"]);
+        assert!(c.check_url("https://api.hubapi.com/").is_ok());
+        assert!(c.check_url("https://hubapi.com/").is_err());
+        assert!(c.check_url("https://xhubapi.com/").is_err());
+    }
+
+    #[test]
+    fn non_http_schemes_are_refused() {
+        let c = caps(&["api.hubapi.com"]);
+        assert!(matches!(
+            c.check_url("file:///etc/passwd"),
+            Err(CapabilityError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            c.check_url("not a url"),
+            Err(CapabilityError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn substitutes_granted_secrets_only() {
+        let c = caps(&[]);
+        assert_eq!(
+            c.substitute("Bearer {{secret:token}}").unwrap(),
+            "Bearer s3cret-value"
+        );
+        assert_eq!(
+            c.substitute("a {{secret: token }} b {{secret:token}}").unwrap(),
+            "a s3cret-value b s3cret-value"
+        );
+        assert_eq!(c.substitute("no placeholders").unwrap(), "no placeholders");
+        assert_eq!(
+            c.substitute("{{secret:other}}"),
+            Err(CapabilityError::SecretNotGranted("other".into()))
+        );
+        assert_eq!(c.substitute("{{secret:unclosed").unwrap(), "{{secret:unclosed");
+    }
+
+    #[test]
+    fn debug_and_redact_hide_values() {
+        let c = caps(&[]);
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+        assert_eq!(c.redact("token=s3cret-value;"), "token=[redacted];");
+    }
+}

@@ -1,0 +1,358 @@
+//! The host imports a plugin is granted: HTTP, crypto, log, clock and a
+//! key-value store. They are implemented on [`CallState`], the data of the
+//! fresh `Store` each call gets, against the plugin's [`Capabilities`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::Sha256;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::adapter::leadgate::plugin::{
+    clock, crypto, http, kv, log,
+    types::{self, HttpError, HttpRequest, HttpResponse},
+};
+use crate::capabilities::{Capabilities, CapabilityError};
+use crate::limits::Limiter;
+use crate::outbound::{OutboundError, OutboundHttp, OutboundRequest};
+
+/// A plugin's private key-value store. Keys are namespaced by plugin name.
+pub trait KvStore: Send + Sync + 'static {
+    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>>;
+    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>);
+    fn delete(&self, namespace: &str, key: &str);
+}
+
+/// An in-process [`KvStore`]: values survive calls and plugin reloads, not
+/// host restarts (an access token is simply fetched again).
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Mutex<HashMap<(String, String), (Vec<u8>, Option<Instant>)>>,
+}
+
+/// Most entries one plugin namespace may hold; a plugin cannot fill the
+/// host's memory through the key-value import.
+const KV_MAX_ENTRIES: usize = 10_000;
+const KV_MAX_VALUE_BYTES: usize = 64 << 10;
+
+impl KvStore for MemoryKv {
+    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
+        let mut entries = self.entries.lock();
+        let k = (namespace.to_string(), key.to_string());
+        match entries.get(&k) {
+            Some((_, Some(expires))) if *expires <= Instant::now() => {
+                entries.remove(&k);
+                None
+            }
+            Some((value, _)) => Some(value.clone()),
+            None => None,
+        }
+    }
+
+    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
+        if value.len() > KV_MAX_VALUE_BYTES {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        if entries.len() >= KV_MAX_ENTRIES {
+            let now = Instant::now();
+            entries.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
+            if entries.len() >= KV_MAX_ENTRIES {
+                return;
+            }
+        }
+        let expires = ttl.map(|t| Instant::now() + t);
+        entries.insert((namespace.to_string(), key.to_string()), (value, expires));
+    }
+
+    fn delete(&self, namespace: &str, key: &str) {
+        self.entries
+            .lock()
+            .remove(&(namespace.to_string(), key.to_string()));
+    }
+}
+
+/// Counters kept per loaded plugin.
+#[derive(Debug, Default)]
+pub struct PluginCounters {
+    pub calls: AtomicU64,
+    pub call_failures: AtomicU64,
+    pub call_micros: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub http_denied: AtomicU64,
+    pub http_failures: AtomicU64,
+    pub http_micros: AtomicU64,
+}
+
+/// Host services shared by every call of every plugin.
+#[derive(Clone)]
+pub struct HostServices {
+    pub outbound: Arc<dyn OutboundHttp>,
+    pub kv: Arc<dyn KvStore>,
+    pub max_http_timeout: Duration,
+    pub max_response_bytes: u64,
+}
+
+/// What one call's store knows about the plugin it runs.
+pub(crate) struct CallContext {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) capabilities: Arc<Capabilities>,
+    pub(crate) services: HostServices,
+    pub(crate) counters: Arc<PluginCounters>,
+}
+
+/// The data of one call's `Store`.
+pub(crate) struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) cx: CallContext,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl http::Host for CallState {
+    async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let cx = &self.cx;
+        let started = Instant::now();
+        cx.counters.http_requests.fetch_add(1, Ordering::Relaxed);
+        let prepared = prepare(&cx.capabilities, &cx.services, request);
+        let outbound = match prepared {
+            Ok(r) => r,
+            Err(e) => {
+                cx.counters.http_denied.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %cx.plugin, error = %e, "plugin http request refused");
+                return Err(match e {
+                    CapabilityError::HostNotAllowed(h) => HttpError::HostNotAllowed(h),
+                    CapabilityError::SecretNotGranted(s) => HttpError::SecretNotGranted(s),
+                    CapabilityError::InvalidUrl { url, reason } => {
+                        HttpError::InvalidRequest(format!("{url}: {reason}"))
+                    }
+                });
+            }
+        };
+        let result = cx.services.outbound.send(outbound).await;
+        cx.counters
+            .http_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match result {
+            Ok(r) => Ok(HttpResponse {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| types::Header { name, value })
+                    .collect(),
+                body: r.body,
+            }),
+            Err(e) => {
+                cx.counters.http_failures.fetch_add(1, Ordering::Relaxed);
+                Err(match e {
+                    OutboundError::Timeout => HttpError::Timeout,
+                    OutboundError::TooLarge(n) => HttpError::ResponseTooLarge(n),
+                    OutboundError::Invalid(m) => HttpError::InvalidRequest(m),
+                    OutboundError::Transport(m) => {
+                        HttpError::Transport(cx.capabilities.redact(&m))
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Checks the URL against the allow-list and substitutes secrets.
+fn prepare(
+    caps: &Capabilities,
+    services: &HostServices,
+    request: HttpRequest,
+) -> Result<OutboundRequest, CapabilityError> {
+    let url = caps.check_url(&caps.substitute(&request.url)?)?;
+    let headers = request
+        .headers
+        .into_iter()
+        .map(|h| Ok((h.name, caps.substitute(&h.value)?)))
+        .collect::<Result<Vec<_>, CapabilityError>>()?;
+    let body = match std::str::from_utf8(&request.body) {
+        Ok(text) if text.contains("{{secret:") => caps.substitute(text)?.into_bytes(),
+        _ => request.body,
+    };
+    let timeout = request
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.into()))
+        .unwrap_or(services.max_http_timeout)
+        .min(services.max_http_timeout);
+    Ok(OutboundRequest {
+        method: request.method,
+        url,
+        headers,
+        body,
+        timeout,
+        max_response_bytes: services.max_response_bytes,
+    })
+}
+
+impl crypto::Host for CallState {
+    async fn hmac_sha256(
+        &mut self,
+        secret_name: String,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, crypto::CryptoError> {
+        let secret = self
+            .cx
+            .capabilities
+            .secret(&secret_name)
+            .map_err(|_| crypto::CryptoError::SecretNotGranted(secret_name.clone()))?;
+        Ok(hmac_sha256(secret.as_bytes(), &data))
+    }
+
+    async fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
+        use subtle::ConstantTimeEq;
+        a.len() == b.len() && bool::from(a.ct_eq(&b))
+    }
+}
+
+/// HMAC-SHA256, also used by the host's own webhook code and tests.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        const MAX: usize = 4096;
+        let mut message = message;
+        if message.len() > MAX {
+            let mut cut = MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.cx.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for CallState {
+    async fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl kv::Host for CallState {
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.cx.services.kv.get(&self.cx.plugin, &key)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
+        self.cx.services.kv.set(
+            &self.cx.plugin,
+            &key,
+            value,
+            ttl_ms.map(Duration::from_millis),
+        )
+    }
+
+    async fn delete(&mut self, key: String) {
+        self.cx.services.kv.delete(&self.cx.plugin, &key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn kv_namespaces_and_ttl() {
+        let kv = MemoryKv::default();
+        kv.set("a", "k", b"1".to_vec(), None);
+        kv.set("b", "k", b"2".to_vec(), Some(Duration::from_millis(0)));
+        assert_eq!(kv.get("a", "k").as_deref(), Some(&b"1"[..]));
+        assert_eq!(kv.get("b", "k"), None, "expired entry is gone");
+        kv.delete("a", "k");
+        assert_eq!(kv.get("a", "k"), None);
+    }
+
+    #[test]
+    fn prepare_substitutes_and_checks() {
+        struct Never;
+        impl OutboundHttp for Never {
+            fn send(
+                &self,
+                _: OutboundRequest,
+            ) -> futures_util::future::BoxFuture<
+                '_,
+                Result<crate::outbound::OutboundResponse, OutboundError>,
+            > {
+                unreachable!()
+            }
+        }
+        let services = HostServices {
+            outbound: Arc::new(Never),
+            kv: Arc::new(MemoryKv::default()),
+            max_http_timeout: Duration::from_secs(10),
+            max_response_bytes: 1024,
+        };
+        let caps = Capabilities::new(
+            &["127.0.0.1"],
+            [("token", "abc123")].into_iter().collect(),
+        );
+        let req = HttpRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:1/x".into(),
+            headers: vec![types::Header {
+                name: "authorization".into(),
+                value: "Bearer {{secret:token}}".into(),
+            }],
+            body: b"{\"t\":\"{{secret:token}}\"}".to_vec(),
+            timeout_ms: Some(60_000),
+        };
+        let out = prepare(&caps, &services, req.clone()).unwrap();
+        assert_eq!(out.headers[0].1, "Bearer abc123");
+        assert_eq!(out.body, b"{\"t\":\"abc123\"}");
+        assert_eq!(out.timeout, Duration::from_secs(10), "clamped to the host maximum");
+
+        let denied = HttpRequest {
+            url: "http://10.0.0.1/".into(),
+            ..req
+        };
+        assert_eq!(
+            prepare(&caps, &services, denied).unwrap_err(),
+            CapabilityError::HostNotAllowed("10.0.0.1".into())
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! The wasmtime side of leadgate's plugin contract.
+//!
+//! This crate keeps `bindgen!` and the wasmtime glue away from the rest of
+//! the host, so that edits to the pipeline do not re-expand the bindings. It
+//! offers plain Rust types to the host: [`PluginEngine`] compiles and
+//! pre-instantiates components, [`AdapterPlugin`] and [`TransformPlugin`]
+//! run one sandboxed call each in a fresh `Store` with an epoch deadline and
+//! a memory cap, and the host imports (HTTP, HMAC, log, clock, key-value)
+//! are implemented here against the capabilities a destination grants.
+
+mod bindings;
+pub mod capabilities;
+mod engine;
+mod imports;
+mod limits;
+pub mod outbound;
+mod plugin;
+pub mod types;
+
+pub use capabilities::{Capabilities, CapabilityError, Secrets};
+pub use engine::{EngineOptions, PluginEngine};
+pub use imports::{KvStore, MemoryKv};
+pub use limits::CallLimits;
+pub use outbound::{OutboundHttp, ReqwestOutbound};
+pub use plugin::{AdapterPlugin, CallError, PluginKind, TransformPlugin};
+pub use types::*;
+
+/// The WIT package version this host serves.
+pub const WIT_PACKAGE: &str = "leadgate:plugin@0.1.0";
+pub use imports::{HostServices, PluginCounters, hmac_sha256};

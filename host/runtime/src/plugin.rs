@@ -1,0 +1,506 @@
+//! Loaded plugins and their sandboxed calls: a fresh `Store` per call with an
+//! epoch deadline, a memory cap and a cap on output size; a failure is
+//! reported as a [`CallError`] naming the reason and touches nothing else.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime_wasi::WasiCtx;
+
+use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
+use crate::bindings::adapter::leadgate::plugin::types as wit_types;
+use crate::bindings::adapter::{CrmAdapter, CrmAdapterPre};
+use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
+use crate::bindings::transform::{SourceTransform, SourceTransformPre};
+use crate::capabilities::Capabilities;
+use crate::engine::{EPOCH_TICK, PluginEngine};
+use crate::imports::{CallContext, CallState, PluginCounters};
+use crate::limits::Limiter;
+use crate::types::*;
+
+/// Which world a plugin targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginKind {
+    Adapter,
+    Transform,
+}
+
+/// Why one plugin call failed. The plugin's other calls are unaffected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin exceeded its {0} ms deadline")]
+    Timeout(u64),
+    #[error("plugin exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin output of {bytes} bytes exceeds the limit of {limit}")]
+    OutputTooLarge { bytes: usize, limit: usize },
+    #[error("plugin returned invalid output: {0}")]
+    BadOutput(String),
+    #[error("plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+struct Shared {
+    engine: PluginEngine,
+    name: Arc<str>,
+    capabilities: Arc<Capabilities>,
+    counters: Arc<PluginCounters>,
+}
+
+impl Shared {
+    fn new_store(&self) -> Store<CallState> {
+        let limits = self.engine.limits;
+        let state = CallState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits.max_memory_bytes),
+            cx: CallContext {
+                plugin: self.name.clone(),
+                capabilities: self.capabilities.clone(),
+                services: self.engine.services.clone(),
+                counters: self.counters.clone(),
+            },
+        };
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn classify(&self, store: &Store<CallState>, err: wasmtime::Error) -> CallError {
+        let limits = self.engine.limits;
+        if store.data().limiter.memory_limit_hit {
+            return CallError::MemoryLimit(limits.max_memory_bytes);
+        }
+        if let Some(trap) = err.downcast_ref::<wasmtime::Trap>()
+            && *trap == wasmtime::Trap::Interrupt
+        {
+            return CallError::Timeout(limits.deadline.as_millis() as u64);
+        }
+        CallError::Trap(self.capabilities.redact(&format!("{err:#}")))
+    }
+
+    fn check_output(&self, bytes: usize) -> Result<(), CallError> {
+        let limit = self.engine.limits.max_output_bytes;
+        if bytes > limit {
+            Err(CallError::OutputTooLarge { bytes, limit })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn record(&self, started: Instant, ok: bool) {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .call_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A CRM adapter, compiled and pre-instantiated. Cheap to clone; every call
+/// gets a fresh instance.
+#[derive(Clone)]
+pub struct AdapterPlugin {
+    shared: Arc<Shared>,
+    pre: CrmAdapterPre<CallState>,
+    info: Arc<AdapterInfo>,
+}
+
+impl AdapterPlugin {
+    /// Links a compiled component and asks it to describe itself.
+    pub async fn load(
+        engine: &PluginEngine,
+        name: &str,
+        component: &Component,
+        capabilities: Capabilities,
+    ) -> Result<Self, CallError> {
+        let instance_pre = engine
+            .adapter_linker
+            .instantiate_pre(component)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let pre = CrmAdapterPre::new(instance_pre)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            name: name.into(),
+            capabilities: Arc::new(capabilities),
+            counters: Arc::default(),
+        });
+        let mut plugin = AdapterPlugin {
+            shared,
+            pre,
+            info: Arc::new(AdapterInfo {
+                name: name.into(),
+                version: String::new(),
+                description: String::new(),
+                max_batch_size: 1,
+                upsert_key: String::new(),
+                required_properties: vec![],
+                supports_webhooks: false,
+                config_keys: vec![],
+                secrets: vec![],
+                default_hosts: vec![],
+                rate_limits: vec![],
+            }),
+        };
+        plugin.info = Arc::new(plugin.describe().await?);
+        Ok(plugin)
+    }
+
+    pub fn info(&self) -> &AdapterInfo {
+        &self.info
+    }
+
+    pub fn counters(&self) -> &PluginCounters {
+        &self.shared.counters
+    }
+
+    async fn instance(&self) -> Result<(Store<CallState>, CrmAdapter), CallError> {
+        let mut store = self.shared.new_store();
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err(match self.shared.classify(&store, e) {
+                CallError::Trap(m) => CallError::Instantiate(m),
+                other => other,
+            }),
+        }
+    }
+
+    async fn describe(&self) -> Result<AdapterInfo, CallError> {
+        let started = Instant::now();
+        let (mut store, instance) = self.instance().await?;
+        let result = instance
+            .leadgate_plugin_adapter()
+            .call_describe(&mut store)
+            .await;
+        let out = match result {
+            Ok(info) => {
+                let size = info.name.len()
+                    + info.description.len()
+                    + info.config_keys.iter().map(String::len).sum::<usize>()
+                    + info.default_hosts.iter().map(String::len).sum::<usize>();
+                self.shared.check_output(size).map(|()| from_wit_info(info))
+            }
+            Err(e) => Err(self.shared.classify(&store, e)),
+        };
+        self.shared.record(started, out.is_ok());
+        out
+    }
+
+    /// Delivers a batch. Exactly one outcome per delivery, in the batch's
+    /// order, or an error for the whole call.
+    pub async fn push(
+        &self,
+        batch: &[Delivery],
+        ctx: &PushContext,
+    ) -> Result<Vec<Outcome>, CallError> {
+        let started = Instant::now();
+        let out = self.push_inner(batch, ctx).await;
+        self.shared.record(started, out.is_ok());
+        out
+    }
+
+    async fn push_inner(
+        &self,
+        batch: &[Delivery],
+        ctx: &PushContext,
+    ) -> Result<Vec<Outcome>, CallError> {
+        let (mut store, instance) = self.instance().await?;
+        let wit_batch: Vec<wit::Delivery> = batch
+            .iter()
+            .map(|d| wit::Delivery {
+                id: d.id.clone(),
+                idempotency_key: d.idempotency_key.clone(),
+                properties: d
+                    .properties
+                    .iter()
+                    .map(|(name, value)| wit_types::Property {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let wit_ctx = wit::PushContext {
+            destination: ctx.destination.clone(),
+            config: ctx.config.clone(),
+            attempt: ctx.attempt,
+        };
+        let outcomes = instance
+            .leadgate_plugin_adapter()
+            .call_push(&mut store, &wit_batch, &wit_ctx)
+            .await
+            .map_err(|e| self.shared.classify(&store, e))?;
+        let size: usize = outcomes.iter().map(outcome_size).sum();
+        self.shared.check_output(size)?;
+        order_outcomes(batch, outcomes)
+    }
+
+    /// Verifies and parses a CRM webhook.
+    pub async fn verify_webhook(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<Result<Vec<CrmEvent>, WebhookError>, CallError> {
+        let started = Instant::now();
+        let out = async {
+            let (mut store, instance) = self.instance().await?;
+            let req = wit::WebhookRequest {
+                method: request.method.clone(),
+                url: request.url.clone(),
+                headers: request
+                    .headers
+                    .iter()
+                    .map(|(name, value)| wit_types::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                body: request.body.clone(),
+            };
+            let result = instance
+                .leadgate_plugin_adapter()
+                .call_verify_webhook(&mut store, &req)
+                .await
+                .map_err(|e| self.shared.classify(&store, e))?;
+            Ok(match result {
+                Ok(events) => {
+                    let size: usize = events
+                        .iter()
+                        .map(|e| {
+                            e.kind.len()
+                                + e.object_id.len()
+                                + e.property_name.as_ref().map_or(0, String::len)
+                                + e.property_value.as_ref().map_or(0, String::len)
+                        })
+                        .sum();
+                    self.shared.check_output(size)?;
+                    Ok(events
+                        .into_iter()
+                        .map(|e| CrmEvent {
+                            kind: e.kind,
+                            object_id: e.object_id,
+                            occurred_at_ms: e.occurred_at_ms,
+                            property_name: e.property_name,
+                            property_value: e.property_value,
+                        })
+                        .collect())
+                }
+                Err(wit::WebhookError::Unsupported) => Err(WebhookError::Unsupported),
+                Err(wit::WebhookError::BadSignature) => Err(WebhookError::BadSignature),
+                Err(wit::WebhookError::StaleTimestamp) => Err(WebhookError::StaleTimestamp),
+                Err(wit::WebhookError::Malformed(m)) => Err(WebhookError::Malformed(m)),
+            })
+        }
+        .await;
+        self.shared.record(started, out.is_ok());
+        out
+    }
+}
+
+/// Puts the guest's outcomes in batch order, insisting on exactly one per
+/// delivery.
+fn order_outcomes(
+    batch: &[Delivery],
+    outcomes: Vec<wit::DeliveryOutcome>,
+) -> Result<Vec<Outcome>, CallError> {
+    if outcomes.len() != batch.len() {
+        return Err(CallError::BadOutput(format!(
+            "{} outcomes for a batch of {}",
+            outcomes.len(),
+            batch.len()
+        )));
+    }
+    let mut slots: Vec<Option<Outcome>> = vec![None; batch.len()];
+    let fast = outcomes
+        .iter()
+        .zip(batch)
+        .all(|(o, d)| o.delivery_id == d.id);
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let idx = if fast {
+            i
+        } else {
+            batch
+                .iter()
+                .position(|d| d.id == o.delivery_id)
+                .ok_or_else(|| {
+                    CallError::BadOutput(format!("outcome for unknown delivery {:?}", o.delivery_id))
+                })?
+        };
+        if slots[idx].is_some() {
+            return Err(CallError::BadOutput(format!(
+                "two outcomes for delivery {:?}",
+                o.delivery_id
+            )));
+        }
+        slots[idx] = Some(from_wit_outcome(o.outcome));
+    }
+    Ok(slots.into_iter().map(|o| o.expect("filled")).collect())
+}
+
+fn outcome_size(o: &wit::DeliveryOutcome) -> usize {
+    o.delivery_id.len()
+        + match &o.outcome {
+            wit::Outcome::Created(s) | wit::Outcome::Updated(s) | wit::Outcome::DuplicateOf(s) => {
+                s.len()
+            }
+            wit::Outcome::Rejected(r) => {
+                r.field.as_ref().map_or(0, String::len) + r.rule.len() + r.message.len()
+            }
+            wit::Outcome::Retry(r) => r.reason.len(),
+            wit::Outcome::RateLimited(_) => 8,
+        }
+}
+
+fn from_wit_outcome(o: wit::Outcome) -> Outcome {
+    match o {
+        wit::Outcome::Created(id) => Outcome::Created(id),
+        wit::Outcome::Updated(id) => Outcome::Updated(id),
+        wit::Outcome::DuplicateOf(id) => Outcome::DuplicateOf(id),
+        wit::Outcome::Rejected(r) => Outcome::Rejected(Rejection {
+            field: r.field,
+            rule: r.rule,
+            message: r.message,
+        }),
+        wit::Outcome::Retry(r) => Outcome::Retry {
+            after_ms: r.after_ms,
+            reason: r.reason,
+        },
+        wit::Outcome::RateLimited(ms) => Outcome::RateLimited { after_ms: ms },
+    }
+}
+
+fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
+    AdapterInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        max_batch_size: i.max_batch_size.max(1),
+        upsert_key: i.upsert_key,
+        required_properties: i.required_properties,
+        supports_webhooks: i.supports_webhooks,
+        config_keys: i.config_keys,
+        secrets: i.secrets,
+        default_hosts: i.default_hosts,
+        rate_limits: i
+            .rate_limits
+            .into_iter()
+            .map(|r| RateLimit {
+                name: r.name,
+                max_requests: r.max_requests,
+                window_ms: r.window_ms,
+            })
+            .collect(),
+    }
+}
+
+/// A source transform, compiled and pre-instantiated.
+#[derive(Clone)]
+pub struct TransformPlugin {
+    shared: Arc<Shared>,
+    pre: SourceTransformPre<CallState>,
+    info: Arc<TransformInfo>,
+}
+
+impl TransformPlugin {
+    pub async fn load(
+        engine: &PluginEngine,
+        name: &str,
+        component: &Component,
+    ) -> Result<Self, CallError> {
+        let instance_pre = engine
+            .transform_linker
+            .instantiate_pre(component)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let pre = SourceTransformPre::new(instance_pre)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            name: name.into(),
+            capabilities: Arc::new(Capabilities::none()),
+            counters: Arc::default(),
+        });
+        let mut plugin = TransformPlugin {
+            shared,
+            pre,
+            info: Arc::new(TransformInfo {
+                name: name.into(),
+                version: String::new(),
+                description: String::new(),
+            }),
+        };
+        let started = Instant::now();
+        let (mut store, instance) = plugin.instance().await?;
+        let info = instance
+            .leadgate_plugin_transform()
+            .call_describe(&mut store)
+            .await
+            .map_err(|e| plugin.shared.classify(&store, e))?;
+        plugin.shared.record(started, true);
+        plugin.info = Arc::new(TransformInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+        });
+        Ok(plugin)
+    }
+
+    pub fn info(&self) -> &TransformInfo {
+        &self.info
+    }
+
+    async fn instance(&self) -> Result<(Store<CallState>, SourceTransform), CallError> {
+        let mut store = self.shared.new_store();
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err(self.shared.classify(&store, e)),
+        }
+    }
+
+    /// Turns a source payload into zero or more lead JSON objects.
+    pub async fn transform(
+        &self,
+        payload: &[u8],
+        source: &str,
+        config: &[(String, String)],
+    ) -> Result<Result<Vec<String>, TransformError>, CallError> {
+        let started = Instant::now();
+        let out = async {
+            let (mut store, instance) = self.instance().await?;
+            let ctx = wit_transform::TransformContext {
+                source: source.to_string(),
+                config: config.to_vec(),
+            };
+            let result = instance
+                .leadgate_plugin_transform()
+                .call_transform(&mut store, payload, &ctx)
+                .await
+                .map_err(|e| self.shared.classify(&store, e))?;
+            Ok(match result {
+                Ok(leads) => {
+                    self.shared
+                        .check_output(leads.iter().map(String::len).sum())?;
+                    Ok(leads)
+                }
+                Err(wit_transform::TransformError::Malformed(m)) => {
+                    Err(TransformError::Malformed(m))
+                }
+                Err(wit_transform::TransformError::InvalidField((field, reason))) => {
+                    Err(TransformError::InvalidField { field, reason })
+                }
+            })
+        }
+        .await;
+        self.shared.record(started, out.is_ok());
+        out
+    }
+}

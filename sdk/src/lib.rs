@@ -1,0 +1,173 @@
+//! # leadgate-sdk
+//!
+//! Write a leadgate CRM adapter in plain Rust: implement [`Adapter`], call
+//! [`export_adapter!`] once, and build with
+//! `cargo build --release --target wasm32-wasip2`. The result is a
+//! WebAssembly component the leadgate host loads from its plugin folder.
+//!
+//! ```ignore
+//! use leadgate_sdk::prelude::*;
+//!
+//! struct MyCrm;
+//!
+//! impl Adapter for MyCrm {
+//!     fn describe() -> AdapterInfo { /* name, batch size, limits … */ }
+//!     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> { /* … */ }
+//! }
+//!
+//! leadgate_sdk::export_adapter!(MyCrm);
+//! ```
+//!
+//! Everything the plugin may do outside itself goes through the host:
+//! [`http`] (the host checks the allow-list and substitutes
+//! `{{secret:NAME}}` placeholders, so the adapter never sees a secret),
+//! [`crypto`], [`log`], [`clock`] and [`kv`]. On a native target (your
+//! `cargo test`) those calls go to [`testing::TestHost`] instead, so an
+//! adapter can be unit-tested without a host.
+//!
+//! | leadgate-sdk | WIT package | leadgate host |
+//! | --- | --- | --- |
+//! | 0.1 | `leadgate:plugin@0.1.0` | 0.1 |
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "crm-adapter",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_crm_adapter",
+        default_bindings_module: "leadgate_sdk::bindings",
+        generate_all,
+        additional_derives: [PartialEq],
+    });
+}
+
+#[doc(hidden)]
+pub mod transform_bindings {
+    wit_bindgen::generate!({
+        world: "source-transform",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_source_transform",
+        default_bindings_module: "leadgate_sdk::transform_bindings",
+        additional_derives: [PartialEq],
+        with: {
+            "leadgate:plugin/log@0.1.0": crate::bindings::leadgate::plugin::log,
+            "leadgate:plugin/clock@0.1.0": crate::bindings::leadgate::plugin::clock,
+            "leadgate:plugin/kv@0.1.0": crate::bindings::leadgate::plugin::kv,
+        },
+    });
+}
+
+mod host;
+pub mod outcome;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use host::{clock, crypto, http, kv, log};
+
+/// The types an adapter works with.
+pub mod types {
+    pub use crate::bindings::exports::leadgate::plugin::adapter::{
+        AdapterInfo, CrmEvent, Delivery, DeliveryOutcome, Outcome, PushContext, RateLimit,
+        Rejection, RetryInfo, WebhookError, WebhookRequest,
+    };
+    pub use crate::bindings::leadgate::plugin::types::{
+        Header, HttpError, HttpRequest, HttpResponse, Property,
+    };
+    pub use crate::transform_bindings::exports::leadgate::plugin::transform::{
+        TransformContext, TransformError, TransformInfo,
+    };
+}
+
+/// `use leadgate_sdk::prelude::*;` brings in the trait and every type.
+pub mod prelude {
+    pub use crate::types::*;
+    pub use crate::{Adapter, Transform, clock, crypto, http, kv, log};
+}
+
+use types::*;
+
+/// A CRM adapter.
+pub trait Adapter {
+    /// Name, version, batch size, upsert key, limits and the hosts and
+    /// secrets the adapter needs.
+    fn describe() -> AdapterInfo;
+
+    /// Delivers a batch; must return exactly one outcome per delivery.
+    fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome>;
+
+    /// Verifies a signed CRM webhook and parses its events.
+    fn verify_webhook(request: WebhookRequest) -> Result<Vec<CrmEvent>, WebhookError> {
+        let _ = request;
+        Err(WebhookError::Unsupported)
+    }
+}
+
+/// A source transform.
+pub trait Transform {
+    fn describe() -> TransformInfo;
+
+    /// Turns a source payload into zero (filtered out) or more leads, each a
+    /// JSON object text.
+    fn transform(payload: Vec<u8>, ctx: TransformContext) -> Result<Vec<String>, TransformError>;
+}
+
+/// Exports a type implementing [`Adapter`] as the component's adapter.
+#[macro_export]
+macro_rules! export_adapter {
+    ($ty:ty) => {
+        const _: () = {
+            struct __LeadgateAdapterExport;
+            impl $crate::bindings::exports::leadgate::plugin::adapter::Guest for __LeadgateAdapterExport {
+                fn describe() -> $crate::types::AdapterInfo {
+                    <$ty as $crate::Adapter>::describe()
+                }
+                fn push(
+                    batch: ::std::vec::Vec<$crate::types::Delivery>,
+                    ctx: $crate::types::PushContext,
+                ) -> ::std::vec::Vec<$crate::types::DeliveryOutcome> {
+                    <$ty as $crate::Adapter>::push(batch, ctx)
+                }
+                fn verify_webhook(
+                    request: $crate::types::WebhookRequest,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::types::CrmEvent>,
+                    $crate::types::WebhookError,
+                > {
+                    <$ty as $crate::Adapter>::verify_webhook(request)
+                }
+            }
+            // Export symbols only in the component; a native build (tests)
+            // has no use for them and its linker rejects their names.
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::__export_crm_adapter!(__LeadgateAdapterExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Exports a type implementing [`Transform`] as the component's transform.
+#[macro_export]
+macro_rules! export_transform {
+    ($ty:ty) => {
+        const _: () = {
+            struct __LeadgateTransformExport;
+            impl $crate::transform_bindings::exports::leadgate::plugin::transform::Guest
+                for __LeadgateTransformExport
+            {
+                fn describe() -> $crate::types::TransformInfo {
+                    <$ty as $crate::Transform>::describe()
+                }
+                fn transform(
+                    payload: ::std::vec::Vec<u8>,
+                    ctx: $crate::types::TransformContext,
+                ) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, $crate::types::TransformError>
+                {
+                    <$ty as $crate::Transform>::transform(payload, ctx)
+                }
+            }
+            #[cfg(target_arch = "wasm32")]
+            $crate::transform_bindings::__export_source_transform!(__LeadgateTransformExport with_types_in $crate::transform_bindings);
+        };
+    };
+}

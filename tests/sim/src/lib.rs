@@ -1,0 +1,334 @@
+//! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API.
+//!
+//! It speaks HubSpot's wire contract closely enough that an adapter which
+//! works against it works against HubSpot: the same paths (both
+//! `/crm/v3/objects/contacts` and `/crm/objects/2026-03/contacts`), bearer
+//! auth with HubSpot's 401 bodies, `X-HubSpot-RateLimit-*` headers and 429s,
+//! 409 duplicates naming the existing id, validation errors with the JSON array
+//! inside the message, and batch 207s keyed by `objectWriteTraceId`. Faults
+//! (429 storms, 5xx bursts, latency, outages, silently dropped writes, token
+//! expiry) are injected through [`SimHandle`] or the `/_sim/*` control routes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = leadgate_sim::Simulator::start(leadgate_sim::SimConfig::default()).await?;
+//! println!("HubSpot at {}", sim.base_url());
+//! let handle = sim.handle();
+//! assert_eq!(handle.count_by_email("jane@example.com"), 0);
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod auth;
+mod control;
+mod errors;
+mod faults;
+mod gate;
+mod props;
+mod ratelimit;
+mod store;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use faults::Faults;
+pub use props::{KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email};
+pub use store::{Contact, FIRST_ID};
+
+use auth::Tokens;
+use faults::FaultState;
+use props::Schema;
+use ratelimit::{Limits, RateLimiter};
+use store::Store;
+
+/// Settings of one simulator instance.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Accepted bearer tokens.
+    pub tokens: Vec<String>,
+    /// Requests per rolling window per token (HubSpot private apps: 190 per 10 s).
+    pub burst_limit: u32,
+    /// Length of the rolling window.
+    pub burst_window_ms: u64,
+    /// Requests per day per token.
+    pub daily_limit: u32,
+    /// CRM search requests per second per token.
+    pub search_limit_per_sec: u32,
+    /// Most inputs one batch call may carry.
+    pub max_batch: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            tokens: vec!["sim-token".into()],
+            burst_limit: 190,
+            burst_window_ms: 10_000,
+            daily_limit: 1_000_000,
+            search_limit_per_sec: 5,
+            max_batch: 100,
+        }
+    }
+}
+
+impl SimConfig {
+    fn limits(&self) -> Limits {
+        Limits {
+            burst: self.burst_limit,
+            window: Duration::from_millis(self.burst_window_ms),
+            daily: self.daily_limit,
+            search_per_sec: self.search_limit_per_sec,
+        }
+    }
+}
+
+/// Counters of API traffic (control routes are not counted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// API requests answered, whatever the outcome.
+    pub requests_total: u64,
+    /// Answers by HTTP status code.
+    pub by_status: BTreeMap<u16, u64>,
+    /// 429s sent (real limits and injected storms).
+    pub rate_limited: u64,
+    /// 5xx sent.
+    pub server_errors: u64,
+    /// Contacts created.
+    pub records_created: u64,
+    /// Contact updates stored.
+    pub records_updated: u64,
+    /// Record writes that answered success but were dropped (`fail_silently_next`).
+    pub writes_dropped: u64,
+}
+
+impl SimStats {
+    fn record(&mut self, status: u16) {
+        self.requests_total += 1;
+        *self.by_status.entry(status).or_insert(0) += 1;
+        if status == 429 {
+            self.rate_limited += 1;
+        }
+        if status >= 500 {
+            self.server_errors += 1;
+        }
+    }
+}
+
+/// Everything the server mutates, behind one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub store: Store,
+    pub schema: Schema,
+    pub stats: SimStats,
+    pub faults: FaultState,
+    pub tokens: Tokens,
+    pub limiter: RateLimiter,
+    /// Most inputs one batch call may carry.
+    pub max_batch: usize,
+}
+
+/// State shared by the server and every [`SimHandle`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn new(config: SimConfig) -> Self {
+        let state = State {
+            store: Store::default(),
+            schema: Schema::default(),
+            stats: SimStats::default(),
+            faults: FaultState::default(),
+            tokens: Tokens::new(&config.tokens),
+            limiter: RateLimiter::new(config.limits()),
+            max_batch: config.max_batch,
+        };
+        Shared {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Locks the state; a panic elsewhere never wedges the simulator.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A running simulator. Dropping it (or [`Simulator::shutdown`]) stops the
+/// server.
+#[derive(Debug)]
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds `config.addr` and starts serving on the current Tokio runtime.
+    pub async fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("crm-sim: cannot listen on {}", config.addr))?;
+        let addr = listener.local_addr().context("crm-sim: no local address")?;
+        let shared = Arc::new(Shared::new(config));
+        let app = api::app(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(err) = server.await {
+                tracing::error!(%err, "crm-sim server failed");
+            }
+        });
+        tracing::debug!(%addr, "crm-sim listening");
+        Ok(Simulator {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (the loopback address when bound to an
+    /// unspecified one).
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> SimHandle {
+        SimHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting connections and waits (up to 5 s) for open requests to
+    /// finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Inspects and steers a running simulator. Cheap to clone; `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+}
+
+impl SimHandle {
+    /// Number of stored contacts.
+    pub fn contact_count(&self) -> usize {
+        self.shared.lock().store.len()
+    }
+
+    /// Number of stored contacts whose email equals `email`, ignoring case.
+    /// More than one would be a duplicate.
+    pub fn count_by_email(&self, email: &str) -> usize {
+        self.shared.lock().store.count_by_email(email)
+    }
+
+    /// Snapshot of every contact, in id order.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.shared
+            .lock()
+            .store
+            .sorted()
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Contacts whose email equals `email`, ignoring case.
+    pub fn contacts_by_email(&self, email: &str) -> Vec<Contact> {
+        self.shared.lock().store.find_by_email(email)
+    }
+
+    /// A contact by id.
+    pub fn contact(&self, id: &str) -> Option<Contact> {
+        let id = id.parse::<u64>().ok()?;
+        self.shared.lock().store.get(id).cloned()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Replaces the faults in force.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults.set(faults);
+    }
+
+    /// The faults in force, with counters as far as they have run down.
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().faults.faults.clone()
+    }
+
+    /// Every token known now answers 401 EXPIRED_AUTHENTICATION until it is
+    /// added again with [`SimHandle::add_token`].
+    pub fn expire_tokens(&self) {
+        self.shared.lock().tokens.expire_all();
+    }
+
+    /// Accepts `token` (again).
+    pub fn add_token(&self, token: &str) {
+        self.shared.lock().tokens.add(token);
+    }
+
+    /// Defines a custom contact property, so writes of it are accepted.
+    pub fn define_property(&self, name: &str) {
+        self.shared.lock().schema.define(name);
+    }
+
+    /// Drops all records, stats, faults and rate-limit usage. Tokens and
+    /// defined properties stay; ids keep increasing.
+    pub fn reset(&self) {
+        let mut state = self.shared.lock();
+        state.store.clear();
+        state.stats = SimStats::default();
+        state.faults.set(Faults::default());
+        state.limiter.clear();
+    }
+}
