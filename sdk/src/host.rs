@@ -60,7 +60,10 @@ pub mod http {
 
         /// `Authorization: Bearer <secret>`, the secret substituted by the host.
         pub fn bearer_secret(self, secret_name: &str) -> Self {
-            self.header("authorization", format!("Bearer {{{{secret:{secret_name}}}}}"))
+            self.header(
+                "authorization",
+                format!("Bearer {{{{secret:{secret_name}}}}}"),
+            )
         }
 
         /// A JSON body and its content type.

@@ -40,6 +40,9 @@ mod tests {
         assert_eq!(parse_retry_after_secs("2"), Some(2000));
         assert_eq!(parse_retry_after_secs(" 0.5 "), Some(500));
         assert_eq!(parse_retry_after_secs("-1"), None);
-        assert_eq!(parse_retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"),
+            None
+        );
     }
 }

@@ -87,7 +87,10 @@ impl Adapter for HubSpot {
                         // later update goes in the next call, in order.
                         outcomes.insert(
                             d.id.clone(),
-                            retry(Some(0), "another update of this contact is in the same batch"),
+                            retry(
+                                Some(0),
+                                "another update of this contact is in the same batch",
+                            ),
                         );
                     } else {
                         sendable.push(d);
@@ -197,14 +200,21 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
             let err = HubSpotError::parse(&response);
             all(
                 records,
-                retry(Some(30_000), format!("HubSpot authentication failed: {}", err.message)),
+                retry(
+                    Some(30_000),
+                    format!("HubSpot authentication failed: {}", err.message),
+                ),
             )
         }
         403 => {
             let err = HubSpotError::parse(&response);
             all(
                 records,
-                rejected(None, "forbidden", format!("HubSpot refused access: {}", err.message)),
+                rejected(
+                    None,
+                    "forbidden",
+                    format!("HubSpot refused access: {}", err.message),
+                ),
             )
         }
         s if s >= 500 => all(
@@ -215,7 +225,11 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
             let err = HubSpotError::parse(&response);
             all(
                 records,
-                rejected(None, "unexpected_status", format!("HubSpot answered {s}: {}", err.message)),
+                rejected(
+                    None,
+                    "unexpected_status",
+                    format!("HubSpot answered {s}: {}", err.message),
+                ),
             )
         }
     }
@@ -269,7 +283,10 @@ fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(Strin
         Err(e) => {
             return all(
                 records,
-                retry(None, format!("HubSpot sent an unreadable batch response: {e}")),
+                retry(
+                    None,
+                    format!("HubSpot sent an unreadable batch response: {e}"),
+                ),
             );
         }
     };
@@ -298,7 +315,12 @@ fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(Strin
             category: error.category,
             message: error.message,
         };
-        for trace in error.context.get("objectWriteTraceId").into_iter().flatten() {
+        for trace in error
+            .context
+            .get("objectWriteTraceId")
+            .into_iter()
+            .flatten()
+        {
             out.push((trace.clone(), err.clone().into_outcome()));
         }
     }
@@ -382,9 +404,9 @@ fn verify_v3(request: &WebhookRequest) -> Result<(), WebhookError> {
     let signature = header("x-hubspot-signature-v3").ok_or(WebhookError::BadSignature)?;
     let timestamp = header("x-hubspot-request-timestamp")
         .ok_or_else(|| WebhookError::Malformed("missing X-HubSpot-Request-Timestamp".into()))?;
-    let ts: u64 = timestamp
-        .parse()
-        .map_err(|_| WebhookError::Malformed("X-HubSpot-Request-Timestamp is not a number".into()))?;
+    let ts: u64 = timestamp.parse().map_err(|_| {
+        WebhookError::Malformed("X-HubSpot-Request-Timestamp is not a number".into())
+    })?;
     if clock::now_ms().abs_diff(ts) > WEBHOOK_MAX_AGE_MS {
         return Err(WebhookError::StaleTimestamp);
     }
@@ -467,9 +489,19 @@ mod tests {
     #[test]
     fn upsert_maps_new_and_existing_records() {
         testing::install(TestHost::new(|req| {
-            assert_eq!(req.url, "http://127.0.0.1:9/crm/v3/objects/contacts/batch/upsert");
-            let auth = req.headers.iter().find(|h| h.name == "authorization").unwrap();
-            assert_eq!(auth.value, "Bearer {{secret:access-token}}", "the guest never holds the token");
+            assert_eq!(
+                req.url,
+                "http://127.0.0.1:9/crm/v3/objects/contacts/batch/upsert"
+            );
+            let auth = req
+                .headers
+                .iter()
+                .find(|h| h.name == "authorization")
+                .unwrap();
+            assert_eq!(
+                auth.value, "Bearer {{secret:access-token}}",
+                "the guest never holds the token"
+            );
             Ok(json_response(
                 200,
                 &json!({"status":"COMPLETE","results":[
@@ -477,7 +509,10 @@ mod tests {
                     {"id":"12","new":false,"properties":{"email":"b@x.com"}}]}),
             ))
         }));
-        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "B@x.com")], ctx());
+        let out = HubSpot::push(
+            vec![delivery("1", "a@x.com"), delivery("2", "B@x.com")],
+            ctx(),
+        );
         assert_eq!(out[0].outcome, Outcome::Created("11".into()));
         assert_eq!(out[1].outcome, Outcome::Updated("12".into()));
     }
@@ -497,7 +532,11 @@ mod tests {
         assert_eq!(out[0].outcome, Outcome::Created("11".into()));
         assert_eq!(
             out[1].outcome,
-            rejected(Some("email"), "invalid_email", "Email address bad@ is invalid")
+            rejected(
+                Some("email"),
+                "invalid_email",
+                "Email address bad@ is invalid"
+            )
         );
     }
 
@@ -521,19 +560,30 @@ mod tests {
             let body: Value = serde_json::from_slice(&req.body).unwrap();
             let inputs = body["inputs"].as_array().unwrap();
             if inputs.len() > 1 {
-                return Ok(json_response(400, &json!({"status":"error","category":"VALIDATION_ERROR","message":"bad batch"})));
+                return Ok(json_response(
+                    400,
+                    &json!({"status":"error","category":"VALIDATION_ERROR","message":"bad batch"}),
+                ));
             }
             let email = inputs[0]["id"].as_str().unwrap();
             if email == "bad@" {
-                Ok(json_response(400, &json!({"status":"error","category":"VALIDATION_ERROR",
-                    "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Email address bad@ is invalid\",\"error\":\"INVALID_EMAIL\",\"name\":\"email\"}]"})))
+                Ok(json_response(
+                    400,
+                    &json!({"status":"error","category":"VALIDATION_ERROR",
+                    "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Email address bad@ is invalid\",\"error\":\"INVALID_EMAIL\",\"name\":\"email\"}]"}),
+                ))
             } else {
-                Ok(json_response(200, &json!({"status":"COMPLETE","results":[{"id":"7","new":true,"properties":{"email":email}}]})))
+                Ok(json_response(
+                    200,
+                    &json!({"status":"COMPLETE","results":[{"id":"7","new":true,"properties":{"email":email}}]}),
+                ))
             }
         }));
         let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "bad@")], ctx());
         assert_eq!(out[0].outcome, Outcome::Created("7".into()));
-        assert!(matches!(&out[1].outcome, Outcome::Rejected(r) if r.field.as_deref() == Some("email")));
+        assert!(
+            matches!(&out[1].outcome, Outcome::Rejected(r) if r.field.as_deref() == Some("email"))
+        );
         assert_eq!(testing::take().unwrap().requests.len(), 3);
     }
 
@@ -543,15 +593,24 @@ mod tests {
             category: "CONFLICT".into(),
             message: "Contact already exists. Existing ID: 37765128953".into(),
         };
-        assert_eq!(err.into_outcome(), Outcome::DuplicateOf("37765128953".into()));
+        assert_eq!(
+            err.into_outcome(),
+            Outcome::DuplicateOf("37765128953".into())
+        );
     }
 
     #[test]
     fn same_email_twice_in_a_batch_defers_the_second() {
         testing::install(TestHost::new(|_| {
-            Ok(json_response(200, &json!({"status":"COMPLETE","results":[{"id":"1","new":true,"properties":{"email":"a@x.com"}}]})))
+            Ok(json_response(
+                200,
+                &json!({"status":"COMPLETE","results":[{"id":"1","new":true,"properties":{"email":"a@x.com"}}]}),
+            ))
         }));
-        let out = HubSpot::push(vec![delivery("1", "a@x.com"), delivery("2", "A@x.com")], ctx());
+        let out = HubSpot::push(
+            vec![delivery("1", "a@x.com"), delivery("2", "A@x.com")],
+            ctx(),
+        );
         assert_eq!(out[0].outcome, Outcome::Created("1".into()));
         assert!(matches!(out[1].outcome, Outcome::Retry(_)));
     }
@@ -581,15 +640,24 @@ mod tests {
             method: "POST".into(),
             url: url.into(),
             headers: vec![
-                Header { name: "X-HubSpot-Signature-v3".into(), value: sig.into() },
-                Header { name: "X-HubSpot-Request-Timestamp".into(), value: ts.into() },
+                Header {
+                    name: "X-HubSpot-Signature-v3".into(),
+                    value: sig.into(),
+                },
+                Header {
+                    name: "X-HubSpot-Request-Timestamp".into(),
+                    value: ts.into(),
+                },
             ],
             body: body.to_vec(),
         };
         let events = HubSpot::verify_webhook(request(&sig, ts)).unwrap();
         assert_eq!(events[0].kind, "contact.creation");
         assert_eq!(events[0].object_id, "512");
-        assert_eq!(HubSpot::verify_webhook(request("AAAA", ts)), Err(WebhookError::BadSignature));
+        assert_eq!(
+            HubSpot::verify_webhook(request("AAAA", ts)),
+            Err(WebhookError::BadSignature)
+        );
         assert_eq!(
             HubSpot::verify_webhook(request(&sig, "1690000000000")),
             Err(WebhookError::StaleTimestamp)

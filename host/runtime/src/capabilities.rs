@@ -255,7 +255,8 @@ mod tests {
             "Bearer s3cret-value"
         );
         assert_eq!(
-            c.substitute("a {{secret: token }} b {{secret:token}}").unwrap(),
+            c.substitute("a {{secret: token }} b {{secret:token}}")
+                .unwrap(),
             "a s3cret-value b s3cret-value"
         );
         assert_eq!(c.substitute("no placeholders").unwrap(), "no placeholders");
@@ -263,7 +264,10 @@ mod tests {
             c.substitute("{{secret:other}}"),
             Err(CapabilityError::SecretNotGranted("other".into()))
         );
-        assert_eq!(c.substitute("{{secret:unclosed").unwrap(), "{{secret:unclosed");
+        assert_eq!(
+            c.substitute("{{secret:unclosed").unwrap(),
+            "{{secret:unclosed"
+        );
     }
 
     #[test]

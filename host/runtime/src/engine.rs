@@ -90,10 +90,10 @@ impl PluginEngine {
         let mut transform_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut transform_linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        bindings::transform::SourceTransform::add_to_linker::<
-            _,
-            wasmtime::component::HasSelf<_>,
-        >(&mut transform_linker, |s| s)
+        bindings::transform::SourceTransform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut transform_linker,
+            |s| s,
+        )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let stop = Arc::new(AtomicBool::new(false));

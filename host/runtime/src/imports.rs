@@ -165,9 +165,7 @@ impl http::Host for CallState {
                     OutboundError::Timeout => HttpError::Timeout,
                     OutboundError::TooLarge(n) => HttpError::ResponseTooLarge(n),
                     OutboundError::Invalid(m) => HttpError::InvalidRequest(m),
-                    OutboundError::Transport(m) => {
-                        HttpError::Transport(cx.capabilities.redact(&m))
-                    }
+                    OutboundError::Transport(m) => HttpError::Transport(cx.capabilities.redact(&m)),
                 })
             }
         }
@@ -327,10 +325,7 @@ mod tests {
             max_http_timeout: Duration::from_secs(10),
             max_response_bytes: 1024,
         };
-        let caps = Capabilities::new(
-            &["127.0.0.1"],
-            [("token", "abc123")].into_iter().collect(),
-        );
+        let caps = Capabilities::new(&["127.0.0.1"], [("token", "abc123")].into_iter().collect());
         let req = HttpRequest {
             method: "POST".into(),
             url: "http://127.0.0.1:1/x".into(),
@@ -344,7 +339,11 @@ mod tests {
         let out = prepare(&caps, &services, req.clone()).unwrap();
         assert_eq!(out.headers[0].1, "Bearer abc123");
         assert_eq!(out.body, b"{\"t\":\"abc123\"}");
-        assert_eq!(out.timeout, Duration::from_secs(10), "clamped to the host maximum");
+        assert_eq!(
+            out.timeout,
+            Duration::from_secs(10),
+            "clamped to the host maximum"
+        );
 
         let denied = HttpRequest {
             url: "http://10.0.0.1/".into(),

@@ -42,8 +42,10 @@ pub enum OutboundError {
 
 /// Performs HTTP requests for plugins.
 pub trait OutboundHttp: Send + Sync + 'static {
-    fn send(&self, request: OutboundRequest)
-    -> BoxFuture<'_, Result<OutboundResponse, OutboundError>>;
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<'_, Result<OutboundResponse, OutboundError>>;
 }
 
 /// The production client.
@@ -54,9 +56,7 @@ pub struct ReqwestOutbound {
 
 impl ReqwestOutbound {
     pub fn new() -> anyhow::Result<Self> {
-        // Several crates may race to install the process-wide provider; the
-        // loser's error only says one is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
@@ -126,4 +126,10 @@ fn classify(e: reqwest::Error) -> OutboundError {
     } else {
         OutboundError::Transport(e.to_string())
     }
+}
+
+/// Installs the process-wide TLS crypto provider (ring) that reqwest's
+/// rustls needs; harmless when one is already installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

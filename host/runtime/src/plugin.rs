@@ -161,6 +161,21 @@ impl AdapterPlugin {
         &self.info
     }
 
+    /// The same compiled adapter with other capabilities (and fresh
+    /// counters).
+    pub fn with_capabilities(&self, capabilities: Capabilities) -> AdapterPlugin {
+        AdapterPlugin {
+            shared: Arc::new(Shared {
+                engine: self.shared.engine.clone(),
+                name: self.shared.name.clone(),
+                capabilities: Arc::new(capabilities),
+                counters: Arc::default(),
+            }),
+            pre: self.pre.clone(),
+            info: self.info.clone(),
+        }
+    }
+
     pub fn counters(&self) -> &PluginCounters {
         &self.shared.counters
     }
@@ -333,7 +348,10 @@ fn order_outcomes(
                 .iter()
                 .position(|d| d.id == o.delivery_id)
                 .ok_or_else(|| {
-                    CallError::BadOutput(format!("outcome for unknown delivery {:?}", o.delivery_id))
+                    CallError::BadOutput(format!(
+                        "outcome for unknown delivery {:?}",
+                        o.delivery_id
+                    ))
                 })?
         };
         if slots[idx].is_some() {

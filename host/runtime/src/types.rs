@@ -66,8 +66,13 @@ pub enum Outcome {
     Updated(String),
     DuplicateOf(String),
     Rejected(Rejection),
-    Retry { after_ms: Option<u64>, reason: String },
-    RateLimited { after_ms: u64 },
+    Retry {
+        after_ms: Option<u64>,
+        reason: String,
+    },
+    RateLimited {
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for Outcome {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::errors::{ApiError, InputError, OBJECT_NOT_FOUND_BATCH, json_response};
 use crate::props::{Props, has_outer_whitespace, is_valid_email};
-use crate::store::{Contact, IdProperty, PlannedWrite, format_iso, now_millis};
+use crate::store::{Contact, IdProperty, PlannedWrite, Stamp, format_iso, now_millis};
 use crate::wire::{
     BatchInput, BatchOut, BatchReadInput, CreateInput, Filter, FilterGroup, IdInput, ObjectOut,
     Query, SearchInput, parse_json,
@@ -90,7 +90,11 @@ async fn create(State(shared): AppState, body: Bytes) -> Response {
     respond(outcome)
 }
 
-async fn read(State(shared): AppState, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+async fn read(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = Query::parse(query.as_deref());
     let outcome = shared.lock().read_one(&id, &query);
     respond(outcome)
@@ -108,7 +112,11 @@ async fn update(
     respond(outcome)
 }
 
-async fn archive(State(shared): AppState, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+async fn archive(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = Query::parse(query.as_deref());
     let by = match IdProperty::parse(query.get("idProperty")) {
         Ok(by) => by,
@@ -217,7 +225,9 @@ fn trace_mode<'a>(traces: impl Iterator<Item = Option<&'a str>>) -> OnFailure {
 }
 
 /// `Duplicate IDs found in batch input: [a, b]` when two inputs name one record.
-fn check_duplicate_ids<'a>(ids: impl Iterator<Item = (IdProperty, &'a str)>) -> Result<(), ApiError> {
+fn check_duplicate_ids<'a>(
+    ids: impl Iterator<Item = (IdProperty, &'a str)>,
+) -> Result<(), ApiError> {
     let mut seen = HashSet::new();
     let mut duplicates: Vec<&str> = Vec::new();
     for (by, id) in ids {
@@ -253,12 +263,12 @@ impl SimState {
         if plans.is_empty() {
             return Vec::new();
         }
-        let now = now_millis();
+        let stamp = Stamp::now();
         let dry = self.faults.take_silent_write();
         let mut written = Vec::with_capacity(plans.len());
         for plan in plans {
             let is_new = plan.is_new;
-            let contact = self.store.apply(plan, now, dry);
+            let contact = self.store.apply(plan, &stamp, dry);
             if dry {
                 self.stats.writes_dropped += 1;
             } else if is_new {
@@ -371,12 +381,18 @@ impl SimState {
             .and_then(|found| self.store.get(found))
             .ok_or_else(ApiError::object_not_found)?;
         let wanted = query.list("properties");
-        Ok((StatusCode::OK, ObjectOut::selected(contact, &wanted, &self.schema)))
+        Ok((
+            StatusCode::OK,
+            ObjectOut::selected(contact, &wanted, &self.schema),
+        ))
     }
 
     fn update_one(&mut self, id: &str, query: &Query, props: Props) -> Outcome<ObjectOut> {
         let by = Self::parse_id_property(query.get("idProperty"))?;
-        let target = self.store.resolve(id, by).ok_or_else(ApiError::object_not_found)?;
+        let target = self
+            .store
+            .resolve(id, by)
+            .ok_or_else(ApiError::object_not_found)?;
         let item = WriteItem {
             trace: None,
             id: Some(id.to_owned()),
@@ -415,10 +431,8 @@ impl SimState {
             .map(|c| ObjectOut::selected(c, &wanted, &self.schema))
             .collect();
         let mut body = json!({ "results": results });
-        if more {
-            if let Some(last) = page.last() {
-                body["paging"] = json!({ "next": { "after": last.id } });
-            }
+        if more && let Some(last) = page.last() {
+            body["paging"] = json!({ "next": { "after": last.id } });
         }
         Ok((StatusCode::OK, body))
     }
@@ -452,7 +466,11 @@ impl SimState {
             };
             keys.push(by);
         }
-        check_duplicate_ids(keys.iter().copied().zip(inputs.iter().map(|i| i.id.as_str())))?;
+        check_duplicate_ids(
+            keys.iter()
+                .copied()
+                .zip(inputs.iter().map(|i| i.id.as_str())),
+        )?;
         let on_failure = trace_mode(inputs.iter().map(|i| i.object_write_trace_id.as_deref()));
         let items = inputs
             .into_iter()
@@ -503,25 +521,33 @@ impl SimState {
         for input in &inputs {
             keys.push(Self::parse_id_property(input.id_property.as_deref())?);
         }
-        check_duplicate_ids(keys.iter().copied().zip(inputs.iter().map(|i| i.id.as_str())))?;
+        check_duplicate_ids(
+            keys.iter()
+                .copied()
+                .zip(inputs.iter().map(|i| i.id.as_str())),
+        )?;
         let items = inputs
             .into_iter()
             .zip(keys)
             .map(|(input, by)| WriteItem {
-                target: self
-                    .store
-                    .resolve(&input.id, by)
-                    .map(Some)
-                    .ok_or_else(|| InputError::NotFound {
+                target: self.store.resolve(&input.id, by).map(Some).ok_or_else(|| {
+                    InputError::NotFound {
                         id: input.id.clone(),
-                    }),
+                    }
+                }),
                 trace: input.object_write_trace_id,
                 id: Some(input.id),
                 props: input.properties,
             })
             .collect();
         // Batch update always reports per input (200 or 207), trace ids or not.
-        self.run_batch(items, OnFailure::PerInput, StatusCode::OK, false, started_at)
+        self.run_batch(
+            items,
+            OnFailure::PerInput,
+            StatusCode::OK,
+            false,
+            started_at,
+        )
     }
 
     fn batch_read(&self, input: BatchReadInput, started_at: String) -> Outcome<BatchOut> {
@@ -530,8 +556,16 @@ impl SimState {
         let mut results = Vec::with_capacity(input.inputs.len());
         let mut missing = Vec::new();
         for wanted in &input.inputs {
-            match self.store.resolve(&wanted.id, by).and_then(|id| self.store.get(id)) {
-                Some(contact) => results.push(ObjectOut::selected(contact, &input.properties, &self.schema)),
+            match self
+                .store
+                .resolve(&wanted.id, by)
+                .and_then(|id| self.store.get(id))
+            {
+                Some(contact) => results.push(ObjectOut::selected(
+                    contact,
+                    &input.properties,
+                    &self.schema,
+                )),
                 None => missing.push(wanted.id.clone()),
             }
         }
@@ -595,7 +629,12 @@ impl SimState {
                 .filter_map(|id| self.store.get(id))
                 .filter(|c| matches(c))
                 .collect(),
-            None => self.store.sorted().into_iter().filter(|c| matches(c)).collect(),
+            None => self
+                .store
+                .sorted()
+                .into_iter()
+                .filter(|c| matches(c))
+                .collect(),
         };
         let total = found.len();
         let results: Vec<ObjectOut> = found
@@ -657,10 +696,10 @@ fn filter_matches(filter: &Filter, contact: &Contact) -> bool {
         .map(String::as_str);
     let expected = filter.value.0.as_deref().unwrap_or("");
     let in_values = |value: &str| {
-        filter
-            .values
-            .iter()
-            .any(|v| v.0.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(value)))
+        filter.values.iter().any(|v| {
+            v.0.as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+        })
     };
     let contains = |value: &str| {
         let token = expected.trim_matches('*').to_lowercase();
@@ -682,8 +721,64 @@ fn filter_matches(filter: &Filter, contact: &Contact) -> bool {
 /// The free-text `query` of a search: a substring of a default searchable
 /// property.
 fn text_matches(query: &str, contact: &Contact) -> bool {
-    ["firstname", "lastname", "email", "phone", "company", "website"]
-        .iter()
-        .filter_map(|name| contact.properties.get(*name))
-        .any(|value| value.to_lowercase().contains(query))
+    [
+        "firstname",
+        "lastname",
+        "email",
+        "phone",
+        "company",
+        "website",
+    ]
+    .iter()
+    .filter_map(|name| contact.properties.get(*name))
+    .any(|value| value.to_lowercase().contains(query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn upsert_body(round: usize) -> Vec<u8> {
+        let inputs: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({"idProperty": "email", "id": format!("lead{i}@example.com"),
+                       "objectWriteTraceId": format!("r{round}-{i}"),
+                       "properties": {"firstname": format!("Lead{i}"), "lastname": "Test",
+                                      "company": "Acme", "phone": "+4930123456",
+                                      "lifecyclestage": "lead", "leadgate_id": format!("lg-{round}-{i}")}})
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "inputs": inputs })).unwrap()
+    }
+
+    /// Server-side work for one batch of 100 upserts: parse, validate, plan,
+    /// store, serialise. Printed for benchmarks; bounded loosely so a debug
+    /// build on a busy machine passes.
+    #[test]
+    fn batch_of_100_upserts_costs_well_under_a_millisecond_optimised() {
+        let shared = Shared::new(crate::SimConfig::default());
+        let bodies: Vec<Vec<u8>> = (0..50).map(upsert_body).collect();
+        let mut total = Duration::ZERO;
+        for (round, body) in bodies.iter().enumerate() {
+            let started = Instant::now();
+            let input: BatchInput<IdInput> = parse_json(body).unwrap();
+            let (status, out) = shared
+                .lock()
+                .batch_upsert(input.inputs, String::new())
+                .unwrap();
+            let bytes = serde_json::to_vec(&out).unwrap();
+            if round > 0 {
+                total += started.elapsed();
+            }
+            assert_eq!(status, StatusCode::OK);
+            assert!(bytes.len() > 10_000);
+        }
+        let per_batch = total / 49;
+        eprintln!("server-side batch upsert of 100: {per_batch:?}");
+        assert!(per_batch < Duration::from_millis(25), "{per_batch:?}");
+        let state = shared.lock();
+        assert_eq!(state.store.len(), 100);
+        assert_eq!(state.stats.records_updated, 4_900);
+    }
 }

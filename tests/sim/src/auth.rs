@@ -45,7 +45,11 @@ impl Tokens {
 
     /// Checks the presented token; answers HubSpot's 401 when it is missing,
     /// unknown or expired.
-    pub(crate) fn check<'t>(&self, presented: Option<&'t str>, now: Instant) -> Result<&'t str, ApiError> {
+    pub(crate) fn check<'t>(
+        &self,
+        presented: Option<&'t str>,
+        now: Instant,
+    ) -> Result<&'t str, ApiError> {
         let token = presented.ok_or_else(ApiError::invalid_authentication)?;
         match self.tokens.get(token) {
             Some(TokenState::Valid) => Ok(token),
@@ -74,7 +78,10 @@ mod tests {
     fn bearer_parsing() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&headers), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);

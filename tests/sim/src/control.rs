@@ -10,8 +10,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::errors::json_response;
@@ -35,12 +35,12 @@ fn handle(shared: Arc<Shared>) -> SimHandle {
     SimHandle { shared }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|err| {
-        json_response(
+        Box::new(json_response(
             StatusCode::BAD_REQUEST,
             &json!({ "error": format!("invalid body: {err}") }),
-        )
+        ))
     })
 }
 
@@ -96,7 +96,7 @@ async fn faults(State(shared): AppState) -> Response {
 async fn set_faults(State(shared): AppState, body: Bytes) -> Response {
     let faults: Faults = match parse(&body) {
         Ok(faults) => faults,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let handle = handle(shared);
     handle.set_faults(faults);
@@ -123,7 +123,7 @@ async fn add_token(State(shared): AppState, body: Bytes) -> Response {
             StatusCode::BAD_REQUEST,
             &json!({ "error": "token must not be empty" }),
         ),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -142,7 +142,7 @@ async fn define_property(State(shared): AppState, body: Bytes) -> Response {
             StatusCode::BAD_REQUEST,
             &json!({ "error": "name must not be empty" }),
         ),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 

@@ -145,9 +145,13 @@ impl InputError {
                 .iter()
                 .map(|e| json!({"message": e.message, "code": e.code, "in": e.name}))
                 .collect(),
-            InputError::Conflict { .. } => vec![json!({"message": self.message(), "code": "CONFLICT"})],
+            InputError::Conflict { .. } => {
+                vec![json!({"message": self.message(), "code": "CONFLICT"})]
+            }
             InputError::NotFound { id } => {
-                vec![json!({"message": format!("Object with id {id} not found"), "code": "OBJECT_NOT_FOUND"})]
+                vec![
+                    json!({"message": format!("Object with id {id} not found"), "code": "OBJECT_NOT_FOUND"}),
+                ]
             }
         };
         json!({
@@ -161,8 +165,7 @@ impl InputError {
 }
 
 /// Message HubSpot uses for ids missing from a batch read or update.
-pub(crate) const OBJECT_NOT_FOUND_BATCH: &str =
-    "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.";
+pub(crate) const OBJECT_NOT_FOUND_BATCH: &str = "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.";
 
 const NOT_AUTHENTICATED: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
 

@@ -55,8 +55,13 @@ fn with_headers(error: ApiError, headers: RateHeaders) -> Response {
 }
 
 /// axum middleware wrapping the HubSpot routes.
-pub(crate) async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let search = request.method() == Method::POST && request.uri().path().ends_with("/contacts/search");
+pub(crate) async fn gate(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let search =
+        request.method() == Method::POST && request.uri().path().ends_with("/contacts/search");
     let token = crate::auth::bearer(request.headers());
     let (latency_ms, admission) = {
         let mut state = shared.lock();

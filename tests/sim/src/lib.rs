@@ -41,7 +41,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::Faults;
-pub use props::{KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email};
+pub use props::{
+    KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email,
+};
 pub use store::{Contact, FIRST_ID};
 
 use auth::Tokens;
@@ -163,7 +165,9 @@ impl Shared {
 
     /// Locks the state; a panic elsewhere never wedges the simulator.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -233,13 +237,12 @@ impl Simulator {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
                 .await
                 .is_err()
-            {
-                task.abort();
-            }
+        {
+            task.abort();
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::errors::PropError;
 
@@ -77,8 +77,24 @@ pub(crate) type Props = BTreeMap<String, Option<String>>;
 /// Deserializes a `properties` object whose values may be strings, numbers,
 /// booleans or null (HubSpot accepts all of these and stores strings).
 pub(crate) fn deserialize_props<'de, D: Deserializer<'de>>(d: D) -> Result<Props, D::Error> {
-    let raw: BTreeMap<String, Scalar> = BTreeMap::deserialize(d)?;
-    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
+    struct PropsVisitor;
+    impl<'de> Visitor<'de> for PropsVisitor {
+        type Value = Props;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of property values")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Props, A::Error> {
+            let mut props = Props::new();
+            while let Some((name, Scalar(value))) = map.next_entry::<String, Scalar>()? {
+                props.insert(name, value);
+            }
+            Ok(props)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Props, E> {
+            Ok(Props::new())
+        }
+    }
+    d.deserialize_any(PropsVisitor)
 }
 
 /// A JSON scalar as a string; null as `None`.
@@ -214,7 +230,11 @@ impl Schema {
 }
 
 fn is_invisible_or_space(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+        )
 }
 
 /// Leading or trailing whitespace, including invisible characters.
@@ -225,7 +245,10 @@ pub(crate) fn has_outer_whitespace(value: &str) -> bool {
 /// `local@domain.tld`: one `@`, no whitespace, dot-separated domain labels and
 /// an alphabetic top-level domain of two or more letters.
 pub fn is_valid_email(email: &str) -> bool {
-    if email.chars().any(|c| is_invisible_or_space(c) || c.is_control()) {
+    if email
+        .chars()
+        .any(|c| is_invisible_or_space(c) || c.is_control())
+    {
         return false;
     }
     let Some((local, domain)) = email.split_once('@') else {
@@ -337,10 +360,9 @@ mod tests {
             #[serde(deserialize_with = "deserialize_props")]
             properties: Props,
         }
-        let input: Input = serde_json::from_str(
-            r#"{"properties":{"a":"x","b":5,"c":true,"d":null,"e":1.5}}"#,
-        )
-        .unwrap();
+        let input: Input =
+            serde_json::from_str(r#"{"properties":{"a":"x","b":5,"c":true,"d":null,"e":1.5}}"#)
+                .unwrap();
         assert_eq!(input.properties["a"].as_deref(), Some("x"));
         assert_eq!(input.properties["b"].as_deref(), Some("5"));
         assert_eq!(input.properties["c"].as_deref(), Some("true"));

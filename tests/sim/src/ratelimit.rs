@@ -66,12 +66,21 @@ impl RateHeaders {
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let pairs: [(&'static str, u64); 7] = [
             ("x-hubspot-ratelimit-daily", u64::from(self.daily)),
-            ("x-hubspot-ratelimit-daily-remaining", u64::from(self.daily_remaining)),
-            ("x-hubspot-ratelimit-interval-milliseconds", self.interval_ms),
+            (
+                "x-hubspot-ratelimit-daily-remaining",
+                u64::from(self.daily_remaining),
+            ),
+            (
+                "x-hubspot-ratelimit-interval-milliseconds",
+                self.interval_ms,
+            ),
             ("x-hubspot-ratelimit-max", u64::from(self.max)),
             ("x-hubspot-ratelimit-remaining", u64::from(self.remaining)),
             ("x-hubspot-ratelimit-secondly", u64::from(self.secondly)),
-            ("x-hubspot-ratelimit-secondly-remaining", u64::from(self.secondly_remaining)),
+            (
+                "x-hubspot-ratelimit-secondly-remaining",
+                u64::from(self.secondly_remaining),
+            ),
         ];
         for (name, value) in pairs {
             headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
@@ -130,9 +139,7 @@ impl Usage {
             let per_second = (u64::from(limits.burst) * 1000).div_ceil(window_ms);
             let one_second_ago = clock.now.checked_sub(SEARCH_WINDOW);
             let used = match one_second_ago {
-                Some(start) => {
-                    self.recent.len() - self.recent.partition_point(|t| *t <= start)
-                }
+                Some(start) => self.recent.len() - self.recent.partition_point(|t| *t <= start),
                 None => self.recent.len(),
             };
             (u32::try_from(per_second).unwrap_or(u32::MAX), used)
@@ -287,22 +294,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // another token has its own window
-        assert!(matches!(rl.check("u", at(start, 2_500), false), Decision::Allowed(_)));
-        assert!(matches!(rl.check("t", at(start, 10_000), false), Decision::Allowed(_)));
+        assert!(matches!(
+            rl.check("u", at(start, 2_500), false),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            rl.check("t", at(start, 10_000), false),
+            Decision::Allowed(_)
+        ));
     }
 
     #[test]
     fn daily_quota() {
         let start = Instant::now();
         let mut rl = limiter(100, 10_000, 2);
-        assert!(matches!(rl.check("t", at(start, 0), false), Decision::Allowed(_)));
-        assert!(matches!(rl.check("t", at(start, 1), false), Decision::Allowed(_)));
+        assert!(matches!(
+            rl.check("t", at(start, 0), false),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            rl.check("t", at(start, 1), false),
+            Decision::Allowed(_)
+        ));
         match rl.check("t", at(start, 2), false) {
             Decision::Limited {
-                policy, retry_after, ..
+                policy,
+                retry_after,
+                ..
             } => {
                 assert_eq!(policy, Policy::Daily);
-                assert_eq!(retry_after, SECONDS_PER_DAY - 1_700_000_000 % SECONDS_PER_DAY);
+                assert_eq!(
+                    retry_after,
+                    SECONDS_PER_DAY - 1_700_000_000 % SECONDS_PER_DAY
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -312,11 +336,19 @@ mod tests {
     fn search_has_its_own_secondly_limit() {
         let start = Instant::now();
         let mut rl = limiter(100, 10_000, 1000);
-        assert!(matches!(rl.check("t", at(start, 0), true), Decision::Allowed(_)));
-        assert!(matches!(rl.check("t", at(start, 10), true), Decision::Allowed(_)));
+        assert!(matches!(
+            rl.check("t", at(start, 0), true),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            rl.check("t", at(start, 10), true),
+            Decision::Allowed(_)
+        ));
         match rl.check("t", at(start, 20), true) {
             Decision::Limited {
-                policy, retry_after, ..
+                policy,
+                retry_after,
+                ..
             } => {
                 assert_eq!(policy, Policy::Secondly);
                 assert_eq!(retry_after, 1);
@@ -324,8 +356,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // other endpoints are not affected
-        assert!(matches!(rl.check("t", at(start, 20), false), Decision::Allowed(_)));
-        assert!(matches!(rl.check("t", at(start, 1_001), true), Decision::Allowed(_)));
+        assert!(matches!(
+            rl.check("t", at(start, 20), false),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            rl.check("t", at(start, 1_001), true),
+            Decision::Allowed(_)
+        ));
     }
 
     #[test]

@@ -120,7 +120,10 @@ impl Store {
     /// object id). Non-numeric object ids simply are not found.
     pub(crate) fn resolve(&self, id: &str, by: IdProperty) -> Option<u64> {
         match by {
-            IdProperty::ObjectId => id.parse::<u64>().ok().filter(|n| self.records.contains_key(n)),
+            IdProperty::ObjectId => id
+                .parse::<u64>()
+                .ok()
+                .filter(|n| self.records.contains_key(n)),
             IdProperty::Email => self.id_by_email(id),
         }
     }
@@ -135,11 +138,19 @@ impl Store {
     /// Records with an id greater than `after`, in id order, at most `limit`;
     /// plus whether more follow.
     pub(crate) fn page(&self, after: u64, limit: usize) -> (Vec<&Contact>, bool) {
-        let mut ids: Vec<u64> = self.records.keys().copied().filter(|id| *id > after).collect();
+        let mut ids: Vec<u64> = self
+            .records
+            .keys()
+            .copied()
+            .filter(|id| *id > after)
+            .collect();
         ids.sort_unstable();
         let more = ids.len() > limit;
         ids.truncate(limit);
-        (ids.iter().filter_map(|id| self.records.get(id)).collect(), more)
+        (
+            ids.iter().filter_map(|id| self.records.get(id)).collect(),
+            more,
+        )
     }
 
     /// Counts records whose email equals `email` ignoring case, by scanning
@@ -164,10 +175,10 @@ impl Store {
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Contact> {
         let removed = self.records.remove(&id)?;
-        if let Some(email) = removed.email() {
-            if self.by_email.get(email) == Some(&id) {
-                self.by_email.remove(email);
-            }
+        if let Some(email) = removed.email()
+            && self.by_email.get(email) == Some(&id)
+        {
+            self.by_email.remove(email);
         }
         Some(removed)
     }
@@ -184,59 +195,98 @@ impl Store {
     /// Performs a planned write (or, when `dry` is set, only computes the
     /// record it would produce: a "silently failed" write). Returns the
     /// resulting record.
-    pub(crate) fn apply(&mut self, write: PlannedWrite, now: OffsetDateTime, dry: bool) -> Contact {
+    pub(crate) fn apply(&mut self, write: PlannedWrite, stamp: &Stamp, dry: bool) -> Contact {
         self.next_id = self.next_id.max(write.id + 1);
-        let stamp = format_iso(now);
+        let touches_email = write.props.contains_key("email");
+        if !write.is_new
+            && !dry
+            && let Some(stored) = self.records.get_mut(&write.id)
+        {
+            let old_email = touches_email
+                .then(|| stored.email().map(str::to_owned))
+                .flatten();
+            set_props(stored, write.props, stamp);
+            if touches_email {
+                let new_email = stored.email().map(str::to_owned);
+                reindex(&mut self.by_email, write.id, old_email, new_email);
+            }
+            return stored.clone();
+        }
         let mut contact = match self.records.get(&write.id) {
-            Some(existing) if !write.is_new => existing.clone(),
+            Some(stored) if !write.is_new => stored.clone(),
             _ => {
                 let mut properties = BTreeMap::new();
-                properties.insert("createdate".to_owned(), stamp.clone());
+                properties.insert("createdate".to_owned(), stamp.iso.clone());
                 properties.insert("hs_object_id".to_owned(), write.id.to_string());
                 Contact {
                     id: write.id.to_string(),
                     properties,
-                    created_at: now,
-                    updated_at: now,
+                    created_at: stamp.now,
+                    updated_at: stamp.now,
                 }
             }
         };
-        let old_email = contact.email().map(str::to_owned);
-        for (name, value) in write.props {
-            match value {
-                Some(value) if !value.is_empty() => {
-                    let value = if name == "email" {
-                        value.to_ascii_lowercase()
-                    } else {
-                        value
-                    };
-                    contact.properties.insert(name, value);
-                }
-                _ => {
-                    contact.properties.remove(&name);
-                }
-            }
+        set_props(&mut contact, write.props, stamp);
+        if !dry {
+            let email = contact.email().map(str::to_owned);
+            reindex(&mut self.by_email, write.id, None, email);
+            self.records.insert(write.id, contact.clone());
         }
         contact
-            .properties
-            .insert("lastmodifieddate".to_owned(), stamp);
-        contact.updated_at = now;
-        if dry {
-            return contact;
+    }
+}
+
+/// The time of a write, with its ISO form computed once per request.
+#[derive(Clone, Debug)]
+pub(crate) struct Stamp {
+    pub now: OffsetDateTime,
+    pub iso: String,
+}
+
+impl Stamp {
+    pub(crate) fn now() -> Stamp {
+        let now = now_millis();
+        Stamp {
+            now,
+            iso: format_iso(now),
         }
-        let new_email = contact.email().map(str::to_owned);
-        if old_email != new_email {
-            if let Some(old) = old_email {
-                if self.by_email.get(&old) == Some(&write.id) {
-                    self.by_email.remove(&old);
-                }
+    }
+}
+
+/// Sets (or, for null and "", clears) properties; emails are stored lowercase.
+fn set_props(contact: &mut Contact, props: Props, stamp: &Stamp) {
+    for (name, value) in props {
+        match value {
+            Some(value) if !value.is_empty() => {
+                let value = if name == "email" {
+                    value.to_ascii_lowercase()
+                } else {
+                    value
+                };
+                contact.properties.insert(name, value);
             }
-            if let Some(new) = new_email {
-                self.by_email.insert(new, write.id);
+            _ => {
+                contact.properties.remove(&name);
             }
         }
-        self.records.insert(write.id, contact.clone());
-        contact
+    }
+    contact
+        .properties
+        .insert("lastmodifieddate".to_owned(), stamp.iso.clone());
+    contact.updated_at = stamp.now;
+}
+
+fn reindex(index: &mut HashMap<String, u64>, id: u64, old: Option<String>, new: Option<String>) {
+    if old == new {
+        return;
+    }
+    if let Some(old) = old
+        && index.get(&old) == Some(&id)
+    {
+        index.remove(&old);
+    }
+    if let Some(new) = new {
+        index.insert(new, id);
     }
 }
 
@@ -287,7 +337,11 @@ pub(crate) struct Planner<'a> {
 
 impl Planner<'_> {
     /// Plans a creation (`target == None`) or an update of an existing id.
-    pub(crate) fn plan(&mut self, target: Option<u64>, props: Props) -> Result<PlannedWrite, InputError> {
+    pub(crate) fn plan(
+        &mut self,
+        target: Option<u64>,
+        props: Props,
+    ) -> Result<PlannedWrite, InputError> {
         let email = props
             .get("email")
             .and_then(|v| v.as_deref())
@@ -299,10 +353,10 @@ impl Planner<'_> {
                 .get(email)
                 .copied()
                 .or_else(|| self.store.id_by_email(email));
-            if let Some(owner) = owner {
-                if Some(owner) != target {
-                    return Err(InputError::Conflict { existing_id: owner });
-                }
+            if let Some(owner) = owner
+                && Some(owner) != target
+            {
+                return Err(InputError::Conflict { existing_id: owner });
             }
         }
         let (id, is_new) = match target {
@@ -340,22 +394,33 @@ mod tests {
     #[test]
     fn create_then_conflict_then_update() {
         let mut store = Store::default();
-        let now = now_millis();
+        let stamp = Stamp::now();
         let mut planner = store.planner();
-        let write = planner.plan(None, props(&[("email", "Jane@X.com")])).unwrap();
+        let write = planner
+            .plan(None, props(&[("email", "Jane@X.com")]))
+            .unwrap();
         assert_eq!(write.id, FIRST_ID);
-        let created = store.apply(write, now, false);
+        let created = store.apply(write, &stamp, false);
         assert_eq!(created.email(), Some("jane@x.com"));
         assert_eq!(created.properties["hs_object_id"], FIRST_ID.to_string());
 
         let mut planner = store.planner();
-        let err = planner.plan(None, props(&[("email", "JANE@x.com")])).unwrap_err();
-        assert_eq!(err, InputError::Conflict { existing_id: FIRST_ID });
+        let err = planner
+            .plan(None, props(&[("email", "JANE@x.com")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            InputError::Conflict {
+                existing_id: FIRST_ID
+            }
+        );
 
         let target = store.resolve("jane@x.com", IdProperty::Email);
         assert_eq!(target, Some(FIRST_ID));
-        let write = planner.plan(target, props(&[("firstname", "Jane")])).unwrap();
-        let updated = store.apply(write, now, false);
+        let write = planner
+            .plan(target, props(&[("firstname", "Jane")]))
+            .unwrap();
+        let updated = store.apply(write, &stamp, false);
         assert_eq!(updated.properties["firstname"], "Jane");
         assert_eq!(store.len(), 1);
         assert_eq!(store.count_by_email("JANE@X.COM"), 1);
@@ -366,8 +431,15 @@ mod tests {
         let store = Store::default();
         let mut planner = store.planner();
         let first = planner.plan(None, props(&[("email", "a@x.io")])).unwrap();
-        let err = planner.plan(None, props(&[("email", "A@x.io")])).unwrap_err();
-        assert_eq!(err, InputError::Conflict { existing_id: first.id });
+        let err = planner
+            .plan(None, props(&[("email", "A@x.io")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            InputError::Conflict {
+                existing_id: first.id
+            }
+        );
     }
 
     #[test]
@@ -375,7 +447,7 @@ mod tests {
         let mut store = Store::default();
         let mut planner = store.planner();
         let write = planner.plan(None, props(&[("email", "a@x.io")])).unwrap();
-        let contact = store.apply(write, now_millis(), true);
+        let contact = store.apply(write, &Stamp::now(), true);
         assert_eq!(contact.id, FIRST_ID.to_string());
         assert_eq!(store.len(), 0);
         let mut planner = store.planner();
@@ -387,13 +459,15 @@ mod tests {
     fn empty_value_clears_a_property_and_email_index() {
         let mut store = Store::default();
         let mut planner = store.planner();
-        let write = planner.plan(None, props(&[("email", "a@x.io"), ("city", "Bonn")])).unwrap();
-        store.apply(write, now_millis(), false);
+        let write = planner
+            .plan(None, props(&[("email", "a@x.io"), ("city", "Bonn")]))
+            .unwrap();
+        store.apply(write, &Stamp::now(), false);
         let mut planner = store.planner();
         let write = planner
             .plan(Some(FIRST_ID), props(&[("email", ""), ("city", "")]))
             .unwrap();
-        let contact = store.apply(write, now_millis(), false);
+        let contact = store.apply(write, &Stamp::now(), false);
         assert!(!contact.properties.contains_key("city"));
         assert_eq!(store.id_by_email("a@x.io"), None);
     }

@@ -133,11 +133,21 @@ pub(crate) struct ObjectOut {
 impl ObjectOut {
     /// Every property of a record that was just written.
     pub(crate) fn full(contact: Contact, new: Option<bool>) -> Self {
+        // createdate / lastmodifieddate already hold the ISO forms
+        let iso = |name: &str, t| {
+            contact
+                .properties
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| format_iso(t))
+        };
+        let created_at = iso("createdate", contact.created_at);
+        let updated_at = iso("lastmodifieddate", contact.updated_at);
         ObjectOut {
             id: contact.id,
             properties: PropsOut::Full(contact.properties),
-            created_at: format_iso(contact.created_at),
-            updated_at: format_iso(contact.updated_at),
+            created_at,
+            updated_at,
             archived: false,
             new,
         }

@@ -19,7 +19,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimConfig, Strin
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
             _ => (arg, None),
         };
         let mut value = |name: &str| {
@@ -36,7 +38,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimConfig, Strin
             "--token" => tokens.push(value("--token")?),
             "--burst" => {
                 let text = value("--burst")?;
-                config.burst_limit = text.parse().map_err(|_| format!("bad burst limit: {text}"))?;
+                config.burst_limit = text
+                    .parse()
+                    .map_err(|_| format!("bad burst limit: {text}"))?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument: {other}")),
@@ -87,7 +91,16 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        let config = parse_args(args(&["--port", "8081", "--token", "a", "--token=b", "--burst", "5"])).unwrap();
+        let config = parse_args(args(&[
+            "--port",
+            "8081",
+            "--token",
+            "a",
+            "--token=b",
+            "--burst",
+            "5",
+        ]))
+        .unwrap();
         assert_eq!(config.addr.port(), 8081);
         assert!(config.addr.ip().is_loopback());
         assert_eq!(config.tokens, vec!["a", "b"]);
@@ -99,8 +112,20 @@ mod tests {
         let config = parse_args(args(&[])).unwrap();
         assert_eq!(config.addr.port(), 0);
         assert_eq!(config.tokens, vec!["sim-token"]);
-        assert!(parse_args(args(&["--port"])).unwrap_err().contains("needs a value"));
-        assert!(parse_args(args(&["--port", "x"])).unwrap_err().contains("bad port"));
-        assert!(parse_args(args(&["--bogus"])).unwrap_err().contains("unknown"));
+        assert!(
+            parse_args(args(&["--port"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse_args(args(&["--port", "x"]))
+                .unwrap_err()
+                .contains("bad port")
+        );
+        assert!(
+            parse_args(args(&["--bogus"]))
+                .unwrap_err()
+                .contains("unknown")
+        );
     }
 }

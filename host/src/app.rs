@@ -1,0 +1,167 @@
+//! Wiring: opens the store, loads the plugins, starts the outbox writer,
+//! the delivery workers and the HTTP server, and stops them in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{Notify, oneshot};
+
+use crate::api::{AppState, SourceRuntime, router};
+use crate::config::{Config, resolve_secret};
+use crate::dedupe::ExactIndex;
+use crate::delivery::Workers;
+use crate::metrics::Metrics;
+use crate::normalize::{Acceptance, NormalizeOptions};
+use crate::outbox::Outbox;
+use crate::plugins::{self, Registry};
+use crate::store::{self, Store, StoreCounts};
+
+/// A running host.
+pub struct RunningHost {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_server: oneshot::Sender<()>,
+    outbox_task: tokio::task::JoinHandle<()>,
+    workers: Workers,
+}
+
+/// Starts everything the configuration describes.
+pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    let store = store::open(&config.store.url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store.url))?;
+
+    let mut index = ExactIndex::new();
+    for (fp, person) in store.load_fingerprints().await? {
+        index.insert(fp, person);
+    }
+    tracing::info!(fingerprints = index.len(), "dedupe index loaded");
+
+    let registry = Arc::new(plugins::load(&config).await.context("loading plugins")?);
+    let metrics = Arc::new(Metrics::default());
+    let work = Arc::new(Notify::new());
+    let (outbox, outbox_task) = Outbox::start(
+        store.clone(),
+        index,
+        config.store.group_commit_max,
+        work.clone(),
+    );
+
+    let mut sources = HashMap::new();
+    for (name, s) in &config.sources {
+        let key = resolve_secret(&s.api_key)
+            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
+        sources.insert(
+            key,
+            Arc::new(SourceRuntime {
+                name: name.clone(),
+                options: NormalizeOptions {
+                    default_region: s
+                        .default_region
+                        .to_ascii_uppercase()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("sources.{name}.default_region"))?,
+                    acceptance: Acceptance {
+                        require_any: s.require_any.clone(),
+                    },
+                },
+                priority: s.priority,
+            }),
+        );
+    }
+
+    let workers = Workers::start(
+        &config.delivery,
+        store.clone(),
+        registry.clone(),
+        work,
+        metrics.clone(),
+    );
+
+    let state = Arc::new(AppState {
+        sources,
+        outbox,
+        store: store.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        max_leads_per_request: config.server.max_leads_per_request,
+    });
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let app = router(state, config.server.max_body_bytes);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "leadgate listening");
+    Ok(RunningHost {
+        addr,
+        store,
+        registry,
+        metrics,
+        server,
+        stop_server,
+        outbox_task,
+        workers,
+    })
+}
+
+impl RunningHost {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until no job is pending or leased, or `timeout` passes.
+    /// Returns the last counts seen.
+    pub async fn wait_until_drained(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(bool, StoreCounts)> {
+        let started = Instant::now();
+        loop {
+            let counts = self.store.counts().await?;
+            if counts.jobs_pending == 0 && counts.jobs_leased == 0 {
+                return Ok((true, counts));
+            }
+            if started.elapsed() > timeout {
+                return Ok((false, counts));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops taking requests, commits what was accepted, lets in-flight
+    /// deliveries finish, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop_server.send(());
+        self.server.await??;
+        // The server's state held the last outbox sender: the writer drains
+        // its queue and ends.
+        self.outbox_task.await?;
+        self.workers.shutdown().await;
+        Ok(())
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}

@@ -1,0 +1,94 @@
+//! The `leadgate` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "leadgate", version, about = "A local CRM connector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: ingest API, delivery workers, webhooks.
+    Serve {
+        /// Configuration file (TOML); defaults apply where it is silent.
+        #[arg(long, short, env = "LEADGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Start a simulated HubSpot and the host, post the bundled messy
+    /// leads, wait for delivery and print a summary.
+    Demo {
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a configuration file and print the result.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Demo { json: true });
+    init_tracing(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => {
+                let config = Config::load(config.as_deref())?;
+                let host = crate::app::start(config).await?;
+                host.run_until_signal().await
+            }
+            Command::Demo { json } => crate::demo::run(json).await,
+            Command::CheckConfig { config } => {
+                let config = Config::load(config.as_deref())?;
+                println!(
+                    "configuration is valid: {} source(s), {} destination(s)",
+                    config.sources.len(),
+                    config.destinations.len()
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "error"
+    } else {
+        "info,wasmtime=warn,cranelift=warn,sqlx=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("LEADGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,306 @@
+//! Configuration: an embedded, commented default file < the user's file <
+//! `LEADGATE_SECTION__KEY` environment variables. Unknown keys are refused,
+//! and validation names the key at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::route::Priority;
+
+/// The embedded defaults, also the documentation of every key.
+pub const DEFAULT_CONFIG: &str = include_str!("../leadgate.default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub plugins: PluginsConfig,
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted by `POST /v1/leads`.
+    pub max_body_bytes: usize,
+    /// Most leads in one request.
+    pub max_leads_per_request: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://…`.
+    pub url: String,
+    /// Most leads committed in one group-commit transaction.
+    pub group_commit_max: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder of adapter components (`<name>.wasm`). Empty: the adapters
+    /// this build compiled.
+    pub dir: PathBuf,
+    /// Folder of mapping files.
+    pub mappings_dir: PathBuf,
+    pub call_timeout_ms: u64,
+    pub max_memory_mb: usize,
+    pub max_output_mb: usize,
+    pub http_timeout_ms: u64,
+    pub max_response_mb: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Concurrent batches in flight per destination.
+    pub concurrency: usize,
+    /// Attempts before a job goes to the dead-letter queue.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// How long a leased job stays with its worker before others may take it.
+    pub lease_ms: u64,
+    /// How long a worker waits to fill a batch.
+    pub linger_ms: u64,
+    /// How often an idle worker looks for due jobs.
+    pub poll_ms: u64,
+}
+
+/// A source: who may post leads, and how to read them.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The bearer token this source authenticates with (or `env:VAR`).
+    pub api_key: String,
+    /// Region for phone numbers written without a country code (ISO 3166).
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Acceptance rule: each inner list is a set of fields of which at least
+    /// one must be present. Default: an email or a phone.
+    #[serde(default = "default_require")]
+    pub require_any: Vec<Vec<String>>,
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+fn default_region() -> String {
+    "US".into()
+}
+
+fn default_require() -> Vec<Vec<String>> {
+    vec![vec!["email".into(), "phone".into()]]
+}
+
+/// A destination: one CRM account, reached through one adapter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// The adapter's plugin name (`<dir>/<adapter>.wasm`).
+    pub adapter: String,
+    /// The mapping file in the mappings folder.
+    pub mapping: String,
+    /// Hosts the adapter may call; default: the hosts the adapter declares.
+    #[serde(default)]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Non-secret settings handed to the adapter.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets the host substitutes for the adapter: a value, `env:VAR` or
+    /// `file:/path`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Largest batch; default the adapter's own maximum.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+}
+
+impl Config {
+    /// Loads the defaults, then `path` if given, then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("LEADGATE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        Self::from_figment(figment)
+    }
+
+    /// Loads the defaults overlaid with a TOML text (tests, the demo).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.delivery.max_attempts == 0 {
+            return Err(invalid("delivery.max_attempts", "must be at least 1"));
+        }
+        if self.delivery.concurrency == 0 {
+            return Err(invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if self.store.group_commit_max == 0 {
+            return Err(invalid("store.group_commit_max", "must be at least 1"));
+        }
+        let mut keys = BTreeMap::new();
+        for (name, source) in &self.sources {
+            let key = format!("sources.{name}.api_key");
+            let api_key = resolve_secret(&source.api_key).map_err(|r| invalid(&key, r))?;
+            if api_key.len() < 8 {
+                return Err(invalid(key, "must be at least 8 characters"));
+            }
+            if let Some(other) = keys.insert(api_key, name) {
+                return Err(invalid(key, format!("is the same as source {other}'s")));
+            }
+            if phonenumber::country::Id::from_str_ci(&source.default_region).is_none() {
+                return Err(invalid(
+                    format!("sources.{name}.default_region"),
+                    format!("{:?} is not an ISO 3166 region code", source.default_region),
+                ));
+            }
+            for group in &source.require_any {
+                for field in group {
+                    if !crate::normalize::KNOWN_FIELDS.contains(&field.as_str()) {
+                        return Err(invalid(
+                            format!("sources.{name}.require_any"),
+                            format!("unknown lead field {field:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, dest) in &self.destinations {
+            for (secret, value) in &dest.secrets {
+                resolve_secret(value)
+                    .map_err(|r| invalid(format!("destinations.{name}.secrets.{secret}"), r))?;
+            }
+            if dest.batch_size == Some(0) {
+                return Err(invalid(
+                    format!("destinations.{name}.batch_size"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The plugin folder, defaulting to the adapters this build compiled.
+    pub fn plugins_dir(&self) -> PathBuf {
+        if self.plugins.dir.as_os_str().is_empty() {
+            PathBuf::from(env!("LEADGATE_BUNDLED_PLUGINS"))
+        } else {
+            self.plugins.dir.clone()
+        }
+    }
+
+    /// The mappings folder, defaulting to the source tree's `mappings/`.
+    pub fn mappings_dir(&self) -> PathBuf {
+        if self.plugins.mappings_dir.as_os_str().is_empty() {
+            Path::new(env!("LEADGATE_SOURCE_ROOT")).join("mappings")
+        } else {
+            self.plugins.mappings_dir.clone()
+        }
+    }
+}
+
+trait FromStrCi: Sized {
+    fn from_str_ci(s: &str) -> Option<Self>;
+}
+
+impl FromStrCi for phonenumber::country::Id {
+    fn from_str_ci(s: &str) -> Option<Self> {
+        s.to_ascii_uppercase().parse().ok()
+    }
+}
+
+/// Resolves a secret reference: `env:VAR`, `file:/path`, or the value itself.
+pub fn resolve_secret(value: &str) -> Result<String, String> {
+    if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_string())
+            .map_err(|e| format!("reading {path}: {e}"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.delivery.max_attempts, 8);
+        assert!(c.sources.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("[server]\nlisten_on = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let err =
+            Config::from_toml("[sources.web]\napi_key = \"0123456789\"\ndefault_region = \"XX\"")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("sources.web.default_region"),
+            "{err}"
+        );
+        let err = Config::from_toml("[sources.web]\napi_key = \"short\"").unwrap_err();
+        assert!(err.to_string().contains("sources.web.api_key"), "{err}");
+    }
+
+    #[test]
+    fn secrets_resolve_from_env() {
+        // SAFETY: test-local variable name, set before any reader.
+        unsafe { std::env::set_var("LEADGATE_TEST_SECRET_X", "v4lue") };
+        assert_eq!(
+            resolve_secret("env:LEADGATE_TEST_SECRET_X").unwrap(),
+            "v4lue"
+        );
+        assert_eq!(resolve_secret("plain").unwrap(), "plain");
+        assert!(resolve_secret("env:LEADGATE_TEST_SECRET_MISSING").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Dedupe: exact fingerprints on normalized fields, versioned.
+//!
+//! Version [`FINGERPRINT_VERSION`]: one fingerprint per normalized email and
+//! one per E.164 phone. A lead whose fingerprints match an earlier person's
+//! is a duplicate of that person and is never pushed again; a duplicate's
+//! new fingerprints (say, a phone the first copy lacked) join the person.
+//! The decision is made by the single writer that also commits the lead, so
+//! two copies arriving at once cannot both be "new".
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::NormalizedLead;
+
+/// Version of the fingerprint rules; stored with each lead.
+pub const FINGERPRINT_VERSION: u32 = 1;
+
+/// The fingerprints of a lead, most decisive first.
+pub fn fingerprints(lead: &NormalizedLead) -> Vec<String> {
+    let mut fps = Vec::with_capacity(2);
+    if let Some(email) = &lead.email {
+        fps.push(format!("email:{email}"));
+    }
+    if let Some(phone) = &lead.phone {
+        fps.push(format!("phone:{phone}"));
+    }
+    fps
+}
+
+/// The outcome of dedupe for one lead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// A person not seen before; the lead is the person's first.
+    New,
+    /// The same person as an earlier lead.
+    Duplicate {
+        /// The person's first lead.
+        person_id: String,
+        /// The fingerprint that matched, e.g. `email:jane@example.com`.
+        matched: String,
+        rule: String,
+    },
+}
+
+/// Fingerprint → person (the id of the person's first lead).
+#[derive(Debug, Default)]
+pub struct ExactIndex {
+    map: HashMap<String, String>,
+}
+
+impl ExactIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Forgets a fingerprint whose lead was not stored after all.
+    pub fn remove(&mut self, fingerprint: &str) {
+        self.map.remove(fingerprint);
+    }
+
+    /// Adds a stored fingerprint (at start-up).
+    pub fn insert(&mut self, fingerprint: String, person_id: String) {
+        self.map.entry(fingerprint).or_insert(person_id);
+    }
+
+    /// Decides for `lead_id` and records its fingerprints. Returns the
+    /// decision and the fingerprints that are new to the index.
+    pub fn decide(&mut self, lead_id: &str, fps: &[String]) -> (Decision, Vec<String>) {
+        let matched = fps
+            .iter()
+            .find_map(|fp| self.map.get(fp).map(|person| (fp.clone(), person.clone())));
+        let person = matched
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| lead_id.to_string());
+        let mut added = Vec::new();
+        for fp in fps {
+            if !self.map.contains_key(fp) {
+                self.map.insert(fp.clone(), person.clone());
+                added.push(fp.clone());
+            }
+        }
+        let decision = match matched {
+            None => Decision::New,
+            Some((fp, person_id)) => {
+                let rule = format!(
+                    "exact-{}-v{FINGERPRINT_VERSION}",
+                    fp.split(':').next().unwrap_or("fp")
+                );
+                Decision::Duplicate {
+                    person_id,
+                    matched: fp,
+                    rule,
+                }
+            }
+        };
+        (decision, added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead(email: Option<&str>, phone: Option<&str>) -> NormalizedLead {
+        NormalizedLead {
+            email: email.map(String::from),
+            phone: phone.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn second_copy_is_a_duplicate_and_new_fingerprints_join_the_person() {
+        let mut idx = ExactIndex::new();
+        let a = fingerprints(&lead(Some("a@x.com"), None));
+        assert_eq!(idx.decide("L1", &a).0, Decision::New);
+        let b = fingerprints(&lead(Some("a@x.com"), Some("+14152312671")));
+        let (d, added) = idx.decide("L2", &b);
+        assert_eq!(
+            d,
+            Decision::Duplicate {
+                person_id: "L1".into(),
+                matched: "email:a@x.com".into(),
+                rule: "exact-email-v1".into()
+            }
+        );
+        assert_eq!(added, vec!["phone:+14152312671".to_string()]);
+        // A phone-only third copy now matches the same person.
+        let c = fingerprints(&lead(None, Some("+14152312671")));
+        assert!(
+            matches!(idx.decide("L3", &c).0, Decision::Duplicate { person_id, .. } if person_id == "L1")
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_stable() {
+        assert_eq!(
+            fingerprints(&lead(Some("a@x.com"), Some("+1"))),
+            vec!["email:a@x.com", "phone:+1"]
+        );
+        assert!(fingerprints(&lead(None, None)).is_empty());
+    }
+}

@@ -1,0 +1,381 @@
+//! Delivery: workers lease due jobs per destination, hand them to the
+//! destination's adapter in batches, and record each outcome in the outbox:
+//! delivered, rescheduled (exponential backoff with full jitter; a CRM's
+//! `Retry-After` wins), or dead-lettered after the last attempt or at once
+//! for a fatal rejection. Retries are rescheduled in the store, never slept
+//! on in memory, so a crash loses nothing: an unfinished lease expires and
+//! the job comes back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use leadgate_runtime::{CallError, Delivery, Outcome, PushContext};
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::config::DeliveryConfig;
+use crate::metrics::Metrics;
+use crate::plugins::Registry;
+use crate::store::{JobResult, Store};
+
+/// The retry policy: pure functions of the attempt count and the outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_ms: u64,
+    pub cap_ms: u64,
+}
+
+/// Full jitter: a random delay in `[0, min(cap, base · 2^(attempt-1))]`.
+pub fn backoff_ms(policy: &RetryPolicy, attempt: u32, rng: &mut impl Rng) -> u64 {
+    let exp = attempt.saturating_sub(1).min(32);
+    let ceiling = policy
+        .base_ms
+        .saturating_mul(1u64 << exp)
+        .min(policy.cap_ms);
+    rng.random_range(0..=ceiling)
+}
+
+/// What to do with one job after one outcome. `attempts` counts the
+/// attempts before this one.
+pub fn decide(
+    policy: &RetryPolicy,
+    outcome: &Outcome,
+    attempts: u32,
+    now_ms: i64,
+    rng: &mut impl Rng,
+) -> JobResult {
+    let attempt = attempts + 1;
+    let (after_ms, error, counts) = match outcome {
+        Outcome::Created(id) | Outcome::Updated(id) | Outcome::DuplicateOf(id) => {
+            return JobResult::Delivered {
+                crm_id: id.clone(),
+                outcome: outcome.to_string(),
+            };
+        }
+        Outcome::Rejected(_) => {
+            return JobResult::Dead {
+                error: outcome.to_string(),
+            };
+        }
+        // Held back by the adapter so another record goes first: not a failure.
+        Outcome::Retry {
+            after_ms: Some(0),
+            reason,
+        } => (Some(0), reason.clone(), false),
+        Outcome::Retry { after_ms, reason } => (*after_ms, reason.clone(), true),
+        Outcome::RateLimited { after_ms } => (
+            Some(*after_ms),
+            format!("rate limited for {after_ms} ms"),
+            false,
+        ),
+    };
+    if counts && attempt >= policy.max_attempts {
+        return JobResult::Dead {
+            error: format!("gave up after {attempt} attempts: {error}"),
+        };
+    }
+    let delay = after_ms.unwrap_or_else(|| backoff_ms(policy, attempt, rng));
+    JobResult::Retry {
+        next_attempt_at_ms: now_ms + delay as i64,
+        error,
+        count_attempt: counts,
+    }
+}
+
+/// Running delivery workers.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Workers {
+    /// Starts `concurrency` workers per destination and the lease reaper.
+    pub fn start(
+        config: &DeliveryConfig,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        work: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let policy = RetryPolicy {
+            max_attempts: config.max_attempts,
+            base_ms: config.backoff_base_ms,
+            cap_ms: config.backoff_cap_ms,
+        };
+        let host_id = uuid::Uuid::now_v7().simple().to_string();
+        for destination in registry.names() {
+            let paused_until = Arc::new(AtomicI64::new(0));
+            for n in 0..config.concurrency {
+                let worker = Worker {
+                    owner: format!("{host_id}-{destination}-{n}"),
+                    destination: destination.clone(),
+                    store: store.clone(),
+                    registry: registry.clone(),
+                    work: work.clone(),
+                    metrics: metrics.clone(),
+                    policy,
+                    lease_ms: config.lease_ms as i64,
+                    linger: Duration::from_millis(config.linger_ms),
+                    poll: Duration::from_millis(config.poll_ms),
+                    paused_until: paused_until.clone(),
+                };
+                tasks.spawn(worker.run(stopped.clone()));
+            }
+        }
+        {
+            let store = store.clone();
+            let mut stopped = stopped.clone();
+            let every = Duration::from_millis((config.lease_ms / 4).clamp(100, 10_000));
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    match store.reclaim_expired(crate::now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(jobs = n, "expired leases returned to the queue"),
+                        Err(e) => tracing::error!(error = %e, "reclaiming leases failed"),
+                    }
+                }
+            });
+        }
+        Workers { stop, tasks }
+    }
+
+    /// Stops leasing, lets in-flight batches finish, and waits.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct Worker {
+    owner: String,
+    destination: String,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    work: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    policy: RetryPolicy,
+    lease_ms: i64,
+    linger: Duration,
+    poll: Duration,
+    /// Shared by the destination's workers: a 429 pauses them all.
+    paused_until: Arc<AtomicI64>,
+}
+
+impl Worker {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let pause = self.paused_until.load(Ordering::Relaxed) - crate::now_ms();
+            if pause > 0 {
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(pause as u64)) => {}
+                }
+                continue;
+            }
+            match self.once().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = self.work.notified() => tokio::time::sleep(self.linger).await,
+                        _ = tokio::time::sleep(self.poll) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(destination = %self.destination, error = %e, "delivery round failed");
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leases and delivers one batch; false when there was nothing to do.
+    async fn once(&self) -> anyhow::Result<bool> {
+        let Some(dest) = self.registry.get(&self.destination) else {
+            return Ok(false);
+        };
+        let jobs = self
+            .store
+            .lease(
+                &self.destination,
+                &self.owner,
+                dest.batch_size,
+                self.lease_ms,
+                crate::now_ms(),
+            )
+            .await?;
+        if jobs.is_empty() {
+            return Ok(false);
+        }
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut sendable = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match serde_json::from_str::<Vec<(String, String)>>(&job.payload) {
+                Ok(properties) => {
+                    deliveries.push(Delivery {
+                        id: job.id.clone(),
+                        idempotency_key: job.idempotency_key.clone(),
+                        properties,
+                    });
+                    sendable.push(job);
+                }
+                Err(e) => results.push((
+                    job,
+                    JobResult::Dead {
+                        error: format!("stored payload is unreadable: {e}"),
+                    },
+                )),
+            }
+        }
+        let attempt = sendable.iter().map(|j| j.attempts).min().unwrap_or(0) + 1;
+        let ctx = PushContext {
+            destination: self.destination.clone(),
+            config: dest.config.clone(),
+            attempt,
+        };
+        Metrics::add(&self.metrics.delivery_batches, 1);
+        let outcome = dest.adapter.push(&deliveries, &ctx).await;
+        let now = crate::now_ms();
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        match outcome {
+            Ok(outcomes) => {
+                for (job, outcome) in sendable.into_iter().zip(outcomes) {
+                    if let Outcome::RateLimited { after_ms } = outcome {
+                        self.paused_until
+                            .fetch_max(now + after_ms as i64, Ordering::Relaxed);
+                    }
+                    let result = decide(&self.policy, &outcome, job.attempts, now, &mut rng);
+                    results.push((job, result));
+                }
+            }
+            Err(e) => {
+                Metrics::add(&self.metrics.plugin_call_errors, 1);
+                tracing::warn!(destination = %self.destination, error = %e, "adapter call failed");
+                for job in sendable {
+                    let result = decide(
+                        &self.policy,
+                        &call_error_outcome(&e),
+                        job.attempts,
+                        now,
+                        &mut rng,
+                    );
+                    results.push((job, result));
+                }
+            }
+        }
+        for (_, r) in &results {
+            let counter = match r {
+                JobResult::Delivered { .. } => &self.metrics.delivery_delivered,
+                JobResult::Retry {
+                    count_attempt: false,
+                    ..
+                } => &self.metrics.delivery_rate_limited,
+                JobResult::Retry { .. } => &self.metrics.delivery_retries,
+                JobResult::Dead { .. } => &self.metrics.delivery_dead,
+            };
+            Metrics::add(counter, 1);
+        }
+        let applied = self.store.complete(&self.owner, &results, now).await?;
+        let lost = applied.iter().filter(|ok| !**ok).count();
+        if lost > 0 {
+            Metrics::add(&self.metrics.delivery_lease_lost, lost as u64);
+            tracing::warn!(destination = %self.destination, jobs = lost, "results dropped: lease expired and passed on");
+        }
+        Ok(true)
+    }
+}
+
+/// A failed plugin call is a transient failure of every job in the batch.
+fn call_error_outcome(e: &CallError) -> Outcome {
+    Outcome::Retry {
+        after_ms: None,
+        reason: format!("adapter call failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadgate_runtime::Rejection;
+    use rand::SeedableRng;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        base_ms: 100,
+        cap_ms: 1_000,
+    };
+
+    #[test]
+    fn backoff_is_bounded_full_jitter() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for attempt in 1..40 {
+            let ceiling = (100u64 << (attempt - 1).min(32)).min(1_000);
+            for _ in 0..50 {
+                assert!(backoff_ms(&POLICY, attempt, &mut rng) <= ceiling);
+            }
+        }
+        let spread: std::collections::HashSet<u64> =
+            (0..100).map(|_| backoff_ms(&POLICY, 5, &mut rng)).collect();
+        assert!(spread.len() > 50, "jittered, not fixed");
+    }
+
+    #[test]
+    fn outcomes_map_to_results() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let r = decide(&POLICY, &Outcome::Created("9".into()), 0, 0, &mut rng);
+        assert!(matches!(r, JobResult::Delivered { crm_id, .. } if crm_id == "9"));
+        let rejected = Outcome::Rejected(Rejection {
+            field: Some("email".into()),
+            rule: "invalid_email".into(),
+            message: "bad".into(),
+        });
+        assert!(matches!(
+            decide(&POLICY, &rejected, 0, 0, &mut rng),
+            JobResult::Dead { .. }
+        ));
+        let retry = Outcome::Retry {
+            after_ms: Some(2_500),
+            reason: "503".into(),
+        };
+        match decide(&POLICY, &retry, 0, 1_000, &mut rng) {
+            JobResult::Retry {
+                next_attempt_at_ms,
+                count_attempt,
+                ..
+            } => {
+                assert_eq!(next_attempt_at_ms, 3_500, "Retry-After wins");
+                assert!(count_attempt);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(decide(&POLICY, &retry, 2, 0, &mut rng), JobResult::Dead { error } if error.contains("3 attempts"))
+        );
+        // Rate limiting never uses up attempts.
+        let limited = Outcome::RateLimited { after_ms: 10_000 };
+        assert!(matches!(
+            decide(&POLICY, &limited, 99, 0, &mut rng),
+            JobResult::Retry {
+                next_attempt_at_ms: 10_000,
+                count_attempt: false,
+                ..
+            }
+        ));
+    }
+}

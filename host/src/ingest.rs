@@ -1,0 +1,263 @@
+//! Ingest: `POST /v1/leads`. Authenticates the source, parses one lead, a
+//! JSON array or NDJSON, validates and normalizes each lead, maps it for
+//! each destination, and hands the good ones to the outbox. Bad leads get
+//! their own errors (field and rule) and never hold up good ones in the
+//! same request; a 202 is sent only after the good ones are stored.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{ApiError, AppState, SourceRuntime};
+use crate::dedupe::{Decision, fingerprints};
+use crate::metrics::Metrics;
+use crate::normalize::{FieldIssue, normalize, to_json};
+use crate::outbox::{MappedRoute, PreparedLead};
+use crate::route::route;
+
+#[derive(Serialize)]
+struct LeadResult {
+    index: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_of: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldIssue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<FieldIssue>,
+}
+
+#[derive(Serialize)]
+struct IngestAnswer {
+    accepted: usize,
+    duplicates: usize,
+    rejected: usize,
+    results: Vec<LeadResult>,
+}
+
+pub async fn post_leads(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Metrics::add(&state.metrics.ingest_requests, 1);
+    let source = authenticate(&state, &headers)?;
+    let leads = parse_body(&body)?;
+    if leads.len() > state.max_leads_per_request {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_leads",
+            format!(
+                "{} leads in one request; the limit is {}",
+                leads.len(),
+                state.max_leads_per_request
+            ),
+        ));
+    }
+
+    let now = crate::now_ms();
+    let destinations = state.registry.names();
+    let mut results: Vec<LeadResult> = Vec::with_capacity(leads.len());
+    let mut prepared = Vec::with_capacity(leads.len());
+    let mut prepared_index = Vec::with_capacity(leads.len());
+    for (index, raw) in leads.into_iter().enumerate() {
+        match normalize(&raw, &source.options) {
+            Err(errors) => results.push(LeadResult {
+                index,
+                status: "rejected",
+                id: None,
+                duplicate_of: None,
+                errors,
+                warnings: Vec::new(),
+            }),
+            Ok(lead) => {
+                let id = uuid::Uuid::now_v7().to_string();
+                let json = to_json(&lead);
+                let routes = route(
+                    &destinations,
+                    source.priority,
+                    lead.priority.as_deref(),
+                    now,
+                )
+                .into_iter()
+                .filter_map(|route| {
+                    let dest = state.registry.get(&route.destination)?;
+                    Some(MappedRoute {
+                        payload: dest
+                            .mapping
+                            .render(&json, &dest.adapter.info().required_properties),
+                        mapping_version: dest.mapping.version.clone(),
+                        route,
+                    })
+                })
+                .collect();
+                results.push(LeadResult {
+                    index,
+                    status: "accepted",
+                    id: Some(id.clone()),
+                    duplicate_of: None,
+                    errors: Vec::new(),
+                    warnings: lead.flags.clone(),
+                });
+                prepared_index.push(results.len() - 1);
+                prepared.push(PreparedLead {
+                    id,
+                    source: source.name.clone(),
+                    received_at_ms: now,
+                    raw: raw.to_string(),
+                    fingerprints: fingerprints(&lead),
+                    normalized: lead,
+                    routes,
+                });
+            }
+        }
+    }
+
+    let committed = state
+        .outbox
+        .commit(prepared)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut duplicates = 0;
+    for (slot, c) in prepared_index.into_iter().zip(committed) {
+        if let Decision::Duplicate { person_id, .. } = c.decision {
+            duplicates += 1;
+            results[slot].status = "duplicate";
+            results[slot].duplicate_of = Some(person_id);
+        }
+    }
+    let rejected = results.iter().filter(|r| r.status == "rejected").count();
+    let accepted = results.len() - rejected;
+    Metrics::add(&state.metrics.ingest_accepted, accepted as u64);
+    Metrics::add(&state.metrics.ingest_duplicates, duplicates as u64);
+    Metrics::add(&state.metrics.ingest_rejected, rejected as u64);
+
+    let status = match (accepted, rejected) {
+        (_, 0) => StatusCode::ACCEPTED,
+        (0, _) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::MULTI_STATUS,
+    };
+    Ok((
+        status,
+        Json(IngestAnswer {
+            accepted,
+            duplicates,
+            rejected,
+            results,
+        }),
+    )
+        .into_response())
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<SourceRuntime>, ApiError> {
+    let unauthorized = |message: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message.to_string(),
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing Authorization: Bearer <source API key>"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("Authorization must be Bearer <source API key>"))?;
+    state
+        .sources
+        .get(token)
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown API key"))
+}
+
+/// One object, an array of objects, or NDJSON (one object per line).
+fn parse_body(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not UTF-8: {e}"),
+        )
+    })?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "no lead in the body",
+        ));
+    }
+    let malformed = |e: serde_json::Error, line_offset: usize| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "invalid JSON at line {}, column {}: {e}",
+                e.line() + line_offset,
+                e.column()
+            ),
+        )
+    };
+    if trimmed.starts_with('[') {
+        return match serde_json::from_str::<Value>(text).map_err(|e| malformed(e, 0))? {
+            Value::Array(items) => Ok(items),
+            _ => unreachable!("starts with ["),
+        };
+    }
+    // A single object, or NDJSON: parse the stream of values and insist on
+    // one per line.
+    let mut leads = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    while let Some(item) = stream.next() {
+        leads.push(item.map_err(|e| malformed(e, 0))?);
+    }
+    if leads.len() > 1 {
+        let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines != leads.len() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "NDJSON must hold exactly one JSON object per line",
+            ));
+        }
+    }
+    Ok(leads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        assert_eq!(parse_body(br#"{"a":1}"#).unwrap().len(), 1);
+        assert_eq!(parse_body(br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
+        assert_eq!(parse_body(b"{\"a\":1}\n{\"b\":2}\n\n").unwrap().len(), 2);
+        let e = parse_body(b"{\"a\":1}\n{\"b\":").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        assert_eq!(
+            parse_body(b"{\"a\":1} {\"b\":2}").unwrap_err().code,
+            "malformed_json"
+        );
+        assert_eq!(parse_body(b"  ").unwrap_err().code, "empty_body");
+        assert_eq!(parse_body(b"[1,").unwrap_err().code, "malformed_json");
+    }
+}

@@ -1,0 +1,225 @@
+//! Store: durable leads, fingerprints, the outbox and the audit trail,
+//! behind one trait. SQLite is the embedded default; PostgreSQL follows for
+//! several hosts sharing the work.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported store URL {0:?} (use sqlite://FILE)")]
+    UnsupportedUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The states of an outbox job. Mapped to the database with a CHECK
+/// constraint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Leased,
+    Delivered,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Leased => "leased",
+            JobState::Delivered => "delivered",
+            JobState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobState, StoreError> {
+        Ok(match s {
+            "pending" => JobState::Pending,
+            "leased" => JobState::Leased,
+            "delivered" => JobState::Delivered,
+            "dead" => JobState::Dead,
+            other => return Err(StoreError::Corrupt(format!("job state {other:?}"))),
+        })
+    }
+}
+
+/// One audit-trail entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub lead_id: String,
+    pub job_id: Option<String>,
+    pub at_ms: i64,
+    pub stage: String,
+    pub event: String,
+    /// JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A job to create with its lead.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: String,
+    pub destination: String,
+    pub idempotency_key: String,
+    pub priority: i64,
+    pub sla_deadline_ms: i64,
+    /// JSON array of `[name, value]`.
+    pub payload: String,
+    pub mapping_version: String,
+    /// `Pending`, or `Dead` when the lead cannot be mapped for this CRM.
+    pub state: JobState,
+    pub last_error: Option<String>,
+}
+
+/// A lead ready to commit, with its dedupe result, jobs and events.
+#[derive(Clone, Debug)]
+pub struct NewLead {
+    pub id: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub duplicate: bool,
+    pub person_id: String,
+    /// JSON of the dedupe decision.
+    pub decision: String,
+    pub rules_version: u32,
+    pub fp_version: u32,
+    pub raw: String,
+    pub normalized: String,
+    pub new_fingerprints: Vec<String>,
+    pub jobs: Vec<NewJob>,
+    pub events: Vec<Event>,
+}
+
+/// A job handed to a delivery worker.
+#[derive(Clone, Debug)]
+pub struct LeasedJob {
+    pub seq: i64,
+    pub id: String,
+    pub lead_id: String,
+    pub idempotency_key: String,
+    pub attempts: u32,
+    pub priority: i64,
+    pub payload: String,
+    pub created_at_ms: i64,
+}
+
+/// What a worker reports for a leased job.
+#[derive(Clone, Debug)]
+pub enum JobResult {
+    Delivered {
+        crm_id: String,
+        outcome: String,
+    },
+    Retry {
+        next_attempt_at_ms: i64,
+        error: String,
+        /// Rate limiting does not use up an attempt.
+        count_attempt: bool,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// A job as the lead view shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub destination: String,
+    pub state: JobState,
+    pub priority: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub sla_deadline_ms: i64,
+    pub crm_id: Option<String>,
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub mapping_version: String,
+    pub payload: serde_json::Value,
+}
+
+/// Everything stored about one lead.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeadView {
+    pub id: String,
+    pub source: String,
+    pub received_at_ms: i64,
+    pub status: String,
+    pub person_id: String,
+    pub dedupe: serde_json::Value,
+    pub rules_version: u32,
+    pub fingerprint_version: u32,
+    pub raw: serde_json::Value,
+    pub normalized: serde_json::Value,
+    pub deliveries: Vec<JobView>,
+    pub audit: Vec<Event>,
+}
+
+/// Counts for the demo, metrics and backpressure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub leads: u64,
+    pub duplicates: u64,
+    pub jobs_pending: u64,
+    pub jobs_leased: u64,
+    pub jobs_delivered: u64,
+    pub jobs_dead: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Commits leads, fingerprints, jobs and events in one transaction.
+    async fn insert_leads(&self, leads: &[NewLead]) -> Result<(), StoreError>;
+
+    /// Every stored fingerprint and its person, for the dedupe index.
+    async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Leases up to `limit` due jobs of one destination, P0 first, then in
+    /// acceptance order.
+    async fn lease(
+        &self,
+        destination: &str,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedJob>, StoreError>;
+
+    /// Returns expired leases to the queue; the number returned.
+    async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Records results for leased jobs, each only if `owner` still holds
+    /// its lease. Returns, per result, whether it was applied.
+    async fn complete(
+        &self,
+        owner: &str,
+        results: &[(LeasedJob, JobResult)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError>;
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Dead-lettered jobs, newest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<(String, JobView)>, StoreError>;
+}
+
+/// Opens the store named by `url`, running migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

@@ -1,0 +1,435 @@
+//! The SQLite store: WAL, synchronous FULL, migrations at open. Writes are
+//! few, large transactions (the outbox stage groups concurrent requests into
+//! one commit); multi-row statements keep the driver's per-statement cost
+//! off the hot path.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::*;
+
+/// SQLite allows 32,766 bound variables per statement.
+const MAX_VARS: usize = 32_000;
+
+macro_rules! job_view_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, destination, state, priority, attempts, next_attempt_at, sla_deadline, crm_id,
+                    outcome, last_error, mapping_version, payload, lead_id
+             FROM jobs ",
+            $tail
+        )
+    };
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn chunk_rows(columns: usize) -> usize {
+    (MAX_VARS / columns).max(1)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_leads(&self, leads: &[NewLead]) -> Result<(), StoreError> {
+        if leads.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+
+        for chunk in leads.chunks(chunk_rows(10)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO leads (id, source, received_at, status, person_id, decision, \
+                 rules_version, fp_version, raw, normalized) ",
+            );
+            q.push_values(chunk, |mut b, l| {
+                b.push_bind(&l.id)
+                    .push_bind(&l.source)
+                    .push_bind(l.received_at_ms)
+                    .push_bind(if l.duplicate { "duplicate" } else { "accepted" })
+                    .push_bind(&l.person_id)
+                    .push_bind(&l.decision)
+                    .push_bind(l.rules_version)
+                    .push_bind(l.fp_version)
+                    .push_bind(&l.raw)
+                    .push_bind(&l.normalized);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+
+        let fps: Vec<(&NewLead, &String)> = leads
+            .iter()
+            .flat_map(|l| l.new_fingerprints.iter().map(move |fp| (l, fp)))
+            .collect();
+        for chunk in fps.chunks(chunk_rows(5)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO fingerprints (fp, person_id, lead_id, version, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (l, fp)| {
+                b.push_bind(*fp)
+                    .push_bind(&l.person_id)
+                    .push_bind(&l.id)
+                    .push_bind(l.fp_version)
+                    .push_bind(l.received_at_ms);
+            });
+            q.push(" ON CONFLICT (fp) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+
+        let jobs: Vec<(&NewLead, &NewJob)> = leads
+            .iter()
+            .flat_map(|l| l.jobs.iter().map(move |j| (l, j)))
+            .collect();
+        for chunk in jobs.chunks(chunk_rows(14)) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority, \
+                 next_attempt_at, payload, mapping_version, sla_deadline, last_error, created_at, \
+                 updated_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut b, (l, j)| {
+                let finished = (j.state == JobState::Dead).then_some(l.received_at_ms);
+                b.push_bind(&j.id)
+                    .push_bind(&l.id)
+                    .push_bind(&j.destination)
+                    .push_bind(&j.idempotency_key)
+                    .push_bind(j.state.as_str())
+                    .push_bind(j.priority)
+                    .push_bind(l.received_at_ms)
+                    .push_bind(&j.payload)
+                    .push_bind(&j.mapping_version)
+                    .push_bind(j.sla_deadline_ms)
+                    .push_bind(&j.last_error)
+                    .push_bind(l.received_at_ms)
+                    .push_bind(l.received_at_ms)
+                    .push_bind(finished);
+            });
+            // A retried request cannot make a second job for the same
+            // lead × destination.
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+
+        let events: Vec<&Event> = leads.iter().flat_map(|l| &l.events).collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT fp, person_id FROM fingerprints")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+            .collect())
+    }
+
+    async fn lease(
+        &self,
+        destination: &str,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedJob>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+             WHERE seq IN (
+                 SELECT seq FROM jobs
+                 WHERE state = 'pending' AND destination = ?4 AND next_attempt_at <= ?3
+                 ORDER BY priority, next_attempt_at, seq
+                 LIMIT ?5)
+             RETURNING seq, id, lead_id, idempotency_key, attempts, priority, payload, created_at",
+        )
+        .bind(owner)
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(destination)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs: Vec<LeasedJob> = rows
+            .into_iter()
+            .map(|r| LeasedJob {
+                seq: r.get(0),
+                id: r.get(1),
+                lead_id: r.get(2),
+                idempotency_key: r.get(3),
+                attempts: r.get::<i64, _>(4) as u32,
+                priority: r.get(5),
+                payload: r.get(6),
+                created_at_ms: r.get(7),
+            })
+            .collect();
+        jobs.sort_by_key(|j| (j.priority, j.seq));
+        Ok(jobs)
+    }
+
+    async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+             WHERE state = 'leased' AND lease_expires_at <= ?1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn complete(
+        &self,
+        owner: &str,
+        results: &[(LeasedJob, JobResult)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(results.len());
+        let mut events = Vec::with_capacity(results.len());
+        for (job, result) in results {
+            let (state, next_at, attempts_add, error, crm_id, outcome) = match result {
+                JobResult::Delivered { crm_id, outcome } => (
+                    JobState::Delivered,
+                    None,
+                    1,
+                    None,
+                    Some(crm_id.as_str()),
+                    Some(outcome.as_str()),
+                ),
+                JobResult::Retry {
+                    next_attempt_at_ms,
+                    error,
+                    count_attempt,
+                } => (
+                    JobState::Pending,
+                    Some(*next_attempt_at_ms),
+                    i64::from(*count_attempt),
+                    Some(error.as_str()),
+                    None,
+                    None,
+                ),
+                JobResult::Dead { error } => {
+                    (JobState::Dead, None, 1, Some(error.as_str()), None, None)
+                }
+            };
+            let finished = matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
+            let done = sqlx::query(
+                "UPDATE jobs SET state = ?1, next_attempt_at = COALESCE(?2, next_attempt_at),
+                     attempts = attempts + ?3, last_error = COALESCE(?4, last_error),
+                     crm_id = COALESCE(?5, crm_id), outcome = COALESCE(?6, outcome),
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7,
+                     finished_at = ?8
+                 WHERE id = ?9 AND state = 'leased' AND lease_owner = ?10",
+            )
+            .bind(state.as_str())
+            .bind(next_at)
+            .bind(attempts_add)
+            .bind(error)
+            .bind(crm_id)
+            .bind(outcome)
+            .bind(now_ms)
+            .bind(finished)
+            .bind(&job.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            let ok = done.rows_affected() == 1;
+            applied.push(ok);
+            if ok {
+                events.push(Event {
+                    lead_id: job.lead_id.clone(),
+                    job_id: Some(job.id.clone()),
+                    at_ms: now_ms,
+                    stage: "delivery".into(),
+                    event: match result {
+                        JobResult::Delivered { .. } => "delivered",
+                        JobResult::Retry { .. } => "retry_scheduled",
+                        JobResult::Dead { .. } => "dead_lettered",
+                    }
+                    .into(),
+                    detail: match result {
+                        JobResult::Delivered { crm_id, outcome } => {
+                            serde_json::json!({"crm_id": crm_id, "outcome": outcome, "attempt": job.attempts + 1})
+                        }
+                        JobResult::Retry {
+                            next_attempt_at_ms,
+                            error,
+                            count_attempt,
+                        } => serde_json::json!({
+                            "error": error, "next_attempt_at_ms": next_attempt_at_ms,
+                            "attempt": job.attempts + u32::from(*count_attempt)}),
+                        JobResult::Dead { error } => {
+                            serde_json::json!({"error": error, "attempt": job.attempts + 1})
+                        }
+                    },
+                });
+            }
+        }
+        let refs: Vec<&Event> = events.iter().collect();
+        insert_events(&mut tx, &refs).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized
+             FROM leads WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let json =
+            |s: String| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()));
+        let jobs = sqlx::query(job_view_sql!("WHERE lead_id = ?1 ORDER BY seq"))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(job_view)
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit = sqlx::query(
+            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE lead_id = ?1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(Event {
+                lead_id: r.get(0),
+                job_id: r.get(1),
+                at_ms: r.get(2),
+                stage: r.get(3),
+                event: r.get(4),
+                detail: json(r.get(5))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(LeadView {
+            id: row.get(0),
+            source: row.get(1),
+            received_at_ms: row.get(2),
+            status: row.get(3),
+            person_id: row.get(4),
+            dedupe: json(row.get(5))?,
+            rules_version: row.get::<i64, _>(6) as u32,
+            fingerprint_version: row.get::<i64, _>(7) as u32,
+            raw: json(row.get(8))?,
+            normalized: json(row.get(9))?,
+            deliveries: jobs,
+            audit,
+        }))
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let leads =
+            sqlx::query("SELECT COUNT(*), COALESCE(SUM(status = 'duplicate'), 0) FROM leads")
+                .fetch_one(&self.pool)
+                .await?;
+        let mut counts = StoreCounts {
+            leads: leads.get::<i64, _>(0) as u64,
+            duplicates: leads.get::<i64, _>(1) as u64,
+            ..Default::default()
+        };
+        for r in sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let n = r.get::<i64, _>(1) as u64;
+            match JobState::parse(&r.get::<String, _>(0))? {
+                JobState::Pending => counts.jobs_pending = n,
+                JobState::Leased => counts.jobs_leased = n,
+                JobState::Delivered => counts.jobs_delivered = n,
+                JobState::Dead => counts.jobs_dead = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<(String, JobView)>, StoreError> {
+        let rows = sqlx::query(job_view_sql!(
+            "WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let lead: String = r.get("lead_id");
+                Ok((lead, job_view(r)?))
+            })
+            .collect()
+    }
+}
+
+fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
+    let payload: String = r.get(11);
+    Ok(JobView {
+        id: r.get(0),
+        destination: r.get(1),
+        state: JobState::parse(&r.get::<String, _>(2))?,
+        priority: format!("P{}", r.get::<i64, _>(3)),
+        attempts: r.get::<i64, _>(4) as u32,
+        next_attempt_at_ms: r.get(5),
+        sla_deadline_ms: r.get(6),
+        crm_id: r.get(7),
+        outcome: r.get(8),
+        last_error: r.get(9),
+        mapping_version: r.get(10),
+        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    events: &[&Event],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(chunk_rows(6)) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO events (lead_id, job_id, at, stage, event, detail) ");
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.lead_id)
+                .push_bind(&e.job_id)
+                .push_bind(e.at_ms)
+                .push_bind(&e.stage)
+                .push_bind(&e.event)
+                .push_bind(e.detail.to_string());
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
