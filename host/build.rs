@@ -70,6 +70,11 @@ fn main() {
         "CARGO_MAKEFLAGS",
         "MAKEFLAGS",
         "MFLAGS",
+        // `cargo clippy` of the host must not lint (and fail) the guest build.
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CLIPPY_ARGS",
+        "CLIPPY_CONF_DIR",
     ] {
         cmd.env_remove(var);
     }

@@ -159,7 +159,16 @@ impl Config {
 
     /// Loads the defaults overlaid with a TOML text (tests, the demo).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(text)))
+        Self::from_toml_layers(&[text])
+    }
+
+    /// Loads the defaults overlaid with TOML texts, later ones winning.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        for layer in layers {
+            figment = figment.merge(Toml::string(layer));
+        }
+        Self::from_figment(figment)
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {

@@ -221,8 +221,7 @@ fn parse_body(body: &[u8]) -> Result<Vec<Value>, ApiError> {
     // A single object, or NDJSON: parse the stream of values and insist on
     // one per line.
     let mut leads = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    while let Some(item) = stream.next() {
+    for item in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
         leads.push(item.map_err(|e| malformed(e, 0))?);
     }
     if leads.len() > 1 {

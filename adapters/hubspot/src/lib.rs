@@ -345,15 +345,15 @@ impl HubSpotError {
     }
 
     fn into_outcome(self) -> Outcome {
-        if self.category == "CONFLICT" {
-            if let Some(id) = existing_id(&self.message) {
-                return Outcome::DuplicateOf(id);
-            }
+        if self.category == "CONFLICT"
+            && let Some(id) = existing_id(&self.message)
+        {
+            return Outcome::DuplicateOf(id);
         }
-        if self.category == "VALIDATION_ERROR" {
-            if let Some((field, rule, message)) = property_error(&self.message) {
-                return rejected(Some(&field), &rule, message);
-            }
+        if self.category == "VALIDATION_ERROR"
+            && let Some((field, rule, message)) = property_error(&self.message)
+        {
+            return rejected(Some(&field), &rule, message);
         }
         let rule = if self.category.is_empty() {
             "rejected".to_string()

@@ -32,8 +32,11 @@ pub trait KvStore: Send + Sync + 'static {
 /// host restarts (an access token is simply fetched again).
 #[derive(Default)]
 pub struct MemoryKv {
-    entries: Mutex<HashMap<(String, String), (Vec<u8>, Option<Instant>)>>,
+    entries: Mutex<HashMap<(String, String), KvEntry>>,
 }
+
+/// A value and when it expires.
+type KvEntry = (Vec<u8>, Option<Instant>);
 
 /// Most entries one plugin namespace may hold; a plugin cannot fill the
 /// host's memory through the key-value import.

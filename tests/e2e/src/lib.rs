@@ -1,1 +1,108 @@
-//! End-to-end tests live in `tests/`.
+//! A test environment: the CRM simulator and a leadgate host wired to it,
+//! each on its own loopback port, with a fresh SQLite store. The host loads
+//! the real HubSpot adapter component built by this build.
+
+use std::time::Duration;
+
+use leadgate::app::RunningHost;
+use leadgate::config::Config;
+use leadgate_sim::{SimConfig, SimHandle, Simulator};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const SCRAPER_KEY: &str = "test-scraper-key-0001";
+pub const WEBFORM_KEY: &str = "test-webform-key-0002";
+pub const WEBHOOK_SECRET: &str = "test-client-secret";
+
+pub struct TestEnv {
+    pub sim: Simulator,
+    pub host: RunningHost,
+    pub client: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+impl TestEnv {
+    /// Simulator with `sim` settings; host with the default test config
+    /// plus `extra` TOML (later keys win).
+    pub async fn start(sim: SimConfig, extra: &str) -> anyhow::Result<TestEnv> {
+        leadgate_runtime::outbound::install_crypto_provider();
+        let sim = Simulator::start(sim).await?;
+        let dir = std::env::temp_dir().join(format!("leadgate-e2e-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir)?;
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\nurl = \"sqlite://{db}\"\n\
+             [delivery]\npoll_ms = 10\nlinger_ms = 5\nbackoff_base_ms = 20\nbackoff_cap_ms = 200\n\
+             [sources.scraper]\napi_key = \"{SCRAPER_KEY}\"\ndefault_region = \"US\"\n\
+             [sources.webform]\napi_key = \"{WEBFORM_KEY}\"\ndefault_region = \"GB\"\n\
+             [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             [destinations.hubspot.config]\nbase-url = \"{base}\"\n\
+             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\nclient-secret = \"{WEBHOOK_SECRET}\"\n",
+            db = dir.join("leadgate.db").display(),
+            base = sim.base_url(),
+        );
+        let config = Config::from_toml_layers(&[&toml, extra])?;
+        let host = leadgate::app::start(config).await?;
+        Ok(TestEnv {
+            sim,
+            host,
+            client: reqwest::Client::new(),
+            dir,
+        })
+    }
+
+    pub async fn default() -> anyhow::Result<TestEnv> {
+        Self::start(SimConfig::default(), "").await
+    }
+
+    pub fn sim(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.host.url())
+    }
+
+    /// Posts a body as a source; returns the status and the JSON answer.
+    pub async fn post_leads(
+        &self,
+        key: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = self
+            .client
+            .post(self.url("/v1/leads"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let json = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, json))
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let resp = self.client.get(self.url(path)).send().await?;
+        let status = resp.status();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Waits for the outbox to drain; fails the test after `secs`.
+    pub async fn drain(&self, secs: u64) -> anyhow::Result<leadgate::store::StoreCounts> {
+        let (drained, counts) = self
+            .host
+            .wait_until_drained(Duration::from_secs(secs))
+            .await?;
+        anyhow::ensure!(drained, "outbox did not drain in {secs} s: {counts:?}");
+        Ok(counts)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.host.shutdown().await?;
+        self.sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
