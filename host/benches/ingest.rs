@@ -1,0 +1,781 @@
+//! Ingest load generator: how many leads per second leadgate acknowledges
+//! durably, next to the machine's ceiling for the same HTTP traffic.
+//!
+//! Four scenarios, all in this process, all on loopback, with concurrent
+//! reqwest posters:
+//!
+//! 1. a bare axum 0.8 endpoint that parses the JSON body and answers 202
+//!    (the ceiling of this machine for this traffic);
+//! 2. the real host (SQLite, WAL, synchronous FULL) with no destinations,
+//!    one lead per request;
+//! 3. the same host, 100 leads per request;
+//! 4. the host with the HubSpot adapter delivering to the CRM simulator,
+//!    from the first post until the outbox is drained.
+//!
+//! `cargo bench -p leadgate --bench ingest`. Environment knobs:
+//! `LEADGATE_BENCH_SECS` (measured seconds per timed scenario, default 5),
+//! `LEADGATE_BENCH_WARMUP_SECS` (default 1), `LEADGATE_BENCH_CONCURRENCY`
+//! (single-lead posters, default 64), `LEADGATE_BENCH_BATCH_CONCURRENCY`
+//! (batch posters, default 8), `LEADGATE_BENCH_BATCH` (leads per batch,
+//! default 100), `LEADGATE_BENCH_E2E_LEADS` (default 50,000),
+//! `LEADGATE_BENCH_DRAIN_SECS` (longest wait for the outbox to drain,
+//! default 60), `LEADGATE_BENCH_ONLY` (comma-separated subset of
+//! `bare,single,batch,e2e`).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use hdrhistogram::Histogram;
+use leadgate::app::RunningHost;
+use leadgate::config::Config;
+
+const API_KEY: &str = "bench-source-key-0001";
+/// Area codes the phone numbers cycle through, 8,000,000 numbers each.
+const AREAS: [u32; 4] = [415, 628, 650, 510];
+const PER_AREA: u64 = 800 * 10_000;
+
+const FIRST: [&str; 16] = [
+    "ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "frances", "edsger", "radia",
+    "donald", "hedy", "alan", "karen", "niklaus", "sophie",
+];
+const LAST: [&str; 16] = [
+    "lovelace",
+    "hopper",
+    "torvalds",
+    "liskov",
+    "thompson",
+    "hamilton",
+    "ritchie",
+    "allen",
+    "dijkstra",
+    "perlman",
+    "knuth",
+    "lamarr",
+    "turing",
+    "sparck-jones",
+    "wirth",
+    "wilson",
+];
+
+/// Every lead of the run gets the next number: unique email, unique phone.
+static NEXT_LEAD: AtomicU64 = AtomicU64::new(0);
+
+fn phone_of(n: u64) -> String {
+    let area = AREAS[(n / PER_AREA) as usize % AREAS.len()];
+    let n = n % PER_AREA;
+    // Exchanges 200-999: NXX with N in 2..9, valid for US numbers.
+    let exchange = 200 + n / 10_000;
+    let line = n % 10_000;
+    format!("+1 {area} {exchange:03} {line:04}")
+}
+
+/// One lead of about 450 bytes, unique by `n`.
+fn write_lead(out: &mut String, n: u64) {
+    assert!(n < PER_AREA * AREAS.len() as u64, "phone numbers exhausted");
+    let first = FIRST[(n % 16) as usize];
+    let last = LAST[((n / 16) % 16) as usize];
+    let _ = write!(
+        out,
+        r#"{{"first_name":"{first}","last_name":"{last}","email":"{first}.{last}.{n}@northwind-logistics.example.com","phone":"{phone}","company":"Northwind Logistics & Freight LLC","title":"Director of Operations","website":"https://www.northwind-logistics.example.com/","street":"{street} Market Street, Suite 500","city":"san francisco","region":"CA","postcode":"94103","country":"US","external_ref":"bench/{n:09}","utm_campaign":"spring-trade-show"}}"#,
+        phone = phone_of(n),
+        street = 100 + n % 9_000,
+    );
+}
+
+fn body(leads: usize) -> String {
+    let start = NEXT_LEAD.fetch_add(leads as u64, Ordering::Relaxed);
+    let mut s = String::with_capacity(leads * 480 + 2);
+    if leads == 1 {
+        write_lead(&mut s, start);
+    } else {
+        s.push('[');
+        for i in 0..leads as u64 {
+            if i > 0 {
+                s.push(',');
+            }
+            write_lead(&mut s, start + i);
+        }
+        s.push(']');
+    }
+    s
+}
+
+#[derive(Clone)]
+struct Settings {
+    warmup: Duration,
+    measure: Duration,
+    concurrency: usize,
+    batch_concurrency: usize,
+    batch: usize,
+    e2e_leads: usize,
+    drain_timeout: Duration,
+    only: Option<Vec<String>>,
+}
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            warmup: Duration::from_secs_f64(env_f64("LEADGATE_BENCH_WARMUP_SECS", 1.0)),
+            measure: Duration::from_secs_f64(env_f64("LEADGATE_BENCH_SECS", 5.0).max(0.1)),
+            concurrency: env_f64("LEADGATE_BENCH_CONCURRENCY", 64.0).max(1.0) as usize,
+            batch_concurrency: env_f64("LEADGATE_BENCH_BATCH_CONCURRENCY", 8.0).max(1.0) as usize,
+            batch: (env_f64("LEADGATE_BENCH_BATCH", 100.0).max(2.0) as usize).min(10_000),
+            e2e_leads: env_f64("LEADGATE_BENCH_E2E_LEADS", 50_000.0).max(100.0) as usize,
+            drain_timeout: Duration::from_secs_f64(env_f64("LEADGATE_BENCH_DRAIN_SECS", 60.0)),
+            only: std::env::var("LEADGATE_BENCH_ONLY")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+        }
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
+    }
+}
+
+/// What the posters expect back.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Any 202.
+    Accepted,
+    /// A 202 whose answer says every lead was accepted, none duplicate.
+    AllAccepted,
+}
+
+/// What one load run measured.
+struct Load {
+    /// Requests answered as expected within the measured window.
+    requests: u64,
+    leads: u64,
+    /// Seconds the figures cover.
+    seconds: f64,
+    /// Acknowledgement latency per request, microseconds.
+    hist: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    /// Leads posted in all (warm-up included) and answered as expected.
+    leads_acked_total: u64,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn lead_rate(&self) -> f64 {
+        self.leads as f64 / self.seconds
+    }
+    fn p(&self, q: f64) -> Duration {
+        Duration::from_micros(self.hist.value_at_quantile(q))
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    leadgate_runtime::outbound::install_crypto_provider();
+    Ok(reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Posts one request; `Ok(())` when it was answered as expected.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    leads: usize,
+    expect: Expect,
+) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .bearer_auth(API_KEY)
+        .header("content-type", "application/json")
+        .body(body(leads))
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = response.status();
+    let answer = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    if status != StatusCode::ACCEPTED {
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+        ));
+    }
+    if let Expect::AllAccepted = expect {
+        // The answer's first fields, in the order the host writes them.
+        let want = format!("{{\"accepted\":{leads},\"duplicates\":0,\"rejected\":0,");
+        if !answer.starts_with(want.as_bytes()) {
+            return Err(format!(
+                "unexpected answer: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `concurrency` posters for warm-up + measure; counts and times the
+/// requests answered within the measured window.
+async fn timed_load(
+    url: &str,
+    concurrency: usize,
+    leads_per_request: usize,
+    expect: Expect,
+    s: &Settings,
+) -> anyhow::Result<Load> {
+    let client = client()?;
+    let url: Arc<str> = url.into();
+    let start = Instant::now();
+    let window_start = start + s.warmup;
+    let end = window_start + s.measure;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.spawn(async move {
+            let mut hist = new_hist();
+            let (mut requests, mut errors, mut acked) = (0u64, 0u64, 0u64);
+            let mut first_error = None;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let outcome = post(&client, &url, leads_per_request, expect).await;
+                let done = Instant::now();
+                match outcome {
+                    Ok(()) => {
+                        acked += leads_per_request as u64;
+                        if done >= window_start && done <= end {
+                            requests += 1;
+                            hist.saturating_record((done - sent).as_micros() as u64);
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                        // Do not spin on a broken server.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (hist, requests, errors, acked, first_error)
+        });
+    }
+    let mut load = Load {
+        requests: 0,
+        leads: 0,
+        seconds: s.measure.as_secs_f64(),
+        hist: new_hist(),
+        errors: 0,
+        first_error: None,
+        leads_acked_total: 0,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (hist, requests, errors, acked, first_error) = joined?;
+        load.hist.add(&hist).context("merging histograms")?;
+        load.requests += requests;
+        load.errors += errors;
+        load.leads_acked_total += acked;
+        if load.first_error.is_none() {
+            load.first_error = first_error;
+        }
+    }
+    load.leads = load.requests * leads_per_request as u64;
+    Ok(load)
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 1: the bare endpoint.
+
+async fn bare_handler(body: Bytes) -> (StatusCode, &'static str) {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => {
+            std::hint::black_box(&v);
+            (StatusCode::ACCEPTED, "{\"accepted\":1}")
+        }
+        Err(_) => (StatusCode::BAD_REQUEST, "{\"error\":\"malformed_json\"}"),
+    }
+}
+
+async fn bare(s: &Settings) -> anyhow::Result<Load> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    // Served the way the host serves (plain `axum::serve`), so the two
+    // differ only in what the handler does.
+    let app = axum::Router::new().route("/v1/leads", axum::routing::post(bare_handler));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let load = timed_load(
+        &format!("http://{addr}/v1/leads"),
+        s.concurrency,
+        1,
+        Expect::Accepted,
+        s,
+    )
+    .await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    load
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios 2 and 3: durable ingest, no destinations.
+
+struct Host {
+    host: RunningHost,
+    dir: tempfile::TempDir,
+}
+
+async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
+    let dir = tempfile::Builder::new()
+        .prefix("leadgate-bench-")
+        .tempdir_in(std::env::temp_dir())?;
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\nurl = \"sqlite://{}\"\n\
+         [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
+        dir.path().join("leadgate.db").display()
+    );
+    if let Some(base_url) = destination {
+        toml.push_str(&format!(
+            "[destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
+             allowed_hosts = [\"127.0.0.1\"]\n\
+             [destinations.hubspot.config]\nbase-url = \"{base_url}\"\n\
+             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
+        ));
+    }
+    let config = Config::from_toml(&toml)?;
+    let host = leadgate::app::start(config).await?;
+    Ok(Host { host, dir })
+}
+
+async fn stop_host(h: Host) -> anyhow::Result<()> {
+    let Host { host, dir } = h;
+    match tokio::time::timeout(Duration::from_secs(20), host.shutdown()).await {
+        Ok(r) => r?,
+        Err(_) => eprintln!("warning: the host did not shut down within 20 s"),
+    }
+    drop(dir);
+    Ok(())
+}
+
+async fn durable(s: &Settings, concurrency: usize, leads: usize) -> anyhow::Result<Load> {
+    let h = start_host(None).await?;
+    let url = format!("{}/v1/leads", h.host.url());
+    let load = timed_load(&url, concurrency, leads, Expect::AllAccepted, s).await;
+    let counts = h.host.store.counts().await;
+    stop_host(h).await?;
+    let load = load?;
+    let counts = counts?;
+    if counts.leads != load.leads_acked_total {
+        eprintln!(
+            "warning: the store holds {} leads but {} were acknowledged",
+            counts.leads, load.leads_acked_total
+        );
+    }
+    Ok(load)
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 4: end to end.
+
+struct EndToEnd {
+    leads: u64,
+    requests: u64,
+    hist: Histogram<u64>,
+    ingest_secs: f64,
+    /// Contacts in the CRM when the last post was acknowledged.
+    contacts_at_ingest_end: usize,
+    /// Until the simulator held every contact.
+    crm_secs: f64,
+    /// Until `wait_until_drained` confirmed the drain.
+    total_secs: f64,
+    /// How long one `Store::counts` (what `wait_until_drained` polls) takes
+    /// once the store holds the run's leads.
+    counts_query: Duration,
+    drained: bool,
+    contacts: usize,
+    delivered: u64,
+    dead: u64,
+    sim_requests: u64,
+    sim_429: u64,
+    sim_5xx: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn end_to_end(s: &Settings) -> anyhow::Result<EndToEnd> {
+    let sim = leadgate_sim::Simulator::start(leadgate_sim::SimConfig {
+        burst_limit: u32::MAX / 2,
+        daily_limit: u32::MAX / 2,
+        ..Default::default()
+    })
+    .await?;
+    let h = start_host(Some(&sim.base_url())).await?;
+    let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
+    let client = client()?;
+    let batches = s.e2e_leads.div_ceil(s.batch);
+    let next_batch = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..s.batch_concurrency {
+        let (client, url, next_batch) = (client.clone(), url.clone(), next_batch.clone());
+        let (batch, total) = (s.batch, s.e2e_leads);
+        tasks.spawn(async move {
+            let mut hist = new_hist();
+            let (mut leads, mut requests, mut errors) = (0u64, 0u64, 0u64);
+            let mut first_error = None;
+            loop {
+                let i = next_batch.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    break;
+                }
+                let n = batch.min(total - i * batch);
+                let sent = Instant::now();
+                match post(&client, &url, n, Expect::AllAccepted).await {
+                    Ok(()) => {
+                        hist.saturating_record(sent.elapsed().as_micros() as u64);
+                        leads += n as u64;
+                        requests += 1;
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (hist, leads, requests, errors, first_error)
+        });
+    }
+    let mut e = EndToEnd {
+        leads: 0,
+        requests: 0,
+        hist: new_hist(),
+        ingest_secs: 0.0,
+        contacts_at_ingest_end: 0,
+        crm_secs: 0.0,
+        total_secs: 0.0,
+        counts_query: Duration::ZERO,
+        drained: false,
+        contacts: 0,
+        delivered: 0,
+        dead: 0,
+        sim_requests: 0,
+        sim_429: 0,
+        sim_5xx: 0,
+        errors: 0,
+        first_error: None,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (hist, leads, requests, errors, first_error) = joined?;
+        e.hist.add(&hist).context("merging histograms")?;
+        e.leads += leads;
+        e.requests += requests;
+        e.errors += errors;
+        if e.first_error.is_none() {
+            e.first_error = first_error;
+        }
+    }
+    e.ingest_secs = started.elapsed().as_secs_f64();
+    e.contacts_at_ingest_end = sim.handle().contact_count();
+    // Watch the simulator (in memory, cheap) until every contact is there,
+    // then confirm with `wait_until_drained`. Polling the host's counts all
+    // along would slow the drain: `Store::counts` scans every lead row.
+    let handle = sim.handle();
+    let deadline = Instant::now() + s.drain_timeout;
+    let mut last_store_check = Instant::now();
+    while handle.contact_count() < e.leads as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A dead-lettered lead would never reach the CRM: look at the
+        // outbox itself now and then.
+        if last_store_check.elapsed() > Duration::from_secs(2) {
+            last_store_check = Instant::now();
+            let c = h.host.store.counts().await?;
+            if c.jobs_pending == 0 && c.jobs_leased == 0 {
+                break;
+            }
+        }
+    }
+    e.crm_secs = started.elapsed().as_secs_f64();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (drained, counts) = h
+        .host
+        .wait_until_drained(remaining.max(Duration::from_secs(1)))
+        .await?;
+    e.total_secs = started.elapsed().as_secs_f64();
+    let probe = Instant::now();
+    h.host.store.counts().await?;
+    e.counts_query = probe.elapsed();
+    e.drained = drained;
+    e.delivered = counts.jobs_delivered;
+    e.dead = counts.jobs_dead;
+    let handle = sim.handle();
+    let stats = handle.stats();
+    e.contacts = handle.contact_count();
+    e.sim_requests = stats.requests_total;
+    e.sim_429 = stats.rate_limited;
+    e.sim_5xx = stats.server_errors;
+    stop_host(h).await?;
+    sim.shutdown().await;
+    Ok(e)
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+struct Row {
+    scenario: String,
+    rate: String,
+    p50: String,
+    p99: String,
+    notes: String,
+}
+
+fn errors_note(errors: u64, first: &Option<String>) -> String {
+    if errors == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {errors} FAILED requests (first: {})",
+            first.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Sanity checks before anything is measured: the leads are what the
+/// benchmark says they are.
+fn check_leads() -> anyhow::Result<usize> {
+    let region = phonenumber::country::Id::US;
+    // Every area code × exchange once, with a changing line number, and
+    // the edges.
+    let samples: std::collections::BTreeSet<u64> = (0..AREAS.len() as u64 * 800)
+        .map(|k| k * 10_000 + (k * 7_919) % 10_000)
+        .chain([0, 1, 9_999, PER_AREA - 1, PER_AREA * AREAS.len() as u64 - 1])
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for n in samples {
+        let raw = phone_of(n);
+        let e164 = leadgate::normalize::normalize_phone(&raw, region)
+            .map_err(|e| anyhow::anyhow!("lead {n}: phone {raw} is not valid: {}", e.message))?;
+        if !seen.insert(e164.clone()) {
+            bail!("phone {e164} repeats");
+        }
+    }
+    let mut one = String::new();
+    write_lead(&mut one, 1_234_567);
+    let v: serde_json::Value = serde_json::from_str(&one)?;
+    let email = v["email"].as_str().context("email")?;
+    leadgate::normalize::normalize_email(email)
+        .map_err(|e| anyhow::anyhow!("email {email} is not valid: {}", e.message))?;
+    Ok(one.len())
+}
+
+async fn run(s: Settings) -> anyhow::Result<()> {
+    let lead_bytes = check_leads()?;
+    println!(
+        "leadgate ingest benchmark: loopback, {} CPUs, {:.0} s warm-up + {:.0} s measured per timed scenario",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        s.warmup.as_secs_f64(),
+        s.measure.as_secs_f64()
+    );
+    println!(
+        "lead: {lead_bytes}-byte JSON object, unique email and valid unique US phone (+1 415 NXX XXXX from a counter) per lead; \
+         posters, host and simulator share this process"
+    );
+    let mut rows = Vec::new();
+    let mut bare_rate = None;
+
+    if s.wants("bare") {
+        let l = bare(&s).await?;
+        println!(
+            "  bare axum: {} requests in {:.1} s, {} errors",
+            l.requests, l.seconds, l.errors
+        );
+        bare_rate = Some(l.rate());
+        rows.push(Row {
+            scenario: format!("bare axum (1 lead/post, c={})", s.concurrency),
+            rate: format!("{}/s", thousands(l.rate())),
+            p50: ms(l.p(0.50)),
+            p99: ms(l.p(0.99)),
+            notes: format!(
+                "parse to serde_json::Value, answer 202{}",
+                errors_note(l.errors, &l.first_error)
+            ),
+        });
+    }
+
+    if s.wants("single") {
+        let l = durable(&s, s.concurrency, 1).await?;
+        println!(
+            "  durable single: {} leads in {:.1} s, {} errors",
+            l.leads, l.seconds, l.errors
+        );
+        let ratio = bare_rate
+            .map(|b| format!("{:.0}% of bare; ", 100.0 * l.rate() / b))
+            .unwrap_or_default();
+        rows.push(Row {
+            scenario: format!("durable ingest (1 lead, c={})", s.concurrency),
+            rate: format!("{}/s", thousands(l.lead_rate())),
+            p50: ms(l.p(0.50)),
+            p99: ms(l.p(0.99)),
+            notes: format!(
+                "{ratio}SQLite WAL+FULL, no destinations{}",
+                errors_note(l.errors, &l.first_error)
+            ),
+        });
+    }
+
+    if s.wants("batch") {
+        let l = durable(&s, s.batch_concurrency, s.batch).await?;
+        println!(
+            "  durable batch: {} leads ({} requests) in {:.1} s, {} errors",
+            l.leads, l.requests, l.seconds, l.errors
+        );
+        rows.push(Row {
+            scenario: format!(
+                "durable ingest ({}/batch, c={})",
+                s.batch, s.batch_concurrency
+            ),
+            rate: format!("{}/s", thousands(l.lead_rate())),
+            p50: ms(l.p(0.50)),
+            p99: ms(l.p(0.99)),
+            notes: format!(
+                "{} req/s; latency per request; no destinations{}",
+                thousands(l.rate()),
+                errors_note(l.errors, &l.first_error)
+            ),
+        });
+    }
+
+    if s.wants("e2e") {
+        let e = end_to_end(&s).await?;
+        println!(
+            "  end to end: {} leads acknowledged in {:.2} s ({} leads/s; {} contacts delivered meanwhile, {}/s), \
+             all in the CRM after {:.2} s (delivery alone: {}/s), outbox {} after {:.2} s \
+             (one Store::counts: {}); {} contacts, {} jobs delivered, {} dead; \
+             simulator: {} requests, {} 429s, {} 5xx",
+            e.leads,
+            e.ingest_secs,
+            thousands(e.leads as f64 / e.ingest_secs),
+            e.contacts_at_ingest_end,
+            thousands(e.contacts_at_ingest_end as f64 / e.ingest_secs),
+            e.crm_secs,
+            thousands(
+                (e.leads as f64 - e.contacts_at_ingest_end as f64).max(0.0)
+                    / (e.crm_secs - e.ingest_secs).max(1e-3)
+            ),
+            if e.drained { "drained" } else { "NOT drained" },
+            e.total_secs,
+            ms(e.counts_query),
+            e.contacts,
+            e.delivered,
+            e.dead,
+            e.sim_requests,
+            e.sim_429,
+            e.sim_5xx
+        );
+        let verdict = if e.drained && e.contacts as u64 == e.leads && e.errors == 0 {
+            "ok"
+        } else {
+            "MISMATCH"
+        };
+        rows.push(Row {
+            scenario: "end-to-end to simulator".into(),
+            rate: format!("{}/s", thousands(e.leads as f64 / e.total_secs)),
+            p50: ms(Duration::from_micros(e.hist.value_at_quantile(0.50))),
+            p99: ms(Duration::from_micros(e.hist.value_at_quantile(0.99))),
+            notes: format!(
+                "{} leads, {}/batch, c={}, first post to drain {:.1} s (ingest {:.1} s); \
+                 {} contacts ({verdict}), {} 429s; sim rate limit lifted{}",
+                thousands(e.leads as f64),
+                s.batch,
+                s.batch_concurrency,
+                e.total_secs,
+                e.ingest_secs,
+                thousands(e.contacts as f64),
+                e.sim_429,
+                errors_note(e.errors, &e.first_error)
+            ),
+        });
+    }
+
+    println!();
+    println!(
+        "{:<34} {:>14} {:>9} {:>9}   notes",
+        "scenario", "rate", "p50", "p99"
+    );
+    for r in &rows {
+        println!(
+            "{:<34} {:>14} {:>9} {:>9}   {}",
+            r.scenario, r.rate, r.p50, r.p99, r.notes
+        );
+    }
+    println!(
+        "(rates of the durable and end-to-end rows are leads/s; p50/p99 are per request, \
+         from send to the 202)"
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; a filter or other flags are ignored.
+    let settings = Settings::from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(settings));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
