@@ -19,7 +19,8 @@
 //! (batch posters, default 8), `LEADGATE_BENCH_BATCH` (leads per batch,
 //! default 100), `LEADGATE_BENCH_E2E_LEADS` (default 50,000),
 //! `LEADGATE_BENCH_DRAIN_SECS` (longest wait for the outbox to drain,
-//! default 60), `LEADGATE_BENCH_ONLY` (comma-separated subset of
+//! default 60), `LEADGATE_BENCH_DURABILITY` (`full` or `normal`, default
+//! `full`), `LEADGATE_BENCH_ONLY` (comma-separated subset of
 //! `bare,single,batch,e2e`).
 
 use std::fmt::Write as _;
@@ -358,9 +359,10 @@ async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
         .tempdir_in(std::env::temp_dir())?;
+    let durability = std::env::var("LEADGATE_BENCH_DURABILITY").unwrap_or_else(|_| "full".into());
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
-         [store]\nurl = \"sqlite://{}\"\n\
+         [store]\nurl = \"sqlite://{}\"\ndurability = \"{durability}\"\n\
          [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
         dir.path().join("leadgate.db").display()
     );

@@ -33,7 +33,7 @@ pub struct RunningHost {
 
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
-    let store = store::open(&config.store.url)
+    let store = store::open(&config.store.url, config.store.durability)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
 
@@ -131,12 +131,9 @@ impl RunningHost {
     ) -> anyhow::Result<(bool, StoreCounts)> {
         let started = Instant::now();
         loop {
-            let counts = self.store.counts().await?;
-            if counts.jobs_pending == 0 && counts.jobs_leased == 0 {
-                return Ok((true, counts));
-            }
-            if started.elapsed() > timeout {
-                return Ok((false, counts));
+            let outstanding = self.store.outstanding_jobs().await?;
+            if outstanding == 0 || started.elapsed() > timeout {
+                return Ok((outstanding == 0, self.store.counts().await?));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

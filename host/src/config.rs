@@ -60,6 +60,9 @@ pub struct StoreConfig {
     pub url: String,
     /// Most leads committed in one group-commit transaction.
     pub group_commit_max: usize,
+    /// `full`: a commit survives power loss; `normal`: it survives a crash
+    /// of the process only.
+    pub durability: crate::store::Durability,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -47,7 +47,7 @@ pub enum Decision {
 /// Fingerprint → person (the id of the person's first lead).
 #[derive(Debug, Default)]
 pub struct ExactIndex {
-    map: HashMap<String, String>,
+    map: HashMap<String, String, foldhash::fast::RandomState>,
 }
 
 impl ExactIndex {

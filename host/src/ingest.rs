@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::api::{ApiError, AppState, SourceRuntime};
 use crate::dedupe::{Decision, fingerprints};
 use crate::metrics::Metrics;
-use crate::normalize::{FieldIssue, normalize, to_json};
+use crate::normalize::{FieldIssue, normalize};
 use crate::outbox::{MappedRoute, PreparedLead};
 use crate::route::route;
 
@@ -80,7 +80,6 @@ pub async fn post_leads(
             }),
             Ok(lead) => {
                 let id = uuid::Uuid::now_v7().to_string();
-                let json = to_json(&lead);
                 let routes = route(
                     &destinations,
                     source.priority,
@@ -90,10 +89,13 @@ pub async fn post_leads(
                 .into_iter()
                 .filter_map(|route| {
                     let dest = state.registry.get(&route.destination)?;
+                    let payload = dest
+                        .mapping
+                        .render(&lead, &dest.adapter.info().required_properties)
+                        .map(|props| serde_json::to_string(&props).expect("properties serialize"))
+                        .map_err(|e| e.to_string());
                     Some(MappedRoute {
-                        payload: dest
-                            .mapping
-                            .render(&json, &dest.adapter.info().required_properties),
+                        payload,
                         mapping_version: dest.mapping.version.clone(),
                         route,
                     })
@@ -114,7 +116,7 @@ pub async fn post_leads(
                     received_at_ms: now,
                     raw: raw.to_string(),
                     fingerprints: fingerprints(&lead),
-                    normalized: lead,
+                    normalized: serde_json::to_string(&lead).expect("lead serializes"),
                     routes,
                 });
             }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::normalize::split_name;
+use crate::normalize::{NormalizedLead, split_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
@@ -190,7 +190,7 @@ impl Mapping {
     /// `extra_required` adds the adapter's own required properties.
     pub fn render(
         &self,
-        lead: &Map<String, Value>,
+        lead: &impl LeadFields,
         extra_required: &[String],
     ) -> Result<Vec<(String, String)>, MappingError> {
         let mut out = Vec::with_capacity(self.rules.len());
@@ -198,7 +198,7 @@ impl Mapping {
             let mut value = match &rule.source {
                 Source::Paths(paths) => paths
                     .iter()
-                    .find_map(|p| lookup(lead, p).filter(|v| !v.is_empty()))
+                    .find_map(|p| lead.field(p).filter(|v| !v.is_empty()))
                     .unwrap_or_default(),
                 Source::Value(v) => v.clone(),
                 Source::Template(pieces) => {
@@ -206,7 +206,7 @@ impl Mapping {
                     for piece in pieces {
                         match piece {
                             Piece::Text(t) => s.push_str(t),
-                            Piece::Path(p) => s.push_str(&lookup(lead, p).unwrap_or_default()),
+                            Piece::Path(p) => s.push_str(&lead.field(p).unwrap_or_default()),
                         }
                     }
                     crate::normalize::clean_text(&s)
@@ -293,19 +293,68 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
     Ok(pieces)
 }
 
-/// A path's value as text: strings as they are, numbers and booleans
-/// printed, anything else absent.
-fn lookup(root: &Map<String, Value>, path: &[String]) -> Option<String> {
-    let (first, rest) = path.split_first()?;
-    let mut v = root.get(first)?;
-    for key in rest {
-        v = v.as_object()?.get(key)?;
+/// What a mapping reads: a field path's value as text.
+pub trait LeadFields {
+    fn field(&self, path: &[String]) -> Option<String>;
+}
+
+impl LeadFields for Map<String, Value> {
+    /// Strings as they are, numbers and booleans printed, anything else
+    /// absent.
+    fn field(&self, path: &[String]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        let mut v = self.get(first)?;
+        for key in rest {
+            v = v.as_object()?.get(key)?;
+        }
+        value_text(v)
     }
+}
+
+fn value_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+impl LeadFields for NormalizedLead {
+    /// The lead's fields by name, custom attributes under `custom.`; read
+    /// straight from the struct (no JSON tree is built per lead).
+    fn field(&self, path: &[String]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        if first == "custom" {
+            let (key, rest) = rest.split_first()?;
+            let mut v = self.custom.get(key)?;
+            for key in rest {
+                v = v.as_object()?.get(key)?;
+            }
+            return value_text(v);
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        let v = match first.as_str() {
+            "email" => &self.email,
+            "phone" => &self.phone,
+            "first_name" => &self.first_name,
+            "last_name" => &self.last_name,
+            "full_name" | "name" => &self.full_name,
+            "company" => &self.company,
+            "title" => &self.title,
+            "website" => &self.website,
+            "street" => &self.street,
+            "city" => &self.city,
+            "region" => &self.region,
+            "postcode" => &self.postcode,
+            "country" => &self.country,
+            "date_of_birth" => &self.date_of_birth,
+            "priority" => &self.priority,
+            _ => return None,
+        };
+        v.clone()
     }
 }
 
@@ -382,6 +431,34 @@ properties:
                 source_desc: "email".into()
             }
         );
+    }
+
+    #[test]
+    fn struct_and_json_views_of_a_lead_agree() {
+        let lead = NormalizedLead {
+            email: Some("a@b.com".into()),
+            full_name: Some("Mary Ann Smith".into()),
+            custom: [("utm".to_string(), json!({"source": "ads"}))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let as_json = serde_json::to_value(&lead)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone();
+        for path in [
+            "email",
+            "full_name",
+            "custom.utm.source",
+            "phone",
+            "custom.nope",
+            "email.x",
+        ] {
+            let p: Vec<String> = path.split('.').map(String::from).collect();
+            assert_eq!(lead.field(&p), as_json.field(&p), "{path}");
+        }
     }
 
     #[test]

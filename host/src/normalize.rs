@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use phonenumber::country::Id as Region;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Version of the normalization rules; stored with each lead.
 pub const RULES_VERSION: u32 = 1;
@@ -401,14 +401,6 @@ pub fn split_name(full: &str) -> (Option<String>, Option<String>) {
     match full.rsplit_once(' ') {
         Some((first, last)) => (Some(first.to_string()), Some(last.to_string())),
         None => (Some(full.to_string()), None),
-    }
-}
-
-/// The custom fields and the rest as one JSON object, for mapping.
-pub fn to_json(lead: &NormalizedLead) -> Map<String, Value> {
-    match serde_json::to_value(lead) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
     }
 }
 

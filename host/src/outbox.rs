@@ -1,31 +1,40 @@
 //! Outbox: the durable hand-off between ingest and delivery.
 //!
-//! One writer task owns the dedupe index and the write path. Concurrent
-//! requests queue their prepared leads; the writer takes everything queued,
-//! decides dedupe for each lead in arrival order, and commits the whole
-//! group (leads, fingerprints, one job per lead × destination, audit events)
-//! in one transaction: one fsync for many requests. Only then does each
-//! request get its answer, so a 202 always means "stored".
+//! One writer task owns the dedupe index: it takes every queued request,
+//! decides dedupe for each lead in arrival order and builds the rows (the
+//! lead, its new fingerprints, one job per lead × destination). A committer
+//! task writes each group in one transaction (one fsync for many requests)
+//! while the writer already builds the next group. Only after the commit
+//! does each request get its answer, so a 202 always means "stored".
+//!
+//! If a commit fails, nothing of that group is stored, but the writer may
+//! already have decided the next group against it. Each group carries the
+//! epoch of the index it was decided with; after a failure the committer
+//! refuses groups of older epochs, and the writer reloads the index from
+//! the store before deciding again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::dedupe::{Decision, ExactIndex, FINGERPRINT_VERSION};
-use crate::mapping::MappingError;
-use crate::normalize::{NormalizedLead, RULES_VERSION};
+use crate::normalize::RULES_VERSION;
 use crate::route::Route;
-use crate::store::{Event, JobState, NewJob, NewLead, Store, StoreError};
+use crate::store::{JobState, NewJob, NewLead, Store, StoreError};
 
-/// A lead that passed validation, mapped for each of its routes.
+/// A lead that passed validation, serialized and mapped for each route by
+/// the request handler (work done in parallel, off the writer's path).
 #[derive(Debug)]
 pub struct PreparedLead {
     pub id: String,
     pub source: String,
     pub received_at_ms: i64,
+    /// The lead as posted (JSON).
     pub raw: String,
-    pub normalized: NormalizedLead,
+    /// The normalized lead (JSON).
+    pub normalized: String,
     pub fingerprints: Vec<String>,
     pub routes: Vec<MappedRoute>,
 }
@@ -35,7 +44,8 @@ pub struct PreparedLead {
 pub struct MappedRoute {
     pub route: Route,
     pub mapping_version: String,
-    pub payload: Result<Vec<(String, String)>, MappingError>,
+    /// The CRM properties as JSON, or the mapping error.
+    pub payload: Result<String, String>,
 }
 
 /// What the outbox did with a lead.
@@ -46,7 +56,7 @@ pub struct Committed {
     pub decision: Decision,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Committed>, Arc<StoreError>>>;
+type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 
 /// The handle requests use to commit leads.
 #[derive(Clone)]
@@ -54,25 +64,51 @@ pub struct Outbox {
     tx: mpsc::Sender<(Vec<PreparedLead>, Reply)>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("the store refused the write: {0}")]
     Store(Arc<StoreError>),
+    #[error("not stored: an earlier write failed and dedupe decisions are being rebuilt")]
+    Superseded,
     #[error("the outbox is shut down")]
     Closed,
 }
 
+struct Group {
+    epoch: u64,
+    rows: Vec<NewLead>,
+    answers: Vec<(Reply, Vec<Committed>)>,
+    made_jobs: bool,
+}
+
 impl Outbox {
-    /// Starts the writer. `index` holds the stored fingerprints;
-    /// `delivered_work` is notified after every commit that made jobs.
+    /// Starts the writer and the committer. `index` holds the stored
+    /// fingerprints; `work` is notified after every commit that made jobs.
+    /// The returned task ends when every `Outbox` handle is dropped and the
+    /// queue is committed.
     pub fn start(
         store: Arc<dyn Store>,
         index: ExactIndex,
         group_max: usize,
-        delivered_work: Arc<Notify>,
+        work: Arc<Notify>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(writer(store, index, group_max, rx, delivered_work));
+        // One group building while one commits.
+        let (groups_tx, groups_rx) = mpsc::channel(1);
+        let min_epoch = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(writer(
+            store.clone(),
+            index,
+            group_max,
+            rx,
+            groups_tx,
+            min_epoch.clone(),
+        ));
+        let committer = tokio::spawn(committer(store, groups_rx, min_epoch, work));
+        let task = tokio::spawn(async move {
+            let _ = writer.await;
+            let _ = committer.await;
+        });
         (Outbox { tx }, task)
     }
 
@@ -86,10 +122,7 @@ impl Outbox {
             .send((leads, reply))
             .await
             .map_err(|_| OutboxError::Closed)?;
-        answer
-            .await
-            .map_err(|_| OutboxError::Closed)?
-            .map_err(OutboxError::Store)
+        answer.await.map_err(|_| OutboxError::Closed)?
     }
 }
 
@@ -98,14 +131,15 @@ async fn writer(
     mut index: ExactIndex,
     group_max: usize,
     mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
-    work: Arc<Notify>,
+    groups: mpsc::Sender<Group>,
+    min_epoch: Arc<AtomicU64>,
 ) {
+    let mut epoch = 0u64;
     let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
     loop {
         if rx.recv_many(&mut queue, 256).await == 0 {
             return;
         }
-        // Take more while it fits in one group.
         let mut total: usize = queue.iter().map(|(l, _)| l.len()).sum();
         while total < group_max {
             match rx.try_recv() {
@@ -116,43 +150,84 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let requests = std::mem::take(&mut queue);
-        let mut rows = Vec::with_capacity(total);
-        let mut answers = Vec::with_capacity(requests.len());
-        let mut added_fps: Vec<String> = Vec::new();
-        let mut made_jobs = false;
-        for (leads, reply) in requests {
+        let required = min_epoch.load(Ordering::Acquire);
+        if epoch < required {
+            match reload(&*store).await {
+                Ok(fresh) => {
+                    index = fresh;
+                    epoch = required;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reloading the dedupe index failed");
+                    let e = OutboxError::Store(Arc::new(e));
+                    for (_, reply) in queue.drain(..) {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut group = Group {
+            epoch,
+            rows: Vec::with_capacity(total),
+            answers: Vec::with_capacity(queue.len()),
+            made_jobs: false,
+        };
+        for (leads, reply) in queue.drain(..) {
             let mut committed = Vec::with_capacity(leads.len());
             for lead in leads {
                 let (decision, added) = index.decide(&lead.id, &lead.fingerprints);
-                added_fps.extend(added.iter().cloned());
                 let row = build_row(lead, &decision, added);
-                made_jobs |= !row.jobs.is_empty();
+                group.made_jobs |= !row.jobs.is_empty();
                 committed.push(Committed {
                     id: row.id.clone(),
                     decision,
                 });
-                rows.push(row);
+                group.rows.push(row);
             }
-            answers.push((reply, committed));
+            group.answers.push((reply, committed));
         }
-        match store.insert_leads(&rows).await {
+        if groups.send(group).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reload(store: &dyn Store) -> Result<ExactIndex, StoreError> {
+    let mut index = ExactIndex::new();
+    for (fp, person) in store.load_fingerprints().await? {
+        index.insert(fp, person);
+    }
+    Ok(index)
+}
+
+async fn committer(
+    store: Arc<dyn Store>,
+    mut groups: mpsc::Receiver<Group>,
+    min_epoch: Arc<AtomicU64>,
+    work: Arc<Notify>,
+) {
+    while let Some(group) = groups.recv().await {
+        if group.epoch < min_epoch.load(Ordering::Acquire) {
+            for (reply, _) in group.answers {
+                let _ = reply.send(Err(OutboxError::Superseded));
+            }
+            continue;
+        }
+        match store.insert_leads(&group.rows).await {
             Ok(()) => {
-                for (reply, committed) in answers {
+                for (reply, committed) in group.answers {
                     let _ = reply.send(Ok(committed));
                 }
-                if made_jobs {
+                if group.made_jobs {
                     work.notify_waiters();
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, leads = rows.len(), "outbox commit failed");
-                // Nothing was stored: forget the fingerprints of this group.
-                for fp in &added_fps {
-                    index.remove(fp);
-                }
-                let e = Arc::new(e);
-                for (reply, _) in answers {
+                tracing::error!(error = %e, leads = group.rows.len(), "outbox commit failed");
+                min_epoch.fetch_max(group.epoch + 1, Ordering::AcqRel);
+                let e = OutboxError::Store(Arc::new(e));
+                for (reply, _) in group.answers {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
@@ -161,44 +236,6 @@ async fn writer(
 }
 
 fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<String>) -> NewLead {
-    let now = lead.received_at_ms;
-    let mut events = vec![
-        Event {
-            lead_id: lead.id.clone(),
-            job_id: None,
-            at_ms: now,
-            stage: "ingest".into(),
-            event: "received".into(),
-            detail: serde_json::json!({ "source": lead.source }),
-        },
-        Event {
-            lead_id: lead.id.clone(),
-            job_id: None,
-            at_ms: now,
-            stage: "normalize".into(),
-            event: "normalized".into(),
-            detail: serde_json::json!({
-                "rules_version": RULES_VERSION,
-                "flags": lead.normalized.flags,
-            }),
-        },
-        Event {
-            lead_id: lead.id.clone(),
-            job_id: None,
-            at_ms: now,
-            stage: "dedupe".into(),
-            event: match decision {
-                Decision::New => "new_person",
-                Decision::Duplicate { .. } => "duplicate",
-            }
-            .into(),
-            detail: serde_json::json!({
-                "fingerprint_version": FINGERPRINT_VERSION,
-                "fingerprints": lead.fingerprints,
-                "decision": decision,
-            }),
-        },
-    ];
     let (duplicate, person_id) = match decision {
         Decision::New => (false, lead.id.clone()),
         Decision::Duplicate { person_id, .. } => (true, person_id.clone()),
@@ -206,41 +243,17 @@ fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<Stri
     let mut jobs = Vec::new();
     if !duplicate {
         for mapped in lead.routes {
-            let job_id = format!("{}:{}", lead.id, mapped.route.destination);
             let (state, payload, last_error) = match mapped.payload {
-                Ok(props) => (
-                    JobState::Pending,
-                    serde_json::to_string(&props).expect("properties serialize"),
-                    None,
-                ),
+                Ok(props) => (JobState::Pending, props, None),
                 Err(e) => (
                     JobState::Dead,
                     "[]".to_string(),
                     Some(format!("mapping: {e}")),
                 ),
             };
-            events.push(Event {
-                lead_id: lead.id.clone(),
-                job_id: Some(job_id.clone()),
-                at_ms: now,
-                stage: "route".into(),
-                event: if state == JobState::Dead {
-                    "unmappable"
-                } else {
-                    "queued"
-                }
-                .into(),
-                detail: serde_json::json!({
-                    "destination": mapped.route.destination,
-                    "priority": mapped.route.priority,
-                    "sla_deadline_ms": mapped.route.sla_deadline_ms,
-                    "mapping_version": mapped.mapping_version,
-                    "error": last_error,
-                }),
-            });
             jobs.push(NewJob {
                 idempotency_key: idempotency_key(&person_id, &mapped.route.destination),
-                id: job_id,
+                id: format!("{}:{}", lead.id, mapped.route.destination),
                 destination: mapped.route.destination,
                 priority: mapped.route.priority.as_i64(),
                 sla_deadline_ms: mapped.route.sla_deadline_ms,
@@ -252,19 +265,18 @@ fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<Stri
         }
     }
     NewLead {
-        normalized: serde_json::to_string(&lead.normalized).expect("lead serializes"),
+        decision: serde_json::to_string(decision).expect("decision serializes"),
+        normalized: lead.normalized,
         id: lead.id,
         source: lead.source,
-        received_at_ms: now,
+        received_at_ms: lead.received_at_ms,
         duplicate,
         person_id,
-        decision: serde_json::to_string(decision).expect("decision serializes"),
         rules_version: RULES_VERSION,
         fp_version: FINGERPRINT_VERSION,
         raw: lead.raw,
         new_fingerprints,
         jobs,
-        events,
     }
 }
 

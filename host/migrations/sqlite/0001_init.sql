@@ -10,17 +10,15 @@ CREATE TABLE leads (
     rules_version   INTEGER NOT NULL,            -- normalization rules
     fp_version      INTEGER NOT NULL,            -- fingerprint rules
     raw             TEXT NOT NULL,               -- the lead as posted
-    normalized      TEXT NOT NULL                -- the normalized lead (JSON)
+    normalized      TEXT NOT NULL,               -- the normalized lead (JSON)
+    -- Fingerprints this lead added to its person, space-separated
+    -- (e.g. "email:jane@example.com phone:+14155550100"). The single
+    -- writer's in-memory index is authoritative; this column rebuilds it at
+    -- start-up. No index on purpose: random-key B-tree inserts would dirty
+    -- a page per fingerprint on every commit.
+    fingerprints    TEXT NOT NULL
 );
 CREATE INDEX leads_person ON leads (person_id);
-
-CREATE TABLE fingerprints (
-    fp              TEXT PRIMARY KEY,            -- e.g. email:jane@example.com
-    person_id       TEXT NOT NULL,
-    lead_id         TEXT NOT NULL,
-    version         INTEGER NOT NULL,
-    created_at      INTEGER NOT NULL
-);
 
 CREATE TABLE jobs (
     seq             INTEGER PRIMARY KEY,         -- acceptance order

@@ -2,7 +2,9 @@
 //! behind one trait. SQLite is the embedded default; PostgreSQL follows for
 //! several hosts sharing the work.
 
+mod rows;
 mod sqlite;
+mod trail;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -97,7 +99,6 @@ pub struct NewLead {
     pub normalized: String,
     pub new_fingerprints: Vec<String>,
     pub jobs: Vec<NewJob>,
-    pub events: Vec<Event>,
 }
 
 /// A job handed to a delivery worker.
@@ -146,6 +147,7 @@ pub struct JobView {
     pub last_error: Option<String>,
     pub mapping_version: String,
     pub payload: serde_json::Value,
+    pub created_at_ms: i64,
 }
 
 /// Everything stored about one lead.
@@ -209,16 +211,38 @@ pub trait Store: Send + Sync + 'static {
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError>;
 
+    /// Jobs pending or leased: cheap, for drain checks and backpressure.
+    async fn outstanding_jobs(&self) -> Result<u64, StoreError>;
+
+    /// Counts of everything (scans the tables: not for hot paths).
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
     /// Dead-lettered jobs, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<(String, JobView)>, StoreError>;
 }
 
+/// When a commit counts as durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Survives a crash of the process, the OS or the power (an fsync per
+    /// commit).
+    #[default]
+    Full,
+    /// Survives a crash of the process (kill -9), not of the OS or the
+    /// power: the last commits before a power cut may be lost.
+    Normal,
+}
+
 /// Opens the store named by `url`, running migrations.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn open(
+    url: &str,
+    durability: Durability,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(
+            SqliteStore::open(url, durability).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

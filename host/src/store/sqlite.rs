@@ -12,6 +12,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::trail::ingest_trail;
+
+use super::rows::rows_json;
 use super::*;
 
 /// SQLite allows 32,766 bound variables per statement.
@@ -21,7 +24,7 @@ macro_rules! job_view_sql {
     ($tail:literal) => {
         concat!(
             "SELECT id, destination, state, priority, attempts, next_attempt_at, sla_deadline, crm_id,
-                    outcome, last_error, mapping_version, payload, lead_id
+                    outcome, last_error, mapping_version, payload, lead_id, created_at
              FROM jobs ",
             $tail
         )
@@ -30,15 +33,21 @@ macro_rules! job_view_sql {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    _checkpointer: AbortOnDrop,
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn open(url: &str, durability: Durability) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(30))
+            // Commits never stop to checkpoint; a background task does it.
+            .pragma("wal_autocheckpoint", "0")
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         if let Some(dir) = options.get_filename().parent()
@@ -51,7 +60,44 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let checkpointer = tokio::spawn(checkpoint_loop(pool.clone()));
+        Ok(SqliteStore {
+            pool,
+            _checkpointer: AbortOnDrop(checkpointer),
+        })
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Moves the WAL into the database file off the commit path. PASSIVE never
+/// waits for readers or writers; a WAL that still grows past ~64 MB gets a
+/// RESTART checkpoint, which briefly waits for writers.
+async fn checkpoint_loop(pool: SqlitePool) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(row) => {
+                let wal_pages: i64 = row.get(1);
+                if wal_pages > 16_384
+                    && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                        .execute(&pool)
+                        .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
     }
 }
 
@@ -65,94 +111,58 @@ impl Store for SqliteStore {
         if leads.is_empty() {
             return Ok(());
         }
+        // One statement per table, the rows as one JSON array that SQLite
+        // unpacks with json_each: a single bound value instead of ten per
+        // row, and the same prepared statement every time.
+        let rows = rows_json(leads);
         let mut tx = self.pool.begin().await?;
-
-        for chunk in leads.chunks(chunk_rows(10)) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO leads (id, source, received_at, status, person_id, decision, \
-                 rules_version, fp_version, raw, normalized) ",
-            );
-            q.push_values(chunk, |mut b, l| {
-                b.push_bind(&l.id)
-                    .push_bind(&l.source)
-                    .push_bind(l.received_at_ms)
-                    .push_bind(if l.duplicate { "duplicate" } else { "accepted" })
-                    .push_bind(&l.person_id)
-                    .push_bind(&l.decision)
-                    .push_bind(l.rules_version)
-                    .push_bind(l.fp_version)
-                    .push_bind(&l.raw)
-                    .push_bind(&l.normalized);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-
-        let fps: Vec<(&NewLead, &String)> = leads
-            .iter()
-            .flat_map(|l| l.new_fingerprints.iter().map(move |fp| (l, fp)))
-            .collect();
-        for chunk in fps.chunks(chunk_rows(5)) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO fingerprints (fp, person_id, lead_id, version, created_at) ",
-            );
-            q.push_values(chunk, |mut b, (l, fp)| {
-                b.push_bind(*fp)
-                    .push_bind(&l.person_id)
-                    .push_bind(&l.id)
-                    .push_bind(l.fp_version)
-                    .push_bind(l.received_at_ms);
-            });
-            q.push(" ON CONFLICT (fp) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-        }
-
-        let jobs: Vec<(&NewLead, &NewJob)> = leads
-            .iter()
-            .flat_map(|l| l.jobs.iter().map(move |j| (l, j)))
-            .collect();
-        for chunk in jobs.chunks(chunk_rows(14)) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority, \
-                 next_attempt_at, payload, mapping_version, sla_deadline, last_error, created_at, \
-                 updated_at, finished_at) ",
-            );
-            q.push_values(chunk, |mut b, (l, j)| {
-                let finished = (j.state == JobState::Dead).then_some(l.received_at_ms);
-                b.push_bind(&j.id)
-                    .push_bind(&l.id)
-                    .push_bind(&j.destination)
-                    .push_bind(&j.idempotency_key)
-                    .push_bind(j.state.as_str())
-                    .push_bind(j.priority)
-                    .push_bind(l.received_at_ms)
-                    .push_bind(&j.payload)
-                    .push_bind(&j.mapping_version)
-                    .push_bind(j.sla_deadline_ms)
-                    .push_bind(&j.last_error)
-                    .push_bind(l.received_at_ms)
-                    .push_bind(l.received_at_ms)
-                    .push_bind(finished);
-            });
+        sqlx::query(
+            "INSERT INTO leads (id, source, received_at, status, person_id, decision,
+                                rules_version, fp_version, raw, normalized, fingerprints)
+             SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
+                    value->>'dec', value->>'rv', value->>'fv', value->>'raw', value->>'norm',
+                    value->>'fps'
+             FROM jsonb_each(jsonb(?1))",
+        )
+        .bind(&rows.leads)
+        .execute(&mut *tx)
+        .await?;
+        if rows.jobs.len() > 2 {
             // A retried request cannot make a second job for the same
-            // lead × destination.
-            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
+            // person × destination.
+            sqlx::query(
+                "INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
+                                   next_attempt_at, payload, mapping_version, sla_deadline,
+                                   last_error, created_at, updated_at, finished_at)
+                 SELECT value->>'id', value->>'lead', value->>'dest', value->>'key', value->>'st',
+                        value->>'prio', value->>'at', value->>'payload', value->>'mv',
+                        value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin'
+                 FROM jsonb_each(jsonb(?1)) WHERE true
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&rows.jobs)
+            .execute(&mut *tx)
+            .await?;
         }
-
-        let events: Vec<&Event> = leads.iter().flat_map(|l| &l.events).collect();
-        insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT fp, person_id FROM fingerprints")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
-            .collect())
+        let rows = sqlx::query(
+            "SELECT person_id, fingerprints FROM leads WHERE fingerprints != '' ORDER BY rowid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let person: String = r.get(0);
+            let fps: String = r.get(1);
+            for fp in fps.split(' ').filter(|f| !f.is_empty()) {
+                out.push((fp.to_string(), person.clone()));
+            }
+        }
+        Ok(out)
     }
 
     async fn lease(
@@ -321,7 +331,7 @@ impl Store for SqliteStore {
             .into_iter()
             .map(job_view)
             .collect::<Result<Vec<_>, _>>()?;
-        let audit = sqlx::query(
+        let stored = sqlx::query(
             "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE lead_id = ?1 ORDER BY seq",
         )
         .bind(id)
@@ -339,7 +349,7 @@ impl Store for SqliteStore {
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some(LeadView {
+        let mut view = LeadView {
             id: row.get(0),
             source: row.get(1),
             received_at_ms: row.get(2),
@@ -351,8 +361,22 @@ impl Store for SqliteStore {
             raw: json(row.get(8))?,
             normalized: json(row.get(9))?,
             deliveries: jobs,
-            audit,
-        }))
+            audit: Vec::new(),
+        };
+        view.audit = ingest_trail(&view);
+        view.audit.extend(stored);
+        Ok(Some(view))
+    }
+
+    async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
+        // Both partial indexes answer this without touching the table.
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'pending')
+                  + (SELECT COUNT(*) FROM jobs WHERE state = 'leased')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<i64, _>(0) as u64)
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
@@ -411,6 +435,7 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
         last_error: r.get(9),
         mapping_version: r.get(10),
         payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at_ms: r.get(13),
     })
 }
 
@@ -432,4 +457,141 @@ async fn insert_events(
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead(id: &str, person: &str, fps: &[&str], jobs: usize) -> NewLead {
+        NewLead {
+            id: id.into(),
+            source: "test".into(),
+            received_at_ms: 1_000,
+            duplicate: id != person,
+            person_id: person.into(),
+            decision: r#"{"decision":"new"}"#.into(),
+            rules_version: 1,
+            fp_version: 1,
+            raw: r#"{"email":"A@B.com"}"#.into(),
+            normalized: r#"{"email":"a@b.com"}"#.into(),
+            new_fingerprints: fps.iter().map(|s| s.to_string()).collect(),
+            jobs: (0..jobs)
+                .map(|n| NewJob {
+                    id: format!("{id}:d{n}"),
+                    destination: format!("d{n}"),
+                    idempotency_key: format!("{person}/d{n}/v1"),
+                    priority: 1,
+                    sla_deadline_ms: 61_000,
+                    payload: r#"[["email","a@b.com"]]"#.into(),
+                    mapping_version: "m1".into(),
+                    state: JobState::Pending,
+                    last_error: None,
+                })
+                .collect(),
+        }
+    }
+
+    async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        SqliteStore::open(&url, Durability::Full).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn fingerprints_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(&dir).await;
+            store
+                .insert_leads(&[
+                    lead("L1", "L1", &["email:a@b.com"], 1),
+                    lead("L2", "L1", &["phone:+1"], 0),
+                ])
+                .await
+                .unwrap();
+        }
+        let store = open(&dir).await;
+        let mut fps = store.load_fingerprints().await.unwrap();
+        fps.sort();
+        assert_eq!(
+            fps,
+            vec![
+                ("email:a@b.com".to_string(), "L1".to_string()),
+                ("phone:+1".to_string(), "L1".to_string())
+            ]
+        );
+        let view = store.lead("L1").await.unwrap().unwrap();
+        assert_eq!(view.raw["email"], "A@B.com", "the original is kept");
+        assert_eq!(view.deliveries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn completion_needs_the_lease_and_expired_leases_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1)])
+            .await
+            .unwrap();
+        let jobs = store.lease("d0", "w1", 10, 1_000, 2_000).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(
+            store
+                .lease("d0", "w2", 10, 1_000, 2_000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased once"
+        );
+        // The lease expires; another worker takes the job over.
+        assert_eq!(store.reclaim_expired(3_001).await.unwrap(), 1);
+        let again = store.lease("d0", "w2", 10, 1_000, 3_001).await.unwrap();
+        assert_eq!(again.len(), 1);
+        let done = JobResult::Delivered {
+            crm_id: "9".into(),
+            outcome: "created 9".into(),
+        };
+        // The first worker's late result is refused; the holder's is kept.
+        let late = store
+            .complete("w1", &[(jobs[0].clone(), done.clone())], 3_500)
+            .await
+            .unwrap();
+        assert_eq!(late, vec![false]);
+        let ok = store
+            .complete("w2", &[(again[0].clone(), done)], 3_600)
+            .await
+            .unwrap();
+        assert_eq!(ok, vec![true]);
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts.jobs_delivered, counts.jobs_leased), (1, 0));
+        assert_eq!(store.outstanding_jobs().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_job_for_the_same_person_and_destination_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1)])
+            .await
+            .unwrap();
+        let mut replay = lead("L1b", "L1", &[], 1);
+        replay.duplicate = false;
+        store.insert_leads(&[replay]).await.unwrap();
+        assert_eq!(store.outstanding_jobs().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn p0_is_leased_before_older_p2() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let mut old = lead("L1", "L1", &[], 1);
+        old.jobs[0].priority = 2;
+        let mut urgent = lead("L2", "L2", &[], 1);
+        urgent.jobs[0].priority = 0;
+        urgent.received_at_ms = 1_500;
+        store.insert_leads(&[old, urgent]).await.unwrap();
+        let jobs = store.lease("d0", "w", 1, 1_000, 2_000).await.unwrap();
+        assert_eq!(jobs[0].lead_id, "L2");
+    }
 }

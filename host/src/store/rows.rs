@@ -1,0 +1,83 @@
+//! New rows as JSON arrays, one per table, for `json_each` inserts.
+
+use serde::Serialize;
+
+use super::{JobState, NewLead};
+
+pub(crate) struct RowsJson {
+    pub leads: String,
+    pub jobs: String,
+}
+
+#[derive(Serialize)]
+struct LeadRow<'a> {
+    id: &'a str,
+    src: &'a str,
+    at: i64,
+    st: &'a str,
+    person: &'a str,
+    dec: &'a str,
+    rv: u32,
+    fv: u32,
+    raw: &'a str,
+    norm: &'a str,
+    fps: String,
+}
+
+#[derive(Serialize)]
+struct JobRow<'a> {
+    id: &'a str,
+    lead: &'a str,
+    dest: &'a str,
+    key: &'a str,
+    st: &'a str,
+    prio: i64,
+    at: i64,
+    payload: &'a str,
+    mv: &'a str,
+    sla: i64,
+    err: Option<&'a str>,
+    fin: Option<i64>,
+}
+
+pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
+    let lead_rows: Vec<LeadRow> = leads
+        .iter()
+        .map(|l| LeadRow {
+            id: &l.id,
+            src: &l.source,
+            at: l.received_at_ms,
+            st: if l.duplicate { "duplicate" } else { "accepted" },
+            person: &l.person_id,
+            dec: &l.decision,
+            rv: l.rules_version,
+            fv: l.fp_version,
+            raw: &l.raw,
+            norm: &l.normalized,
+            fps: l.new_fingerprints.join(" "),
+        })
+        .collect();
+    let job_rows: Vec<JobRow> = leads
+        .iter()
+        .flat_map(|l| {
+            l.jobs.iter().map(move |j| JobRow {
+                id: &j.id,
+                lead: &l.id,
+                dest: &j.destination,
+                key: &j.idempotency_key,
+                st: j.state.as_str(),
+                prio: j.priority,
+                at: l.received_at_ms,
+                payload: &j.payload,
+                mv: &j.mapping_version,
+                sla: j.sla_deadline_ms,
+                err: j.last_error.as_deref(),
+                fin: (j.state == JobState::Dead).then_some(l.received_at_ms),
+            })
+        })
+        .collect();
+    RowsJson {
+        leads: serde_json::to_string(&lead_rows).expect("rows serialize"),
+        jobs: serde_json::to_string(&job_rows).expect("rows serialize"),
+    }
+}
