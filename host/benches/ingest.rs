@@ -355,11 +355,16 @@ struct Host {
     dir: tempfile::TempDir,
 }
 
+/// `full` (fsync per commit, the default) or `normal`.
+fn durability() -> String {
+    std::env::var("LEADGATE_BENCH_DURABILITY").unwrap_or_else(|_| "full".into())
+}
+
 async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
         .tempdir_in(std::env::temp_dir())?;
-    let durability = std::env::var("LEADGATE_BENCH_DURABILITY").unwrap_or_else(|_| "full".into());
+    let durability = durability();
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [store]\nurl = \"sqlite://{}\"\ndurability = \"{durability}\"\n\
@@ -673,7 +678,8 @@ async fn run(s: Settings) -> anyhow::Result<()> {
             p50: ms(l.p(0.50)),
             p99: ms(l.p(0.99)),
             notes: format!(
-                "{ratio}SQLite WAL+FULL, no destinations{}",
+                "{ratio}SQLite WAL, durability {}, no destinations{}",
+                durability(),
                 errors_note(l.errors, &l.first_error)
             ),
         });
@@ -694,8 +700,9 @@ async fn run(s: Settings) -> anyhow::Result<()> {
             p50: ms(l.p(0.50)),
             p99: ms(l.p(0.99)),
             notes: format!(
-                "{} req/s; latency per request; no destinations{}",
+                "{} req/s; latency per request; durability {}; no destinations{}",
                 thousands(l.rate()),
+                durability(),
                 errors_note(l.errors, &l.first_error)
             ),
         });
