@@ -80,9 +80,18 @@ fn write_lead(out: &mut String, n: u64) {
     assert!(n < PER_AREA * AREAS.len() as u64, "phone numbers exhausted");
     let first = FIRST[(n % 16) as usize];
     let last = LAST[((n / 16) % 16) as usize];
+    // A distinct company per lead: 256 names at one company would be the
+    // same persons under the name + company dedupe rule.
+    let mut tag = String::with_capacity(6);
+    // Scrambled (bijective modulo 26^6) so that neighbours look unrelated.
+    let mut k = n.wrapping_mul(2_654_435_761) % 308_915_776;
+    for _ in 0..6 {
+        tag.push((b'a' + (k % 26) as u8) as char);
+        k /= 26;
+    }
     let _ = write!(
         out,
-        r#"{{"first_name":"{first}","last_name":"{last}","email":"{first}.{last}.{n}@northwind-logistics.example.com","phone":"{phone}","company":"Northwind Logistics & Freight LLC","title":"Director of Operations","website":"https://www.northwind-logistics.example.com/","street":"{street} Market Street, Suite 500","city":"san francisco","region":"CA","postcode":"94103","country":"US","external_ref":"bench/{n:09}","utm_campaign":"spring-trade-show"}}"#,
+        r#"{{"first_name":"{first}","last_name":"{last}","email":"{first}.{last}.{n}@northwind-{tag}.example.com","phone":"{phone}","company":"{tag}{tag} Freight LLC","title":"Director of Operations","website":"https://www.northwind-{tag}.example.com/","street":"{street} Market Street, Suite 500","city":"san francisco","region":"CA","postcode":"94103","country":"US","external_ref":"bench/{n:09}","utm_campaign":"spring-trade-show"}}"#,
         phone = phone_of(n),
         street = 100 + n % 9_000,
     );

@@ -24,6 +24,8 @@ pub struct SourceRuntime {
     pub name: String,
     pub options: NormalizeOptions,
     pub priority: Priority,
+    /// The transform plugin and its settings, if the source has one.
+    pub transform: Option<(String, Vec<(String, String)>)>,
 }
 
 /// State shared by the handlers.
@@ -146,7 +148,11 @@ async fn dead_letters(
 }
 
 async fn plugins(State(state): State<Arc<AppState>>) -> Response {
-    Json(serde_json::json!({ "plugins": state.registry.status() })).into_response()
+    Json(serde_json::json!({
+        "plugins": state.registry.status(),
+        "transforms": state.registry.transform_status(),
+    }))
+    .into_response()
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {

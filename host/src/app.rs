@@ -11,10 +11,9 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::api::{AppState, SourceRuntime, router};
 use crate::config::{Config, resolve_secret};
-use crate::dedupe::ExactIndex;
 use crate::delivery::Workers;
 use crate::metrics::Metrics;
-use crate::normalize::{Acceptance, NormalizeOptions};
+use crate::normalize::NormalizeOptions;
 use crate::outbox::Outbox;
 use crate::plugins::{self, Registry};
 use crate::store::{self, Store, StoreCounts};
@@ -29,6 +28,7 @@ pub struct RunningHost {
     stop_server: oneshot::Sender<()>,
     outbox_task: tokio::task::JoinHandle<()>,
     workers: Workers,
+    _watcher: Option<plugins::WatchHandle>,
 }
 
 /// Starts everything the configuration describes.
@@ -37,13 +37,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
 
-    let mut index = ExactIndex::new();
-    for (fp, person) in store.load_fingerprints().await? {
-        index.insert(fp, person);
-    }
-    tracing::info!(fingerprints = index.len(), "dedupe index loaded");
+    let index = crate::outbox::load_index(&*store, &config.dedupe).await?;
+    tracing::info!(
+        leads = index.len(),
+        fingerprints = index.fingerprint_count(),
+        "dedupe index loaded"
+    );
 
     let registry = Arc::new(plugins::load(&config).await.context("loading plugins")?);
+    let uses_plugins =
+        !config.destinations.is_empty() || config.sources.values().any(|s| s.transform.is_some());
+    let watcher = if config.plugins.hot_reload && uses_plugins {
+        Some(registry.watch().context("watching the plugin folders")?)
+    } else {
+        None
+    };
     let metrics = Arc::new(Metrics::default());
     let work = Arc::new(Notify::new());
     let (outbox, outbox_task) = Outbox::start(
@@ -61,17 +69,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             key,
             Arc::new(SourceRuntime {
                 name: name.clone(),
-                options: NormalizeOptions {
-                    default_region: s
-                        .default_region
-                        .to_ascii_uppercase()
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("sources.{name}.default_region"))?,
-                    acceptance: Acceptance {
-                        require_any: s.require_any.clone(),
-                    },
-                },
+                options: NormalizeOptions::from_source(s)
+                    .map_err(|e| anyhow::anyhow!("sources.{name}.default_region: {e}"))?,
                 priority: s.priority,
+                transform: s.transform.clone().map(|t| {
+                    (
+                        t,
+                        s.transform_config
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    )
+                }),
             }),
         );
     }
@@ -115,6 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         stop_server,
         outbox_task,
         workers,
+        _watcher: watcher,
     })
 }
 

@@ -29,6 +29,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dedupe a JSONL file of leads offline with the server's dedupe.
+    Dedupe {
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Normalize a CSV or JSONL file of leads with the server's rules; the
+    /// output (same format) adds `norm_*` fields, `flags` and `errors`.
+    Normalize {
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Region for phones without a country code (ignored with --source).
+        #[arg(long, default_value = "US")]
+        region: String,
+        /// Use this configured source's options (needs --config or defaults).
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file and print the result.
     CheckConfig {
         #[arg(long, short)]
@@ -58,6 +83,21 @@ pub fn main() -> ExitCode {
                 host.run_until_signal().await
             }
             Command::Demo { json } => crate::demo::run(json).await,
+            Command::Dedupe {
+                input,
+                output,
+                config,
+            } => {
+                let config = Config::load(config.as_deref())?;
+                crate::dedupe_cli::run(&input, &output, &config.dedupe)
+            }
+            Command::Normalize {
+                input,
+                output,
+                region,
+                source,
+                config,
+            } => crate::normalize_cli::main(&input, &output, &region, source, config),
             Command::CheckConfig { config } => {
                 let config = Config::load(config.as_deref())?;
                 println!(

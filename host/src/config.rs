@@ -41,6 +41,9 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// Dedupe thresholds, weights and windows (`[dedupe]`).
+    #[serde(default)]
+    pub dedupe: crate::dedupe::DedupeConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -73,6 +76,11 @@ pub struct PluginsConfig {
     pub dir: PathBuf,
     /// Folder of mapping files.
     pub mappings_dir: PathBuf,
+    /// Compiled-component cache. Empty: `plugin-cache` beside an SQLite
+    /// store.
+    pub cache_dir: PathBuf,
+    /// Watch the plugin and mapping folders and reload changed files.
+    pub hot_reload: bool,
     pub call_timeout_ms: u64,
     pub max_memory_mb: usize,
     pub max_output_mb: usize,
@@ -112,6 +120,13 @@ pub struct SourceConfig {
     pub require_any: Vec<Vec<String>>,
     #[serde(default)]
     pub priority: Priority,
+    /// A source-transform plugin (`<plugins dir>/<name>.wasm`) that turns
+    /// this source's payloads into leads.
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// Settings handed to the transform.
+    #[serde(default)]
+    pub transform_config: BTreeMap<String, String>,
 }
 
 fn default_region() -> String {
@@ -181,6 +196,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.dedupe.validate().map_err(|(k, r)| invalid(k, r))?;
         if self.delivery.max_attempts == 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
         }
@@ -239,6 +255,17 @@ impl Config {
         } else {
             self.plugins.dir.clone()
         }
+    }
+
+    /// Where compiled components are cached: `plugins.cache_dir`, or beside
+    /// an SQLite store, or none.
+    pub fn plugin_cache_dir(&self) -> Option<PathBuf> {
+        if !self.plugins.cache_dir.as_os_str().is_empty() {
+            return Some(self.plugins.cache_dir.clone());
+        }
+        let path = self.store.url.strip_prefix("sqlite://")?;
+        let path = path.split('?').next().unwrap_or(path);
+        Some(Path::new(path).parent()?.join("plugin-cache"))
     }
 
     /// The mappings folder, defaulting to the source tree's `mappings/`.

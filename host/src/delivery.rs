@@ -206,7 +206,7 @@ impl Worker {
 
     /// Leases and delivers one batch; false when there was nothing to do.
     async fn once(&self) -> anyhow::Result<bool> {
-        let Some(dest) = self.registry.get(&self.destination) else {
+        let Some(dest) = self.registry.active(&self.destination) else {
             return Ok(false);
         };
         let jobs = self
@@ -291,7 +291,16 @@ impl Worker {
             };
             Metrics::add(counter, 1);
         }
-        let applied = self.store.complete(&self.owner, &results, now).await?;
+        let adapter = format!(
+            "{}@{}#{}",
+            dest.adapter.info().name,
+            dest.adapter.info().version,
+            dest.adapter_hash
+        );
+        let applied = self
+            .store
+            .complete(&self.owner, &adapter, &results, now)
+            .await?;
         let lost = applied.iter().filter(|ok| !**ok).count();
         if lost > 0 {
             Metrics::add(&self.metrics.delivery_lease_lost, lost as u64);

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{ApiError, AppState, SourceRuntime};
-use crate::dedupe::{Decision, fingerprints};
+use crate::dedupe::{Decision, Features, fingerprints};
 use crate::metrics::Metrics;
 use crate::normalize::{FieldIssue, normalize};
 use crate::outbox::{MappedRoute, PreparedLead};
@@ -50,7 +50,10 @@ pub async fn post_leads(
 ) -> Result<Response, ApiError> {
     Metrics::add(&state.metrics.ingest_requests, 1);
     let source = authenticate(&state, &headers)?;
-    let leads = parse_body(&body)?;
+    let leads = match &source.transform {
+        None => parse_body(&body)?,
+        Some((name, config)) => transform(&state, &source, name, config, &body).await?,
+    };
     if leads.len() > state.max_leads_per_request {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,6 +119,7 @@ pub async fn post_leads(
                     received_at_ms: now,
                     raw: raw.to_string(),
                     fingerprints: fingerprints(&lead),
+                    features: Features::from_lead(&lead, state.outbox.dedupe_config(), now),
                     normalized: serde_json::to_string(&lead).expect("lead serializes"),
                     routes,
                 });
@@ -157,6 +161,56 @@ pub async fn post_leads(
         }),
     )
         .into_response())
+}
+
+/// Runs the source's transform plugin over the payload; its leads go
+/// through the same validation as posted ones. Zero leads is a filtered
+/// payload (202, nothing stored).
+async fn transform(
+    state: &AppState,
+    source: &SourceRuntime,
+    name: &str,
+    config: &[(String, String)],
+    body: &[u8],
+) -> Result<Vec<Value>, ApiError> {
+    let loaded = state.registry.transform(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transform_unavailable",
+            format!("transform {name} is not loaded"),
+        )
+    })?;
+    match loaded.plugin.transform(body, &source.name, config).await {
+        Ok(Ok(leads)) => Ok(leads
+            .iter()
+            .map(|text| {
+                // A transform that emits something other than JSON gets
+                // that lead rejected, with the reason, like any bad lead.
+                serde_json::from_str(text).unwrap_or_else(|e| {
+                    Value::String(format!("transform {name} emitted invalid JSON: {e}"))
+                })
+            })
+            .collect()),
+        Ok(Err(e)) => {
+            let (code, field) = match &e {
+                leadgate_runtime::TransformError::Malformed(_) => ("transform_malformed", None),
+                leadgate_runtime::TransformError::InvalidField { field, .. } => {
+                    ("transform_invalid_field", Some(field.clone()))
+                }
+            };
+            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string());
+            err.field = field;
+            Err(err)
+        }
+        Err(e) => {
+            tracing::error!(transform = %name, error = %e, "transform call failed");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "transform_failed",
+                format!("transform {name} failed: {e}; nothing was accepted, retry later"),
+            ))
+        }
+    }
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<SourceRuntime>, ApiError> {

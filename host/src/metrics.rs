@@ -127,6 +127,17 @@ impl Metrics {
                 p.destination, p.adapter, p.version, p.calls
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP leadgate_plugin_reload_failures_total Plugin or mapping files refused at reload.\n# TYPE leadgate_plugin_reload_failures_total counter"
+        );
+        for p in plugins {
+            let _ = writeln!(
+                out,
+                "leadgate_plugin_reload_failures_total{{destination=\"{}\"}} {}",
+                p.destination, p.reload_failures
+            );
+        }
         out
     }
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::dedupe::{Decision, ExactIndex, FINGERPRINT_VERSION};
+use crate::dedupe::{Decision, DedupeConfig, Deduper, FINGERPRINT_VERSION, Features};
 use crate::normalize::RULES_VERSION;
 use crate::route::Route;
 use crate::store::{JobState, NewJob, NewLead, Store, StoreError};
@@ -36,6 +36,8 @@ pub struct PreparedLead {
     /// The normalized lead (JSON).
     pub normalized: String,
     pub fingerprints: Vec<String>,
+    /// The lead's comparable form for the fuzzy dedupe tier.
+    pub features: Features,
     pub routes: Vec<MappedRoute>,
 }
 
@@ -62,6 +64,7 @@ type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 #[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<(Vec<PreparedLead>, Reply)>,
+    dedupe: Arc<DedupeConfig>,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -83,15 +86,17 @@ struct Group {
 
 impl Outbox {
     /// Starts the writer and the committer. `index` holds the stored
-    /// fingerprints; `work` is notified after every commit that made jobs.
+    /// leads (see [`load_index`]); `work` is notified after every commit
+    /// that made jobs.
     /// The returned task ends when every `Outbox` handle is dropped and the
     /// queue is committed.
     pub fn start(
         store: Arc<dyn Store>,
-        index: ExactIndex,
+        index: Deduper,
         group_max: usize,
         work: Arc<Notify>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
+        let dedupe = Arc::new(index.config().clone());
         let (tx, rx) = mpsc::channel(4096);
         // One group building while one commits.
         let (groups_tx, groups_rx) = mpsc::channel(1);
@@ -109,7 +114,13 @@ impl Outbox {
             let _ = writer.await;
             let _ = committer.await;
         });
-        (Outbox { tx }, task)
+        (Outbox { tx, dedupe }, task)
+    }
+
+    /// The dedupe configuration the writer decides with (for computing
+    /// [`Features`] off the writer's path).
+    pub fn dedupe_config(&self) -> &DedupeConfig {
+        &self.dedupe
     }
 
     /// Commits `leads`; the answer comes after the transaction is durable.
@@ -128,7 +139,7 @@ impl Outbox {
 
 async fn writer(
     store: Arc<dyn Store>,
-    mut index: ExactIndex,
+    mut index: Deduper,
     group_max: usize,
     mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
     groups: mpsc::Sender<Group>,
@@ -152,7 +163,7 @@ async fn writer(
         }
         let required = min_epoch.load(Ordering::Acquire);
         if epoch < required {
-            match reload(&*store).await {
+            match load_index(&*store, index.config()).await {
                 Ok(fresh) => {
                     index = fresh;
                     epoch = required;
@@ -175,9 +186,11 @@ async fn writer(
         };
         for (leads, reply) in queue.drain(..) {
             let mut committed = Vec::with_capacity(leads.len());
-            for lead in leads {
-                let (decision, added) = index.decide(&lead.id, &lead.fingerprints);
-                let row = build_row(lead, &decision, added);
+            for mut lead in leads {
+                let features = std::mem::take(&mut lead.features);
+                let verdict = index.decide(&lead.id, &lead.source, &lead.fingerprints, features);
+                let decision = verdict.decision;
+                let row = build_row(lead, &decision, verdict.added);
                 group.made_jobs |= !row.jobs.is_empty();
                 committed.push(Committed {
                     id: row.id.clone(),
@@ -193,10 +206,26 @@ async fn writer(
     }
 }
 
-async fn reload(store: &dyn Store) -> Result<ExactIndex, StoreError> {
-    let mut index = ExactIndex::new();
-    for (fp, person) in store.load_fingerprints().await? {
-        index.insert(fp, person);
+/// Builds the dedupe index from the store: every stored lead's
+/// fingerprints and, for the fuzzy tier, its features.
+pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Deduper, StoreError> {
+    let records = store.load_dedupe_records().await?;
+    let mut index = Deduper::new(config.clone());
+    for r in records {
+        let features = if config.fuzzy {
+            serde_json::from_str::<crate::normalize::NormalizedLead>(&r.normalized)
+                .ok()
+                .map(|lead| Features::from_lead(&lead, config, r.received_at_ms))
+        } else {
+            None
+        };
+        index.insert_stored(
+            &r.id,
+            &r.person_id,
+            &r.fingerprints,
+            features,
+            r.received_at_ms,
+        );
     }
     Ok(index)
 }
@@ -237,7 +266,8 @@ async fn committer(
 
 fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<String>) -> NewLead {
     let (duplicate, person_id) = match decision {
-        Decision::New => (false, lead.id.clone()),
+        // A possible duplicate is a new person, flagged for review.
+        Decision::New | Decision::Possible { .. } => (false, lead.id.clone()),
         Decision::Duplicate { person_id, .. } => (true, person_id.clone()),
     };
     let mut jobs = Vec::new();

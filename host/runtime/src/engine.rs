@@ -126,6 +126,54 @@ impl PluginEngine {
         Component::new(&self.engine, wasm).map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 
+    /// Compiles a component, or loads the machine code this host compiled
+    /// for the same bytes and engine before (`cache_dir`, keyed by the
+    /// bytes' hash and the engine's compatibility hash). CPU-heavy on a
+    /// miss: call it off the async runtime.
+    pub fn compile_cached(
+        &self,
+        wasm: &[u8],
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Component> {
+        use sha2::Digest;
+        let Some(dir) = cache_dir else {
+            return self.compile(wasm);
+        };
+        let mut key = sha2::Sha256::new();
+        key.update(wasm);
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut HashWriter(&mut key),
+        );
+        let name: String = key.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = dir.join(format!("{name}.cwasm"));
+        if path.exists() {
+            // SAFETY: the file is one this host wrote below from
+            // `precompile_component` with an engine of the same
+            // compatibility hash, in the host's own cache folder.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "compiled-component cache entry unusable; recompiling")
+                }
+            }
+        }
+        let bytes = self
+            .engine
+            .precompile_component(wasm)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &path)?;
+        // SAFETY: written just above from this engine's own precompilation.
+        unsafe { Component::deserialize_file(&self.engine, &path) }
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
     /// The underlying engine, for precompiled-artifact caching.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -133,5 +181,17 @@ impl PluginEngine {
 
     pub fn limits(&self) -> CallLimits {
         self.limits
+    }
+}
+
+/// Feeds `Hash` output into a SHA-256.
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::hash::Hasher for HashWriter<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(self.0, bytes);
     }
 }

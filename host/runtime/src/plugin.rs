@@ -45,6 +45,37 @@ pub enum CallError {
     Instantiate(String),
 }
 
+/// The WASI a guest's standard library links against, with nothing behind
+/// it: no preopened directories, no environment or arguments, no sockets or
+/// name lookups, stdio discarded, and clocks frozen at zero. Time comes
+/// only from the host's `clock` import.
+fn sandboxed_wasi() -> WasiCtx {
+    struct Frozen;
+    impl wasmtime_wasi::HostWallClock for Frozen {
+        fn resolution(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(1)
+        }
+        fn now(&self) -> std::time::Duration {
+            std::time::Duration::ZERO
+        }
+    }
+    impl wasmtime_wasi::HostMonotonicClock for Frozen {
+        fn resolution(&self) -> u64 {
+            1_000_000_000
+        }
+        fn now(&self) -> u64 {
+            0
+        }
+    }
+    WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(Frozen)
+        .monotonic_clock(Frozen)
+        .build()
+}
+
 struct Shared {
     engine: PluginEngine,
     name: Arc<str>,
@@ -56,7 +87,7 @@ impl Shared {
     fn new_store(&self) -> Store<CallState> {
         let limits = self.engine.limits;
         let state = CallState {
-            wasi: WasiCtx::builder().build(),
+            wasi: sandboxed_wasi(),
             table: ResourceTable::new(),
             limiter: Limiter::new(limits.max_memory_bytes),
             cx: CallContext {

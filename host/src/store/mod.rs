@@ -178,6 +178,16 @@ pub struct StoreCounts {
     pub jobs_dead: u64,
 }
 
+/// A stored lead, for rebuilding the dedupe index at start-up.
+#[derive(Clone, Debug)]
+pub struct DedupeRecord {
+    pub id: String,
+    pub person_id: String,
+    pub received_at_ms: i64,
+    pub normalized: String,
+    pub fingerprints: Vec<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Commits leads, fingerprints, jobs and events in one transaction.
@@ -185,6 +195,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored fingerprint and its person, for the dedupe index.
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Every stored lead as the dedupe index needs it, in arrival order:
+    /// (lead id, person id, received at ms, normalized JSON, fingerprints).
+    async fn load_dedupe_records(&self) -> Result<Vec<DedupeRecord>, StoreError>;
 
     /// Leases up to `limit` due jobs of one destination, P0 first, then in
     /// acceptance order.
@@ -201,10 +215,12 @@ pub trait Store: Send + Sync + 'static {
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
 
     /// Records results for leased jobs, each only if `owner` still holds
-    /// its lease. Returns, per result, whether it was applied.
+    /// its lease. `adapter` names the adapter version that ran (for the
+    /// audit trail). Returns, per result, whether it was applied.
     async fn complete(
         &self,
         owner: &str,
+        adapter: &str,
         results: &[(LeasedJob, JobResult)],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError>;

@@ -20,6 +20,14 @@ use super::*;
 /// SQLite allows 32,766 bound variables per statement.
 const MAX_VARS: usize = 32_000;
 
+/// Adds the adapter version that ran to an event's detail.
+fn with_adapter(adapter: &str, mut detail: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("adapter".into(), adapter.into());
+    }
+    detail
+}
+
 macro_rules! job_view_sql {
     ($tail:literal) => {
         concat!(
@@ -148,6 +156,31 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn load_dedupe_records(&self) -> Result<Vec<super::DedupeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, person_id, received_at, normalized, fingerprints FROM leads ORDER BY rowid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let fps: String = r.get(4);
+                super::DedupeRecord {
+                    id: r.get(0),
+                    person_id: r.get(1),
+                    received_at_ms: r.get(2),
+                    normalized: r.get(3),
+                    fingerprints: fps
+                        .split(' ')
+                        .filter(|f| !f.is_empty())
+                        .map(String::from)
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT person_id, fingerprints FROM leads WHERE fingerprints != '' ORDER BY rowid",
@@ -220,6 +253,7 @@ impl Store for SqliteStore {
     async fn complete(
         &self,
         owner: &str,
+        adapter: &str,
         results: &[(LeasedJob, JobResult)],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
@@ -287,7 +321,7 @@ impl Store for SqliteStore {
                         JobResult::Dead { .. } => "dead_lettered",
                     }
                     .into(),
-                    detail: match result {
+                    detail: with_adapter(adapter, match result {
                         JobResult::Delivered { crm_id, outcome } => {
                             serde_json::json!({"crm_id": crm_id, "outcome": outcome, "attempt": job.attempts + 1})
                         }
@@ -301,7 +335,7 @@ impl Store for SqliteStore {
                         JobResult::Dead { error } => {
                             serde_json::json!({"error": error, "attempt": job.attempts + 1})
                         }
-                    },
+                    }),
                 });
             }
         }
@@ -553,12 +587,12 @@ mod tests {
         };
         // The first worker's late result is refused; the holder's is kept.
         let late = store
-            .complete("w1", &[(jobs[0].clone(), done.clone())], 3_500)
+            .complete("w1", "a@1", &[(jobs[0].clone(), done.clone())], 3_500)
             .await
             .unwrap();
         assert_eq!(late, vec![false]);
         let ok = store
-            .complete("w2", &[(again[0].clone(), done)], 3_600)
+            .complete("w2", "a@1", &[(again[0].clone(), done)], 3_600)
             .await
             .unwrap();
         assert_eq!(ok, vec![true]);

@@ -7,12 +7,19 @@ use leadgate_sim::{Faults, SimConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// Distinct people: distinct emails, names and companies.
 fn lead(n: u32) -> Value {
+    const FIRST: [&str; 8] = [
+        "jane", "omar", "li", "sofia", "kwame", "ingrid", "raj", "mia",
+    ];
+    const LAST: [&str; 8] = [
+        "DOE", "haddad", "wei", "rossi", "mensah", "berg", "patel", "novak",
+    ];
     json!({
         "email": format!("Person.{n}@Example.com"),
-        "first_name": "  jane ",
-        "last_name": "DOE",
-        "company": "Acme Inc",
+        "first_name": format!("  {} ", FIRST[n as usize % 8]),
+        "last_name": format!("{}-{}", LAST[(n as usize / 8) % 8], n),
+        "company": format!("Company {n} Inc"),
     })
 }
 
@@ -167,7 +174,7 @@ async fn lead_view_shows_decision_deliveries_and_audit_trail() -> anyhow::Result
     let (status, view) = env.get_json(&format!("/v1/leads/{id}")).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["normalized"]["email"], "person.7@example.com");
-    assert_eq!(view["normalized"]["first_name"], "Jane");
+    assert_eq!(view["normalized"]["first_name"], "Mia");
     assert_eq!(view["dedupe"]["decision"], "new");
     let delivery = &view["deliveries"][0];
     assert_eq!(delivery["destination"], "hubspot");

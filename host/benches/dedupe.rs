@@ -1,0 +1,116 @@
+//! Dedupe decisions with 10k, 100k and 1M leads indexed: decisions/s
+//! (criterion), p99 latency (hdrhistogram over 20,000 decisions) and
+//! memory per indexed lead (index estimate and resident-set growth).
+//!
+//! `LEADGATE_BENCH_SIZES=10000,100000` limits the sizes.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use leadgate::dedupe::corpus::generate;
+use leadgate::dedupe::{DedupeConfig, Deduper, Features, fingerprints};
+use leadgate::normalize::{Acceptance, NormalizeOptions, normalize};
+
+type Query = (String, Vec<String>, Features);
+
+fn prepared(seed: u64, persons: usize, prefix: &str, cfg: &DedupeConfig) -> Vec<Query> {
+    let opts = NormalizeOptions {
+        default_region: phonenumber::country::Id::US,
+        acceptance: Acceptance {
+            require_any: Vec::new(),
+        },
+    };
+    generate(seed, persons)
+        .into_iter()
+        .map(|(mut v, _)| {
+            let id = v
+                .as_object_mut()
+                .and_then(|o| o.remove("id"))
+                .and_then(|i| i.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let lead = normalize(&v, &opts).unwrap_or_default();
+            let f = Features::from_lead(&lead, cfg, 0);
+            (format!("{prefix}{id}"), fingerprints(&lead), f)
+        })
+        .collect()
+}
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn build(size: usize, cfg: &DedupeConfig) -> Deduper {
+    let mut d = Deduper::new(cfg.clone());
+    let mut chunk = 0u64;
+    while d.len() < size {
+        // About 2.2 leads per person.
+        for (id, fps, f) in prepared(1000 + chunk, 4_500, &format!("c{chunk}-"), cfg) {
+            if d.len() >= size {
+                break;
+            }
+            d.decide(&id, "bench", &fps, f);
+        }
+        chunk += 1;
+    }
+    d
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let sizes: Vec<usize> = std::env::var("LEADGATE_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+    let cfg = DedupeConfig::default();
+    let queries = prepared(7, 9_000, "q-", &cfg);
+    for size in sizes {
+        let rss0 = rss_bytes();
+        let t = Instant::now();
+        let mut d = build(size, &cfg);
+        let built = t.elapsed();
+        let rss1 = rss_bytes();
+        // p99 over 20,000 decisions (each also indexes its lead).
+        let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let t = Instant::now();
+        for (i, (id, fps, f)) in queries.iter().cycle().take(20_000).enumerate() {
+            let start = Instant::now();
+            let v = d.decide(&format!("{id}-{i}"), "bench", fps, f.clone());
+            black_box(&v);
+            hist.record(start.elapsed().as_nanos() as u64).ok();
+        }
+        let per_s = 20_000.0 / t.elapsed().as_secs_f64();
+        println!(
+            "dedupe/{size}: built in {:.1} s; {:.0} decisions/s; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; \
+             index ≈ {:.0} B/lead (estimate), RSS growth {:.0} B/lead",
+            built.as_secs_f64(),
+            per_s,
+            hist.value_at_quantile(0.50) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0,
+            hist.max() as f64 / 1000.0,
+            d.approx_bytes() as f64 / d.len() as f64,
+            rss1.saturating_sub(rss0) as f64 / size as f64,
+        );
+        let mut group = c.benchmark_group("dedupe");
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0usize;
+        group.bench_function(format!("decide/{size}"), |b| {
+            b.iter(|| {
+                let (id, fps, f) = &queries[i % queries.len()];
+                i += 1;
+                black_box(d.decide(id, "bench", fps, f.clone()))
+            })
+        });
+        group.finish();
+        drop(d);
+    }
+    c.final_summary();
+}
