@@ -583,7 +583,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn opts(region: &str) -> NormalizeOptions {
+    pub(super) fn opts(region: &str) -> NormalizeOptions {
         NormalizeOptions {
             default_region: region.parse().unwrap(),
             acceptance: Acceptance {
@@ -613,23 +613,6 @@ mod tests {
             normalize_email("x@xn--mller-kva.de").unwrap(),
             normalize_email("x@müller.de").unwrap()
         );
-        for bad in [
-            "jane@",
-            "jane.example.com",
-            "jane@@x.com",
-            "@x.com",
-            "a b@x.com",
-            "a@localhost",
-            "a@x.123",
-            "a..b@x.com",
-        ] {
-            let e = normalize_email(bad).unwrap_err();
-            assert_eq!(
-                (e.field.as_str(), e.rule.as_str()),
-                ("email", "invalid_email"),
-                "{bad}"
-            );
-        }
     }
 
     #[test]
@@ -733,14 +716,7 @@ mod lead_tests {
     use super::*;
     use serde_json::json;
 
-    fn opts(region: &str) -> NormalizeOptions {
-        NormalizeOptions {
-            default_region: region.parse().unwrap(),
-            acceptance: Acceptance {
-                require_any: vec![vec!["email".into(), "phone".into()]],
-            },
-        }
-    }
+    use super::tests::opts;
 
     #[test]
     fn messy_scraped_lead() {
