@@ -131,15 +131,12 @@ pub fn main(
             NormalizeOptions::from_source(source)
                 .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?
         }
-        None => NormalizeOptions {
-            default_region: region
+        None => NormalizeOptions::with_region(
+            region
                 .to_ascii_uppercase()
                 .parse()
                 .map_err(|_| anyhow::anyhow!("unknown region {region:?}"))?,
-            acceptance: Acceptance {
-                require_any: vec![vec!["email".into(), "phone".into()]],
-            },
-        },
+        ),
     };
     let s = run(input, output, &options)?;
     eprintln!(
@@ -293,12 +290,7 @@ mod tests {
     use super::*;
 
     fn opts() -> NormalizeOptions {
-        NormalizeOptions {
-            default_region: "US".parse().unwrap(),
-            acceptance: Acceptance {
-                require_any: vec![vec!["email".into(), "phone".into()]],
-            },
-        }
+        NormalizeOptions::with_region("US".parse().unwrap())
     }
 
     #[test]

@@ -255,6 +255,17 @@ pub struct NormalizeOptions {
 }
 
 impl NormalizeOptions {
+    /// A region's options with the default acceptance rule: a valid email
+    /// or phone.
+    pub fn with_region(default_region: Region) -> Self {
+        NormalizeOptions {
+            default_region,
+            acceptance: Acceptance {
+                require_any: vec![vec!["email".into(), "phone".into()]],
+            },
+        }
+    }
+
     /// The options of a configured source: what the server uses, and what
     /// `leadgate normalize --config … --source …` uses.
     pub fn from_source(source: &crate::config::SourceConfig) -> Result<Self, String> {
@@ -584,12 +595,7 @@ mod tests {
     use serde_json::json;
 
     pub(super) fn opts(region: &str) -> NormalizeOptions {
-        NormalizeOptions {
-            default_region: region.parse().unwrap(),
-            acceptance: Acceptance {
-                require_any: vec![vec!["email".into(), "phone".into()]],
-            },
-        }
+        NormalizeOptions::with_region(region.parse().unwrap())
     }
 
     #[test]
@@ -839,12 +845,7 @@ mod props {
     use proptest::prelude::*;
 
     fn opts() -> NormalizeOptions {
-        NormalizeOptions {
-            default_region: "US".parse().unwrap(),
-            acceptance: Acceptance {
-                require_any: vec![vec!["email".into(), "phone".into()]],
-            },
-        }
+        NormalizeOptions::with_region("US".parse().unwrap())
     }
 
     fn noisy(values: &'static [&'static str]) -> impl Strategy<Value = String> {
