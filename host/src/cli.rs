@@ -54,10 +54,34 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Load one plugin component and call it: describe, push, verify a
+    /// webhook, transform. For adapter authors and for checking a file
+    /// before it goes into the plugin folder.
+    #[command(subcommand)]
+    Plugin(crate::plugin_cli::PluginCommand),
+    /// Scaffold a new plugin.
+    #[command(subcommand)]
+    New(NewCommand),
     /// Check a configuration file and print the result.
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NewCommand {
+    /// A Rust adapter crate on leadgate-sdk, with unit tests and a mapping:
+    /// `adapters/NAME` in a leadgate checkout, else `./NAME`.
+    Adapter {
+        /// Lowercase letters, digits and dashes (for example acme-crm).
+        name: String,
+        /// Where to create the crate.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The leadgate SDK to depend on (a checkout's sdk/ folder).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -98,6 +122,22 @@ pub fn main() -> ExitCode {
                 source,
                 config,
             } => crate::normalize_cli::main(&input, &output, &region, source, config),
+            Command::Plugin(command) => crate::plugin_cli::run(command).await,
+            Command::New(NewCommand::Adapter { name, dir, sdk }) => {
+                let made = crate::scaffold::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
+                let dir = made.crate_dir.display();
+                println!("created {dir} and {}", made.mapping.display());
+                if made.in_workspace {
+                    println!(
+                        "it is a workspace member: `cargo test -p leadgate-adapter-{name}`; the host's build puts it in target/plugins"
+                    );
+                } else {
+                    println!(
+                        "next: cd {dir} && cargo test && cargo build --release --target wasm32-wasip2"
+                    );
+                }
+                Ok(())
+            }
             Command::CheckConfig { config } => {
                 let config = Config::load(config.as_deref())?;
                 println!(

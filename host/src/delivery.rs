@@ -209,6 +209,11 @@ impl Worker {
         let Some(dest) = self.registry.active(&self.destination) else {
             return Ok(false);
         };
+        // Lease only what can go now: a job leased while the CRM's quota is
+        // spent would only sit in a waiting call.
+        if !dest.limiter.has_room() {
+            return Ok(false);
+        }
         let jobs = self
             .store
             .lease(

@@ -20,8 +20,11 @@ pub mod metrics;
 pub mod normalize;
 pub mod normalize_cli;
 pub mod outbox;
+pub mod plugin_cli;
 pub mod plugins;
+pub mod ratelimit;
 pub mod route;
+pub mod scaffold;
 pub mod store;
 pub mod webhooks;
 

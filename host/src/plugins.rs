@@ -22,16 +22,17 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use leadgate_runtime::{
-    AdapterPlugin, Capabilities, EngineOptions, HostServices, MemoryKv, PluginEngine,
+    AdapterPlugin, Capabilities, EngineOptions, HostServices, MemoryKv, PluginEngine, RequestGate,
     ReqwestOutbound, Secrets, TransformPlugin,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::config::{Config, DestinationConfig, resolve_secret};
+use crate::config::{Config, DestinationConfig, PluginsConfig, resolve_secret};
 use crate::mapping::{Mapping, MappingError};
 use crate::normalize::NormalizedLead;
+use crate::ratelimit::Limiter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -75,6 +76,9 @@ pub struct Destination {
     pub batch_size: u32,
     pub config: Vec<(String, String)>,
     pub loaded_at_ms: i64,
+    /// The destination's model of its CRM's quota, shared by all its
+    /// workers and kept across reloads.
+    pub limiter: Arc<Limiter>,
 }
 
 /// What `GET /v1/plugins` shows of a destination's adapter.
@@ -98,6 +102,10 @@ pub struct PluginStatus {
     pub call_failures: u64,
     pub http_requests: u64,
     pub http_denied: u64,
+    /// Requests the destination's rate limiter answered 429 itself.
+    pub http_throttled: u64,
+    /// The CRM's rate-limit windows as the limiter sees them now.
+    pub rate_limits: Vec<crate::ratelimit::WindowStatus>,
 }
 
 /// A loaded source transform.
@@ -156,6 +164,8 @@ pub struct Registry {
     events: broadcast::Sender<ReloadEvent>,
     /// Serializes reloads (the watcher and explicit calls).
     reload_lock: tokio::sync::Mutex<()>,
+    /// One per destination, for the life of the process.
+    limiters: std::sync::Mutex<BTreeMap<String, Arc<Limiter>>>,
 }
 
 impl Registry {
@@ -244,6 +254,8 @@ impl Registry {
                     call_failures: c.call_failures.load(Relaxed),
                     http_requests: c.http_requests.load(Relaxed),
                     http_denied: c.http_denied.load(Relaxed),
+                    http_throttled: c.http_throttled.load(Relaxed),
+                    rate_limits: d.limiter.status(),
                 }
             })
             .collect()
@@ -381,6 +393,25 @@ impl Registry {
         })
     }
 
+    /// The destination's limiter, set to the limits its adapter declares.
+    fn limiter(&self, destination: &str, limits: &[leadgate_runtime::RateLimit]) -> Arc<Limiter> {
+        let mut all = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(destination) {
+            Some(l) => {
+                l.set_limits(limits);
+                l.clone()
+            }
+            None => {
+                // A call may wait for room up to a third of its deadline;
+                // longer, and the worker pauses the destination instead.
+                let max_wait = (self.engine.limits().deadline / 3).min(Duration::from_secs(10));
+                let l = Arc::new(Limiter::new(limits, max_wait));
+                all.insert(destination.to_string(), l.clone());
+                l
+            }
+        }
+    }
+
     fn set_paused(&self, name: &str, paused: bool) {
         self.update(|state| state.health.entry(name.to_string()).or_default().paused = paused);
     }
@@ -459,7 +490,10 @@ impl Registry {
                 tracing::warn!(destination = %name, secret = %needed, "adapter declares a secret the destination does not grant");
             }
         }
-        let adapter = probe.with_capabilities(Capabilities::new(&hosts, secrets));
+        let limiter = self.limiter(name, &info.rate_limits);
+        let adapter = probe.with_capabilities(
+            Capabilities::new(&hosts, secrets).with_gate(limiter.clone() as Arc<dyn RequestGate>),
+        );
         let mapping = Mapping::load(&self.mappings_dir.join(&dest.mapping)).map_err(|source| {
             PluginError::Mapping {
                 destination: name.into(),
@@ -491,6 +525,7 @@ impl Registry {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             loaded_at_ms: crate::now_ms(),
+            limiter,
         })
     }
 
@@ -575,11 +610,9 @@ fn sample_lead() -> NormalizedLead {
     }
 }
 
-/// Builds the engine and loads every configured destination. One bad
-/// destination is an error naming it: the host refuses to start half-set-up.
-pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
-    let p = &config.plugins;
-    let engine = PluginEngine::new(
+/// The plugin engine with the limits and host services `plugins` sets.
+pub fn engine(p: &PluginsConfig) -> anyhow::Result<PluginEngine> {
+    PluginEngine::new(
         EngineOptions {
             limits: leadgate_runtime::CallLimits {
                 deadline: Duration::from_millis(p.call_timeout_ms),
@@ -594,7 +627,13 @@ pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
             max_http_timeout: Duration::from_millis(p.http_timeout_ms),
             max_response_bytes: p.max_response_mb << 20,
         },
-    )?;
+    )
+}
+
+/// Builds the engine and loads every configured destination. One bad
+/// destination is an error naming it: the host refuses to start half-set-up.
+pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
+    let engine = engine(&config.plugins)?;
     let registry = Registry {
         engine,
         configs: config.destinations.clone(),
@@ -609,6 +648,7 @@ pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
         state: ArcSwap::from_pointee(State::default()),
         events: broadcast::channel(64).0,
         reload_lock: tokio::sync::Mutex::new(()),
+        limiters: std::sync::Mutex::default(),
     };
     let mut state = State::default();
     for (name, dest) in &registry.configs {

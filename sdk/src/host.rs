@@ -129,6 +129,37 @@ pub mod http {
         pub fn retry_after_ms(&self) -> Option<u64> {
             crate::outcome::parse_retry_after_secs(self.header("retry-after")?)
         }
+
+        /// How long the CRM asks us to wait, from the headers CRMs use:
+        /// `Retry-After` (seconds), else `X-RateLimit-Reset` /
+        /// `RateLimit-Reset` (seconds until the window frees, or a Unix
+        /// time in seconds, which is turned into a delay with the host's
+        /// clock).
+        pub fn throttle_hint_ms(&self) -> Option<u64> {
+            if let Some(ms) = self.retry_after_ms() {
+                return Some(ms);
+            }
+            let reset = self
+                .header("x-ratelimit-reset")
+                .or_else(|| self.header("ratelimit-reset"))?;
+            let secs: u64 = reset.trim().parse().ok()?;
+            // A value this large is a point in time, not a delay.
+            if secs > 1_000_000_000 {
+                let now_s = crate::clock::now_ms() / 1000;
+                Some(secs.saturating_sub(now_s) * 1000)
+            } else {
+                Some(secs * 1000)
+            }
+        }
+
+        /// `X-RateLimit-Remaining`: calls left in the current window.
+        pub fn rate_limit_remaining(&self) -> Option<u64> {
+            self.header("x-ratelimit-remaining")
+                .or_else(|| self.header("ratelimit-remaining"))?
+                .trim()
+                .parse()
+                .ok()
+        }
     }
 }
 

@@ -53,8 +53,16 @@ impl TestHost {
             .secrets
             .get(name)
             .ok_or_else(|| CryptoError::SecretNotGranted(name.to_string()))?;
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes keys of any length");
+        // As the host does: a Standard Webhooks secret keys with its bytes.
+        let key = secret
+            .strip_prefix("whsec_")
+            .and_then(|b64| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b64).ok()
+            })
+            .unwrap_or_else(|| secret.as_bytes().to_vec());
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
         mac.update(data);
         Ok(mac.finalize().into_bytes().to_vec())
     }

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{outcome, rejected, retry};
+use leadgate_sdk::outcome::{
+    from_http_error, limit, outcome, per_day, per_second, rejected, retry,
+};
 use leadgate_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,21 +44,9 @@ impl Adapter for HubSpot {
             rate_limits: vec![
                 // Private app, Professional: 190 requests per rolling 10 s,
                 // 650,000 a day; the search API has its own 5 per second.
-                RateLimit {
-                    name: "burst".into(),
-                    max_requests: 190,
-                    window_ms: 10_000,
-                },
-                RateLimit {
-                    name: "daily".into(),
-                    max_requests: 650_000,
-                    window_ms: 86_400_000,
-                },
-                RateLimit {
-                    name: "search".into(),
-                    max_requests: 5,
-                    window_ms: 1_000,
-                },
+                limit("burst", 190, 10_000),
+                per_day("daily", 650_000),
+                per_second("search", 5),
             ],
         }
     }
@@ -165,10 +155,7 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
 
     let response = match request.send() {
         Ok(r) => r,
-        Err(e) => {
-            let reason = format!("HubSpot unreachable: {}", describe_http_error(&e));
-            return all(records, retry(None, reason));
-        }
+        Err(e) => return all(records, from_http_error(&e)),
     };
 
     match response.status() {
@@ -237,17 +224,6 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
 
 fn all(records: &[&Delivery], o: Outcome) -> Vec<(String, Outcome)> {
     records.iter().map(|d| (d.id.clone(), o.clone())).collect()
-}
-
-fn describe_http_error(e: &HttpError) -> String {
-    match e {
-        HttpError::HostNotAllowed(h) => format!("host {h} is not allowed"),
-        HttpError::SecretNotGranted(s) => format!("secret {s} is not granted"),
-        HttpError::InvalidRequest(m) => format!("invalid request: {m}"),
-        HttpError::Timeout => "timeout".into(),
-        HttpError::ResponseTooLarge(n) => format!("response over {n} bytes"),
-        HttpError::Transport(m) => m.clone(),
-    }
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 /// Why a capability check refused a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CapabilityError {
@@ -103,11 +105,36 @@ impl HostPattern {
     }
 }
 
+/// Paces a plugin's outbound requests: the host's model of the CRM's quota.
+/// Shared by every call (and every worker) of one destination.
+pub trait RequestGate: Send + Sync {
+    /// Waits until `url` may be sent, and counts it; `Err(ms)` when the wait
+    /// would be longer than the gate is willing to hold a call (the host
+    /// then answers the plugin 429 with that `Retry-After`, without calling
+    /// the CRM).
+    fn admit<'a>(&'a self, url: &'a url::Url) -> BoxFuture<'a, Result<(), u64>>;
+
+    /// What the CRM answered: its rate-limit headers and 429s correct the
+    /// model.
+    fn observe(&self, url: &url::Url, status: u16, headers: &[(String, String)]);
+}
+
 /// The capabilities one plugin instance is granted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Capabilities {
     hosts: Vec<HostPattern>,
     secrets: Secrets,
+    gate: Option<Arc<dyn RequestGate>>,
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("hosts", &self.hosts)
+            .field("secrets", &self.secrets)
+            .field("gate", &self.gate.is_some())
+            .finish()
+    }
 }
 
 impl Capabilities {
@@ -118,7 +145,18 @@ impl Capabilities {
                 .map(|h| HostPattern::parse(h.as_ref()))
                 .collect(),
             secrets,
+            gate: None,
         }
+    }
+
+    /// The same grants, with outbound requests paced by `gate`.
+    pub fn with_gate(mut self, gate: Arc<dyn RequestGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    pub fn gate(&self) -> Option<&Arc<dyn RequestGate>> {
+        self.gate.as_ref()
     }
 
     /// No network, no secrets.

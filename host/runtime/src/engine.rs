@@ -166,7 +166,10 @@ impl PluginEngine {
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Unique per process and call: two threads may compile one file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, &path)?;
         // SAFETY: written just above from this engine's own precompilation.

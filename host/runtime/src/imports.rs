@@ -90,6 +90,8 @@ pub struct PluginCounters {
     pub http_denied: AtomicU64,
     pub http_failures: AtomicU64,
     pub http_micros: AtomicU64,
+    /// Requests the destination's rate limiter answered 429 itself.
+    pub http_throttled: AtomicU64,
 }
 
 /// Host services shared by every call of every plugin.
@@ -148,7 +150,33 @@ impl http::Host for CallState {
                 });
             }
         };
+        let gate = cx.capabilities.gate().cloned();
+        if let Some(gate) = &gate
+            && let Err(wait_ms) = gate.admit(&outbound.url).await
+        {
+            // The CRM's quota is spent for longer than a call may wait: answer
+            // as the CRM would, without spending a request on a sure 429.
+            cx.counters.http_throttled.fetch_add(1, Ordering::Relaxed);
+            return Ok(HttpResponse {
+                status: 429,
+                headers: vec![
+                    types::Header {
+                        name: "retry-after".into(),
+                        value: wait_ms.div_ceil(1000).max(1).to_string(),
+                    },
+                    types::Header {
+                        name: "x-leadgate-throttled".into(),
+                        value: "local".into(),
+                    },
+                ],
+                body: br#"{"error":"leadgate: the destination's rate limit is spent"}"#.to_vec(),
+            });
+        }
+        let url = gate.as_ref().map(|_| outbound.url.clone());
         let result = cx.services.outbound.send(outbound).await;
+        if let (Some(gate), Some(url), Ok(r)) = (&gate, &url, &result) {
+            gate.observe(url, r.status, &r.headers);
+        }
         cx.counters
             .http_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -217,13 +245,27 @@ impl crypto::Host for CallState {
             .capabilities
             .secret(&secret_name)
             .map_err(|_| crypto::CryptoError::SecretNotGranted(secret_name.clone()))?;
-        Ok(hmac_sha256(secret.as_bytes(), &data))
+        Ok(hmac_sha256(&hmac_key(secret), &data))
     }
 
     async fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
         use subtle::ConstantTimeEq;
         a.len() == b.len() && bool::from(a.ct_eq(&b))
     }
+}
+
+/// The HMAC key a secret stands for: a Standard Webhooks secret
+/// (`whsec_<base64>`) keys with its decoded bytes, as the reference
+/// libraries do; any other secret with its UTF-8 bytes.
+pub fn hmac_key(secret: &str) -> std::borrow::Cow<'_, [u8]> {
+    use base64::Engine as _;
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .map_or(
+            std::borrow::Cow::Borrowed(secret.as_bytes()),
+            std::borrow::Cow::Owned,
+        )
 }
 
 /// HMAC-SHA256, also used by the host's own webhook code and tests.
@@ -295,6 +337,14 @@ mod tests {
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn standard_webhooks_secrets_key_with_their_decoded_bytes() {
+        assert_eq!(&*hmac_key("whsec_aGVsbG8="), b"hello");
+        assert_eq!(&*hmac_key("plain-secret"), b"plain-secret");
+        // not base64 after the prefix: the text itself
+        assert_eq!(&*hmac_key("whsec_!!"), b"whsec_!!");
     }
 
     #[test]

@@ -17,14 +17,18 @@ pub mod outbound;
 mod plugin;
 pub mod types;
 
-pub use capabilities::{Capabilities, CapabilityError, Secrets};
+pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets};
 pub use engine::{EngineOptions, PluginEngine};
 pub use imports::{KvStore, MemoryKv};
 pub use limits::CallLimits;
 pub use outbound::{OutboundHttp, ReqwestOutbound};
 pub use plugin::{AdapterPlugin, CallError, PluginKind, TransformPlugin};
 pub use types::*;
+/// The URL type of [`RequestGate`].
+pub use url::Url;
+/// A compiled component, as [`PluginEngine::compile`] returns it.
+pub use wasmtime::component::Component;
 
 /// The WIT package version this host serves.
 pub const WIT_PACKAGE: &str = "leadgate:plugin@0.1.0";
-pub use imports::{HostServices, PluginCounters, hmac_sha256};
+pub use imports::{HostServices, PluginCounters, hmac_key, hmac_sha256};

@@ -3,8 +3,10 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// What an adapter says about itself in `describe()`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AdapterInfo {
     pub name: String,
     pub version: String,
@@ -20,7 +22,7 @@ pub struct AdapterInfo {
 }
 
 /// One rate-limit window a CRM enforces.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RateLimit {
     pub name: String,
     pub max_requests: u32,
@@ -28,7 +30,7 @@ pub struct RateLimit {
 }
 
 /// What a source transform says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TransformInfo {
     pub name: String,
     pub version: String,
@@ -36,7 +38,7 @@ pub struct TransformInfo {
 }
 
 /// One lead × destination job handed to an adapter.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: String,
     pub idempotency_key: String,
@@ -52,7 +54,7 @@ pub struct PushContext {
 }
 
 /// Why a CRM refused a record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub field: Option<String>,
     pub rule: String,
@@ -60,7 +62,8 @@ pub struct Rejection {
 }
 
 /// The result of delivering one record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Created(String),
     Updated(String),
@@ -104,7 +107,7 @@ pub struct WebhookRequest {
 }
 
 /// One event parsed from a CRM webhook.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CrmEvent {
     pub kind: String,
     pub object_id: String,

@@ -23,7 +23,8 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// Simulator with `sim` settings; host with the default test config
-    /// plus `extra` TOML (later keys win).
+    /// plus `extra` TOML (later keys win), in which `{sim}` stands for the
+    /// simulator's base URL.
     pub async fn start(sim: SimConfig, extra: &str) -> anyhow::Result<TestEnv> {
         leadgate_runtime::outbound::install_crypto_provider();
         let sim = Simulator::start(sim).await?;
@@ -32,6 +33,7 @@ impl TestEnv {
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\
              [store]\nurl = \"sqlite://{db}\"\n\
+             [plugins]\ncache_dir = \"{cache}\"\n\
              [delivery]\npoll_ms = 10\nlinger_ms = 5\nbackoff_base_ms = 20\nbackoff_cap_ms = 200\n\
              [sources.scraper]\napi_key = \"{SCRAPER_KEY}\"\ndefault_region = \"US\"\n\
              [sources.webform]\napi_key = \"{WEBFORM_KEY}\"\ndefault_region = \"GB\"\n\
@@ -39,9 +41,15 @@ impl TestEnv {
              [destinations.hubspot.config]\nbase-url = \"{base}\"\n\
              [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\nclient-secret = \"{WEBHOOK_SECRET}\"\n",
             db = dir.join("leadgate.db").display(),
+            // One compiled-component cache for every test: the Python and
+            // JavaScript components take seconds to compile.
+            cache = std::env::temp_dir()
+                .join("leadgate-e2e-plugin-cache")
+                .display(),
             base = sim.base_url(),
         );
-        let config = Config::from_toml_layers(&[&toml, extra])?;
+        let extra = extra.replace("{sim}", &sim.base_url());
+        let config = Config::from_toml_layers(&[&toml, &extra])?;
         let host = leadgate::app::start(config).await?;
         Ok(TestEnv {
             sim,

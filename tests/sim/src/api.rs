@@ -57,7 +57,11 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
     let api = api
         .fallback(route_not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate::gate));
-    control::router().merge(api).with_state(shared)
+    control::router()
+        .merge(crate::pipedrive::router(shared.clone()))
+        .merge(crate::hooks::router())
+        .merge(api)
+        .with_state(shared)
 }
 
 fn respond<T: Serialize>(outcome: Outcome<T>) -> Response {

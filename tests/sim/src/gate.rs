@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -68,14 +68,31 @@ pub(crate) async fn gate(
         let latency_ms = state.faults.faults.latency_ms;
         (latency_ms, state.admit(token, Clock::now(), search))
     };
+    let admitted = match admission {
+        Admission::Refused(response) => Err(response),
+        Admission::Admitted(headers) => Ok(move |h: &mut HeaderMap| headers.apply(h)),
+    };
+    pass(&shared, latency_ms, admitted, request, next).await
+}
+
+/// The end of every personality's gate: the injected latency, then the
+/// request (with the admission's headers on its answer) or the refusal,
+/// and the answer counted in the stats.
+pub(crate) async fn pass(
+    shared: &Shared,
+    latency_ms: u64,
+    admitted: Result<impl FnOnce(&mut HeaderMap), Response>,
+    request: Request,
+    next: Next,
+) -> Response {
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
-    let response = match admission {
-        Admission::Refused(response) => response,
-        Admission::Admitted(headers) => {
+    let response = match admitted {
+        Err(response) => response,
+        Ok(add_headers) => {
             let mut response = next.run(request).await;
-            headers.apply(response.headers_mut());
+            add_headers(response.headers_mut());
             response
         }
     };

@@ -1,4 +1,6 @@
-//! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API.
+//! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API,
+//! with Pipedrive's v2 persons API (`pipedrive.rs`) and a Standard Webhooks
+//! receiver (`hooks.rs`) on the same server.
 //!
 //! It speaks HubSpot's wire contract closely enough that an adapter which
 //! works against it works against HubSpot: the same paths (both
@@ -25,6 +27,8 @@ mod control;
 mod errors;
 mod faults;
 mod gate;
+mod hooks;
+mod pipedrive;
 mod props;
 mod ratelimit;
 mod store;
@@ -41,6 +45,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::Faults;
+pub use hooks::{DEFAULT_WEBHOOK_SECRET, HookMessage, secret_key, sign};
+pub use pipedrive::{Labeled, Person, PipedriveLimits};
 pub use props::{
     KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email,
 };
@@ -69,6 +75,11 @@ pub struct SimConfig {
     pub search_limit_per_sec: u32,
     /// Most inputs one batch call may carry.
     pub max_batch: usize,
+    /// Pipedrive's per-token limits.
+    pub pipedrive: PipedriveLimits,
+    /// The secret `/hooks/{name}` checks Standard Webhooks signatures with
+    /// (`whsec_<base64>`).
+    pub webhook_secret: String,
 }
 
 impl Default for SimConfig {
@@ -81,6 +92,8 @@ impl Default for SimConfig {
             daily_limit: 1_000_000,
             search_limit_per_sec: 5,
             max_batch: 100,
+            pipedrive: PipedriveLimits::default(),
+            webhook_secret: DEFAULT_WEBHOOK_SECRET.into(),
         }
     }
 }
@@ -139,6 +152,8 @@ pub(crate) struct State {
     pub limiter: RateLimiter,
     /// Most inputs one batch call may carry.
     pub max_batch: usize,
+    pub pipedrive: pipedrive::PipedriveState,
+    pub hooks: hooks::HookState,
 }
 
 /// State shared by the server and every [`SimHandle`].
@@ -157,6 +172,8 @@ impl Shared {
             tokens: Tokens::new(&config.tokens),
             limiter: RateLimiter::new(config.limits()),
             max_batch: config.max_batch,
+            pipedrive: pipedrive::PipedriveState::new(config.pipedrive),
+            hooks: hooks::HookState::new(&config.webhook_secret),
         };
         Shared {
             state: Mutex::new(state),
@@ -333,5 +350,35 @@ impl SimHandle {
         state.stats = SimStats::default();
         state.faults.set(Faults::default());
         state.limiter.clear();
+        state.pipedrive.clear();
+        state.hooks.clear();
+    }
+
+    /// Every Pipedrive person, in id order.
+    pub fn pipedrive_persons(&self) -> Vec<Person> {
+        self.shared
+            .lock()
+            .pipedrive
+            .persons
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Pipedrive persons with this email, ignoring case. More than one is a
+    /// duplicate (Pipedrive itself never refuses one).
+    pub fn pipedrive_count_by_email(&self, email: &str) -> usize {
+        self.shared.lock().pipedrive.count_by_email(email)
+    }
+
+    /// Messages `/hooks/{endpoint}` accepted, in arrival order.
+    pub fn hook_messages(&self, endpoint: &str) -> Vec<HookMessage> {
+        self.shared
+            .lock()
+            .hooks
+            .endpoints
+            .get(endpoint)
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -73,14 +73,59 @@ pub fn build_components(workspace: &Path, packages: &[(String, String)], out_dir
         let built = wasm_target_dir
             .join("wasm32-wasip2/wasm")
             .join(format!("{}.wasm", package.replace('-', "_")));
-        let dest = out_dir.join(format!("{name}.wasm"));
         let bytes = fs::read(&built).unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
-        if fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
-            continue;
-        }
-        let tmp = out_dir.join(format!(".{name}.wasm.tmp"));
-        fs::write(&tmp, &bytes).unwrap();
-        fs::rename(&tmp, &dest).unwrap();
+        install(&bytes, out_dir, name);
+    }
+}
+
+/// Writes `out_dir/<name>.wasm` atomically, leaving an unchanged file alone.
+fn install(bytes: &[u8], out_dir: &Path, name: &str) {
+    let dest = out_dir.join(format!("{name}.wasm"));
+    if fs::read(&dest).ok().as_deref() == Some(bytes) {
+        return;
+    }
+    let tmp = out_dir.join(format!(".{name}.wasm.tmp"));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, &dest).unwrap();
+}
+
+/// Folders below `dir` holding an adapter in another language: a `build.sh`
+/// and no `Cargo.toml`.
+pub fn script_builds_in(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("build.sh").is_file() && !e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Runs `dir/<name>/build.sh OUT` for each name (each script installs its
+/// own toolchain, from PyPI or npm, under `target/toolchains`) and installs
+/// the result as `out_dir/<name>.wasm`. Panics naming the script on failure.
+pub fn build_with_scripts(workspace: &Path, dir: &Path, names: &[String], out_dir: &Path) {
+    fs::create_dir_all(out_dir).unwrap();
+    let toolchains = target_root(workspace).join("toolchains");
+    for name in names {
+        let script = dir.join(name).join("build.sh");
+        let built = out_dir.join(format!(".{name}.build.wasm"));
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&built)
+            .env("LEADGATE_TOOLCHAINS", &toolchains)
+            .status()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            status.success(),
+            "{} failed (see its output above); it needs python3 with pip and PyPI, or node with npm and the npm registry",
+            script.display()
+        );
+        let bytes = fs::read(&built).unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
+        let _ = fs::remove_file(&built);
+        install(&bytes, out_dir, name);
     }
 }
 

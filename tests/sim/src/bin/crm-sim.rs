@@ -1,4 +1,5 @@
-//! `crm-sim [--port N] [--token T]... [--burst N]`: runs the HubSpot simulator
+//! `crm-sim [--port N] [--token T]... [--burst N] [--webhook-secret S]`:
+//! runs the CRM simulator (HubSpot, Pipedrive, a Standard Webhooks receiver)
 //! on 127.0.0.1 until Ctrl-C.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -6,11 +7,17 @@ use std::process::ExitCode;
 
 use leadgate_sim::{SimConfig, Simulator};
 
-const USAGE: &str = "usage: crm-sim [--port N] [--token T]... [--burst N]
+const USAGE: &str = "usage: crm-sim [--port N] [--token T]... [--burst N] [--webhook-secret S]
 
-  --port N    port on 127.0.0.1 (default: any free port)
-  --token T   accepted bearer token; repeat for more (default: sim-token)
-  --burst N   requests per rolling 10 s window per token (default: 190)";
+Serves HubSpot's contacts API (/crm/v3/objects/contacts…), Pipedrive's v2
+persons API (/api/v2/persons…) and a Standard Webhooks receiver
+(POST /hooks/NAME), plus /_sim/* controls.
+
+  --port N            port on 127.0.0.1 (default: any free port)
+  --token T           accepted token (HubSpot bearer; Pipedrive x-api-token,
+                      api_token or bearer); repeat for more (default: sim-token)
+  --burst N           HubSpot requests per rolling 10 s window per token (default: 190)
+  --webhook-secret S  whsec_… secret /hooks checks signatures with";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimConfig, String> {
     let mut config = SimConfig::default();
@@ -42,6 +49,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimConfig, Strin
                     .parse()
                     .map_err(|_| format!("bad burst limit: {text}"))?;
             }
+            "--webhook-secret" => config.webhook_secret = value("--webhook-secret")?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument: {other}")),
         }

@@ -1,0 +1,174 @@
+"""leadgate's Pipedrive adapter, in Python (componentize-py).
+
+Implements the `adapter` export of the WIT world `crm-adapter`
+(wit/leadgate.wit, package leadgate:plugin@0.1.0). The decisions live in
+pipedrive_logic.py, which has no dependency on the generated bindings; this
+module converts between its plain types and the WIT types and supplies the
+host imports.
+
+Destination configuration: `base-url` (default https://api.pipedrive.com).
+Secrets: `api-token` (sent as `x-api-token: {{secret:api-token}}`, substituted
+by the host), `webhook-password` (HMAC key for the webhook Basic-auth
+password; see README.md).
+"""
+
+# Modules used at run time are imported here, at the top level, so that they
+# are part of the snapshot componentize-py takes when it pre-initializes the
+# component (the guest has no file system to import from later).
+import base64  # noqa: F401
+import hashlib  # noqa: F401
+import hmac  # noqa: F401
+import json  # noqa: F401
+import re  # noqa: F401
+import urllib.parse  # noqa: F401
+from typing import List
+
+from componentize_py_types import Err
+
+import wit_world
+from wit_world.exports import adapter as wa
+from wit_world.imports import clock, crypto, http, types
+from wit_world.imports import log as wlog
+
+import pipedrive_logic as L
+
+_LEVELS = {
+    "trace": wlog.Level.TRACE,
+    "debug": wlog.Level.DEBUG,
+    "info": wlog.Level.INFO,
+    "warn": wlog.Level.WARN,
+    "error": wlog.Level.ERROR,
+}
+
+_HTTP_ERRORS = {
+    types.HttpError_HostNotAllowed: "host-not-allowed",
+    types.HttpError_SecretNotGranted: "secret-not-granted",
+    types.HttpError_InvalidRequest: "invalid-request",
+    types.HttpError_Timeout: "timeout",
+    types.HttpError_ResponseTooLarge: "response-too-large",
+    types.HttpError_Transport: "transport",
+}
+
+
+def _log(level: str, message: str) -> None:
+    try:
+        wlog.log(_LEVELS.get(level, wlog.Level.INFO), message)
+    except Exception:
+        pass
+
+
+def _now_ms() -> int:
+    return clock.now_ms()
+
+
+def _send(req: L.Request) -> L.Response:
+    """The host's http.send; its http-error becomes L.HttpFailure."""
+    wreq = types.HttpRequest(
+        method=req.method,
+        url=req.url,
+        headers=[types.Header(name=n, value=v) for n, v in req.headers],
+        body=req.body,
+        timeout_ms=req.timeout_ms,
+    )
+    try:
+        resp = http.send(wreq)
+    except Err as e:
+        err = e.value
+        kind = _HTTP_ERRORS.get(type(err), "transport")
+        detail = getattr(err, "value", "")
+        raise L.HttpFailure(kind, "" if detail is None else str(detail))
+    return L.Response(
+        status=resp.status,
+        headers=[(h.name, h.value) for h in resp.headers],
+        body=bytes(resp.body),
+    )
+
+
+def _to_wit(o) -> wa.Outcome:
+    if isinstance(o, L.Created):
+        return wa.Outcome_Created(o.id)
+    if isinstance(o, L.Updated):
+        return wa.Outcome_Updated(o.id)
+    if isinstance(o, L.Rejected):
+        return wa.Outcome_Rejected(wa.Rejection(field=o.field, rule=o.rule, message=o.message))
+    if isinstance(o, L.RateLimited):
+        return wa.Outcome_RateLimited(max(0, int(o.after_ms)))
+    if isinstance(o, L.Retry):
+        after = None if o.after_ms is None else max(0, int(o.after_ms))
+        return wa.Outcome_Retry(wa.RetryInfo(after_ms=after, reason=o.reason))
+    return wa.Outcome_Retry(wa.RetryInfo(after_ms=None, reason=f"adapter produced {o!r}"))
+
+
+class Adapter(wit_world.exports.Adapter):
+    def describe(self) -> wa.AdapterInfo:
+        return wa.AdapterInfo(
+            name=L.NAME,
+            version=L.VERSION,
+            description=L.DESCRIPTION,
+            max_batch_size=L.MAX_BATCH_SIZE,
+            upsert_key="email",
+            # A person may be phone-only; a name is what Pipedrive requires.
+            required_properties=["name"],
+            supports_webhooks=True,
+            config_keys=["base-url"],
+            secrets=["api-token", "webhook-password"],
+            default_hosts=["api.pipedrive.com"],
+            rate_limits=[
+                wa.RateLimit(name=n, max_requests=m, window_ms=w) for n, m, w in L.RATE_LIMITS
+            ],
+        )
+
+    def push(self, batch: List[wa.Delivery], ctx: wa.PushContext) -> List[wa.DeliveryOutcome]:
+        try:
+            base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
+            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms)
+            results = pusher.push(
+                [(d.id, [(p.name, p.value) for p in d.properties]) for d in batch]
+            )
+            return [wa.DeliveryOutcome(delivery_id=did, outcome=_to_wit(o)) for did, o in results]
+        except Exception as e:
+            # Never let an exception escape an export: it traps the instance.
+            reason = f"adapter error: {type(e).__name__}: {e}"
+            _log("error", reason)
+            return [
+                wa.DeliveryOutcome(
+                    delivery_id=d.id,
+                    outcome=wa.Outcome_Retry(wa.RetryInfo(after_ms=None, reason=reason)),
+                )
+                for d in batch
+            ]
+
+    def verify_webhook(self, request: wa.WebhookRequest) -> List[wa.CrmEvent]:
+        # Err(...) raised here is the export's result error; anything else
+        # would trap, so it is turned into malformed.
+        try:
+            def hmac_user(user: bytes) -> bytes:
+                try:
+                    return bytes(crypto.hmac_sha256(L.WEBHOOK_SECRET, user))
+                except Err:
+                    raise L.SecretMissing()
+
+            L.verify_basic(
+                [(h.name, h.value) for h in request.headers],
+                hmac_user,
+                lambda a, b: crypto.constant_time_eq(a, b),
+            )
+            events = L.parse_webhook(bytes(request.body), _now_ms)
+        except L.WebhookBadSignature:
+            raise Err(wa.WebhookError_BadSignature())
+        except L.SecretMissing:
+            raise Err(wa.WebhookError_Malformed(f"secret {L.WEBHOOK_SECRET} is not granted"))
+        except L.WebhookMalformed as e:
+            raise Err(wa.WebhookError_Malformed(str(e)))
+        except Exception as e:
+            raise Err(wa.WebhookError_Malformed(f"adapter error: {type(e).__name__}: {e}"))
+        return [
+            wa.CrmEvent(
+                kind=ev["kind"],
+                object_id=ev["object_id"],
+                occurred_at_ms=ev["occurred_at_ms"],
+                property_name=ev["property_name"],
+                property_value=ev["property_value"],
+            )
+            for ev in events
+        ]

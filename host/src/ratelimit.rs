@@ -1,0 +1,440 @@
+//! Rate limits that model each CRM's quota, so delivery stays under it
+//! rather than merely surviving 429s.
+//!
+//! An adapter declares its CRM's windows in `describe()` (HubSpot: 190
+//! requests per rolling 10 s, 650,000 a day, search 5 per second; Pipedrive:
+//! 80 per 2 s, search 10 per 2 s). One [`Limiter`] per destination, shared
+//! by all its workers and every call, admits each outbound request through
+//! the host's HTTP import:
+//!
+//! - a window named `search` applies to requests whose path contains
+//!   `/search`; every other window applies to every request;
+//! - windows up to an hour are rolling logs of send times, widened by a
+//!   small margin for the time a request takes to reach the CRM; longer
+//!   windows (daily quotas) are counters that reset;
+//! - the CRM corrects the model: a 429's `Retry-After`, or a response saying
+//!   no requests remain (`X-HubSpot-RateLimit-Remaining: 0`,
+//!   `x-ratelimit-remaining: 0` with `x-ratelimit-reset`), blocks the
+//!   destination until then;
+//! - a request that would wait longer than `max_wait` is not held: the
+//!   plugin gets a local 429 with that `Retry-After` and the worker pauses
+//!   the destination.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use leadgate_runtime::{RateLimit, RequestGate, Url};
+use tokio::time::Instant;
+
+/// Longest a window is kept as a log of send times.
+const LOG_WINDOW_MAX: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+enum Usage {
+    /// Send times within the window, oldest first.
+    Log(VecDeque<Instant>),
+    /// Requests since `start`.
+    Counter { start: Instant, count: u32 },
+}
+
+#[derive(Debug)]
+struct Window {
+    name: String,
+    max: u32,
+    window: Duration,
+    search_only: bool,
+    usage: Usage,
+}
+
+impl Window {
+    fn new(limit: &RateLimit, now: Instant) -> Option<Window> {
+        if limit.max_requests == 0 || limit.window_ms == 0 {
+            return None;
+        }
+        let declared = Duration::from_millis(limit.window_ms);
+        let (window, usage) = if declared <= LOG_WINDOW_MAX {
+            // The CRM counts a request when it arrives, a little after we
+            // send it; a slow first request must not let the next window's
+            // last one in early.
+            let margin = (declared / 50).max(Duration::from_millis(50));
+            (declared + margin, Usage::Log(VecDeque::new()))
+        } else {
+            (
+                declared,
+                Usage::Counter {
+                    start: now,
+                    count: 0,
+                },
+            )
+        };
+        Some(Window {
+            name: limit.name.clone(),
+            max: limit.max_requests,
+            window,
+            search_only: limit.name.eq_ignore_ascii_case("search"),
+            usage,
+        })
+    }
+
+    fn applies(&self, search: bool) -> bool {
+        !self.search_only || search
+    }
+
+    /// When the window has room again (now if it has).
+    fn free_at(&mut self, now: Instant) -> Instant {
+        match &mut self.usage {
+            Usage::Log(log) => {
+                while log
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    log.pop_front();
+                }
+                if (log.len() as u32) < self.max {
+                    now
+                } else {
+                    let oldest = log[log.len() - self.max as usize];
+                    oldest + self.window
+                }
+            }
+            Usage::Counter { start, count } => {
+                if now.duration_since(*start) >= self.window {
+                    *start = now;
+                    *count = 0;
+                }
+                if *count < self.max {
+                    now
+                } else {
+                    *start + self.window
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, now: Instant) {
+        match &mut self.usage {
+            Usage::Log(log) => log.push_back(now),
+            Usage::Counter { count, .. } => *count += 1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    windows: Vec<Window>,
+    /// The CRM said to stop until then.
+    blocked_until: Option<Instant>,
+}
+
+/// One destination's model of its CRM's quota.
+#[derive(Debug)]
+pub struct Limiter {
+    state: Mutex<State>,
+    max_wait: Duration,
+}
+
+/// A snapshot for the API and metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WindowStatus {
+    pub name: String,
+    pub max_requests: u32,
+    pub window_ms: u64,
+    pub used: u32,
+}
+
+impl Limiter {
+    /// A limiter for `limits`; calls wait at most `max_wait` for room.
+    pub fn new(limits: &[RateLimit], max_wait: Duration) -> Limiter {
+        let limiter = Limiter {
+            state: Mutex::new(State::default()),
+            max_wait,
+        };
+        limiter.set_limits(limits);
+        limiter
+    }
+
+    /// Adopts the limits a reloaded adapter declares, keeping the usage of
+    /// windows that did not change.
+    pub fn set_limits(&self, limits: &[RateLimit]) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut old = std::mem::take(&mut state.windows);
+        state.windows = limits
+            .iter()
+            .filter_map(|l| {
+                let fresh = Window::new(l, now)?;
+                match old.iter().position(|w| {
+                    w.name == fresh.name && w.max == fresh.max && w.window == fresh.window
+                }) {
+                    Some(i) => Some(old.swap_remove(i)),
+                    None => Some(fresh),
+                }
+            })
+            .collect();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a request now if every window it falls under has room; else
+    /// says when to try again.
+    fn try_admit(&self, search: bool, now: Instant) -> Result<(), Instant> {
+        let mut state = self.lock();
+        let mut at = now;
+        if let Some(until) = state.blocked_until {
+            if until > now {
+                at = until;
+            } else {
+                state.blocked_until = None;
+            }
+        }
+        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+            at = at.max(w.free_at(now));
+        }
+        if at > now {
+            return Err(at);
+        }
+        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+            w.record(now);
+        }
+        Ok(())
+    }
+
+    /// Waits for room (at most `max_wait`) and counts the request.
+    pub async fn acquire(&self, search: bool) -> Result<(), u64> {
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            let now = Instant::now();
+            match self.try_admit(search, now) {
+                Ok(()) => return Ok(()),
+                Err(at) if at > deadline => {
+                    return Err(at.duration_since(now).as_millis() as u64);
+                }
+                Err(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+
+    /// Whether a request could go now without waiting (does not count it).
+    pub fn has_room(&self) -> bool {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.blocked_until.is_some_and(|u| u > now) {
+            return false;
+        }
+        state
+            .windows
+            .iter_mut()
+            .filter(|w| !w.search_only)
+            .all(|w| w.free_at(now) <= now)
+    }
+
+    /// Stops every request until `now + wait`.
+    pub fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut state = self.lock();
+        state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
+    }
+
+    pub fn status(&self) -> Vec<WindowStatus> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state
+            .windows
+            .iter_mut()
+            .map(|w| {
+                w.free_at(now);
+                WindowStatus {
+                    name: w.name.clone(),
+                    max_requests: w.max,
+                    window_ms: w.window.as_millis() as u64,
+                    used: match &w.usage {
+                        Usage::Log(log) => log.len() as u32,
+                        Usage::Counter { count, .. } => *count,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(headers: &[(String, String)], name: &str) -> Option<f64> {
+    header(headers, name)?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// How long the CRM's answer says to stop sending, if it says so.
+pub fn stop_for(status: u16, headers: &[(String, String)]) -> Option<Duration> {
+    let secs = |v: f64| Duration::from_millis((v * 1000.0).ceil() as u64);
+    if status == 429 {
+        return Some(
+            number(headers, "retry-after")
+                .map(secs)
+                .or_else(|| number(headers, "x-ratelimit-reset").map(secs))
+                .or_else(|| {
+                    number(headers, "x-hubspot-ratelimit-interval-milliseconds")
+                        .map(|ms| Duration::from_millis(ms as u64))
+                })
+                .unwrap_or(Duration::from_secs(1)),
+        );
+    }
+    let remaining = number(headers, "x-hubspot-ratelimit-remaining")
+        .or_else(|| number(headers, "x-ratelimit-remaining"))?;
+    if remaining > 0.0 {
+        return None;
+    }
+    number(headers, "x-ratelimit-reset").map(secs).or_else(|| {
+        number(headers, "x-hubspot-ratelimit-interval-milliseconds")
+            .map(|ms| Duration::from_millis(ms as u64))
+    })
+}
+
+fn is_search(url: &Url) -> bool {
+    url.path().contains("/search")
+}
+
+impl RequestGate for Limiter {
+    fn admit<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<(), u64>> {
+        Box::pin(self.acquire(is_search(url)))
+    }
+
+    fn observe(&self, url: &Url, status: u16, headers: &[(String, String)]) {
+        // A search's own window running out does not stop other calls.
+        if is_search(url) && status != 429 {
+            return;
+        }
+        if let Some(wait) = stop_for(status, headers) {
+            self.block_for(wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(name: &str, max: u32, ms: u64) -> RateLimit {
+        RateLimit {
+            name: name.into(),
+            max_requests: max,
+            window_ms: ms,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rolling_window_is_never_exceeded() {
+        let limiter = Limiter::new(&[limit("burst", 5, 1_000)], Duration::from_secs(10));
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..12 {
+            limiter.acquire(false).await.unwrap();
+            sent.push(Instant::now().duration_since(start));
+        }
+        // Of any six consecutive sends, the last is a full window after the
+        // first.
+        for pair in sent.windows(6) {
+            assert!(
+                pair[5] - pair[0] >= Duration::from_millis(1_000),
+                "{sent:?}"
+            );
+        }
+        assert_eq!(sent[4], Duration::ZERO, "the first five go at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn searches_have_their_own_window_on_top() {
+        let limiter = Limiter::new(
+            &[limit("burst", 100, 2_000), limit("search", 2, 2_000)],
+            Duration::from_secs(10),
+        );
+        let t0 = Instant::now();
+        limiter.acquire(true).await.unwrap();
+        limiter.acquire(true).await.unwrap();
+        // Writes are not held by the spent search window.
+        limiter.acquire(false).await.unwrap();
+        assert_eq!(Instant::now(), t0);
+        limiter.acquire(true).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_secs(2));
+        // The three sends at t0 have left the rolling window since.
+        assert_eq!(limiter.status()[0].used, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_waits_are_refused_not_held() {
+        let limiter = Limiter::new(&[limit("daily", 2, 86_400_000)], Duration::from_secs(5));
+        limiter.acquire(false).await.unwrap();
+        limiter.acquire(false).await.unwrap();
+        let wait = limiter.acquire(false).await.unwrap_err();
+        assert!(wait > 86_000_000, "{wait}");
+        assert!(!limiter.has_room());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_crm_corrects_the_model() {
+        let limiter = Limiter::new(&[limit("burst", 100, 10_000)], Duration::from_secs(30));
+        let url: Url = "https://api.example.com/crm/v3/objects/contacts"
+            .parse()
+            .unwrap();
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        limiter.observe(&url, 200, &h(&[("X-HubSpot-RateLimit-Remaining", "57")]));
+        assert!(limiter.has_room());
+        limiter.observe(&url, 429, &h(&[("Retry-After", "3")]));
+        assert!(!limiter.has_room());
+        let t0 = Instant::now();
+        limiter.acquire(false).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_secs(3));
+        limiter.observe(
+            &url,
+            200,
+            &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")]),
+        );
+        assert!(!limiter.has_room());
+    }
+
+    #[test]
+    fn stop_for_reads_each_crms_headers() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(stop_for(429, &h(&[])), Some(Duration::from_secs(1)));
+        assert_eq!(
+            stop_for(
+                429,
+                &h(&[("X-HubSpot-RateLimit-Interval-Milliseconds", "10000")])
+            ),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(stop_for(200, &h(&[("x-ratelimit-remaining", "3")])), None);
+        assert_eq!(stop_for(200, &h(&[])), None);
+    }
+
+    #[test]
+    fn reloads_keep_the_usage_of_unchanged_windows() {
+        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], Duration::ZERO);
+        assert!(limiter.try_admit(false, Instant::now()).is_ok());
+        limiter.set_limits(&[limit("burst", 2, 1_000), limit("daily", 10, 86_400_000)]);
+        let status = limiter.status();
+        assert_eq!((status[0].used, status[1].used), (1, 0));
+    }
+}

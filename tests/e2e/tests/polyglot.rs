@@ -1,0 +1,226 @@
+//! Adapters written in Python (Pipedrive, componentize-py) and JavaScript
+//! (Standard Webhooks, componentize-js), loaded by the host from
+//! `target/plugins` beside the Rust HubSpot adapter and driven through the
+//! whole pipeline into the simulator: every lead reaches all three CRMs,
+//! once per person.
+
+use std::time::Duration;
+
+use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_sim::{Faults, SimConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The three destinations: HubSpot (from the default test config), Pipedrive
+/// through the Python adapter, a signed webhook through the JS adapter.
+const POLYGLOT: &str = r#"
+[plugins]
+# Python and JavaScript runtimes live inside the component.
+max_memory_mb = 128
+
+[destinations.pipedrive]
+adapter = "pipedrive-py"
+mapping = "pipedrive.yaml"
+allowed_hosts = ["127.0.0.1"]
+[destinations.pipedrive.config]
+base-url = "{sim}"
+[destinations.pipedrive.secrets]
+api-token = "sim-token"
+webhook-password = "pd-hook-password"
+
+[destinations.webhook]
+adapter = "webhook-js"
+mapping = "webhook.yaml"
+allowed_hosts = ["127.0.0.1"]
+[destinations.webhook.config]
+url = "{sim}/hooks/leads"
+[destinations.webhook.secrets]
+signing-key = "whsec_c2ltLXdlYmhvb2stc2lnbmluZy1rZXktMDEyMzQ1Njc4OQ=="
+"#;
+
+/// Distinct people (distinct names, companies, emails and phones, so the
+/// fuzzy dedupe keeps them apart).
+fn person(n: u32) -> Value {
+    const FIRST: [&str; 10] = [
+        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Niklaus", "Radia",
+        "Tony",
+    ];
+    const LAST: [&str; 7] = [
+        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen",
+    ];
+    json!({
+        "email": format!("poly.{n}@example.com"),
+        "first_name": FIRST[n as usize % 10],
+        "last_name": format!("{}-{}", LAST[n as usize % 7], n * 37 % 101),
+        "phone": format!("+1 415 555 {:04}", 1000 + n * 97 % 9000),
+        "company": format!("{} Works {n}", LAST[(n as usize + 3) % 7]),
+        "title": "Engineer",
+    })
+}
+
+async fn start() -> anyhow::Result<TestEnv> {
+    // Built by leadgate-polyglot's build script; name them so a missing
+    // build fails here, not as a confusing load error.
+    for path in [
+        leadgate_polyglot::PIPEDRIVE_PY,
+        leadgate_polyglot::WEBHOOK_JS,
+    ] {
+        assert!(std::path::Path::new(path).is_file(), "{path} was not built");
+    }
+    TestEnv::start(SimConfig::default(), POLYGLOT).await
+}
+
+#[tokio::test]
+async fn python_and_javascript_adapters_deliver_one_record_per_person() -> anyhow::Result<()> {
+    let env = start().await?;
+    let (status, plugins) = env.get_json("/v1/plugins").await?;
+    assert_eq!(status, StatusCode::OK);
+    let text = plugins.to_string();
+    assert!(
+        text.contains("pipedrive") && text.contains("webhook"),
+        "{plugins}"
+    );
+
+    // 12 people, the first 4 of them twice (the second time with a new
+    // title: the dedupe stage merges those into the first, so each CRM
+    // still gets one record per person).
+    let mut leads: Vec<Value> = (0..12).map(person).collect();
+    for n in 0..4 {
+        let mut again = person(n);
+        again["title"] = json!("Chief Engineer");
+        leads.push(again);
+    }
+    let body = leads
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    assert!(status.is_success(), "{status} {answer}");
+    let counts = env.drain(90).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+
+    let sim = env.sim();
+    let persons = sim.pipedrive_persons();
+    assert_eq!(persons.len(), 12, "one Pipedrive person per person");
+    for n in 0..12 {
+        let email = format!("poly.{n}@example.com");
+        assert_eq!(sim.pipedrive_count_by_email(&email), 1, "{email}");
+        assert_eq!(sim.count_by_email(&email), 1, "HubSpot: {email}");
+    }
+    let ada0 = persons
+        .iter()
+        .find(|p| p.has_email("poly.0@example.com"))
+        .unwrap();
+    assert!(ada0.name.starts_with("Ada Lovelace"), "{}", ada0.name);
+    assert_eq!(ada0.phones[0].value, "+14155551000");
+    assert_eq!(ada0.job_title.as_deref(), Some("Engineer"));
+
+    let messages = sim.hook_messages("leads");
+    assert_eq!(messages.len(), 12, "one signed message per person");
+    let first = &messages[0];
+    assert_eq!(first.body["type"], "lead.upserted");
+    assert!(first.body["data"]["properties"]["email"].is_string());
+
+    // The lead's audit trail names the Python adapter's version.
+    let id = answer["results"][0]["id"].as_str().unwrap().to_string();
+    let (_, lead) = env.get_json(&format!("/v1/leads/{id}")).await?;
+    let trail = lead.to_string();
+    assert!(
+        trail.contains("pipedrive") && trail.contains("webhook"),
+        "{lead}"
+    );
+    env.stop().await
+}
+
+#[tokio::test]
+async fn polyglot_adapters_ride_out_429s_and_5xx_without_duplicates() -> anyhow::Result<()> {
+    let env = start().await?;
+    let sim = env.sim();
+    sim.set_faults(Faults {
+        rate_limit_next: 6,
+        error_5xx_next: 6,
+        ..Faults::default()
+    });
+    let body = (100..120)
+        .map(|n| person(n).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    assert!(status.is_success());
+    let counts = env.drain(120).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_eq!(sim.pipedrive_persons().len(), 20);
+    assert_eq!(sim.hook_messages("leads").len(), 20);
+    for n in 100..120 {
+        let email = format!("poly.{n}@example.com");
+        assert_eq!(sim.pipedrive_count_by_email(&email), 1, "{email}");
+    }
+    let stats = sim.stats();
+    assert!(
+        stats.rate_limited >= 6 && stats.server_errors >= 6,
+        "{stats:?}"
+    );
+    env.stop().await
+}
+
+#[tokio::test]
+async fn a_bad_signing_key_is_refused_by_the_receiver_and_dead_letters() -> anyhow::Result<()> {
+    let extra = POLYGLOT.replace(
+        "signing-key = \"whsec_c2ltLXdlYmhvb2stc2lnbmluZy1rZXktMDEyMzQ1Njc4OQ==\"",
+        "signing-key = \"whsec_d3Jvbmcta2V5\"",
+    ) + "\n[delivery]\nmax_attempts = 2\n";
+    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let (status, _) = env
+        .post_leads(Some(SCRAPER_KEY), &person(7).to_string())
+        .await?;
+    assert!(status.is_success());
+    let _ = env.drain(60).await;
+    let (_, dead) = env.get_json("/v1/dead-letters").await?;
+    let text = dead.to_string();
+    assert!(text.contains("webhook"), "{dead}");
+    assert!(text.contains("401") || text.contains("signature"), "{dead}");
+    assert!(env.sim().hook_messages("leads").is_empty());
+    // The other destinations were not held back by the failing one.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(env.sim().pipedrive_persons().len(), 1);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn the_declared_limits_keep_the_crm_from_ever_sending_a_429() -> anyhow::Result<()> {
+    // Pipedrive allows 10 searches per 2 s and the adapter searches before
+    // every write: 30 people is three windows' worth. Sent as fast as the
+    // workers can, the simulator would answer 429s; paced by the limiter
+    // built from the adapter's declared limits, it never has to.
+    let env = start().await?;
+    let body = (200..230)
+        .map(|n| person(n).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    assert!(status.is_success());
+    let counts = env.drain(90).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    let sim = env.sim();
+    assert_eq!(sim.pipedrive_persons().len(), 30);
+    assert_eq!(sim.hook_messages("leads").len(), 30);
+    assert_eq!(sim.stats().rate_limited, 0, "{:?}", sim.stats());
+    let (_, plugins) = env.get_json("/v1/plugins").await?;
+    let pipedrive = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["destination"] == "pipedrive")
+        .unwrap()
+        .clone();
+    let search = pipedrive["rate_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "search")
+        .unwrap()
+        .clone();
+    assert_eq!(search["max_requests"], 10, "{pipedrive}");
+    env.stop().await
+}
