@@ -37,10 +37,15 @@ async fn restarts_load_the_cached_machine_code() -> anyhow::Result<()> {
     assert_eq!(std::fs::metadata(&files[0])?.modified()?, written);
     let plugin = AdapterPlugin::load(&engine, "bad", &again, Capabilities::none()).await?;
     assert!(!plugin.info().name.is_empty());
-    drop(first);
+    // Loaded components map the entry's file: let go of them before
+    // damaging it, and damage it as a new file (as the host itself only
+    // ever replaces entries by rename, never in place).
+    drop((first, again, plugin));
 
     // A damaged entry is not trusted: recompiled and replaced.
-    std::fs::write(&files[0], b"not machine code")?;
+    let damaged = cache.path().join("damaged.tmp");
+    std::fs::write(&damaged, b"not machine code")?;
+    std::fs::rename(&damaged, &files[0])?;
     let repaired = engine.compile_cached(&wasm, Some(cache.path()))?;
     AdapterPlugin::load(&engine, "bad", &repaired, Capabilities::none()).await?;
     assert!(
