@@ -7,7 +7,6 @@
 //! the job comes back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use leadgate_runtime::{CallError, Delivery, Outcome, PushContext};
@@ -109,7 +108,6 @@ impl Workers {
         };
         let host_id = uuid::Uuid::now_v7().simple().to_string();
         for destination in registry.names() {
-            let paused_until = Arc::new(AtomicI64::new(0));
             for n in 0..config.concurrency {
                 let worker = Worker {
                     owner: format!("{host_id}-{destination}-{n}"),
@@ -122,7 +120,6 @@ impl Workers {
                     lease_ms: config.lease_ms as i64,
                     linger: Duration::from_millis(config.linger_ms),
                     poll: Duration::from_millis(config.poll_ms),
-                    paused_until: paused_until.clone(),
                 };
                 tasks.spawn(worker.run(stopped.clone()));
             }
@@ -166,8 +163,6 @@ struct Worker {
     lease_ms: i64,
     linger: Duration,
     poll: Duration,
-    /// Shared by the destination's workers: a 429 pauses them all.
-    paused_until: Arc<AtomicI64>,
 }
 
 impl Worker {
@@ -175,14 +170,6 @@ impl Worker {
         loop {
             if *stopped.borrow() {
                 return;
-            }
-            let pause = self.paused_until.load(Ordering::Relaxed) - crate::now_ms();
-            if pause > 0 {
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(pause as u64)) => {}
-                }
-                continue;
             }
             match self.once().await {
                 Ok(true) => {}
@@ -261,9 +248,11 @@ impl Worker {
         match outcome {
             Ok(outcomes) => {
                 for (job, outcome) in sendable.into_iter().zip(outcomes) {
+                    // A throttled destination pauses for all its workers:
+                    // its limiter admits nothing (and no lease is taken)
+                    // until then.
                     if let Outcome::RateLimited { after_ms } = outcome {
-                        self.paused_until
-                            .fetch_max(now + after_ms as i64, Ordering::Relaxed);
+                        dest.limiter.block_for(Duration::from_millis(after_ms));
                     }
                     let result = decide(&self.policy, &outcome, job.attempts, now, &mut rng);
                     results.push((job, result));

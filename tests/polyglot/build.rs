@@ -29,23 +29,8 @@ fn main() {
     }
     let out = leadgate_wasm_build::target_root(&workspace).join("plugins");
     leadgate_wasm_build::build_with_scripts(&workspace, &adapters, &names, &out);
-    let mut code = String::new();
-    for name in &names {
-        let constant = name.to_uppercase().replace('-', "_");
-        let path = out.join(format!("{name}.wasm"));
-        writeln!(code, "/// The `{name}` adapter component.").unwrap();
-        writeln!(
-            code,
-            "pub const {constant}: &str = {:?};",
-            path.display().to_string()
-        )
-        .unwrap();
-    }
-    writeln!(
-        code,
-        "/// Folders of the adapters built here, below `adapters/`.\npub const ADAPTERS: &[&str] = &{names:?};"
-    )
-    .unwrap();
+    let mut code =
+        leadgate_wasm_build::path_consts(names.iter().map(String::as_str), &out, "adapter");
     writeln!(
         code,
         "/// The workspace root.\npub const WORKSPACE: &str = {:?};",

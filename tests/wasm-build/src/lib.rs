@@ -89,6 +89,26 @@ fn install(bytes: &[u8], out_dir: &Path, name: &str) {
     fs::rename(&tmp, &dest).unwrap();
 }
 
+/// Rust source declaring one `&str` constant per component, named after its
+/// folder (`PIPEDRIVE_PY` for `pipedrive-py`), holding the path of
+/// `out_dir/<name>.wasm`; `what` names them in the doc comments.
+pub fn path_consts<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    out_dir: &Path,
+    what: &str,
+) -> String {
+    let mut code = String::new();
+    for name in names {
+        let constant = name.to_uppercase().replace('-', "_");
+        let path = out_dir.join(format!("{name}.wasm"));
+        code.push_str(&format!(
+            "/// The `{name}` {what} component.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    code
+}
+
 /// Folders below `dir` holding an adapter in another language: a `build.sh`
 /// and no `Cargo.toml`.
 pub fn script_builds_in(dir: &Path) -> Vec<String> {
