@@ -20,6 +20,7 @@ fn prepared(seed: u64, persons: usize, prefix: &str, cfg: &DedupeConfig) -> Vec<
         acceptance: Acceptance {
             require_any: Vec::new(),
         },
+        email_typos: Default::default(),
     };
     generate(seed, persons)
         .into_iter()

@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         acceptance: Acceptance {
             require_any: vec![vec!["email".into(), "phone".into()]],
         },
+        email_typos: Default::default(),
     };
     // The phone library's first call loads its metadata (~85 ms).
     let _ = normalize(&leads[0], &options);

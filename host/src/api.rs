@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
@@ -37,13 +37,16 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub max_leads_per_request: usize,
+    /// Outstanding jobs and the limits ingest holds them to.
+    pub backlog: Arc<crate::ingest::Backlog>,
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> axum::Router {
     axum::Router::new()
         .route("/v1/leads", post(crate::ingest::post_leads))
         .route("/v1/leads/{id}", get(get_lead))
-        .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/persons/{id}", get(get_person))
+        .merge(crate::dlq::routes())
         .route("/v1/plugins", get(plugins))
         .route("/v1/health", get(health))
         .route("/v1/webhooks/{destination}", post(crate::webhooks::receive))
@@ -126,25 +129,27 @@ async fn get_lead(
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-}
-
-async fn dead_letters(
+/// A person's golden record with each field's provenance, and its leads.
+async fn get_person(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rows = state
+    let person = crate::outbox::load_person(&*state.store, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no person {id} (a person's id is the id of its first lead)"),
+            )
+        })?;
+    let leads = state
         .store
-        .dead_letters(q.limit.unwrap_or(100).min(1000))
+        .person_leads(&id)
         .await
         .map_err(ApiError::internal)?;
-    let items: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|(lead_id, job)| serde_json::json!({"lead_id": lead_id, "job": job}))
-        .collect();
-    Ok(Json(serde_json::json!({ "dead_letters": items })).into_response())
+    Ok(Json(serde_json::json!({ "person": person, "leads": leads })).into_response())
 }
 
 async fn plugins(State(state): State<Arc<AppState>>) -> Response {

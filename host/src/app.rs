@@ -12,6 +12,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::api::{AppState, SourceRuntime, router};
 use crate::config::{Config, resolve_secret};
 use crate::delivery::Workers;
+use crate::ingest::Backlog;
 use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
 use crate::outbox::Outbox;
@@ -28,6 +29,7 @@ pub struct RunningHost {
     stop_server: oneshot::Sender<()>,
     outbox_task: tokio::task::JoinHandle<()>,
     workers: Workers,
+    backlog_refresh: tokio::task::JoinHandle<()>,
     _watcher: Option<plugins::WatchHandle>,
 }
 
@@ -58,6 +60,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         store.clone(),
         index,
         config.store.group_commit_max,
+        crate::outbox::Merging {
+            config: config.merge.clone(),
+            renderer: registry.clone(),
+        },
         work.clone(),
     );
 
@@ -93,6 +99,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         metrics.clone(),
     );
 
+    // Backpressure starts from the store's count: a restart with a full
+    // outbox refuses work at once.
+    let backlog = Arc::new(Backlog::new(
+        config.delivery.max_backlog,
+        config
+            .sources
+            .iter()
+            .map(|(name, s)| (name.clone(), s.max_backlog))
+            .collect(),
+    ));
+    backlog
+        .refresh(&*store)
+        .await
+        .context("counting the outbox backlog")?;
+    let backlog_refresh = backlog.clone().spawn_refresh(store.clone());
+
     let state = Arc::new(AppState {
         sources,
         outbox,
@@ -100,6 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         registry: registry.clone(),
         metrics: metrics.clone(),
         max_leads_per_request: config.server.max_leads_per_request,
+        backlog,
     });
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -124,6 +147,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         stop_server,
         outbox_task,
         workers,
+        backlog_refresh,
         _watcher: watcher,
     })
 }
@@ -149,14 +173,18 @@ impl RunningHost {
         }
     }
 
-    /// Stops taking requests, commits what was accepted, lets in-flight
-    /// deliveries finish, and returns.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Stops leasing and taking requests, commits what was accepted, lets
+    /// in-flight deliveries finish within `delivery.shutdown_grace_ms`
+    /// (then gives their jobs back to the queue), and returns.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // No new batch starts; the grace period runs from here.
+        self.workers.stop_leasing();
         let _ = self.stop_server.send(());
         self.server.await??;
         // The server's state held the last outbox sender: the writer drains
         // its queue and ends.
         self.outbox_task.await?;
+        self.backlog_refresh.abort();
         self.workers.shutdown().await;
         Ok(())
     }

@@ -62,6 +62,20 @@ enum Command {
     /// Scaffold a new plugin.
     #[command(subcommand)]
     New(NewCommand),
+    /// The dead-letter queue of a running host: list, show, replay,
+    /// discard.
+    Dlq {
+        /// The host's base URL.
+        #[arg(
+            long,
+            global = true,
+            env = "LEADGATE_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        #[command(subcommand)]
+        command: crate::dlq_cli::DlqCommand,
+    },
     /// Check a configuration file and print the result.
     CheckConfig {
         #[arg(long, short)]
@@ -123,6 +137,7 @@ pub fn main() -> ExitCode {
                 config,
             } => crate::normalize_cli::main(&input, &output, &region, source, config),
             Command::Plugin(command) => crate::plugin_cli::run(command).await,
+            Command::Dlq { server, command } => crate::dlq_cli::run(&server, command).await,
             Command::New(NewCommand::Adapter { name, dir, sdk }) => {
                 let made = crate::scaffold::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
                 let dir = made.crate_dir.display();

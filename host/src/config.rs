@@ -44,6 +44,10 @@ pub struct Config {
     /// Dedupe thresholds, weights and windows (`[dedupe]`).
     #[serde(default)]
     pub dedupe: crate::dedupe::DedupeConfig,
+    /// Survivorship: how a duplicate's fields merge into its person
+    /// (`[merge]`).
+    #[serde(default)]
+    pub merge: crate::merge::MergeConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -103,6 +107,21 @@ pub struct DeliveryConfig {
     pub linger_ms: u64,
     /// How often an idle worker looks for due jobs.
     pub poll_ms: u64,
+    /// Consecutive failed batches (transport errors, 5xx, timeouts, failed
+    /// plugin calls) that open a destination's circuit breaker; 0 never
+    /// opens it.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before its first probe.
+    pub breaker_cooldown_ms: u64,
+    /// The longest wait between probes (the cool-down doubles with each
+    /// failed probe, up to this).
+    pub breaker_cooldown_max_ms: u64,
+    /// Host-wide backlog limit: with this many jobs pending or leased,
+    /// ingest answers 429 for every source; 0 means no limit.
+    pub max_backlog: u64,
+    /// At shutdown, how long batches in flight may take to finish before
+    /// the host gives their jobs back to the queue.
+    pub shutdown_grace_ms: u64,
 }
 
 /// A source: who may post leads, and how to read them.
@@ -120,6 +139,11 @@ pub struct SourceConfig {
     pub require_any: Vec<Vec<String>>,
     #[serde(default)]
     pub priority: Priority,
+    /// A likely typo in an email's consumer domain (`gmial.com`): `suggest`
+    /// (keep the address, record the fix as `email_suggestion`), `fix`
+    /// (correct it; the original is kept) or `ignore`.
+    #[serde(default)]
+    pub email_typos: crate::normalize::TypoPolicy,
     /// A source-transform plugin (`<plugins dir>/<name>.wasm`) that turns
     /// this source's payloads into leads.
     #[serde(default)]
@@ -127,6 +151,11 @@ pub struct SourceConfig {
     /// Settings handed to the transform.
     #[serde(default)]
     pub transform_config: BTreeMap<String, String>,
+    /// Outstanding jobs (pending or leased) above which this source's
+    /// posts are answered 429 with `Retry-After`; 0 means no limit. For
+    /// now the count is the whole host's, not this source's alone.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: u64,
 }
 
 fn default_region() -> String {
@@ -135,6 +164,10 @@ fn default_region() -> String {
 
 fn default_require() -> Vec<Vec<String>> {
     vec![vec!["email".into(), "phone".into()]]
+}
+
+fn default_max_backlog() -> u64 {
+    100_000
 }
 
 /// A destination: one CRM account, reached through one adapter.
@@ -197,6 +230,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.dedupe.validate().map_err(|(k, r)| invalid(k, r))?;
+        self.merge.validate().map_err(|(k, r)| invalid(k, r))?;
         if self.delivery.max_attempts == 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
         }

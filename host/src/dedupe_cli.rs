@@ -33,6 +33,7 @@ fn options(config: &DedupeConfig) -> NormalizeOptions {
         acceptance: Acceptance {
             require_any: Vec::new(),
         },
+        email_typos: Default::default(),
     }
 }
 

@@ -5,6 +5,16 @@
 //! for a fatal rejection. Retries are rescheduled in the store, never slept
 //! on in memory, so a crash loses nothing: an unfinished lease expires and
 //! the job comes back.
+//!
+//! Each destination has a circuit breaker ([`crate::breaker`]): while it is
+//! open its workers lease nothing, and past the cool-down one worker sends
+//! a probe batch of one job. A failed probe reschedules its job without
+//! using up an attempt: the CRM failed, not the job.
+//!
+//! Shutdown: workers stop leasing at once; batches in flight get
+//! `shutdown_grace_ms` to finish, then the calls are abandoned and their
+//! jobs given back to the queue (no attempt counted) rather than left
+//! leased until the lease expires.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::breaker::Verdict;
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::plugins::Registry;
@@ -84,10 +95,19 @@ pub fn decide(
     }
 }
 
+/// How long workers get, past the grace period, to give their jobs back
+/// before they are aborted (their leases then expire as after a crash).
+const RELEASE_BOUND: Duration = Duration::from_secs(10);
+
 /// Running delivery workers.
 pub struct Workers {
+    /// Stop leasing.
     stop: watch::Sender<bool>,
+    /// Abandon the calls in flight and give their jobs back.
+    abandon: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    grace: Duration,
+    stop_requested: Option<tokio::time::Instant>,
 }
 
 impl Workers {
@@ -100,6 +120,7 @@ impl Workers {
         metrics: Arc<Metrics>,
     ) -> Workers {
         let (stop, stopped) = watch::channel(false);
+        let (abandon, abandoned) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let policy = RetryPolicy {
             max_attempts: config.max_attempts,
@@ -120,6 +141,7 @@ impl Workers {
                     lease_ms: config.lease_ms as i64,
                     linger: Duration::from_millis(config.linger_ms),
                     poll: Duration::from_millis(config.poll_ms),
+                    abandoned: abandoned.clone(),
                 };
                 tasks.spawn(worker.run(stopped.clone()));
             }
@@ -142,14 +164,56 @@ impl Workers {
                 }
             });
         }
-        Workers { stop, tasks }
+        Workers {
+            stop,
+            abandon,
+            tasks,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+            stop_requested: None,
+        }
     }
 
-    /// Stops leasing, lets in-flight batches finish, and waits.
-    pub async fn shutdown(mut self) {
+    /// Stops leasing now; batches in flight go on. The grace period of
+    /// [`Workers::shutdown`] runs from the first call.
+    pub fn stop_leasing(&mut self) {
+        if self.stop_requested.is_none() {
+            self.stop_requested = Some(tokio::time::Instant::now());
+        }
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
     }
+
+    /// Stops leasing, lets in-flight batches finish within the grace
+    /// period, then abandons the rest and gives their jobs back to the
+    /// queue, and waits.
+    pub async fn shutdown(mut self) {
+        self.stop_leasing();
+        let deadline = self
+            .stop_requested
+            .unwrap_or_else(tokio::time::Instant::now)
+            + self.grace;
+        if tokio::time::timeout_at(deadline, join_all(&mut self.tasks))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            grace_ms = self.grace.as_millis() as u64,
+            "batches still in flight after the grace period: abandoning them and giving their jobs back to the queue"
+        );
+        let _ = self.abandon.send(true);
+        if tokio::time::timeout(RELEASE_BOUND, join_all(&mut self.tasks))
+            .await
+            .is_err()
+        {
+            tracing::error!("delivery workers did not stop; their leases will expire");
+            self.tasks.shutdown().await;
+        }
+    }
+}
+
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
 }
 
 struct Worker {
@@ -163,6 +227,8 @@ struct Worker {
     lease_ms: i64,
     linger: Duration,
     poll: Duration,
+    /// Set at shutdown once the grace period is over.
+    abandoned: watch::Receiver<bool>,
 }
 
 impl Worker {
@@ -201,17 +267,24 @@ impl Worker {
         if !dest.limiter.has_room() {
             return Ok(false);
         }
+        // An open circuit breaker leases nothing: no job uses up an attempt
+        // on a CRM that is down. A probe is a batch of one.
+        let Some(permit) = dest.breaker.try_acquire(crate::now_ms()) else {
+            return Ok(false);
+        };
+        let probe = permit.is_probe();
         let jobs = self
             .store
             .lease(
                 &self.destination,
                 &self.owner,
-                dest.batch_size,
+                if probe { 1 } else { dest.batch_size },
                 self.lease_ms,
                 crate::now_ms(),
             )
             .await?;
         if jobs.is_empty() {
+            // The permit goes unused (a probe slot is freed).
             return Ok(false);
         }
         let mut deliveries = Vec::with_capacity(jobs.len());
@@ -241,9 +314,42 @@ impl Worker {
             config: dest.config.clone(),
             attempt,
         };
+        let adapter = format!(
+            "{}@{}#{}",
+            dest.adapter.info().name,
+            dest.adapter.info().version,
+            dest.adapter_hash
+        );
         Metrics::add(&self.metrics.delivery_batches, 1);
-        let outcome = dest.adapter.push(&deliveries, &ctx).await;
+        let mut abandoned = self.abandoned.clone();
+        let outcome = tokio::select! {
+            biased;
+            // Shutdown's grace period is over: the CRM's answer will not be
+            // recorded, so the jobs go back to the queue now (an upsert by
+            // idempotency key makes a repeat harmless).
+            true = async { abandoned.wait_for(|a| *a).await.is_ok() } => {
+                drop(permit);
+                self.release(&adapter, results, sendable).await?;
+                return Ok(false);
+            }
+            outcome = dest.adapter.push(&deliveries, &ctx) => outcome,
+        };
         let now = crate::now_ms();
+        let verdict = match &outcome {
+            Ok(outcomes) => Verdict::of(outcomes),
+            Err(_) => Verdict::Failure,
+        };
+        permit.record(verdict, now);
+        // A failed probe is the breaker's question, not the job's attempt:
+        // it never dead-letters the job and is not counted.
+        let policy = if probe {
+            RetryPolicy {
+                max_attempts: u32::MAX,
+                ..self.policy
+            }
+        } else {
+            self.policy
+        };
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
         match outcome {
             Ok(outcomes) => {
@@ -254,7 +360,7 @@ impl Worker {
                     if let Outcome::RateLimited { after_ms } = outcome {
                         dest.limiter.block_for(Duration::from_millis(after_ms));
                     }
-                    let result = decide(&self.policy, &outcome, job.attempts, now, &mut rng);
+                    let result = decide(&policy, &outcome, job.attempts, now, &mut rng);
                     results.push((job, result));
                 }
             }
@@ -263,7 +369,7 @@ impl Worker {
                 tracing::warn!(destination = %self.destination, error = %e, "adapter call failed");
                 for job in sendable {
                     let result = decide(
-                        &self.policy,
+                        &policy,
                         &call_error_outcome(&e),
                         job.attempts,
                         now,
@@ -285,12 +391,13 @@ impl Worker {
             };
             Metrics::add(counter, 1);
         }
-        let adapter = format!(
-            "{}@{}#{}",
-            dest.adapter.info().name,
-            dest.adapter.info().version,
-            dest.adapter_hash
-        );
+        if probe {
+            for (_, r) in &mut results {
+                if let JobResult::Retry { count_attempt, .. } = r {
+                    *count_attempt = false;
+                }
+            }
+        }
         let applied = self
             .store
             .complete(&self.owner, &adapter, &results, now)
@@ -301,6 +408,36 @@ impl Worker {
             tracing::warn!(destination = %self.destination, jobs = lost, "results dropped: lease expired and passed on");
         }
         Ok(true)
+    }
+
+    /// Gives leased jobs back to the queue, due now, without counting an
+    /// attempt; `decided` (results known without a call) are recorded too.
+    async fn release(
+        &self,
+        adapter: &str,
+        mut decided: Vec<(crate::store::LeasedJob, JobResult)>,
+        leased: Vec<crate::store::LeasedJob>,
+    ) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let first = decided.len();
+        decided.extend(leased.into_iter().map(|job| {
+            (
+                job,
+                JobResult::Retry {
+                    next_attempt_at_ms: now,
+                    error: "released: the host shut down before the CRM answered".into(),
+                    count_attempt: false,
+                },
+            )
+        }));
+        let applied = self
+            .store
+            .complete(&self.owner, adapter, &decided, now)
+            .await?;
+        let released = applied[first..].iter().filter(|ok| **ok).count();
+        Metrics::add(&self.metrics.delivery_released, released as u64);
+        tracing::info!(destination = %self.destination, jobs = released, "leased jobs given back to the queue");
+        Ok(())
     }
 }
 

@@ -3,8 +3,17 @@
 //! each destination, and hands the good ones to the outbox. Bad leads get
 //! their own errors (field and rule) and never hold up good ones in the
 //! same request; a 202 is sent only after the good ones are stored.
+//!
+//! Backpressure: when the outbox holds more outstanding jobs than the
+//! source's (or the host's) limit, a post is answered 429 with
+//! `Retry-After` before anything is read, instead of accepting work the
+//! host cannot hold. The count comes from memory ([`Backlog`]), never from
+//! a query per request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -18,8 +27,104 @@ use crate::api::{ApiError, AppState, SourceRuntime};
 use crate::dedupe::{Decision, Features, fingerprints};
 use crate::metrics::Metrics;
 use crate::normalize::{FieldIssue, normalize};
-use crate::outbox::{MappedRoute, PreparedLead};
+use crate::outbox::PreparedLead;
 use crate::route::route;
+use crate::store::{Store, StoreError};
+
+/// How often the outstanding-job count is read from the store.
+pub const BACKLOG_REFRESH: Duration = Duration::from_millis(200);
+/// What a refused post is told to wait.
+const BACKLOG_RETRY_AFTER_S: u64 = 1;
+
+/// The outstanding jobs (pending or leased) and the limits ingest holds
+/// them to. A background task reads the count every [`BACKLOG_REFRESH`]
+/// (`Store::outstanding_jobs`, answered from partial indexes), and every
+/// commit adds the jobs it made in between. The count is the whole host's:
+/// a source's own limit is compared with it too, until the store can count
+/// per source.
+pub struct Backlog {
+    outstanding: AtomicU64,
+    /// 0: no host-wide limit.
+    host_limit: u64,
+    /// Source name → limit (0: none).
+    source_limits: HashMap<String, u64>,
+}
+
+impl Backlog {
+    pub fn new(host_limit: u64, source_limits: HashMap<String, u64>) -> Backlog {
+        Backlog {
+            outstanding: AtomicU64::new(0),
+            host_limit,
+            source_limits,
+        }
+    }
+
+    /// The last known count of outstanding jobs.
+    pub fn outstanding(&self) -> u64 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Jobs a commit just made.
+    pub fn add(&self, jobs: u64) {
+        self.outstanding.fetch_add(jobs, Ordering::Relaxed);
+    }
+
+    /// `(outstanding, limit)` when `source` may not post now.
+    pub fn over_limit(&self, source: &str) -> Option<(u64, u64)> {
+        let limit = [
+            self.host_limit,
+            self.source_limits.get(source).copied().unwrap_or(0),
+        ]
+        .into_iter()
+        .filter(|l| *l > 0)
+        .min()?;
+        let outstanding = self.outstanding();
+        (outstanding >= limit).then_some((outstanding, limit))
+    }
+
+    /// Reads the count from the store.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        let n = store.outstanding_jobs().await?;
+        self.outstanding.store(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Refreshes the count every [`BACKLOG_REFRESH`] until aborted.
+    pub fn spawn_refresh(self: Arc<Self>, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(BACKLOG_REFRESH);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = self.refresh(&*store).await {
+                    tracing::warn!(error = %e, "reading the outbox backlog failed; the last count stands");
+                }
+            }
+        })
+    }
+}
+
+/// The 429 of a full backlog: `Retry-After` and a machine-readable error
+/// in the API's shape.
+fn backlog_full(source: &str, outstanding: u64, limit: u64) -> Response {
+    let body = serde_json::json!({
+        "error": {
+            "code": "backlog_full",
+            "message": format!(
+                "the outbox holds {outstanding} undelivered jobs, over the limit of {limit} for source {source}; nothing was accepted, retry after {BACKLOG_RETRY_AFTER_S} s"
+            ),
+            "outstanding": outstanding,
+            "limit": limit,
+            "retry_after_s": BACKLOG_RETRY_AFTER_S,
+        }
+    });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, BACKLOG_RETRY_AFTER_S.to_string())],
+        Json(body),
+    )
+        .into_response()
+}
 
 #[derive(Serialize)]
 struct LeadResult {
@@ -50,6 +155,10 @@ pub async fn post_leads(
 ) -> Result<Response, ApiError> {
     Metrics::add(&state.metrics.ingest_requests, 1);
     let source = authenticate(&state, &headers)?;
+    if let Some((outstanding, limit)) = state.backlog.over_limit(&source.name) {
+        Metrics::add(&state.metrics.ingest_backlog_refused, 1);
+        return Ok(backlog_full(&source.name, outstanding, limit));
+    }
     let leads = match &source.transform {
         None => parse_body(&body)?,
         Some((name, config)) => transform(&state, &source, name, config, &body).await?,
@@ -83,27 +192,15 @@ pub async fn post_leads(
             }),
             Ok(lead) => {
                 let id = uuid::Uuid::now_v7().to_string();
-                let routes = route(
-                    &destinations,
-                    source.priority,
-                    lead.priority.as_deref(),
-                    now,
-                )
-                .into_iter()
-                .filter_map(|route| {
-                    let dest = state.registry.get(&route.destination)?;
-                    let payload = dest
-                        .mapping
-                        .render(&lead, &dest.adapter.info().required_properties)
-                        .map(|props| serde_json::to_string(&props).expect("properties serialize"))
-                        .map_err(|e| e.to_string());
-                    Some(MappedRoute {
-                        payload,
-                        mapping_version: dest.mapping.version.clone(),
-                        route,
-                    })
-                })
-                .collect();
+                let routes = state.outbox.render(
+                    &lead,
+                    route(
+                        &destinations,
+                        source.priority,
+                        lead.priority.as_deref(),
+                        now,
+                    ),
+                );
                 results.push(LeadResult {
                     index,
                     status: "accepted",
@@ -121,6 +218,7 @@ pub async fn post_leads(
                     fingerprints: fingerprints(&lead),
                     features: Features::from_lead(&lead, state.outbox.dedupe_config(), now),
                     normalized: serde_json::to_string(&lead).expect("lead serializes"),
+                    lead,
                     routes,
                 });
             }
@@ -145,6 +243,11 @@ pub async fn post_leads(
     Metrics::add(&state.metrics.ingest_accepted, accepted as u64);
     Metrics::add(&state.metrics.ingest_duplicates, duplicates as u64);
     Metrics::add(&state.metrics.ingest_rejected, rejected as u64);
+    // Until the next refresh reads the exact count: at most one job per
+    // new person and destination.
+    state
+        .backlog
+        .add(((accepted - duplicates) * destinations.len()) as u64);
 
     let status = match (accepted, rejected) {
         (_, 0) => StatusCode::ACCEPTED,
@@ -296,6 +399,38 @@ fn parse_body(body: &[u8]) -> Result<Vec<Value>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backlog_limits() {
+        let backlog = Backlog::new(
+            100,
+            HashMap::from([("small".to_string(), 10), ("open".to_string(), 0)]),
+        );
+        assert_eq!(backlog.over_limit("small"), None);
+        backlog.add(10);
+        assert_eq!(backlog.over_limit("small"), Some((10, 10)));
+        assert_eq!(backlog.over_limit("open"), None, "the host's limit applies");
+        assert_eq!(backlog.over_limit("unknown"), None);
+        backlog.add(90);
+        assert_eq!(backlog.over_limit("open"), Some((100, 100)));
+        let unlimited = Backlog::new(0, HashMap::from([("open".to_string(), 0)]));
+        unlimited.add(u64::MAX / 2);
+        assert_eq!(unlimited.over_limit("open"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_backlog_answers_429_with_retry_after() {
+        let response = backlog_full("web", 12, 10);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "backlog_full");
+        assert_eq!(body["error"]["limit"], 10);
+        assert_eq!(body["error"]["outstanding"], 12);
+    }
 
     #[test]
     fn bodies() {

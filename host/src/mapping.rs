@@ -190,7 +190,7 @@ impl Mapping {
     /// `extra_required` adds the adapter's own required properties.
     pub fn render(
         &self,
-        lead: &impl LeadFields,
+        lead: &(impl LeadFields + ?Sized),
         extra_required: &[String],
     ) -> Result<Vec<(String, String)>, MappingError> {
         let mut out = Vec::with_capacity(self.rules.len());

@@ -13,12 +13,16 @@ pub struct Metrics {
     pub ingest_accepted: AtomicU64,
     pub ingest_duplicates: AtomicU64,
     pub ingest_rejected: AtomicU64,
+    /// Posts answered 429 because the backlog was full.
+    pub ingest_backlog_refused: AtomicU64,
     pub delivery_batches: AtomicU64,
     pub delivery_delivered: AtomicU64,
     pub delivery_retries: AtomicU64,
     pub delivery_rate_limited: AtomicU64,
     pub delivery_dead: AtomicU64,
     pub delivery_lease_lost: AtomicU64,
+    /// Leased jobs given back to the queue at shutdown.
+    pub delivery_released: AtomicU64,
     pub plugin_call_errors: AtomicU64,
     pub webhook_events: AtomicU64,
     pub webhook_rejected: AtomicU64,
@@ -58,6 +62,11 @@ impl Metrics {
             self.ingest_rejected.load(Relaxed),
         );
         counter(
+            "leadgate_ingest_backlog_refused_total",
+            "POST /v1/leads answered 429 because the outbox backlog was over its limit.",
+            self.ingest_backlog_refused.load(Relaxed),
+        );
+        counter(
             "leadgate_delivery_batches_total",
             "Adapter push calls.",
             self.delivery_batches.load(Relaxed),
@@ -86,6 +95,11 @@ impl Metrics {
             "leadgate_delivery_lease_lost_total",
             "Results dropped because the lease had passed to another worker.",
             self.delivery_lease_lost.load(Relaxed),
+        );
+        counter(
+            "leadgate_delivery_released_total",
+            "Leased jobs given back to the queue at shutdown.",
+            self.delivery_released.load(Relaxed),
         );
         counter(
             "leadgate_plugin_call_errors_total",
@@ -136,6 +150,29 @@ impl Metrics {
                 out,
                 "leadgate_plugin_reload_failures_total{{destination=\"{}\"}} {}",
                 p.destination, p.reload_failures
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leadgate_delivery_breaker_state Circuit breaker per destination: 0 closed, 1 half-open, 2 open.\n# TYPE leadgate_delivery_breaker_state gauge"
+        );
+        for p in plugins {
+            let _ = writeln!(
+                out,
+                "leadgate_delivery_breaker_state{{destination=\"{}\"}} {}",
+                p.destination,
+                p.breaker.state.gauge()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leadgate_delivery_breaker_opened_total Times a destination's circuit breaker opened (re-openings after a failed probe included).\n# TYPE leadgate_delivery_breaker_opened_total counter"
+        );
+        for p in plugins {
+            let _ = writeln!(
+                out,
+                "leadgate_delivery_breaker_opened_total{{destination=\"{}\"}} {}",
+                p.destination, p.breaker.times_opened
             );
         }
         out

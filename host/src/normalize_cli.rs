@@ -91,6 +91,7 @@ pub fn normalize_row(raw: &Value, options: &NormalizeOptions) -> (NormalizedLead
                 acceptance: Acceptance {
                     require_any: Vec::new(),
                 },
+                email_typos: options.email_typos,
             };
             let lead = normalize(raw, &lenient).unwrap_or_default();
             (lead, errors)

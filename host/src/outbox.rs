@@ -20,9 +20,17 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::dedupe::{Decision, DedupeConfig, Deduper, FINGERPRINT_VERSION, Features};
-use crate::normalize::RULES_VERSION;
+use crate::mapping::LeadFields;
+use crate::merge::{LeadMeta, MergeConfig, Person, merge};
+use crate::normalize::{NormalizedLead, RULES_VERSION};
+use crate::plugins::Registry;
 use crate::route::Route;
-use crate::store::{JobState, NewJob, NewLead, Store, StoreError};
+use crate::store::{JobState, NewJob, NewLead, PersonRow, Store, StoreError, StoredPerson};
+
+/// Golden records kept in the writer's memory: every person touched in
+/// roughly the last `2 × PERSON_CACHE` leads (older ones are read back from
+/// the store, where they are committed by then).
+const PERSON_CACHE: usize = 50_000;
 
 /// A lead that passed validation, serialized and mapped for each route by
 /// the request handler (work done in parallel, off the writer's path).
@@ -35,6 +43,8 @@ pub struct PreparedLead {
     pub raw: String,
     /// The normalized lead (JSON).
     pub normalized: String,
+    /// The normalized lead, for merging into its person.
+    pub lead: NormalizedLead,
     pub fingerprints: Vec<String>,
     /// The lead's comparable form for the fuzzy dedupe tier.
     pub features: Features,
@@ -48,6 +58,134 @@ pub struct MappedRoute {
     pub mapping_version: String,
     /// The CRM properties as JSON, or the mapping error.
     pub payload: Result<String, String>,
+}
+
+/// Maps fields for a route's destination with that destination's current
+/// mapping (the plugin registry).
+pub trait Renderer: Send + Sync {
+    /// None when the destination is no longer configured.
+    fn render(&self, fields: &dyn LeadFields, route: Route) -> Option<MappedRoute>;
+}
+
+impl Renderer for Registry {
+    fn render(&self, fields: &dyn LeadFields, route: Route) -> Option<MappedRoute> {
+        let dest = self.get(&route.destination)?;
+        let payload = dest
+            .mapping
+            .render(fields, &dest.adapter.info().required_properties)
+            .map(|props| serde_json::to_string(&props).expect("properties serialize"))
+            .map_err(|e| e.to_string());
+        Some(MappedRoute {
+            payload,
+            mapping_version: dest.mapping.version.clone(),
+            route,
+        })
+    }
+}
+
+/// How the writer merges duplicates into their persons.
+#[derive(Clone)]
+pub struct Merging {
+    pub config: MergeConfig,
+    pub renderer: Arc<dyn Renderer>,
+}
+
+/// What merging a duplicate produced: the changes, the person's new
+/// record and the updates for the destinations whose payload changed.
+struct Merged {
+    changes: String,
+    person: PersonRow,
+    updates: Vec<MappedRoute>,
+}
+
+/// The writer's golden records: two generations, the older dropped when
+/// the newer fills up.
+#[derive(Default)]
+struct PersonCache {
+    recent: std::collections::HashMap<String, Person>,
+    older: std::collections::HashMap<String, Person>,
+}
+
+impl PersonCache {
+    fn take(&mut self, id: &str) -> Option<Person> {
+        self.recent.remove(id).or_else(|| self.older.remove(id))
+    }
+
+    fn put(&mut self, person: Person) {
+        if self.recent.len() >= PERSON_CACHE {
+            self.older = std::mem::take(&mut self.recent);
+        }
+        self.recent.insert(person.id.clone(), person);
+    }
+
+    fn clear(&mut self) {
+        self.recent.clear();
+        self.older.clear();
+    }
+}
+
+/// A person as stored: its golden record, or its first lead.
+pub async fn load_person(store: &dyn Store, id: &str) -> Result<Option<Person>, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("person {id}: {e}"));
+    Ok(match store.person(id).await? {
+        None => None,
+        Some(StoredPerson::Merged(json)) => Some(serde_json::from_str(&json).map_err(corrupt)?),
+        Some(StoredPerson::FirstLead {
+            source,
+            received_at_ms,
+            normalized,
+        }) => Some(Person::first(
+            id,
+            serde_json::from_str(&normalized).map_err(corrupt)?,
+            &LeadMeta {
+                lead_id: id,
+                source: &source,
+                at_ms: received_at_ms,
+            },
+        )),
+    })
+}
+
+/// Merges a duplicate into its person; updates for every route whose
+/// payload the merge changed.
+fn merge_duplicate(
+    person: &mut Person,
+    lead: &PreparedLead,
+    normalized: &NormalizedLead,
+    merging: &Merging,
+) -> Option<Merged> {
+    let before = person.clone();
+    let changes = merge(
+        person,
+        normalized,
+        &LeadMeta {
+            lead_id: &lead.id,
+            source: &lead.source,
+            at_ms: lead.received_at_ms,
+        },
+        &merging.config,
+    );
+    if changes.is_empty() {
+        return None;
+    }
+    let updates = lead
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let after = merging.renderer.render(person, r.route.clone())?;
+            let was = merging.renderer.render(&before, r.route.clone())?;
+            (after.payload != was.payload).then_some(after)
+        })
+        .collect();
+    Some(Merged {
+        changes: serde_json::to_string(&changes).expect("changes serialize"),
+        person: PersonRow {
+            id: person.id.clone(),
+            revision: person.revision,
+            record: serde_json::to_string(&*person).expect("person serializes"),
+        },
+        updates,
+    })
 }
 
 /// What the outbox did with a lead.
@@ -65,6 +203,8 @@ type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 pub struct Outbox {
     tx: mpsc::Sender<(Vec<PreparedLead>, Reply)>,
     dedupe: Arc<DedupeConfig>,
+    renderer: Arc<dyn Renderer>,
+    work: Arc<Notify>,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -94,9 +234,11 @@ impl Outbox {
         store: Arc<dyn Store>,
         index: Deduper,
         group_max: usize,
+        merging: Merging,
         work: Arc<Notify>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
         let dedupe = Arc::new(index.config().clone());
+        let renderer = merging.renderer.clone();
         let (tx, rx) = mpsc::channel(4096);
         // One group building while one commits.
         let (groups_tx, groups_rx) = mpsc::channel(1);
@@ -105,16 +247,39 @@ impl Outbox {
             store.clone(),
             index,
             group_max,
+            merging,
             rx,
             groups_tx,
             min_epoch.clone(),
         ));
-        let committer = tokio::spawn(committer(store, groups_rx, min_epoch, work));
+        let committer = tokio::spawn(committer(store, groups_rx, min_epoch, work.clone()));
         let task = tokio::spawn(async move {
             let _ = writer.await;
             let _ = committer.await;
         });
-        (Outbox { tx, dedupe }, task)
+        (
+            Outbox {
+                tx,
+                dedupe,
+                renderer,
+                work,
+            },
+            task,
+        )
+    }
+
+    /// Tells idle delivery workers there is new work (after a replay).
+    pub fn wake_delivery(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Maps a lead for its routes (what the request handlers use, so that
+    /// merges and new leads map alike).
+    pub fn render(&self, fields: &dyn LeadFields, routes: Vec<Route>) -> Vec<MappedRoute> {
+        routes
+            .into_iter()
+            .filter_map(|r| self.renderer.render(fields, r))
+            .collect()
     }
 
     /// The dedupe configuration the writer decides with (for computing
@@ -141,11 +306,13 @@ async fn writer(
     store: Arc<dyn Store>,
     mut index: Deduper,
     group_max: usize,
+    merging: Merging,
     mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
     groups: mpsc::Sender<Group>,
     min_epoch: Arc<AtomicU64>,
 ) {
     let mut epoch = 0u64;
+    let mut persons = PersonCache::default();
     let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
     loop {
         if rx.recv_many(&mut queue, 256).await == 0 {
@@ -166,6 +333,7 @@ async fn writer(
             match load_index(&*store, index.config()).await {
                 Ok(fresh) => {
                     index = fresh;
+                    persons.clear();
                     epoch = required;
                 }
                 Err(e) => {
@@ -184,13 +352,42 @@ async fn writer(
             answers: Vec::with_capacity(queue.len()),
             made_jobs: false,
         };
+        let mut failed = None;
         for (leads, reply) in queue.drain(..) {
             let mut committed = Vec::with_capacity(leads.len());
             for mut lead in leads {
                 let features = std::mem::take(&mut lead.features);
+                let normalized = std::mem::take(&mut lead.lead);
                 let verdict = index.decide(&lead.id, &lead.source, &lead.fingerprints, features);
                 let decision = verdict.decision;
-                let row = build_row(lead, &decision, verdict.added);
+                let mut merged = None;
+                if let Decision::Duplicate { person_id, .. } = &decision {
+                    let person = match persons.take(person_id) {
+                        Some(p) => Some(p),
+                        None => match load_person(&*store, person_id).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                None
+                            }
+                        },
+                    };
+                    if let Some(mut person) = person {
+                        merged = merge_duplicate(&mut person, &lead, &normalized, &merging);
+                        persons.put(person);
+                    }
+                } else {
+                    persons.put(Person::first(
+                        &lead.id,
+                        normalized,
+                        &LeadMeta {
+                            lead_id: &lead.id,
+                            source: &lead.source,
+                            at_ms: lead.received_at_ms,
+                        },
+                    ));
+                }
+                let row = build_row(lead, &decision, verdict.added, merged);
                 group.made_jobs |= !row.jobs.is_empty();
                 committed.push(Committed {
                     id: row.id.clone(),
@@ -199,6 +396,17 @@ async fn writer(
                 group.rows.push(row);
             }
             group.answers.push((reply, committed));
+        }
+        if let Some(e) = failed {
+            // A person could not be read: nothing of this group is stored,
+            // and the index, which has already seen the group, is rebuilt.
+            tracing::error!(error = %e, "reading a person for a merge failed");
+            min_epoch.fetch_max(epoch + 1, Ordering::AcqRel);
+            let e = OutboxError::Store(Arc::new(e));
+            for (reply, _) in group.answers {
+                let _ = reply.send(Err(e.clone()));
+            }
+            continue;
         }
         if groups.send(group).await.is_err() {
             return;
@@ -209,7 +417,12 @@ async fn writer(
 /// Builds the dedupe index from the store: every stored lead's
 /// fingerprints and, for the fuzzy tier, its features.
 pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Deduper, StoreError> {
-    let records = store.load_dedupe_records().await?;
+    // Leads older than the window can no longer make a duplicate.
+    let since = match config.window_days {
+        0 => i64::MIN,
+        days => crate::now_ms() - i64::from(days) * 86_400_000,
+    };
+    let records = store.load_dedupe_records(since).await?;
     let mut index = Deduper::new(config.clone());
     for r in records {
         let features = if config.fuzzy {
@@ -264,37 +477,55 @@ async fn committer(
     }
 }
 
-fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<String>) -> NewLead {
+fn build_row(
+    lead: PreparedLead,
+    decision: &Decision,
+    new_fingerprints: Vec<String>,
+    merged: Option<Merged>,
+) -> NewLead {
     let (duplicate, person_id) = match decision {
         // A possible duplicate is a new person, flagged for review.
         Decision::New | Decision::Possible { .. } => (false, lead.id.clone()),
         Decision::Duplicate { person_id, .. } => (true, person_id.clone()),
     };
-    let mut jobs = Vec::new();
-    if !duplicate {
-        for mapped in lead.routes {
-            let (state, payload, last_error) = match mapped.payload {
-                Ok(props) => (JobState::Pending, props, None),
-                Err(e) => (
-                    JobState::Dead,
-                    "[]".to_string(),
-                    Some(format!("mapping: {e}")),
-                ),
-            };
-            jobs.push(NewJob {
-                idempotency_key: idempotency_key(&person_id, &mapped.route.destination),
-                id: format!("{}:{}", lead.id, mapped.route.destination),
-                destination: mapped.route.destination,
-                priority: mapped.route.priority.as_i64(),
-                sla_deadline_ms: mapped.route.sla_deadline_ms,
-                payload,
-                mapping_version: mapped.mapping_version,
-                state,
-                last_error,
-            });
-        }
+    // A new person's first jobs, or a merged person's updates.
+    let (routes, revision, merge, person) = match merged {
+        _ if !duplicate => (lead.routes, 0, None, None),
+        None => (Vec::new(), 0, None, None),
+        Some(m) => (
+            m.updates,
+            m.person.revision,
+            Some(m.changes),
+            Some(m.person),
+        ),
+    };
+    let mut jobs = Vec::with_capacity(routes.len());
+    for mapped in routes {
+        let (state, payload, last_error) = match mapped.payload {
+            Ok(props) => (JobState::Pending, props, None),
+            Err(e) => (
+                JobState::Dead,
+                "[]".to_string(),
+                Some(format!("mapping: {e}")),
+            ),
+        };
+        let destination = mapped.route.destination;
+        jobs.push(NewJob {
+            idempotency_key: revision_key(&person_id, &destination, revision),
+            chain: format!("{person_id}/{destination}"),
+            id: format!("{}:{destination}", lead.id),
+            destination,
+            priority: mapped.route.priority.as_i64(),
+            sla_deadline_ms: mapped.route.sla_deadline_ms,
+            payload,
+            mapping_version: mapped.mapping_version,
+            state,
+            last_error,
+        });
     }
     NewLead {
+        merge,
+        person,
         decision: serde_json::to_string(decision).expect("decision serializes"),
         normalized: lead.normalized,
         id: lead.id,
@@ -314,4 +545,15 @@ fn build_row(lead: PreparedLead, decision: &Decision, new_fingerprints: Vec<Stri
 /// make a second job, or a second CRM record, for the same person.
 pub fn idempotency_key(person_id: &str, destination: &str) -> String {
     format!("{person_id}/{destination}/v1")
+}
+
+/// The key of a person's job for one revision of its golden record: the
+/// first delivery keeps [`idempotency_key`], each merge that changed the
+/// payload gets its own (`…/v1/r2`), so an update is made once.
+pub fn revision_key(person_id: &str, destination: &str, revision: u32) -> String {
+    let key = idempotency_key(person_id, destination);
+    match revision {
+        0 => key,
+        r => format!("{key}/r{r}"),
+    }
 }

@@ -29,6 +29,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::breaker::{Breaker, BreakerConfig, BreakerStatus};
 use crate::config::{Config, DestinationConfig, PluginsConfig, resolve_secret};
 use crate::mapping::{Mapping, MappingError};
 use crate::normalize::NormalizedLead;
@@ -79,6 +80,10 @@ pub struct Destination {
     /// The destination's model of its CRM's quota, shared by all its
     /// workers and kept across reloads.
     pub limiter: Arc<Limiter>,
+    /// The destination's circuit breaker, shared by all its workers and
+    /// kept across reloads (a new adapter version does not make a failing
+    /// CRM healthy).
+    pub breaker: Arc<Breaker>,
 }
 
 /// What `GET /v1/plugins` shows of a destination's adapter.
@@ -106,6 +111,8 @@ pub struct PluginStatus {
     pub http_throttled: u64,
     /// The CRM's rate-limit windows as the limiter sees them now.
     pub rate_limits: Vec<crate::ratelimit::WindowStatus>,
+    /// The destination's circuit breaker.
+    pub breaker: BreakerStatus,
 }
 
 /// A loaded source transform.
@@ -166,6 +173,9 @@ pub struct Registry {
     reload_lock: tokio::sync::Mutex<()>,
     /// One per destination, for the life of the process.
     limiters: std::sync::Mutex<BTreeMap<String, Arc<Limiter>>>,
+    /// One per destination, for the life of the process.
+    breakers: std::sync::Mutex<BTreeMap<String, Arc<Breaker>>>,
+    breaker_config: BreakerConfig,
 }
 
 impl Registry {
@@ -256,6 +266,7 @@ impl Registry {
                     http_denied: c.http_denied.load(Relaxed),
                     http_throttled: c.http_throttled.load(Relaxed),
                     rate_limits: d.limiter.status(),
+                    breaker: d.breaker.status(),
                 }
             })
             .collect()
@@ -412,6 +423,14 @@ impl Registry {
         }
     }
 
+    /// The destination's breaker: the same one across reloads.
+    fn breaker(&self, destination: &str) -> Arc<Breaker> {
+        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(destination.to_string())
+            .or_insert_with(|| Arc::new(Breaker::new(self.breaker_config)))
+            .clone()
+    }
+
     fn set_paused(&self, name: &str, paused: bool) {
         self.update(|state| state.health.entry(name.to_string()).or_default().paused = paused);
     }
@@ -526,6 +545,7 @@ impl Registry {
                 .collect(),
             loaded_at_ms: crate::now_ms(),
             limiter,
+            breaker: self.breaker(name),
         })
     }
 
@@ -649,6 +669,8 @@ pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
         events: broadcast::channel(64).0,
         reload_lock: tokio::sync::Mutex::new(()),
         limiters: std::sync::Mutex::default(),
+        breakers: std::sync::Mutex::default(),
+        breaker_config: BreakerConfig::from_delivery(&config.delivery),
     };
     let mut state = State::default();
     for (name, dest) in &registry.configs {

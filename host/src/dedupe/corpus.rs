@@ -617,6 +617,7 @@ mod tests {
             acceptance: crate::normalize::Acceptance {
                 require_any: vec![],
             },
+            email_typos: Default::default(),
         };
         let feats: Vec<Features> = leads
             .iter()

@@ -252,6 +252,8 @@ pub struct Acceptance {
 pub struct NormalizeOptions {
     pub default_region: Region,
     pub acceptance: Acceptance,
+    /// What to do with a likely typo in an email's consumer domain.
+    pub email_typos: TypoPolicy,
 }
 
 impl NormalizeOptions {
@@ -263,6 +265,7 @@ impl NormalizeOptions {
             acceptance: Acceptance {
                 require_any: vec![vec!["email".into(), "phone".into()]],
             },
+            email_typos: TypoPolicy::default(),
         }
     }
 
@@ -278,13 +281,8 @@ impl NormalizeOptions {
             acceptance: Acceptance {
                 require_any: source.require_any.clone(),
             },
+            email_typos: source.email_typos,
         })
-    }
-
-    /// What to do with a typo in an email's consumer domain. The server
-    /// records a suggestion and keeps the address as written.
-    pub fn typo_policy(&self) -> TypoPolicy {
-        TypoPolicy::Suggest
     }
 }
 
@@ -327,7 +325,7 @@ pub fn normalize(
         }
         let field = key.as_str();
         let normalized: Option<String> = match field {
-            "email" => match normalize_email_with(&text, options.typo_policy()) {
+            "email" => match normalize_email_with(&text, options.email_typos) {
                 Ok(e) => {
                     lead.email_suggestion = e.suggestion;
                     lead.email_role = e.role;
@@ -596,6 +594,29 @@ mod tests {
 
     pub(super) fn opts(region: &str) -> NormalizeOptions {
         NormalizeOptions::with_region(region.parse().unwrap())
+    }
+
+    #[test]
+    fn a_source_chooses_its_email_typo_policy() {
+        let raw = json!({"email": "Ann@GMIAL.com"});
+        let mut o = opts("US");
+        let lead = normalize(&raw, &o).unwrap();
+        assert_eq!(lead.email.as_deref(), Some("ann@gmial.com"));
+        assert_eq!(lead.email_suggestion.as_deref(), Some("ann@gmail.com"));
+        o.email_typos = TypoPolicy::Fix;
+        let lead = normalize(&raw, &o).unwrap();
+        assert_eq!(lead.email.as_deref(), Some("ann@gmail.com"));
+        assert_eq!(lead.email_suggestion, None);
+        assert_eq!(
+            lead.original["email"], "Ann@GMIAL.com",
+            "the original is kept"
+        );
+        o.email_typos = TypoPolicy::Ignore;
+        let lead = normalize(&raw, &o).unwrap();
+        assert_eq!(
+            (lead.email.as_deref(), lead.email_suggestion),
+            (Some("ann@gmial.com"), None)
+        );
     }
 
     #[test]

@@ -89,13 +89,27 @@ fn enlarge_regex_cache() {
 
 /// The number's details if it is valid. Validity is "the metadata knows
 /// its type" (what `phonenumber::is_valid` computes), so the type is
-/// looked up once; `is_valid` is asked only when the type is unknown.
+/// looked up once; validity is asked again only when the type is unknown.
 fn valid_info(number: &phonenumber::PhoneNumber, extension: &Option<String>) -> Option<PhoneInfo> {
-    let kind = number.number_type(&phonenumber::metadata::DATABASE);
-    // With leading zeros kept apart (Italian style) the two can differ:
-    // then `is_valid` decides.
-    let plain = number.national().to_string() == number.national().value().to_string();
-    if (kind == Type::Unknown || !plain) && !phonenumber::is_valid(number) {
+    let code = number.code().value();
+    let national = number.national();
+    // The national number without and with its leading zeros (Italian
+    // style); `number_type` looks at the first, `is_valid` at the second.
+    let value = national.value().to_string();
+    let kind = fast::number_type(code, &value)
+        .unwrap_or_else(|| number.number_type(&phonenumber::metadata::DATABASE));
+    // With leading zeros kept apart the two can differ: then validity
+    // decides. Without them validity is exactly "the type is known".
+    let plain = national.zeros() == 0;
+    if !plain {
+        let with_zeros = national.to_string();
+        let valid = fast::number_type(code, &with_zeros)
+            .map(|t| t != Type::Unknown)
+            .unwrap_or_else(|| phonenumber::is_valid(number));
+        if !valid {
+            return None;
+        }
+    } else if kind == Type::Unknown {
         return None;
     }
     Some(info(number, kind, extension.clone()))
@@ -116,10 +130,285 @@ fn info(number: &phonenumber::PhoneNumber, kind: Type, extension: Option<String>
         Type::Voicemail => Some("voicemail"),
         _ => None,
     };
+    // What `format().mode(Mode::E164)` writes, without the formatter's
+    // search for a national format that E.164 does not use.
+    let e164 = if fast::knows_code(number.code().value()) {
+        format!("+{}{}", number.code().value(), number.national())
+    } else {
+        number.format().mode(Mode::E164).to_string()
+    };
     PhoneInfo {
-        e164: number.format().mode(Mode::E164).to_string(),
+        e164,
         extension,
         kind,
+    }
+}
+
+/// The number type lookups of `phonenumber` (`PhoneNumber::number_type`,
+/// `is_valid`), with the metadata's patterns compiled once into anchored
+/// regexes. The crate itself keeps its patterns in one LRU cache keyed by
+/// the pattern text: every match hashes a pattern of up to a few hundred
+/// bytes under a mutex, and a number's type takes a dozen matches (twice:
+/// once to find the region of a shared calling code, once for the type).
+/// The decisions are the crate's, step for step (`validator::source_for`
+/// and `validator::number_type` of phonenumber 0.3); a test compares them
+/// on every example number of the metadata.
+mod fast {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, OnceLock};
+
+    use phonenumber::metadata::{DATABASE, Descriptor};
+    use phonenumber::{Metadata, Type};
+    use regex_cache::{Regex, RegexBuilder};
+
+    /// A descriptor's pattern, matched at the start of the number as the
+    /// crate's `Descriptor::is_match` does (`find` starting at 0).
+    struct Desc {
+        lengths: &'static [u16],
+        re: Option<Regex>,
+        orig: &'static Descriptor,
+    }
+
+    impl Desc {
+        fn new(orig: &'static Descriptor) -> Desc {
+            Desc {
+                lengths: orig.possible_length(),
+                re: anchored(orig.national_number().as_str()),
+                orig,
+            }
+        }
+
+        fn is_match(&self, value: &str) -> bool {
+            if !self.lengths.is_empty() && !self.lengths.contains(&(value.len() as u16)) {
+                return false;
+            }
+            match &self.re {
+                Some(re) => re.is_match(value),
+                None => self.orig.is_match(value),
+            }
+        }
+    }
+
+    /// `pattern` anchored at the start, with the options the crate compiles
+    /// it with (whitespace ignored). A match of the anchored pattern exists
+    /// exactly when the leftmost match of the pattern starts at 0. The line
+    /// break ends a `#` comment, should a pattern have one.
+    fn anchored(pattern: &str) -> Option<Regex> {
+        RegexBuilder::new(&format!("^(?:{pattern}\n)"))
+            .ignore_whitespace(true)
+            .build()
+            .ok()
+    }
+
+    struct Compiled {
+        leading_digits: Option<(Option<Regex>, &'static regex_cache::CachedRegex)>,
+        general: Desc,
+        premium_rate: Option<Desc>,
+        toll_free: Option<Desc>,
+        shared_cost: Option<Desc>,
+        voip: Option<Desc>,
+        personal_number: Option<Desc>,
+        pager: Option<Desc>,
+        uan: Option<Desc>,
+        voicemail: Option<Desc>,
+        fixed_line: Option<Desc>,
+        mobile: Option<Desc>,
+        /// The fixed-line and mobile patterns are the same text.
+        fixed_is_mobile: bool,
+    }
+
+    impl Compiled {
+        fn new(meta: &'static Metadata) -> Compiled {
+            let d = meta.descriptors();
+            let desc = |x: Option<&'static Descriptor>| x.map(Desc::new);
+            Compiled {
+                leading_digits: meta.leading_digits().map(|ld| (anchored(ld.as_str()), ld)),
+                general: Desc::new(d.general()),
+                premium_rate: desc(d.premium_rate()),
+                toll_free: desc(d.toll_free()),
+                shared_cost: desc(d.shared_cost()),
+                voip: desc(d.voip()),
+                personal_number: desc(d.personal_number()),
+                pager: desc(d.pager()),
+                uan: desc(d.uan()),
+                voicemail: desc(d.voicemail()),
+                fixed_line: desc(d.fixed_line()),
+                mobile: desc(d.mobile()),
+                fixed_is_mobile: d.fixed_line().map(|x| x.national_number().as_str())
+                    == d.mobile().map(|x| x.national_number().as_str()),
+            }
+        }
+
+        fn leading_digits_match(&self, national: &str) -> Option<bool> {
+            let (re, orig) = self.leading_digits.as_ref()?;
+            Some(match re {
+                Some(re) => re.is_match(national),
+                None => orig.find(national).is_some_and(|m| m.start() == 0),
+            })
+        }
+
+        /// `validator::number_type`.
+        fn number_type(&self, value: &str) -> Type {
+            let m = |d: &Option<Desc>| d.as_ref().is_some_and(|d| d.is_match(value));
+            if !self.general.is_match(value) {
+                return Type::Unknown;
+            }
+            if m(&self.premium_rate) {
+                return Type::PremiumRate;
+            }
+            if m(&self.toll_free) {
+                return Type::TollFree;
+            }
+            if m(&self.shared_cost) {
+                return Type::SharedCost;
+            }
+            if m(&self.voip) {
+                return Type::Voip;
+            }
+            if m(&self.personal_number) {
+                return Type::PersonalNumber;
+            }
+            if m(&self.pager) {
+                return Type::Pager;
+            }
+            if m(&self.uan) {
+                return Type::Uan;
+            }
+            if m(&self.voicemail) {
+                return Type::Voicemail;
+            }
+            if m(&self.fixed_line) {
+                if self.fixed_is_mobile || m(&self.mobile) {
+                    return Type::FixedLineOrMobile;
+                }
+                return Type::FixedLine;
+            }
+            if m(&self.mobile) {
+                return Type::Mobile;
+            }
+            Type::Unknown
+        }
+    }
+
+    /// Where the metadata of a calling code comes from (`source_for`).
+    enum Source {
+        /// One region (or a non-geographic code): its metadata, if any.
+        One(Option<&'static Metadata>),
+        /// Several regions, tried in order: the metadata to test and the
+        /// metadata it stands for.
+        Many(Vec<(&'static Metadata, Option<&'static Metadata>)>),
+    }
+
+    struct Tables {
+        codes: HashMap<u16, Source, foldhash::fast::RandomState>,
+        /// By the address of the metadata (the database is a static that
+        /// never moves); compiled on first use.
+        compiled: HashMap<usize, OnceLock<Compiled>, foldhash::fast::RandomState>,
+        /// Calling codes (below 1000) the database has metadata for.
+        with_metadata: Vec<bool>,
+    }
+
+    fn addr(meta: &Metadata) -> usize {
+        meta as *const Metadata as usize
+    }
+
+    static TABLES: LazyLock<Tables> = LazyLock::new(|| {
+        let db: &'static phonenumber::metadata::Database = &DATABASE;
+        let by_id = |id: &str| -> Option<&'static Metadata> {
+            id.parse::<phonenumber::country::Id>()
+                .ok()
+                .and_then(|id| db.by_id(id.as_ref()))
+        };
+        let mut codes = HashMap::default();
+        let mut compiled = HashMap::default();
+        let mut with_metadata = vec![false; 1000];
+        for code in 0..=999u16 {
+            for meta in db.by_code(&code).unwrap_or_default() {
+                compiled.insert(addr(meta), OnceLock::new());
+                with_metadata[code as usize] = true;
+            }
+            let Some(regions) = db.region(&code) else {
+                continue;
+            };
+            let source = if regions.len() == 1 {
+                if regions[0] == "001" {
+                    Source::One(db.by_code(&code).and_then(|m| m.into_iter().next()))
+                } else {
+                    Source::One(by_id(regions[0]))
+                }
+            } else {
+                Source::Many(
+                    regions
+                        .iter()
+                        .filter_map(|r| Some((db.by_id(*r)?, by_id(r))))
+                        .collect(),
+                )
+            };
+            codes.insert(code, source);
+        }
+        Tables {
+            codes,
+            compiled,
+            with_metadata,
+        }
+    });
+
+    fn compiled(meta: &'static Metadata) -> Option<&'static Compiled> {
+        let cell = TABLES.compiled.get(&addr(meta))?;
+        Some(cell.get_or_init(|| Compiled::new(meta)))
+    }
+
+    /// Whether the database has metadata for a calling code.
+    pub(super) fn knows_code(code: u16) -> bool {
+        TABLES
+            .with_metadata
+            .get(code as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The type of the national number `value` (digits, with or without
+    /// leading zeros) under calling code `code`, as
+    /// `PhoneNumber::number_type` finds it; `None` if the tables cannot
+    /// say (then ask the crate).
+    pub(super) fn number_type(code: u16, value: &str) -> Option<Type> {
+        let Some(source) = TABLES.codes.get(&code) else {
+            return Some(Type::Unknown);
+        };
+        match source {
+            Source::One(None) => Some(Type::Unknown),
+            Source::One(Some(meta)) => Some(compiled(meta)?.number_type(value)),
+            Source::Many(regions) => {
+                for (test, stands_for) in regions {
+                    let c = compiled(test)?;
+                    let found = match c.leading_digits_match(value) {
+                        Some(starts) => starts,
+                        None => {
+                            let kind = c.number_type(value);
+                            if kind != Type::Unknown {
+                                // The region's own type, if it stands for
+                                // itself (the usual case).
+                                if let Some(meta) = stands_for
+                                    && std::ptr::eq(*meta, *test)
+                                {
+                                    return Some(kind);
+                                }
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                    };
+                    if found {
+                        return match stands_for {
+                            Some(meta) => Some(compiled(meta)?.number_type(value)),
+                            None => Some(Type::Unknown),
+                        };
+                    }
+                }
+                Some(Type::Unknown)
+            }
+        }
     }
 }
 
@@ -306,6 +595,64 @@ mod tests {
             parse_phone("0800 028 0800", r("GB")).unwrap().kind,
             Some("toll_free")
         );
+    }
+
+    /// The crate's own answer, as `valid_info` computed it before the
+    /// patterns were compiled apart.
+    fn crate_valid_info(number: &phonenumber::PhoneNumber) -> Option<PhoneInfo> {
+        let kind = number.number_type(&phonenumber::metadata::DATABASE);
+        let plain = number.national().to_string() == number.national().value().to_string();
+        if (kind == Type::Unknown || !plain) && !phonenumber::is_valid(number) {
+            return None;
+        }
+        let mut i = info(number, kind, None);
+        i.e164 = number.format().mode(Mode::E164).to_string();
+        Some(i)
+    }
+
+    #[test]
+    fn compiled_patterns_decide_as_the_crate_does() {
+        use phonenumber::metadata::DATABASE;
+        let mut checked = 0;
+        for code in 1..=999u16 {
+            for meta in DATABASE.by_code(&code).unwrap_or_default() {
+                let d = meta.descriptors();
+                let descs = [
+                    Some(d.general()),
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.personal_number(),
+                    d.voip(),
+                    d.pager(),
+                    d.uan(),
+                    d.voicemail(),
+                ];
+                for ex in descs.into_iter().flatten().filter_map(|x| x.example()) {
+                    let variants = [
+                        ex.to_string(),
+                        format!("0{ex}"),
+                        format!("{ex}7"),
+                        ex[..ex.len().saturating_sub(1)].to_string(),
+                        ex.chars().rev().collect(),
+                    ];
+                    for v in variants {
+                        let Ok(number) = phonenumber::parse(None, format!("+{code}{v}")) else {
+                            continue;
+                        };
+                        assert_eq!(
+                            valid_info(&number, &None),
+                            crate_valid_info(&number),
+                            "+{code} {v}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 2000, "{checked}");
     }
 
     #[test]

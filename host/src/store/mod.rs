@@ -81,6 +81,31 @@ pub struct NewJob {
     /// `Pending`, or `Dead` when the lead cannot be mapped for this CRM.
     pub state: JobState,
     pub last_error: Option<String>,
+    /// person × destination: jobs of one chain go out in acceptance order.
+    pub chain: String,
+}
+
+/// A person's golden record to store (see [`crate::merge::Person`]).
+#[derive(Clone, Debug)]
+pub struct PersonRow {
+    pub id: String,
+    pub revision: u32,
+    /// JSON.
+    pub record: String,
+}
+
+/// What the store knows of a person: its golden record, or, before any
+/// merge changed it, its first lead.
+#[derive(Clone, Debug)]
+pub enum StoredPerson {
+    /// JSON of [`crate::merge::Person`].
+    Merged(String),
+    FirstLead {
+        source: String,
+        received_at_ms: i64,
+        /// JSON of the normalized lead.
+        normalized: String,
+    },
 }
 
 /// A lead ready to commit, with its dedupe result, jobs and events.
@@ -99,6 +124,10 @@ pub struct NewLead {
     pub normalized: String,
     pub new_fingerprints: Vec<String>,
     pub jobs: Vec<NewJob>,
+    /// JSON list of what merging this lead into its person changed.
+    pub merge: Option<String>,
+    /// The person's new golden record, when this lead changed it.
+    pub person: Option<PersonRow>,
 }
 
 /// A job handed to a delivery worker.
@@ -148,6 +177,43 @@ pub struct JobView {
     pub mapping_version: String,
     pub payload: serde_json::Value,
     pub created_at_ms: i64,
+    /// Set when an operator discarded the dead letter: reason and time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discarded: Option<serde_json::Value>,
+}
+
+/// One job in full, for the dead-letter queue.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobDetail {
+    pub lead_id: String,
+    pub person_id: String,
+    pub job: JobView,
+    /// Its delivery events, oldest first: each attempt, its error, replays.
+    pub events: Vec<Event>,
+}
+
+/// A dead letter to put back in the queue.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    pub id: String,
+    /// A new payload and its mapping version, when replayed with the
+    /// current mapping; None keeps the payload the job was made with.
+    pub remapped: Option<(String, String)>,
+    /// The adapter that will deliver it (for the audit trail).
+    pub adapter: String,
+}
+
+/// What a replay or discard did with one job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DlqOutcome {
+    pub id: String,
+    /// `replayed`, `discarded`, `not_found`, `not_dead` (pending, leased,
+    /// delivered or already discarded) or `superseded` (a later update of
+    /// the person was delivered: replaying the old payload would undo it;
+    /// replay with the current mapping instead).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_version: Option<String>,
 }
 
 /// Everything stored about one lead.
@@ -163,6 +229,9 @@ pub struct LeadView {
     pub fingerprint_version: u32,
     pub raw: serde_json::Value,
     pub normalized: serde_json::Value,
+    /// What merging this lead into its person changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<serde_json::Value>,
     pub deliveries: Vec<JobView>,
     pub audit: Vec<Event>,
 }
@@ -196,12 +265,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored fingerprint and its person, for the dedupe index.
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// Every stored lead as the dedupe index needs it, in arrival order:
-    /// (lead id, person id, received at ms, normalized JSON, fingerprints).
-    async fn load_dedupe_records(&self) -> Result<Vec<DedupeRecord>, StoreError>;
+    /// Every stored lead received at or after `since_ms`, as the dedupe
+    /// index needs it, in arrival order.
+    async fn load_dedupe_records(&self, since_ms: i64) -> Result<Vec<DedupeRecord>, StoreError>;
+
+    /// A person's golden record, or its first lead.
+    async fn person(&self, id: &str) -> Result<Option<StoredPerson>, StoreError>;
+
+    /// The ids of the leads of one person, in arrival order.
+    async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError>;
 
     /// Leases up to `limit` due jobs of one destination, P0 first, then in
-    /// acceptance order.
+    /// acceptance order; a job waits while an earlier job of its chain is
+    /// pending or leased.
     async fn lease(
         &self,
         destination: &str,
@@ -233,8 +309,30 @@ pub trait Store: Send + Sync + 'static {
     /// Counts of everything (scans the tables: not for hot paths).
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
-    /// Dead-lettered jobs, newest first.
-    async fn dead_letters(&self, limit: u32) -> Result<Vec<(String, JobView)>, StoreError>;
+    /// Dead-lettered jobs not discarded, newest first, of one destination
+    /// or all: (lead id, job).
+    async fn dead_letters(
+        &self,
+        destination: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, JobView)>, StoreError>;
+
+    /// One job, its lead and person, and its delivery events (every
+    /// attempt and error).
+    async fn job(&self, id: &str) -> Result<Option<JobDetail>, StoreError>;
+
+    /// Puts dead letters back in the queue with fresh attempts. Idempotent:
+    /// a job that is not (or no longer) a dead letter is left alone and
+    /// reported so.
+    async fn replay(&self, replays: &[Replay], now_ms: i64) -> Result<Vec<DlqOutcome>, StoreError>;
+
+    /// Takes dead letters out of the queue for good, with a reason.
+    async fn discard(
+        &self,
+        ids: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<DlqOutcome>, StoreError>;
 }
 
 /// When a commit counts as durable.

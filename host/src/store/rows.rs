@@ -7,6 +7,16 @@ use super::{JobState, NewLead};
 pub(crate) struct RowsJson {
     pub leads: String,
     pub jobs: String,
+    /// `[]` when no lead of the group changed a person.
+    pub persons: String,
+}
+
+#[derive(Serialize)]
+struct PersonRowJson<'a> {
+    id: &'a str,
+    rev: u32,
+    rec: &'a str,
+    at: i64,
 }
 
 #[derive(Serialize)]
@@ -22,6 +32,7 @@ struct LeadRow<'a> {
     raw: &'a str,
     norm: &'a str,
     fps: String,
+    merge: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -38,6 +49,7 @@ struct JobRow<'a> {
     sla: i64,
     err: Option<&'a str>,
     fin: Option<i64>,
+    chain: &'a str,
 }
 
 pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
@@ -55,6 +67,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
             raw: &l.raw,
             norm: &l.normalized,
             fps: l.new_fingerprints.join(" "),
+            merge: l.merge.as_deref(),
         })
         .collect();
     let job_rows: Vec<JobRow> = leads
@@ -73,11 +86,28 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
                 sla: j.sla_deadline_ms,
                 err: j.last_error.as_deref(),
                 fin: (j.state == JobState::Dead).then_some(l.received_at_ms),
+                chain: &j.chain,
             })
         })
         .collect();
+    // One row per person: the group's last revision (an upsert may not
+    // touch a row twice in one statement on every database).
+    let mut persons: Vec<PersonRowJson> = Vec::new();
+    for l in leads.iter().rev() {
+        if let Some(p) = &l.person
+            && !persons.iter().any(|q| q.id == p.id)
+        {
+            persons.push(PersonRowJson {
+                id: &p.id,
+                rev: p.revision,
+                rec: &p.record,
+                at: l.received_at_ms,
+            });
+        }
+    }
     RowsJson {
         leads: serde_json::to_string(&lead_rows).expect("rows serialize"),
         jobs: serde_json::to_string(&job_rows).expect("rows serialize"),
+        persons: serde_json::to_string(&persons).expect("rows serialize"),
     }
 }

@@ -32,7 +32,7 @@ macro_rules! job_view_sql {
     ($tail:literal) => {
         concat!(
             "SELECT id, destination, state, priority, attempts, next_attempt_at, sla_deadline, crm_id,
-                    outcome, last_error, mapping_version, payload, lead_id, created_at
+                    outcome, last_error, mapping_version, payload, lead_id, created_at, discarded
              FROM jobs ",
             $tail
         )
@@ -126,10 +126,10 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO leads (id, source, received_at, status, person_id, decision,
-                                rules_version, fp_version, raw, normalized, fingerprints)
+                                rules_version, fp_version, raw, normalized, fingerprints, merge)
              SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
                     value->>'dec', value->>'rv', value->>'fv', value->>'raw', value->>'norm',
-                    value->>'fps'
+                    value->>'fps', value->>'merge'
              FROM jsonb_each(jsonb(?1))",
         )
         .bind(&rows.leads)
@@ -141,10 +141,11 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
                                    next_attempt_at, payload, mapping_version, sla_deadline,
-                                   last_error, created_at, updated_at, finished_at)
+                                   last_error, created_at, updated_at, finished_at, chain)
                  SELECT value->>'id', value->>'lead', value->>'dest', value->>'key', value->>'st',
                         value->>'prio', value->>'at', value->>'payload', value->>'mv',
-                        value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin'
+                        value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin',
+                        value->>'chain'
                  FROM jsonb_each(jsonb(?1)) WHERE true
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
@@ -152,14 +153,32 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        if rows.persons.len() > 2 {
+            sqlx::query(
+                "INSERT INTO persons (id, revision, record, updated_at)
+                 SELECT value->>'id', value->>'rev', value->>'rec', value->>'at'
+                 FROM jsonb_each(jsonb(?1)) WHERE true
+                 ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,
+                     record = excluded.record, updated_at = excluded.updated_at
+                 WHERE excluded.revision > persons.revision",
+            )
+            .bind(&rows.persons)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn load_dedupe_records(&self) -> Result<Vec<super::DedupeRecord>, StoreError> {
+    async fn load_dedupe_records(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<super::DedupeRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, person_id, received_at, normalized, fingerprints FROM leads ORDER BY rowid",
+            "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
+             WHERE received_at >= ?1 ORDER BY rowid",
         )
+        .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -209,8 +228,12 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
              WHERE seq IN (
-                 SELECT seq FROM jobs
+                 SELECT seq FROM jobs j
                  WHERE state = 'pending' AND destination = ?4 AND next_attempt_at <= ?3
+                   AND (chain IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM jobs e
+                       WHERE e.chain = j.chain AND e.seq < j.seq
+                         AND e.state IN ('pending', 'leased')))
                  ORDER BY priority, next_attempt_at, seq
                  LIMIT ?5)
              RETURNING seq, id, lead_id, idempotency_key, attempts, priority, payload, created_at",
@@ -347,7 +370,8 @@ impl Store for SqliteStore {
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized
+            "SELECT id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized,
+                    merge
              FROM leads WHERE id = ?1",
         )
         .bind(id)
@@ -372,16 +396,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|r| {
-            Ok(Event {
-                lead_id: r.get(0),
-                job_id: r.get(1),
-                at_ms: r.get(2),
-                stage: r.get(3),
-                event: r.get(4),
-                detail: json(r.get(5))?,
-            })
-        })
+        .map(event_row)
         .collect::<Result<Vec<_>, StoreError>>()?;
         let mut view = LeadView {
             id: row.get(0),
@@ -394,12 +409,153 @@ impl Store for SqliteStore {
             fingerprint_version: row.get::<i64, _>(7) as u32,
             raw: json(row.get(8))?,
             normalized: json(row.get(9))?,
+            merge: row.get::<Option<String>, _>(10).map(json).transpose()?,
             deliveries: jobs,
             audit: Vec::new(),
         };
         view.audit = ingest_trail(&view);
         view.audit.extend(stored);
         Ok(Some(view))
+    }
+
+    async fn person(&self, id: &str) -> Result<Option<StoredPerson>, StoreError> {
+        if let Some(row) = sqlx::query("SELECT record FROM persons WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(Some(StoredPerson::Merged(row.get(0))));
+        }
+        Ok(
+            sqlx::query("SELECT source, received_at, normalized FROM leads WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| StoredPerson::FirstLead {
+                    source: r.get(0),
+                    received_at_ms: r.get(1),
+                    normalized: r.get(2),
+                }),
+        )
+    }
+
+    async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM leads WHERE person_id = ?1 ORDER BY rowid")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobDetail>, StoreError> {
+        let Some(row) = sqlx::query(job_view_sql!("WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let lead_id: String = row.get("lead_id");
+        let job = job_view(row)?;
+        let person_id: String = sqlx::query_scalar("SELECT person_id FROM leads WHERE id = ?1")
+            .bind(&lead_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(JobDetail {
+            events: self.job_events(id).await?,
+            lead_id,
+            person_id,
+            job,
+        }))
+    }
+
+    async fn replay(&self, replays: &[Replay], now_ms: i64) -> Result<Vec<DlqOutcome>, StoreError> {
+        // Reads, then writes: take the write lock up front, so two
+        // operators acting at once wait for each other instead of failing.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(replays.len());
+        for r in replays {
+            if let Some(refusal) = Self::dlq_refusal(&mut tx, &r.id, r.remapped.is_none()).await? {
+                out.push(DlqOutcome {
+                    id: r.id.clone(),
+                    status: refusal.into(),
+                    mapping_version: None,
+                });
+                continue;
+            }
+            let (payload, mapping) = match &r.remapped {
+                Some((p, m)) => (Some(p.as_str()), Some(m.as_str())),
+                None => (None, None),
+            };
+            let mapping_version: String = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                     lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL,
+                     updated_at = ?2, payload = COALESCE(?3, payload),
+                     mapping_version = COALESCE(?4, mapping_version)
+                 WHERE id = ?1 RETURNING mapping_version",
+            )
+            .bind(&r.id)
+            .bind(now_ms)
+            .bind(payload)
+            .bind(mapping)
+            .fetch_one(&mut *tx)
+            .await?;
+            Self::dlq_event(
+                &mut tx,
+                &r.id,
+                now_ms,
+                "replayed",
+                serde_json::json!({
+                    "mapping": if r.remapped.is_some() { "current" } else { "original" },
+                    "mapping_version": mapping_version,
+                    "adapter": r.adapter,
+                }),
+            )
+            .await?;
+            out.push(DlqOutcome {
+                id: r.id.clone(),
+                status: "replayed".into(),
+                mapping_version: Some(mapping_version),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn discard(
+        &self,
+        ids: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<DlqOutcome>, StoreError> {
+        // Reads, then writes: take the write lock up front, so two
+        // operators acting at once wait for each other instead of failing.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status = match Self::dlq_refusal(&mut tx, id, false).await? {
+                Some(refusal) => refusal,
+                None => {
+                    let detail = serde_json::json!({"reason": reason, "at_ms": now_ms});
+                    sqlx::query("UPDATE jobs SET discarded = ?2, updated_at = ?3 WHERE id = ?1")
+                        .bind(id)
+                        .bind(detail.to_string())
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::dlq_event(&mut tx, id, now_ms, "discarded", detail).await?;
+                    "discarded"
+                }
+            };
+            out.push(DlqOutcome {
+                id: id.clone(),
+                status: status.into(),
+                mapping_version: None,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
@@ -438,11 +594,17 @@ impl Store for SqliteStore {
         Ok(counts)
     }
 
-    async fn dead_letters(&self, limit: u32) -> Result<Vec<(String, JobView)>, StoreError> {
+    async fn dead_letters(
+        &self,
+        destination: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, JobView)>, StoreError> {
         let rows = sqlx::query(job_view_sql!(
-            "WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1"
+            "WHERE state = 'dead' AND discarded IS NULL AND (?2 IS NULL OR destination = ?2)
+             ORDER BY seq DESC LIMIT ?1"
         ))
         .bind(i64::from(limit))
+        .bind(destination)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -452,6 +614,81 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+impl SqliteStore {
+    async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
+        sqlx::query(
+            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE job_id = ?1
+             ORDER BY seq",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(event_row)
+        .collect()
+    }
+
+    async fn dlq_event(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        job_id: &str,
+        now_ms: i64,
+        event: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
+             SELECT lead_id, id, ?2, 'dlq', ?3, ?4 FROM jobs WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(now_ms)
+        .bind(event)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Why a job cannot be replayed or discarded, if it cannot.
+    async fn dlq_refusal(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        id: &str,
+        check_later: bool,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT state, discarded IS NOT NULL,
+                    EXISTS (SELECT 1 FROM jobs e WHERE e.chain = j.chain AND e.seq > j.seq
+                                                   AND e.state = 'delivered')
+             FROM jobs j WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        else {
+            return Ok(Some("not_found"));
+        };
+        let (state, discarded, later): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        Ok(if state != "dead" || discarded {
+            Some("not_dead")
+        } else if check_later && later {
+            Some("superseded")
+        } else {
+            None
+        })
+    }
+}
+
+fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
+    let detail: String = r.get(5);
+    Ok(Event {
+        lead_id: r.get(0),
+        job_id: r.get(1),
+        at_ms: r.get(2),
+        stage: r.get(3),
+        event: r.get(4),
+        detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
 }
 
 fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
@@ -470,6 +707,10 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
         mapping_version: r.get(10),
         payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at_ms: r.get(13),
+        discarded: r
+            .get::<Option<String>, _>(14)
+            .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
     })
 }
 
@@ -521,8 +762,11 @@ mod tests {
                     mapping_version: "m1".into(),
                     state: JobState::Pending,
                     last_error: None,
+                    chain: format!("{person}/d{n}"),
                 })
                 .collect(),
+            merge: None,
+            person: None,
         }
     }
 
@@ -627,5 +871,222 @@ mod tests {
         store.insert_leads(&[old, urgent]).await.unwrap();
         let jobs = store.lease("d0", "w", 1, 1_000, 2_000).await.unwrap();
         assert_eq!(jobs[0].lead_id, "L2");
+    }
+
+    #[tokio::test]
+    async fn jobs_of_one_person_go_out_in_acceptance_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let first = lead("L1", "L1", &[], 1);
+        let mut update = lead("L2", "L1", &[], 1);
+        update.jobs[0].idempotency_key = "L1/d0/v1/r1".into();
+        // Even a more urgent update waits for the person's earlier job.
+        update.jobs[0].priority = 0;
+        let other = lead("L3", "L3", &[], 1);
+        store.insert_leads(&[first, update, other]).await.unwrap();
+        let ids = |jobs: &[LeasedJob]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+        let leased = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+        assert_eq!(ids(&leased), vec!["L1:d0", "L3:d0"]);
+        assert!(
+            store
+                .lease("d0", "w", 10, 1_000, 2_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // L1 fails and waits for its retry: L2 still waits behind it.
+        let retry = JobResult::Retry {
+            next_attempt_at_ms: 5_000,
+            error: "503".into(),
+            count_attempt: true,
+        };
+        store
+            .complete("w", "a@1", &[(leased[0].clone(), retry)], 2_100)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .lease("d0", "w", 10, 1_000, 2_500)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let again = store.lease("d0", "w", 10, 1_000, 5_000).await.unwrap();
+        assert_eq!(ids(&again), vec!["L1:d0"]);
+        let done = JobResult::Delivered {
+            crm_id: "9".into(),
+            outcome: "created 9".into(),
+        };
+        store
+            .complete("w", "a@1", &[(again[0].clone(), done)], 5_100)
+            .await
+            .unwrap();
+        let next = store.lease("d0", "w", 10, 1_000, 5_200).await.unwrap();
+        assert_eq!(ids(&next), vec!["L2:d0"]);
+    }
+
+    #[tokio::test]
+    async fn persons_keep_their_newest_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 0)])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.person("L1").await.unwrap(),
+            Some(StoredPerson::FirstLead { ref source, .. }) if source == "test"
+        ));
+        let with_person = |id: &str, rev: u32| {
+            let mut l = lead(id, "L1", &[], 0);
+            l.merge = Some("[]".into());
+            l.person = Some(PersonRow {
+                id: "L1".into(),
+                revision: rev,
+                record: format!("{{\"revision\":{rev}}}"),
+            });
+            l
+        };
+        // Two revisions in one group: the last is kept.
+        store
+            .insert_leads(&[with_person("L2", 1), with_person("L3", 2)])
+            .await
+            .unwrap();
+        // A stale revision never overwrites a newer one.
+        store.insert_leads(&[with_person("L4", 1)]).await.unwrap();
+        match store.person("L1").await.unwrap() {
+            Some(StoredPerson::Merged(record)) => assert_eq!(record, r#"{"revision":2}"#),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.person_leads("L1").await.unwrap(),
+            vec!["L1", "L2", "L3", "L4"]
+        );
+        assert!(store.person("nobody").await.unwrap().is_none());
+        let view = store.lead("L2").await.unwrap().unwrap();
+        assert!(view.audit.iter().any(|e| e.event == "merged"));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_replay_once_and_discard_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
+            .await
+            .unwrap();
+        let jobs = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+        let dead: Vec<_> = jobs
+            .into_iter()
+            .map(|j| {
+                (
+                    j,
+                    JobResult::Dead {
+                        error: "400 bad".into(),
+                    },
+                )
+            })
+            .collect();
+        store.complete("w", "a@1", &dead, 2_100).await.unwrap();
+        assert_eq!(store.dead_letters(Some("d0"), 10).await.unwrap().len(), 2);
+        assert!(
+            store
+                .dead_letters(Some("other"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let detail = store.job("L1:d0").await.unwrap().unwrap();
+        assert_eq!(detail.person_id, "L1");
+        assert_eq!(detail.events.len(), 1);
+        assert_eq!(detail.events[0].event, "dead_lettered");
+
+        let replay = |id: &str, remapped: Option<(String, String)>| Replay {
+            id: id.into(),
+            remapped,
+            adapter: "a@2".into(),
+        };
+        let out = store
+            .replay(
+                &[
+                    replay(
+                        "L1:d0",
+                        Some(("[[\"email\",\"new@b.com\"]]".into(), "m2".into())),
+                    ),
+                    replay("L1:d0", None),
+                    replay("nope", None),
+                ],
+                3_000,
+            )
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = out.iter().map(|o| o.status.as_str()).collect();
+        assert_eq!(statuses, vec!["replayed", "not_dead", "not_found"]);
+        assert_eq!(out[0].mapping_version.as_deref(), Some("m2"));
+        let again = store.lease("d0", "w", 10, 1_000, 3_000).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].attempts, again[0].payload.as_str()),
+            (0, "[[\"email\",\"new@b.com\"]]")
+        );
+
+        let out = store
+            .discard(&["L2:d0".into()], "spam", 4_000)
+            .await
+            .unwrap();
+        assert_eq!(out[0].status, "discarded");
+        assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+        let detail = store.job("L2:d0").await.unwrap().unwrap();
+        assert_eq!(detail.job.discarded.unwrap()["reason"], "spam");
+        assert_eq!(detail.events.last().unwrap().event, "discarded");
+        let out = store.replay(&[replay("L2:d0", None)], 5_000).await.unwrap();
+        assert_eq!(out[0].status, "not_dead");
+    }
+
+    #[tokio::test]
+    async fn an_old_payload_is_not_replayed_over_a_delivered_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let mut update = lead("L2", "L1", &[], 1);
+        update.jobs[0].idempotency_key = "L1/d0/v1/r1".into();
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1), update])
+            .await
+            .unwrap();
+        let first = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+        store
+            .complete(
+                "w",
+                "a@1",
+                &[(first[0].clone(), JobResult::Dead { error: "x".into() })],
+                2_000,
+            )
+            .await
+            .unwrap();
+        let second = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+        assert_eq!(
+            second[0].id, "L2:d0",
+            "a dead job no longer holds its chain"
+        );
+        let done = JobResult::Delivered {
+            crm_id: "9".into(),
+            outcome: "updated 9".into(),
+        };
+        store
+            .complete("w", "a@1", &[(second[0].clone(), done)], 2_000)
+            .await
+            .unwrap();
+        let replay = |remapped| Replay {
+            id: "L1:d0".into(),
+            remapped,
+            adapter: "a@1".into(),
+        };
+        let out = store.replay(&[replay(None)], 3_000).await.unwrap();
+        assert_eq!(out[0].status, "superseded");
+        let out = store
+            .replay(&[replay(Some(("[]".into(), "m2".into())))], 3_000)
+            .await
+            .unwrap();
+        assert_eq!(out[0].status, "replayed");
     }
 }

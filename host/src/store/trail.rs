@@ -50,6 +50,15 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
             }),
         ),
     ];
+    if let Some(changes) = &view.merge {
+        trail.push(event(
+            "merge",
+            "merged",
+            None,
+            at,
+            json!({ "person_id": view.person_id, "changes": changes }),
+        ));
+    }
     for job in &view.deliveries {
         let unmappable = job.state == super::JobState::Dead && job.attempts == 0;
         trail.push(event(

@@ -1,0 +1,374 @@
+//! Chaos: the host runs as its own process and is killed with SIGKILL at
+//! random moments while a load generator posts leads (with duplicates and
+//! all three priorities) and the CRM simulator injects 429 storms, 5xx
+//! bursts, latency spikes, a full outage and token expiry. After the last
+//! round every acknowledged lead must be stored and delivered or merged
+//! (nothing is dead-lettered here: attempts are plentiful), and the
+//! simulator must hold exactly one record per person.
+//!
+//! The suite runs a short version. The long one:
+//!
+//! ```text
+//! CHAOS_ROUNDS=20 CHAOS_LEADS=20000 cargo test --release -p leadgate --test chaos -- --nocapture
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leadgate_sim::{Faults, SimConfig, Simulator};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const KEY: &str = "chaos-source-key-0001";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A free loopback port (the host is restarted on the same one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Host {
+    child: Child,
+}
+
+impl Host {
+    fn spawn(config: &std::path::Path, log: &std::path::Path) -> Host {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("LEADGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting leadgate serve");
+        Host { child }
+    }
+
+    fn kill9(mut self) {
+        // Child::kill sends SIGKILL.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One person rendered as a lead with some noise; `n` is the person.
+fn render(person: usize, copy: usize, rng: &mut impl Rng) -> Value {
+    let email = if copy.is_multiple_of(2) {
+        format!("chaos.{person}@example.com")
+    } else {
+        format!("  Chaos.{person}@EXAMPLE.com ")
+    };
+    let phone = format!(
+        "+1 415 7{:02} {:04}",
+        person / 10_000 % 100,
+        person % 10_000
+    );
+    let priority = ["P0", "P1", "P2"][person % 3];
+    let mut lead = json!({
+        "email": email,
+        "first_name": if rng.random_bool(0.5) { "kim" } else { "Kim" },
+        "last_name": format!("Tester{person}"),
+        "priority": priority,
+    });
+    if copy > 0 {
+        // A later copy brings a phone: a merge that updates the record.
+        lead["phone"] = json!(phone);
+    }
+    lead
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_hosts_lose_nothing_and_double_nothing() {
+    leadgate_runtime::outbound::install_crypto_provider();
+    let rounds = env_or("CHAOS_ROUNDS", 3);
+    let total = env_or("CHAOS_LEADS", 3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let handle = sim.handle();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("leadgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [store]\nurl = \"sqlite://{db}\"\n\
+             [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\n\
+             [delivery]\nmax_attempts = 1000\nbackoff_base_ms = 20\nbackoff_cap_ms = 500\n\
+             lease_ms = 2000\nlinger_ms = 5\npoll_ms = 20\n\
+             [sources.chaos]\napi_key = \"{KEY}\"\n\
+             [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
+             allowed_hosts = [\"127.0.0.1\"]\n\
+             [destinations.hubspot.config]\nbase-url = \"{base}\"\n\
+             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
+            db = dir.path().join("chaos.db").display(),
+            cache = std::env::temp_dir()
+                .join("leadgate-e2e-plugin-cache")
+                .display(),
+            base = sim.base_url(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("host.log");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let seed = env_or("CHAOS_SEED", rand::random::<u32>() as usize) as u64;
+    eprintln!("chaos: {rounds} rounds, {total} leads, CHAOS_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    // Persons get 1–3 copies each; the leads go out shuffled in batches.
+    let mut leads = Vec::new();
+    let mut person = 0;
+    while leads.len() < total {
+        let copies = rng.random_range(1..=3);
+        for copy in 0..copies {
+            leads.push((person, render(person, copy, &mut rng)));
+        }
+        person += 1;
+    }
+    leads.truncate(total);
+    let persons: HashSet<usize> = leads.iter().map(|(p, _)| *p).collect();
+    let mut batches: Vec<Vec<(usize, Value)>> = leads.chunks(25).map(|c| c.to_vec()).collect();
+    batches.reverse();
+
+    let mut acknowledged: HashMap<String, usize> = HashMap::new();
+    let started = Instant::now();
+    let per_round = batches.len() / (rounds + 1) + 1;
+    for round in 0..rounds {
+        let host = Host::spawn(&config, &log);
+        wait_ready(&client, &url).await;
+        // Every fault in three rounds: a 429 storm with a latency spike,
+        // a 5xx burst with the access token expired, a full outage.
+        let (faults, expire) = match round % 3 {
+            0 => (
+                Faults {
+                    rate_limit_next: 40,
+                    latency_ms: 250,
+                    ..Faults::default()
+                },
+                false,
+            ),
+            1 => (
+                Faults {
+                    error_5xx_next: 30,
+                    ..Faults::default()
+                },
+                true,
+            ),
+            _ => (
+                Faults {
+                    outage: true,
+                    ..Faults::default()
+                },
+                false,
+            ),
+        };
+        handle.set_faults(faults.clone());
+        if expire {
+            handle.expire_tokens();
+        }
+        // Two clients post this round's share, paced over its life, while
+        // the kill timer runs: the kill lands mid-request, mid-commit or
+        // mid-delivery.
+        let kill_after = Duration::from_millis(rng.random_range(500..2_500));
+        let share: Vec<_> = (0..per_round).filter_map(|_| batches.pop()).collect();
+        let pause = kill_after / (share.len() as u32 / 2 + 1);
+        let queue = Arc::new(Mutex::new(share));
+        let loaders: Vec<_> = (0..2)
+            .map(|_| {
+                let (queue, client, url) = (queue.clone(), client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    let mut failed = Vec::new();
+                    loop {
+                        let Some(batch) = queue.lock().unwrap().pop() else {
+                            break;
+                        };
+                        match post(&client, &url, &batch).await {
+                            Some(ids) => {
+                                acked.extend(ids.into_iter().zip(batch.iter().map(|(p, _)| *p)))
+                            }
+                            // Not acknowledged: the client sends it again later.
+                            None => failed.push(batch),
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                    (acked, failed)
+                })
+            })
+            .collect();
+        tokio::time::sleep(kill_after).await;
+        host.kill9();
+        for loader in loaders {
+            let (acked, failed) = loader.await.unwrap();
+            acknowledged.extend(acked);
+            batches.extend(failed);
+        }
+        batches.extend(queue.lock().unwrap().drain(..));
+        handle.set_faults(Faults::default());
+        if expire {
+            handle.add_token("sim-token");
+        }
+        eprintln!(
+            "round {round}: faults {faults:?}{}, killed after {kill_after:?}; {} leads acknowledged so far",
+            if expire { " + expired token" } else { "" },
+            acknowledged.len()
+        );
+    }
+
+    // The last life: the rest of the leads, no faults, until drained.
+    let host = Host::spawn(&config, &log);
+    wait_ready(&client, &url).await;
+    while let Some(batch) = batches.pop() {
+        let ids = post(&client, &url, &batch)
+            .await
+            .expect("the last host acknowledges");
+        for (id, (p, _)) in ids.into_iter().zip(&batch) {
+            acknowledged.insert(id, *p);
+        }
+    }
+    let drained = Instant::now();
+    loop {
+        let health: Value = client
+            .get(format!("{url}/v1/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let store = &health["store"];
+        if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
+            assert_eq!(store["jobs_dead"], 0, "{health}");
+            break;
+        }
+        assert!(
+            drained.elapsed() < Duration::from_secs(300),
+            "not drained: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed();
+
+    // Every acknowledged lead is stored, and delivered or merged.
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for id in acknowledged.keys() {
+        let view: Value = client
+            .get(format!("{url}/v1/leads/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = view["status"].as_str().unwrap_or("lost").to_string();
+        assert_ne!(status, "lost", "acknowledged lead {id} is not stored");
+        for job in view["deliveries"].as_array().unwrap() {
+            assert_eq!(job["state"], "delivered", "{view}");
+        }
+        *statuses.entry(status).or_default() += 1;
+    }
+    // Exactly one record per person, and every acknowledged person has one.
+    let acked_persons: HashSet<usize> = acknowledged.values().copied().collect();
+    let mut doubles = 0;
+    for p in &persons {
+        let n = handle.count_by_email(&format!("chaos.{p}@example.com"));
+        assert!(n <= 1, "person {p} has {n} records");
+        doubles += n.saturating_sub(1);
+        if acked_persons.contains(p) {
+            assert_eq!(n, 1, "acknowledged person {p} was never delivered");
+        }
+    }
+    let records = handle.contact_count();
+    assert!(
+        records >= acked_persons.len() && records <= persons.len(),
+        "{records} records for {} acknowledged of {} persons",
+        acked_persons.len(),
+        persons.len()
+    );
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    host.kill9();
+    let stats = handle.stats();
+    eprintln!(
+        "chaos: {rounds} kills, {} leads acknowledged ({statuses:?}) for {} persons in {elapsed:.1?} \
+         ({:.0} leads/s end to end); lost 0, duplicate CRM records {doubles}; simulator saw {stats:?}",
+        acknowledged.len(),
+        acked_persons.len(),
+        acknowledged.len() as f64 / elapsed.as_secs_f64(),
+    );
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("leadgate_delivery_latency")
+            && (l.contains("quantile") || l.contains("_count"))
+    }) {
+        eprintln!("  {line}");
+    }
+    sim.shutdown().await;
+}
+
+/// Posts one batch; the lead ids in order, or None if it was not
+/// acknowledged (the host died, or refused for backpressure).
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    batch: &[(usize, Value)],
+) -> Option<Vec<String>> {
+    let body = Value::Array(batch.iter().map(|(_, l)| l.clone()).collect());
+    let response = client
+        .post(format!("{url}/v1/leads"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if response.status() != reqwest::StatusCode::ACCEPTED {
+        return None;
+    }
+    let answer: Value = response.json().await.ok()?;
+    answer["results"]
+        .as_array()?
+        .iter()
+        .map(|r| r["id"].as_str().map(String::from))
+        .collect()
+}

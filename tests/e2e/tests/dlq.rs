@@ -1,0 +1,159 @@
+//! The dead-letter queue end to end: a job that exhausted its attempts is
+//! listed with every attempt and error, replayed (by the API and by
+//! `leadgate dlq`) into exactly one CRM record, and discarded with a reason.
+
+use leadgate::dlq_cli::{DlqCommand, run};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_sim::{Faults, SimConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn post_json(env: &TestEnv, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+    let resp = env.client.post(env.url(path)).json(&body).send().await?;
+    let status = resp.status();
+    Ok((status, resp.json().await?))
+}
+
+/// Three leads whose jobs die: the CRM is down for every attempt.
+async fn dead_letters(env: &TestEnv) -> anyhow::Result<Vec<String>> {
+    env.sim().set_faults(Faults {
+        outage: true,
+        ..Faults::default()
+    });
+    let leads: Vec<Value> = (0..3)
+        .map(|n| json!({"email": format!("dlq.{n}@example.com"), "first_name": "Dee"}))
+        .collect();
+    let (status, _) = env
+        .post_leads(Some(SCRAPER_KEY), &Value::Array(leads).to_string())
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let counts = env.drain(30).await?;
+    assert_eq!(counts.jobs_dead, 3, "{counts:?}");
+    env.sim().set_faults(Faults::default());
+    let (_, list) = env.get_json("/v1/dead-letters?destination=hubspot").await?;
+    let ids: Vec<String> = list["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["job"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), "[delivery]\nmax_attempts = 2\n").await?;
+    let ids = dead_letters(&env).await?;
+
+    // Inspect: the payload and every attempt with its error.
+    let (status, detail) = env
+        .get_json(&format!("/v1/dead-letters/{}", ids[0]))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["job"]["state"], "dead");
+    assert!(detail["job"]["payload"].is_array());
+    let events: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, vec!["retry_scheduled", "dead_lettered"], "{detail}");
+    assert!(
+        detail["events"][0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+    );
+
+    // Replay one, twice at once: one delivery.
+    let body = json!({"ids": [ids[0]]});
+    let (a, b) = tokio::join!(
+        post_json(&env, "/v1/dead-letters/replay", body.clone()),
+        post_json(&env, "/v1/dead-letters/replay", body)
+    );
+    let statuses: Vec<String> = [a?.1, b?.1]
+        .iter()
+        .map(|r| r["results"][0]["status"].as_str().unwrap().to_string())
+        .collect();
+    assert!(statuses.contains(&"replayed".to_string()), "{statuses:?}");
+    env.drain(30).await?;
+    let (_, detail) = env
+        .get_json(&format!("/v1/dead-letters/{}", ids[0]))
+        .await?;
+    assert_eq!(detail["job"]["state"], "delivered");
+    let replayed = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "replayed")
+        .expect("the replay is in the trail");
+    assert_eq!(replayed["detail"]["mapping"], "original");
+    assert!(
+        replayed["detail"]["adapter"]
+            .as_str()
+            .unwrap()
+            .starts_with("hubspot@")
+    );
+    // Replaying a delivered job does nothing.
+    let (_, again) = post_json(&env, "/v1/dead-letters/replay", json!({"ids": [ids[0]]})).await?;
+    assert_eq!(again["results"][0]["status"], "not_dead");
+
+    // The CLI replays the rest with the current mapping.
+    run(
+        &env.host.url(),
+        DlqCommand::Replay {
+            jobs: vec![],
+            all: true,
+            destination: Some("hubspot".into()),
+            current_mapping: true,
+        },
+    )
+    .await?;
+    env.drain(30).await?;
+    for n in 0..3 {
+        let email = format!("dlq.{n}@example.com");
+        assert_eq!(env.sim().contacts_by_email(&email).len(), 1, "{email}");
+    }
+    assert_eq!(env.sim().contact_count(), 3);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn a_discarded_dead_letter_leaves_the_queue_with_its_reason() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), "[delivery]\nmax_attempts = 1\n").await?;
+    let ids = dead_letters(&env).await?;
+    let (status, answer) =
+        post_json(&env, "/v1/dead-letters/discard", json!({"ids": [ids[0]]})).await?;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a reason is required"
+    );
+    assert_eq!(answer["error"]["code"], "reason_required");
+    run(
+        &env.host.url(),
+        DlqCommand::Discard {
+            jobs: vec![ids[0].clone()],
+            all: false,
+            destination: None,
+            reason: "test lead".into(),
+        },
+    )
+    .await?;
+    let (_, list) = env.get_json("/v1/dead-letters").await?;
+    assert_eq!(list["dead_letters"].as_array().unwrap().len(), 2);
+    let (_, detail) = env
+        .get_json(&format!("/v1/dead-letters/{}", ids[0]))
+        .await?;
+    assert_eq!(detail["job"]["discarded"]["reason"], "test lead");
+    let (_, replay) = post_json(
+        &env,
+        "/v1/dead-letters/replay",
+        json!({"ids": [ids[0], "nope"]}),
+    )
+    .await?;
+    assert_eq!(replay["counts"], json!({"not_dead": 1, "not_found": 1}));
+    env.stop().await
+}

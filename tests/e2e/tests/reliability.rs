@@ -1,0 +1,336 @@
+//! Delivery that never loses or doubles a lead: the circuit breaker during
+//! a CRM outage, ingest backpressure when the outbox is full, and graceful
+//! shutdown with batches in flight.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, WEBFORM_KEY};
+use leadgate_sim::{Faults, SimConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn lead(n: u32) -> Value {
+    json!({
+        "email": format!("reliable.{n}@example.com"),
+        "first_name": "Ada",
+        "last_name": format!("Lovelace-{n}"),
+        "company": format!("Engines {n} Ltd"),
+    })
+}
+
+fn outage() -> Faults {
+    Faults {
+        outage: true,
+        ..Faults::default()
+    }
+}
+
+/// The hubspot destination's breaker as `GET /v1/plugins` shows it.
+async fn breaker(env: &TestEnv) -> anyhow::Result<Value> {
+    let (status, plugins) = env.get_json("/v1/plugins").await?;
+    anyhow::ensure!(status == StatusCode::OK, "GET /v1/plugins: {status}");
+    Ok(plugins["plugins"][0]["breaker"].clone())
+}
+
+async fn wait_for_breaker(env: &TestEnv, state: &str, secs: u64) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        let b = breaker(env).await?;
+        if b["state"] == state {
+            return Ok(b);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(secs),
+            "breaker not {state} within {secs} s: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until some job is leased (a batch is in flight).
+async fn wait_for_lease(env: &TestEnv) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while env.host.store.counts().await?.jobs_leased == 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "no job leased");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_breaker_opens_during_an_outage_and_every_lead_lands_once() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[delivery]\nbreaker_failures = 3\nbreaker_cooldown_ms = 400\nbreaker_cooldown_max_ms = 800\n",
+    )
+    .await?;
+    let sim = env.sim();
+    sim.set_faults(outage());
+    let body: Vec<Value> = (0..20).map(lead).collect();
+    let (status, _) = env
+        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let open = wait_for_breaker(&env, "open", 15).await?;
+    assert!(open["times_opened"].as_u64().unwrap() >= 1, "{open}");
+    assert!(open["next_probe_at_ms"].as_i64().is_some(), "{open}");
+    assert_eq!(open["failure_threshold"], 3);
+
+    // While open, only probes reach the CRM: one per cool-down (400 ms,
+    // doubling to 800 ms), each failing and re-opening the breaker.
+    let requests_before = sim.stats().requests_total;
+    let opened_before = breaker(&env).await?["times_opened"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let requests = sim.stats().requests_total - requests_before;
+    let after = breaker(&env).await?;
+    let probes = after["times_opened"].as_u64().unwrap() - opened_before;
+    assert!(
+        requests <= probes + 2 && requests <= 6,
+        "{requests} requests in 2 s with the breaker open ({probes} failed probes)"
+    );
+    assert!(after["cooldown_ms"].as_u64().unwrap() <= 800, "{after}");
+    let counts = env.host.store.counts().await?;
+    assert_eq!(
+        (counts.jobs_pending + counts.jobs_leased, counts.jobs_dead),
+        (20, 0),
+        "nothing is lost or dead-lettered while the CRM is down"
+    );
+
+    // A hot reload keeps the breaker: a new adapter does not heal the CRM.
+    env.host
+        .registry
+        .reload_paths(&BTreeSet::from([PathBuf::from("hubspot.wasm")]))
+        .await;
+    let (_, plugins) = env.get_json("/v1/plugins").await?;
+    let p = &plugins["plugins"][0];
+    assert_eq!(p["reloads"], 1, "{p}");
+    assert_ne!(p["breaker"]["state"], "closed", "{p}");
+    assert!(
+        p["breaker"]["times_opened"].as_u64().unwrap() >= opened_before + probes,
+        "{p}"
+    );
+
+    // The outage ends: the next probe closes the breaker and the rest goes.
+    sim.set_faults(Faults::default());
+    let counts = env.drain(30).await?;
+    assert_eq!((counts.jobs_delivered, counts.jobs_dead), (20, 0));
+    let closed = breaker(&env).await?;
+    assert_eq!(closed["state"], "closed", "{closed}");
+    assert_eq!(closed["consecutive_failures"], 0);
+    assert_eq!(sim.contact_count(), 20);
+    for n in 0..20 {
+        assert_eq!(
+            sim.count_by_email(&format!("reliable.{n}@example.com")),
+            1,
+            "lead {n} delivered exactly once"
+        );
+    }
+    let metrics = env
+        .client
+        .get(env.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("leadgate_delivery_breaker_state{destination=\"hubspot\"} 0"),
+        "{metrics}"
+    );
+    let opened: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("leadgate_delivery_breaker_opened_total{destination=\"hubspot\"} ")
+        })
+        .expect("the openings counter")
+        .parse()?;
+    assert_eq!(opened, closed["times_opened"].as_u64().unwrap());
+    assert!(opened >= 1);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn a_full_backlog_turns_ingest_to_429_and_loses_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[delivery]\nbreaker_failures = 3\nbreaker_cooldown_ms = 200\nbreaker_cooldown_max_ms = 400\n\
+         [sources.scraper]\nmax_backlog = 10\n",
+    )
+    .await?;
+    let sim = env.sim();
+    sim.set_faults(outage());
+
+    let post = |n: u32, key: &'static str| {
+        env.client
+            .post(env.url("/v1/leads"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(lead(n).to_string())
+            .send()
+    };
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let n = accepted.len() as u32;
+        anyhow::ensure!(n < 40, "ingest never pushed back");
+        let response = post(n, SCRAPER_KEY).await?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        accepted.push(n);
+    };
+    // The limit holds to within what the count can miss between refreshes.
+    assert!(
+        (10..=13).contains(&accepted.len()),
+        "{} accepted before the first 429",
+        accepted.len()
+    );
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let error: Value = refused.json().await?;
+    assert_eq!(error["error"]["code"], "backlog_full", "{error}");
+    assert_eq!(error["error"]["limit"], 10);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scraper")
+    );
+    // It stays refused while the CRM is down.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = post(99, SCRAPER_KEY).await?;
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another source's limit is its own (the host-wide one is far off).
+    let other = post(100, WEBFORM_KEY).await?;
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    accepted.push(100);
+
+    sim.set_faults(Faults::default());
+    let counts = env.drain(30).await?;
+    assert_eq!(
+        (counts.jobs_delivered, counts.jobs_dead),
+        (accepted.len() as u64, 0)
+    );
+    assert_eq!(sim.contact_count(), accepted.len());
+    for n in &accepted {
+        assert_eq!(
+            sim.count_by_email(&format!("reliable.{n}@example.com")),
+            1,
+            "lead {n} delivered exactly once"
+        );
+    }
+    assert_eq!(sim.count_by_email("reliable.99@example.com"), 0);
+    // With the backlog gone, ingest takes work again.
+    let started = Instant::now();
+    loop {
+        let response = post(200, SCRAPER_KEY).await?;
+        if response.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(5),
+            "still refused after the backlog drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = env
+        .client
+        .get(env.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("leadgate_ingest_backlog_refused_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    env.stop().await
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_batch_in_flight_finish() -> anyhow::Result<()> {
+    let env = TestEnv::default().await?;
+    env.sim().set_faults(Faults {
+        latency_ms: 800,
+        ..Faults::default()
+    });
+    let body: Vec<Value> = (0..5).map(lead).collect();
+    let (status, _) = env
+        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_for_lease(&env).await?;
+    let store = env.host.store.clone();
+    let TestEnv { sim, host, .. } = env;
+    host.shutdown().await?;
+    let counts = store.counts().await?;
+    assert_eq!(
+        (counts.jobs_leased, counts.jobs_delivered),
+        (0, 5),
+        "the batch finished and was recorded: {counts:?}"
+    );
+    assert_eq!(sim.handle().contact_count(), 5);
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_gives_unfinished_jobs_back_after_the_grace_period() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[delivery]\nshutdown_grace_ms = 300\n",
+    )
+    .await?;
+    env.sim().set_faults(Faults {
+        latency_ms: 5_000,
+        ..Faults::default()
+    });
+    let body: Vec<Value> = (0..5).map(lead).collect();
+    let (_, answer) = env
+        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
+        .await?;
+    let id = answer["results"][0]["id"].as_str().unwrap().to_string();
+    wait_for_lease(&env).await?;
+    let store = env.host.store.clone();
+    let metrics = env.host.metrics.clone();
+    let TestEnv { sim, host, .. } = env;
+    let started = Instant::now();
+    host.shutdown().await?;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2_500),
+        "shutdown waited {took:?} for a 5 s call with a 300 ms grace period"
+    );
+    let counts = store.counts().await?;
+    assert_eq!(
+        (counts.jobs_leased, counts.jobs_pending, counts.jobs_dead),
+        (0, 5, 0),
+        "every lease given back, none left to expire: {counts:?}"
+    );
+    assert_eq!(
+        metrics
+            .delivery_released
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+    let view = store.lead(&id).await?.expect("the lead");
+    let job = &view.deliveries[0];
+    assert_eq!(job.attempts, 0, "a released job has not used an attempt");
+    assert!(
+        job.next_attempt_at_ms <= leadgate::now_ms(),
+        "due at once on restart"
+    );
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("shut down"),
+        "{job:?}"
+    );
+    sim.shutdown().await;
+    Ok(())
+}
