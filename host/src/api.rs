@@ -162,7 +162,12 @@ async fn plugins(State(state): State<Arc<AppState>>) -> Response {
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let counts = state.store.counts().await.map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "status": "ok", "store": counts })).into_response())
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "store": counts,
+        "latency": state.metrics.latency.summaries(),
+    }))
+    .into_response())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

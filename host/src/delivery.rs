@@ -379,9 +379,18 @@ impl Worker {
                 }
             }
         }
-        for (_, r) in &results {
+        for (job, r) in &results {
             let counter = match r {
-                JobResult::Delivered { .. } => &self.metrics.delivery_delivered,
+                JobResult::Delivered { .. } => {
+                    self.metrics
+                        .latency
+                        .record(job.priority, job.created_at_ms, now);
+                    &self.metrics.delivery_delivered
+                }
+                JobResult::Retry { error, .. } if error.starts_with("readback:") => {
+                    Metrics::add(&self.metrics.delivery_readback_mismatches, 1);
+                    &self.metrics.delivery_retries
+                }
                 JobResult::Retry {
                     count_attempt: false,
                     ..

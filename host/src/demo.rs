@@ -37,6 +37,9 @@ pub struct Summary {
     pub rejected_by_reason: BTreeMap<String, usize>,
     pub duplicates: usize,
     pub delivered: u64,
+    /// Of the deliveries, updates of a contact after a duplicate merged new
+    /// fields into its person.
+    pub updates_from_merges: u64,
     pub dead_lettered: u64,
     pub unique_persons: usize,
     pub crm_records: usize,
@@ -102,6 +105,7 @@ pub async fn run_demo(rows: &str) -> anyhow::Result<Summary> {
         rejected_by_reason: BTreeMap::new(),
         duplicates: 0,
         delivered: 0,
+        updates_from_merges: 0,
         dead_lettered: 0,
         unique_persons: rows
             .iter()
@@ -156,6 +160,11 @@ pub async fn run_demo(rows: &str) -> anyhow::Result<Summary> {
         }
     }
     summary.delivered = counts.jobs_delivered;
+    // One destination: each new person makes one create, the rest are
+    // merge updates.
+    summary.updates_from_merges = counts
+        .jobs_delivered
+        .saturating_sub((summary.accepted - summary.duplicates) as u64);
     summary.dead_lettered = counts.jobs_dead;
     summary.crm_records = contacts.len();
     summary.crm_duplicate_emails = per_email.values().filter(|n| **n > 1).count();
@@ -206,10 +215,13 @@ fn print_summary(s: &Summary) {
         println!("    {reason:<22}{n:>4}");
     }
     println!(
-        "  duplicates      {:>6}  (same person, not pushed again)",
+        "  duplicates      {:>6}  (same person: merged into its record, no second contact)",
         s.duplicates
     );
-    println!("  delivered       {:>6}", s.delivered);
+    println!(
+        "  delivered       {:>6}  ({} of them updates carrying merged fields)",
+        s.delivered, s.updates_from_merges
+    );
     println!("  dead-lettered   {:>6}", s.dead_lettered);
     println!(
         "  unique persons  {:>6}  (by the file's truth column)",

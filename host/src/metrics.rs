@@ -2,7 +2,12 @@
 //! format at `GET /metrics`. Names follow `leadgate_<stage>_<what>_total`.
 
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use hdrhistogram::Histogram;
+
+use crate::route::Priority;
 
 use crate::plugins::PluginStatus;
 use crate::store::StoreCounts;
@@ -26,6 +31,82 @@ pub struct Metrics {
     pub plugin_call_errors: AtomicU64,
     pub webhook_events: AtomicU64,
     pub webhook_rejected: AtomicU64,
+    /// Writes the CRM reported as done that a read-back found missing or
+    /// different (retried).
+    pub delivery_readback_mismatches: AtomicU64,
+    /// Lead-to-CRM latency and SLA breaches per priority class.
+    pub latency: LatencyByClass,
+}
+
+/// Lead-to-CRM latency (acceptance to the CRM's confirmation) per priority
+/// class, and how many deliveries missed the class's SLA.
+#[derive(Debug)]
+pub struct LatencyByClass {
+    classes: [Mutex<Histogram<u64>>; 3],
+    breaches: [AtomicU64; 3],
+}
+
+impl Default for LatencyByClass {
+    fn default() -> Self {
+        let histogram = || {
+            // 1 ms to 1 day, 3 significant figures.
+            Mutex::new(Histogram::new_with_bounds(1, 86_400_000, 3).expect("valid bounds"))
+        };
+        LatencyByClass {
+            classes: [histogram(), histogram(), histogram()],
+            breaches: Default::default(),
+        }
+    }
+}
+
+/// A class's latency figures in ms.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    pub priority: String,
+    pub count: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+    pub sla_breaches: u64,
+}
+
+impl LatencyByClass {
+    /// Records one delivery of a job of `priority` (0–2) accepted at
+    /// `accepted_ms` and confirmed at `now_ms`.
+    pub fn record(&self, priority: i64, accepted_ms: i64, now_ms: i64) {
+        let Some(class) = Priority::from_i64(priority) else {
+            return;
+        };
+        let i = class.as_i64() as usize;
+        let ms = (now_ms - accepted_ms).max(1) as u64;
+        self.classes[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saturating_record(ms);
+        if ms > class.sla().as_millis() as u64 {
+            self.breaches[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn summaries(&self) -> Vec<LatencySummary> {
+        [Priority::P0, Priority::P1, Priority::P2]
+            .into_iter()
+            .map(|class| {
+                let i = class.as_i64() as usize;
+                let h = self.classes[i].lock().unwrap_or_else(|e| e.into_inner());
+                LatencySummary {
+                    priority: format!("{class:?}"),
+                    count: h.len(),
+                    p50_ms: h.value_at_quantile(0.5),
+                    p95_ms: h.value_at_quantile(0.95),
+                    p99_ms: h.value_at_quantile(0.99),
+                    max_ms: h.max(),
+                    sla_breaches: self.breaches[i].load(Relaxed),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Metrics {
@@ -116,6 +197,41 @@ impl Metrics {
             "Webhooks refused.",
             self.webhook_rejected.load(Relaxed),
         );
+        counter(
+            "leadgate_delivery_readback_mismatches_total",
+            "Writes the CRM reported as done that a read-back found missing or different (retried).",
+            self.delivery_readback_mismatches.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP leadgate_delivery_latency_ms Lead-to-CRM latency, acceptance to the CRM's confirmation, per priority class.\n# TYPE leadgate_delivery_latency_ms summary"
+        );
+        let summaries = self.latency.summaries();
+        for s in &summaries {
+            for (q, v) in [("0.5", s.p50_ms), ("0.95", s.p95_ms), ("0.99", s.p99_ms)] {
+                let _ = writeln!(
+                    out,
+                    "leadgate_delivery_latency_ms{{priority=\"{}\",quantile=\"{q}\"}} {v}",
+                    s.priority
+                );
+            }
+            let _ = writeln!(
+                out,
+                "leadgate_delivery_latency_ms_count{{priority=\"{}\"}} {}",
+                s.priority, s.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leadgate_delivery_sla_breaches_total Deliveries later than their class's SLA (P0 1 min, P1 5 min, P2 30 min).\n# TYPE leadgate_delivery_sla_breaches_total counter"
+        );
+        for s in &summaries {
+            let _ = writeln!(
+                out,
+                "leadgate_delivery_sla_breaches_total{{priority=\"{}\"}} {}",
+                s.priority, s.sla_breaches
+            );
+        }
         if let Some(c) = counts {
             let _ = writeln!(
                 out,
@@ -176,5 +292,29 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_per_class_and_sla_breaches() {
+        let m = Metrics::default();
+        for ms in 1..=100 {
+            m.latency.record(0, 0, ms * 10);
+        }
+        // A P2 lead delivered after 31 minutes missed its SLA.
+        m.latency.record(2, 0, 31 * 60_000);
+        m.latency.record(2, 0, 60_000);
+        let s = m.latency.summaries();
+        assert_eq!((s[0].count, s[1].count, s[2].count), (100, 0, 2));
+        assert!((495..=505).contains(&s[0].p50_ms), "{:?}", s[0]);
+        assert!((985..=995).contains(&s[0].p99_ms), "{:?}", s[0]);
+        assert_eq!((s[0].sla_breaches, s[2].sla_breaches), (0, 1));
+        let text = m.render(None, &[]);
+        assert!(text.contains("leadgate_delivery_latency_ms{priority=\"P0\",quantile=\"0.99\"}"));
+        assert!(text.contains("leadgate_delivery_sla_breaches_total{priority=\"P2\"} 1"));
     }
 }

@@ -29,6 +29,15 @@ impl Priority {
         self as i64
     }
 
+    pub fn from_i64(n: i64) -> Option<Priority> {
+        match n {
+            0 => Some(Priority::P0),
+            1 => Some(Priority::P1),
+            2 => Some(Priority::P2),
+            _ => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Priority> {
         match s {
             "P0" => Some(Priority::P0),

@@ -4,7 +4,14 @@
 //! leadgate outcomes, and v3 webhook signatures verified with a secret that
 //! stays in the host.
 //!
-//! Destination configuration: `base-url` (default `https://api.hubapi.com`).
+//! After a batch is written, the records are read back
+//! (`POST /crm/v3/objects/contacts/batch/read`) and compared with what was
+//! sent: a "success" that stored nothing, or not what was sent, becomes a
+//! retry with a `readback:` reason instead of a delivery.
+//!
+//! Destination configuration: `base-url` (default `https://api.hubapi.com`),
+//! `readback-percent` (0–100, default 100: the share of written records read
+//! back, chosen by a stable hash of the job id; lower it under heavy load).
 //! Secrets: `access-token` (private-app or OAuth token), `client-secret`
 //! (the app secret that signs webhooks).
 
@@ -23,6 +30,7 @@ pub struct HubSpot;
 
 const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
+const READ_PATH: &str = "/crm/v3/objects/contacts/batch/read";
 /// When HubSpot throttles without saying for how long: its burst window.
 const DEFAULT_THROTTLE_MS: u64 = 10_000;
 /// Webhook signatures older than this are refused (HubSpot's own rule).
@@ -38,7 +46,7 @@ impl Adapter for HubSpot {
             upsert_key: "email".into(),
             required_properties: vec!["email".into()],
             supports_webhooks: true,
-            config_keys: vec!["base-url".into()],
+            config_keys: vec!["base-url".into(), "readback-percent".into()],
             secrets: vec!["access-token".into(), "client-secret".into()],
             default_hosts: vec!["api.hubapi.com".into()],
             rate_limits: vec![
@@ -52,8 +60,14 @@ impl Adapter for HubSpot {
     }
 
     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> {
-        let base_url = config(&ctx, "base-url").unwrap_or(DEFAULT_BASE_URL);
-        let url = format!("{}{UPSERT_PATH}", base_url.trim_end_matches('/'));
+        let base_url = config(&ctx, "base-url")
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/');
+        let url = format!("{base_url}{UPSERT_PATH}");
+        let readback_percent = config(&ctx, "readback-percent")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(100)
+            .min(100);
 
         // Sort the batch into records we can send now and the rest.
         let mut outcomes: HashMap<String, Outcome> = HashMap::new();
@@ -93,6 +107,12 @@ impl Adapter for HubSpot {
             for (id, o) in upsert(&url, &sendable) {
                 outcomes.insert(id, o);
             }
+            let sampled: Vec<&Delivery> = sendable
+                .iter()
+                .copied()
+                .filter(|d| stable_percent(&d.id) < readback_percent)
+                .collect();
+            read_back(&format!("{base_url}{READ_PATH}"), &sampled, &mut outcomes);
         }
 
         batch
@@ -218,6 +238,98 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
                     format!("HubSpot answered {s}: {}", err.message),
                 ),
             )
+        }
+    }
+}
+
+/// 0–99 from a job id, the same every time (FNV-1a).
+fn stable_percent(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % 100
+}
+
+/// Reads back the records `outcomes` says were written and turns each one
+/// that is missing, or does not hold what was sent, into a retry. A failed
+/// read leaves the outcomes alone: the write's own answer stands.
+fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Outcome>) {
+    let written: Vec<(&Delivery, String)> = records
+        .iter()
+        .filter_map(|d| match outcomes.get(&d.id) {
+            Some(Outcome::Created(id) | Outcome::Updated(id)) => Some((*d, id.clone())),
+            _ => None,
+        })
+        .collect();
+    if written.is_empty() {
+        return;
+    }
+    let mut names: Vec<&str> = written
+        .iter()
+        .flat_map(|(d, _)| d.properties.iter().map(|p| p.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let inputs: Vec<Value> = written.iter().map(|(_, id)| json!({ "id": id })).collect();
+    let response = match Request::post(url)
+        .bearer_secret("access-token")
+        .json(&json!({ "properties": names, "inputs": inputs }))
+        .timeout_ms(30_000)
+        .send()
+    {
+        Ok(r) if matches!(r.status(), 200 | 207) => r,
+        Ok(r) => {
+            log::warn(&format!(
+                "read-back skipped: HubSpot answered {}",
+                r.status()
+            ));
+            return;
+        }
+        Err(e) => {
+            log::warn(&format!("read-back skipped: {e}"));
+            return;
+        }
+    };
+    let Ok(body) = response.json::<BatchResponse>() else {
+        log::warn("read-back skipped: unreadable answer");
+        return;
+    };
+    let stored: HashMap<&str, &HashMap<String, Option<String>>> = body
+        .results
+        .iter()
+        .map(|r| (r.id.as_str(), &r.properties))
+        .collect();
+    for (d, id) in written {
+        let verdict = match stored.get(id.as_str()) {
+            None => Some(format!(
+                "readback: HubSpot reported contact {id} written, but it does not exist (a silent no-op)"
+            )),
+            Some(props) => {
+                let differ: Vec<&str> = d
+                    .properties
+                    .iter()
+                    .filter(|p| {
+                        let held = props.get(&p.name).and_then(|v| v.as_deref());
+                        match held {
+                            Some(v) if p.name == "email" => !v.eq_ignore_ascii_case(&p.value),
+                            Some(v) => v != p.value,
+                            None => true,
+                        }
+                    })
+                    .map(|p| p.name.as_str())
+                    .collect();
+                (!differ.is_empty()).then(|| {
+                    format!(
+                        "readback: contact {id} does not hold what was sent ({}); HubSpot reported success",
+                        differ.join(", ")
+                    )
+                })
+            }
+        };
+        if let Some(reason) = verdict {
+            outcomes.insert(d.id.clone(), retry(None, reason));
         }
     }
 }
@@ -457,9 +569,74 @@ mod tests {
     fn ctx() -> PushContext {
         PushContext {
             destination: "hubspot".into(),
-            config: vec![("base-url".into(), "http://127.0.0.1:9".into())],
+            config: vec![
+                ("base-url".into(), "http://127.0.0.1:9".into()),
+                ("readback-percent".into(), "0".into()),
+            ],
             attempt: 1,
         }
+    }
+
+    #[test]
+    fn a_write_that_did_not_stick_is_retried_after_the_read_back() {
+        testing::install(TestHost::new(|req| {
+            if req.url.ends_with("/batch/upsert") {
+                return Ok(json_response(
+                    200,
+                    &json!({"status":"COMPLETE","results":[
+                        {"id":"11","new":true,"properties":{"email":"a@x.com"}},
+                        {"id":"12","new":false,"properties":{"email":"b@x.com"}},
+                        {"id":"13","new":false,"properties":{"email":"c@x.com"}}]}),
+                ));
+            }
+            assert!(req.url.ends_with("/crm/v3/objects/contacts/batch/read"));
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            assert_eq!(body["properties"], json!(["email", "firstname"]));
+            assert_eq!(body["inputs"].as_array().unwrap().len(), 3);
+            // 11 was never stored; 12 holds another email; 13 is right.
+            Ok(json_response(
+                207,
+                &json!({"status":"COMPLETE","results":[
+                    {"id":"12","properties":{"email":"old@x.com","firstname":"Jane"}},
+                    {"id":"13","properties":{"email":"C@x.com","firstname":"Jane"}}],
+                    "errors":[{"status":"error","category":"OBJECT_NOT_FOUND","message":"not found",
+                               "context":{"ids":["11"]}}]}),
+            ))
+        }));
+        let mut ctx = ctx();
+        ctx.config[1].1 = "100".into();
+        let out = HubSpot::push(
+            vec![
+                delivery("1", "a@x.com"),
+                delivery("2", "b@x.com"),
+                delivery("3", "c@x.com"),
+            ],
+            ctx,
+        );
+        for (o, needle) in [
+            (&out[0].outcome, "does not exist"),
+            (&out[1].outcome, "(email)"),
+        ] {
+            match o {
+                Outcome::Retry(r) => assert!(
+                    r.reason.starts_with("readback:") && r.reason.contains(needle),
+                    "{}",
+                    r.reason
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(out[2].outcome, Outcome::Updated("13".into()));
+    }
+
+    #[test]
+    fn read_back_samples_by_job_id() {
+        let ids: Vec<u64> = (0..1000)
+            .map(|n| stable_percent(&format!("job-{n}")))
+            .collect();
+        let under_10 = ids.iter().filter(|p| **p < 10).count();
+        assert!((50..150).contains(&under_10), "{under_10}");
+        assert_eq!(stable_percent("job-1"), stable_percent("job-1"));
     }
 
     #[test]
