@@ -10,7 +10,16 @@
 //!    one lead per request;
 //! 3. the same host, 100 leads per request;
 //! 4. the host with the HubSpot adapter delivering to the CRM simulator,
-//!    from the first post until the outbox is drained.
+//!    from the first post until the outbox is drained;
+//! 5. steady state: a constant offered load (`LEADGATE_BENCH_STEADY_RATE`
+//!    leads/s, default 10,000, for `LEADGATE_BENCH_STEADY_SECS`, default 10)
+//!    of 10% P0 / 30% P1 / 60% P2 leads through the HubSpot adapter into the
+//!    simulator with its limits lifted: leads/s, lead-to-CRM p50/p95/p99 per
+//!    class from the host's own histograms, SLA breaches, 429s;
+//! 6. the same at `LEADGATE_BENCH_REAL_RATE` (default 800 leads/s) against
+//!    HubSpot's real limits (190 requests per 10 s): the limiter must keep
+//!    the simulator's 429 count at 0. `LEADGATE_BENCH_READBACK` sets the
+//!    adapter's read-back share (default 100%).
 //!
 //! `cargo bench -p leadgate --bench ingest`. Environment knobs:
 //! `LEADGATE_BENCH_SECS` (measured seconds per timed scenario, default 5),
@@ -91,9 +100,15 @@ fn write_lead(out: &mut String, n: u64) {
     }
     let _ = write!(
         out,
-        r#"{{"first_name":"{first}","last_name":"{last}","email":"{first}.{last}.{n}@northwind-{tag}.example.com","phone":"{phone}","company":"{tag}{tag} Freight LLC","title":"Director of Operations","website":"https://www.northwind-{tag}.example.com/","street":"{street} Market Street, Suite 500","city":"san francisco","region":"CA","postcode":"94103","country":"US","external_ref":"bench/{n:09}","utm_campaign":"spring-trade-show"}}"#,
+        r#"{{"priority":"{priority}","first_name":"{first}","last_name":"{last}","email":"{first}.{last}.{n}@northwind-{tag}.example.com","phone":"{phone}","company":"{tag}{tag} Freight LLC","title":"Director of Operations","website":"https://www.northwind-{tag}.example.com/","street":"{street} Market Street, Suite 500","city":"san francisco","region":"CA","postcode":"94103","country":"US","external_ref":"bench/{n:09}","utm_campaign":"spring-trade-show"}}"#,
         phone = phone_of(n),
         street = 100 + n % 9_000,
+        // 10% P0, 30% P1, 60% P2.
+        priority = match n % 10 {
+            0 => "P0",
+            1..=3 => "P1",
+            _ => "P2",
+        },
     );
 }
 
@@ -125,6 +140,10 @@ struct Settings {
     e2e_leads: usize,
     drain_timeout: Duration,
     only: Option<Vec<String>>,
+    steady_rate: f64,
+    steady_secs: f64,
+    real_rate: f64,
+    readback_percent: u32,
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
@@ -144,6 +163,10 @@ impl Settings {
             batch: (env_f64("LEADGATE_BENCH_BATCH", 100.0).max(2.0) as usize).min(10_000),
             e2e_leads: env_f64("LEADGATE_BENCH_E2E_LEADS", 50_000.0).max(100.0) as usize,
             drain_timeout: Duration::from_secs_f64(env_f64("LEADGATE_BENCH_DRAIN_SECS", 60.0)),
+            steady_rate: env_f64("LEADGATE_BENCH_STEADY_RATE", 10_000.0).max(100.0),
+            steady_secs: env_f64("LEADGATE_BENCH_STEADY_SECS", 10.0).max(1.0),
+            real_rate: env_f64("LEADGATE_BENCH_REAL_RATE", 800.0).max(10.0),
+            readback_percent: env_f64("LEADGATE_BENCH_READBACK", 100.0).clamp(0.0, 100.0) as u32,
             only: std::env::var("LEADGATE_BENCH_ONLY")
                 .ok()
                 .filter(|v| !v.trim().is_empty())
@@ -370,6 +393,10 @@ fn durability() -> String {
 }
 
 async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
+    start_host_with(destination, 100).await
+}
+
+async fn start_host_with(destination: Option<&str>, readback: u32) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
         .tempdir_in(std::env::temp_dir())?;
@@ -384,7 +411,7 @@ async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
         toml.push_str(&format!(
             "[destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
              allowed_hosts = [\"127.0.0.1\"]\n\
-             [destinations.hubspot.config]\nbase-url = \"{base_url}\"\n\
+             [destinations.hubspot.config]\nbase-url = \"{base_url}\"\nreadback-percent = \"{readback}\"\n\
              [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
         ));
     }
@@ -562,6 +589,144 @@ async fn end_to_end(s: &Settings) -> anyhow::Result<EndToEnd> {
     stop_host(h).await?;
     sim.shutdown().await;
     Ok(e)
+}
+
+/// What a steady-state run measured.
+struct Steady {
+    offered: f64,
+    acknowledged: u64,
+    secs: f64,
+    delivered_in_window: usize,
+    drained_after: f64,
+    contacts: usize,
+    sim_429: u64,
+    sim_requests: u64,
+    latency: Vec<leadgate::metrics::LatencySummary>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// A constant offered load (batches of `s.batch` at `rate` leads/s) for
+/// `s.steady_secs`, through the HubSpot adapter into the simulator: with
+/// its limits lifted (`real == false`) or with HubSpot's real ones. The
+/// host's own per-class histograms give lead-to-CRM latency.
+async fn steady(s: &Settings, rate: f64, real: bool) -> anyhow::Result<Steady> {
+    let sim_config = if real {
+        leadgate_sim::SimConfig::default()
+    } else {
+        leadgate_sim::SimConfig {
+            burst_limit: u32::MAX / 2,
+            daily_limit: u32::MAX / 2,
+            ..Default::default()
+        }
+    };
+    let sim = leadgate_sim::Simulator::start(sim_config).await?;
+    let h = start_host_with(Some(&sim.base_url()), s.readback_percent).await?;
+    let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
+    let client = client()?;
+    let period = Duration::from_secs_f64(s.batch as f64 / rate);
+    let total_batches = (rate * s.steady_secs / s.batch as f64).ceil() as usize;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..total_batches {
+        ticker.tick().await;
+        let (client, url, batch) = (client.clone(), url.clone(), s.batch);
+        tasks.spawn(async move { post(&client, &url, batch, Expect::AllAccepted).await });
+    }
+    let (mut acknowledged, mut errors, mut first_error) = (0u64, 0u64, None);
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            Ok(()) => acknowledged += s.batch as u64,
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let handle = sim.handle();
+    let delivered_in_window = handle.contact_count();
+    let (drained, _) = h.host.wait_until_drained(s.drain_timeout).await?;
+    let drained_after = if drained {
+        started.elapsed().as_secs_f64()
+    } else {
+        f64::NAN
+    };
+    let stats = handle.stats();
+    let out = Steady {
+        offered: rate,
+        acknowledged,
+        secs,
+        delivered_in_window,
+        drained_after,
+        contacts: handle.contact_count(),
+        sim_429: stats.rate_limited,
+        sim_requests: stats.requests_total,
+        latency: h.host.metrics.latency.summaries(),
+        errors,
+        first_error,
+    };
+    stop_host(h).await?;
+    sim.shutdown().await;
+    Ok(out)
+}
+
+fn steady_row(name: &str, s: &Settings, st: &Steady) -> Row {
+    let class = |p: &str| {
+        st.latency
+            .iter()
+            .find(|l| l.priority == p)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (p0, p1, p2) = (class("P0"), class("P1"), class("P2"));
+    println!(
+        "  {name}: offered {}/s, acknowledged {} leads in {:.1} s ({}/s), {} in the CRM by then,          drained after {:.1} s; {} contacts; simulator {} requests, {} 429s;          lead-to-CRM p50/p95/p99 ms: P0 {}/{}/{} (n={}), P1 {}/{}/{} (n={}), P2 {}/{}/{} (n={});          SLA breaches {}/{}/{}",
+        thousands(st.offered),
+        st.acknowledged,
+        st.secs,
+        thousands(st.acknowledged as f64 / st.secs),
+        st.delivered_in_window,
+        st.drained_after,
+        st.contacts,
+        st.sim_requests,
+        st.sim_429,
+        p0.p50_ms,
+        p0.p95_ms,
+        p0.p99_ms,
+        p0.count,
+        p1.p50_ms,
+        p1.p95_ms,
+        p1.p99_ms,
+        p1.count,
+        p2.p50_ms,
+        p2.p95_ms,
+        p2.p99_ms,
+        p2.count,
+        p0.sla_breaches,
+        p1.sla_breaches,
+        p2.sla_breaches,
+    );
+    Row {
+        scenario: name.into(),
+        rate: format!("{}/s", thousands(st.acknowledged as f64 / st.secs)),
+        p50: format!("{} ms", p0.p50_ms),
+        p99: format!("{} ms", p0.p99_ms),
+        notes: format!(
+            "steady {}/s offered, {}/batch, readback {}%: P0 lead-to-CRM (P1 p99 {} ms, P2 p99 {} ms);              {} of {} in the CRM, {} 429s{}",
+            thousands(st.offered),
+            s.batch,
+            s.readback_percent,
+            p1.p99_ms,
+            p2.p99_ms,
+            st.contacts,
+            st.acknowledged,
+            st.sim_429,
+            errors_note(st.errors, &st.first_error)
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -767,6 +932,16 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                 errors_note(e.errors, &e.first_error)
             ),
         });
+    }
+
+    if s.wants("steady") {
+        let st = steady(&s, s.steady_rate, false).await?;
+        rows.push(steady_row("steady state (limits lifted)", &s, &st));
+    }
+
+    if s.wants("steady-real") {
+        let st = steady(&s, s.real_rate, true).await?;
+        rows.push(steady_row("steady state (HubSpot's limits)", &s, &st));
     }
 
     println!();

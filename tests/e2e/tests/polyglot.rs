@@ -82,8 +82,9 @@ async fn python_and_javascript_adapters_deliver_one_record_per_person() -> anyho
     );
 
     // 12 people, the first 4 of them twice (the second time with a new
-    // title: the dedupe stage merges those into the first, so each CRM
-    // still gets one record per person).
+    // title: the dedupe stage merges those into the first person, and the
+    // merged title goes out as an update of the same record, so each CRM
+    // still has one record per person).
     let mut leads: Vec<Value> = (0..12).map(person).collect();
     for n in 0..4 {
         let mut again = person(n);
@@ -114,10 +115,25 @@ async fn python_and_javascript_adapters_deliver_one_record_per_person() -> anyho
         .unwrap();
     assert!(ada0.name.starts_with("Ada Lovelace"), "{}", ada0.name);
     assert_eq!(ada0.phones[0].value, "+14155551000");
-    assert_eq!(ada0.job_title.as_deref(), Some("Engineer"));
+    assert_eq!(
+        ada0.job_title.as_deref(),
+        Some("Chief Engineer"),
+        "the merge's update was PATCHed onto the same person"
+    );
+    for n in 0..4 {
+        let email = format!("poly.{n}@example.com");
+        let contact = &sim.contacts_by_email(&email)[0];
+        assert_eq!(contact.properties["jobtitle"], "Chief Engineer", "{email}");
+    }
 
+    // The webhook receiver gets one message per person and one per update.
     let messages = sim.hook_messages("leads");
-    assert_eq!(messages.len(), 12, "one signed message per person");
+    assert_eq!(messages.len(), 16, "12 persons, 4 updates");
+    let emails: std::collections::BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.body["data"]["properties"]["email"].as_str())
+        .collect();
+    assert_eq!(emails.len(), 12);
     let first = &messages[0];
     assert_eq!(first.body["type"], "lead.upserted");
     assert!(first.body["data"]["properties"]["email"].is_string());
