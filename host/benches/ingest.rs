@@ -393,10 +393,17 @@ fn durability() -> String {
 }
 
 async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
-    start_host_with(destination, 100).await
+    start_host_with(destination, 100, true).await
 }
 
-async fn start_host_with(destination: Option<&str>, readback: u32) -> anyhow::Result<Host> {
+/// `lifted`: the account's HubSpot quota is raised to match a simulator
+/// whose limits are lifted (otherwise the host holds itself to HubSpot's
+/// 190 requests per 10 s, as it should).
+async fn start_host_with(
+    destination: Option<&str>,
+    readback: u32,
+    lifted: bool,
+) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
         .tempdir_in(std::env::temp_dir())?;
@@ -414,6 +421,13 @@ async fn start_host_with(destination: Option<&str>, readback: u32) -> anyhow::Re
              [destinations.hubspot.config]\nbase-url = \"{base_url}\"\nreadback-percent = \"{readback}\"\n\
              [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
         ));
+        if lifted {
+            toml.push_str(
+                "[destinations.hubspot.rate_limits]\n\
+                 burst = { max_requests = 1000000000, window_ms = 10000 }\n\
+                 daily = { max_requests = 1000000000, window_ms = 86400000 }\n",
+            );
+        }
     }
     let config = Config::from_toml(&toml)?;
     let host = leadgate::app::start(config).await?;
@@ -621,7 +635,7 @@ async fn steady(s: &Settings, rate: f64, real: bool) -> anyhow::Result<Steady> {
         }
     };
     let sim = leadgate_sim::Simulator::start(sim_config).await?;
-    let h = start_host_with(Some(&sim.base_url()), s.readback_percent).await?;
+    let h = start_host_with(Some(&sim.base_url()), s.readback_percent, !real).await?;
     let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
     let client = client()?;
     let period = Duration::from_secs_f64(s.batch as f64 / rate);

@@ -191,6 +191,20 @@ pub struct DestinationConfig {
     /// Largest batch; default the adapter's own maximum.
     #[serde(default)]
     pub batch_size: Option<u32>,
+    /// This account's quotas where they differ from what the adapter
+    /// declares (an API limit increase, a lower tier), by window name:
+    /// `burst = { max_requests = 250, window_ms = 10000 }`. A name the
+    /// adapter does not declare adds a window.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitOverride>,
+}
+
+/// One rate-limit window of a destination account.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitOverride {
+    pub max_requests: u32,
+    pub window_ms: u64,
 }
 
 impl Config {

@@ -509,7 +509,16 @@ impl Registry {
                 tracing::warn!(destination = %name, secret = %needed, "adapter declares a secret the destination does not grant");
             }
         }
-        let limiter = self.limiter(name, &info.rate_limits);
+        let mut limits = info.rate_limits.clone();
+        for (window, o) in &dest.rate_limits {
+            limits.retain(|l| &l.name != window);
+            limits.push(leadgate_runtime::RateLimit {
+                name: window.clone(),
+                max_requests: o.max_requests,
+                window_ms: o.window_ms,
+            });
+        }
+        let limiter = self.limiter(name, &limits);
         let adapter = probe.with_capabilities(
             Capabilities::new(&hosts, secrets).with_gate(limiter.clone() as Arc<dyn RequestGate>),
         );

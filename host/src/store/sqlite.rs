@@ -280,57 +280,68 @@ impl Store for SqliteStore {
         results: &[(LeasedJob, JobResult)],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        // Every result in one statement (the rows as one JSON array), each
+        // applied only where `owner` still holds the lease.
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(job, result)| {
+                let (state, next_at, add, error, crm_id, outcome) = match result {
+                    JobResult::Delivered { crm_id, outcome } => (
+                        JobState::Delivered,
+                        None,
+                        1,
+                        None,
+                        Some(crm_id.as_str()),
+                        Some(outcome.as_str()),
+                    ),
+                    JobResult::Retry {
+                        next_attempt_at_ms,
+                        error,
+                        count_attempt,
+                    } => (
+                        JobState::Pending,
+                        Some(*next_attempt_at_ms),
+                        i64::from(*count_attempt),
+                        Some(error.as_str()),
+                        None,
+                        None,
+                    ),
+                    JobResult::Dead { error } => {
+                        (JobState::Dead, None, 1, Some(error.as_str()), None, None)
+                    }
+                };
+                let finished =
+                    matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
+                serde_json::json!({
+                    "id": job.id, "st": state.as_str(), "next": next_at, "add": add,
+                    "err": error, "crm": crm_id, "out": outcome, "fin": finished,
+                })
+            })
+            .collect();
         let mut tx = self.pool.begin().await?;
+        let done: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = r.value->>'st',
+                 next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
+                 attempts = jobs.attempts + (r.value->>'add'),
+                 last_error = COALESCE(r.value->>'err', jobs.last_error),
+                 crm_id = COALESCE(r.value->>'crm', jobs.crm_id),
+                 outcome = COALESCE(r.value->>'out', jobs.outcome),
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
+                 finished_at = r.value->>'fin'
+             FROM json_each(?1) AS r
+             WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased' AND jobs.lease_owner = ?3
+             RETURNING jobs.id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now_ms)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done: std::collections::HashSet<String> = done.into_iter().collect();
         let mut applied = Vec::with_capacity(results.len());
         let mut events = Vec::with_capacity(results.len());
         for (job, result) in results {
-            let (state, next_at, attempts_add, error, crm_id, outcome) = match result {
-                JobResult::Delivered { crm_id, outcome } => (
-                    JobState::Delivered,
-                    None,
-                    1,
-                    None,
-                    Some(crm_id.as_str()),
-                    Some(outcome.as_str()),
-                ),
-                JobResult::Retry {
-                    next_attempt_at_ms,
-                    error,
-                    count_attempt,
-                } => (
-                    JobState::Pending,
-                    Some(*next_attempt_at_ms),
-                    i64::from(*count_attempt),
-                    Some(error.as_str()),
-                    None,
-                    None,
-                ),
-                JobResult::Dead { error } => {
-                    (JobState::Dead, None, 1, Some(error.as_str()), None, None)
-                }
-            };
-            let finished = matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
-            let done = sqlx::query(
-                "UPDATE jobs SET state = ?1, next_attempt_at = COALESCE(?2, next_attempt_at),
-                     attempts = attempts + ?3, last_error = COALESCE(?4, last_error),
-                     crm_id = COALESCE(?5, crm_id), outcome = COALESCE(?6, outcome),
-                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7,
-                     finished_at = ?8
-                 WHERE id = ?9 AND state = 'leased' AND lease_owner = ?10",
-            )
-            .bind(state.as_str())
-            .bind(next_at)
-            .bind(attempts_add)
-            .bind(error)
-            .bind(crm_id)
-            .bind(outcome)
-            .bind(now_ms)
-            .bind(finished)
-            .bind(&job.id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            let ok = done.rows_affected() == 1;
+            let ok = done.contains(&job.id);
             applied.push(ok);
             if ok {
                 events.push(Event {
