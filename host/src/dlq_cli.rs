@@ -21,13 +21,8 @@ pub enum DlqCommand {
     Show { job: String },
     /// Put dead letters back in the queue (idempotent).
     Replay {
-        /// Job ids (see `list`).
-        jobs: Vec<String>,
-        /// Every dead letter (of --destination, if given).
-        #[arg(long, conflicts_with = "jobs")]
-        all: bool,
-        #[arg(long, requires = "all")]
-        destination: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// Map again from the person's current record with the current
         /// mapping, instead of the payload the job was made with.
         #[arg(long)]
@@ -35,15 +30,38 @@ pub enum DlqCommand {
     },
     /// Take dead letters out of the queue for good.
     Discard {
-        jobs: Vec<String>,
-        #[arg(long, conflicts_with = "jobs")]
-        all: bool,
-        #[arg(long, requires = "all")]
-        destination: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
     },
+}
+
+/// Which dead letters a replay or discard acts on.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Selection {
+    /// Job ids (see `list`).
+    pub jobs: Vec<String>,
+    /// Every dead letter (of --destination, if given).
+    #[arg(long, conflicts_with = "jobs")]
+    pub all: bool,
+    #[arg(long, requires = "all")]
+    pub destination: Option<String>,
+}
+
+impl Selection {
+    /// The API's selection body.
+    fn body(self) -> anyhow::Result<Value> {
+        if self.jobs.is_empty() && !self.all {
+            bail!("name the jobs, or give --all");
+        }
+        Ok(if self.all {
+            json!({"all": true, "destination": self.destination})
+        } else {
+            json!({ "ids": self.jobs })
+        })
+    }
 }
 
 /// Runs a `dlq` command against the host at `server` (`http://host:port`).
@@ -75,12 +93,10 @@ pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         DlqCommand::Replay {
-            jobs,
-            all,
-            destination,
+            selection,
             current_mapping,
         } => {
-            let mut body = selection(jobs, all, destination)?;
+            let mut body = selection.body()?;
             body["mapping"] = json!(if current_mapping {
                 "current"
             } else {
@@ -94,13 +110,8 @@ pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
             .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
-        DlqCommand::Discard {
-            jobs,
-            all,
-            destination,
-            reason,
-        } => {
-            let mut body = selection(jobs, all, destination)?;
+        DlqCommand::Discard { selection, reason } => {
+            let mut body = selection.body()?;
             body["reason"] = json!(reason);
             let answer = call(
                 client
@@ -112,17 +123,6 @@ pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn selection(jobs: Vec<String>, all: bool, destination: Option<String>) -> anyhow::Result<Value> {
-    if jobs.is_empty() && !all {
-        bail!("name the jobs, or give --all");
-    }
-    Ok(if all {
-        json!({"all": true, "destination": destination})
-    } else {
-        json!({ "ids": jobs })
-    })
 }
 
 async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -184,13 +184,18 @@ mod tests {
 
     #[test]
     fn selections_and_table() {
-        assert!(selection(vec![], false, None).is_err());
+        let select = |jobs: Vec<String>, all, destination| Selection {
+            jobs,
+            all,
+            destination,
+        };
+        assert!(select(vec![], false, None).body().is_err());
         assert_eq!(
-            selection(vec!["a".into()], false, None).unwrap(),
+            select(vec!["a".into()], false, None).body().unwrap(),
             json!({"ids": ["a"]})
         );
         assert_eq!(
-            selection(vec![], true, Some("hubspot".into())).unwrap(),
+            select(vec![], true, Some("hubspot".into())).body().unwrap(),
             json!({"all": true, "destination": "hubspot"})
         );
         let t = table(&json!({"dead_letters": [

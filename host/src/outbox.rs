@@ -32,6 +32,9 @@ use crate::store::{JobState, NewJob, NewLead, PersonRow, Store, StoreError, Stor
 /// the store, where they are committed by then).
 const PERSON_CACHE: usize = 50_000;
 
+/// How often the writer drops dedupe records older than the window.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A lead that passed validation, serialized and mapped for each route by
 /// the request handler (work done in parallel, off the writer's path).
 #[derive(Debug)]
@@ -313,6 +316,7 @@ async fn writer(
 ) {
     let mut epoch = 0u64;
     let mut persons = PersonCache::default();
+    let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
     loop {
         if rx.recv_many(&mut queue, 256).await == 0 {
@@ -345,6 +349,15 @@ async fn writer(
                     continue;
                 }
             }
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            // Records older than the exact-match window can no longer
+            // decide anything: give their memory back.
+            let dropped = index.prune(crate::now_ms());
+            if dropped > 0 {
+                tracing::info!(records = dropped, "pruned the dedupe index to its window");
+            }
+            last_prune = std::time::Instant::now();
         }
         let mut group = Group {
             epoch,

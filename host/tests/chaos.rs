@@ -264,14 +264,7 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
     }
     let drained = Instant::now();
     loop {
-        let health: Value = client
-            .get(format!("{url}/v1/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = get_json(&client, &format!("{url}/v1/health")).await;
         let store = &health["store"];
         if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
             assert_eq!(store["jobs_dead"], 0, "{health}");
@@ -288,14 +281,7 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
     // Every acknowledged lead is stored, and delivered or merged.
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for id in acknowledged.keys() {
-        let view: Value = client
-            .get(format!("{url}/v1/leads/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = get_json(&client, &format!("{url}/v1/leads/{id}")).await;
         let status = view["status"].as_str().unwrap_or("lost").to_string();
         assert_ne!(status, "lost", "acknowledged lead {id} is not stored");
         for job in view["deliveries"].as_array().unwrap() {
@@ -345,6 +331,10 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
         eprintln!("  {line}");
     }
     sim.shutdown().await;
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Posts one batch; the lead ids in order, or None if it was not

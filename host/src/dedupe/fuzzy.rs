@@ -14,12 +14,13 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
-use strsim::{jaro_winkler, levenshtein, normalized_levenshtein};
+use strsim::{levenshtein, normalized_levenshtein};
 
 use super::config::{DedupeConfig, Weights};
-use super::phonetic::{fold, soundex};
+use super::phonetic::{fold, soundex_code};
 use super::{Decision, FINGERPRINT_VERSION};
 use crate::normalize::NormalizedLead;
 
@@ -178,13 +179,17 @@ impl Features {
     pub fn blocking_keys(&self, out: &mut Vec<u64>) {
         out.clear();
         let (f, l) = (&*self.first, &*self.last);
-        let initial = |s: &str| s.get(..1).unwrap_or("").to_string();
+        fn initial(s: &str) -> &str {
+            s.get(..1).unwrap_or("")
+        }
+        let sx = soundex_code;
         if !f.is_empty() && !l.is_empty() {
-            let (mut a, mut b) = (soundex(f), soundex(l));
+            let ((ca, na), (cb, nb)) = (sx(f), sx(l));
+            let (mut a, mut b) = (&ca[..na], &cb[..nb]);
             if a > b {
                 std::mem::swap(&mut a, &mut b);
             }
-            out.push(key(&[b"n", a.as_bytes(), b.as_bytes()]));
+            out.push(key(&[b"n", a, b]));
             for (t, other) in [(f, l), (l, f)] {
                 out.push(key(&[b"t", t.as_bytes(), initial(other).as_bytes()]));
             }
@@ -202,20 +207,22 @@ impl Features {
         if self.phone.len() >= 8 {
             out.push(key(&[b"p", self.phone[self.phone.len() - 8..].as_bytes()]));
         }
-        let sl = soundex(if l.is_empty() { f } else { l });
+        let (csl, nsl) = sx(if l.is_empty() { f } else { l });
+        let sl = &csl[..nsl];
         if !self.postcode.is_empty() {
-            out.push(key(&[b"pc", self.postcode.as_bytes(), sl.as_bytes()]));
+            out.push(key(&[b"pc", self.postcode.as_bytes(), sl]));
         }
         for t in [f, l] {
             if t.is_empty() {
                 continue;
             }
-            let st = soundex(t);
+            let (cst, nst) = sx(t);
+            let st = &cst[..nst];
             if !self.company.is_empty() {
-                out.push(key(&[b"c", self.company.as_bytes(), st.as_bytes()]));
+                out.push(key(&[b"c", self.company.as_bytes(), st]));
             }
             if !self.domain.is_empty() {
-                out.push(key(&[b"w", self.domain.as_bytes(), st.as_bytes()]));
+                out.push(key(&[b"w", self.domain.as_bytes(), st]));
             }
         }
         if !self.dob.is_empty() {
@@ -305,7 +312,82 @@ pub fn nickname(first: &str) -> Option<&'static str> {
         ("izzy", "isabelle"),
         ("bella", "isabelle"),
     ];
-    NICK.iter().find(|(n, _)| *n == first).map(|(_, c)| *c)
+    static BY_NICKNAME: LazyLock<HashMap<&str, &str, foldhash::fast::RandomState>> =
+        LazyLock::new(|| {
+            let mut m = HashMap::default();
+            for (n, c) in NICK {
+                m.entry(*n).or_insert(*c);
+            }
+            m
+        });
+    BY_NICKNAME.get(first).copied()
+}
+
+/// `strsim::jaro_winkler`, computed on bytes for ASCII strings of up to 64
+/// characters (the usual names, email local parts and company keys): the
+/// same steps and the same floating-point operations, so the same result,
+/// without the allocation and the `char` decoding.
+pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
+    if !(a.is_ascii() && b.is_ascii()) || a.len() > 64 || b.len() > 64 {
+        return strsim::jaro_winkler(a, b);
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let sim = jaro_ascii(a, b);
+    if sim > 0.7 {
+        let prefix_length = a.iter().take(4).zip(b).take_while(|(x, y)| x == y).count();
+        sim + 0.1 * prefix_length as f64 * (1.0 - sim)
+    } else {
+        sim
+    }
+}
+
+/// `strsim::generic_jaro` on at most 64 bytes a side (flags as bits).
+fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
+    let (a_len, b_len) = (a.len(), b.len());
+    if a_len == 0 && b_len == 0 {
+        return 1.0;
+    } else if a_len == 0 || b_len == 0 {
+        return 0.0;
+    }
+    let search_range = (a_len.max(b_len) / 2).saturating_sub(1);
+    let (mut a_flags, mut b_flags) = (0u64, 0u64);
+    let mut matches = 0usize;
+    for (i, &x) in a.iter().enumerate() {
+        let min_bound = i.saturating_sub(search_range);
+        let max_bound = b_len.min(i + search_range + 1);
+        for (j, &y) in b.iter().enumerate().take(max_bound).skip(min_bound) {
+            if x == y && b_flags & (1 << j) == 0 {
+                a_flags |= 1 << i;
+                b_flags |= 1 << j;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    let mut transpositions = 0usize;
+    if matches != 0 {
+        let mut j = 0;
+        for (i, &x) in a.iter().enumerate() {
+            if a_flags & (1 << i) != 0 {
+                while b_flags & (1 << j) == 0 {
+                    j += 1;
+                }
+                if x != b[j] {
+                    transpositions += 1;
+                }
+                j += 1;
+            }
+        }
+    }
+    transpositions /= 2;
+    if matches == 0 {
+        0.0
+    } else {
+        ((matches as f64 / a_len as f64)
+            + (matches as f64 / b_len as f64)
+            + ((matches - transpositions) as f64 / matches as f64))
+            / 3.0
+    }
 }
 
 fn digits(s: &str) -> String {
@@ -585,16 +667,21 @@ impl Deduper {
     }
 
     fn index_record(&mut self, lead_id: &str, person: u32, features: Features) {
-        let r = self.records.len() as u32;
         let mut keys = std::mem::take(&mut self.keys_buf);
         features.blocking_keys(&mut keys);
-        for k in &keys {
+        self.index_with_keys(lead_id, person, features, &keys);
+        self.keys_buf = keys;
+    }
+
+    /// Indexes a record under its blocking keys (`features.blocking_keys`).
+    fn index_with_keys(&mut self, lead_id: &str, person: u32, features: Features, keys: &[u64]) {
+        let r = self.records.len() as u32;
+        for k in keys {
             let e = self.entries.len() as u32;
             let head = self.heads.entry(*k).or_insert(u32::MAX);
             self.entries.push((r, *head));
             *head = e;
         }
-        self.keys_buf = keys;
         self.records.push(Record {
             person,
             lead: lead_id.into(),
@@ -611,6 +698,11 @@ impl Deduper {
         features: Features,
     ) -> Verdict {
         let now = features.received_at_ms;
+        // The blocking keys, for the lookup and for indexing the lead.
+        let mut keys = std::mem::take(&mut self.keys_buf);
+        if self.config.fuzzy {
+            features.blocking_keys(&mut keys);
+        }
         // Tier 1: exact fingerprints inside the window.
         let mut exact_hit = None;
         for fp in fps {
@@ -644,7 +736,7 @@ impl Deduper {
                 added: Vec::new(),
             }
         } else if self.config.fuzzy {
-            self.fuzzy(lead_id, source, &features)
+            self.fuzzy(lead_id, source, &features, &keys)
         } else {
             Verdict {
                 decision: Decision::New,
@@ -654,7 +746,7 @@ impl Deduper {
                 added: Vec::new(),
             }
         };
-        let p = self.person(&verdict.person_id.clone());
+        let p = self.person(&verdict.person_id);
         let window_ms = self.config.window_days as i64 * 86_400_000;
         for fp in fps {
             let k = key(&[fp.as_bytes()]);
@@ -669,18 +761,17 @@ impl Deduper {
             }
         }
         if self.config.fuzzy {
-            self.index_record(lead_id, p, features);
+            self.index_with_keys(lead_id, p, features, &keys);
         }
+        self.keys_buf = keys;
         verdict
     }
 
-    fn fuzzy(&mut self, lead_id: &str, source: &str, f: &Features) -> Verdict {
+    fn fuzzy(&mut self, lead_id: &str, source: &str, f: &Features, keys: &[u64]) -> Verdict {
         let (match_t, possible_t) = self.config.thresholds(source);
-        let mut keys = std::mem::take(&mut self.keys_buf);
         let mut cands = std::mem::take(&mut self.cand_buf);
-        f.blocking_keys(&mut keys);
         cands.clear();
-        for k in &keys {
+        for k in keys {
             let Some(&head) = self.heads.get(k) else {
                 continue;
             };
@@ -719,7 +810,6 @@ impl Deduper {
                 best = Some((s, r));
             }
         }
-        self.keys_buf = keys;
         self.cand_buf = cands;
         let new = |score| Verdict {
             decision: Decision::New,
@@ -768,6 +858,106 @@ impl Deduper {
                 added: Vec::new(),
             }
         }
+    }
+
+    /// Forgets what the window no longer lets decide: fuzzy records
+    /// received, and exact fingerprints last seen, more than `window_days`
+    /// before `now_ms` (`window_days = 0`: nothing expires). The block
+    /// chains are rebuilt without the dropped records (same order, no
+    /// holes) and persons nothing refers to any more are forgotten, so the
+    /// index is the one the kept records alone would have built. Returns
+    /// the number of records dropped.
+    pub fn prune(&mut self, now_ms: i64) -> usize {
+        if self.config.window_days == 0 {
+            return 0;
+        }
+        let fingerprints = self.exact.len();
+        let window_ms = self.config.window_days as i64 * 86_400_000;
+        let live = |then_ms: i64| now_ms.saturating_sub(then_ms) <= window_ms;
+        self.exact.retain(|_, (_, seen)| live(*seen));
+        let keep: Vec<bool> = self
+            .records
+            .iter()
+            .map(|r| live(r.features.received_at_ms))
+            .collect();
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped == 0 && self.exact.len() == fingerprints {
+            return 0;
+        }
+
+        // Persons still referred to, renumbered in their old order.
+        let mut person_map = vec![u32::MAX; self.persons.len()];
+        for r in self.records.iter().zip(&keep).filter(|(_, k)| **k) {
+            person_map[r.0.person as usize] = 0;
+        }
+        for (p, _) in self.exact.values() {
+            person_map[*p as usize] = 0;
+        }
+        let mut persons = Vec::new();
+        for (old, slot) in person_map.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = persons.len() as u32;
+                persons.push(std::mem::take(&mut self.persons[old]));
+            }
+        }
+        persons.shrink_to_fit();
+        let mut person_ix = HashMap::with_capacity_and_hasher(persons.len(), Default::default());
+        for (i, id) in persons.iter().enumerate() {
+            person_ix.insert(id.clone(), i as u32);
+        }
+        for (p, _) in self.exact.values_mut() {
+            *p = person_map[*p as usize];
+        }
+        self.exact.shrink_to_fit();
+
+        // Records kept, renumbered in order.
+        let mut record_map = vec![u32::MAX; self.records.len()];
+        let mut records = Vec::with_capacity(self.records.len() - dropped);
+        for (old, (mut r, k)) in std::mem::take(&mut self.records)
+            .into_iter()
+            .zip(&keep)
+            .enumerate()
+        {
+            if *k {
+                record_map[old] = records.len() as u32;
+                r.person = person_map[r.person as usize];
+                records.push(r);
+            }
+        }
+
+        // Each entry's block key, from walking the chains; then the kept
+        // entries re-linked in their old order (a chain stays newest first).
+        let mut entry_key = vec![0u64; self.entries.len()];
+        for (&k, &head) in &self.heads {
+            let mut e = head;
+            while e != u32::MAX {
+                entry_key[e as usize] = k;
+                e = self.entries[e as usize].1;
+            }
+        }
+        let kept_entries = self
+            .entries
+            .iter()
+            .filter(|(r, _)| keep[*r as usize])
+            .count();
+        let mut entries = Vec::with_capacity(kept_entries);
+        let mut heads: HashMap<u64, u32, foldhash::fast::RandomState> = HashMap::default();
+        for (e, &(r, _)) in self.entries.iter().enumerate() {
+            if !keep[r as usize] {
+                continue;
+            }
+            let head = heads.entry(entry_key[e]).or_insert(u32::MAX);
+            entries.push((record_map[r as usize], *head));
+            *head = (entries.len() - 1) as u32;
+        }
+        heads.shrink_to_fit();
+
+        self.persons = persons;
+        self.person_ix = person_ix;
+        self.records = records;
+        self.entries = entries;
+        self.heads = heads;
+        dropped
     }
 
     /// Rough heap bytes held by the index (records, features, blocks,
@@ -895,6 +1085,160 @@ mod tests {
         for o in &out {
             assert_eq!(o.decision, "new", "{o:?}");
         }
+    }
+
+    #[test]
+    fn ascii_jaro_winkler_is_strsims() {
+        let mut rng = crate::dedupe::corpus::Rng::new(5);
+        let word = |rng: &mut crate::dedupe::corpus::Rng, alphabet: &[u8]| -> String {
+            let n = rng.below(70);
+            (0..n).map(|_| *rng.pick(alphabet) as char).collect()
+        };
+        for i in 0..20_000 {
+            let alphabet: &[u8] = if i % 2 == 0 {
+                b"ab"
+            } else {
+                b"abcdefghij klmn"
+            };
+            let a = word(&mut rng, alphabet);
+            let b = if i % 3 == 0 {
+                // A near copy: a few edits.
+                let mut b = a.clone().into_bytes();
+                for _ in 0..rng.below(3) {
+                    if !b.is_empty() {
+                        let k = rng.below(b.len());
+                        b[k] = *rng.pick(alphabet);
+                    }
+                }
+                String::from_utf8(b).unwrap()
+            } else {
+                word(&mut rng, alphabet)
+            };
+            assert_eq!(
+                jaro_winkler(&a, &b).to_bits(),
+                strsim::jaro_winkler(&a, &b).to_bits(),
+                "{a:?} {b:?}"
+            );
+        }
+        for (a, b) in [
+            ("martha", "marhta"),
+            ("dwayne", "duane"),
+            ("", ""),
+            ("a", ""),
+            ("jose", "josé"),
+            ("robert", "rupert"),
+        ] {
+            assert_eq!(
+                jaro_winkler(a, b).to_bits(),
+                strsim::jaro_winkler(a, b).to_bits()
+            );
+        }
+    }
+
+    /// Leads of the generated corpus, prepared for `decide`.
+    fn corpus_leads(
+        seed: u64,
+        persons: usize,
+        cfg: &DedupeConfig,
+    ) -> Vec<(String, Vec<String>, Features)> {
+        let opts = crate::normalize::NormalizeOptions {
+            default_region: phonenumber::country::Id::US,
+            acceptance: crate::normalize::Acceptance {
+                require_any: Vec::new(),
+            },
+            email_typos: Default::default(),
+        };
+        crate::dedupe::corpus::generate(seed, persons)
+            .into_iter()
+            .map(|(mut v, _)| {
+                let id = v
+                    .as_object_mut()
+                    .and_then(|o| o.remove("id"))
+                    .and_then(|i| i.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let lead = crate::normalize::normalize(&v, &opts).unwrap_or_default();
+                let fps = super::super::fingerprints(&lead);
+                (id, fps, Features::from_lead(&lead, cfg, 0))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prune_leaves_the_index_the_kept_records_would_build() {
+        const DAY: i64 = 86_400_000;
+        let cfg = DedupeConfig {
+            window_days: 30,
+            ..Default::default()
+        };
+        let leads = corpus_leads(21, 900, &cfg);
+        let (old, rest) = leads.split_at(leads.len() / 3);
+        let (recent, queries) = rest.split_at(rest.len() / 2);
+        let at = |f: &Features, t: i64| Features {
+            received_at_ms: t,
+            ..f.clone()
+        };
+        // `pruned` sees every lead; `fresh` only the recent ones, as they
+        // were decided.
+        let mut pruned = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in old.iter().enumerate() {
+            pruned.decide(id, "s", fps, at(f, i as i64));
+        }
+        let mut fresh = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in recent.iter().enumerate() {
+            let t = 40 * DAY + i as i64;
+            let v = pruned.decide(id, "s", fps, at(f, t));
+            fresh.insert_stored(id, &v.person_id, fps, Some(at(f, t)), t);
+        }
+        let (records, fingerprints, bytes) = (
+            pruned.len(),
+            pruned.fingerprint_count(),
+            pruned.approx_bytes(),
+        );
+        let now = 60 * DAY;
+        assert_eq!(pruned.prune(now), old.len());
+        assert_eq!(pruned.len(), records - old.len());
+        assert_eq!(pruned.len(), fresh.len());
+        assert!(pruned.fingerprint_count() < fingerprints);
+        assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
+        assert!(
+            pruned.approx_bytes() * 10 < bytes * 8,
+            "{} of {bytes} bytes",
+            pruned.approx_bytes()
+        );
+        assert_eq!(pruned.prune(now), 0, "nothing more to drop");
+        let mut kinds = [0; 3];
+        for (i, (id, fps, f)) in queries.iter().enumerate() {
+            let t = now + i as i64;
+            let a = pruned.decide(id, "s", fps, at(f, t));
+            let b = fresh.decide(id, "s", fps, at(f, t));
+            assert_eq!(a.decision, b.decision, "{id}");
+            assert_eq!(
+                (&a.person_id, &a.matched_id, a.score, &a.added),
+                (&b.person_id, &b.matched_id, b.score, &b.added),
+                "{id}"
+            );
+            kinds[match a.decision {
+                Decision::New => 0,
+                Decision::Duplicate { .. } => 1,
+                Decision::Possible { .. } => 2,
+            }] += 1;
+        }
+        assert!(kinds.iter().all(|&n| n > 0), "{kinds:?}");
+    }
+
+    #[test]
+    fn without_a_window_nothing_is_pruned() {
+        let cfg = DedupeConfig {
+            window_days: 0,
+            ..Default::default()
+        };
+        let mut d = Deduper::new(cfg.clone());
+        for (id, fps, f) in corpus_leads(4, 50, &cfg) {
+            d.decide(&id, "s", &fps, f);
+        }
+        let n = d.len();
+        assert_eq!(d.prune(i64::MAX), 0);
+        assert_eq!(d.len(), n);
     }
 
     #[test]

@@ -4,26 +4,36 @@
 
 /// Soundex code of a name, or an empty string if it has no letters.
 pub fn soundex(name: &str) -> String {
-    let mut out = String::with_capacity(4);
+    let (code, len) = soundex_code(name);
+    // ASCII by construction.
+    code[..len].iter().map(|&b| b as char).collect()
+}
+
+/// [`soundex`] without an allocation: the code's bytes and its length (4,
+/// or 0 for a name without letters).
+pub(crate) fn soundex_code(name: &str) -> ([u8; 4], usize) {
+    let mut out = [0u8; 4];
+    let mut n = 0;
     let mut last = 0u8;
     for c in name.chars() {
         let c = fold(c);
         if !c.is_ascii_alphabetic() {
             continue;
         }
-        let c = c.to_ascii_uppercase();
+        let c = c.to_ascii_uppercase() as u8;
         let code = match c {
-            'B' | 'F' | 'P' | 'V' => b'1',
-            'C' | 'G' | 'J' | 'K' | 'Q' | 'S' | 'X' | 'Z' => b'2',
-            'D' | 'T' => b'3',
-            'L' => b'4',
-            'M' | 'N' => b'5',
-            'R' => b'6',
-            'H' | 'W' => 1, // transparent: does not reset `last`
-            _ => 0,         // vowels reset `last`
+            b'B' | b'F' | b'P' | b'V' => b'1',
+            b'C' | b'G' | b'J' | b'K' | b'Q' | b'S' | b'X' | b'Z' => b'2',
+            b'D' | b'T' => b'3',
+            b'L' => b'4',
+            b'M' | b'N' => b'5',
+            b'R' => b'6',
+            b'H' | b'W' => 1, // transparent: does not reset `last`
+            _ => 0,           // vowels reset `last`
         };
-        if out.is_empty() {
-            out.push(c);
+        if n == 0 {
+            out[0] = c;
+            n = 1;
             last = code;
             continue;
         }
@@ -31,22 +41,24 @@ pub fn soundex(name: &str) -> String {
             0 => last = 0,
             1 => {}
             d if d != last => {
-                out.push(d as char);
+                out[n] = d;
+                n += 1;
                 last = d;
-                if out.len() == 4 {
+                if n == 4 {
                     break;
                 }
             }
             _ => {}
         }
     }
-    if out.is_empty() {
-        return out;
+    if n == 0 {
+        return (out, 0);
     }
-    while out.len() < 4 {
-        out.push('0');
+    while n < 4 {
+        out[n] = b'0';
+        n += 1;
     }
-    out
+    (out, 4)
 }
 
 /// Folds common Latin accents to ASCII letters (é → e, ß → s, ø → o).

@@ -2,7 +2,20 @@
 //! aliases and codes (the `celes` tables plus local aliases), and the
 //! postcode's shape per country where known.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use super::tables::COUNTRY_ALIASES;
+
+/// [`COUNTRY_ALIASES`] by [`key`] (the first alias of a key wins).
+static ALIASES_BY_KEY: LazyLock<HashMap<String, &'static str, foldhash::fast::RandomState>> =
+    LazyLock::new(|| {
+        let mut m = HashMap::default();
+        for (alias, code) in COUNTRY_ALIASES {
+            m.entry(key(alias)).or_insert(*code);
+        }
+        m
+    });
 
 /// Lowercase letters and digits only: "U.S.A." → "usa", "Great Britain" →
 /// "greatbritain".
@@ -20,7 +33,7 @@ pub fn country_code(input: &str) -> Option<&'static str> {
     if k.is_empty() {
         return None;
     }
-    if let Some((_, code)) = COUNTRY_ALIASES.iter().find(|(alias, _)| key(alias) == k) {
+    if let Some(code) = ALIASES_BY_KEY.get(&k) {
         return Some(code);
     }
     let found = match k.len() {

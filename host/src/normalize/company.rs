@@ -2,7 +2,7 @@
 //! and punctuation, and the company's domain from its website or a
 //! non-free email domain.
 
-use super::tables::{FREE_MAIL_DOMAINS, LEGAL_SUFFIXES};
+use super::tables::{LEGAL_SUFFIXES_BY_LAST_WORD, is_free_mail_domain};
 
 /// The display form of a company name: whitespace cleaned, stray
 /// surrounding punctuation removed, case kept as written.
@@ -40,11 +40,16 @@ pub fn company_key(name: &str) -> String {
     if !cur.is_empty() {
         words.push(cur);
     }
-    let all = words.clone();
     // Strip legal suffixes from the end, repeatedly ("Foo GmbH & Co. KG").
+    // (The first suffix of the table that ends the name; a suffix is only
+    // stripped from a longer name, so a name of nothing but a suffix keeps
+    // it and no step below empties the list.)
     loop {
         let before = words.len();
-        for suffix in LEGAL_SUFFIXES {
+        let candidates = words
+            .last()
+            .and_then(|w| LEGAL_SUFFIXES_BY_LAST_WORD.get(w.as_str()));
+        for suffix in candidates.into_iter().flatten() {
             let n = suffix.len();
             if words.len() > n
                 && words[words.len() - n..]
@@ -65,9 +70,6 @@ pub fn company_key(name: &str) -> String {
     }
     if words.len() > 1 && words[0] == "the" {
         words.remove(0);
-    }
-    if words.is_empty() {
-        words = all;
     }
     words.join(" ")
 }
@@ -90,7 +92,7 @@ pub fn website_domain(website: &str) -> Option<String> {
         s = host;
     }
     let s = s.trim_end_matches('.');
-    let ascii = idna::domain_to_ascii(s).ok()?;
+    let ascii = super::email::domain_to_ascii(s).ok()?;
     let ascii = ascii.strip_prefix("www.").unwrap_or(&ascii).to_string();
     let labels: Vec<&str> = ascii.split('.').collect();
     if labels.len() < 2
@@ -108,7 +110,7 @@ pub fn website_domain(website: &str) -> Option<String> {
 
 /// Whether an email domain belongs to a free mail provider.
 pub fn is_free_mail(domain: &str) -> bool {
-    FREE_MAIL_DOMAINS.binary_search(&domain).is_ok()
+    is_free_mail_domain(domain)
 }
 
 /// The company domain: the website's host, else a non-free, non-disposable

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::FieldIssue;
-use super::tables::{DISPOSABLE_DOMAINS, DOMAIN_TYPOS, ROLE_LOCAL_PARTS, TLD_TYPOS};
+use super::tables::{domain_typo, is_disposable_domain, is_role_local_part, tld_typo};
 
 /// What to do with a likely typo in an email's domain (`gmial.com`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +62,36 @@ pub fn normalize_email_with(input: &str, policy: TypoPolicy) -> Result<EmailInfo
     }
     // Unquoted local parts only (RFC 5322 atext, plus Unicode letters for
     // internationalized mailboxes): what providers accept at sign-up.
-    if !local
-        .chars()
-        .all(|c| c.is_alphanumeric() || c == '.' || "!#$%&'*+-/=?^_`{|}~".contains(c))
-    {
+    let atext = |c: char| {
+        if c.is_ascii() {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '.' | '!'
+                        | '#'
+                        | '$'
+                        | '%'
+                        | '&'
+                        | '\''
+                        | '*'
+                        | '+'
+                        | '-'
+                        | '/'
+                        | '='
+                        | '?'
+                        | '^'
+                        | '_'
+                        | '`'
+                        | '{'
+                        | '|'
+                        | '}'
+                        | '~'
+                )
+        } else {
+            c.is_alphanumeric()
+        }
+    };
+    if !local.chars().all(atext) {
         return Err(bad("forbidden character in the local part"));
     }
     let domain = domain.trim_end_matches('.');
@@ -75,7 +101,7 @@ pub fn normalize_email_with(input: &str, policy: TypoPolicy) -> Result<EmailInfo
     if domain.starts_with('[') {
         return Err(bad("address literal instead of a domain"));
     }
-    let ascii = idna::domain_to_ascii(domain).map_err(|_| bad("invalid domain"))?;
+    let ascii = domain_to_ascii(domain).map_err(|_| bad("invalid domain"))?;
     check_domain(&ascii).map_err(bad)?;
     let local = local.to_lowercase();
     if local.len() + 1 + ascii.len() > 254 {
@@ -138,25 +164,41 @@ fn strip_junk(input: &str) -> &str {
     .trim_end_matches(['.', '!', '?'])
 }
 
+/// `idna::domain_to_ascii`, without its Unicode machinery for a plain
+/// ASCII name (letters, digits, hyphens and dots, no `xn--` label), which
+/// it maps to lowercase and otherwise leaves as it is.
+pub(crate) fn domain_to_ascii(domain: &str) -> Result<String, idna::Errors> {
+    let plain = domain
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        && !domain
+            .split('.')
+            .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+    if plain {
+        Ok(domain.to_ascii_lowercase())
+    } else {
+        idna::domain_to_ascii(domain)
+    }
+}
+
 fn check_domain(ascii: &str) -> Result<(), &'static str> {
     if ascii.len() > 253 {
         return Err("domain longer than 253 characters");
     }
-    let labels: Vec<&str> = ascii.split('.').collect();
-    if labels.len() < 2 {
+    if !ascii.contains('.') {
         return Err("domain has no dot");
     }
-    if labels.iter().any(|l| {
+    if ascii.split('.').any(|l| {
         l.is_empty()
             || l.len() > 63
             || l.starts_with('-')
             || l.ends_with('-')
-            || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
     }) {
         return Err("invalid domain");
     }
-    let tld = labels.last().copied().unwrap_or_default();
-    let tld_ok = tld.starts_with("xn--") || tld.chars().all(|c| c.is_ascii_alphabetic());
+    let tld = ascii.rsplit('.').next().unwrap_or_default();
+    let tld_ok = tld.starts_with("xn--") || tld.bytes().all(|c| c.is_ascii_alphabetic());
     if tld.len() < 2 || !tld_ok {
         return Err("invalid top-level domain");
     }
@@ -165,21 +207,14 @@ fn check_domain(ascii: &str) -> Result<(), &'static str> {
 
 /// The domain that was most likely meant, if `domain` is a known typo.
 pub fn correct_domain(domain: &str) -> Option<String> {
-    if let Some((_, fixed)) = DOMAIN_TYPOS.iter().find(|(typo, _)| *typo == domain) {
-        return Some((*fixed).to_string());
+    if let Some(fixed) = domain_typo(domain) {
+        return Some(fixed.to_string());
     }
     let (head, tld) = domain.rsplit_once('.')?;
-    let (_, fixed_tld) = TLD_TYPOS.iter().find(|(typo, _)| *typo == tld)?;
+    let fixed_tld = tld_typo(tld)?;
     let fixed = format!("{head}.{fixed_tld}");
     // A fixed TLD may reveal a known typo too ("gmial.con").
-    Some(correct_domain_exact(&fixed).unwrap_or(fixed))
-}
-
-fn correct_domain_exact(domain: &str) -> Option<String> {
-    DOMAIN_TYPOS
-        .iter()
-        .find(|(typo, _)| *typo == domain)
-        .map(|(_, fixed)| (*fixed).to_string())
+    Some(domain_typo(&fixed).map_or(fixed, str::to_string))
 }
 
 /// Whether a (lowercase) local part names a role inbox: `info`, `sales`,
@@ -187,12 +222,12 @@ fn correct_domain_exact(domain: &str) -> Option<String> {
 pub fn is_role(local: &str) -> bool {
     let base = local.split(['+']).next().unwrap_or(local);
     let head = base.split(['.', '-', '_']).next().unwrap_or(base);
-    ROLE_LOCAL_PARTS.binary_search(&base).is_ok() || ROLE_LOCAL_PARTS.binary_search(&head).is_ok()
+    is_role_local_part(base) || is_role_local_part(head)
 }
 
 /// Whether a (punycode, lowercase) domain is a throw-away mail domain.
 pub fn is_disposable(domain: &str) -> bool {
-    DISPOSABLE_DOMAINS.binary_search(&domain).is_ok()
+    is_disposable_domain(domain)
 }
 
 #[cfg(test)]
@@ -330,12 +365,39 @@ mod tests {
     }
 
     #[test]
-    fn tables_are_sorted() {
-        for t in [
-            super::super::tables::FREE_MAIL_DOMAINS,
-            DISPOSABLE_DOMAINS,
-            ROLE_LOCAL_PARTS,
+    fn ascii_domains_convert_as_idna_converts_them() {
+        for d in [
+            "gmail.com",
+            "GMail.COM",
+            "a..com",
+            ".com",
+            "com.",
+            "-x.com",
+            "x-.com",
+            "ab--cd.com",
+            "xn--mller-kva.de",
+            "XN--MLLER-KVA.DE",
+            "xn--invalid-.com",
+            "x.xn--p1ai",
+            "1.2.3.4",
+            "x_y.com",
+            "a b.com",
+            "müller.de",
+            "123",
+            "",
         ] {
+            assert_eq!(
+                domain_to_ascii(d).ok(),
+                idna::domain_to_ascii(d).ok(),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tables_are_sorted() {
+        use super::super::tables::{DISPOSABLE_DOMAINS, FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS};
+        for t in [FREE_MAIL_DOMAINS, DISPOSABLE_DOMAINS, ROLE_LOCAL_PARTS] {
             assert!(
                 t.windows(2).all(|w| w[0] < w[1]),
                 "{:?}",

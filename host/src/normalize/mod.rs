@@ -303,7 +303,7 @@ pub fn normalize(
     let mut full_name: Option<ParsedName> = None;
     let mut postcode_text: Option<String> = None;
     for (key, value) in obj {
-        if !KNOWN_FIELDS.contains(&key.as_str()) {
+        if !is_known_field(key) {
             lead.custom.insert(key.clone(), value.clone());
             continue;
         }
@@ -319,108 +319,119 @@ pub fn normalize(
                 continue;
             }
         };
-        let text = clean_text(raw_text);
+        let text = clean_text_cow(raw_text);
         if text.is_empty() {
             continue;
         }
+        let text: &str = &text;
         let field = key.as_str();
-        let normalized: Option<String> = match field {
-            "email" => match normalize_email_with(&text, options.email_typos) {
+        // Whether the field has a normalized value, and that value if it
+        // differs from what was posted (then the posted text is kept in
+        // `original`); computed without copying values that are unchanged.
+        let outcome = |v: Option<&str>| (v.is_some(), v != Some(raw_text));
+        let (normalized, changed): (bool, bool) = match field {
+            "email" => match normalize_email_with(text, options.email_typos) {
                 Ok(e) => {
                     lead.email_suggestion = e.suggestion;
                     lead.email_role = e.role;
                     lead.email_disposable = e.disposable;
                     lead.email = Some(e.address);
-                    lead.email.clone()
+                    outcome(lead.email.as_deref())
                 }
                 Err(issue) => {
                     lead.flags.push(issue);
-                    None
+                    (false, true)
                 }
             },
-            "phone" => match parse_phone(&text, options.default_region) {
+            "phone" => match parse_phone(text, options.default_region) {
                 Ok(p) => {
-                    let canonical = match &p.extension {
-                        Some(x) => format!("{} ext. {x}", p.e164),
-                        None => p.e164.clone(),
+                    // The canonical form: E.164, and " ext. N" if any.
+                    let changed = match &p.extension {
+                        Some(x) => {
+                            raw_text.len() != p.e164.len() + 6 + x.len()
+                                || !raw_text.starts_with(p.e164.as_str())
+                                || !raw_text[p.e164.len()..].starts_with(" ext. ")
+                                || &raw_text[p.e164.len() + 6..] != x.as_str()
+                        }
+                        None => raw_text != p.e164,
                     };
                     lead.phone_extension = p.extension;
                     lead.phone_type = p.kind.map(str::to_string);
                     lead.phone = Some(p.e164);
-                    Some(canonical)
+                    (true, changed)
                 }
                 Err(issue) => {
                     lead.flags.push(issue);
-                    None
+                    (false, true)
                 }
             },
             "first_name" => {
-                lead.first_name = name::first_name(&text);
-                lead.first_name.clone()
+                lead.first_name = name::first_name(text);
+                outcome(lead.first_name.as_deref())
             }
             "middle_name" => {
-                lead.middle_name = name::first_name(&text);
-                lead.middle_name.clone()
+                lead.middle_name = name::first_name(text);
+                outcome(lead.middle_name.as_deref())
             }
             "last_name" => {
-                lead.last_name = name::last_name(&text);
-                lead.last_name.clone()
+                lead.last_name = name::last_name(text);
+                outcome(lead.last_name.as_deref())
             }
             "name" => {
-                let parsed = parse_name(&text);
+                let parsed = parse_name(text);
                 let full = match (&parsed.prefix, parsed.full()) {
                     (Some(p), Some(f)) => Some(format!("{p} {f}")),
                     (_, f) => f,
                 };
                 full_name = Some(parsed);
-                full
+                outcome(full.as_deref())
             }
             "company" => {
-                let display = company_display(&text);
+                let display = company_display(text);
                 if !display.is_empty() {
                     lead.company_key = Some(company_key(&display));
                     lead.company = Some(display);
                 }
-                lead.company.clone()
+                outcome(lead.company.as_deref())
             }
             "title" => {
-                lead.title = Some(text.clone());
-                lead.title.clone()
+                lead.title = Some(text.to_string());
+                outcome(lead.title.as_deref())
             }
             "website" => {
                 lead.website = Some(text.to_lowercase());
-                lead.website.clone()
+                outcome(lead.website.as_deref())
             }
             "street" => {
                 let street = text.trim_matches(|c: char| matches!(c, ',' | ';')).trim();
                 lead.street = (!street.is_empty()).then(|| street.to_string());
-                lead.street.clone()
+                outcome(lead.street.as_deref())
             }
             "city" => {
                 let city = text
                     .trim_matches(|c: char| matches!(c, ',' | ';' | '.'))
                     .trim();
                 lead.city = (!city.is_empty()).then(|| name_case(city));
-                lead.city.clone()
+                outcome(lead.city.as_deref())
             }
             "region" => {
                 let region = if text.len() <= 3 && text.chars().all(|c| c.is_ascii_alphabetic()) {
                     text.to_ascii_uppercase()
                 } else {
-                    text.clone()
+                    text.to_string()
                 };
                 lead.region = Some(region);
-                lead.region.clone()
+                outcome(lead.region.as_deref())
             }
             "postcode" => {
                 // Shaped once the country is known.
-                postcode_text = Some(text.clone());
+                postcode_text = Some(text.to_string());
                 continue;
             }
-            "country" => match country_code(&text) {
+            "country" => match country_code(text) {
                 Some(code) => {
                     lead.country = Some(code.to_string());
-                    lead.country.clone()
+                    outcome(Some(code))
                 }
                 None => {
                     lead.flags.push(FieldIssue::new(
@@ -428,17 +439,17 @@ pub fn normalize(
                         "invalid_country",
                         format!("{text:?}: not a country name or ISO 3166 code"),
                     ));
-                    None
+                    (false, true)
                 }
             },
             "date_of_birth" => {
-                lead.date_of_birth = Some(text.clone());
-                lead.date_of_birth.clone()
+                lead.date_of_birth = Some(text.to_string());
+                outcome(lead.date_of_birth.as_deref())
             }
             "priority" => match text.to_ascii_uppercase().as_str() {
                 p @ ("P0" | "P1" | "P2") => {
                     lead.priority = Some(p.to_string());
-                    lead.priority.clone()
+                    outcome(Some(p))
                 }
                 _ => {
                     errors.push(FieldIssue::new(
@@ -446,7 +457,7 @@ pub fn normalize(
                         "invalid_priority",
                         "priority must be P0, P1 or P2",
                     ));
-                    None
+                    (false, true)
                 }
             },
             _ => unreachable!("every known field is handled"),
@@ -454,7 +465,7 @@ pub fn normalize(
         if matches!(
             field,
             "first_name" | "middle_name" | "last_name" | "name" | "company" | "street" | "city"
-        ) && normalized.is_none()
+        ) && !normalized
         {
             lead.flags.push(FieldIssue::new(
                 field,
@@ -468,7 +479,7 @@ pub fn normalize(
                 format!("{text:?}: nothing left after removing stray characters"),
             ));
         }
-        if normalized.as_deref() != Some(raw_text) {
+        if changed {
             lead.original
                 .insert(field.to_string(), raw_text.to_string());
         }
@@ -564,27 +575,78 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// Whether `key` is one of [`KNOWN_FIELDS`].
+fn is_known_field(key: &str) -> bool {
+    matches!(
+        key,
+        "email"
+            | "phone"
+            | "first_name"
+            | "middle_name"
+            | "last_name"
+            | "name"
+            | "company"
+            | "title"
+            | "website"
+            | "street"
+            | "city"
+            | "region"
+            | "postcode"
+            | "country"
+            | "date_of_birth"
+            | "priority"
+    )
+}
+
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+        )
+}
+
 /// Trims and collapses runs of whitespace (including tabs, newlines and
 /// no-break spaces); drops zero-width characters and control characters.
 pub fn clean_text(s: &str) -> String {
-    let invisible = |c: &char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
-            )
-    };
+    clean_text_cow(s).into_owned()
+}
+
+/// [`clean_text`], borrowing text that is clean already (the usual case).
+pub(crate) fn clean_text_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    // Clean already: no whitespace but single spaces between words, no
+    // invisible character.
+    let mut after_space = true;
+    let mut clean = true;
+    for c in s.chars() {
+        if c == ' ' {
+            if after_space {
+                clean = false;
+                break;
+            }
+            after_space = true;
+        } else if c.is_whitespace() || is_invisible(c) {
+            clean = false;
+            break;
+        } else {
+            after_space = false;
+        }
+    }
+    // (A trailing space is not clean; the empty text is.)
+    if clean && (!after_space || s.is_empty()) {
+        return std::borrow::Cow::Borrowed(s);
+    }
     let mut out = String::with_capacity(s.len());
     for word in s.split_whitespace() {
-        if !word.chars().any(|c| !invisible(&c)) {
+        if !word.chars().any(|c| !is_invisible(c)) {
             continue;
         }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.extend(word.chars().filter(|c| !invisible(c)));
+        out.extend(word.chars().filter(|c| !is_invisible(*c)));
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -74,13 +74,46 @@ impl ParsedName {
     }
 }
 
+/// Looks a token up in a table (sorted by key: binary search), dots
+/// removed and lowercased.
 fn lookup(table: &[(&str, &'static str)], token: &str) -> Option<&'static str> {
+    let find = |key: &[u8]| {
+        table
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key))
+            .ok()
+            .map(|i| table[i].1)
+    };
+    if token.is_ascii() {
+        // No table key is longer than this; ASCII folds byte by byte.
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        for &b in token.as_bytes() {
+            if b == b'.' {
+                continue;
+            }
+            if n == buf.len() {
+                return None;
+            }
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+        return find(&buf[..n]);
+    }
     let key: String = token
         .chars()
         .filter(|c| *c != '.')
         .collect::<String>()
         .to_lowercase();
-    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    find(key.as_bytes())
+}
+
+/// Whether a word is a particle of a last name, in any case.
+fn is_particle(word: &str) -> bool {
+    if word.is_ascii() {
+        PARTICLES.iter().any(|p| p.eq_ignore_ascii_case(word))
+    } else {
+        PARTICLES.contains(&word.to_lowercase().as_str())
+    }
 }
 
 /// Replaces what cannot be part of a name with spaces; apostrophes and
@@ -215,7 +248,7 @@ fn finish(
         _ if n <= 1 => n,
         _ => {
             let mut start = n - 1;
-            while start > 1 && PARTICLES.contains(&cased[start - 1].to_lowercase().as_str()) {
+            while start > 1 && is_particle(&cased[start - 1]) {
                 start -= 1;
             }
             start
@@ -226,7 +259,7 @@ fn finish(
         .into_iter()
         .enumerate()
         .map(|(i, w)| {
-            if i >= last_start && i + 1 < n && PARTICLES.contains(&w.to_lowercase().as_str()) {
+            if i >= last_start && i + 1 < n && is_particle(&w) {
                 w.to_lowercase()
             } else {
                 w
@@ -304,7 +337,7 @@ pub fn name_case(s: &str) -> String {
 /// iNVERTED words are recased: first letter of each hyphen/apostrophe
 /// segment upper, Mc + capital, particles lowercase where allowed.
 fn case_word(word: &str, particle_allowed: bool) -> String {
-    if particle_allowed && PARTICLES.contains(&word.to_lowercase().as_str()) {
+    if particle_allowed && is_particle(word) {
         return word.to_lowercase();
     }
     if deliberate_mixed_case(word) {
@@ -483,6 +516,18 @@ mod tests {
             );
         }
         assert_eq!(parse_name("1234 ###"), ParsedName::default());
+    }
+
+    #[test]
+    fn lookup_tables_are_sorted() {
+        for t in [PREFIXES, SUFFIXES] {
+            assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{t:?}");
+            assert!(t.iter().all(|(k, _)| k.len() <= 16 && k.is_ascii()));
+        }
+        assert_eq!(lookup(SUFFIXES, "Ph.D."), Some("PhD"));
+        assert_eq!(lookup(PREFIXES, "PROFESSOR"), Some("Prof"));
+        assert_eq!(lookup(PREFIXES, "Professorship"), None);
+        assert_eq!(lookup(PREFIXES, "Ḋr"), None);
     }
 
     #[test]

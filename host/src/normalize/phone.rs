@@ -2,6 +2,8 @@
 //! region; extensions kept apart; vanity letters; `00` and trunk `0`
 //! prefixes; the number type when the metadata knows it.
 
+use std::borrow::Cow;
+
 use phonenumber::country::Id as Region;
 use phonenumber::{Mode, Type};
 
@@ -28,8 +30,9 @@ pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue>
     enlarge_regex_cache();
     let bad = |why: &str| FieldIssue::new("phone", "invalid_phone", format!("{input:?}: {why}"));
     let (main, extension) = split_extension(input);
-    let main = devanity(&strip_labels(main));
-    let digits = main.chars().filter(char::is_ascii_digit).count();
+    let main = strip_labels(main);
+    let main = devanity(&main);
+    let digits = main.bytes().filter(u8::is_ascii_digit).count();
     if digits < 5 {
         return Err(bad("too few digits"));
     }
@@ -37,15 +40,13 @@ pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue>
         return Err(bad("too many digits"));
     }
     let main = drop_bracketed_trunk_zero(&main);
-    let mut candidates: Vec<String> = vec![main.clone()];
     let trimmed = main.trim_start_matches(|c: char| !c.is_ascii_digit() && c != '+');
     // "00 44 20 …": the international prefix of most of the world, also
     // from regions whose own prefix differs (011 in North America).
-    if let Some(rest) = trimmed.strip_prefix("00") {
-        candidates.push(format!("+{rest}"));
-    }
+    let international = trimmed.strip_prefix("00").map(|rest| format!("+{rest}"));
+    let candidates = std::iter::once(&*main).chain(international.as_deref());
     let mut parsed_any = false;
-    for candidate in &candidates {
+    for candidate in candidates {
         let Ok(number) = phonenumber::parse(Some(region), candidate) else {
             continue;
         };
@@ -70,6 +71,22 @@ pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue>
         Err(bad("not a valid number for its region"))
     } else {
         Err(bad("not a phone number"))
+    }
+}
+
+/// Loads the phone metadata (about 85 ms, once per process) and compiles
+/// the patterns of `region`, so that the first lead does not wait for
+/// them: call it early, on a thread that has nothing better to do.
+pub fn warm_up(region: Region) {
+    enlarge_regex_cache();
+    let example = phonenumber::metadata::DATABASE
+        .by_id(region.as_ref())
+        .and_then(|meta| {
+            let d = meta.descriptors();
+            d.fixed_line().or(d.mobile())?.example().map(str::to_string)
+        });
+    if let Some(example) = example {
+        let _ = parse_phone(&example, region);
     }
 }
 
@@ -420,12 +437,23 @@ fn digits_after_code_start_with_zero(candidate: &str, code: u16) -> bool {
 }
 
 /// "+44 (0)20 7946 0958" → "+44 20 7946 0958".
-fn drop_bracketed_trunk_zero(s: &str) -> String {
-    s.replace("(0)", " ").replace("[0]", " ")
+fn drop_bracketed_trunk_zero(s: &str) -> Cow<'_, str> {
+    if s.contains("(0)") || s.contains("[0]") {
+        Cow::Owned(s.replace("(0)", " ").replace("[0]", " "))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Splits off an extension: "ext. 12", "extension 12", "x12", "#12", ",12".
 fn split_extension(input: &str) -> (&str, Option<String>) {
+    // Every marker has an "x", "#" or ",".
+    if !input
+        .bytes()
+        .any(|b| matches!(b, b'x' | b'X' | b'#' | b','))
+    {
+        return (input, None);
+    }
     let lower = input.to_ascii_lowercase();
     let markers = ["extension", "ext.", "ext", "x.", "x", "#", ";ext=", ","];
     let mut best: Option<(usize, usize)> = None;
@@ -456,25 +484,25 @@ fn split_extension(input: &str) -> (&str, Option<String>) {
 }
 
 /// Drops words that label a number ("tel:", "Mobile", "(work)").
-fn strip_labels(s: &str) -> String {
+fn strip_labels(s: &str) -> Cow<'_, str> {
     const LABELS: &[&str] = &[
         "tel", "tel.", "phone", "ph", "mob", "mobile", "cell", "work", "home", "office", "fax",
         "direct", "main", "t", "m", "p", "w", "h", "o", "no", "nr", "number",
     ];
-    if !s.chars().any(|c| c.is_ascii_alphabetic()) {
-        return s.to_string();
+    let is_label = |w: &str| LABELS.iter().any(|l| l.eq_ignore_ascii_case(w));
+    if !s.bytes().any(|c| c.is_ascii_alphabetic()) {
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
     for token in s.split_whitespace() {
         // "tel:+1…" / "phone:415…": a label glued to the number.
         let token = match token.split_once(':') {
-            Some((label, rest)) if LABELS.contains(&label.to_ascii_lowercase().as_str()) => rest,
+            Some((label, rest)) if is_label(label) => rest,
             _ => token,
         };
-        let word = token
-            .trim_matches(|c: char| matches!(c, ':' | '(' | ')' | '[' | ']' | '.' | ','))
-            .to_ascii_lowercase();
-        if LABELS.contains(&word.as_str()) {
+        let word =
+            token.trim_matches(|c: char| matches!(c, ':' | '(' | ')' | '[' | ']' | '.' | ','));
+        if is_label(word) {
             continue;
         }
         if !out.is_empty() {
@@ -482,27 +510,29 @@ fn strip_labels(s: &str) -> String {
         }
         out.push_str(token);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Vanity numbers: letters on the keypad become digits ("1-800-FLOWERS").
-fn devanity(s: &str) -> String {
-    if !s.chars().any(|c| c.is_ascii_alphabetic()) {
-        return s.to_string();
+fn devanity(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|c| c.is_ascii_alphabetic()) {
+        return Cow::Borrowed(s);
     }
-    s.chars()
-        .map(|c| match c.to_ascii_uppercase() {
-            'A'..='C' => '2',
-            'D'..='F' => '3',
-            'G'..='I' => '4',
-            'J'..='L' => '5',
-            'M'..='O' => '6',
-            'P'..='S' => '7',
-            'T'..='V' => '8',
-            'W'..='Z' => '9',
-            _ => c,
-        })
-        .collect()
+    Cow::Owned(
+        s.chars()
+            .map(|c| match c.to_ascii_uppercase() {
+                'A'..='C' => '2',
+                'D'..='F' => '3',
+                'G'..='I' => '4',
+                'J'..='L' => '5',
+                'M'..='O' => '6',
+                'P'..='S' => '7',
+                'T'..='V' => '8',
+                'W'..='Z' => '9',
+                _ => c,
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

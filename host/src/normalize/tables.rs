@@ -1,6 +1,12 @@
 //! Data tables of the normalization rules. Changing any of them changes
 //! what normalization produces: bump `RULES_VERSION` with it.
-//! Domain tables are sorted (binary search; a test checks the order).
+//! Domain tables are sorted (a test checks the order). Lookups go through
+//! sets and maps built from the tables once.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Legal-form suffixes, as lowercase words after punctuation folding
 /// ("S.A." → `sa`, "Pty. Ltd." → `pty ltd`). Stripped from the end of a
@@ -345,3 +351,70 @@ pub const COUNTRY_ALIASES: &[(&str, &str)] = &[
     ("vietnam", "VN"),
     ("wales", "GB"),
 ];
+
+/// [`DOMAIN_TYPOS`] by typo (the first entry of a typo wins).
+static DOMAIN_TYPO_MAP: LazyLock<Map<&'static str, &'static str>> = LazyLock::new(|| {
+    let mut m = Map::default();
+    for (typo, fixed) in DOMAIN_TYPOS {
+        m.entry(*typo).or_insert(*fixed);
+    }
+    m
+});
+
+/// The consumer domain a misspelt one stands for ([`DOMAIN_TYPOS`]).
+pub fn domain_typo(domain: &str) -> Option<&'static str> {
+    DOMAIN_TYPO_MAP.get(domain).copied()
+}
+
+/// The top-level domain a misspelt one stands for ([`TLD_TYPOS`]).
+pub fn tld_typo(tld: &str) -> Option<&'static str> {
+    // Eleven short entries: a scan beats hashing.
+    TLD_TYPOS
+        .iter()
+        .find(|(typo, _)| *typo == tld)
+        .map(|(_, fixed)| *fixed)
+}
+
+/// [`LEGAL_SUFFIXES`] by their last word, each list in table order (so the
+/// first suffix of the table that ends a name is the first of its list).
+pub static LEGAL_SUFFIXES_BY_LAST_WORD: LazyLock<Map<&'static str, Vec<&'static [&'static str]>>> =
+    LazyLock::new(|| {
+        let mut m: Map<&'static str, Vec<&'static [&'static str]>> = Map::default();
+        for suffix in LEGAL_SUFFIXES {
+            if let Some(last) = suffix.last() {
+                m.entry(*last).or_default().push(*suffix);
+            }
+        }
+        m
+    });
+
+/// A set of one of the tables above.
+fn set(
+    table: &'static [&'static str],
+) -> std::collections::HashSet<&'static str, foldhash::fast::RandomState> {
+    table.iter().copied().collect()
+}
+
+static ROLE_SET: LazyLock<std::collections::HashSet<&'static str, foldhash::fast::RandomState>> =
+    LazyLock::new(|| set(ROLE_LOCAL_PARTS));
+static DISPOSABLE_SET: LazyLock<
+    std::collections::HashSet<&'static str, foldhash::fast::RandomState>,
+> = LazyLock::new(|| set(DISPOSABLE_DOMAINS));
+static FREE_MAIL_SET: LazyLock<
+    std::collections::HashSet<&'static str, foldhash::fast::RandomState>,
+> = LazyLock::new(|| set(FREE_MAIL_DOMAINS));
+
+/// Whether `local` is one of [`ROLE_LOCAL_PARTS`].
+pub fn is_role_local_part(local: &str) -> bool {
+    ROLE_SET.contains(local)
+}
+
+/// Whether `domain` is one of [`DISPOSABLE_DOMAINS`].
+pub fn is_disposable_domain(domain: &str) -> bool {
+    DISPOSABLE_SET.contains(domain)
+}
+
+/// Whether `domain` is one of [`FREE_MAIL_DOMAINS`].
+pub fn is_free_mail_domain(domain: &str) -> bool {
+    FREE_MAIL_SET.contains(domain)
+}

@@ -91,6 +91,14 @@ impl TestEnv {
         Ok((status, json))
     }
 
+    /// Posts leads as a source and insists on a 202; returns the answer.
+    pub async fn post_accepted(&self, key: &str, leads: &[Value]) -> anyhow::Result<Value> {
+        let body = Value::Array(leads.to_vec()).to_string();
+        let (status, answer) = self.post_leads(Some(key), &body).await?;
+        anyhow::ensure!(status == StatusCode::ACCEPTED, "{status}: {answer}");
+        Ok(answer)
+    }
+
     pub async fn get_json(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
         let resp = self.client.get(self.url(path)).send().await?;
         let status = resp.status();

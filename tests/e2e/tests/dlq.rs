@@ -2,7 +2,7 @@
 //! listed with every attempt and error, replayed (by the API and by
 //! `leadgate dlq`) into exactly one CRM record, and discarded with a reason.
 
-use leadgate::dlq_cli::{DlqCommand, run};
+use leadgate::dlq_cli::{DlqCommand, Selection, run};
 use leadgate_e2e::{SCRAPER_KEY, TestEnv};
 use leadgate_sim::{Faults, SimConfig};
 use reqwest::StatusCode;
@@ -23,10 +23,7 @@ async fn dead_letters(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let leads: Vec<Value> = (0..3)
         .map(|n| json!({"email": format!("dlq.{n}@example.com"), "first_name": "Dee"}))
         .collect();
-    let (status, _) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(leads).to_string())
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    env.post_accepted(SCRAPER_KEY, &leads).await?;
     let counts = env.drain(30).await?;
     assert_eq!(counts.jobs_dead, 3, "{counts:?}");
     env.sim().set_faults(Faults::default());
@@ -104,9 +101,11 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
     run(
         &env.host.url(),
         DlqCommand::Replay {
-            jobs: vec![],
-            all: true,
-            destination: Some("hubspot".into()),
+            selection: Selection {
+                jobs: vec![],
+                all: true,
+                destination: Some("hubspot".into()),
+            },
             current_mapping: true,
         },
     )
@@ -135,9 +134,10 @@ async fn a_discarded_dead_letter_leaves_the_queue_with_its_reason() -> anyhow::R
     run(
         &env.host.url(),
         DlqCommand::Discard {
-            jobs: vec![ids[0].clone()],
-            all: false,
-            destination: None,
+            selection: Selection {
+                jobs: vec![ids[0].clone()],
+                ..Selection::default()
+            },
             reason: "test lead".into(),
         },
     )

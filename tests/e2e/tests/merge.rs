@@ -8,8 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn post(env: &TestEnv, key: &str, lead: Value) -> anyhow::Result<Value> {
-    let (status, answer) = env.post_leads(Some(key), &lead.to_string()).await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let answer = env.post_accepted(key, &[lead]).await?;
     Ok(answer["results"][0].clone())
 }
 

@@ -4,7 +4,6 @@
 
 use leadgate_e2e::{SCRAPER_KEY, TestEnv};
 use leadgate_sim::Faults;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -18,10 +17,7 @@ async fn a_silent_no_op_is_detected_and_retried() -> anyhow::Result<()> {
     let leads: Vec<Value> = (0..5)
         .map(|n| json!({"email": format!("silent.{n}@example.com"), "first_name": "Sil"}))
         .collect();
-    let (status, _) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(leads).to_string())
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    env.post_accepted(SCRAPER_KEY, &leads).await?;
     let counts = env.drain(30).await?;
     assert_eq!((counts.jobs_delivered, counts.jobs_dead), (5, 0));
     let sim = env.sim();

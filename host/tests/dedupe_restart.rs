@@ -1,0 +1,166 @@
+//! The dedupe index survives a restart: leads committed through the real
+//! outbox into a SQLite store, everything dropped, the store reopened and
+//! the index rebuilt with `outbox::load_index` — the rebuilt index decides
+//! follow-up leads (duplicate / possible / new, same persons, same scores)
+//! exactly as an index that never restarted.
+
+use std::sync::Arc;
+
+use leadgate::dedupe::corpus::generate;
+use leadgate::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
+use leadgate::mapping::LeadFields;
+use leadgate::merge::MergeConfig;
+use leadgate::normalize::{Acceptance, NormalizeOptions, NormalizedLead, normalize};
+use leadgate::outbox::{self, MappedRoute, Merging, Outbox, PreparedLead, Renderer};
+use leadgate::route::Route;
+use leadgate::store::{self, Durability};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+/// No destinations: the test is about dedupe, not delivery.
+struct NoDestinations;
+
+impl Renderer for NoDestinations {
+    fn render(&self, _fields: &dyn LeadFields, _route: Route) -> Option<MappedRoute> {
+        None
+    }
+}
+
+/// A lead as the ingest handler hands it to the outbox.
+#[derive(Clone)]
+struct Lead {
+    id: String,
+    raw: Value,
+    lead: NormalizedLead,
+    fingerprints: Vec<String>,
+    features: Features,
+    received_at_ms: i64,
+}
+
+impl Lead {
+    fn prepared(&self) -> PreparedLead {
+        PreparedLead {
+            id: self.id.clone(),
+            source: "web".into(),
+            received_at_ms: self.received_at_ms,
+            raw: self.raw.to_string(),
+            normalized: serde_json::to_string(&self.lead).expect("lead serializes"),
+            lead: self.lead.clone(),
+            fingerprints: self.fingerprints.clone(),
+            features: self.features.clone(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// The generated corpus (persons rendered as noisy leads), normalized as
+/// the server does, received one second apart ending about now.
+fn leads(config: &DedupeConfig) -> Vec<Lead> {
+    let options = NormalizeOptions {
+        default_region: "US".parse().unwrap(),
+        acceptance: Acceptance {
+            require_any: Vec::new(),
+        },
+        email_typos: Default::default(),
+    };
+    let corpus = generate(20_260_101, 1_200);
+    let start = leadgate::now_ms() - corpus.len() as i64 * 1_000;
+    corpus
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut raw, _))| {
+            let id = raw
+                .as_object_mut()
+                .and_then(|o| o.remove("id"))
+                .and_then(|v| v.as_str().map(str::to_string))
+                .expect("the corpus gives ids");
+            let lead = normalize(&raw, &options).unwrap_or_default();
+            let received_at_ms = start + i as i64 * 1_000;
+            Lead {
+                fingerprints: fingerprints(&lead),
+                features: Features::from_lead(&lead, config, received_at_ms),
+                id,
+                raw,
+                lead,
+                received_at_ms,
+            }
+        })
+        .collect()
+}
+
+fn kind(d: &Decision) -> &'static str {
+    match d {
+        Decision::New => "new",
+        Decision::Duplicate { .. } => "duplicate",
+        Decision::Possible { .. } => "possible",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
+    let config = DedupeConfig::default();
+    let all = leads(&config);
+    let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+
+    // The index that never restarts decides what the outbox decides.
+    let mut live = Deduper::new(config.clone());
+    {
+        let store = store::open(&url, Durability::Full).await.unwrap();
+        let merging = Merging {
+            config: MergeConfig::default(),
+            renderer: Arc::new(NoDestinations),
+        };
+        let (outbox, task) = Outbox::start(
+            store.clone(),
+            outbox::load_index(&*store, &config).await.unwrap(),
+            64,
+            merging,
+            Arc::new(Notify::new()),
+        );
+        for batch in committed.chunks(50) {
+            let answers = outbox
+                .commit(batch.iter().map(Lead::prepared).collect())
+                .await
+                .unwrap();
+            assert_eq!(answers.len(), batch.len());
+            for (answer, lead) in answers.iter().zip(batch) {
+                let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+                assert_eq!(answer.id, lead.id);
+                assert_eq!(answer.decision, v.decision, "{}", lead.id);
+            }
+        }
+        drop(outbox);
+        task.await.unwrap();
+    }
+
+    // Restart: a new store handle, the index rebuilt from what is stored.
+    let store = store::open(&url, Durability::Full).await.unwrap();
+    let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
+    assert_eq!(rebuilt.len(), live.len(), "every stored lead is indexed");
+    assert_eq!(rebuilt.fingerprint_count(), live.fingerprint_count());
+
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for lead in follow_ups {
+        let a = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        let b = rebuilt.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        assert_eq!(a.decision, b.decision, "{}", lead.id);
+        assert_eq!(
+            (&a.person_id, &a.matched_id, a.score, &a.added),
+            (&b.person_id, &b.matched_id, b.score, &b.added),
+            "{}",
+            lead.id
+        );
+        *kinds.entry(kind(&a.decision)).or_default() += 1;
+        if matches!(&a.decision, Decision::Duplicate { rule, .. } if rule == leadgate::dedupe::fuzzy::FUZZY_RULE)
+        {
+            *kinds.entry("duplicate (fuzzy)").or_default() += 1;
+        }
+    }
+    eprintln!("follow-ups: {kinds:?}");
+    // The follow-ups exercise all three outcomes, the fuzzy tier included.
+    for k in ["new", "duplicate", "duplicate (fuzzy)", "possible"] {
+        assert!(kinds.get(k).copied().unwrap_or(0) > 5, "{kinds:?}");
+    }
+}
