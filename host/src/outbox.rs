@@ -430,21 +430,29 @@ async fn writer(
 /// Builds the dedupe index from the store: every stored lead's
 /// fingerprints and, for the fuzzy tier, its features.
 pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Deduper, StoreError> {
-    // Leads older than the window can no longer make a duplicate.
+    // Persons whose last lead is older than the window can no longer be
+    // matched: their leads stay in the store but not in memory.
     let since = match config.window_days {
         0 => i64::MIN,
         days => crate::now_ms() - i64::from(days) * 86_400_000,
     };
     let records = store.load_dedupe_records(since).await?;
     let mut index = Deduper::new(config.clone());
-    for r in records {
-        let features = if config.fuzzy {
-            serde_json::from_str::<crate::normalize::NormalizedLead>(&r.normalized)
-                .ok()
-                .map(|lead| Features::from_lead(&lead, config, r.received_at_ms))
-        } else {
-            None
-        };
+    for mut r in records {
+        let lead = serde_json::from_str::<crate::normalize::NormalizedLead>(&r.normalized).ok();
+        // Every fingerprint the lead had, not only those it added: a
+        // duplicate refreshes its person's fingerprints (the window counts
+        // from the person's last lead), and so must the rebuilt index.
+        if let Some(lead) = &lead {
+            for fp in crate::dedupe::fingerprints(lead) {
+                if !r.fingerprints.contains(&fp) {
+                    r.fingerprints.push(fp);
+                }
+            }
+        }
+        let features = lead
+            .filter(|_| config.fuzzy)
+            .map(|lead| Features::from_lead(&lead, config, r.received_at_ms));
         index.insert_stored(
             &r.id,
             &r.person_id,

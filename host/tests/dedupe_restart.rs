@@ -164,3 +164,70 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
         assert!(kinds.get(k).copied().unwrap_or(0) > 5, "{kinds:?}");
     }
 }
+
+/// A person first seen before the window who sent another lead inside it
+/// is still a duplicate after a restart: the rebuilt index counts the
+/// window from the person's last lead, as the live one does. A person seen
+/// only before the window is not kept in memory at all.
+#[tokio::test]
+async fn a_person_active_inside_the_window_survives_a_restart() {
+    let config = DedupeConfig {
+        window_days: 30,
+        ..DedupeConfig::default()
+    };
+    let day = 86_400_000;
+    let now = leadgate::now_ms();
+    let options = NormalizeOptions::with_region("US".parse().unwrap());
+    let lead = |id: &str, email: &str, at: i64| {
+        let raw = serde_json::json!({ "email": email });
+        let normalized = normalize(&raw, &options).unwrap();
+        Lead {
+            id: id.into(),
+            fingerprints: fingerprints(&normalized),
+            features: Features::from_lead(&normalized, &config, at),
+            lead: normalized,
+            raw,
+            received_at_ms: at,
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    {
+        let store = store::open(&url, Durability::Full).await.unwrap();
+        let (outbox, task) = Outbox::start(
+            store.clone(),
+            Deduper::new(config.clone()),
+            64,
+            Merging {
+                config: MergeConfig::default(),
+                renderer: Arc::new(NoDestinations),
+            },
+            Arc::new(Notify::new()),
+        );
+        let answers = outbox
+            .commit(vec![
+                lead("A1", "active@example.com", now - 40 * day).prepared(),
+                lead("Q1", "quiet@example.com", now - 40 * day).prepared(),
+                // 20 days after A1: a duplicate, which keeps A's email
+                // fresh, though it adds no fingerprint of its own.
+                lead("A2", "active@example.com", now - 20 * day).prepared(),
+            ])
+            .await
+            .unwrap();
+        assert!(answers[2].decision.is_duplicate());
+        drop(outbox);
+        task.await.unwrap();
+    }
+    let store = store::open(&url, Durability::Full).await.unwrap();
+    let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
+    let again = lead("A3", "active@example.com", now);
+    let v = rebuilt.decide("A3", "web", &again.fingerprints, again.features.clone());
+    assert!(
+        matches!(&v.decision, Decision::Duplicate { person_id, .. } if person_id == "A1"),
+        "{:?}",
+        v.decision
+    );
+    let quiet = lead("Q2", "quiet@example.com", now);
+    let v = rebuilt.decide("Q2", "web", &quiet.fingerprints, quiet.features.clone());
+    assert_eq!(v.decision, Decision::New, "the window has passed for Q");
+}

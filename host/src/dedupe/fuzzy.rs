@@ -657,7 +657,10 @@ impl Deduper {
                 .exact
                 .entry(key(&[fp.as_bytes()]))
                 .or_insert((p, received_at_ms));
-            e.1 = e.1.max(received_at_ms);
+            // As in `decide`: only the owner's own leads refresh it.
+            if e.0 == p {
+                e.1 = e.1.max(received_at_ms);
+            }
         }
         if let Some(f) = features
             && self.config.fuzzy

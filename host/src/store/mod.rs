@@ -265,8 +265,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored fingerprint and its person, for the dedupe index.
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// Every stored lead received at or after `since_ms`, as the dedupe
-    /// index needs it, in arrival order.
+    /// Every stored lead of the persons with a lead received at or after
+    /// `since_ms` (`i64::MIN`: every lead), as the dedupe index needs it, in
+    /// arrival order.
     async fn load_dedupe_records(&self, since_ms: i64) -> Result<Vec<DedupeRecord>, StoreError>;
 
     /// A person's golden record, or its first lead.

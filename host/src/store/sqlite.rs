@@ -176,7 +176,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<super::DedupeRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
-             WHERE received_at >= ?1 ORDER BY rowid",
+             WHERE ?1 = -9223372036854775808
+                OR person_id IN (SELECT person_id FROM leads WHERE received_at >= ?1)
+             ORDER BY rowid",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
