@@ -332,7 +332,7 @@ impl Worker {
                 self.release(&adapter, results, sendable).await?;
                 return Ok(false);
             }
-            outcome = dest.adapter.push(&deliveries, &ctx) => outcome,
+            outcome = push_splitting(&dest.adapter, &deliveries, &ctx) => outcome,
         };
         let now = crate::now_ms();
         let verdict = match &outcome {
@@ -448,6 +448,29 @@ impl Worker {
         tracing::info!(destination = %self.destination, jobs = released, "leased jobs given back to the queue");
         Ok(())
     }
+}
+
+/// Pushes a batch. When the CRM refuses a batch of several records whole
+/// (every record rejected, as a CRM does for one bad record it cannot key
+/// its error to), each half is pushed again, down to single records: the
+/// good records go through, and only the bad ones are dead-lettered, each
+/// with its own error.
+async fn push_splitting(
+    adapter: &leadgate_runtime::AdapterPlugin,
+    deliveries: &[Delivery],
+    ctx: &PushContext,
+) -> Result<Vec<Outcome>, CallError> {
+    let outcomes = adapter.push(deliveries, ctx).await?;
+    let refused_whole = deliveries.len() > 1
+        && outcomes.len() == deliveries.len()
+        && outcomes.iter().all(|o| matches!(o, Outcome::Rejected(_)));
+    if !refused_whole {
+        return Ok(outcomes);
+    }
+    let (left, right) = deliveries.split_at(deliveries.len() / 2);
+    let mut out = Box::pin(push_splitting(adapter, left, ctx)).await?;
+    out.extend(Box::pin(push_splitting(adapter, right, ctx)).await?);
+    Ok(out)
 }
 
 /// A failed plugin call is a transient failure of every job in the batch.

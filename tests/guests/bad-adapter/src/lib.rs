@@ -34,6 +34,26 @@ impl Adapter for Bad {
         let all = |o: Outcome| batch.iter().map(|d| outcome(&d.id, o.clone())).collect();
         match mode {
             "ok" => all(Outcome::Created("1".into())),
+            // Like a CRM that refuses a whole batch for one bad record:
+            // any email containing "bad" fails every record of the call.
+            "all-or-nothing" => {
+                let bad = batch.iter().find(|d| {
+                    d.properties
+                        .iter()
+                        .any(|p| p.name == "email" && p.value.contains("bad"))
+                });
+                match bad {
+                    Some(d) => all(rejected(
+                        Some("email"),
+                        "batch_refused",
+                        format!("invalid email in record {}", d.id),
+                    )),
+                    None => batch
+                        .iter()
+                        .map(|d| outcome(&d.id, Outcome::Created(format!("crm-{}", d.id))))
+                        .collect(),
+                }
+            }
             "loop" => {
                 let mut n: u64 = 0;
                 loop {
