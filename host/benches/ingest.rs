@@ -44,6 +44,10 @@ use hdrhistogram::Histogram;
 use leadgate::app::RunningHost;
 use leadgate::config::Config;
 
+/// The allocator the `leadgate` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const API_KEY: &str = "bench-source-key-0001";
 /// Area codes the phone numbers cycle through, 8,000,000 numbers each.
 const AREAS: [u32; 4] = [415, 628, 650, 510];
