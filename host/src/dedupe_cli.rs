@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
+use crate::dedupe::{Decision, DedupeConfig, Deduper, Features, Verdict, fingerprints};
 use crate::normalize::{Acceptance, NormalizeOptions, NormalizedLead, normalize};
 
 /// One output line.
@@ -84,6 +84,11 @@ fn decide_one(d: &mut Deduper, opts: &NormalizeOptions, id: String, raw: &Value)
     let lead = normalize_lenient(raw, opts);
     let features = Features::from_lead(&lead, d.config(), 0);
     let v = d.decide(&id, "batch", &fingerprints(&lead), features);
+    batch_result(id, v)
+}
+
+/// One output line: the verdict for lead `id`.
+fn batch_result(id: String, v: Verdict) -> BatchResult {
     let decision = match v.decision {
         Decision::New => "new",
         Decision::Duplicate { .. } => "duplicate",
@@ -150,18 +155,7 @@ struct Prepared {
 
 fn decide_prepared(d: &mut Deduper, p: Prepared) -> BatchResult {
     let v = d.decide(&p.id, "batch", &p.fps, p.features);
-    let decision = match v.decision {
-        Decision::New => "new",
-        Decision::Duplicate { .. } => "duplicate",
-        Decision::Possible { .. } => "possible",
-    };
-    BatchResult {
-        cluster_id: v.person_id,
-        id: p.id,
-        decision,
-        score: v.score.map(|s| (s * 100.0).round() / 100.0),
-        matched_id: v.matched_id,
-    }
+    batch_result(p.id, v)
 }
 
 /// Whether some `"phone": "…"` is in the text (a quick look for whether
