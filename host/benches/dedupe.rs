@@ -10,18 +10,12 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use leadgate::dedupe::corpus::generate;
 use leadgate::dedupe::{DedupeConfig, Deduper, Features, fingerprints};
-use leadgate::normalize::{Acceptance, NormalizeOptions, normalize};
+use leadgate::normalize::{NormalizeOptions, normalize};
 
 type Query = (String, Vec<String>, Features);
 
 fn prepared(seed: u64, persons: usize, prefix: &str, cfg: &DedupeConfig) -> Vec<Query> {
-    let opts = NormalizeOptions {
-        default_region: phonenumber::country::Id::US,
-        acceptance: Acceptance {
-            require_any: Vec::new(),
-        },
-        email_typos: Default::default(),
-    };
+    let opts = NormalizeOptions::with_region(phonenumber::country::Id::US).without_acceptance();
     generate(seed, persons)
         .into_iter()
         .map(|(mut v, _)| {

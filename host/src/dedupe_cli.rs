@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::dedupe::{Decision, DedupeConfig, Deduper, Features, Verdict, fingerprints};
-use crate::normalize::{Acceptance, NormalizeOptions, NormalizedLead, normalize};
+use crate::normalize::{NormalizeOptions, NormalizedLead, normalize};
 
 /// One output line.
 #[derive(Clone, Debug, Serialize)]
@@ -24,17 +24,14 @@ pub struct BatchResult {
 }
 
 fn options(config: &DedupeConfig) -> NormalizeOptions {
-    NormalizeOptions {
-        default_region: config
+    NormalizeOptions::with_region(
+        config
             .default_region
             .to_ascii_uppercase()
             .parse()
             .unwrap_or(phonenumber::country::Id::US),
-        acceptance: Acceptance {
-            require_any: Vec::new(),
-        },
-        email_typos: Default::default(),
-    }
+    )
+    .without_acceptance()
 }
 
 /// Normalizes a lead object without acceptance rules: a field that cannot

@@ -314,12 +314,7 @@ impl Worker {
             config: dest.config.clone(),
             attempt,
         };
-        let adapter = format!(
-            "{}@{}#{}",
-            dest.adapter.info().name,
-            dest.adapter.info().version,
-            dest.adapter_hash
-        );
+        let adapter = dest.adapter_label();
         Metrics::add(&self.metrics.delivery_batches, 1);
         let mut abandoned = self.abandoned.clone();
         let outcome = tokio::select! {

@@ -178,12 +178,7 @@ async fn prepare(
     let Some(dest) = state.registry.get(destination) else {
         return refuse(id, "destination_unavailable");
     };
-    let adapter = format!(
-        "{}@{}#{}",
-        dest.adapter.info().name,
-        dest.adapter.info().version,
-        dest.adapter_hash
-    );
+    let adapter = dest.adapter_label();
     let remapped = match mapping {
         MappingChoice::Original => None,
         MappingChoice::Current => {

@@ -234,8 +234,7 @@ pub fn merge(
         }
         let current = (group.text)(&person.record);
         if incoming == current {
-            // The same value again: it now also comes from this lead when
-            // the rule prefers the newest.
+            // The same value again: nothing changes, provenance included.
             continue;
         }
         let take = current.is_empty()
@@ -482,11 +481,6 @@ static GROUPS: &[Group] = &[
     group!("date_of_birth", [date_of_birth]),
     group!("priority", [priority]),
 ];
-
-/// Merge changes as the audit trail stores them.
-pub fn changes_json(changes: &[Change]) -> serde_json::Value {
-    serde_json::to_value(changes).expect("changes serialize")
-}
 
 #[cfg(test)]
 mod tests {

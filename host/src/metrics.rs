@@ -221,77 +221,87 @@ impl Metrics {
                 s.priority, s.count
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_delivery_sla_breaches_total Deliveries later than their class's SLA (P0 1 min, P1 5 min, P2 30 min).\n# TYPE leadgate_delivery_sla_breaches_total counter"
+        family(
+            &mut out,
+            "leadgate_delivery_sla_breaches_total",
+            "Deliveries later than their class's SLA (P0 1 min, P1 5 min, P2 30 min).",
+            "counter",
+            summaries
+                .iter()
+                .map(|s| (format!("priority=\"{}\"", s.priority), s.sla_breaches)),
         );
-        for s in &summaries {
-            let _ = writeln!(
-                out,
-                "leadgate_delivery_sla_breaches_total{{priority=\"{}\"}} {}",
-                s.priority, s.sla_breaches
-            );
-        }
         if let Some(c) = counts {
-            let _ = writeln!(
-                out,
-                "# HELP leadgate_outbox_jobs Jobs by state.\n# TYPE leadgate_outbox_jobs gauge"
+            family(
+                &mut out,
+                "leadgate_outbox_jobs",
+                "Jobs by state.",
+                "gauge",
+                [
+                    ("pending", c.jobs_pending),
+                    ("leased", c.jobs_leased),
+                    ("delivered", c.jobs_delivered),
+                    ("dead", c.jobs_dead),
+                ]
+                .map(|(state, n)| (format!("state=\"{state}\""), n)),
             );
-            for (state, n) in [
-                ("pending", c.jobs_pending),
-                ("leased", c.jobs_leased),
-                ("delivered", c.jobs_delivered),
-                ("dead", c.jobs_dead),
-            ] {
-                let _ = writeln!(out, "leadgate_outbox_jobs{{state=\"{state}\"}} {n}");
-            }
         }
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_plugin_calls_total Plugin calls.\n# TYPE leadgate_plugin_calls_total counter"
+        let per_destination = |value: fn(&PluginStatus) -> u64| {
+            plugins
+                .iter()
+                .map(move |p| (format!("destination=\"{}\"", p.destination), value(p)))
+        };
+        family(
+            &mut out,
+            "leadgate_plugin_calls_total",
+            "Plugin calls.",
+            "counter",
+            plugins.iter().map(|p| {
+                (
+                    format!(
+                        "destination=\"{}\",adapter=\"{}\",version=\"{}\"",
+                        p.destination, p.adapter, p.version
+                    ),
+                    p.calls,
+                )
+            }),
         );
-        for p in plugins {
-            let _ = writeln!(
-                out,
-                "leadgate_plugin_calls_total{{destination=\"{}\",adapter=\"{}\",version=\"{}\"}} {}",
-                p.destination, p.adapter, p.version, p.calls
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_plugin_reload_failures_total Plugin or mapping files refused at reload.\n# TYPE leadgate_plugin_reload_failures_total counter"
+        family(
+            &mut out,
+            "leadgate_plugin_reload_failures_total",
+            "Plugin or mapping files refused at reload.",
+            "counter",
+            per_destination(|p| p.reload_failures),
         );
-        for p in plugins {
-            let _ = writeln!(
-                out,
-                "leadgate_plugin_reload_failures_total{{destination=\"{}\"}} {}",
-                p.destination, p.reload_failures
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_delivery_breaker_state Circuit breaker per destination: 0 closed, 1 half-open, 2 open.\n# TYPE leadgate_delivery_breaker_state gauge"
+        family(
+            &mut out,
+            "leadgate_delivery_breaker_state",
+            "Circuit breaker per destination: 0 closed, 1 half-open, 2 open.",
+            "gauge",
+            per_destination(|p| u64::from(p.breaker.state.gauge())),
         );
-        for p in plugins {
-            let _ = writeln!(
-                out,
-                "leadgate_delivery_breaker_state{{destination=\"{}\"}} {}",
-                p.destination,
-                p.breaker.state.gauge()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_delivery_breaker_opened_total Times a destination's circuit breaker opened (re-openings after a failed probe included).\n# TYPE leadgate_delivery_breaker_opened_total counter"
+        family(
+            &mut out,
+            "leadgate_delivery_breaker_opened_total",
+            "Times a destination's circuit breaker opened (re-openings after a failed probe included).",
+            "counter",
+            per_destination(|p| p.breaker.times_opened),
         );
-        for p in plugins {
-            let _ = writeln!(
-                out,
-                "leadgate_delivery_breaker_opened_total{{destination=\"{}\"}} {}",
-                p.destination, p.breaker.times_opened
-            );
-        }
         out
+    }
+}
+
+/// One labelled metric family: its HELP and TYPE lines, then a line per
+/// (labels, value).
+fn family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    rows: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 

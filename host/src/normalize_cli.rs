@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::normalize::{Acceptance, FieldIssue, NormalizeOptions, NormalizedLead, normalize};
+use crate::normalize::{FieldIssue, NormalizeOptions, NormalizedLead, normalize};
 
 /// Input and output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,13 +86,7 @@ pub fn normalize_row(raw: &Value, options: &NormalizeOptions) -> (NormalizedLead
     match normalize(raw, options) {
         Ok(lead) => (lead, Vec::new()),
         Err(errors) => {
-            let lenient = NormalizeOptions {
-                default_region: options.default_region,
-                acceptance: Acceptance {
-                    require_any: Vec::new(),
-                },
-                email_typos: options.email_typos,
-            };
+            let lenient = options.clone().without_acceptance();
             let lead = normalize(raw, &lenient).unwrap_or_default();
             (lead, errors)
         }

@@ -86,6 +86,15 @@ pub struct Destination {
     pub breaker: Arc<Breaker>,
 }
 
+impl Destination {
+    /// The adapter version that runs, as the audit trail names it:
+    /// `name@version#hash`.
+    pub fn adapter_label(&self) -> String {
+        let info = self.adapter.info();
+        format!("{}@{}#{}", info.name, info.version, self.adapter_hash)
+    }
+}
+
 /// What `GET /v1/plugins` shows of a destination's adapter.
 #[derive(Debug, Serialize)]
 pub struct PluginStatus {

@@ -10,7 +10,7 @@ use leadgate::dedupe::corpus::generate;
 use leadgate::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
 use leadgate::mapping::LeadFields;
 use leadgate::merge::MergeConfig;
-use leadgate::normalize::{Acceptance, NormalizeOptions, NormalizedLead, normalize};
+use leadgate::normalize::{NormalizeOptions, NormalizedLead, normalize};
 use leadgate::outbox::{self, MappedRoute, Merging, Outbox, PreparedLead, Renderer};
 use leadgate::route::Route;
 use leadgate::store::{self, Durability};
@@ -56,13 +56,7 @@ impl Lead {
 /// The generated corpus (persons rendered as noisy leads), normalized as
 /// the server does, received one second apart ending about now.
 fn leads(config: &DedupeConfig) -> Vec<Lead> {
-    let options = NormalizeOptions {
-        default_region: "US".parse().unwrap(),
-        acceptance: Acceptance {
-            require_any: Vec::new(),
-        },
-        email_typos: Default::default(),
-    };
+    let options = NormalizeOptions::with_region("US".parse().unwrap()).without_acceptance();
     let corpus = generate(20_260_101, 1_200);
     let start = leadgate::now_ms() - corpus.len() as i64 * 1_000;
     corpus

@@ -612,13 +612,8 @@ mod tests {
     fn debug_pairs(leads: &[Value], truth: &[String], predicted: &[String]) {
         use crate::dedupe::{DedupeConfig, Features};
         let cfg = DedupeConfig::default();
-        let opts = crate::normalize::NormalizeOptions {
-            default_region: phonenumber::country::Id::US,
-            acceptance: crate::normalize::Acceptance {
-                require_any: vec![],
-            },
-            email_typos: Default::default(),
-        };
+        let opts = crate::normalize::NormalizeOptions::with_region(phonenumber::country::Id::US)
+            .without_acceptance();
         let feats: Vec<Features> = leads
             .iter()
             .map(|l| {

@@ -1144,13 +1144,8 @@ mod tests {
         persons: usize,
         cfg: &DedupeConfig,
     ) -> Vec<(String, Vec<String>, Features)> {
-        let opts = crate::normalize::NormalizeOptions {
-            default_region: phonenumber::country::Id::US,
-            acceptance: crate::normalize::Acceptance {
-                require_any: Vec::new(),
-            },
-            email_typos: Default::default(),
-        };
+        let opts = crate::normalize::NormalizeOptions::with_region(phonenumber::country::Id::US)
+            .without_acceptance();
         crate::dedupe::corpus::generate(seed, persons)
             .into_iter()
             .map(|(mut v, _)| {

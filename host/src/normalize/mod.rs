@@ -269,6 +269,14 @@ impl NormalizeOptions {
         }
     }
 
+    /// The same options with no acceptance rule: a lead is normalized on
+    /// whatever fields it has (the batch commands, which answer for every
+    /// input line).
+    pub fn without_acceptance(mut self) -> Self {
+        self.acceptance.require_any.clear();
+        self
+    }
+
     /// The options of a configured source: what the server uses, and what
     /// `leadgate normalize --config … --source …` uses.
     pub fn from_source(source: &crate::config::SourceConfig) -> Result<Self, String> {

@@ -93,9 +93,10 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
     // One row per person: the group's last revision (an upsert may not
     // touch a row twice in one statement on every database).
     let mut persons: Vec<PersonRowJson> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for l in leads.iter().rev() {
         if let Some(p) = &l.person
-            && !persons.iter().any(|q| q.id == p.id)
+            && seen.insert(p.id.as_str())
         {
             persons.push(PersonRowJson {
                 id: &p.id,
