@@ -122,6 +122,9 @@ pub struct DeliveryConfig {
     /// At shutdown, how long batches in flight may take to finish before
     /// the host gives their jobs back to the queue.
     pub shutdown_grace_ms: u64,
+    /// A job still undelivered this long after it was queued is
+    /// dead-lettered at its next failure; 0 never.
+    pub give_up_after_ms: u64,
 }
 
 /// A source: who may post leads, and how to read them.

@@ -36,6 +36,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_ms: u64,
     pub cap_ms: u64,
+    /// A job queued this long ago is dead-lettered at its next failure,
+    /// counted or not; 0 never.
+    pub give_up_after_ms: u64,
 }
 
 /// Full jitter: a random delay in `[0, min(cap, base · 2^(attempt-1))]`.
@@ -49,11 +52,12 @@ pub fn backoff_ms(policy: &RetryPolicy, attempt: u32, rng: &mut impl Rng) -> u64
 }
 
 /// What to do with one job after one outcome. `attempts` counts the
-/// attempts before this one.
+/// attempts before this one; `queued_at_ms` is when the job was made.
 pub fn decide(
     policy: &RetryPolicy,
     outcome: &Outcome,
     attempts: u32,
+    queued_at_ms: i64,
     now_ms: i64,
     rng: &mut impl Rng,
 ) -> JobResult {
@@ -85,6 +89,18 @@ pub fn decide(
     if counts && attempt >= policy.max_attempts {
         return JobResult::Dead {
             error: format!("gave up after {attempt} attempts: {error}"),
+        };
+    }
+    // Rate limits and failed probes use up no attempts: the age limit is
+    // what ends a job that a CRM never takes.
+    let age_ms = now_ms.saturating_sub(queued_at_ms);
+    if policy.give_up_after_ms > 0 && age_ms >= policy.give_up_after_ms as i64 {
+        return JobResult::Dead {
+            error: format!(
+                "gave up {} s after it was queued ({} attempts): {error}",
+                age_ms / 1000,
+                attempts + u32::from(counts)
+            ),
         };
     }
     let delay = after_ms.unwrap_or_else(|| backoff_ms(policy, attempt, rng));
@@ -126,6 +142,7 @@ impl Workers {
             max_attempts: config.max_attempts,
             base_ms: config.backoff_base_ms,
             cap_ms: config.backoff_cap_ms,
+            give_up_after_ms: config.give_up_after_ms,
         };
         let host_id = uuid::Uuid::now_v7().simple().to_string();
         for destination in registry.names() {
@@ -355,7 +372,14 @@ impl Worker {
                     if let Outcome::RateLimited { after_ms } = outcome {
                         dest.limiter.block_for(Duration::from_millis(after_ms));
                     }
-                    let result = decide(&policy, &outcome, job.attempts, now, &mut rng);
+                    let result = decide(
+                        &policy,
+                        &outcome,
+                        job.attempts,
+                        job.created_at_ms,
+                        now,
+                        &mut rng,
+                    );
                     results.push((job, result));
                 }
             }
@@ -367,6 +391,7 @@ impl Worker {
                         &policy,
                         &call_error_outcome(&e),
                         job.attempts,
+                        job.created_at_ms,
                         now,
                         &mut rng,
                     );
@@ -396,9 +421,22 @@ impl Worker {
             Metrics::add(counter, 1);
         }
         if probe {
+            // A failed probe's job waits past the next probe, so that probe
+            // takes another job: one record the CRM keeps failing on (a
+            // poison job, even a P0 one) never holds the breaker open for
+            // the rest of the queue.
+            let next_probe = dest.breaker.status().next_probe_at_ms;
             for (_, r) in &mut results {
-                if let JobResult::Retry { count_attempt, .. } = r {
+                if let JobResult::Retry {
+                    count_attempt,
+                    next_attempt_at_ms,
+                    ..
+                } = r
+                {
                     *count_attempt = false;
+                    if let Some(at) = next_probe {
+                        *next_attempt_at_ms = (*next_attempt_at_ms).max(at + 1);
+                    }
                 }
             }
         }
@@ -486,6 +524,7 @@ mod tests {
         max_attempts: 3,
         base_ms: 100,
         cap_ms: 1_000,
+        give_up_after_ms: 60_000,
     };
 
     #[test]
@@ -505,7 +544,7 @@ mod tests {
     #[test]
     fn outcomes_map_to_results() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let r = decide(&POLICY, &Outcome::Created("9".into()), 0, 0, &mut rng);
+        let r = decide(&POLICY, &Outcome::Created("9".into()), 0, 0, 0, &mut rng);
         assert!(matches!(r, JobResult::Delivered { crm_id, .. } if crm_id == "9"));
         let rejected = Outcome::Rejected(Rejection {
             field: Some("email".into()),
@@ -513,14 +552,14 @@ mod tests {
             message: "bad".into(),
         });
         assert!(matches!(
-            decide(&POLICY, &rejected, 0, 0, &mut rng),
+            decide(&POLICY, &rejected, 0, 0, 0, &mut rng),
             JobResult::Dead { .. }
         ));
         let retry = Outcome::Retry {
             after_ms: Some(2_500),
             reason: "503".into(),
         };
-        match decide(&POLICY, &retry, 0, 1_000, &mut rng) {
+        match decide(&POLICY, &retry, 0, 0, 1_000, &mut rng) {
             JobResult::Retry {
                 next_attempt_at_ms,
                 count_attempt,
@@ -532,17 +571,62 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(decide(&POLICY, &retry, 2, 0, &mut rng), JobResult::Dead { error } if error.contains("3 attempts"))
+            matches!(decide(&POLICY, &retry, 2, 0, 0, &mut rng), JobResult::Dead { error } if error.contains("3 attempts"))
         );
         // Rate limiting never uses up attempts.
         let limited = Outcome::RateLimited { after_ms: 10_000 };
         assert!(matches!(
-            decide(&POLICY, &limited, 99, 0, &mut rng),
+            decide(&POLICY, &limited, 99, 0, 0, &mut rng),
             JobResult::Retry {
                 next_attempt_at_ms: 10_000,
                 count_attempt: false,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn a_job_past_the_age_limit_is_dead_lettered_at_its_next_failure() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let limited = Outcome::RateLimited { after_ms: 1_000 };
+        let retry = Outcome::Retry {
+            after_ms: None,
+            reason: "503".into(),
+        };
+        // Younger than the limit: rescheduled, attempts unused.
+        assert!(matches!(
+            decide(&POLICY, &limited, 0, 1_000, 60_999, &mut rng),
+            JobResult::Retry { .. }
+        ));
+        // At the limit: rate limited or failed, the job ends in the DLQ.
+        for outcome in [&limited, &retry] {
+            match decide(&POLICY, outcome, 0, 1_000, 61_000, &mut rng) {
+                JobResult::Dead { error } => {
+                    assert!(error.starts_with("gave up 60 s after"), "{error}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Success is never refused for age.
+        assert!(matches!(
+            decide(
+                &POLICY,
+                &Outcome::Updated("1".into()),
+                0,
+                0,
+                i64::MAX,
+                &mut rng
+            ),
+            JobResult::Delivered { .. }
+        ));
+        // 0 turns the limit off.
+        let forever = RetryPolicy {
+            give_up_after_ms: 0,
+            ..POLICY
+        };
+        assert!(matches!(
+            decide(&forever, &limited, 0, 0, i64::MAX / 2, &mut rng),
+            JobResult::Retry { .. }
         ));
     }
 }

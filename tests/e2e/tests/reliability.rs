@@ -69,10 +69,7 @@ async fn the_breaker_opens_during_an_outage_and_every_lead_lands_once() -> anyho
     let sim = env.sim();
     sim.set_faults(outage());
     let body: Vec<Value> = (0..20).map(lead).collect();
-    let (status, _) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    env.post_accepted(SCRAPER_KEY, &body).await?;
 
     let open = wait_for_breaker(&env, "open", 15).await?;
     assert!(open["times_opened"].as_u64().unwrap() >= 1, "{open}");
@@ -259,10 +256,7 @@ async fn shutdown_lets_a_batch_in_flight_finish() -> anyhow::Result<()> {
         ..Faults::default()
     });
     let body: Vec<Value> = (0..5).map(lead).collect();
-    let (status, _) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    env.post_accepted(SCRAPER_KEY, &body).await?;
     wait_for_lease(&env).await?;
     let store = env.host.store.clone();
     let TestEnv { sim, host, .. } = env;
@@ -290,9 +284,7 @@ async fn shutdown_gives_unfinished_jobs_back_after_the_grace_period() -> anyhow:
         ..Faults::default()
     });
     let body: Vec<Value> = (0..5).map(lead).collect();
-    let (_, answer) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
-        .await?;
+    let answer = env.post_accepted(SCRAPER_KEY, &body).await?;
     let id = answer["results"][0]["id"].as_str().unwrap().to_string();
     wait_for_lease(&env).await?;
     let store = env.host.store.clone();
@@ -333,4 +325,61 @@ async fn shutdown_gives_unfinished_jobs_back_after_the_grace_period() -> anyhow:
     );
     sim.shutdown().await;
     Ok(())
+}
+
+/// Failed probes use up no attempts, so during an endless outage the age
+/// limit is what ends a job: it goes to the dead-letter queue (never lost,
+/// never stuck), and a replay once the CRM is back makes one record.
+#[tokio::test]
+async fn a_job_the_crm_never_takes_is_dead_lettered_at_the_age_limit() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[delivery]\nbreaker_failures = 1\nbreaker_cooldown_ms = 200\nbreaker_cooldown_max_ms = 400\n\
+         max_attempts = 1000\ngive_up_after_ms = 2000\n",
+    )
+    .await?;
+    let sim = env.sim();
+    sim.set_faults(outage());
+    env.post_accepted(SCRAPER_KEY, &[lead(1)]).await?;
+    let counts = env.drain(20).await?;
+    assert_eq!(
+        (counts.jobs_delivered, counts.jobs_dead),
+        (0, 1),
+        "{counts:?}"
+    );
+
+    let (_, list) = env.get_json("/v1/dead-letters?destination=hubspot").await?;
+    let dead = &list["dead_letters"][0]["job"];
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("gave up 2 s after it was queued"),
+        "{dead}"
+    );
+    assert!(
+        dead["attempts"].as_u64().unwrap() <= 2,
+        "probes used up no attempts: {dead}"
+    );
+    let requests = sim.stats().requests_total;
+    assert!(
+        requests >= 3,
+        "the job was probed again and again: {requests}"
+    );
+
+    sim.set_faults(Faults::default());
+    let id = dead["id"].as_str().unwrap();
+    let resp = env
+        .client
+        .post(env.url("/v1/dead-letters/replay"))
+        .json(&json!({ "ids": [id] }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let counts = env.drain(20).await?;
+    assert_eq!(
+        (counts.jobs_delivered, counts.jobs_dead),
+        (1, 0),
+        "{counts:?}"
+    );
+    assert_eq!(sim.count_by_email("reliable.1@example.com"), 1);
+    env.stop().await
 }
