@@ -8,7 +8,8 @@ use std::path::PathBuf;
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["adapters", "sdk", "wit"] {
+    // The workspace manifest holds the adapters' `wasm` profile.
+    for dir in ["adapters", "sdk", "wit", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=LEADGATE_SKIP_ADAPTER_BUILD");

@@ -8,28 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use leadgate::dedupe::corpus::generate;
-use leadgate::dedupe::{DedupeConfig, Deduper, Features, fingerprints};
-use leadgate::normalize::{NormalizeOptions, normalize};
-
-type Query = (String, Vec<String>, Features);
-
-fn prepared(seed: u64, persons: usize, prefix: &str, cfg: &DedupeConfig) -> Vec<Query> {
-    let opts = NormalizeOptions::with_region(phonenumber::country::Id::US).without_acceptance();
-    generate(seed, persons)
-        .into_iter()
-        .map(|(mut v, _)| {
-            let id = v
-                .as_object_mut()
-                .and_then(|o| o.remove("id"))
-                .and_then(|i| i.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let lead = normalize(&v, &opts).unwrap_or_default();
-            let f = Features::from_lead(&lead, cfg, 0);
-            (format!("{prefix}{id}"), fingerprints(&lead), f)
-        })
-        .collect()
-}
+use leadgate::dedupe::corpus::prepared;
+use leadgate::dedupe::{DedupeConfig, Deduper};
 
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")

@@ -29,7 +29,8 @@
 //! default 100), `LEADGATE_BENCH_E2E_LEADS` (default 50,000),
 //! `LEADGATE_BENCH_DRAIN_SECS` (longest wait for the outbox to drain,
 //! default 60), `LEADGATE_BENCH_DURABILITY` (`full` or `normal`, default
-//! `full`), `LEADGATE_BENCH_ONLY` (comma-separated subset of
+//! `full`), `LEADGATE_BENCH_DELIVERY_CONCURRENCY` (the host's
+//! `[delivery] concurrency`, default the host's own), `LEADGATE_BENCH_ONLY` (comma-separated subset of
 //! `bare,single,batch,e2e`).
 
 use std::fmt::Write as _;
@@ -418,6 +419,9 @@ async fn start_host_with(
          [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
         dir.path().join("leadgate.db").display()
     );
+    if let Ok(n) = std::env::var("LEADGATE_BENCH_DELIVERY_CONCURRENCY") {
+        toml.push_str(&format!("[delivery]\nconcurrency = {n}\n"));
+    }
     if let Some(base_url) = destination {
         toml.push_str(&format!(
             "[destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\

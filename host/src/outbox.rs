@@ -101,24 +101,68 @@ struct Merged {
     updates: Vec<MappedRoute>,
 }
 
+/// A golden record in the writer's cache. Most persons never get a
+/// duplicate, so a new lead is kept as it came and its record (provenance
+/// for every field) is built only when a duplicate needs it.
+enum Cached {
+    First {
+        lead: NormalizedLead,
+        source: String,
+        at_ms: i64,
+    },
+    Merged(Person),
+}
+
 /// The writer's golden records: two generations, the older dropped when
 /// the newer fills up.
 #[derive(Default)]
 struct PersonCache {
-    recent: std::collections::HashMap<String, Person>,
-    older: std::collections::HashMap<String, Person>,
+    recent: std::collections::HashMap<String, Cached>,
+    older: std::collections::HashMap<String, Cached>,
 }
 
 impl PersonCache {
     fn take(&mut self, id: &str) -> Option<Person> {
-        self.recent.remove(id).or_else(|| self.older.remove(id))
+        let cached = self.recent.remove(id).or_else(|| self.older.remove(id))?;
+        Some(match cached {
+            Cached::Merged(person) => person,
+            Cached::First {
+                lead,
+                source,
+                at_ms,
+            } => Person::first(
+                id,
+                lead,
+                &LeadMeta {
+                    lead_id: id,
+                    source: &source,
+                    at_ms,
+                },
+            ),
+        })
     }
 
     fn put(&mut self, person: Person) {
+        self.insert(person.id.clone(), Cached::Merged(person));
+    }
+
+    /// A new person: its first lead.
+    fn put_first(&mut self, id: &str, lead: NormalizedLead, source: &str, at_ms: i64) {
+        let cached = Cached::First {
+            lead,
+            source: source.to_string(),
+            at_ms,
+        };
+        self.insert(id.to_string(), cached);
+    }
+
+    fn insert(&mut self, id: String, cached: Cached) {
         if self.recent.len() >= PERSON_CACHE {
-            self.older = std::mem::take(&mut self.recent);
+            // The older generation goes; its table's room is reused.
+            std::mem::swap(&mut self.recent, &mut self.older);
+            self.recent.clear();
         }
-        self.recent.insert(person.id.clone(), person);
+        self.recent.insert(id, cached);
     }
 
     fn clear(&mut self) {
@@ -390,15 +434,7 @@ async fn writer(
                         persons.put(person);
                     }
                 } else {
-                    persons.put(Person::first(
-                        &lead.id,
-                        normalized,
-                        &LeadMeta {
-                            lead_id: &lead.id,
-                            source: &lead.source,
-                            at_ms: lead.received_at_ms,
-                        },
-                    ));
+                    persons.put_first(&lead.id, normalized, &lead.source, lead.received_at_ms);
                 }
                 let row = build_row(lead, &decision, verdict.added, merged);
                 group.made_jobs |= !row.jobs.is_empty();

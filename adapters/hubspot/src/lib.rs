@@ -24,7 +24,7 @@ use leadgate_sdk::outcome::{
     from_http_error, limit, outcome, per_day, per_second, rejected, retry,
 };
 use leadgate_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub struct HubSpot;
@@ -150,27 +150,45 @@ fn email_of(d: &Delivery) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
+/// One record of a batch upsert, serialized straight from the delivery
+/// (no intermediate JSON tree: this runs for every record sent).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpsertInput<'a> {
+    id_property: &'static str,
+    id: &'a str,
+    properties: Properties<'a>,
+    object_write_trace_id: &'a str,
+}
+
+/// A delivery's properties as a JSON object.
+struct Properties<'a>(&'a [Property]);
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|p| (&p.name, &p.value)))
+    }
+}
+
+#[derive(Serialize)]
+struct Inputs<T> {
+    inputs: T,
+}
+
 /// One batch upsert; splits the batch when HubSpot refuses it whole.
 fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
-    let inputs: Vec<Value> = records
+    let inputs: Vec<UpsertInput> = records
         .iter()
-        .map(|d| {
-            let properties: serde_json::Map<String, Value> = d
-                .properties
-                .iter()
-                .map(|p| (p.name.clone(), Value::String(p.value.clone())))
-                .collect();
-            json!({
-                "idProperty": "email",
-                "id": email_of(d).unwrap_or_default(),
-                "properties": properties,
-                "objectWriteTraceId": d.id,
-            })
+        .map(|d| UpsertInput {
+            id_property: "email",
+            id: email_of(d).unwrap_or_default(),
+            properties: Properties(&d.properties),
+            object_write_trace_id: &d.id,
         })
         .collect();
     let request = Request::post(url)
         .bearer_secret("access-token")
-        .json(&json!({ "inputs": inputs }))
+        .json(&Inputs { inputs })
         .timeout_ms(30_000);
 
     let response = match request.send() {
@@ -292,7 +310,7 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
             return;
         }
     };
-    let Ok(body) = response.json::<BatchResponse>() else {
+    let Ok(body) = response.json::<BatchResponse<AllProperties>>() else {
         log::warn("read-back skipped: unreadable answer");
         return;
     };
@@ -338,22 +356,36 @@ fn all(records: &[&Delivery], o: Outcome) -> Vec<(String, Outcome)> {
     records.iter().map(|d| (d.id.clone(), o.clone())).collect()
 }
 
+/// A batch answer; `P` is what is kept of each object's properties.
 #[derive(Deserialize)]
-struct BatchResponse {
+#[serde(bound = "P: Deserialize<'de> + Default")]
+struct BatchResponse<P> {
     #[serde(default)]
-    results: Vec<SimpleObject>,
+    results: Vec<SimpleObject<P>>,
     #[serde(default)]
     errors: Vec<BatchError>,
 }
 
 #[derive(Deserialize)]
-struct SimpleObject {
+#[serde(bound = "P: Deserialize<'de> + Default")]
+struct SimpleObject<P> {
     id: String,
     #[serde(default)]
     new: Option<bool>,
     #[serde(default)]
-    properties: HashMap<String, Option<String>>,
+    properties: P,
 }
+
+/// An upsert's answer echoes every property; matching it to the batch
+/// needs only the email (the rest is skipped, not stored).
+#[derive(Default, Deserialize)]
+struct EmailOnly {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// What a read-back compares: every property read.
+type AllProperties = HashMap<String, Option<String>>;
 
 #[derive(Deserialize)]
 struct BatchError {
@@ -366,7 +398,7 @@ struct BatchError {
 }
 
 fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(String, Outcome)> {
-    let body: BatchResponse = match response.json() {
+    let body: BatchResponse<EmailOnly> = match response.json() {
         Ok(b) => b,
         Err(e) => {
             return all(
@@ -384,11 +416,7 @@ fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(Strin
         .collect();
     let mut out = Vec::with_capacity(records.len());
     for result in body.results {
-        let email = result
-            .properties
-            .get("email")
-            .and_then(|e| e.as_deref())
-            .map(str::to_lowercase);
+        let email = result.properties.email.as_deref().map(str::to_lowercase);
         if let Some(id) = email.and_then(|e| by_email.get(&e)) {
             let o = if result.new.unwrap_or(false) {
                 Outcome::Created(result.id)

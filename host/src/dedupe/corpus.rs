@@ -533,6 +533,36 @@ fn render(rng: &mut Rng, p: &Person, id: &str) -> Value {
     Value::Object(m)
 }
 
+/// The leads of [`generate`] ready for `Deduper::decide`: (`prefix` + id,
+/// fingerprints, features), normalized as US leads without acceptance
+/// rules.
+pub fn prepared(
+    seed: u64,
+    persons: usize,
+    prefix: &str,
+    cfg: &super::DedupeConfig,
+) -> Vec<(String, Vec<String>, super::Features)> {
+    let opts = crate::normalize::NormalizeOptions::with_region(phonenumber::country::Id::US)
+        .without_acceptance();
+    generate(seed, persons)
+        .into_iter()
+        .map(|(mut v, _)| {
+            let id = v
+                .as_object_mut()
+                .and_then(|o| o.remove("id"))
+                .and_then(|i| i.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let lead = crate::normalize::normalize(&v, &opts).unwrap_or_default();
+            let features = super::Features::from_lead(&lead, cfg, 0);
+            (
+                format!("{prefix}{id}"),
+                super::fingerprints(&lead),
+                features,
+            )
+        })
+        .collect()
+}
+
 /// `persons` identities rendered as 1–5 leads each (about 2.2 on average),
 /// shuffled. Returns (lead with an `id`, true person).
 pub fn generate(seed: u64, persons: usize) -> Vec<(Value, String)> {

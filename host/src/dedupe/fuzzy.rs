@@ -1138,29 +1138,6 @@ mod tests {
         }
     }
 
-    /// Leads of the generated corpus, prepared for `decide`.
-    fn corpus_leads(
-        seed: u64,
-        persons: usize,
-        cfg: &DedupeConfig,
-    ) -> Vec<(String, Vec<String>, Features)> {
-        let opts = crate::normalize::NormalizeOptions::with_region(phonenumber::country::Id::US)
-            .without_acceptance();
-        crate::dedupe::corpus::generate(seed, persons)
-            .into_iter()
-            .map(|(mut v, _)| {
-                let id = v
-                    .as_object_mut()
-                    .and_then(|o| o.remove("id"))
-                    .and_then(|i| i.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                let lead = crate::normalize::normalize(&v, &opts).unwrap_or_default();
-                let fps = super::super::fingerprints(&lead);
-                (id, fps, Features::from_lead(&lead, cfg, 0))
-            })
-            .collect()
-    }
-
     #[test]
     fn prune_leaves_the_index_the_kept_records_would_build() {
         const DAY: i64 = 86_400_000;
@@ -1168,7 +1145,7 @@ mod tests {
             window_days: 30,
             ..Default::default()
         };
-        let leads = corpus_leads(21, 900, &cfg);
+        let leads = crate::dedupe::corpus::prepared(21, 900, "", &cfg);
         let (old, rest) = leads.split_at(leads.len() / 3);
         let (recent, queries) = rest.split_at(rest.len() / 2);
         let at = |f: &Features, t: i64| Features {
@@ -1231,7 +1208,7 @@ mod tests {
             ..Default::default()
         };
         let mut d = Deduper::new(cfg.clone());
-        for (id, fps, f) in corpus_leads(4, 50, &cfg) {
+        for (id, fps, f) in crate::dedupe::corpus::prepared(4, 50, "", &cfg) {
             d.decide(&id, "s", &fps, f);
         }
         let n = d.len();

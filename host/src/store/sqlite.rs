@@ -10,15 +10,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 
 use super::trail::ingest_trail;
 
 use super::rows::rows_json;
 use super::*;
-
-/// SQLite allows 32,766 bound variables per statement.
-const MAX_VARS: usize = 32_000;
 
 /// Adds the adapter version that ran to an event's detail.
 fn with_adapter(adapter: &str, mut detail: serde_json::Value) -> serde_json::Value {
@@ -107,10 +104,6 @@ async fn checkpoint_loop(pool: SqlitePool) {
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
-}
-
-fn chunk_rows(columns: usize) -> usize {
-    (MAX_VARS / columns).max(1)
 }
 
 #[async_trait]
@@ -341,42 +334,51 @@ impl Store for SqliteStore {
         .await?;
         let done: std::collections::HashSet<String> = done.into_iter().collect();
         let mut applied = Vec::with_capacity(results.len());
+        // The delivery events of the results that applied, as one JSON
+        // array for one `json_each` insert.
         let mut events = Vec::with_capacity(results.len());
         for (job, result) in results {
             let ok = done.contains(&job.id);
             applied.push(ok);
-            if ok {
-                events.push(Event {
-                    lead_id: job.lead_id.clone(),
-                    job_id: Some(job.id.clone()),
-                    at_ms: now_ms,
-                    stage: "delivery".into(),
-                    event: match result {
-                        JobResult::Delivered { .. } => "delivered",
-                        JobResult::Retry { .. } => "retry_scheduled",
-                        JobResult::Dead { .. } => "dead_lettered",
-                    }
-                    .into(),
-                    detail: with_adapter(adapter, match result {
-                        JobResult::Delivered { crm_id, outcome } => {
-                            serde_json::json!({"crm_id": crm_id, "outcome": outcome, "attempt": job.attempts + 1})
-                        }
-                        JobResult::Retry {
-                            next_attempt_at_ms,
-                            error,
-                            count_attempt,
-                        } => serde_json::json!({
-                            "error": error, "next_attempt_at_ms": next_attempt_at_ms,
-                            "attempt": job.attempts + u32::from(*count_attempt)}),
-                        JobResult::Dead { error } => {
-                            serde_json::json!({"error": error, "attempt": job.attempts + 1})
-                        }
-                    }),
-                });
+            if !ok {
+                continue;
             }
+            let (event, detail) = match result {
+                JobResult::Delivered { crm_id, outcome } => (
+                    "delivered",
+                    serde_json::json!({"crm_id": crm_id, "outcome": outcome, "attempt": job.attempts + 1}),
+                ),
+                JobResult::Retry {
+                    next_attempt_at_ms,
+                    error,
+                    count_attempt,
+                } => (
+                    "retry_scheduled",
+                    serde_json::json!({
+                        "error": error, "next_attempt_at_ms": next_attempt_at_ms,
+                        "attempt": job.attempts + u32::from(*count_attempt)}),
+                ),
+                JobResult::Dead { error } => (
+                    "dead_lettered",
+                    serde_json::json!({"error": error, "attempt": job.attempts + 1}),
+                ),
+            };
+            events.push(serde_json::json!({
+                "lead": job.lead_id, "job": job.id, "ev": event,
+                "detail": with_adapter(adapter, detail),
+            }));
         }
-        let refs: Vec<&Event> = events.iter().collect();
-        insert_events(&mut tx, &refs).await?;
+        if !events.is_empty() {
+            sqlx::query(
+                "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
+                 SELECT value->>'lead', value->>'job', ?2, 'delivery', value->>'ev', value->'detail'
+                 FROM json_each(?1)",
+            )
+            .bind(serde_json::Value::Array(events).to_string())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(applied)
     }
@@ -725,26 +727,6 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
             .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?,
     })
-}
-
-async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    events: &[&Event],
-) -> Result<(), StoreError> {
-    for chunk in events.chunks(chunk_rows(6)) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO events (lead_id, job_id, at, stage, event, detail) ");
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(&e.lead_id)
-                .push_bind(&e.job_id)
-                .push_bind(e.at_ms)
-                .push_bind(&e.stage)
-                .push_bind(&e.event)
-                .push_bind(e.detail.to_string());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -214,10 +214,7 @@ async fn a_429_storm_recovers_without_duplicate_records() -> anyhow::Result<()> 
         ..Faults::default()
     });
     let body: Vec<Value> = (0..30).map(lead).collect();
-    let (status, _) = env
-        .post_leads(Some(SCRAPER_KEY), &Value::Array(body).to_string())
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    env.post_accepted(SCRAPER_KEY, &body).await?;
     let counts = env.drain(60).await?;
     assert_eq!(counts.jobs_delivered, 30);
     let sim = env.sim();
