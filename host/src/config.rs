@@ -155,8 +155,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub transform_config: BTreeMap<String, String>,
     /// Outstanding jobs (pending or leased) above which this source's
-    /// posts are answered 429 with `Retry-After`; 0 means no limit. For
-    /// now the count is the whole host's, not this source's alone.
+    /// posts are answered 429 with `Retry-After`; 0 means no limit. Only
+    /// this source's own jobs count (`[delivery] max_backlog` bounds all).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
 }

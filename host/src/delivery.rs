@@ -28,7 +28,7 @@ use crate::breaker::Verdict;
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::plugins::Registry;
-use crate::store::{JobResult, Store};
+use crate::store::{JobResult, LeaseRequest, LeasedJob, Store};
 
 /// The retry policy: pure functions of the attempt count and the outcome.
 #[derive(Clone, Copy, Debug)]
@@ -159,6 +159,7 @@ impl Workers {
                     linger: Duration::from_millis(config.linger_ms),
                     poll: Duration::from_millis(config.poll_ms),
                     abandoned: abandoned.clone(),
+                    prefetched: Vec::new(),
                 };
                 tasks.spawn(worker.run(stopped.clone()));
             }
@@ -246,19 +247,23 @@ struct Worker {
     poll: Duration,
     /// Set at shutdown once the grace period is over.
     abandoned: watch::Receiver<bool>,
+    /// Jobs leased in the same write that completed the last batch (a full
+    /// one: more are likely due), to send next.
+    prefetched: Vec<LeasedJob>,
 }
 
 impl Worker {
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         loop {
-            if *stopped.borrow() {
-                return;
+            let stop = *stopped.borrow();
+            if stop {
+                break;
             }
-            match self.once().await {
+            match self.once(stop).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tokio::select! {
-                        _ = stopped.changed() => return,
+                        _ = stopped.changed() => break,
                         _ = self.work.notified() => tokio::time::sleep(self.linger).await,
                         _ = tokio::time::sleep(self.poll) => {}
                     }
@@ -266,40 +271,71 @@ impl Worker {
                 Err(e) => {
                     tracing::error!(destination = %self.destination, error = %e, "delivery round failed");
                     tokio::select! {
-                        _ = stopped.changed() => return,
+                        _ = stopped.changed() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             }
         }
+        let prefetched = std::mem::take(&mut self.prefetched);
+        if let Err(e) = self.give_back(prefetched).await {
+            tracing::warn!(destination = %self.destination, error = %e, "giving back prefetched jobs failed; their leases will expire");
+        }
     }
 
-    /// Leases and delivers one batch; false when there was nothing to do.
-    async fn once(&self) -> anyhow::Result<bool> {
+    /// Returns jobs leased but not sent to the queue, due now, no attempt
+    /// counted.
+    async fn give_back(&self, jobs: Vec<LeasedJob>) -> anyhow::Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let adapter = self
+            .registry
+            .active(&self.destination)
+            .map(|d| d.adapter_label())
+            .unwrap_or_default();
+        self.release(&adapter, Vec::new(), jobs).await
+    }
+
+    /// Leases and delivers one batch (or sends the one leased with the last
+    /// completion); false when there was nothing to do. `stopping`: leasing
+    /// has stopped, so nothing is leased ahead.
+    async fn once(&mut self, stopping: bool) -> anyhow::Result<bool> {
+        let prefetched = std::mem::take(&mut self.prefetched);
         let Some(dest) = self.registry.active(&self.destination) else {
+            self.give_back(prefetched).await?;
             return Ok(false);
         };
         // Lease only what can go now: a job leased while the CRM's quota is
         // spent would only sit in a waiting call.
         if !dest.limiter.has_room() {
+            self.give_back(prefetched).await?;
             return Ok(false);
         }
         // An open circuit breaker leases nothing: no job uses up an attempt
         // on a CRM that is down. A probe is a batch of one.
         let Some(permit) = dest.breaker.try_acquire(crate::now_ms()) else {
+            self.give_back(prefetched).await?;
             return Ok(false);
         };
         let probe = permit.is_probe();
-        let jobs = self
-            .store
-            .lease(
-                &self.destination,
-                &self.owner,
-                if probe { 1 } else { dest.batch_size },
-                self.lease_ms,
-                crate::now_ms(),
-            )
-            .await?;
+        let jobs = if !prefetched.is_empty() && !probe {
+            prefetched
+        } else {
+            self.give_back(prefetched).await?;
+            self.store
+                .lease(
+                    &self.destination,
+                    &self.owner,
+                    if probe { 1 } else { dest.batch_size },
+                    self.lease_ms,
+                    crate::now_ms(),
+                )
+                .await?
+        };
+        // A full batch says more jobs are likely due: the completion of
+        // this one leases the next in the same write.
+        let lease_ahead = !probe && !stopping && jobs.len() >= dest.batch_size as usize;
         if jobs.is_empty() {
             // The permit goes unused (a probe slot is freed).
             return Ok(false);
@@ -440,10 +476,27 @@ impl Worker {
                 }
             }
         }
-        let applied = self
-            .store
-            .complete(&self.owner, &adapter, &results, now)
-            .await?;
+        let lease_ahead = lease_ahead
+            && dest.breaker.state() == crate::breaker::BreakerState::Closed
+            && dest.limiter.has_room()
+            && !*self.abandoned.borrow();
+        let applied = if lease_ahead {
+            let next = LeaseRequest {
+                destination: &self.destination,
+                limit: dest.batch_size,
+                lease_ms: self.lease_ms,
+            };
+            let (applied, jobs) = self
+                .store
+                .complete_and_lease(&self.owner, &adapter, &results, next, now)
+                .await?;
+            self.prefetched = jobs;
+            applied
+        } else {
+            self.store
+                .complete(&self.owner, &adapter, &results, now)
+                .await?
+        };
         let lost = applied.iter().filter(|ok| !**ok).count();
         if lost > 0 {
             Metrics::add(&self.metrics.delivery_lease_lost, lost as u64);
@@ -457,8 +510,8 @@ impl Worker {
     async fn release(
         &self,
         adapter: &str,
-        mut decided: Vec<(crate::store::LeasedJob, JobResult)>,
-        leased: Vec<crate::store::LeasedJob>,
+        mut decided: Vec<(LeasedJob, JobResult)>,
+        leased: Vec<LeasedJob>,
     ) -> anyhow::Result<()> {
         let now = crate::now_ms();
         let first = decided.len();

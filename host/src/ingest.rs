@@ -36,18 +36,21 @@ pub const BACKLOG_REFRESH: Duration = Duration::from_millis(200);
 /// What a refused post is told to wait.
 const BACKLOG_RETRY_AFTER_S: u64 = 1;
 
-/// The outstanding jobs (pending or leased) and the limits ingest holds
-/// them to. A background task reads the count every [`BACKLOG_REFRESH`]
-/// (`Store::outstanding_jobs`, answered from partial indexes), and every
-/// commit adds the jobs it made in between. The count is the whole host's:
-/// a source's own limit is compared with it too, until the store can count
-/// per source.
+/// The outstanding jobs (pending or leased), the host's and each source's,
+/// and the limits ingest holds them to. A background task reads the counts
+/// every [`BACKLOG_REFRESH`] (`Store::outstanding_by_source`, answered from
+/// a partial index), and every commit adds the jobs it made in between.
 pub struct Backlog {
+    /// Jobs pending or leased, the whole host's.
     outstanding: AtomicU64,
-    /// 0: no host-wide limit.
     host_limit: u64,
-    /// Source name → limit (0: none).
-    source_limits: HashMap<String, u64>,
+    /// Each configured source: its limit (0: none) and its own jobs.
+    sources: HashMap<String, SourceBacklog>,
+}
+
+struct SourceBacklog {
+    limit: u64,
+    outstanding: AtomicU64,
 }
 
 impl Backlog {
@@ -55,41 +58,60 @@ impl Backlog {
         Backlog {
             outstanding: AtomicU64::new(0),
             host_limit,
-            source_limits,
+            sources: source_limits
+                .into_iter()
+                .map(|(name, limit)| {
+                    let outstanding = AtomicU64::new(0);
+                    (name, SourceBacklog { limit, outstanding })
+                })
+                .collect(),
         }
     }
 
-    /// The last known count of outstanding jobs.
+    /// The host's outstanding jobs.
     pub fn outstanding(&self) -> u64 {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    /// Jobs a commit just made.
-    pub fn add(&self, jobs: u64) {
+    /// Counts jobs just queued for `source` (until the next refresh reads
+    /// the exact counts).
+    pub fn add(&self, source: &str, jobs: u64) {
         self.outstanding.fetch_add(jobs, Ordering::Relaxed);
+        if let Some(s) = self.sources.get(source) {
+            s.outstanding.fetch_add(jobs, Ordering::Relaxed);
+        }
     }
 
-    /// `(outstanding, limit)` when `source` may not post now.
+    /// (outstanding, limit) when a post from `source` must be refused: the
+    /// host's backlog is at the host's limit, or the source's own backlog
+    /// at the source's limit.
     pub fn over_limit(&self, source: &str) -> Option<(u64, u64)> {
-        let limit = [
-            self.host_limit,
-            self.source_limits.get(source).copied().unwrap_or(0),
-        ]
-        .into_iter()
-        .filter(|l| *l > 0)
-        .min()?;
-        let outstanding = self.outstanding();
-        (outstanding >= limit).then_some((outstanding, limit))
+        let host = self.outstanding();
+        if self.host_limit > 0 && host >= self.host_limit {
+            return Some((host, self.host_limit));
+        }
+        let s = self.sources.get(source).filter(|s| s.limit > 0)?;
+        let own = s.outstanding.load(Ordering::Relaxed);
+        (own >= s.limit).then_some((own, s.limit))
     }
 
-    /// Reads the count from the store.
+    /// Reads the exact counts from the store; returns the host's.
     pub async fn refresh(&self, store: &dyn Store) -> Result<u64, StoreError> {
-        let n = store.outstanding_jobs().await?;
-        self.outstanding.store(n, Ordering::Relaxed);
-        Ok(n)
+        let by_source = store.outstanding_by_source().await?;
+        let mut total = 0;
+        for s in self.sources.values() {
+            s.outstanding.store(0, Ordering::Relaxed);
+        }
+        for (source, n) in by_source {
+            total += n;
+            if let Some(s) = self.sources.get(&source) {
+                s.outstanding.store(n, Ordering::Relaxed);
+            }
+        }
+        self.outstanding.store(total, Ordering::Relaxed);
+        Ok(total)
     }
 
-    /// Refreshes the count every [`BACKLOG_REFRESH`] until aborted.
     pub fn spawn_refresh(self: Arc<Self>, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(BACKLOG_REFRESH);
@@ -245,9 +267,10 @@ pub async fn post_leads(
     Metrics::add(&state.metrics.ingest_rejected, rejected as u64);
     // Until the next refresh reads the exact count: at most one job per
     // new person and destination.
-    state
-        .backlog
-        .add(((accepted - duplicates) * destinations.len()) as u64);
+    state.backlog.add(
+        &source.name,
+        ((accepted - duplicates) * destinations.len()) as u64,
+    );
 
     let status = match (accepted, rejected) {
         (_, 0) => StatusCode::ACCEPTED,
@@ -407,14 +430,18 @@ mod tests {
             HashMap::from([("small".to_string(), 10), ("open".to_string(), 0)]),
         );
         assert_eq!(backlog.over_limit("small"), None);
-        backlog.add(10);
+        backlog.add("small", 10);
         assert_eq!(backlog.over_limit("small"), Some((10, 10)));
-        assert_eq!(backlog.over_limit("open"), None, "the host's limit applies");
+        assert_eq!(backlog.over_limit("open"), None, "a source's own count");
         assert_eq!(backlog.over_limit("unknown"), None);
-        backlog.add(90);
+        // Another source's jobs count against the host's limit only.
+        backlog.add("open", 80);
+        assert_eq!(backlog.over_limit("open"), None);
+        backlog.add("unknown", 10);
         assert_eq!(backlog.over_limit("open"), Some((100, 100)));
+        assert_eq!(backlog.over_limit("small"), Some((100, 100)));
         let unlimited = Backlog::new(0, HashMap::from([("open".to_string(), 0)]));
-        unlimited.add(u64::MAX / 2);
+        unlimited.add("open", u64::MAX / 2);
         assert_eq!(unlimited.over_limit("open"), None);
     }
 

@@ -143,6 +143,15 @@ pub struct LeasedJob {
     pub created_at_ms: i64,
 }
 
+/// Which jobs to lease: up to `limit` due jobs of `destination`, held
+/// for `lease_ms`.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseRequest<'a> {
+    pub destination: &'a str,
+    pub limit: u32,
+    pub lease_ms: i64,
+}
+
 /// What a worker reports for a leased job.
 #[derive(Clone, Debug)]
 pub enum JobResult {
@@ -302,10 +311,31 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// [`Store::complete`] and then [`Store::lease`] for the same owner in
+    /// one transaction: a worker that finished a full batch takes its next
+    /// one in the same write. Returns what each call would.
+    async fn complete_and_lease(
+        &self,
+        owner: &str,
+        adapter: &str,
+        results: &[(LeasedJob, JobResult)],
+        next: LeaseRequest<'_>,
+        now_ms: i64,
+    ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
+        let applied = self.complete(owner, adapter, results, now_ms).await?;
+        let jobs = self
+            .lease(next.destination, owner, next.limit, next.lease_ms, now_ms)
+            .await?;
+        Ok((applied, jobs))
+    }
+
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError>;
 
     /// Jobs pending or leased: cheap, for drain checks and backpressure.
     async fn outstanding_jobs(&self) -> Result<u64, StoreError>;
+
+    /// Jobs pending or leased per source of the lead that made them.
+    async fn outstanding_by_source(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Counts of everything (scans the tables: not for hot paths).
     async fn counts(&self) -> Result<StoreCounts, StoreError>;

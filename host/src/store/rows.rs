@@ -50,6 +50,7 @@ struct JobRow<'a> {
     err: Option<&'a str>,
     fin: Option<i64>,
     chain: &'a str,
+    src: &'a str,
 }
 
 pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
@@ -87,6 +88,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
                 err: j.last_error.as_deref(),
                 fin: (j.state == JobState::Dead).then_some(l.received_at_ms),
                 chain: &j.chain,
+                src: &l.source,
             })
         })
         .collect();

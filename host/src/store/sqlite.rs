@@ -36,7 +36,14 @@ macro_rules! job_view_sql {
     };
 }
 
+/// Every write goes through one connection (`writer`): SQLite takes one
+/// writer at a time, and writers on several connections wait for each
+/// other in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms …) while
+/// the cores idle. On one connection they queue in order instead. Reads
+/// use their own connections (`pool`); in WAL mode they never wait for
+/// the writer.
 pub struct SqliteStore {
+    writer: SqlitePool,
     pool: SqlitePool,
     _checkpointer: AbortOnDrop,
 }
@@ -60,13 +67,27 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
+        // The writer's connection is only ever handed over clean (see
+        // `write`): no test query before each use.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        // Checkpoints write the database file: a connection of their own,
+        // off the writer's queue.
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let checkpointer = tokio::spawn(checkpoint_loop(pool.clone()));
+        let checkpointer = tokio::spawn(checkpoint_loop(checkpoints));
         Ok(SqliteStore {
+            writer,
             pool,
             _checkpointer: AbortOnDrop(checkpointer),
         })
@@ -116,50 +137,40 @@ impl Store for SqliteStore {
         // unpacks with json_each: a single bound value instead of ten per
         // row, and the same prepared statement every time.
         let rows = rows_json(leads);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO leads (id, source, received_at, status, person_id, decision,
-                                rules_version, fp_version, raw, normalized, fingerprints, merge)
-             SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
-                    value->>'dec', value->>'rv', value->>'fv', value->>'raw', value->>'norm',
-                    value->>'fps', value->>'merge'
-             FROM jsonb_each(jsonb(?1))",
-        )
-        .bind(&rows.leads)
-        .execute(&mut *tx)
-        .await?;
-        if rows.jobs.len() > 2 {
-            // A retried request cannot make a second job for the same
-            // person × destination.
+        // A retried request cannot make a second job for the same person ×
+        // destination (ON CONFLICT on the idempotency key).
+        self.write(
             sqlx::query(
-                "INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
+                "BEGIN IMMEDIATE;
+                 INSERT INTO leads (id, source, received_at, status, person_id, decision,
+                                    rules_version, fp_version, raw, normalized, fingerprints, merge)
+                 SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
+                        value->>'dec', value->>'rv', value->>'fv', value->>'raw', value->>'norm',
+                        value->>'fps', value->>'merge'
+                 FROM jsonb_each(jsonb(?1));
+                 INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
                                    next_attempt_at, payload, mapping_version, sla_deadline,
-                                   last_error, created_at, updated_at, finished_at, chain)
+                                   last_error, created_at, updated_at, finished_at, chain,
+                                   source)
                  SELECT value->>'id', value->>'lead', value->>'dest', value->>'key', value->>'st',
                         value->>'prio', value->>'at', value->>'payload', value->>'mv',
                         value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin',
-                        value->>'chain'
-                 FROM jsonb_each(jsonb(?1)) WHERE true
-                 ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(&rows.jobs)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if rows.persons.len() > 2 {
-            sqlx::query(
-                "INSERT INTO persons (id, revision, record, updated_at)
+                        value->>'chain', value->>'src'
+                 FROM jsonb_each(jsonb(?2)) WHERE true
+                 ON CONFLICT (idempotency_key) DO NOTHING;
+                 INSERT INTO persons (id, revision, record, updated_at)
                  SELECT value->>'id', value->>'rev', value->>'rec', value->>'at'
-                 FROM jsonb_each(jsonb(?1)) WHERE true
+                 FROM jsonb_each(jsonb(?3)) WHERE true
                  ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,
                      record = excluded.record, updated_at = excluded.updated_at
-                 WHERE excluded.revision > persons.revision",
+                 WHERE excluded.revision > persons.revision;
+                 COMMIT;",
             )
-            .bind(&rows.persons)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+            .bind(&rows.leads)
+            .bind(&rows.jobs)
+            .bind(&rows.persons),
+        )
+        .await?;
         Ok(())
     }
 
@@ -220,41 +231,15 @@ impl Store for SqliteStore {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<LeasedJob>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
-             WHERE seq IN (
-                 SELECT seq FROM jobs j
-                 WHERE state = 'pending' AND destination = ?4 AND next_attempt_at <= ?3
-                   AND (chain IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM jobs e
-                       WHERE e.chain = j.chain AND e.seq < j.seq
-                         AND e.state IN ('pending', 'leased')))
-                 ORDER BY priority, next_attempt_at, seq
-                 LIMIT ?5)
-             RETURNING seq, id, lead_id, idempotency_key, attempts, priority, payload, created_at",
-        )
-        .bind(owner)
-        .bind(now_ms + lease_ms)
-        .bind(now_ms)
-        .bind(destination)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut jobs: Vec<LeasedJob> = rows
-            .into_iter()
-            .map(|r| LeasedJob {
-                seq: r.get(0),
-                id: r.get(1),
-                lead_id: r.get(2),
-                idempotency_key: r.get(3),
-                attempts: r.get::<i64, _>(4) as u32,
-                priority: r.get(5),
-                payload: r.get(6),
-                created_at_ms: r.get(7),
-            })
-            .collect();
-        jobs.sort_by_key(|j| (j.priority, j.seq));
-        Ok(jobs)
+        let next = LeaseRequest {
+            destination,
+            limit,
+            lease_ms,
+        };
+        Ok(self
+            .complete_and_lease(owner, "", &[], next, now_ms)
+            .await?
+            .1)
     }
 
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
@@ -263,7 +248,7 @@ impl Store for SqliteStore {
              WHERE state = 'leased' AND lease_expires_at <= ?1",
         )
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -275,112 +260,156 @@ impl Store for SqliteStore {
         results: &[(LeasedJob, JobResult)],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        // Every result in one statement (the rows as one JSON array), each
-        // applied only where `owner` still holds the lease.
-        let rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(job, result)| {
-                let (state, next_at, add, error, crm_id, outcome) = match result {
-                    JobResult::Delivered { crm_id, outcome } => (
-                        JobState::Delivered,
-                        None,
-                        1,
-                        None,
-                        Some(crm_id.as_str()),
-                        Some(outcome.as_str()),
-                    ),
-                    JobResult::Retry {
-                        next_attempt_at_ms,
-                        error,
-                        count_attempt,
-                    } => (
-                        JobState::Pending,
-                        Some(*next_attempt_at_ms),
-                        i64::from(*count_attempt),
-                        Some(error.as_str()),
-                        None,
-                        None,
-                    ),
-                    JobResult::Dead { error } => {
-                        (JobState::Dead, None, 1, Some(error.as_str()), None, None)
-                    }
-                };
-                let finished =
-                    matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
-                serde_json::json!({
-                    "id": job.id, "st": state.as_str(), "next": next_at, "add": add,
-                    "err": error, "crm": crm_id, "out": outcome, "fin": finished,
-                })
-            })
-            .collect();
-        let mut tx = self.pool.begin().await?;
-        let done: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET state = r.value->>'st',
-                 next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
-                 attempts = jobs.attempts + (r.value->>'add'),
-                 last_error = COALESCE(r.value->>'err', jobs.last_error),
-                 crm_id = COALESCE(r.value->>'crm', jobs.crm_id),
-                 outcome = COALESCE(r.value->>'out', jobs.outcome),
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
-                 finished_at = r.value->>'fin'
-             FROM json_each(?1) AS r
-             WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased' AND jobs.lease_owner = ?3
-             RETURNING jobs.id",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .bind(now_ms)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        let done: std::collections::HashSet<String> = done.into_iter().collect();
-        let mut applied = Vec::with_capacity(results.len());
-        // The delivery events of the results that applied, as one JSON
-        // array for one `json_each` insert.
+        let none = LeaseRequest {
+            destination: "",
+            limit: 0,
+            lease_ms: 0,
+        };
+        Ok(self
+            .complete_and_lease(owner, adapter, results, none, now_ms)
+            .await?
+            .0)
+    }
+
+    async fn complete_and_lease(
+        &self,
+        owner: &str,
+        adapter: &str,
+        results: &[(LeasedJob, JobResult)],
+        next: LeaseRequest<'_>,
+        now_ms: i64,
+    ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
+        // Every result and its delivery event in one transaction of two
+        // statements (the rows as one JSON array each), applied only where
+        // `owner` still holds the lease: the events first, while the lease
+        // still tells which jobs will apply.
+        let mut rows = Vec::with_capacity(results.len());
         let mut events = Vec::with_capacity(results.len());
         for (job, result) in results {
-            let ok = done.contains(&job.id);
-            applied.push(ok);
-            if !ok {
-                continue;
-            }
-            let (event, detail) = match result {
+            let (state, next_at, add, error, crm_id, outcome) = match result {
                 JobResult::Delivered { crm_id, outcome } => (
-                    "delivered",
-                    serde_json::json!({"crm_id": crm_id, "outcome": outcome, "attempt": job.attempts + 1}),
+                    JobState::Delivered,
+                    None,
+                    1,
+                    None,
+                    Some(crm_id.as_str()),
+                    Some(outcome.as_str()),
                 ),
                 JobResult::Retry {
                     next_attempt_at_ms,
                     error,
                     count_attempt,
                 } => (
-                    "retry_scheduled",
-                    serde_json::json!({
-                        "error": error, "next_attempt_at_ms": next_attempt_at_ms,
-                        "attempt": job.attempts + u32::from(*count_attempt)}),
+                    JobState::Pending,
+                    Some(*next_attempt_at_ms),
+                    u32::from(*count_attempt),
+                    Some(error.as_str()),
+                    None,
+                    None,
                 ),
-                JobResult::Dead { error } => (
-                    "dead_lettered",
-                    serde_json::json!({"error": error, "attempt": job.attempts + 1}),
-                ),
+                JobResult::Dead { error } => {
+                    (JobState::Dead, None, 1, Some(error.as_str()), None, None)
+                }
             };
+            let finished = matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
+            rows.push(serde_json::json!({
+                "id": job.id, "st": state.as_str(), "next": next_at, "add": add,
+                "err": error, "crm": crm_id, "out": outcome, "fin": finished,
+            }));
+            let (event, detail) = match result {
+                JobResult::Delivered { crm_id, outcome } => (
+                    "delivered",
+                    serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
+                ),
+                JobResult::Retry {
+                    next_attempt_at_ms,
+                    error,
+                    ..
+                } => (
+                    "retry_scheduled",
+                    serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
+                ),
+                JobResult::Dead { error } => ("dead_lettered", serde_json::json!({"error": error})),
+            };
+            let mut detail = with_adapter(adapter, detail);
+            detail["attempt"] = (job.attempts + add).into();
             events.push(serde_json::json!({
-                "lead": job.lead_id, "job": job.id, "ev": event,
-                "detail": with_adapter(adapter, detail),
+                "lead": job.lead_id, "job": job.id, "ev": event, "detail": detail,
             }));
         }
-        if !events.is_empty() {
-            sqlx::query(
-                "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
-                 SELECT value->>'lead', value->>'job', ?2, 'delivery', value->>'ev', value->'detail'
-                 FROM json_each(?1)",
+        // One transaction: the events (first, while the lease still tells
+        // which jobs will apply), the results, then the next lease. Rows
+        // come back tagged 'c' (a result applied) or 'l' (a job leased).
+        let rows = self
+            .write(
+                sqlx::query(
+                    "BEGIN IMMEDIATE;
+                     INSERT INTO events (lead_id, job_id, at, stage, event, detail)
+                     SELECT e.value->>'lead', e.value->>'job', ?2, 'delivery', e.value->>'ev',
+                            json(e.value->'detail')
+                     FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
+                     WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
+                     UPDATE jobs SET state = r.value->>'st',
+                         next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
+                         attempts = jobs.attempts + (r.value->>'add'),
+                         last_error = COALESCE(r.value->>'err', jobs.last_error),
+                         crm_id = COALESCE(r.value->>'crm', jobs.crm_id),
+                         outcome = COALESCE(r.value->>'out', jobs.outcome),
+                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
+                         finished_at = r.value->>'fin'
+                     FROM jsonb_each(jsonb(?1)) AS r
+                     WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased'
+                       AND jobs.lease_owner = ?3
+                     RETURNING 'c', jobs.id;
+                     UPDATE jobs SET state = 'leased', lease_owner = ?3, lease_expires_at = ?5,
+                                     updated_at = ?2
+                     WHERE seq IN (
+                         SELECT seq FROM jobs j
+                         WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2
+                           AND (chain IS NULL OR NOT EXISTS (
+                               SELECT 1 FROM jobs e
+                               WHERE e.chain = j.chain AND e.seq < j.seq
+                                 AND e.state IN ('pending', 'leased')))
+                         ORDER BY priority, next_attempt_at, seq
+                         LIMIT ?7)
+                     RETURNING 'l', id, seq, lead_id, idempotency_key, attempts, priority,
+                               payload, created_at;
+                     COMMIT;",
+                )
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now_ms)
+                .bind(owner)
+                .bind(serde_json::Value::Array(events).to_string())
+                .bind(now_ms + next.lease_ms)
+                .bind(next.destination)
+                .bind(i64::from(next.limit)),
             )
-            .bind(serde_json::Value::Array(events).to_string())
-            .bind(now_ms)
-            .execute(&mut *tx)
             .await?;
+        let mut done = std::collections::HashSet::new();
+        let mut jobs = Vec::new();
+        for r in rows {
+            let id: String = r.get(1);
+            if r.get::<&str, _>(0) == "c" {
+                done.insert(id);
+                continue;
+            }
+            jobs.push(LeasedJob {
+                id,
+                seq: r.get(2),
+                lead_id: r.get(3),
+                idempotency_key: r.get(4),
+                attempts: r.get::<i64, _>(5) as u32,
+                priority: r.get(6),
+                payload: r.get(7),
+                created_at_ms: r.get(8),
+            });
         }
-        tx.commit().await?;
-        Ok(applied)
+        jobs.sort_by_key(|j| (j.priority, j.seq));
+        let applied = results
+            .iter()
+            .map(|(job, _)| done.contains(&job.id))
+            .collect();
+        Ok((applied, jobs))
     }
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
@@ -488,7 +517,7 @@ impl Store for SqliteStore {
     async fn replay(&self, replays: &[Replay], now_ms: i64) -> Result<Vec<DlqOutcome>, StoreError> {
         // Reads, then writes: take the write lock up front, so two
         // operators acting at once wait for each other instead of failing.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(replays.len());
         for r in replays {
             if let Some(refusal) = Self::dlq_refusal(&mut tx, &r.id, r.remapped.is_none()).await? {
@@ -546,7 +575,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DlqOutcome>, StoreError> {
         // Reads, then writes: take the write lock up front, so two
         // operators acting at once wait for each other instead of failing.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let status = match Self::dlq_refusal(&mut tx, id, false).await? {
@@ -582,6 +611,20 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    async fn outstanding_by_source(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        // The partial index on source answers this without the table.
+        let rows = sqlx::query(
+            "SELECT COALESCE(source, ''), COUNT(*) FROM jobs
+             WHERE state IN ('pending', 'leased') GROUP BY source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+            .collect())
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
@@ -632,6 +675,27 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs one write transaction, written as a single SQL text that
+    /// begins (`BEGIN IMMEDIATE;`) and commits it, in one command to the
+    /// writer connection: the writer is held for one round trip, not one
+    /// per statement. Returns the rows the statements return. On an error
+    /// the transaction is rolled back, so the connection goes back clean.
+    async fn write<'q, E>(&self, query: E) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError>
+    where
+        E: sqlx::Execute<'q, Sqlite> + 'q,
+    {
+        let mut conn = self.writer.acquire().await?;
+        match sqlx::Executor::fetch_all(&mut *conn, query).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // Also ends a transaction that an earlier command left open
+                // (its future dropped half-way), so the next write works.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e.into())
+            }
+        }
+    }
+
     async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
         sqlx::query(
             "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE job_id = ?1
@@ -852,6 +916,15 @@ mod tests {
         replay.duplicate = false;
         store.insert_leads(&[replay]).await.unwrap();
         assert_eq!(store.outstanding_jobs().await.unwrap(), 1);
+        let mut other = lead("L2", "L2", &[], 1);
+        other.source = "other".into();
+        store.insert_leads(&[other]).await.unwrap();
+        let mut by_source = store.outstanding_by_source().await.unwrap();
+        by_source.sort();
+        assert_eq!(
+            by_source,
+            vec![("other".to_string(), 1), ("test".to_string(), 1)]
+        );
     }
 
     #[tokio::test]
