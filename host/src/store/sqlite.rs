@@ -7,10 +7,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{Arguments, ConnectOptions, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
 
 use super::trail::ingest_trail;
 
@@ -39,13 +41,75 @@ macro_rules! job_view_sql {
 /// Every write goes through one connection (`writer`): SQLite takes one
 /// writer at a time, and writers on several connections wait for each
 /// other in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms …) while
-/// the cores idle. On one connection they queue in order instead. Reads
-/// use their own connections (`pool`); in WAL mode they never wait for
-/// the writer.
+/// the cores idle. On one connection they queue in order instead. That
+/// connection belongs to one task ([`writer_loop`]) that runs the queued
+/// transactions back to back: no caller holds it between its statements
+/// or while it waits to be scheduled. Reads use their own connections
+/// (`pool`); in WAL mode they never wait for the writer. The rare
+/// operator writes (dead-letter replay and discard), which read between
+/// their statements, use `admin` and wait for the writer's lock.
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writes: mpsc::Sender<WriteCmd>,
+    admin: SqlitePool,
     pool: SqlitePool,
     _checkpointer: AbortOnDrop,
+}
+
+/// One write transaction for the writer task: SQL text (which begins and
+/// commits its transaction itself), its arguments, and where the rows go.
+struct WriteCmd {
+    sql: &'static str,
+    args: SqliteArguments,
+    reply: oneshot::Sender<Result<Vec<SqliteRow>, sqlx::Error>>,
+}
+
+/// A value bound to a write transaction's `?N`.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+/// The arguments `?1`, `?2`, … of a write transaction.
+fn args<const N: usize>(values: [Arg; N]) -> Result<SqliteArguments, StoreError> {
+    let mut args = SqliteArguments::default();
+    for v in values {
+        match v {
+            Arg::Text(t) => args.add(t),
+            Arg::Int(i) => args.add(i),
+        }
+        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+    }
+    Ok(args)
+}
+
+/// Transactions waiting for the writer; a full queue makes callers wait.
+const WRITE_QUEUE: usize = 256;
+
+/// Runs the queued write transactions in order on the writer connection.
+/// A failed one is rolled back so the next starts clean. Ends when the
+/// store is dropped.
+async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteCmd>) {
+    while let Some(cmd) = queue.recv().await {
+        let result = sqlx::query_with(sqlx::AssertSqlSafe(cmd.sql), cmd.args)
+            .fetch_all(&mut conn)
+            .await;
+        if result.is_err() {
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
+        let _ = cmd.reply.send(result);
+    }
 }
 
 impl SqliteStore {
@@ -67,14 +131,13 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        // The writer's connection is only ever handed over clean (see
-        // `write`): no test query before each use.
-        let writer = SqlitePoolOptions::new()
+        let admin = SqlitePoolOptions::new()
             .max_connections(1)
-            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        sqlx::migrate!("migrations/sqlite").run(&admin).await?;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(writer_loop(options.connect().await?, queue));
         // Checkpoints write the database file: a connection of their own,
         // off the writer's queue.
         let checkpoints = SqlitePoolOptions::new()
@@ -87,7 +150,8 @@ impl SqliteStore {
             .await?;
         let checkpointer = tokio::spawn(checkpoint_loop(checkpoints));
         Ok(SqliteStore {
-            writer,
+            writes,
+            admin,
             pool,
             _checkpointer: AbortOnDrop(checkpointer),
         })
@@ -140,8 +204,7 @@ impl Store for SqliteStore {
         // A retried request cannot make a second job for the same person ×
         // destination (ON CONFLICT on the idempotency key).
         self.write(
-            sqlx::query(
-                "BEGIN IMMEDIATE;
+            "BEGIN IMMEDIATE;
                  INSERT INTO leads (id, source, received_at, status, person_id, decision,
                                     rules_version, fp_version, raw, normalized, fingerprints, merge)
                  SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
@@ -165,10 +228,7 @@ impl Store for SqliteStore {
                      record = excluded.record, updated_at = excluded.updated_at
                  WHERE excluded.revision > persons.revision;
                  COMMIT;",
-            )
-            .bind(&rows.leads)
-            .bind(&rows.jobs)
-            .bind(&rows.persons),
+            args([rows.leads.into(), rows.jobs.into(), rows.persons.into()])?,
         )
         .await?;
         Ok(())
@@ -243,14 +303,16 @@ impl Store for SqliteStore {
     }
 
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-             WHERE state = 'leased' AND lease_expires_at <= ?1",
-        )
-        .bind(now_ms)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        let returned = self
+            .write(
+                "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                                 updated_at = ?1
+                 WHERE state = 'leased' AND lease_expires_at <= ?1
+                 RETURNING seq",
+                args([now_ms.into()])?,
+            )
+            .await?;
+        Ok(returned.len() as u64)
     }
 
     async fn complete(
@@ -342,8 +404,7 @@ impl Store for SqliteStore {
         // come back tagged 'c' (a result applied) or 'l' (a job leased).
         let rows = self
             .write(
-                sqlx::query(
-                    "BEGIN IMMEDIATE;
+                "BEGIN IMMEDIATE;
                      INSERT INTO events (lead_id, job_id, at, stage, event, detail)
                      SELECT e.value->>'lead', e.value->>'job', ?2, 'delivery', e.value->>'ev',
                             json(e.value->'detail')
@@ -375,14 +436,15 @@ impl Store for SqliteStore {
                      RETURNING 'l', id, seq, lead_id, idempotency_key, attempts, priority,
                                payload, created_at;
                      COMMIT;",
-                )
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now_ms)
-                .bind(owner)
-                .bind(serde_json::Value::Array(events).to_string())
-                .bind(now_ms + next.lease_ms)
-                .bind(next.destination)
-                .bind(i64::from(next.limit)),
+                args([
+                    serde_json::Value::Array(rows).to_string().into(),
+                    now_ms.into(),
+                    owner.to_string().into(),
+                    serde_json::Value::Array(events).to_string().into(),
+                    (now_ms + next.lease_ms).into(),
+                    next.destination.to_string().into(),
+                    i64::from(next.limit).into(),
+                ])?,
             )
             .await?;
         let mut done = std::collections::HashSet::new();
@@ -517,7 +579,7 @@ impl Store for SqliteStore {
     async fn replay(&self, replays: &[Replay], now_ms: i64) -> Result<Vec<DlqOutcome>, StoreError> {
         // Reads, then writes: take the write lock up front, so two
         // operators acting at once wait for each other instead of failing.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.admin.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(replays.len());
         for r in replays {
             if let Some(refusal) = Self::dlq_refusal(&mut tx, &r.id, r.remapped.is_none()).await? {
@@ -575,7 +637,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DlqOutcome>, StoreError> {
         // Reads, then writes: take the write lock up front, so two
         // operators acting at once wait for each other instead of failing.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.admin.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let status = match Self::dlq_refusal(&mut tx, id, false).await? {
@@ -675,25 +737,22 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs one write transaction, written as a single SQL text that
-    /// begins (`BEGIN IMMEDIATE;`) and commits it, in one command to the
-    /// writer connection: the writer is held for one round trip, not one
-    /// per statement. Returns the rows the statements return. On an error
-    /// the transaction is rolled back, so the connection goes back clean.
-    async fn write<'q, E>(&self, query: E) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError>
-    where
-        E: sqlx::Execute<'q, Sqlite> + 'q,
-    {
-        let mut conn = self.writer.acquire().await?;
-        match sqlx::Executor::fetch_all(&mut *conn, query).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                // Also ends a transaction that an earlier command left open
-                // (its future dropped half-way), so the next write works.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e.into())
-            }
-        }
+    /// Runs one write transaction on the writer task: `sql` begins
+    /// (`BEGIN IMMEDIATE;`) and commits it itself, so the writer is taken
+    /// once for the whole transaction. Returns the rows its statements
+    /// return.
+    async fn write(
+        &self,
+        sql: &'static str,
+        args: SqliteArguments,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.writes
+            .send(WriteCmd { sql, args, reply })
+            .await
+            .map_err(|_| gone())?;
+        Ok(answer.await.map_err(|_| gone())??)
     }
 
     async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
