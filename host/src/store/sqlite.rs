@@ -341,10 +341,8 @@ impl Store for SqliteStore {
         next: LeaseRequest<'_>,
         now_ms: i64,
     ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
-        // Every result and its delivery event in one transaction of two
-        // statements (the rows as one JSON array each), applied only where
-        // `owner` still holds the lease: the events first, while the lease
-        // still tells which jobs will apply.
+        // The results and their delivery events as one JSON array each,
+        // applied only where `owner` still holds the lease.
         let mut rows = Vec::with_capacity(results.len());
         let mut events = Vec::with_capacity(results.len());
         for (job, result) in results {
