@@ -892,6 +892,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_write_is_rolled_back_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(open(&dir).await);
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1)])
+            .await
+            .unwrap();
+        // The same lead id again: the whole group fails, nothing of it is
+        // stored (L2 neither), and no transaction is left open.
+        let err = store
+            .insert_leads(&[lead("L2", "L2", &[], 1), lead("L1", "L1", &[], 1)])
+            .await;
+        assert!(err.is_err(), "{err:?}");
+        assert!(store.lead("L2").await.unwrap().is_none());
+        // Many writers at once, queued on the one connection.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let id = format!("M{n}");
+                store.insert_leads(&[lead(&id, &id, &[], 1)]).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        assert_eq!(store.outstanding_jobs().await.unwrap(), 21);
+        let jobs = store.lease("d0", "w1", 100, 1_000, 2_000).await.unwrap();
+        assert_eq!(jobs.len(), 21);
+    }
+
+    #[tokio::test]
+    async fn a_completion_leases_the_next_batch_in_the_same_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let leads: Vec<NewLead> = (0..5)
+            .map(|n| lead(&format!("L{n}"), &format!("L{n}"), &[], 1))
+            .collect();
+        store.insert_leads(&leads).await.unwrap();
+        let first = store.lease("d0", "w1", 2, 1_000, 2_000).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let done = JobResult::Delivered {
+            crm_id: "9".into(),
+            outcome: "created 9".into(),
+        };
+        let results: Vec<_> = first.iter().map(|j| (j.clone(), done.clone())).collect();
+        let next = LeaseRequest {
+            destination: "d0",
+            limit: 2,
+            lease_ms: 1_000,
+        };
+        let (applied, jobs) = store
+            .complete_and_lease("w1", "a@1", &results, next, 2_100)
+            .await
+            .unwrap();
+        assert_eq!(applied, vec![true, true]);
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs.iter().all(|j| !first.iter().any(|f| f.id == j.id)));
+        // A worker whose lease was taken over records nothing, and still
+        // leases what is due.
+        assert_eq!(store.reclaim_expired(3_200).await.unwrap(), 2);
+        let stale: Vec<_> = jobs.iter().map(|j| (j.clone(), done.clone())).collect();
+        let (applied, rest) = store
+            .complete_and_lease("w1", "a@1", &stale, next, 3_300)
+            .await
+            .unwrap();
+        assert_eq!(applied, vec![false, false]);
+        assert_eq!(rest.len(), 2, "the returned jobs, leased again");
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts.jobs_delivered, counts.jobs_leased), (2, 2));
+        let events = store.job_events(&first[0].id).await.unwrap();
+        assert_eq!(events.last().unwrap().event, "delivered");
+        assert!(
+            store
+                .job_events(&jobs[0].id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.stage != "delivery")
+        );
+    }
+
+    #[tokio::test]
     async fn fingerprints_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
