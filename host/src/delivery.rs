@@ -294,7 +294,13 @@ impl Worker {
             .active(&self.destination)
             .map(|d| d.adapter_label())
             .unwrap_or_default();
-        self.release(&adapter, Vec::new(), jobs).await
+        self.release(
+            &adapter,
+            Vec::new(),
+            jobs,
+            "leased with the last batch's results, not sent (the destination paused or the host is stopping)",
+        )
+        .await
     }
 
     /// Leases and delivers one batch (or sends the one leased with the last
@@ -377,7 +383,13 @@ impl Worker {
             // idempotency key makes a repeat harmless).
             true = async { abandoned.wait_for(|a| *a).await.is_ok() } => {
                 drop(permit);
-                self.release(&adapter, results, sendable).await?;
+                self.release(
+                    &adapter,
+                    results,
+                    sendable,
+                    "the host shut down before the CRM answered",
+                )
+                .await?;
                 return Ok(false);
             }
             outcome = push_splitting(&dest.adapter, &deliveries, &ctx) => outcome,
@@ -506,12 +518,14 @@ impl Worker {
     }
 
     /// Gives leased jobs back to the queue, due now, without counting an
-    /// attempt; `decided` (results known without a call) are recorded too.
+    /// attempt, with `why` in their trail; `decided` (results known without
+    /// a call) are recorded too.
     async fn release(
         &self,
         adapter: &str,
         mut decided: Vec<(LeasedJob, JobResult)>,
         leased: Vec<LeasedJob>,
+        why: &str,
     ) -> anyhow::Result<()> {
         let now = crate::now_ms();
         let first = decided.len();
@@ -520,7 +534,7 @@ impl Worker {
                 job,
                 JobResult::Retry {
                     next_attempt_at_ms: now,
-                    error: "released: the host shut down before the CRM answered".into(),
+                    error: format!("released: {why}"),
                     count_attempt: false,
                 },
             )
