@@ -82,6 +82,20 @@ impl Backlog {
         }
     }
 
+    /// Takes back what [`Backlog::add`] counted for jobs that were not
+    /// made (never below zero).
+    pub fn sub(&self, source: &str, jobs: u64) {
+        let less = |n: u64| Some(n.saturating_sub(jobs));
+        let _ = self
+            .outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
+        if let Some(s) = self.sources.get(source) {
+            let _ = s
+                .outstanding
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less);
+        }
+    }
+
     /// (outstanding, limit) when a post from `source` must be refused: the
     /// host's backlog is at the host's limit, or the source's own backlog
     /// at the source's limit.
@@ -247,11 +261,18 @@ pub async fn post_leads(
         }
     }
 
-    let committed = state
-        .outbox
-        .commit(prepared)
-        .await
-        .map_err(ApiError::internal)?;
+    // Counted before the commit: a refresh that reads the committed rows
+    // replaces the count (never counting them twice); one that reads just
+    // before the commit misses them until the next refresh.
+    let reserved = (prepared.len() * destinations.len()) as u64;
+    state.backlog.add(&source.name, reserved);
+    let committed = match state.outbox.commit(prepared).await {
+        Ok(committed) => committed,
+        Err(e) => {
+            state.backlog.sub(&source.name, reserved);
+            return Err(ApiError::internal(e));
+        }
+    };
     let mut duplicates = 0;
     for (slot, c) in prepared_index.into_iter().zip(committed) {
         if let Decision::Duplicate { person_id, .. } = c.decision {
@@ -265,12 +286,11 @@ pub async fn post_leads(
     Metrics::add(&state.metrics.ingest_accepted, accepted as u64);
     Metrics::add(&state.metrics.ingest_duplicates, duplicates as u64);
     Metrics::add(&state.metrics.ingest_rejected, rejected as u64);
-    // Until the next refresh reads the exact count: at most one job per
-    // new person and destination.
-    state.backlog.add(
-        &source.name,
-        ((accepted - duplicates) * destinations.len()) as u64,
-    );
+    // A duplicate makes no new job (an update job, if any, is counted by
+    // the next refresh).
+    state
+        .backlog
+        .sub(&source.name, (duplicates * destinations.len()) as u64);
 
     let status = match (accepted, rejected) {
         (_, 0) => StatusCode::ACCEPTED,
@@ -440,6 +460,9 @@ mod tests {
         backlog.add("unknown", 10);
         assert_eq!(backlog.over_limit("open"), Some((100, 100)));
         assert_eq!(backlog.over_limit("small"), Some((100, 100)));
+        backlog.sub("small", 15);
+        assert_eq!(backlog.outstanding(), 85);
+        assert_eq!(backlog.over_limit("small"), None, "never below zero");
         let unlimited = Backlog::new(0, HashMap::from([("open".to_string(), 0)]));
         unlimited.add("open", u64::MAX / 2);
         assert_eq!(unlimited.over_limit("open"), None);
