@@ -325,20 +325,22 @@ impl Worker {
             return Ok(false);
         };
         let probe = permit.is_probe();
-        let jobs = if !prefetched.is_empty() && !probe {
-            prefetched
-        } else {
-            self.give_back(prefetched).await?;
-            self.store
-                .lease(
-                    &self.destination,
-                    &self.owner,
-                    if probe { 1 } else { dest.batch_size },
-                    self.lease_ms,
-                    crate::now_ms(),
-                )
-                .await?
-        };
+        // (A reload may have made the adapter's batches smaller since.)
+        let jobs =
+            if !prefetched.is_empty() && !probe && prefetched.len() <= dest.batch_size as usize {
+                prefetched
+            } else {
+                self.give_back(prefetched).await?;
+                self.store
+                    .lease(
+                        &self.destination,
+                        &self.owner,
+                        if probe { 1 } else { dest.batch_size },
+                        self.lease_ms,
+                        crate::now_ms(),
+                    )
+                    .await?
+            };
         // A full batch says more jobs are likely due: the completion of
         // this one leases the next in the same write.
         let lease_ahead = !probe && !stopping && jobs.len() >= dest.batch_size as usize;
