@@ -255,11 +255,10 @@ struct Worker {
 impl Worker {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         loop {
-            let stop = *stopped.borrow();
-            if stop {
+            if *stopped.borrow() {
                 break;
             }
-            match self.once(stop).await {
+            match self.once(&stopped).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tokio::select! {
@@ -304,9 +303,9 @@ impl Worker {
     }
 
     /// Leases and delivers one batch (or sends the one leased with the last
-    /// completion); false when there was nothing to do. `stopping`: leasing
-    /// has stopped, so nothing is leased ahead.
-    async fn once(&mut self, stopping: bool) -> anyhow::Result<bool> {
+    /// completion); false when there was nothing to do. Once `stopped` is
+    /// set, nothing is leased ahead.
+    async fn once(&mut self, stopped: &watch::Receiver<bool>) -> anyhow::Result<bool> {
         let prefetched = std::mem::take(&mut self.prefetched);
         let Some(dest) = self.registry.active(&self.destination) else {
             self.give_back(prefetched).await?;
@@ -343,7 +342,7 @@ impl Worker {
             };
         // A full batch says more jobs are likely due: the completion of
         // this one leases the next in the same write.
-        let lease_ahead = !probe && !stopping && jobs.len() >= dest.batch_size as usize;
+        let full = !probe && jobs.len() >= dest.batch_size as usize;
         if jobs.is_empty() {
             // The permit goes unused (a probe slot is freed).
             return Ok(false);
@@ -490,10 +489,10 @@ impl Worker {
                 }
             }
         }
-        let lease_ahead = lease_ahead
+        let lease_ahead = full
+            && !*stopped.borrow()
             && dest.breaker.state() == crate::breaker::BreakerState::Closed
-            && dest.limiter.has_room()
-            && !*self.abandoned.borrow();
+            && dest.limiter.has_room();
         let applied = if lease_ahead {
             let next = LeaseRequest {
                 destination: &self.destination,

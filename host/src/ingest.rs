@@ -39,10 +39,12 @@ const BACKLOG_RETRY_AFTER_S: u64 = 1;
 /// The outstanding jobs (pending or leased), the host's and each source's,
 /// and the limits ingest holds them to. A background task reads the counts
 /// every [`BACKLOG_REFRESH`] (`Store::outstanding_by_source`, answered from
-/// a partial index), and every commit adds the jobs it made in between.
+/// a partial index), and every request adds the jobs it queues in between
+/// (counted before its commit, see `post_leads`).
 pub struct Backlog {
     /// Jobs pending or leased, the whole host's.
     outstanding: AtomicU64,
+    /// 0: no host-wide limit.
     host_limit: u64,
     /// Each configured source: its limit (0: none) and its own jobs.
     sources: HashMap<String, SourceBacklog>,
@@ -111,21 +113,18 @@ impl Backlog {
 
     /// Reads the exact counts from the store; returns the host's.
     pub async fn refresh(&self, store: &dyn Store) -> Result<u64, StoreError> {
-        let by_source = store.outstanding_by_source().await?;
-        let mut total = 0;
-        for s in self.sources.values() {
-            s.outstanding.store(0, Ordering::Relaxed);
+        let by_source: HashMap<String, u64> =
+            store.outstanding_by_source().await?.into_iter().collect();
+        for (name, s) in &self.sources {
+            let n = by_source.get(name).copied().unwrap_or(0);
+            s.outstanding.store(n, Ordering::Relaxed);
         }
-        for (source, n) in by_source {
-            total += n;
-            if let Some(s) = self.sources.get(&source) {
-                s.outstanding.store(n, Ordering::Relaxed);
-            }
-        }
+        let total = by_source.values().sum();
         self.outstanding.store(total, Ordering::Relaxed);
         Ok(total)
     }
 
+    /// Refreshes the counts every [`BACKLOG_REFRESH`] until aborted.
     pub fn spawn_refresh(self: Arc<Self>, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(BACKLOG_REFRESH);

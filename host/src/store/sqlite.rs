@@ -7,9 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Arguments, ConnectOptions, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
@@ -346,7 +346,8 @@ impl Store for SqliteStore {
         let mut rows = Vec::with_capacity(results.len());
         let mut events = Vec::with_capacity(results.len());
         for (job, result) in results {
-            let (state, next_at, add, error, crm_id, outcome) = match result {
+            // The job's new state, and its event with the event's detail.
+            let (state, next_at, add, error, crm_id, outcome, event, detail) = match result {
                 JobResult::Delivered { crm_id, outcome } => (
                     JobState::Delivered,
                     None,
@@ -354,6 +355,8 @@ impl Store for SqliteStore {
                     None,
                     Some(crm_id.as_str()),
                     Some(outcome.as_str()),
+                    "delivered",
+                    serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
                 ),
                 JobResult::Retry {
                     next_attempt_at_ms,
@@ -366,31 +369,25 @@ impl Store for SqliteStore {
                     Some(error.as_str()),
                     None,
                     None,
+                    "retry_scheduled",
+                    serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
                 ),
-                JobResult::Dead { error } => {
-                    (JobState::Dead, None, 1, Some(error.as_str()), None, None)
-                }
+                JobResult::Dead { error } => (
+                    JobState::Dead,
+                    None,
+                    1,
+                    Some(error.as_str()),
+                    None,
+                    None,
+                    "dead_lettered",
+                    serde_json::json!({"error": error}),
+                ),
             };
             let finished = matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
             rows.push(serde_json::json!({
                 "id": job.id, "st": state.as_str(), "next": next_at, "add": add,
                 "err": error, "crm": crm_id, "out": outcome, "fin": finished,
             }));
-            let (event, detail) = match result {
-                JobResult::Delivered { crm_id, outcome } => (
-                    "delivered",
-                    serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
-                ),
-                JobResult::Retry {
-                    next_attempt_at_ms,
-                    error,
-                    ..
-                } => (
-                    "retry_scheduled",
-                    serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
-                ),
-                JobResult::Dead { error } => ("dead_lettered", serde_json::json!({"error": error})),
-            };
             let mut detail = with_adapter(adapter, detail);
             detail["attempt"] = (job.attempts + add).into();
             events.push(serde_json::json!({
