@@ -6,7 +6,9 @@ pipedrive_logic.py, which has no dependency on the generated bindings; this
 module converts between its plain types and the WIT types and supplies the
 host imports.
 
-Destination configuration: `base-url` (default https://api.pipedrive.com).
+Destination configuration: `base-url` (default https://api.pipedrive.com),
+`readback-percent` (0-100, default 100: the share of written persons read
+back and compared with what was sent, chosen by a stable hash of the job id).
 Secrets: `api-token` (sent as `x-api-token: {{secret:api-token}}`, substituted
 by the host), `webhook-password` (HMAC key for the webhook Basic-auth
 password; see README.md).
@@ -110,7 +112,7 @@ class Adapter(wit_world.exports.Adapter):
             # A person may be phone-only; a name is what Pipedrive requires.
             required_properties=["name"],
             supports_webhooks=True,
-            config_keys=["base-url"],
+            config_keys=["base-url", "readback-percent"],
             secrets=["api-token", "webhook-password"],
             default_hosts=["api.pipedrive.com"],
             rate_limits=[
@@ -121,7 +123,9 @@ class Adapter(wit_world.exports.Adapter):
     def push(self, batch: List[wa.Delivery], ctx: wa.PushContext) -> List[wa.DeliveryOutcome]:
         try:
             base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
-            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms)
+            readback = next((v for k, v in ctx.config if k == "readback-percent"), None)
+            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms,
+                              L.parse_readback_percent(readback))
             results = pusher.push(
                 [(d.id, [(p.name, p.value) for p in d.properties]) for d in batch]
             )

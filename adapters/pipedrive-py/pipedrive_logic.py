@@ -8,6 +8,12 @@ supplies the host imports (http send, crypto, clock, log).
 Pipedrive API v2 persons have no native upsert: each delivery is a search
 (by email, else by phone) followed by PATCH of the match or POST of a new
 person.
+
+Read-back: after Pipedrive reports a person created or updated, the person
+is read back (`GET /api/v2/persons/{id}`) for a configurable share of the
+deliveries and compared with what was sent. A "success" that stored
+nothing, or not what was sent, becomes a retry whose reason starts with
+`readback:` (the host counts those) instead of a delivery.
 """
 
 import base64
@@ -39,6 +45,10 @@ RATE_LIMITS = [
     ("search", 10, 2_000),  # search API, every plan
     ("daily", 10_000, 86_400_000),  # POST/PUT fair-use cap per user
 ]
+
+# How a retry's reason starts when a read-back found a reported write missing
+# or different (`retry-info` in the WIT); the host counts those.
+READBACK_PREFIX = "readback:"
 
 KNOWN_PROPERTIES = ("name", "first_name", "last_name", "email", "phone", "job_title")
 IGNORED_PROPERTIES = ("org_name",)
@@ -386,15 +396,75 @@ def created_id(resp: Response) -> Optional[str]:
 # --------------------------------------------------------------------------
 
 
+def stable_percent(delivery_id: str) -> int:
+    """0-99 from a delivery id, the same every time (FNV-1a, as the HubSpot
+    adapter samples)."""
+    h = 0xCBF29CE484222325
+    for b in delivery_id.encode():
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h % 100
+
+
+def parse_readback_percent(raw: Optional[str]) -> int:
+    """The `readback-percent` setting: 0-100, default 100."""
+    try:
+        return max(0, min(100, int((raw or "").strip())))
+    except ValueError:
+        return 100
+
+
+def readback_differences(sent: dict, held: dict) -> List[str]:
+    """The fields of the sent person body that the stored person does not
+    hold. Emails and phones need only be in the person's lists (a person may
+    have more); fields the answer leaves out are not compared."""
+    out = []
+    for key in ("name", "first_name", "last_name", "job_title"):
+        if key in sent and key in held:
+            have = held.get(key)
+            if not isinstance(have, str) or have.strip() != str(sent[key]).strip():
+                out.append(key)
+    for key, norm in (("emails", lambda v: v.strip().lower()),
+                      ("phones", lambda v: _digits(v) or v.strip())):
+        have = {norm(v) for v in _values(held.get(key))}
+        for entry in sent.get(key) or []:
+            if norm(entry.get("value", "")) not in have:
+                out.append(key)
+                break
+    custom = held.get("custom_fields")
+    if isinstance(custom, dict):
+        for k, v in (sent.get("custom_fields") or {}).items():
+            if k in custom and not _same_value(value_text(custom[k]), v):
+                out.append(k)
+    return out
+
+
+def _same_value(held: Optional[str], sent: str) -> bool:
+    """Equal text, or equal numbers (a numeric field may answer 5 for "5.0")."""
+    if held is None:
+        return False
+    if held.strip() == sent.strip():
+        return True
+    try:
+        return float(held) == float(sent)
+    except ValueError:
+        return False
+
+
 class Pusher:
     """Delivers one batch. `send` raises HttpFailure for the host's http-error."""
 
     def __init__(self, base_url: str, send: Send, log: Log = _no_log,
-                 now_ms: Callable[[], int] = lambda: 0):
+                 now_ms: Callable[[], int] = lambda: 0, readback_percent: int = 0):
         self.base = (base_url or DEFAULT_BASE_URL).strip().rstrip("/") or DEFAULT_BASE_URL
         self.send = send
         self.log = log
         self.now_ms = now_ms
+        # The share of written persons read back (by a stable hash of the
+        # delivery id); 0 reads none.
+        self.readback_percent = readback_percent
+        # Set when Pipedrive throttled a read-back: the rest of the batch waits.
+        self.throttled_ms: Optional[int] = None
         # Persons created or updated earlier in this batch, by search key, so
         # that a second delivery for the same person does not race the
         # search index and create a duplicate.
@@ -473,7 +543,34 @@ class Pusher:
             return self.create(person)
         return classify_error(resp, what, person, self.now_ms())
 
-    def deliver(self, properties: List[Tuple[str, str]]):
+    def read_back(self, pid: str, person: Person):
+        """None when the person holds what was sent (or the read could not
+        tell); else the Retry that replaces the write's outcome."""
+        what = f"the read-back of person {pid}"
+        try:
+            resp = self._call("GET", "/api/v2/persons/" + urllib.parse.quote(pid, safe=""))
+        except HttpFailure as e:
+            self.log("warn", f"read-back skipped: {http_failure_outcome(e, what)}")
+            return None
+        if resp.status == 404:
+            return Retry(None, f"{READBACK_PREFIX} Pipedrive reported person {pid} written, "
+                               "but it does not exist (a silent no-op)")
+        if resp.status == 429:
+            self.throttled_ms = throttle_ms(resp, self.now_ms())
+            self.log("warn", f"read-back skipped: Pipedrive throttled {what}")
+            return None
+        doc = resp.json() if resp.status == 200 else None
+        held = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(held, dict):
+            self.log("warn", f"read-back skipped: Pipedrive answered {resp.status} to {what}")
+            return None
+        differ = readback_differences(person.body, held)
+        if not differ:
+            return None
+        return Retry(None, f"{READBACK_PREFIX} person {pid} does not hold what was sent "
+                           f"({', '.join(differ)}); Pipedrive reported success")
+
+    def deliver(self, properties: List[Tuple[str, str]], delivery_id: str = ""):
         person = build_person(properties)
         if not isinstance(person, Person):
             return person
@@ -483,6 +580,9 @@ class Pusher:
         if failed is not None:
             return failed
         outcome = self.update(pid, person) if pid is not None else self.create(person)
+        if (isinstance(outcome, (Created, Updated))
+                and stable_percent(delivery_id) < self.readback_percent):
+            outcome = self.read_back(outcome.id, person) or outcome
         key = self._key(person)
         if key is not None and isinstance(outcome, (Created, Updated)):
             self.seen[key] = outcome.id
@@ -500,10 +600,12 @@ class Pusher:
                     person = build_person(props)
                     outcome = person if isinstance(person, Rejected) else RateLimited(throttled)
                 else:
-                    outcome = self.deliver(props)
+                    outcome = self.deliver(props, did)
                     if isinstance(outcome, RateLimited):
                         throttled = outcome.after_ms
                         self.log("warn", f"Pipedrive throttled; deferring the rest of the batch by {throttled} ms")
+                    elif self.throttled_ms is not None:
+                        throttled = self.throttled_ms
             except Exception as e:  # one outcome per delivery, always
                 outcome = Retry(None, f"adapter error: {type(e).__name__}: {e}")
             out.append((did, outcome))

@@ -422,9 +422,6 @@ class WebhookAuthTest(unittest.TestCase):
             L.verify_basic(self.basic("u", "p"), missing, std_hmac.compare_digest)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class MergedUpdateTest(unittest.TestCase):
     def test_known_values_are_left_out_and_new_ones_added(self):
@@ -440,3 +437,106 @@ class MergedUpdateTest(unittest.TestCase):
         self.assertFalse(out["phones"][1]["primary"])
         self.assertEqual(L.merged_update_body(body, None), body)
 
+
+def person_doc(pid, name="Jane Doe", emails=("jane@example.com",), phones=(), **extra):
+    data = {"id": pid, "name": name,
+            "emails": [{"value": e, "primary": i == 0, "label": "work"} for i, e in enumerate(emails)],
+            "phones": [{"value": p, "primary": i == 0, "label": "work"} for i, p in enumerate(phones)]}
+    data.update(extra)
+    return resp(200, {"success": True, "data": data, "additional_data": None})
+
+
+class ReadBackTest(unittest.TestCase):
+    """After a reported write the person is read back and compared."""
+
+    def run_push(self, read, deliveries=(("d1", JANE),), percent=100, search=None):
+        def handler(req):
+            path = urllib.parse.urlsplit(req.url).path
+            if req.method == "GET" and path.endswith("/search"):
+                return search(req) if search else search_miss()
+            if req.method == "GET":
+                return read(path.rsplit("/", 1)[1])
+            if req.method == "PATCH":
+                return resp(200, {"success": True, "data": {"id": int(path.rsplit("/", 1)[1])}})
+            return resp(201, {"success": True, "data": {"id": 457}})
+        host = FakeHost(handler)
+        logs = []
+        pusher = L.Pusher("http://127.0.0.1:9", host, lambda lvl, msg: logs.append((lvl, msg)),
+                          readback_percent=percent)
+        out = pusher.push(list(deliveries))
+        return host, [o for _, o in out], logs
+
+    def test_a_person_holding_what_was_sent_stays_created(self):
+        host, out, _ = self.run_push(lambda pid: person_doc(int(pid)))
+        self.assertEqual(out, [L.Created("457")])
+        read = host.requests[-1]
+        self.assertEqual((read.method, read.url), ("GET", "http://127.0.0.1:9/api/v2/persons/457"))
+        self.assertIn(("x-api-token", "{{secret:api-token}}"), read.headers)
+
+    def test_a_missing_person_is_a_silent_no_op_and_retried(self):
+        _, out, _ = self.run_push(lambda pid: resp(404, {"success": False, "error": "Person not found"}))
+        self.assertIsInstance(out[0], L.Retry)
+        self.assertTrue(out[0].reason.startswith("readback:"), out[0].reason)
+        self.assertIn("person 457", out[0].reason)
+        self.assertIn("silent no-op", out[0].reason)
+
+    def test_a_person_missing_sent_values_is_retried(self):
+        def search(req):
+            return search_hit(456, email="jane@example.com")
+        props_ = props(name="Jane Doe", email="jane@example.com", phone="+1 415 555 0100",
+                       job_title="CTO")
+        # The update answered success but the person kept its old phone and title.
+        _, out, _ = self.run_push(
+            lambda pid: person_doc(int(pid), phones=("+14155550199",), job_title="Intern"),
+            deliveries=[("d1", props_)], search=search)
+        self.assertIsInstance(out[0], L.Retry)
+        self.assertTrue(out[0].reason.startswith("readback: person 456 does not hold"), out[0].reason)
+        self.assertIn("job_title", out[0].reason)
+        self.assertIn("phones", out[0].reason)
+        self.assertNotIn("emails", out[0].reason)
+
+    def test_extra_values_and_formatting_are_not_differences(self):
+        props_ = props(name=" Jane Doe ", email="Jane@Example.com", phone="+1 (415) 555-0100",
+                       **{HASH: "5.0"})
+        _, out, _ = self.run_push(
+            lambda pid: person_doc(int(pid), emails=("other@example.com", "jane@example.com"),
+                                   phones=("+14155550100",), custom_fields={HASH: 5}),
+            deliveries=[("d1", props_)])
+        self.assertEqual(out, [L.Created("457")])
+
+    def test_a_failed_read_leaves_the_write_standing(self):
+        _, out, logs = self.run_push(lambda pid: resp(503, {"success": False, "error": "down"}))
+        self.assertEqual(out, [L.Created("457")])
+        self.assertTrue(any("read-back skipped" in m for _, m in logs), logs)
+
+        def boom(pid):
+            raise L.HttpFailure("timeout")
+        _, out, _ = self.run_push(boom)
+        self.assertEqual(out, [L.Created("457")])
+
+    def test_a_throttled_read_defers_the_rest_of_the_batch(self):
+        host, out, _ = self.run_push(
+            lambda pid: resp(429, {"success": False}, headers=[("retry-after", "3")]),
+            deliveries=[("d1", JANE), ("d2", props(name="Joe", email="joe@example.com"))])
+        self.assertEqual(out, [L.Created("457"), L.RateLimited(3000)])
+        self.assertFalse(any("joe" in r.url for r in host.requests))
+
+    def test_percent_zero_reads_nothing_and_sampling_is_stable(self):
+        host, out, _ = self.run_push(lambda pid: self.fail("read"), percent=0)
+        self.assertEqual(out, [L.Created("457")])
+        self.assertEqual([r.method for r in host.requests], ["GET", "POST"])
+        ids = [f"job-{n}" for n in range(2000)]
+        picked = [i for i in ids if L.stable_percent(i) < 25]
+        self.assertTrue(400 < len(picked) < 600, len(picked))
+        self.assertEqual(picked, [i for i in ids if L.stable_percent(i) < 25])
+        # The same FNV-1a as the HubSpot adapter's stable_percent.
+        self.assertEqual(L.stable_percent(""), 0xCBF29CE484222325 % 100)
+
+    def test_the_setting_is_clamped(self):
+        for raw, want in ((None, 100), ("", 100), ("abc", 100), (" 30 ", 30),
+                          ("150", 100), ("-5", 0)):
+            self.assertEqual(L.parse_readback_percent(raw), want, raw)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -115,6 +115,10 @@ pub fn decide(
 /// before they are aborted (their leases then expire as after a crash).
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
+/// How an adapter's retry reason starts when a read-back found a write the
+/// CRM reported as done missing or different (`retry-info` in the WIT).
+const READBACK_PREFIX: &str = "readback:";
+
 /// Running delivery workers.
 pub struct Workers {
     /// Stop leasing.
@@ -456,7 +460,7 @@ impl Worker {
                         .record(job.priority, job.created_at_ms, now);
                     &self.metrics.delivery_delivered
                 }
-                JobResult::Retry { error, .. } if error.starts_with("readback:") => {
+                JobResult::Retry { error, .. } if error.starts_with(READBACK_PREFIX) => {
                     Metrics::add(&self.metrics.delivery_readback_mismatches, 1);
                     &self.metrics.delivery_retries
                 }

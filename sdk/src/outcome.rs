@@ -26,6 +26,18 @@ pub fn retry(after_ms: Option<u64>, reason: impl Into<String>) -> Outcome {
     })
 }
 
+/// How a retry's reason starts when a read-back found that a write the CRM
+/// reported as done is missing or holds something else (see `retry-info`
+/// in the WIT); the host counts those as read-back mismatches.
+pub const READBACK_PREFIX: &str = "readback:";
+
+/// A retry for a write the CRM reported as done that a read-back found
+/// missing or different (a silent no-op): `reason` says which record and
+/// what differs.
+pub fn readback_mismatch(reason: impl AsRef<str>) -> Outcome {
+    retry(None, format!("{READBACK_PREFIX} {}", reason.as_ref()))
+}
+
 /// The outcome of an HTTP error the host reported: a refusal by the
 /// sandbox (host not allowed, secret not granted, bad request) is a
 /// configuration problem retrying cannot fix; the rest are transient.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use leadgate_sdk::http::{Request, Response};
 use leadgate_sdk::outcome::{
-    from_http_error, limit, outcome, per_day, per_second, rejected, retry,
+    from_http_error, limit, outcome, per_day, per_second, readback_mismatch, rejected, retry,
 };
 use leadgate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -322,7 +322,7 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
     for (d, id) in written {
         let verdict = match stored.get(id.as_str()) {
             None => Some(format!(
-                "readback: HubSpot reported contact {id} written, but it does not exist (a silent no-op)"
+                "HubSpot reported contact {id} written, but it does not exist (a silent no-op)"
             )),
             Some(props) => {
                 let differ: Vec<&str> = d
@@ -340,14 +340,14 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
                     .collect();
                 (!differ.is_empty()).then(|| {
                     format!(
-                        "readback: contact {id} does not hold what was sent ({}); HubSpot reported success",
+                        "contact {id} does not hold what was sent ({}); HubSpot reported success",
                         differ.join(", ")
                     )
                 })
             }
         };
         if let Some(reason) = verdict {
-            outcomes.insert(d.id.clone(), retry(None, reason));
+            outcomes.insert(d.id.clone(), readback_mismatch(reason));
         }
     }
 }

@@ -390,8 +390,21 @@ fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
     }
 }
 
-fn digits(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
+/// Whether `a` and `b` hold the same digits in the same order (no
+/// allocation: this runs for every candidate pair).
+fn same_digits(a: &str, b: &str) -> bool {
+    a.bytes()
+        .filter(u8::is_ascii_digit)
+        .eq(b.bytes().filter(u8::is_ascii_digit))
+}
+
+fn has_digit(s: &str) -> bool {
+    s.bytes().any(|c| c.is_ascii_digit())
+}
+
+/// The domain of an email address ("" without an `@`).
+fn email_domain(email: &str) -> &str {
+    email.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
 fn name_sim(a: &str, b: &str) -> f64 {
@@ -403,8 +416,7 @@ fn name_sim(a: &str, b: &str) -> f64 {
     }
     // Real names carry no digits; numbered names ("Person12") that differ
     // in their numbers are different records, however alike.
-    let has_digit = |s: &str| s.bytes().any(|c| c.is_ascii_digit());
-    if (has_digit(a) || has_digit(b)) && digits(a) != digits(b) {
+    if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
         return 0.0;
     }
     let direct = jaro_winkler(a, b);
@@ -433,29 +445,25 @@ pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut S
     // same company domain is good evidence; a different address at the same
     // company is no evidence (people have several formats).
     if !a.email.is_empty() && !b.email.is_empty() {
-        let da = a.email.rsplit('@').next().unwrap_or("");
-        let db = b.email.rsplit('@').next().unwrap_or("");
+        let (la, lb) = (&*a.email_local, &*b.email_local);
         if a.email == b.email {
             add("email", w.email_equal, &mut explain);
-        } else if da == db && !FREE_MAIL.contains(&da) {
-            let (ga, gb) = (digits(&a.email_local), digits(&b.email_local));
-            let strip = |s: &str| {
-                s.chars()
-                    .filter(|c| !c.is_ascii_digit())
-                    .collect::<String>()
-            };
-            if !ga.is_empty()
-                && !gb.is_empty()
-                && ga != gb
-                && strip(&a.email_local) == strip(&b.email_local)
+        } else if email_domain(&a.email) == email_domain(&b.email)
+            && !FREE_MAIL.contains(&email_domain(&a.email))
+        {
+            let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
+            if has_digit(la)
+                && has_digit(lb)
+                && !same_digits(la, lb)
+                && non_digits(la).eq(non_digits(lb))
             {
                 // Numbered accounts at one domain (sales1@, sales2@): two
                 // different people or test records.
                 add("email_numbered", -w.name_differ, &mut explain);
-            } else if a.email_local.len() >= 3
-                && b.email_local.len() >= 3
-                && digits(&a.email_local) == digits(&b.email_local)
-                && jaro_winkler(&a.email_local, &b.email_local) >= 0.92
+            } else if la.len() >= 3
+                && lb.len() >= 3
+                && same_digits(la, lb)
+                && jaro_winkler(la, lb) >= 0.92
             {
                 add("email_local", w.email_local_similar, &mut explain);
             }
@@ -543,7 +551,7 @@ pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut S
     }
     if !a.street.is_empty()
         && !b.street.is_empty()
-        && digits(&a.street) == digits(&b.street)
+        && same_digits(&a.street, &b.street)
         && normalized_levenshtein(&a.street, &b.street) >= 0.85
     {
         add("street", w.street_similar, &mut explain);

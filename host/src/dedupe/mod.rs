@@ -23,8 +23,6 @@ pub mod phonetic;
 pub use config::DedupeConfig;
 pub use fuzzy::{Deduper, Features, Verdict};
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::normalize::NormalizedLead;
@@ -99,72 +97,6 @@ impl Decision {
     }
 }
 
-/// Fingerprint → person (the id of the person's first lead).
-#[derive(Debug, Default)]
-pub struct ExactIndex {
-    map: HashMap<String, String, foldhash::fast::RandomState>,
-}
-
-impl ExactIndex {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Forgets a fingerprint whose lead was not stored after all.
-    pub fn remove(&mut self, fingerprint: &str) {
-        self.map.remove(fingerprint);
-    }
-
-    /// Adds a stored fingerprint (at start-up).
-    pub fn insert(&mut self, fingerprint: String, person_id: String) {
-        self.map.entry(fingerprint).or_insert(person_id);
-    }
-
-    /// Decides for `lead_id` and records its fingerprints. Returns the
-    /// decision and the fingerprints that are new to the index.
-    pub fn decide(&mut self, lead_id: &str, fps: &[String]) -> (Decision, Vec<String>) {
-        let matched = fps
-            .iter()
-            .find_map(|fp| self.map.get(fp).map(|person| (fp.clone(), person.clone())));
-        let person = matched
-            .as_ref()
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| lead_id.to_string());
-        let mut added = Vec::new();
-        for fp in fps {
-            if !self.map.contains_key(fp) {
-                self.map.insert(fp.clone(), person.clone());
-                added.push(fp.clone());
-            }
-        }
-        let decision = match matched {
-            None => Decision::New,
-            Some((fp, person_id)) => {
-                let rule = format!(
-                    "exact-{}-v{FINGERPRINT_VERSION}",
-                    fp.split(':').next().unwrap_or("fp")
-                );
-                Decision::Duplicate {
-                    person_id,
-                    matched: fp,
-                    rule,
-                    score: None,
-                    explain: None,
-                }
-            }
-        };
-        (decision, added)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,11 +111,20 @@ mod tests {
 
     #[test]
     fn second_copy_is_a_duplicate_and_new_fingerprints_join_the_person() {
-        let mut idx = ExactIndex::new();
-        let a = fingerprints(&lead(Some("a@x.com"), None));
-        assert_eq!(idx.decide("L1", &a).0, Decision::New);
-        let b = fingerprints(&lead(Some("a@x.com"), Some("+14152312671")));
-        let (d, added) = idx.decide("L2", &b);
+        let config = DedupeConfig::default();
+        let mut idx = Deduper::new(config.clone());
+        let mut decide = |id: &str, lead: NormalizedLead| {
+            let v = idx.decide(
+                id,
+                "test",
+                &fingerprints(&lead),
+                Features::from_lead(&lead, &config, 0),
+            );
+            (v.decision, v.added)
+        };
+        let (d, _) = decide("L1", lead(Some("a@x.com"), None));
+        assert_eq!(d, Decision::New);
+        let (d, added) = decide("L2", lead(Some("a@x.com"), Some("+14152312671")));
         assert_eq!(
             d,
             Decision::Duplicate {
@@ -196,10 +137,8 @@ mod tests {
         );
         assert_eq!(added, vec!["phone:+14152312671".to_string()]);
         // A phone-only third copy now matches the same person.
-        let c = fingerprints(&lead(None, Some("+14152312671")));
-        assert!(
-            matches!(idx.decide("L3", &c).0, Decision::Duplicate { person_id, .. } if person_id == "L1")
-        );
+        let (d, _) = decide("L3", lead(None, Some("+14152312671")));
+        assert!(matches!(d, Decision::Duplicate { person_id, .. } if person_id == "L1"));
     }
 
     #[test]

@@ -105,6 +105,24 @@ impl TestEnv {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// A sample of `/metrics`: the value of the line whose name (with its
+    /// labels, as written there) is `series`; None when there is none.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let prefix = format!("{series} ");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
     /// Waits for the outbox to drain; fails the test after `secs`.
     pub async fn drain(&self, secs: u64) -> anyhow::Result<leadgate::store::StoreCounts> {
         let (drained, counts) = self

@@ -240,3 +240,73 @@ async fn the_declared_limits_keep_the_crm_from_ever_sending_a_429() -> anyhow::R
     assert_eq!(search["max_requests"], 10, "{pipedrive}");
     env.stop().await
 }
+
+#[tokio::test]
+async fn pipedrive_reads_back_and_retries_writes_that_did_not_stick() -> anyhow::Result<()> {
+    // Pipedrive on a simulator of its own, so that its silent writes are
+    // the only ones: the other destinations write to the shared one.
+    let pipedrive = leadgate_sim::Simulator::start(SimConfig::default()).await?;
+    let pd = pipedrive.handle();
+    let extra = POLYGLOT.replacen(
+        "base-url = \"{sim}\"",
+        &format!("base-url = \"{}\"", pipedrive.base_url()),
+        1,
+    );
+    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+
+    // The first two person creations answer success and store nothing.
+    pd.set_faults(Faults {
+        fail_silently_next: 2,
+        ..Faults::default()
+    });
+    let body = (300..305)
+        .map(|n| person(n).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    assert!(status.is_success());
+    let counts = env.drain(90).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_eq!(pd.stats().writes_dropped, 2, "{:?}", pd.stats());
+    assert_eq!(pd.pipedrive_persons().len(), 5);
+    for n in 300..305 {
+        let email = format!("poly.{n}@example.com");
+        assert_eq!(pd.pipedrive_count_by_email(&email), 1, "{email}");
+    }
+    let mismatches = |v: Option<f64>| v.unwrap_or(0.0);
+    let after_creates = mismatches(
+        env.metric("leadgate_delivery_readback_mismatches_total")
+            .await?,
+    );
+    assert!(after_creates >= 2.0, "{after_creates}");
+
+    // A merged update (a new title) whose PATCH answers success and changes
+    // nothing: the read-back sees the old title and the update is sent again.
+    pd.set_faults(Faults {
+        fail_silently_next: 1,
+        ..Faults::default()
+    });
+    let mut again = person(300);
+    again["title"] = json!("Chief Engineer");
+    let (status, answer) = env
+        .post_leads(Some(SCRAPER_KEY), &again.to_string())
+        .await?;
+    assert!(status.is_success(), "{answer}");
+    env.drain(90).await?;
+    assert_eq!(pd.stats().writes_dropped, 3, "{:?}", pd.stats());
+    let persons = pd.pipedrive_persons();
+    assert_eq!(persons.len(), 5);
+    let updated = persons
+        .iter()
+        .find(|p| p.has_email("poly.300@example.com"))
+        .unwrap();
+    assert_eq!(updated.job_title.as_deref(), Some("Chief Engineer"));
+    let after_update = mismatches(
+        env.metric("leadgate_delivery_readback_mismatches_total")
+            .await?,
+    );
+    assert!(after_update > after_creates, "{after_update}");
+    env.stop().await?;
+    pipedrive.shutdown().await;
+    Ok(())
+}

@@ -26,18 +26,10 @@ async fn a_silent_no_op_is_detected_and_retried() -> anyhow::Result<()> {
         let email = format!("silent.{n}@example.com");
         assert_eq!(sim.contacts_by_email(&email).len(), 1, "{email}");
     }
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
+    let mismatches = env
+        .metric("leadgate_delivery_readback_mismatches_total")
         .await?
-        .text()
-        .await?;
-    let mismatches: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("leadgate_delivery_readback_mismatches_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(mismatches >= 1, "{metrics}");
+        .unwrap_or(0.0);
+    assert!(mismatches >= 1.0, "{mismatches}");
     env.stop().await
 }

@@ -136,13 +136,10 @@ async fn the_breaker_opens_during_an_outage_and_every_lead_lands_once() -> anyho
         metrics.contains("leadgate_delivery_breaker_state{destination=\"hubspot\"} 0"),
         "{metrics}"
     );
-    let opened: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("leadgate_delivery_breaker_opened_total{destination=\"hubspot\"} ")
-        })
-        .expect("the openings counter")
-        .parse()?;
+    let opened = env
+        .metric("leadgate_delivery_breaker_opened_total{destination=\"hubspot\"}")
+        .await?
+        .expect("the openings counter") as u64;
     assert_eq!(opened, closed["times_opened"].as_u64().unwrap());
     assert!(opened >= 1);
     env.stop().await
