@@ -486,9 +486,16 @@ pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut S
     if a_has && b_has {
         let s = if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
             let straight = (name_sim(af, bf) + name_sim(al, bl)) / 2.0;
-            let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
-            // A swap is a little less likely than a straight match.
-            straight.max(swapped - 0.01)
+            // A swap is a little less likely than a straight match (0.01
+            // less), so it can only win when the straight match is below
+            // 0.99: most candidates share both names (they were blocked by
+            // them) and skip the swapped comparisons.
+            if straight >= 0.99 {
+                straight
+            } else {
+                let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
+                straight.max(swapped - 0.01)
+            }
         } else {
             // One side has a single name: best match of the tokens present,
             // discounted (half a name is weaker evidence).
