@@ -4,10 +4,11 @@
 //! whole pipeline into the simulator: every lead reaches all three CRMs,
 //! once per person.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use leadgate_e2e::{SCRAPER_KEY, TestEnv};
-use leadgate_sim::{Faults, SimConfig};
+use leadgate_sim::{Faults, SimConfig, SimHandle};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -56,6 +57,26 @@ fn person(n: u32) -> Value {
         "company": format!("{} Works {n}", LAST[(n as usize + 3) % 7]),
         "title": "Engineer",
     })
+}
+
+/// Posts `person(n)` for every n in `people` as NDJSON; fails unless the
+/// post succeeds.
+async fn post_people(env: &TestEnv, people: Range<u32>) -> anyhow::Result<()> {
+    let body = people
+        .map(|n| person(n).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    anyhow::ensure!(status.is_success(), "{status}: {answer}");
+    Ok(())
+}
+
+/// Exactly one Pipedrive person for each of `people`.
+fn assert_one_pipedrive_person_each(sim: &SimHandle, people: Range<u32>) {
+    for n in people {
+        let email = format!("poly.{n}@example.com");
+        assert_eq!(sim.pipedrive_count_by_email(&email), 1, "{email}");
+    }
 }
 
 async fn start() -> anyhow::Result<TestEnv> {
@@ -158,20 +179,12 @@ async fn polyglot_adapters_ride_out_429s_and_5xx_without_duplicates() -> anyhow:
         error_5xx_next: 6,
         ..Faults::default()
     });
-    let body = (100..120)
-        .map(|n| person(n).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    assert!(status.is_success());
+    post_people(&env, 100..120).await?;
     let counts = env.drain(120).await?;
     assert_eq!(counts.jobs_dead, 0, "{counts:?}");
     assert_eq!(sim.pipedrive_persons().len(), 20);
     assert_eq!(sim.hook_messages("leads").len(), 20);
-    for n in 100..120 {
-        let email = format!("poly.{n}@example.com");
-        assert_eq!(sim.pipedrive_count_by_email(&email), 1, "{email}");
-    }
+    assert_one_pipedrive_person_each(&sim, 100..120);
     let stats = sim.stats();
     assert!(
         stats.rate_limited >= 6 && stats.server_errors >= 6,
@@ -210,12 +223,7 @@ async fn the_declared_limits_keep_the_crm_from_ever_sending_a_429() -> anyhow::R
     // workers can, the simulator would answer 429s; paced by the limiter
     // built from the adapter's declared limits, it never has to.
     let env = start().await?;
-    let body = (200..230)
-        .map(|n| person(n).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    assert!(status.is_success());
+    post_people(&env, 200..230).await?;
     let counts = env.drain(90).await?;
     assert_eq!(counts.jobs_dead, 0, "{counts:?}");
     let sim = env.sim();
@@ -259,20 +267,12 @@ async fn pipedrive_reads_back_and_retries_writes_that_did_not_stick() -> anyhow:
         fail_silently_next: 2,
         ..Faults::default()
     });
-    let body = (300..305)
-        .map(|n| person(n).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, _) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    assert!(status.is_success());
+    post_people(&env, 300..305).await?;
     let counts = env.drain(90).await?;
     assert_eq!(counts.jobs_dead, 0, "{counts:?}");
     assert_eq!(pd.stats().writes_dropped, 2, "{:?}", pd.stats());
     assert_eq!(pd.pipedrive_persons().len(), 5);
-    for n in 300..305 {
-        let email = format!("poly.{n}@example.com");
-        assert_eq!(pd.pipedrive_count_by_email(&email), 1, "{email}");
-    }
+    assert_one_pipedrive_person_each(&pd, 300..305);
     let mismatches = |v: Option<f64>| v.unwrap_or(0.0);
     let after_creates = mismatches(
         env.metric("leadgate_delivery_readback_mismatches_total")
