@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 NAME = "pipedrive"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 DESCRIPTION = (
     "Pipedrive persons (API v2): searched by email, else phone, "
     "then updated or created"
