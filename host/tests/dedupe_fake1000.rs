@@ -11,11 +11,11 @@ use serde_json::Value;
 
 fn read_gz(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/fake_1000")
+        .join("tests/data/fake_1000")
         .join(name);
     let file = std::fs::File::open(&path).unwrap_or_else(|e| {
         panic!(
-            "the fake_1000 dataset is missing: {} ({e}); it lives in the shared data folder",
+            "the fake_1000 dataset is missing: {} ({e}); it is part of the repository",
             path.display()
         )
     });
