@@ -309,6 +309,14 @@ def _digits(s: str) -> str:
     return "".join(ch for ch in s if ch.isdigit())
 
 
+def _entry_key(list_name: str, value: str) -> str:
+    """How two entries of a person's `emails` or `phones` list are compared:
+    emails without case or surrounding space, phones by their digits."""
+    if list_name == "phones":
+        return _digits(value) or value
+    return value.strip().lower()
+
+
 def _values(v) -> List[str]:
     """Pipedrive lists emails/phones as strings (search) or {value} objects."""
     out = []
@@ -336,9 +344,8 @@ def merged_update_body(body: dict, found: Optional[dict]) -> dict:
         if not new:
             continue
         have = _values(found.get(key))
-        norm = (lambda v: _digits(v) or v) if key == "phones" else (lambda v: v.strip().lower())
-        known = {norm(h) for h in have}
-        added = [e for e in new if norm(e.get("value", "")) not in known]
+        known = {_entry_key(key, h) for h in have}
+        added = [e for e in new if _entry_key(key, e.get("value", "")) not in known]
         if not added:
             del out[key]
             continue
@@ -424,11 +431,10 @@ def readback_differences(sent: dict, held: dict) -> List[str]:
             have = held.get(key)
             if not isinstance(have, str) or have.strip() != str(sent[key]).strip():
                 out.append(key)
-    for key, norm in (("emails", lambda v: v.strip().lower()),
-                      ("phones", lambda v: _digits(v) or v.strip())):
-        have = {norm(v) for v in _values(held.get(key))}
+    for key in ("emails", "phones"):
+        have = {_entry_key(key, v) for v in _values(held.get(key))}
         for entry in sent.get(key) or []:
-            if norm(entry.get("value", "")) not in have:
+            if _entry_key(key, entry.get("value", "")) not in have:
                 out.append(key)
                 break
     custom = held.get("custom_fields")

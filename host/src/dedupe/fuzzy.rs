@@ -402,9 +402,14 @@ fn has_digit(s: &str) -> bool {
     s.bytes().any(|c| c.is_ascii_digit())
 }
 
-/// The domain of an email address ("" without an `@`).
-fn email_domain(email: &str) -> &str {
-    email.rsplit_once('@').map_or("", |(_, d)| d)
+/// Whether two email addresses are at the same domain, one that is not a
+/// free-mail provider's (a company's).
+fn same_work_domain(a: &str, b: &str) -> bool {
+    fn domain(email: &str) -> &str {
+        email.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+    let d = domain(a);
+    d == domain(b) && !FREE_MAIL.contains(&d)
 }
 
 fn name_sim(a: &str, b: &str) -> f64 {
@@ -448,9 +453,7 @@ pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut S
         let (la, lb) = (&*a.email_local, &*b.email_local);
         if a.email == b.email {
             add("email", w.email_equal, &mut explain);
-        } else if email_domain(&a.email) == email_domain(&b.email)
-            && !FREE_MAIL.contains(&email_domain(&a.email))
-        {
+        } else if same_work_domain(&a.email, &b.email) {
             let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
             if has_digit(la)
                 && has_digit(lb)
