@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use leadgate::dedupe::corpus::prepared;
-use leadgate::dedupe::{DedupeConfig, Deduper};
+use leadgate::pipeline::dedupe::corpus::prepared;
+use leadgate::pipeline::dedupe::{DedupeConfig, Deduper};
 
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")

@@ -810,7 +810,7 @@ fn check_leads() -> anyhow::Result<usize> {
     let mut seen = std::collections::HashSet::new();
     for n in samples {
         let raw = phone_of(n);
-        let e164 = leadgate::normalize::normalize_phone(&raw, region)
+        let e164 = leadgate::pipeline::normalize::normalize_phone(&raw, region)
             .map_err(|e| anyhow::anyhow!("lead {n}: phone {raw} is not valid: {}", e.message))?;
         if !seen.insert(e164.clone()) {
             bail!("phone {e164} repeats");
@@ -820,7 +820,7 @@ fn check_leads() -> anyhow::Result<usize> {
     write_lead(&mut one, 1_234_567);
     let v: serde_json::Value = serde_json::from_str(&one)?;
     let email = v["email"].as_str().context("email")?;
-    leadgate::normalize::normalize_email(email)
+    leadgate::pipeline::normalize::normalize_email(email)
         .map_err(|e| anyhow::anyhow!("email {email} is not valid: {}", e.message))?;
     Ok(one.len())
 }

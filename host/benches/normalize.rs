@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use leadgate::normalize::{Acceptance, NormalizeOptions, normalize};
+use leadgate::pipeline::normalize::{Acceptance, NormalizeOptions, normalize};
 use serde_json::{Value, json};
 
 fn leads() -> Vec<Value> {

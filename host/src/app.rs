@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{Notify, oneshot};
 
-use crate::api::{AppState, SourceRuntime, router};
 use crate::config::{Config, resolve_secret};
 use crate::delivery::Workers;
-use crate::ingest::Backlog;
+use crate::http::{AppState, router};
 use crate::metrics::Metrics;
-use crate::normalize::NormalizeOptions;
-use crate::outbox::Outbox;
+use crate::outbox::{Merging, Outbox};
+use crate::pipeline::backlog::Backlog;
+use crate::pipeline::ingest::{Ingest, Source, SourceTransform};
 use crate::plugins::{self, Registry};
 use crate::store::{self, Store, StoreCounts};
 
@@ -38,59 +38,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let store = store::open(&config.store.url, config.store.durability)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
-
     let index = crate::outbox::load_index(&*store, &config.dedupe).await?;
     tracing::info!(
         leads = index.len(),
         fingerprints = index.fingerprint_count(),
         "dedupe index loaded"
     );
-
     let registry = Arc::new(plugins::load(&config).await.context("loading plugins")?);
-    let uses_plugins =
-        !config.destinations.is_empty() || config.sources.values().any(|s| s.transform.is_some());
-    let watcher = if config.plugins.hot_reload && uses_plugins {
-        Some(registry.watch().context("watching the plugin folders")?)
-    } else {
-        None
-    };
+    let watcher = watch_plugins(&config, &registry)?;
     let metrics = Arc::new(Metrics::default());
     let work = Arc::new(Notify::new());
+    let merging = Merging {
+        config: config.merge.clone(),
+        renderer: registry.clone(),
+    };
     let (outbox, outbox_task) = Outbox::start(
         store.clone(),
         index,
         config.store.group_commit_max,
-        crate::outbox::Merging {
-            config: config.merge.clone(),
-            renderer: registry.clone(),
-        },
+        merging,
         work.clone(),
     );
-
-    let mut sources = HashMap::new();
-    for (name, s) in &config.sources {
-        let key = resolve_secret(&s.api_key)
-            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
-        sources.insert(
-            key,
-            Arc::new(SourceRuntime {
-                name: name.clone(),
-                options: NormalizeOptions::from_source(s)
-                    .map_err(|e| anyhow::anyhow!("sources.{name}.default_region: {e}"))?,
-                priority: s.priority,
-                transform: s.transform.clone().map(|t| {
-                    (
-                        t,
-                        s.transform_config
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    )
-                }),
-            }),
-        );
-    }
-
     let workers = Workers::start(
         &config.delivery,
         store.clone(),
@@ -98,32 +66,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         work,
         metrics.clone(),
     );
-
-    // Backpressure starts from the store's count: a restart with a full
-    // outbox refuses work at once.
-    let backlog = Arc::new(Backlog::new(
-        config.delivery.max_backlog,
-        config
-            .sources
-            .iter()
-            .map(|(name, s)| (name.clone(), s.max_backlog))
-            .collect(),
-    ));
-    backlog
-        .refresh(&*store)
-        .await
-        .context("counting the outbox backlog")?;
-    let backlog_refresh = backlog.clone().spawn_refresh(store.clone());
-
+    let backlog = start_backlog(&config, &store).await?;
     let state = Arc::new(AppState {
-        sources,
-        outbox,
+        sources: sources(&config)?,
+        ingest: Ingest {
+            outbox,
+            renderer: registry.clone(),
+            transforms: registry.clone(),
+            backlog: backlog.clone(),
+            metrics: metrics.clone(),
+            max_leads_per_payload: config.server.max_leads_per_request,
+        },
         store: store.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
-        max_leads_per_request: config.server.max_leads_per_request,
-        backlog,
     });
+    let backlog_refresh = backlog.spawn_refresh(store.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -150,6 +108,66 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         backlog_refresh,
         _watcher: watcher,
     })
+}
+
+/// Watches the plugin folders when hot reload is on and a plugin is used.
+fn watch_plugins(
+    config: &Config,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Option<plugins::WatchHandle>> {
+    let uses_plugins =
+        !config.destinations.is_empty() || config.sources.values().any(|s| s.transform.is_some());
+    if !(config.plugins.hot_reload && uses_plugins) {
+        return Ok(None);
+    }
+    Ok(Some(
+        registry.watch().context("watching the plugin folders")?,
+    ))
+}
+
+/// The configured sources by API key.
+fn sources(config: &Config) -> anyhow::Result<HashMap<String, Arc<Source>>> {
+    let mut sources = HashMap::new();
+    for (name, s) in &config.sources {
+        let key = resolve_secret(&s.api_key)
+            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
+        let source = Source {
+            name: name.clone(),
+            options: s
+                .normalize_options()
+                .map_err(|e| anyhow::anyhow!("sources.{name}.default_region: {e}"))?,
+            priority: s.priority,
+            transform: s.transform.clone().map(|plugin| SourceTransform {
+                plugin,
+                config: s
+                    .transform_config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }),
+        };
+        sources.insert(key, Arc::new(source));
+    }
+    Ok(sources)
+}
+
+/// The backlog counts, read from the store before the server starts:
+/// backpressure starts from the store's count, so a restart with a full
+/// outbox refuses work at once.
+async fn start_backlog(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Arc<Backlog>> {
+    let backlog = Arc::new(Backlog::new(
+        config.delivery.max_backlog,
+        config
+            .sources
+            .iter()
+            .map(|(name, s)| (name.clone(), s.max_backlog))
+            .collect(),
+    ));
+    backlog
+        .refresh(&**store)
+        .await
+        .context("counting the outbox backlog")?;
+    Ok(backlog)
 }
 
 impl RunningHost {

@@ -10,7 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::route::Priority;
+use crate::pipeline::normalize::{Acceptance, NormalizeOptions};
+use crate::pipeline::route::Priority;
 
 /// The embedded defaults, also the documentation of every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../leadgate.default.toml");
@@ -43,11 +44,11 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// Dedupe thresholds, weights and windows (`[dedupe]`).
     #[serde(default)]
-    pub dedupe: crate::dedupe::DedupeConfig,
+    pub dedupe: crate::pipeline::dedupe::DedupeConfig,
     /// Survivorship: how a duplicate's fields merge into its person
     /// (`[merge]`).
     #[serde(default)]
-    pub merge: crate::merge::MergeConfig,
+    pub merge: crate::pipeline::merge::MergeConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -146,7 +147,7 @@ pub struct SourceConfig {
     /// (keep the address, record the fix as `email_suggestion`), `fix`
     /// (correct it; the original is kept) or `ignore`.
     #[serde(default)]
-    pub email_typos: crate::normalize::TypoPolicy,
+    pub email_typos: crate::pipeline::normalize::TypoPolicy,
     /// A source-transform plugin (`<plugins dir>/<name>.wasm`) that turns
     /// this source's payloads into leads.
     #[serde(default)]
@@ -159,6 +160,24 @@ pub struct SourceConfig {
     /// this source's own jobs count (`[delivery] max_backlog` bounds all).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
+}
+
+impl SourceConfig {
+    /// The normalization options of this source: what the server uses,
+    /// and what `leadgate normalize --config … --source …` uses.
+    pub fn normalize_options(&self) -> Result<NormalizeOptions, String> {
+        Ok(NormalizeOptions {
+            default_region: self
+                .default_region
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| format!("unknown region {:?}", self.default_region))?,
+            acceptance: Acceptance {
+                require_any: self.require_any.clone(),
+            },
+            email_typos: self.email_typos,
+        })
+    }
 }
 
 fn default_region() -> String {
@@ -182,8 +201,16 @@ pub struct DestinationConfig {
     /// The mapping file in the mappings folder.
     pub mapping: String,
     /// Hosts the adapter may call; default: the hosts the adapter declares.
+    /// Each is a host (`api.hubapi.com`), `*.` and a domain (any
+    /// subdomain) or an IP address, optionally with `:PORT`.
     #[serde(default)]
     pub allowed_hosts: Option<Vec<String>>,
+    /// The name the adapter must declare in `describe()`. A component that
+    /// declares another name is refused at start and at reload (the
+    /// previous version keeps serving). Default: at start, any name; at a
+    /// reload, the name of the version serving.
+    #[serde(default)]
+    pub expect_adapter: Option<String>,
     /// Non-secret settings handed to the adapter.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -275,7 +302,7 @@ impl Config {
             }
             for group in &source.require_any {
                 for field in group {
-                    if !crate::normalize::KNOWN_FIELDS.contains(&field.as_str()) {
+                    if crate::pipeline::field::LeadField::from_posted(field).is_none() {
                         return Err(invalid(
                             format!("sources.{name}.require_any"),
                             format!("unknown lead field {field:?}"),
@@ -293,6 +320,16 @@ impl Config {
                 return Err(invalid(
                     format!("destinations.{name}.batch_size"),
                     "must be at least 1",
+                ));
+            }
+            for (i, host) in dest.allowed_hosts.iter().flatten().enumerate() {
+                leadgate_runtime::check_host_pattern(host)
+                    .map_err(|r| invalid(format!("destinations.{name}.allowed_hosts[{i}]"), r))?;
+            }
+            if dest.expect_adapter.as_deref().is_some_and(str::is_empty) {
+                return Err(invalid(
+                    format!("destinations.{name}.expect_adapter"),
+                    "must name the adapter (what its describe() declares)",
                 ));
             }
         }
@@ -380,6 +417,23 @@ mod tests {
         );
         let err = Config::from_toml("[sources.web]\napi_key = \"short\"").unwrap_err();
         assert!(err.to_string().contains("sources.web.api_key"), "{err}");
+    }
+
+    #[test]
+    fn an_allowed_host_the_matcher_cannot_use_is_refused_by_key() {
+        let with_hosts = |hosts: &str| {
+            Config::from_toml(&format!(
+                "[destinations.crm]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\nallowed_hosts = {hosts}"
+            ))
+        };
+        let err = with_hosts(r#"["api.hubapi.com", "https://api.hubapi.com"]"#).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "destinations.crm.allowed_hosts[1]: \"https://api.hubapi.com\" has a scheme"
+            ),
+            "{err}"
+        );
+        assert!(with_hosts(r#"["*.hubapi.com", "127.0.0.1:8080"]"#).is_ok());
     }
 
     #[test]

@@ -1,37 +1,25 @@
 //! leadgate: a local CRM connector.
 //!
-//! The path of a lead, one module per stage: [`ingest`] → [`normalize`] →
-//! [`dedupe`] (with [`merge`] of duplicates into their person) → [`route`]
-//! → [`mapping`] → [`outbox`] (durable, in the
-//! [`store`]) → [`delivery`] → a CRM adapter loaded by [`plugins`]; and back
-//! through [`webhooks`]. [`app`] wires the stages together, [`api`] serves
-//! them over HTTP, [`config`] reads the settings, [`metrics`] counts.
+//! The path of a lead, one module per stage (see `ARCHITECTURE.md`):
+//! [`http`] takes a post and hands its body to [`pipeline::ingest`], which
+//! runs the lead through [`pipeline::normalize`], [`pipeline::route`] and
+//! [`pipeline::mapping`]; the [`outbox`] decides [`pipeline::dedupe`],
+//! merges duplicates into their person ([`pipeline::merge`]) and commits
+//! the lead and its jobs to the [`store`]; [`delivery`] workers lease the
+//! jobs and hand them to a CRM adapter loaded by [`plugins`]. [`app`] wires
+//! the stages together, [`config`] reads the settings, [`metrics`] counts,
+//! and [`cli`] is the `leadgate` command.
 
-pub mod api;
 pub mod app;
-pub mod breaker;
 pub mod cli;
 pub mod config;
-pub mod dedupe;
-pub mod dedupe_cli;
 pub mod delivery;
-pub mod demo;
-pub mod dlq;
-pub mod dlq_cli;
-pub mod ingest;
-pub mod mapping;
-pub mod merge;
+pub mod http;
 pub mod metrics;
-pub mod normalize;
-pub mod normalize_cli;
 pub mod outbox;
-pub mod plugin_cli;
+pub mod pipeline;
 pub mod plugins;
-pub mod ratelimit;
-pub mod route;
-pub mod scaffold;
 pub mod store;
-pub mod webhooks;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

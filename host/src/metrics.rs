@@ -7,10 +7,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hdrhistogram::Histogram;
 
-use crate::route::Priority;
-
-use crate::plugins::PluginStatus;
+use crate::pipeline::route::Priority;
 use crate::store::StoreCounts;
+
+/// What `/metrics` shows of one destination (from the plugin registry's
+/// status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestinationGauges {
+    pub destination: String,
+    pub adapter: String,
+    pub version: String,
+    pub calls: u64,
+    pub reload_failures: u64,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: u8,
+    pub breaker_opened: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -72,12 +84,9 @@ pub struct LatencySummary {
 }
 
 impl LatencyByClass {
-    /// Records one delivery of a job of `priority` (0–2) accepted at
+    /// Records one delivery of a job of class `class` accepted at
     /// `accepted_ms` and confirmed at `now_ms`.
-    pub fn record(&self, priority: i64, accepted_ms: i64, now_ms: i64) {
-        let Some(class) = Priority::from_i64(priority) else {
-            return;
-        };
+    pub fn record(&self, class: Priority, accepted_ms: i64, now_ms: i64) {
         let i = class.as_i64() as usize;
         let ms = (now_ms - accepted_ms).max(1) as u64;
         self.classes[i]
@@ -114,7 +123,7 @@ impl Metrics {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn render(&self, counts: Option<&StoreCounts>, plugins: &[PluginStatus]) -> String {
+    pub fn render(&self, counts: Option<&StoreCounts>, plugins: &[DestinationGauges]) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -245,7 +254,7 @@ impl Metrics {
                 .map(|(state, n)| (format!("state=\"{state}\""), n)),
             );
         }
-        let per_destination = |value: fn(&PluginStatus) -> u64| {
+        let per_destination = |value: fn(&DestinationGauges) -> u64| {
             plugins
                 .iter()
                 .map(move |p| (format!("destination=\"{}\"", p.destination), value(p)))
@@ -277,14 +286,14 @@ impl Metrics {
             "leadgate_delivery_breaker_state",
             "Circuit breaker per destination: 0 closed, 1 half-open, 2 open.",
             "gauge",
-            per_destination(|p| u64::from(p.breaker.state.gauge())),
+            per_destination(|p| u64::from(p.breaker_state)),
         );
         family(
             &mut out,
             "leadgate_delivery_breaker_opened_total",
             "Times a destination's circuit breaker opened (re-openings after a failed probe included).",
             "counter",
-            per_destination(|p| p.breaker.times_opened),
+            per_destination(|p| p.breaker_opened),
         );
         out
     }
@@ -313,11 +322,11 @@ mod tests {
     fn latency_per_class_and_sla_breaches() {
         let m = Metrics::default();
         for ms in 1..=100 {
-            m.latency.record(0, 0, ms * 10);
+            m.latency.record(Priority::P0, 0, ms * 10);
         }
         // A P2 lead delivered after 31 minutes missed its SLA.
-        m.latency.record(2, 0, 31 * 60_000);
-        m.latency.record(2, 0, 60_000);
+        m.latency.record(Priority::P2, 0, 31 * 60_000);
+        m.latency.record(Priority::P2, 0, 60_000);
         let s = m.latency.summaries();
         assert_eq!((s[0].count, s[1].count, s[2].count), (100, 0, 2));
         assert!((495..=505).contains(&s[0].p50_ms), "{:?}", s[0]);

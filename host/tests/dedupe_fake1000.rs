@@ -4,9 +4,9 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use leadgate::dedupe::DedupeConfig;
-use leadgate::dedupe::corpus::pairwise;
-use leadgate::dedupe_cli::dedupe_values;
+use leadgate::cli::dedupe::dedupe_values;
+use leadgate::pipeline::dedupe::DedupeConfig;
+use leadgate::pipeline::dedupe::corpus::pairwise;
 use serde_json::Value;
 
 fn read_gz(name: &str) -> String {

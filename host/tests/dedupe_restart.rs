@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use leadgate::dedupe::corpus::generate;
-use leadgate::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
-use leadgate::mapping::LeadFields;
-use leadgate::merge::MergeConfig;
-use leadgate::normalize::{NormalizeOptions, NormalizedLead, normalize};
-use leadgate::outbox::{self, MappedRoute, Merging, Outbox, PreparedLead, Renderer};
-use leadgate::route::Route;
+use leadgate::outbox::{self, Merging, Outbox, PreparedLead};
+use leadgate::pipeline::dedupe::corpus::generate;
+use leadgate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
+use leadgate::pipeline::mapping::{LeadFields, MappedRoute, Renderer};
+use leadgate::pipeline::merge::MergeConfig;
+use leadgate::pipeline::normalize::{NormalizeOptions, NormalizedLead, normalize};
+use leadgate::pipeline::route::Route;
 use leadgate::store::{self, Durability};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -21,6 +21,10 @@ use tokio::sync::Notify;
 struct NoDestinations;
 
 impl Renderer for NoDestinations {
+    fn destinations(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     fn render(&self, _fields: &dyn LeadFields, _route: Route) -> Option<MappedRoute> {
         None
     }
@@ -43,8 +47,7 @@ impl Lead {
             id: self.id.clone(),
             source: "web".into(),
             received_at_ms: self.received_at_ms,
-            raw: self.raw.to_string(),
-            normalized: serde_json::to_string(&self.lead).expect("lead serializes"),
+            raw: self.raw.clone(),
             lead: self.lead.clone(),
             fingerprints: self.fingerprints.clone(),
             features: self.features.clone(),
@@ -147,7 +150,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
             lead.id
         );
         *kinds.entry(kind(&a.decision)).or_default() += 1;
-        if matches!(&a.decision, Decision::Duplicate { rule, .. } if rule == leadgate::dedupe::fuzzy::FUZZY_RULE)
+        if matches!(&a.decision, Decision::Duplicate { rule, .. } if rule == leadgate::pipeline::dedupe::fuzzy::FUZZY_RULE)
         {
             *kinds.entry("duplicate (fuzzy)").or_default() += 1;
         }

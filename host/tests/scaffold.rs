@@ -33,7 +33,7 @@ fn cargo(dir: &Path, args: &[&str], target_dir: &Path) {
 async fn a_scaffolded_adapter_tests_builds_and_loads() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let made =
-        leadgate::scaffold::new_adapter("acme-crm", Some(&tmp.path().join("acme-crm")), None)?;
+        leadgate::cli::new::new_adapter("acme-crm", Some(&tmp.path().join("acme-crm")), None)?;
     assert!(!made.in_workspace);
     assert!(made.mapping.is_file());
     // A target folder kept between runs, so only the first run compiles the

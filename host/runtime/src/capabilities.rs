@@ -58,6 +58,70 @@ impl<K: Into<String>, V: Into<Arc<str>>> FromIterator<(K, V)> for Secrets {
     }
 }
 
+/// Checks an allow-list entry before it is used, so that an entry the
+/// matcher cannot use is refused where it is written (configuration, the
+/// command line) instead of silently matching nothing. An entry is a host
+/// (`api.hubapi.com`), a leading wildcard for any subdomain
+/// (`*.hubapi.com`), an IP address (`127.0.0.1`, `[::1]`), each optionally
+/// with a port (`127.0.0.1:8080`); no scheme, path, query or user.
+pub fn check_host_pattern(entry: &str) -> Result<(), String> {
+    let e = entry.trim();
+    if e.is_empty() {
+        return Err("an empty host".into());
+    }
+    if let Some((scheme, rest)) = e.split_once("://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        return Err(format!(
+            "{e:?} has a scheme ({scheme}://): write the host alone, as {host:?}"
+        ));
+    }
+    if let Some(c) = e
+        .chars()
+        .find(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace())
+    {
+        return Err(format!(
+            "{e:?} holds {c:?}: write a host (and port) alone, with no path, query or user"
+        ));
+    }
+    let (host, port) = if let Some(rest) = e.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{e:?}: an IPv6 address needs its closing ]"))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("{e:?}: only :PORT may follow an IPv6 address"))?,
+            ),
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        match e.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!("{e:?}: write an IPv6 address in brackets, [::1]"));
+            }
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (e.to_string(), None),
+        }
+    };
+    if let Some(p) = port
+        && !p.parse::<u16>().is_ok_and(|n| n > 0)
+    {
+        return Err(format!(
+            "{e:?}: the port {p:?} is not a number from 1 to 65535"
+        ));
+    }
+    let bare = host.strip_prefix("*.").unwrap_or(&host);
+    if bare.contains('*') {
+        return Err(format!(
+            "{e:?}: only a leading \"*.\" wildcard is supported (any subdomain)"
+        ));
+    }
+    url::Host::parse(bare)
+        .map(|_| ())
+        .map_err(|err| format!("{e:?} is not a host name or IP address: {err}"))
+}
+
 /// One allow-list entry: `api.hubapi.com`, `*.hubapi.com` (any subdomain),
 /// or `127.0.0.1:8080` (host and port).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,6 +326,36 @@ mod tests {
         );
         assert!(c.check_url("https://evil.example/api.hubapi.com").is_err());
         assert!(c.check_url("https://api.hubapi.com.evil.example/").is_err());
+    }
+
+    #[test]
+    fn entries_the_matcher_cannot_use_are_refused() {
+        for good in [
+            "api.hubapi.com",
+            "*.hubapi.com",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:443",
+            "LOCALHOST",
+        ] {
+            assert_eq!(check_host_pattern(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("https://api.hubapi.com", "\"api.hubapi.com\""),
+            ("api.hubapi.com/crm", "no path"),
+            ("api.hubapi.com:http", "port"),
+            ("api.hubapi.com:0", "port"),
+            ("api.*.com", "leading"),
+            ("*", "leading"),
+            ("::1", "brackets"),
+            ("", "empty"),
+            ("user@host", "user"),
+            ("exa mple.com", "no path"),
+        ] {
+            let e = check_host_pattern(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod outbound;
 mod plugin;
 pub mod types;
 
-pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets};
+pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets, check_host_pattern};
 pub use engine::{EngineOptions, PluginEngine};
 pub use imports::{KvStore, MemoryKv};
 pub use limits::CallLimits;

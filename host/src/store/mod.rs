@@ -2,13 +2,22 @@
 //! behind one trait. SQLite is the embedded default; PostgreSQL follows for
 //! several hosts sharing the work.
 
+mod person;
 mod rows;
 mod sqlite;
 mod trail;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::dedupe::Decision;
+use crate::pipeline::merge::{Change, Person};
+use crate::pipeline::normalize::NormalizedLead;
+use crate::pipeline::route::Priority;
+
+pub use person::load_person;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +76,84 @@ pub struct Event {
     pub detail: serde_json::Value,
 }
 
+/// What a stored lead is. Mapped to the database with a CHECK
+/// constraint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadState {
+    /// The first lead of its person.
+    Accepted,
+    /// Merged into an earlier lead's person.
+    Duplicate,
+}
+
+impl LeadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadState::Accepted => "accepted",
+            LeadState::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<LeadState, StoreError> {
+        Ok(match s {
+            "accepted" => LeadState::Accepted,
+            "duplicate" => LeadState::Duplicate,
+            other => return Err(StoreError::Corrupt(format!("lead status {other:?}"))),
+        })
+    }
+}
+
+/// What a job delivers, as stored. Versioned: a host reads every version
+/// it ever wrote (rows written before versions existed hold the bare
+/// property list, read as [`JobPayload::V1`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum JobPayload {
+    /// The CRM properties, in the mapping's order.
+    #[serde(rename = "1")]
+    V1 { properties: Vec<(String, String)> },
+}
+
+impl JobPayload {
+    /// Reads a stored payload.
+    pub fn parse(text: &str) -> Result<JobPayload, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Versioned(JobPayload),
+            Bare(Vec<(String, String)>),
+        }
+        Ok(match serde_json::from_str(text)? {
+            Stored::Versioned(p) => p,
+            Stored::Bare(properties) => JobPayload::V1 { properties },
+        })
+    }
+
+    /// The CRM properties to deliver.
+    pub fn into_properties(self) -> Vec<(String, String)> {
+        match self {
+            JobPayload::V1 { properties } => properties,
+        }
+    }
+
+    /// The properties as the API shows them: `[[name, value], …]`.
+    pub fn view(&self) -> serde_json::Value {
+        match self {
+            JobPayload::V1 { properties } => serde_json::json!(properties),
+        }
+    }
+}
+
 /// A job to create with its lead.
 #[derive(Clone, Debug)]
 pub struct NewJob {
     pub id: String,
     pub destination: String,
     pub idempotency_key: String,
-    pub priority: i64,
+    pub priority: Priority,
     pub sla_deadline_ms: i64,
-    /// JSON array of `[name, value]`.
-    pub payload: String,
+    pub payload: JobPayload,
     pub mapping_version: String,
     /// `Pending`, or `Dead` when the lead cannot be mapped for this CRM.
     pub state: JobState,
@@ -85,20 +162,11 @@ pub struct NewJob {
     pub chain: String,
 }
 
-/// A person's golden record to store (see [`crate::merge::Person`]).
-#[derive(Clone, Debug)]
-pub struct PersonRow {
-    pub id: String,
-    pub revision: u32,
-    /// JSON.
-    pub record: String,
-}
-
 /// What the store knows of a person: its golden record, or, before any
 /// merge changed it, its first lead.
 #[derive(Clone, Debug)]
 pub enum StoredPerson {
-    /// JSON of [`crate::merge::Person`].
+    /// JSON of [`crate::pipeline::merge::Person`].
     Merged(String),
     FirstLead {
         source: String,
@@ -114,20 +182,20 @@ pub struct NewLead {
     pub id: String,
     pub source: String,
     pub received_at_ms: i64,
-    pub duplicate: bool,
+    pub state: LeadState,
     pub person_id: String,
-    /// JSON of the dedupe decision.
-    pub decision: String,
+    pub decision: Decision,
     pub rules_version: u32,
     pub fp_version: u32,
-    pub raw: String,
-    pub normalized: String,
+    /// The lead as posted.
+    pub raw: serde_json::Value,
+    pub normalized: Arc<NormalizedLead>,
     pub new_fingerprints: Vec<String>,
     pub jobs: Vec<NewJob>,
-    /// JSON list of what merging this lead into its person changed.
-    pub merge: Option<String>,
+    /// What merging this lead into its person changed.
+    pub merge: Option<Vec<Change>>,
     /// The person's new golden record, when this lead changed it.
-    pub person: Option<PersonRow>,
+    pub person: Option<Person>,
 }
 
 /// A job handed to a delivery worker.
@@ -138,7 +206,9 @@ pub struct LeasedJob {
     pub lead_id: String,
     pub idempotency_key: String,
     pub attempts: u32,
-    pub priority: i64,
+    pub priority: Priority,
+    /// The stored [`JobPayload`], read by the worker (an unreadable one
+    /// dead-letters its job, not the lease).
     pub payload: String,
     pub created_at_ms: i64,
 }
@@ -153,7 +223,7 @@ pub struct LeaseRequest<'a> {
 }
 
 /// What a worker reports for a leased job.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobResult {
     Delivered {
         crm_id: String,
@@ -176,7 +246,7 @@ pub struct JobView {
     pub id: String,
     pub destination: String,
     pub state: JobState,
-    pub priority: String,
+    pub priority: Priority,
     pub attempts: u32,
     pub next_attempt_at_ms: i64,
     pub sla_deadline_ms: i64,
@@ -207,20 +277,34 @@ pub struct Replay {
     pub id: String,
     /// A new payload and its mapping version, when replayed with the
     /// current mapping; None keeps the payload the job was made with.
-    pub remapped: Option<(String, String)>,
+    pub remapped: Option<(JobPayload, String)>,
     /// The adapter that will deliver it (for the audit trail).
     pub adapter: String,
+}
+
+/// What a replay or discard did with one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqStatus {
+    Replayed,
+    Discarded,
+    NotFound,
+    /// Pending, leased, delivered or already discarded.
+    NotDead,
+    /// A later update of the person was delivered: replaying the old
+    /// payload would undo it; replay with the current mapping instead.
+    Superseded,
+    /// The destination is not loaded.
+    DestinationUnavailable,
+    /// The current mapping cannot map the person.
+    Unmappable,
 }
 
 /// What a replay or discard did with one job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DlqOutcome {
     pub id: String,
-    /// `replayed`, `discarded`, `not_found`, `not_dead` (pending, leased,
-    /// delivered or already discarded) or `superseded` (a later update of
-    /// the person was delivered: replaying the old payload would undo it;
-    /// replay with the current mapping instead).
-    pub status: String,
+    pub status: DlqStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_version: Option<String>,
 }
@@ -231,7 +315,7 @@ pub struct LeadView {
     pub id: String,
     pub source: String,
     pub received_at_ms: i64,
-    pub status: String,
+    pub status: LeadState,
     pub person_id: String,
     pub dedupe: serde_json::Value,
     pub rules_version: u32,

@@ -1,8 +1,14 @@
-//! New rows as JSON arrays, one per table, for `json_each` inserts.
+//! New rows as JSON arrays, one per table, for `json_each` inserts. The
+//! lead's raw and normalized forms, its dedupe decision, its merge and the
+//! person's record are nested as JSON values (SQLite stores each as its
+//! JSON text with `->`), not escaped into strings and parsed again.
 
 use serde::Serialize;
 
-use super::{JobState, NewLead};
+use super::{JobPayload, JobState, NewLead};
+use crate::pipeline::dedupe::Decision;
+use crate::pipeline::merge::{Change, Person};
+use crate::pipeline::normalize::NormalizedLead;
 
 pub(crate) struct RowsJson {
     pub leads: String,
@@ -15,7 +21,7 @@ pub(crate) struct RowsJson {
 struct PersonRowJson<'a> {
     id: &'a str,
     rev: u32,
-    rec: &'a str,
+    rec: &'a Person,
     at: i64,
 }
 
@@ -26,13 +32,14 @@ struct LeadRow<'a> {
     at: i64,
     st: &'a str,
     person: &'a str,
-    dec: &'a str,
+    dec: &'a Decision,
     rv: u32,
     fv: u32,
-    raw: &'a str,
-    norm: &'a str,
+    raw: &'a serde_json::Value,
+    norm: &'a NormalizedLead,
     fps: String,
-    merge: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merge: Option<&'a Vec<Change>>,
 }
 
 #[derive(Serialize)]
@@ -44,7 +51,7 @@ struct JobRow<'a> {
     st: &'a str,
     prio: i64,
     at: i64,
-    payload: &'a str,
+    payload: &'a JobPayload,
     mv: &'a str,
     sla: i64,
     err: Option<&'a str>,
@@ -60,7 +67,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
             id: &l.id,
             src: &l.source,
             at: l.received_at_ms,
-            st: if l.duplicate { "duplicate" } else { "accepted" },
+            st: l.state.as_str(),
             person: &l.person_id,
             dec: &l.decision,
             rv: l.rules_version,
@@ -68,7 +75,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
             raw: &l.raw,
             norm: &l.normalized,
             fps: l.new_fingerprints.join(" "),
-            merge: l.merge.as_deref(),
+            merge: l.merge.as_ref(),
         })
         .collect();
     let job_rows: Vec<JobRow> = leads
@@ -80,7 +87,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
                 dest: &j.destination,
                 key: &j.idempotency_key,
                 st: j.state.as_str(),
-                prio: j.priority,
+                prio: j.priority.as_i64(),
                 at: l.received_at_ms,
                 payload: &j.payload,
                 mv: &j.mapping_version,
@@ -103,7 +110,7 @@ pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
             persons.push(PersonRowJson {
                 id: &p.id,
                 rev: p.revision,
-                rec: &p.record,
+                rec: p,
                 at: l.received_at_ms,
             });
         }

@@ -208,21 +208,21 @@ impl Store for SqliteStore {
                  INSERT INTO leads (id, source, received_at, status, person_id, decision,
                                     rules_version, fp_version, raw, normalized, fingerprints, merge)
                  SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
-                        value->>'dec', value->>'rv', value->>'fv', value->>'raw', value->>'norm',
-                        value->>'fps', value->>'merge'
+                        json(value->'dec'), value->>'rv', value->>'fv', json(value->'raw'), json(value->'norm'),
+                        value->>'fps', json(value->'merge')
                  FROM jsonb_each(jsonb(?1));
                  INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
                                    next_attempt_at, payload, mapping_version, sla_deadline,
                                    last_error, created_at, updated_at, finished_at, chain,
                                    source)
                  SELECT value->>'id', value->>'lead', value->>'dest', value->>'key', value->>'st',
-                        value->>'prio', value->>'at', value->>'payload', value->>'mv',
+                        value->>'prio', value->>'at', json(value->'payload'), value->>'mv',
                         value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin',
                         value->>'chain', value->>'src'
                  FROM jsonb_each(jsonb(?2)) WHERE true
                  ON CONFLICT (idempotency_key) DO NOTHING;
                  INSERT INTO persons (id, revision, record, updated_at)
-                 SELECT value->>'id', value->>'rev', value->>'rec', value->>'at'
+                 SELECT value->>'id', value->>'rev', json(value->'rec'), value->>'at'
                  FROM jsonb_each(jsonb(?3)) WHERE true
                  ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,
                      record = excluded.record, updated_at = excluded.updated_at
@@ -456,7 +456,7 @@ impl Store for SqliteStore {
                 lead_id: r.get(3),
                 idempotency_key: r.get(4),
                 attempts: r.get::<i64, _>(5) as u32,
-                priority: r.get(6),
+                priority: priority(r.get(6))?,
                 payload: r.get(7),
                 created_at_ms: r.get(8),
             });
@@ -503,7 +503,7 @@ impl Store for SqliteStore {
             id: row.get(0),
             source: row.get(1),
             received_at_ms: row.get(2),
-            status: row.get(3),
+            status: LeadState::parse(row.get(3))?,
             person_id: row.get(4),
             dedupe: json(row.get(5))?,
             rules_version: row.get::<i64, _>(6) as u32,
@@ -580,13 +580,16 @@ impl Store for SqliteStore {
             if let Some(refusal) = Self::dlq_refusal(&mut tx, &r.id, r.remapped.is_none()).await? {
                 out.push(DlqOutcome {
                     id: r.id.clone(),
-                    status: refusal.into(),
+                    status: refusal,
                     mapping_version: None,
                 });
                 continue;
             }
             let (payload, mapping) = match &r.remapped {
-                Some((p, m)) => (Some(p.as_str()), Some(m.as_str())),
+                Some((p, m)) => (
+                    Some(serde_json::to_string(p).expect("payload serializes")),
+                    Some(m.as_str()),
+                ),
                 None => (None, None),
             };
             let mapping_version: String = sqlx::query_scalar(
@@ -616,7 +619,7 @@ impl Store for SqliteStore {
             .await?;
             out.push(DlqOutcome {
                 id: r.id.clone(),
-                status: "replayed".into(),
+                status: DlqStatus::Replayed,
                 mapping_version: Some(mapping_version),
             });
         }
@@ -646,12 +649,12 @@ impl Store for SqliteStore {
                         .execute(&mut *tx)
                         .await?;
                     Self::dlq_event(&mut tx, id, now_ms, "discarded", detail).await?;
-                    "discarded"
+                    DlqStatus::Discarded
                 }
             };
             out.push(DlqOutcome {
                 id: id.clone(),
-                status: status.into(),
+                status,
                 mapping_version: None,
             });
         }
@@ -788,7 +791,7 @@ impl SqliteStore {
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         id: &str,
         check_later: bool,
-    ) -> Result<Option<&'static str>, StoreError> {
+    ) -> Result<Option<DlqStatus>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT state, discarded IS NOT NULL,
                     EXISTS (SELECT 1 FROM jobs e WHERE e.chain = j.chain AND e.seq > j.seq
@@ -799,17 +802,22 @@ impl SqliteStore {
         .fetch_optional(&mut **tx)
         .await?
         else {
-            return Ok(Some("not_found"));
+            return Ok(Some(DlqStatus::NotFound));
         };
         let (state, discarded, later): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
         Ok(if state != "dead" || discarded {
-            Some("not_dead")
+            Some(DlqStatus::NotDead)
         } else if check_later && later {
-            Some("superseded")
+            Some(DlqStatus::Superseded)
         } else {
             None
         })
     }
+}
+
+/// A stored priority class.
+fn priority(n: i64) -> Result<Priority, StoreError> {
+    Priority::from_i64(n).ok_or_else(|| StoreError::Corrupt(format!("priority {n}")))
 }
 
 fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
@@ -825,12 +833,12 @@ fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
 }
 
 fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
-    let payload: String = r.get(11);
+    let payload = JobPayload::parse(r.get(11)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(JobView {
         id: r.get(0),
         destination: r.get(1),
         state: JobState::parse(&r.get::<String, _>(2))?,
-        priority: format!("P{}", r.get::<i64, _>(3)),
+        priority: priority(r.get(3))?,
         attempts: r.get::<i64, _>(4) as u32,
         next_attempt_at_ms: r.get(5),
         sla_deadline_ms: r.get(6),
@@ -838,7 +846,7 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
         outcome: r.get(8),
         last_error: r.get(9),
         mapping_version: r.get(10),
-        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        payload: payload.view(),
         created_at_ms: r.get(13),
         discarded: r
             .get::<Option<String>, _>(14)
@@ -856,22 +864,31 @@ mod tests {
             id: id.into(),
             source: "test".into(),
             received_at_ms: 1_000,
-            duplicate: id != person,
+            state: if id != person {
+                LeadState::Duplicate
+            } else {
+                LeadState::Accepted
+            },
             person_id: person.into(),
-            decision: r#"{"decision":"new"}"#.into(),
+            decision: Decision::New,
             rules_version: 1,
             fp_version: 1,
-            raw: r#"{"email":"A@B.com"}"#.into(),
-            normalized: r#"{"email":"a@b.com"}"#.into(),
+            raw: serde_json::json!({"email": "A@B.com"}),
+            normalized: std::sync::Arc::new(NormalizedLead {
+                email: Some("a@b.com".into()),
+                ..Default::default()
+            }),
             new_fingerprints: fps.iter().map(|s| s.to_string()).collect(),
             jobs: (0..jobs)
                 .map(|n| NewJob {
                     id: format!("{id}:d{n}"),
                     destination: format!("d{n}"),
                     idempotency_key: format!("{person}/d{n}/v1"),
-                    priority: 1,
+                    priority: Priority::P1,
                     sla_deadline_ms: 61_000,
-                    payload: r#"[["email","a@b.com"]]"#.into(),
+                    payload: JobPayload::V1 {
+                        properties: vec![("email".into(), "a@b.com".into())],
+                    },
                     mapping_version: "m1".into(),
                     state: JobState::Pending,
                     last_error: None,
@@ -1050,7 +1067,7 @@ mod tests {
             .await
             .unwrap();
         let mut replay = lead("L1b", "L1", &[], 1);
-        replay.duplicate = false;
+        replay.state = LeadState::Accepted;
         store.insert_leads(&[replay]).await.unwrap();
         assert_eq!(store.outstanding_jobs().await.unwrap(), 1);
         let mut other = lead("L2", "L2", &[], 1);
@@ -1069,9 +1086,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         let mut old = lead("L1", "L1", &[], 1);
-        old.jobs[0].priority = 2;
+        old.jobs[0].priority = Priority::P2;
         let mut urgent = lead("L2", "L2", &[], 1);
-        urgent.jobs[0].priority = 0;
+        urgent.jobs[0].priority = Priority::P0;
         urgent.received_at_ms = 1_500;
         store.insert_leads(&[old, urgent]).await.unwrap();
         let jobs = store.lease("d0", "w", 1, 1_000, 2_000).await.unwrap();
@@ -1086,7 +1103,7 @@ mod tests {
         let mut update = lead("L2", "L1", &[], 1);
         update.jobs[0].idempotency_key = "L1/d0/v1/r1".into();
         // Even a more urgent update waits for the person's earlier job.
-        update.jobs[0].priority = 0;
+        update.jobs[0].priority = Priority::P0;
         let other = lead("L3", "L3", &[], 1);
         store.insert_leads(&[first, update, other]).await.unwrap();
         let ids = |jobs: &[LeasedJob]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
@@ -1144,12 +1161,18 @@ mod tests {
         ));
         let with_person = |id: &str, rev: u32| {
             let mut l = lead(id, "L1", &[], 0);
-            l.merge = Some("[]".into());
-            l.person = Some(PersonRow {
-                id: "L1".into(),
-                revision: rev,
-                record: format!("{{\"revision\":{rev}}}"),
-            });
+            l.merge = Some(Vec::new());
+            let mut person = Person::first(
+                "L1",
+                NormalizedLead::default(),
+                &crate::pipeline::merge::LeadMeta {
+                    lead_id: "L1",
+                    source: "test",
+                    at_ms: 1_000,
+                },
+            );
+            person.revision = rev;
+            l.person = Some(person);
             l
         };
         // Two revisions in one group: the last is kept.
@@ -1160,7 +1183,9 @@ mod tests {
         // A stale revision never overwrites a newer one.
         store.insert_leads(&[with_person("L4", 1)]).await.unwrap();
         match store.person("L1").await.unwrap() {
-            Some(StoredPerson::Merged(record)) => assert_eq!(record, r#"{"revision":2}"#),
+            Some(StoredPerson::Merged(record)) => {
+                assert_eq!(serde_json::from_str::<Person>(&record).unwrap().revision, 2)
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(
@@ -1206,7 +1231,10 @@ mod tests {
         assert_eq!(detail.events.len(), 1);
         assert_eq!(detail.events[0].event, "dead_lettered");
 
-        let replay = |id: &str, remapped: Option<(String, String)>| Replay {
+        let new_payload = JobPayload::V1 {
+            properties: vec![("email".into(), "new@b.com".into())],
+        };
+        let replay = |id: &str, remapped: Option<(JobPayload, String)>| Replay {
             id: id.into(),
             remapped,
             adapter: "a@2".into(),
@@ -1214,10 +1242,7 @@ mod tests {
         let out = store
             .replay(
                 &[
-                    replay(
-                        "L1:d0",
-                        Some(("[[\"email\",\"new@b.com\"]]".into(), "m2".into())),
-                    ),
+                    replay("L1:d0", Some((new_payload.clone(), "m2".into()))),
                     replay("L1:d0", None),
                     replay("nope", None),
                 ],
@@ -1225,27 +1250,33 @@ mod tests {
             )
             .await
             .unwrap();
-        let statuses: Vec<&str> = out.iter().map(|o| o.status.as_str()).collect();
-        assert_eq!(statuses, vec!["replayed", "not_dead", "not_found"]);
+        let statuses: Vec<DlqStatus> = out.iter().map(|o| o.status).collect();
+        assert_eq!(
+            statuses,
+            vec![DlqStatus::Replayed, DlqStatus::NotDead, DlqStatus::NotFound]
+        );
         assert_eq!(out[0].mapping_version.as_deref(), Some("m2"));
         let again = store.lease("d0", "w", 10, 1_000, 3_000).await.unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(
-            (again[0].attempts, again[0].payload.as_str()),
-            (0, "[[\"email\",\"new@b.com\"]]")
+            (
+                again[0].attempts,
+                JobPayload::parse(&again[0].payload).unwrap()
+            ),
+            (0, new_payload)
         );
 
         let out = store
             .discard(&["L2:d0".into()], "spam", 4_000)
             .await
             .unwrap();
-        assert_eq!(out[0].status, "discarded");
+        assert_eq!(out[0].status, DlqStatus::Discarded);
         assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
         let detail = store.job("L2:d0").await.unwrap().unwrap();
         assert_eq!(detail.job.discarded.unwrap()["reason"], "spam");
         assert_eq!(detail.events.last().unwrap().event, "discarded");
         let out = store.replay(&[replay("L2:d0", None)], 5_000).await.unwrap();
-        assert_eq!(out[0].status, "not_dead");
+        assert_eq!(out[0].status, DlqStatus::NotDead);
     }
 
     #[tokio::test]
@@ -1287,11 +1318,19 @@ mod tests {
             adapter: "a@1".into(),
         };
         let out = store.replay(&[replay(None)], 3_000).await.unwrap();
-        assert_eq!(out[0].status, "superseded");
+        assert_eq!(out[0].status, DlqStatus::Superseded);
         let out = store
-            .replay(&[replay(Some(("[]".into(), "m2".into())))], 3_000)
+            .replay(
+                &[replay(Some((
+                    JobPayload::V1 {
+                        properties: Vec::new(),
+                    },
+                    "m2".into(),
+                )))],
+                3_000,
+            )
             .await
             .unwrap();
-        assert_eq!(out[0].status, "replayed");
+        assert_eq!(out[0].status, DlqStatus::Replayed);
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
         ),
         event(
             "dedupe",
-            if view.status == "duplicate" {
+            if view.status == super::LeadState::Duplicate {
                 "duplicate"
             } else {
                 "new_person"

@@ -2,7 +2,7 @@
 //! listed with every attempt and error, replayed (by the API and by
 //! `leadgate dlq`) into exactly one CRM record, and discarded with a reason.
 
-use leadgate::dlq_cli::{DlqCommand, Selection, run};
+use leadgate::cli::dlq::{DlqCommand, Selection, run};
 use leadgate_e2e::{SCRAPER_KEY, TestEnv};
 use leadgate_sim::{Faults, SimConfig};
 use reqwest::StatusCode;

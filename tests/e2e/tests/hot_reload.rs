@@ -235,3 +235,47 @@ async fn a_broken_mapping_is_refused_and_the_old_one_serves() -> anyhow::Result<
     assert_eq!(env.sim().count_by_email("reload.5@example.com"), 1);
     env.stop().await
 }
+
+#[tokio::test]
+async fn another_adapter_copied_over_the_file_is_refused_and_the_serving_one_stays()
+-> anyhow::Result<()> {
+    let (env, dir) = env_with_plugin_dir().await?;
+    let mut events = env.host.registry.subscribe();
+    let serving = plugin_status(&env).await?;
+    let path = dir.path().join("hubspot.wasm");
+
+    // A valid crm-adapter component that declares itself another adapter.
+    std::fs::copy(leadgate_test_guests::BAD_ADAPTER, &path)?;
+    let error = next_event(&mut events)
+        .await
+        .result
+        .expect_err("another adapter must not take over the destination");
+    assert!(
+        error.contains("declares itself adapter \"bad\"") && error.contains("\"hubspot\""),
+        "{error}"
+    );
+    // A source transform is not an adapter at all.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins/form-fields.wasm"),
+        &path,
+    )?;
+    let error = next_event(&mut events)
+        .await
+        .result
+        .expect_err("a transform is no adapter");
+    assert!(error.contains("not a crm-adapter component"), "{error}");
+
+    let status = plugin_status(&env).await?;
+    assert_eq!(status["hash"], serving["hash"], "the serving version stays");
+    assert_eq!(status["adapter"], "hubspot");
+    assert_eq!(status["reload_failures"], 2);
+    let failures = env
+        .metric("leadgate_plugin_reload_failures_total{destination=\"hubspot\"}")
+        .await?;
+    assert_eq!(failures, Some(2.0));
+    env.post_leads(Some(SCRAPER_KEY), &lead(7).to_string())
+        .await?;
+    env.drain(20).await?;
+    assert_eq!(env.sim().count_by_email("reload.7@example.com"), 1);
+    env.stop().await
+}

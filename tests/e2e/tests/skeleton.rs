@@ -396,7 +396,7 @@ async fn signed_webhooks_are_verified_by_the_adapter() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_demo_file_ends_with_one_contact_per_person() -> anyhow::Result<()> {
     leadgate_runtime::outbound::install_crypto_provider();
-    let s = leadgate::demo::run_demo(leadgate::demo::DEMO_LEADS).await?;
+    let s = leadgate::cli::demo::run_demo(leadgate::cli::demo::DEMO_LEADS).await?;
     assert_eq!(s.received, 1000);
     assert_eq!(s.unique_persons, 600);
     assert_eq!(s.rejected, 55);

@@ -1,0 +1,202 @@
+//! The `leadgate` command line: one file per command.
+
+pub mod dedupe;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod dlq;
+pub mod new;
+pub mod normalize;
+pub mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "leadgate", version, about = "A local CRM connector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: ingest API, delivery workers, webhooks.
+    Serve {
+        /// Configuration file (TOML); defaults apply where it is silent.
+        #[arg(long, short, env = "LEADGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Start a simulated HubSpot and the host, post the bundled messy
+    /// leads, wait for delivery and print a summary.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dedupe a JSONL file of leads offline with the server's dedupe.
+    Dedupe {
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Normalize a CSV or JSONL file of leads with the server's rules; the
+    /// output (same format) adds `norm_*` fields, `flags` and `errors`.
+    Normalize {
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Region for phones without a country code (ignored with --source).
+        #[arg(long, default_value = "US")]
+        region: String,
+        /// Use this configured source's options (needs --config or defaults).
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Load one plugin component and call it: describe, push, verify a
+    /// webhook, transform. For adapter authors and for checking a file
+    /// before it goes into the plugin folder.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Scaffold a new plugin.
+    #[command(subcommand)]
+    New(NewCommand),
+    /// The dead-letter queue of a running host: list, show, replay,
+    /// discard.
+    Dlq {
+        /// The host's base URL.
+        #[arg(
+            long,
+            global = true,
+            env = "LEADGATE_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Check a configuration file and print the result.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NewCommand {
+    /// A Rust adapter crate on leadgate-sdk, with unit tests and a mapping:
+    /// `adapters/NAME` in a leadgate checkout, else `./NAME`.
+    Adapter {
+        /// Lowercase letters, digits and dashes (for example acme-crm).
+        name: String,
+        /// Where to create the crate.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The leadgate SDK to depend on (a checkout's sdk/ folder).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    #[cfg(feature = "demo")]
+    let quiet = matches!(cli.command, Command::Demo { json: true });
+    #[cfg(not(feature = "demo"))]
+    let quiet = false;
+    init_tracing(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => {
+                let config = Config::load(config.as_deref())?;
+                let host = crate::app::start(config).await?;
+                host.run_until_signal().await
+            }
+            #[cfg(feature = "demo")]
+            Command::Demo { json } => demo::run(json).await,
+            Command::Dedupe {
+                input,
+                output,
+                config,
+            } => {
+                let config = Config::load(config.as_deref())?;
+                dedupe::run(&input, &output, &config.dedupe)
+            }
+            Command::Normalize {
+                input,
+                output,
+                region,
+                source,
+                config,
+            } => normalize::main(&input, &output, &region, source, config),
+            Command::Plugin(command) => plugin::run(command).await,
+            Command::Dlq { server, command } => dlq::run(&server, command).await,
+            Command::New(NewCommand::Adapter { name, dir, sdk }) => {
+                let made = new::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
+                let dir = made.crate_dir.display();
+                println!("created {dir} and {}", made.mapping.display());
+                if made.in_workspace {
+                    println!(
+                        "it is a workspace member: `cargo test -p leadgate-adapter-{name}`; the host's build puts it in target/plugins"
+                    );
+                } else {
+                    println!(
+                        "next: cd {dir} && cargo test && cargo build --release --target wasm32-wasip2"
+                    );
+                }
+                Ok(())
+            }
+            Command::CheckConfig { config } => {
+                let config = Config::load(config.as_deref())?;
+                println!(
+                    "configuration is valid: {} source(s), {} destination(s)",
+                    config.sources.len(),
+                    config.destinations.len()
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "error"
+    } else {
+        "info,wasmtime=warn,cranelift=warn,sqlx=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("LEADGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,388 @@
+//! One delivery worker of one destination: lease a batch (when the breaker
+//! and the quota allow), call the adapter, decide each job's result, count
+//! it, and record the results (leasing the next batch in the same write
+//! when this one was full).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadgate_runtime::{AdapterPlugin, CallError, Delivery, Outcome, PushContext};
+use rand::SeedableRng;
+use tokio::sync::{Notify, watch};
+
+use super::breaker::{BreakerState, Permit, Verdict};
+use super::retry::{Action, Attempt, Probe, RetryPolicy, call_error_outcome, classify, decide};
+use crate::metrics::Metrics;
+use crate::plugins::{Destination, Registry};
+use crate::store::{JobPayload, JobResult, LeaseRequest, LeasedJob, Store};
+
+pub(super) struct Worker {
+    pub owner: String,
+    pub destination: String,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub work: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub policy: RetryPolicy,
+    pub lease_ms: i64,
+    pub linger: Duration,
+    pub poll: Duration,
+    /// Set at shutdown once the grace period is over.
+    pub abandoned: watch::Receiver<bool>,
+    /// Jobs leased in the same write that completed the last batch (a full
+    /// one: more are likely due), to send next.
+    pub prefetched: Vec<LeasedJob>,
+}
+
+/// A leased batch, split into what goes to the adapter and what was
+/// decided without a call (unreadable payloads).
+struct Batch {
+    sendable: Vec<LeasedJob>,
+    deliveries: Vec<Delivery>,
+    decided: Vec<(LeasedJob, JobResult)>,
+}
+
+impl Worker {
+    pub async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            match self.once(&stopped).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        _ = self.work.notified() => tokio::time::sleep(self.linger).await,
+                        _ = tokio::time::sleep(self.poll) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(destination = %self.destination, error = %e, "delivery round failed");
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        let prefetched = std::mem::take(&mut self.prefetched);
+        if let Err(e) = self.give_back(prefetched).await {
+            tracing::warn!(destination = %self.destination, error = %e, "giving back prefetched jobs failed; their leases will expire");
+        }
+    }
+
+    /// Leases and delivers one batch (or sends the one leased with the last
+    /// completion); false when there was nothing to do. Once `stopped` is
+    /// set, nothing is leased ahead.
+    async fn once(&mut self, stopped: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+        let prefetched = std::mem::take(&mut self.prefetched);
+        let Some(dest) = self.registry.active(&self.destination) else {
+            self.give_back(prefetched).await?;
+            return Ok(false);
+        };
+        // Lease only what can go now: a job leased while the CRM's quota is
+        // spent would only sit in a waiting call.
+        if !dest.limiter.has_room() {
+            self.give_back(prefetched).await?;
+            return Ok(false);
+        }
+        // An open circuit breaker leases nothing: no job uses up an attempt
+        // on a CRM that is down. A probe is a batch of one.
+        let Some(permit) = dest.breaker.try_acquire(crate::now_ms()) else {
+            self.give_back(prefetched).await?;
+            return Ok(false);
+        };
+        let jobs = self.take_batch(&dest, &permit, prefetched).await?;
+        if jobs.is_empty() {
+            // The permit goes unused (a probe slot is freed).
+            return Ok(false);
+        }
+        // A full batch says more jobs are likely due: the completion of
+        // this one leases the next in the same write.
+        let full = !permit.is_probe() && jobs.len() >= dest.batch_size as usize;
+        let batch = read_batch(jobs);
+        let adapter = dest.adapter_label();
+        Metrics::add(&self.metrics.delivery_batches, 1);
+        let Some(outcome) = self.call(&dest, &batch).await else {
+            // Shutdown's grace period is over: the CRM's answer will not be
+            // recorded, so the jobs go back to the queue now (an upsert by
+            // idempotency key makes a repeat harmless).
+            drop(permit);
+            self.release(
+                &adapter,
+                batch.decided,
+                batch.sendable,
+                "the host shut down before the CRM answered",
+            )
+            .await?;
+            return Ok(false);
+        };
+        let results = self.decide_all(&dest, permit, batch, outcome);
+        let lease_ahead = full
+            && !*stopped.borrow()
+            && dest.breaker.state() == BreakerState::Closed
+            && dest.limiter.has_room();
+        self.finish(&dest, &adapter, &results, lease_ahead).await?;
+        Ok(true)
+    }
+
+    /// The jobs to send: the batch leased ahead if it still fits, else a
+    /// fresh lease (one job for a probe).
+    async fn take_batch(
+        &self,
+        dest: &Destination,
+        permit: &Permit<'_>,
+        prefetched: Vec<LeasedJob>,
+    ) -> anyhow::Result<Vec<LeasedJob>> {
+        let probe = permit.is_probe();
+        // (A reload may have made the adapter's batches smaller since.)
+        if !prefetched.is_empty() && !probe && prefetched.len() <= dest.batch_size as usize {
+            return Ok(prefetched);
+        }
+        self.give_back(prefetched).await?;
+        Ok(self
+            .store
+            .lease(
+                &self.destination,
+                &self.owner,
+                if probe { 1 } else { dest.batch_size },
+                self.lease_ms,
+                crate::now_ms(),
+            )
+            .await?)
+    }
+
+    /// Calls the adapter; None when shutdown abandoned the call.
+    async fn call(
+        &self,
+        dest: &Destination,
+        batch: &Batch,
+    ) -> Option<Result<Vec<Outcome>, CallError>> {
+        let attempt = batch.sendable.iter().map(|j| j.attempts).min().unwrap_or(0) + 1;
+        let ctx = PushContext {
+            destination: self.destination.clone(),
+            config: dest.config.clone(),
+            attempt,
+        };
+        let mut abandoned = self.abandoned.clone();
+        tokio::select! {
+            biased;
+            true = async { abandoned.wait_for(|a| *a).await.is_ok() } => None,
+            outcome = push_splitting(&dest.adapter, &batch.deliveries, &ctx) => Some(outcome),
+        }
+    }
+
+    /// Tells the breaker how the batch went and decides each job's result
+    /// (counting it in the metrics).
+    fn decide_all(
+        &self,
+        dest: &Destination,
+        permit: Permit<'_>,
+        batch: Batch,
+        outcome: Result<Vec<Outcome>, CallError>,
+    ) -> Vec<(LeasedJob, JobResult)> {
+        let now = crate::now_ms();
+        let probe = permit.is_probe();
+        let verdict = match &outcome {
+            Ok(outcomes) => Verdict::of(outcomes),
+            Err(_) => Verdict::Failure,
+        };
+        permit.record(verdict, now);
+        let probe = probe.then(|| Probe {
+            next_probe_at_ms: dest.breaker.status().next_probe_at_ms,
+        });
+        let outcomes = match outcome {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                Metrics::add(&self.metrics.plugin_call_errors, 1);
+                tracing::warn!(destination = %self.destination, error = %e, "adapter call failed");
+                vec![call_error_outcome(&e); batch.sendable.len()]
+            }
+        };
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let mut results = batch.decided;
+        for (job, result) in &results {
+            self.count(job, None, result, now);
+        }
+        for (job, outcome) in batch.sendable.into_iter().zip(outcomes) {
+            let action = classify(&outcome);
+            // A throttled destination pauses for all its workers: its
+            // limiter admits nothing (and no lease is taken) until then.
+            if let Action::RateLimited { after_ms } = action {
+                dest.limiter.block_for(Duration::from_millis(after_ms));
+            }
+            let attempt = Attempt {
+                attempts: job.attempts,
+                queued_at_ms: job.created_at_ms,
+                now_ms: now,
+                probe,
+            };
+            let result = decide(&self.policy, &outcome, attempt, &mut rng);
+            self.count(&job, Some(&action), &result, now);
+            results.push((job, result));
+        }
+        results
+    }
+
+    /// Counts one job's result; `action` is the adapter's outcome for it
+    /// (None: decided without a call).
+    fn count(&self, job: &LeasedJob, action: Option<&Action>, result: &JobResult, now: i64) {
+        let m = &self.metrics;
+        let counter = match (result, action) {
+            (JobResult::Delivered { .. }, _) => {
+                m.latency.record(job.priority, job.created_at_ms, now);
+                &m.delivery_delivered
+            }
+            (JobResult::Dead { .. }, _) => &m.delivery_dead,
+            (JobResult::Retry { .. }, Some(Action::ReadbackMismatch { .. })) => {
+                Metrics::add(&m.delivery_readback_mismatches, 1);
+                &m.delivery_retries
+            }
+            (JobResult::Retry { .. }, Some(Action::RateLimited { .. } | Action::HeldBack)) => {
+                &m.delivery_rate_limited
+            }
+            (JobResult::Retry { .. }, _) => &m.delivery_retries,
+        };
+        Metrics::add(counter, 1);
+    }
+
+    /// Records the results, and leases the next batch in the same write
+    /// when `lease_ahead`.
+    async fn finish(
+        &mut self,
+        dest: &Destination,
+        adapter: &str,
+        results: &[(LeasedJob, JobResult)],
+        lease_ahead: bool,
+    ) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let applied = if lease_ahead {
+            let next = LeaseRequest {
+                destination: &self.destination,
+                limit: dest.batch_size,
+                lease_ms: self.lease_ms,
+            };
+            let (applied, jobs) = self
+                .store
+                .complete_and_lease(&self.owner, adapter, results, next, now)
+                .await?;
+            self.prefetched = jobs;
+            applied
+        } else {
+            self.store
+                .complete(&self.owner, adapter, results, now)
+                .await?
+        };
+        let lost = applied.iter().filter(|ok| !**ok).count();
+        if lost > 0 {
+            Metrics::add(&self.metrics.delivery_lease_lost, lost as u64);
+            tracing::warn!(destination = %self.destination, jobs = lost, "results dropped: lease expired and passed on");
+        }
+        Ok(())
+    }
+
+    /// Returns jobs leased but not sent to the queue, due now, no attempt
+    /// counted.
+    async fn give_back(&self, jobs: Vec<LeasedJob>) -> anyhow::Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let adapter = self
+            .registry
+            .active(&self.destination)
+            .map(|d| d.adapter_label())
+            .unwrap_or_default();
+        self.release(
+            &adapter,
+            Vec::new(),
+            jobs,
+            "leased with the last batch's results, not sent (the destination paused or the host is stopping)",
+        )
+        .await
+    }
+
+    /// Gives leased jobs back to the queue, due now, without counting an
+    /// attempt, with `why` in their trail; `decided` (results known without
+    /// a call) are recorded too.
+    async fn release(
+        &self,
+        adapter: &str,
+        mut decided: Vec<(LeasedJob, JobResult)>,
+        leased: Vec<LeasedJob>,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let first = decided.len();
+        decided.extend(leased.into_iter().map(|job| {
+            (
+                job,
+                JobResult::Retry {
+                    next_attempt_at_ms: now,
+                    error: format!("released: {why}"),
+                    count_attempt: false,
+                },
+            )
+        }));
+        let applied = self
+            .store
+            .complete(&self.owner, adapter, &decided, now)
+            .await?;
+        let released = applied[first..].iter().filter(|ok| **ok).count();
+        Metrics::add(&self.metrics.delivery_released, released as u64);
+        tracing::info!(destination = %self.destination, jobs = released, "leased jobs given back to the queue");
+        Ok(())
+    }
+}
+
+/// Reads each leased job's stored payload: a readable one becomes a
+/// delivery, an unreadable one a dead letter (never the whole batch).
+fn read_batch(jobs: Vec<LeasedJob>) -> Batch {
+    let mut batch = Batch {
+        sendable: Vec::with_capacity(jobs.len()),
+        deliveries: Vec::with_capacity(jobs.len()),
+        decided: Vec::new(),
+    };
+    for job in jobs {
+        match JobPayload::parse(&job.payload) {
+            Ok(payload) => {
+                batch.deliveries.push(Delivery {
+                    id: job.id.clone(),
+                    idempotency_key: job.idempotency_key.clone(),
+                    properties: payload.into_properties(),
+                });
+                batch.sendable.push(job);
+            }
+            Err(e) => batch.decided.push((
+                job,
+                JobResult::Dead {
+                    error: format!("stored payload is unreadable: {e}"),
+                },
+            )),
+        }
+    }
+    batch
+}
+
+/// Pushes a batch. When the CRM refuses a batch of several records whole
+/// (every record rejected, as a CRM does for one bad record it cannot key
+/// its error to), each half is pushed again, down to single records: the
+/// good records go through, and only the bad ones are dead-lettered, each
+/// with its own error.
+async fn push_splitting(
+    adapter: &AdapterPlugin,
+    deliveries: &[Delivery],
+    ctx: &PushContext,
+) -> Result<Vec<Outcome>, CallError> {
+    let outcomes = adapter.push(deliveries, ctx).await?;
+    let refused_whole = deliveries.len() > 1
+        && outcomes.len() == deliveries.len()
+        && outcomes.iter().all(|o| classify(o) == Action::Reject);
+    if !refused_whole {
+        return Ok(outcomes);
+    }
+    let (left, right) = deliveries.split_at(deliveries.len() / 2);
+    let mut out = Box::pin(push_splitting(adapter, left, ctx)).await?;
+    out.extend(Box::pin(push_splitting(adapter, right, ctx)).await?);
+    Ok(out)
+}

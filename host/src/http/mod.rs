@@ -1,0 +1,175 @@
+//! The HTTP edge: routes, the state the handlers share, and the one error
+//! type every handler answers with (`{"error": {"code", "message",
+//! "field"}}`); internal errors are logged and answered as an opaque 500.
+//! Handlers only translate: the work is done by the pipeline, the outbox
+//! and the store, which know nothing of HTTP.
+
+pub mod dlq;
+pub mod leads;
+pub mod read;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::pipeline::ingest::{Ingest, Source};
+use crate::plugins::Registry;
+use crate::store::Store;
+
+/// State shared by the handlers.
+pub struct AppState {
+    /// API key → source.
+    pub sources: HashMap<String, Arc<Source>>,
+    pub ingest: Ingest,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/leads", post(leads::post_leads))
+        .route("/v1/leads/{id}", get(read::lead))
+        .route("/v1/persons/{id}", get(read::person))
+        .merge(dlq::routes())
+        .route("/v1/plugins", get(read::plugins))
+        .route("/v1/health", get(read::health))
+        .route("/v1/webhooks/{destination}", post(webhooks::receive))
+        .route("/metrics", get(read::metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // A bug must cost one request a 500, never the connection or a worker.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Every error code the API answers with; each has one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Unauthorized,
+    NotFound,
+    MalformedJson,
+    EmptyBody,
+    TooManyLeads,
+    BacklogFull,
+    TransformUnavailable,
+    TransformMalformed,
+    TransformInvalidField,
+    TransformFailed,
+    InvalidSelection,
+    ReasonRequired,
+    WebhooksUnsupported,
+    BadSignature,
+    StaleTimestamp,
+    MalformedWebhook,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            Unauthorized | BadSignature | StaleTimestamp => StatusCode::UNAUTHORIZED,
+            NotFound | WebhooksUnsupported => StatusCode::NOT_FOUND,
+            MalformedJson | EmptyBody | MalformedWebhook => StatusCode::BAD_REQUEST,
+            TooManyLeads => StatusCode::PAYLOAD_TOO_LARGE,
+            BacklogFull => StatusCode::TOO_MANY_REQUESTS,
+            TransformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TransformMalformed | TransformInvalidField | InvalidSelection | ReasonRequired => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            TransformFailed => StatusCode::BAD_GATEWAY,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The API's error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The request field at fault.
+    pub field: Option<String>,
+    /// More machine-readable facts, beside `code` and `message`.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Sent as `Retry-After`.
+    pub retry_after_s: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(flatten)]
+    details: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+            details: serde_json::Map::new(),
+            retry_after_s: None,
+        }
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn on_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// Logs the cause and answers an opaque 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(ErrorCode::Internal, "internal error; see the host's log")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::NotFound, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+                details: &self.details,
+            },
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        response
+    }
+}

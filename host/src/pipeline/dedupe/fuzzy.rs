@@ -1,0 +1,1246 @@
+//! The fuzzy tier: blocking keys, a candidate index, pair scoring and the
+//! decision, plus [`Deduper`], which runs the exact tier first.
+//!
+//! Blocking: each lead yields a few 64-bit keys (Soundex of its names, a
+//! name token + the other name's initial, the email local part, the last
+//! eight phone digits, postcode or company + surname code, date of birth,
+//! configured custom attributes). A block is a linked list, newest record
+//! first, and a lookup walks at most `max_block` entries per key, so a
+//! decision costs O(keys × max_block) comparisons whatever the store size.
+//!
+//! Chaining: a lead is scored against records, and joins at most one
+//! person (the best-scoring one). Persons are never merged with each other,
+//! so two people bridged by an ambiguous lead stay two people.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+use strsim::{levenshtein, normalized_levenshtein};
+
+use super::config::{DedupeConfig, Weights};
+use super::phonetic::{fold, soundex_code};
+use super::{Decision, FINGERPRINT_VERSION};
+use crate::pipeline::normalize::NormalizedLead;
+
+/// Rule name of fuzzy decisions, stored in the audit trail.
+pub const FUZZY_RULE: &str = "fuzzy-v1";
+
+/// The comparable form of a lead (what the index keeps per record).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    /// Lowercase ASCII-folded letters of the first and last name.
+    pub first: Box<str>,
+    pub last: Box<str>,
+    pub email: Box<str>,
+    /// Email local part: lowercase letters and digits, `+tag` dropped.
+    pub email_local: Box<str>,
+    pub phone: Box<str>,
+    pub company: Box<str>,
+    /// The company's domain: the website's host, else a non-free email
+    /// domain.
+    pub domain: Box<str>,
+    pub dob: Box<str>,
+    pub city: Box<str>,
+    pub postcode: Box<str>,
+    pub street: Box<str>,
+    /// Values of the configured custom attributes, in configuration order.
+    pub custom: Vec<Box<str>>,
+    pub received_at_ms: i64,
+}
+
+fn letters(s: &str) -> String {
+    s.chars()
+        .map(fold)
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn squash(s: &str) -> Box<str> {
+    s.chars()
+        .map(fold)
+        .filter(|c| c.is_alphanumeric() || *c == ' ')
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .into()
+}
+
+/// Company matching key: the normalizer's [`crate::pipeline::normalize::company_key`].
+pub(crate) fn company_key(s: &str) -> Box<str> {
+    crate::pipeline::normalize::company_key(s).into()
+}
+
+const FREE_MAIL: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "yahoo.com",
+    "icloud.com",
+    "aol.com",
+    "live.com",
+    "msn.com",
+    "protonmail.com",
+    "proton.me",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.ru",
+    "yandex.ru",
+    "qq.com",
+    "163.com",
+    "hotmail.co.uk",
+    "yahoo.co.uk",
+    "btinternet.com",
+    "me.com",
+    "mail.com",
+];
+
+/// The company's domain from its website or a non-free email domain.
+// Used when the lead has no `company_domain` (e.g. an older stored lead).
+fn domain_of(website: &str, email: &str) -> Box<str> {
+    let host = website
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split(['/', '?', '#', ':'])
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    if !host.is_empty() {
+        return host.into();
+    }
+    let d = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    if d.is_empty() || FREE_MAIL.contains(&d) {
+        return "".into();
+    }
+    d.into()
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+impl Features {
+    /// The comparable form of a normalized lead.
+    pub fn from_lead(lead: &NormalizedLead, config: &DedupeConfig, received_at_ms: i64) -> Self {
+        let (mut first, mut last) = (
+            letters(opt(&lead.first_name)),
+            letters(opt(&lead.last_name)),
+        );
+        if first.is_empty() && last.is_empty() {
+            let full = opt(&lead.full_name);
+            let mut words = full.split_whitespace();
+            first = letters(words.next().unwrap_or(""));
+            last = letters(words.next_back().unwrap_or(""));
+        }
+        let email = opt(&lead.email);
+        let local = email.split('@').next().unwrap_or("");
+        let local = local.split('+').next().unwrap_or("");
+        let custom = config
+            .custom_fields
+            .iter()
+            .map(|k| match lead.custom.get(k) {
+                Some(serde_json::Value::String(s)) => squash(s),
+                Some(serde_json::Value::Null) | None => "".into(),
+                Some(v) => v.to_string().into(),
+            })
+            .collect();
+        Features {
+            first: first.into(),
+            last: last.into(),
+            email: email.into(),
+            email_local: letters(local).into(),
+            phone: opt(&lead.phone).into(),
+            company: match &lead.company_key {
+                Some(k) => k.as_str().into(),
+                None => company_key(opt(&lead.company)),
+            },
+            domain: match &lead.company_domain {
+                Some(d) => d.as_str().into(),
+                None => domain_of(opt(&lead.website), email),
+            },
+            dob: opt(&lead.date_of_birth).trim().into(),
+            city: squash(opt(&lead.city)),
+            postcode: letters(opt(&lead.postcode)).into(),
+            street: squash(opt(&lead.street)),
+            custom,
+            received_at_ms,
+        }
+    }
+
+    /// The blocking keys of this lead.
+    pub fn blocking_keys(&self, out: &mut Vec<u64>) {
+        out.clear();
+        let (f, l) = (&*self.first, &*self.last);
+        fn initial(s: &str) -> &str {
+            s.get(..1).unwrap_or("")
+        }
+        let sx = soundex_code;
+        if !f.is_empty() && !l.is_empty() {
+            let ((ca, na), (cb, nb)) = (sx(f), sx(l));
+            let (mut a, mut b) = (&ca[..na], &cb[..nb]);
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            out.push(key(&[b"n", a, b]));
+            for (t, other) in [(f, l), (l, f)] {
+                out.push(key(&[b"t", t.as_bytes(), initial(other).as_bytes()]));
+            }
+            if let Some(canon) = nickname(f) {
+                out.push(key(&[b"t", canon.as_bytes(), initial(l).as_bytes()]));
+                out.push(key(&[b"t", l.as_bytes(), initial(canon).as_bytes()]));
+            }
+        } else if !f.is_empty() || !l.is_empty() {
+            let t = if f.is_empty() { l } else { f };
+            out.push(key(&[b"t1", t.as_bytes()]));
+        }
+        if self.email_local.len() >= 4 {
+            out.push(key(&[b"el", self.email_local.as_bytes()]));
+        }
+        if self.phone.len() >= 8 {
+            out.push(key(&[b"p", self.phone[self.phone.len() - 8..].as_bytes()]));
+        }
+        let (csl, nsl) = sx(if l.is_empty() { f } else { l });
+        let sl = &csl[..nsl];
+        if !self.postcode.is_empty() {
+            out.push(key(&[b"pc", self.postcode.as_bytes(), sl]));
+        }
+        for t in [f, l] {
+            if t.is_empty() {
+                continue;
+            }
+            let (cst, nst) = sx(t);
+            let st = &cst[..nst];
+            if !self.company.is_empty() {
+                out.push(key(&[b"c", self.company.as_bytes(), st]));
+            }
+            if !self.domain.is_empty() {
+                out.push(key(&[b"w", self.domain.as_bytes(), st]));
+            }
+        }
+        if !self.dob.is_empty() {
+            out.push(key(&[b"d", self.dob.as_bytes()]));
+        }
+        for (i, v) in self.custom.iter().enumerate() {
+            if !v.is_empty() {
+                out.push(key(&[b"x", &[i as u8], v.as_bytes()]));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
+fn key(parts: &[&[u8]]) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x1ead_9a7e).build_hasher();
+    for p in parts {
+        h.write(p);
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// Canonical first name of a common nickname (lowercase).
+pub fn nickname(first: &str) -> Option<&'static str> {
+    const NICK: &[(&str, &str)] = &[
+        ("bob", "robert"),
+        ("rob", "robert"),
+        ("bobby", "robert"),
+        ("bill", "william"),
+        ("will", "william"),
+        ("billy", "william"),
+        ("liam", "william"),
+        ("jim", "james"),
+        ("jimmy", "james"),
+        ("mike", "michael"),
+        ("mick", "michael"),
+        ("dave", "david"),
+        ("tom", "thomas"),
+        ("tommy", "thomas"),
+        ("chris", "christopher"),
+        ("matt", "matthew"),
+        ("dan", "daniel"),
+        ("danny", "daniel"),
+        ("joe", "joseph"),
+        ("tony", "anthony"),
+        ("steve", "steven"),
+        ("andy", "andrew"),
+        ("drew", "andrew"),
+        ("alex", "alexander"),
+        ("sam", "samuel"),
+        ("ben", "benjamin"),
+        ("nick", "nicholas"),
+        ("ed", "edward"),
+        ("ted", "edward"),
+        ("rick", "richard"),
+        ("dick", "richard"),
+        ("greg", "gregory"),
+        ("jeff", "jeffrey"),
+        ("jon", "jonathan"),
+        ("pete", "peter"),
+        ("kate", "katherine"),
+        ("katie", "katherine"),
+        ("kathy", "katherine"),
+        ("liz", "elizabeth"),
+        ("beth", "elizabeth"),
+        ("betty", "elizabeth"),
+        ("lizzie", "elizabeth"),
+        ("jenny", "jennifer"),
+        ("jen", "jennifer"),
+        ("sue", "susan"),
+        ("meg", "margaret"),
+        ("maggie", "margaret"),
+        ("peggy", "margaret"),
+        ("becky", "rebecca"),
+        ("vicky", "victoria"),
+        ("abby", "abigail"),
+        ("mandy", "amanda"),
+        ("pat", "patricia"),
+        ("trish", "patricia"),
+        ("debbie", "deborah"),
+        ("cathy", "catherine"),
+        ("jess", "jessica"),
+        ("jo", "joanna"),
+        ("ellie", "eleanor"),
+        ("izzy", "isabelle"),
+        ("bella", "isabelle"),
+    ];
+    static BY_NICKNAME: LazyLock<HashMap<&str, &str, foldhash::fast::RandomState>> =
+        LazyLock::new(|| {
+            let mut m = HashMap::default();
+            for (n, c) in NICK {
+                m.entry(*n).or_insert(*c);
+            }
+            m
+        });
+    BY_NICKNAME.get(first).copied()
+}
+
+/// `strsim::jaro_winkler`, computed on bytes for ASCII strings of up to 64
+/// characters (the usual names, email local parts and company keys): the
+/// same steps and the same floating-point operations, so the same result,
+/// without the allocation and the `char` decoding.
+pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
+    if !(a.is_ascii() && b.is_ascii()) || a.len() > 64 || b.len() > 64 {
+        return strsim::jaro_winkler(a, b);
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let sim = jaro_ascii(a, b);
+    if sim > 0.7 {
+        let prefix_length = a.iter().take(4).zip(b).take_while(|(x, y)| x == y).count();
+        sim + 0.1 * prefix_length as f64 * (1.0 - sim)
+    } else {
+        sim
+    }
+}
+
+/// `strsim::generic_jaro` on at most 64 bytes a side (flags as bits).
+fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
+    let (a_len, b_len) = (a.len(), b.len());
+    if a_len == 0 && b_len == 0 {
+        return 1.0;
+    } else if a_len == 0 || b_len == 0 {
+        return 0.0;
+    }
+    let search_range = (a_len.max(b_len) / 2).saturating_sub(1);
+    let (mut a_flags, mut b_flags) = (0u64, 0u64);
+    let mut matches = 0usize;
+    for (i, &x) in a.iter().enumerate() {
+        let min_bound = i.saturating_sub(search_range);
+        let max_bound = b_len.min(i + search_range + 1);
+        for (j, &y) in b.iter().enumerate().take(max_bound).skip(min_bound) {
+            if x == y && b_flags & (1 << j) == 0 {
+                a_flags |= 1 << i;
+                b_flags |= 1 << j;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    let mut transpositions = 0usize;
+    if matches != 0 {
+        let mut j = 0;
+        for (i, &x) in a.iter().enumerate() {
+            if a_flags & (1 << i) != 0 {
+                while b_flags & (1 << j) == 0 {
+                    j += 1;
+                }
+                if x != b[j] {
+                    transpositions += 1;
+                }
+                j += 1;
+            }
+        }
+    }
+    transpositions /= 2;
+    if matches == 0 {
+        0.0
+    } else {
+        ((matches as f64 / a_len as f64)
+            + (matches as f64 / b_len as f64)
+            + ((matches - transpositions) as f64 / matches as f64))
+            / 3.0
+    }
+}
+
+/// Whether `a` and `b` hold the same digits in the same order (no
+/// allocation: this runs for every candidate pair).
+fn same_digits(a: &str, b: &str) -> bool {
+    a.bytes()
+        .filter(u8::is_ascii_digit)
+        .eq(b.bytes().filter(u8::is_ascii_digit))
+}
+
+fn has_digit(s: &str) -> bool {
+    s.bytes().any(|c| c.is_ascii_digit())
+}
+
+/// Whether two email addresses are at the same domain, one that is not a
+/// free-mail provider's (a company's).
+fn same_work_domain(a: &str, b: &str) -> bool {
+    fn domain(email: &str) -> &str {
+        email.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+    let d = domain(a);
+    d == domain(b) && !FREE_MAIL.contains(&d)
+}
+
+fn name_sim(a: &str, b: &str) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    if a == b {
+        return 1.0;
+    }
+    // Real names carry no digits; numbered names ("Person12") that differ
+    // in their numbers are different records, however alike.
+    if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
+        return 0.0;
+    }
+    let direct = jaro_winkler(a, b);
+    // Nicknames are short: skip the table for two long names.
+    if a.len() > 6 && b.len() > 6 {
+        return direct;
+    }
+    let ca = nickname(a).unwrap_or(a);
+    let cb = nickname(b).unwrap_or(b);
+    if ca == cb { 1.0 } else { direct }
+}
+
+/// Scores a pair of records. With `explain`, appends `field:points` terms.
+pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut String>) -> f64 {
+    let mut total = 0.0;
+    let mut add = |field: &str, pts: f64, explain: &mut Option<&mut String>| {
+        total += pts;
+        if let Some(e) = explain.as_deref_mut() {
+            if !e.is_empty() {
+                e.push(' ');
+            }
+            e.push_str(&format!("{field}:{pts:+.1}"));
+        }
+    };
+    // Email: the same address is near-certain; a similar local part at the
+    // same company domain is good evidence; a different address at the same
+    // company is no evidence (people have several formats).
+    if !a.email.is_empty() && !b.email.is_empty() {
+        let (la, lb) = (&*a.email_local, &*b.email_local);
+        if a.email == b.email {
+            add("email", w.email_equal, &mut explain);
+        } else if same_work_domain(&a.email, &b.email) {
+            let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
+            if has_digit(la)
+                && has_digit(lb)
+                && !same_digits(la, lb)
+                && non_digits(la).eq(non_digits(lb))
+            {
+                // Numbered accounts at one domain (sales1@, sales2@): two
+                // different people or test records.
+                add("email_numbered", -w.name_differ, &mut explain);
+            } else if la.len() >= 3
+                && lb.len() >= 3
+                && same_digits(la, lb)
+                && jaro_winkler(la, lb) >= 0.92
+            {
+                add("email_local", w.email_local_similar, &mut explain);
+            }
+        } else {
+            add("email", -w.email_differ, &mut explain);
+        }
+    }
+    // Phone.
+    if !a.phone.is_empty() && !b.phone.is_empty() {
+        if a.phone == b.phone {
+            add("phone", w.phone_equal, &mut explain);
+        } else {
+            add("phone", -w.phone_differ, &mut explain);
+        }
+    }
+    // Name, order-insensitive.
+    let (af, al, bf, bl) = (&*a.first, &*a.last, &*b.first, &*b.last);
+    let a_has = !af.is_empty() || !al.is_empty();
+    let b_has = !bf.is_empty() || !bl.is_empty();
+    if a_has && b_has {
+        let s = if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
+            let straight = (name_sim(af, bf) + name_sim(al, bl)) / 2.0;
+            // A swap is a little less likely than a straight match (0.01
+            // less), so it can only win when the straight match is below
+            // 0.99: most candidates share both names (they were blocked by
+            // them) and skip the swapped comparisons.
+            if straight >= 0.99 {
+                straight
+            } else {
+                let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
+                straight.max(swapped - 0.01)
+            }
+        } else {
+            // One side has a single name: best match of the tokens present,
+            // discounted (half a name is weaker evidence).
+            let mut best: f64 = 0.0;
+            for x in [af, al] {
+                for y in [bf, bl] {
+                    best = best.max(name_sim(x, y));
+                }
+            }
+            best * 0.9
+        };
+        let floor = w.name_floor;
+        if s >= floor {
+            add("name", w.name * (s - floor) / (1.0 - floor), &mut explain);
+        } else {
+            add("name", -w.name_differ, &mut explain);
+        }
+    }
+    // Company: its key, else its domain (website or work email).
+    let same_domain = !a.domain.is_empty() && a.domain == b.domain;
+    if !a.company.is_empty() && !b.company.is_empty() {
+        if a.company == b.company || same_domain {
+            add("company", w.company_equal, &mut explain);
+        } else if jaro_winkler(&a.company, &b.company) >= 0.92 {
+            add("company", w.company_equal / 2.0, &mut explain);
+        } else {
+            add("company", -w.company_differ, &mut explain);
+        }
+    } else if !a.domain.is_empty() && !b.domain.is_empty() {
+        if same_domain {
+            add("company_domain", w.company_equal, &mut explain);
+        } else {
+            add("company_domain", -w.company_differ, &mut explain);
+        }
+    }
+    // Date of birth.
+    if !a.dob.is_empty() && !b.dob.is_empty() {
+        if a.dob == b.dob {
+            add("dob", w.dob_equal, &mut explain);
+        } else if levenshtein(&a.dob, &b.dob) == 1 {
+            add("dob", w.dob_close, &mut explain);
+        } else {
+            add("dob", -w.dob_differ, &mut explain);
+        }
+    }
+    // Address.
+    if !a.city.is_empty() && !b.city.is_empty() {
+        if a.city == b.city {
+            add("city", w.city_equal, &mut explain);
+        } else {
+            add("city", -w.city_differ, &mut explain);
+        }
+    }
+    if !a.postcode.is_empty() && !b.postcode.is_empty() {
+        if a.postcode == b.postcode {
+            add("postcode", w.postcode_equal, &mut explain);
+        } else {
+            add("postcode", -w.postcode_equal / 2.0, &mut explain);
+        }
+    }
+    if !a.street.is_empty()
+        && !b.street.is_empty()
+        && same_digits(&a.street, &b.street)
+        && normalized_levenshtein(&a.street, &b.street) >= 0.85
+    {
+        add("street", w.street_similar, &mut explain);
+    }
+    for (i, (x, y)) in a.custom.iter().zip(b.custom.iter()).enumerate() {
+        if !x.is_empty() && !y.is_empty() {
+            let pts = if x == y { w.custom } else { -w.custom };
+            add(&format!("custom{i}"), pts, &mut explain);
+        }
+    }
+    total
+}
+
+struct Record {
+    person: u32,
+    lead: Box<str>,
+    features: Features,
+}
+
+/// What [`Deduper::decide`] concluded for one lead.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The person the lead now belongs to (itself unless a duplicate).
+    pub person_id: String,
+    /// The best score seen (exact matches report the field's weight).
+    pub score: Option<f64>,
+    /// The lead it matched, for duplicates and possible duplicates.
+    pub matched_id: Option<String>,
+    /// Fingerprints new to the index.
+    pub added: Vec<String>,
+}
+
+/// Both tiers: exact fingerprints with a window, then fuzzy candidates.
+pub struct Deduper {
+    config: DedupeConfig,
+    persons: Vec<Box<str>>,
+    person_ix: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// Fingerprint hash → (person, last seen ms).
+    exact: HashMap<u64, (u32, i64), foldhash::fast::RandomState>,
+    records: Vec<Record>,
+    /// Block key → newest entry in `entries`.
+    heads: HashMap<u64, u32, foldhash::fast::RandomState>,
+    /// (record, next entry or u32::MAX).
+    entries: Vec<(u32, u32)>,
+    keys_buf: Vec<u64>,
+    cand_buf: Vec<u32>,
+}
+
+impl Deduper {
+    pub fn new(config: DedupeConfig) -> Self {
+        Deduper {
+            config,
+            persons: Vec::new(),
+            person_ix: HashMap::default(),
+            exact: HashMap::default(),
+            records: Vec::new(),
+            heads: HashMap::default(),
+            entries: Vec::new(),
+            keys_buf: Vec::new(),
+            cand_buf: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &DedupeConfig {
+        &self.config
+    }
+
+    /// Records indexed by the fuzzy tier.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Exact fingerprints indexed.
+    pub fn fingerprint_count(&self) -> usize {
+        self.exact.len()
+    }
+
+    fn person(&mut self, id: &str) -> u32 {
+        if let Some(&p) = self.person_ix.get(id) {
+            return p;
+        }
+        let p = self.persons.len() as u32;
+        self.persons.push(id.into());
+        self.person_ix.insert(id.into(), p);
+        p
+    }
+
+    fn window_ok(&self, then_ms: i64, now_ms: i64) -> bool {
+        self.config.window_days == 0
+            || now_ms.saturating_sub(then_ms) <= self.config.window_days as i64 * 86_400_000
+    }
+
+    /// Adds a stored lead (at start-up): its fingerprints and, if given,
+    /// its features.
+    pub fn insert_stored(
+        &mut self,
+        lead_id: &str,
+        person_id: &str,
+        fps: &[String],
+        features: Option<Features>,
+        received_at_ms: i64,
+    ) {
+        let p = self.person(person_id);
+        for fp in fps {
+            let e = self
+                .exact
+                .entry(key(&[fp.as_bytes()]))
+                .or_insert((p, received_at_ms));
+            // As in `decide`: only the owner's own leads refresh it.
+            if e.0 == p {
+                e.1 = e.1.max(received_at_ms);
+            }
+        }
+        if let Some(f) = features
+            && self.config.fuzzy
+        {
+            self.index_record(lead_id, p, f);
+        }
+    }
+
+    fn index_record(&mut self, lead_id: &str, person: u32, features: Features) {
+        let mut keys = std::mem::take(&mut self.keys_buf);
+        features.blocking_keys(&mut keys);
+        self.index_with_keys(lead_id, person, features, &keys);
+        self.keys_buf = keys;
+    }
+
+    /// Indexes a record under its blocking keys (`features.blocking_keys`).
+    fn index_with_keys(&mut self, lead_id: &str, person: u32, features: Features, keys: &[u64]) {
+        let r = self.records.len() as u32;
+        for k in keys {
+            let e = self.entries.len() as u32;
+            let head = self.heads.entry(*k).or_insert(u32::MAX);
+            self.entries.push((r, *head));
+            *head = e;
+        }
+        self.records.push(Record {
+            person,
+            lead: lead_id.into(),
+            features,
+        });
+    }
+
+    /// Decides for one lead and records it in the index.
+    pub fn decide(
+        &mut self,
+        lead_id: &str,
+        source: &str,
+        fps: &[String],
+        features: Features,
+    ) -> Verdict {
+        let now = features.received_at_ms;
+        // The blocking keys, for the lookup and for indexing the lead.
+        let mut keys = std::mem::take(&mut self.keys_buf);
+        if self.config.fuzzy {
+            features.blocking_keys(&mut keys);
+        }
+        // Tier 1: exact fingerprints inside the window.
+        let mut exact_hit = None;
+        for fp in fps {
+            if let Some(&(p, seen)) = self.exact.get(&key(&[fp.as_bytes()]))
+                && self.window_ok(seen, now)
+            {
+                exact_hit = Some((fp.clone(), p));
+                break;
+            }
+        }
+        let mut verdict = if let Some((fp, p)) = exact_hit {
+            let kind = fp.split(':').next().unwrap_or("fp").to_string();
+            let w = &self.config.weights;
+            let score = match kind.as_str() {
+                "email" => w.email_equal,
+                "phone" => w.phone_equal,
+                _ => w.name + w.company_equal,
+            };
+            let person_id = self.persons[p as usize].to_string();
+            Verdict {
+                decision: Decision::Duplicate {
+                    person_id: person_id.clone(),
+                    matched: fp,
+                    rule: format!("exact-{kind}-v{FINGERPRINT_VERSION}"),
+                    score: None,
+                    explain: None,
+                },
+                matched_id: Some(person_id.clone()),
+                person_id,
+                score: Some(score),
+                added: Vec::new(),
+            }
+        } else if self.config.fuzzy {
+            self.fuzzy(lead_id, source, &features, &keys)
+        } else {
+            Verdict {
+                decision: Decision::New,
+                person_id: lead_id.to_string(),
+                score: None,
+                matched_id: None,
+                added: Vec::new(),
+            }
+        };
+        let p = self.person(&verdict.person_id);
+        let window_ms = self.config.window_days as i64 * 86_400_000;
+        for fp in fps {
+            let k = key(&[fp.as_bytes()]);
+            match self.exact.get_mut(&k) {
+                Some(e) if e.0 == p => e.1 = e.1.max(now),
+                Some(e) if window_ms == 0 || now.saturating_sub(e.1) <= window_ms => {}
+                Some(e) => *e = (p, now), // expired: the fingerprint moves on
+                None => {
+                    self.exact.insert(k, (p, now));
+                    verdict.added.push(fp.clone());
+                }
+            }
+        }
+        if self.config.fuzzy {
+            self.index_with_keys(lead_id, p, features, &keys);
+        }
+        self.keys_buf = keys;
+        verdict
+    }
+
+    fn fuzzy(&mut self, lead_id: &str, source: &str, f: &Features, keys: &[u64]) -> Verdict {
+        let (match_t, possible_t) = self.config.thresholds(source);
+        let mut cands = std::mem::take(&mut self.cand_buf);
+        cands.clear();
+        for k in keys {
+            let Some(&head) = self.heads.get(k) else {
+                continue;
+            };
+            let mut e = head;
+            let mut n = 0;
+            while e != u32::MAX && n < self.config.max_block {
+                let (r, next) = self.entries[e as usize];
+                cands.push(r);
+                e = next;
+                n += 1;
+            }
+        }
+        // Score the candidates that share the most blocking keys, at most
+        // `max_candidates` of them.
+        cands.sort_unstable();
+        let mut counted: Vec<(u32, u32)> = Vec::with_capacity(cands.len());
+        for &r in &cands {
+            match counted.last_mut() {
+                Some((last, n)) if *last == r => *n += 1,
+                _ => counted.push((r, 1)),
+            }
+        }
+        let limit = self.config.max_candidates.max(1);
+        if counted.len() > limit {
+            counted.select_nth_unstable_by(limit - 1, |a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+            counted.truncate(limit);
+        }
+        let mut best: Option<(f64, u32)> = None;
+        for &(r, _) in &counted {
+            let rec = &self.records[r as usize];
+            if !self.window_ok(rec.features.received_at_ms, f.received_at_ms) {
+                continue;
+            }
+            let s = score(f, &rec.features, &self.config.weights, None);
+            if best.is_none_or(|(b, _)| s > b) {
+                best = Some((s, r));
+            }
+        }
+        self.cand_buf = cands;
+        let new = |score| Verdict {
+            decision: Decision::New,
+            person_id: lead_id.to_string(),
+            score,
+            matched_id: None,
+            added: Vec::new(),
+        };
+        let Some((s, r)) = best else {
+            return new(None);
+        };
+        if s < possible_t {
+            return new(Some(s));
+        }
+        let rec = &self.records[r as usize];
+        let mut explain = String::new();
+        score(f, &rec.features, &self.config.weights, Some(&mut explain));
+        let person_id = self.persons[rec.person as usize].to_string();
+        let matched = rec.lead.to_string();
+        if s >= match_t {
+            Verdict {
+                decision: Decision::Duplicate {
+                    person_id: person_id.clone(),
+                    matched: matched.clone(),
+                    rule: FUZZY_RULE.to_string(),
+                    score: Some(s),
+                    explain: Some(explain),
+                },
+                person_id,
+                score: Some(s),
+                matched_id: Some(matched),
+                added: Vec::new(),
+            }
+        } else {
+            Verdict {
+                decision: Decision::Possible {
+                    person_id,
+                    matched: matched.clone(),
+                    rule: FUZZY_RULE.to_string(),
+                    score: s,
+                    explain,
+                },
+                person_id: lead_id.to_string(),
+                score: Some(s),
+                matched_id: Some(matched),
+                added: Vec::new(),
+            }
+        }
+    }
+
+    /// Forgets what the window no longer lets decide: fuzzy records
+    /// received, and exact fingerprints last seen, more than `window_days`
+    /// before `now_ms` (`window_days = 0`: nothing expires). The block
+    /// chains are rebuilt without the dropped records (same order, no
+    /// holes) and persons nothing refers to any more are forgotten, so the
+    /// index is the one the kept records alone would have built. Returns
+    /// the number of records dropped.
+    pub fn prune(&mut self, now_ms: i64) -> usize {
+        if self.config.window_days == 0 {
+            return 0;
+        }
+        let fingerprints = self.exact.len();
+        let window_ms = self.config.window_days as i64 * 86_400_000;
+        let live = |then_ms: i64| now_ms.saturating_sub(then_ms) <= window_ms;
+        self.exact.retain(|_, (_, seen)| live(*seen));
+        let keep: Vec<bool> = self
+            .records
+            .iter()
+            .map(|r| live(r.features.received_at_ms))
+            .collect();
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped == 0 && self.exact.len() == fingerprints {
+            return 0;
+        }
+
+        // Persons still referred to, renumbered in their old order.
+        let mut person_map = vec![u32::MAX; self.persons.len()];
+        for r in self.records.iter().zip(&keep).filter(|(_, k)| **k) {
+            person_map[r.0.person as usize] = 0;
+        }
+        for (p, _) in self.exact.values() {
+            person_map[*p as usize] = 0;
+        }
+        let mut persons = Vec::new();
+        for (old, slot) in person_map.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = persons.len() as u32;
+                persons.push(std::mem::take(&mut self.persons[old]));
+            }
+        }
+        persons.shrink_to_fit();
+        let mut person_ix = HashMap::with_capacity_and_hasher(persons.len(), Default::default());
+        for (i, id) in persons.iter().enumerate() {
+            person_ix.insert(id.clone(), i as u32);
+        }
+        for (p, _) in self.exact.values_mut() {
+            *p = person_map[*p as usize];
+        }
+        self.exact.shrink_to_fit();
+
+        // Records kept, renumbered in order.
+        let mut record_map = vec![u32::MAX; self.records.len()];
+        let mut records = Vec::with_capacity(self.records.len() - dropped);
+        for (old, (mut r, k)) in std::mem::take(&mut self.records)
+            .into_iter()
+            .zip(&keep)
+            .enumerate()
+        {
+            if *k {
+                record_map[old] = records.len() as u32;
+                r.person = person_map[r.person as usize];
+                records.push(r);
+            }
+        }
+
+        // Each entry's block key, from walking the chains; then the kept
+        // entries re-linked in their old order (a chain stays newest first).
+        let mut entry_key = vec![0u64; self.entries.len()];
+        for (&k, &head) in &self.heads {
+            let mut e = head;
+            while e != u32::MAX {
+                entry_key[e as usize] = k;
+                e = self.entries[e as usize].1;
+            }
+        }
+        let kept_entries = self
+            .entries
+            .iter()
+            .filter(|(r, _)| keep[*r as usize])
+            .count();
+        let mut entries = Vec::with_capacity(kept_entries);
+        let mut heads: HashMap<u64, u32, foldhash::fast::RandomState> = HashMap::default();
+        for (e, &(r, _)) in self.entries.iter().enumerate() {
+            if !keep[r as usize] {
+                continue;
+            }
+            let head = heads.entry(entry_key[e]).or_insert(u32::MAX);
+            entries.push((record_map[r as usize], *head));
+            *head = (entries.len() - 1) as u32;
+        }
+        heads.shrink_to_fit();
+
+        self.persons = persons;
+        self.person_ix = person_ix;
+        self.records = records;
+        self.entries = entries;
+        self.heads = heads;
+        dropped
+    }
+
+    /// Rough heap bytes held by the index (records, features, blocks,
+    /// fingerprints), for the memory-per-lead figure.
+    pub fn approx_bytes(&self) -> usize {
+        let feat: usize = self
+            .records
+            .iter()
+            .map(|r| {
+                let f = &r.features;
+                r.lead.len()
+                    + f.first.len()
+                    + f.last.len()
+                    + f.email.len()
+                    + f.email_local.len()
+                    + f.phone.len()
+                    + f.company.len()
+                    + f.domain.len()
+                    + f.dob.len()
+                    + f.city.len()
+                    + f.postcode.len()
+                    + f.street.len()
+                    + f.custom.iter().map(|c| c.len() + 16).sum::<usize>()
+            })
+            .sum();
+        let persons: usize = self
+            .persons
+            .iter()
+            .map(|p| p.len() * 2 + 16 + 16 + 12)
+            .sum();
+        self.records.capacity() * std::mem::size_of::<Record>()
+            + feat
+            + persons
+            + self.entries.capacity() * 8
+            + self.heads.capacity() * 13
+            + self.exact.capacity() * 25
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead(first: &str, last: &str, email: &str, company: &str) -> NormalizedLead {
+        let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        NormalizedLead {
+            first_name: s(first),
+            last_name: s(last),
+            email: s(email),
+            company: s(company),
+            ..Default::default()
+        }
+    }
+
+    fn decide(d: &mut Deduper, id: &str, l: &NormalizedLead) -> Verdict {
+        let f = Features::from_lead(l, d.config(), 0);
+        d.decide(id, "test", &super::super::fingerprints(l), f)
+    }
+
+    #[test]
+    fn typo_and_nickname_with_same_company_merge() {
+        let mut d = Deduper::new(DedupeConfig::default());
+        let a = decide(
+            &mut d,
+            "L1",
+            &lead("Robert", "Johnson", "rj@acme.com", "Acme Inc"),
+        );
+        assert_eq!(a.decision, Decision::New);
+        let b = decide(&mut d, "L2", &lead("Bob", "Jonson", "", "ACME"));
+        assert!(b.decision.is_duplicate(), "{b:?}");
+        assert_eq!(b.person_id, "L1");
+        let c = decide(&mut d, "L3", &lead("Johnson", "Robert", "", "Acme Ltd"));
+        assert!(c.decision.is_duplicate(), "{c:?}");
+    }
+
+    #[test]
+    fn same_name_at_another_company_is_not_a_duplicate() {
+        let mut d = Deduper::new(DedupeConfig::default());
+        decide(
+            &mut d,
+            "L1",
+            &lead("Anna", "Smith", "anna@acme.com", "Acme"),
+        );
+        let b = decide(
+            &mut d,
+            "L2",
+            &lead("Anna", "Smith", "asmith@globex.com", "Globex"),
+        );
+        assert_eq!(b.decision, Decision::New, "{b:?}");
+        assert_eq!(b.person_id, "L2");
+    }
+
+    #[test]
+    fn shared_email_is_exact() {
+        let mut d = Deduper::new(DedupeConfig::default());
+        decide(&mut d, "L1", &lead("Anna", "Smith", "anna@acme.com", ""));
+        let b = decide(&mut d, "L2", &lead("", "", "anna@acme.com", ""));
+        assert!(
+            matches!(b.decision, Decision::Duplicate { ref rule, .. } if rule == "exact-email-v2")
+        );
+    }
+
+    #[test]
+    fn window_expires_exact_matches() {
+        let mut d = Deduper::new(DedupeConfig {
+            window_days: 1,
+            fuzzy: false,
+            ..Default::default()
+        });
+        let l = lead("A", "B", "a@b.com", "");
+        let f = Features::from_lead(&l, d.config(), 0);
+        d.decide("L1", "s", &super::super::fingerprints(&l), f);
+        let mut f = Features::from_lead(&l, d.config(), 0);
+        f.received_at_ms = 3 * 86_400_000;
+        let v = d.decide("L2", "s", &super::super::fingerprints(&l), f);
+        assert_eq!(v.decision, Decision::New);
+    }
+
+    #[test]
+    fn numbered_test_persons_stay_apart() {
+        let leads: Vec<serde_json::Value> = (0..60)
+            .map(|n| serde_json::json!({"id": format!("L{n}"), "email": format!("reload.{n}@example.com"), "name": format!("Reload Person{n}")}))
+            .collect();
+        let out = crate::cli::dedupe::dedupe_values(&leads, &DedupeConfig::default());
+        for o in &out {
+            assert_eq!(o.decision, "new", "{o:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_jaro_winkler_is_strsims() {
+        let mut rng = crate::pipeline::dedupe::corpus::Rng::new(5);
+        let word = |rng: &mut crate::pipeline::dedupe::corpus::Rng, alphabet: &[u8]| -> String {
+            let n = rng.below(70);
+            (0..n).map(|_| *rng.pick(alphabet) as char).collect()
+        };
+        for i in 0..20_000 {
+            let alphabet: &[u8] = if i % 2 == 0 {
+                b"ab"
+            } else {
+                b"abcdefghij klmn"
+            };
+            let a = word(&mut rng, alphabet);
+            let b = if i % 3 == 0 {
+                // A near copy: a few edits.
+                let mut b = a.clone().into_bytes();
+                for _ in 0..rng.below(3) {
+                    if !b.is_empty() {
+                        let k = rng.below(b.len());
+                        b[k] = *rng.pick(alphabet);
+                    }
+                }
+                String::from_utf8(b).unwrap()
+            } else {
+                word(&mut rng, alphabet)
+            };
+            assert_eq!(
+                jaro_winkler(&a, &b).to_bits(),
+                strsim::jaro_winkler(&a, &b).to_bits(),
+                "{a:?} {b:?}"
+            );
+        }
+        for (a, b) in [
+            ("martha", "marhta"),
+            ("dwayne", "duane"),
+            ("", ""),
+            ("a", ""),
+            ("jose", "josé"),
+            ("robert", "rupert"),
+        ] {
+            assert_eq!(
+                jaro_winkler(a, b).to_bits(),
+                strsim::jaro_winkler(a, b).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn prune_leaves_the_index_the_kept_records_would_build() {
+        const DAY: i64 = 86_400_000;
+        let cfg = DedupeConfig {
+            window_days: 30,
+            ..Default::default()
+        };
+        let leads = crate::pipeline::dedupe::corpus::prepared(21, 900, "", &cfg);
+        let (old, rest) = leads.split_at(leads.len() / 3);
+        let (recent, queries) = rest.split_at(rest.len() / 2);
+        let at = |f: &Features, t: i64| Features {
+            received_at_ms: t,
+            ..f.clone()
+        };
+        // `pruned` sees every lead; `fresh` only the recent ones, as they
+        // were decided.
+        let mut pruned = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in old.iter().enumerate() {
+            pruned.decide(id, "s", fps, at(f, i as i64));
+        }
+        let mut fresh = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in recent.iter().enumerate() {
+            let t = 40 * DAY + i as i64;
+            let v = pruned.decide(id, "s", fps, at(f, t));
+            fresh.insert_stored(id, &v.person_id, fps, Some(at(f, t)), t);
+        }
+        let (records, fingerprints, bytes) = (
+            pruned.len(),
+            pruned.fingerprint_count(),
+            pruned.approx_bytes(),
+        );
+        let now = 60 * DAY;
+        assert_eq!(pruned.prune(now), old.len());
+        assert_eq!(pruned.len(), records - old.len());
+        assert_eq!(pruned.len(), fresh.len());
+        assert!(pruned.fingerprint_count() < fingerprints);
+        assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
+        assert!(
+            pruned.approx_bytes() * 10 < bytes * 8,
+            "{} of {bytes} bytes",
+            pruned.approx_bytes()
+        );
+        assert_eq!(pruned.prune(now), 0, "nothing more to drop");
+        let mut kinds = [0; 3];
+        for (i, (id, fps, f)) in queries.iter().enumerate() {
+            let t = now + i as i64;
+            let a = pruned.decide(id, "s", fps, at(f, t));
+            let b = fresh.decide(id, "s", fps, at(f, t));
+            assert_eq!(a.decision, b.decision, "{id}");
+            assert_eq!(
+                (&a.person_id, &a.matched_id, a.score, &a.added),
+                (&b.person_id, &b.matched_id, b.score, &b.added),
+                "{id}"
+            );
+            kinds[match a.decision {
+                Decision::New => 0,
+                Decision::Duplicate { .. } => 1,
+                Decision::Possible { .. } => 2,
+            }] += 1;
+        }
+        assert!(kinds.iter().all(|&n| n > 0), "{kinds:?}");
+    }
+
+    #[test]
+    fn without_a_window_nothing_is_pruned() {
+        let cfg = DedupeConfig {
+            window_days: 0,
+            ..Default::default()
+        };
+        let mut d = Deduper::new(cfg.clone());
+        for (id, fps, f) in crate::pipeline::dedupe::corpus::prepared(4, 50, "", &cfg) {
+            d.decide(&id, "s", &fps, f);
+        }
+        let n = d.len();
+        assert_eq!(d.prune(i64::MAX), 0);
+        assert_eq!(d.len(), n);
+    }
+
+    #[test]
+    fn blocking_keys_survive_a_name_swap() {
+        let cfg = DedupeConfig::default();
+        let mut k1 = Vec::new();
+        let mut k2 = Vec::new();
+        Features::from_lead(&lead("Anna", "Smith", "", ""), &cfg, 0).blocking_keys(&mut k1);
+        Features::from_lead(&lead("Smith", "Anna", "", ""), &cfg, 0).blocking_keys(&mut k2);
+        assert_eq!(k1, k2);
+    }
+}
