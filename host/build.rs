@@ -12,6 +12,11 @@ fn main() {
     for dir in ["adapters", "sdk", "wit", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
+    // sqlx::migrate! embeds the migrations: a new one must rebuild the crate.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("migrations").display()
+    );
     println!("cargo:rerun-if-env-changed=LEADGATE_SKIP_ADAPTER_BUILD");
     let plugins_out = leadgate_wasm_build::target_root(&workspace).join("plugins");
     println!(

@@ -1,11 +1,17 @@
 //! Metrics: counters kept in memory and rendered in the Prometheus text
-//! format at `GET /metrics`. Names follow `leadgate_<stage>_<what>_total`.
+//! format at `GET /metrics` by the `prometheus` crate's encoder. Names
+//! follow `leadgate_<stage>_<what>_total`. Counters live in a registry;
+//! what is read at scrape time (the store's job counts, each destination's
+//! plugin and breaker, the latency quantiles) is added as families then.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hdrhistogram::Histogram;
+use prometheus::proto::{
+    Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary,
+};
+use prometheus::{Encoder as _, IntCounter, Registry, TextEncoder};
 
 use crate::pipeline::route::Priority;
 use crate::store::StoreCounts;
@@ -24,30 +30,68 @@ pub struct DestinationGauges {
     pub breaker_opened: u64,
 }
 
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub ingest_requests: AtomicU64,
-    pub ingest_accepted: AtomicU64,
-    pub ingest_duplicates: AtomicU64,
-    pub ingest_rejected: AtomicU64,
+/// Declares the host's counters: each a field and a registered series.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $field:ident: $name:literal, $help:literal;)+) => {
+        /// The host's counters, and the latency of deliveries per class.
+        pub struct Metrics {
+            registry: Registry,
+            $($(#[$doc])* pub $field: IntCounter,)+
+            /// Lead-to-CRM latency and SLA breaches per priority class.
+            pub latency: LatencyByClass,
+        }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                let registry = Registry::new();
+                $(
+                    let $field = IntCounter::new($name, $help).expect("a valid counter");
+                    registry
+                        .register(Box::new($field.clone()))
+                        .expect("each counter once");
+                )+
+                Metrics {
+                    registry,
+                    $($field,)+
+                    latency: LatencyByClass::default(),
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    ingest_requests: "leadgate_ingest_requests_total", "POST /v1/leads requests.";
+    ingest_accepted: "leadgate_ingest_accepted_total", "Leads accepted and stored.";
+    ingest_duplicates: "leadgate_ingest_duplicates_total", "Accepted leads that were duplicates.";
+    ingest_rejected: "leadgate_ingest_rejected_total", "Leads rejected at validation.";
     /// Posts answered 429 because the backlog was full.
-    pub ingest_backlog_refused: AtomicU64,
-    pub delivery_batches: AtomicU64,
-    pub delivery_delivered: AtomicU64,
-    pub delivery_retries: AtomicU64,
-    pub delivery_rate_limited: AtomicU64,
-    pub delivery_dead: AtomicU64,
-    pub delivery_lease_lost: AtomicU64,
+    ingest_backlog_refused: "leadgate_ingest_backlog_refused_total",
+        "POST /v1/leads answered 429 because the outbox backlog was over its limit.";
+    delivery_batches: "leadgate_delivery_batches_total", "Adapter push calls.";
+    delivery_delivered: "leadgate_delivery_delivered_total", "Jobs delivered.";
+    delivery_retries: "leadgate_delivery_retries_total", "Jobs rescheduled.";
+    delivery_rate_limited: "leadgate_delivery_rate_limited_total", "Jobs the CRM throttled.";
+    delivery_dead: "leadgate_delivery_dead_lettered_total", "Jobs moved to the dead-letter queue.";
+    delivery_lease_lost: "leadgate_delivery_lease_lost_total",
+        "Results dropped because the lease had passed to another worker.";
     /// Leased jobs given back to the queue at shutdown.
-    pub delivery_released: AtomicU64,
-    pub plugin_call_errors: AtomicU64,
-    pub webhook_events: AtomicU64,
-    pub webhook_rejected: AtomicU64,
+    delivery_released: "leadgate_delivery_released_total",
+        "Leased jobs given back to the queue at shutdown.";
+    plugin_call_errors: "leadgate_plugin_call_errors_total",
+        "Plugin calls that trapped, timed out or misbehaved.";
+    webhook_events: "leadgate_webhook_events_total", "Verified webhook events.";
+    webhook_rejected: "leadgate_webhook_rejected_total", "Webhooks refused.";
     /// Writes the CRM reported as done that a read-back found missing or
     /// different (retried).
-    pub delivery_readback_mismatches: AtomicU64,
-    /// Lead-to-CRM latency and SLA breaches per priority class.
-    pub latency: LatencyByClass,
+    delivery_readback_mismatches: "leadgate_delivery_readback_mismatches_total",
+        "Writes the CRM reported as done that a read-back found missing or different (retried).";
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 /// Lead-to-CRM latency (acceptance to the CRM's confirmation) per priority
@@ -80,6 +124,9 @@ pub struct LatencySummary {
     pub p95_ms: u64,
     pub p99_ms: u64,
     pub max_ms: u64,
+    /// The sum of the latencies (from the histogram's mean).
+    #[serde(skip)]
+    pub sum_ms: f64,
     pub sla_breaches: u64,
 }
 
@@ -111,207 +158,183 @@ impl LatencyByClass {
                     p95_ms: h.value_at_quantile(0.95),
                     p99_ms: h.value_at_quantile(0.99),
                     max_ms: h.max(),
+                    sum_ms: h.mean() * h.len() as f64,
                     sla_breaches: self.breaches[i].load(Relaxed),
                 }
             })
             .collect()
     }
+
+    /// The latency summary family: p50, p95 and p99 per class.
+    fn family(&self, summaries: &[LatencySummary]) -> MetricFamily {
+        let metrics = summaries
+            .iter()
+            .map(|s| {
+                let quantiles = [(0.5, s.p50_ms), (0.95, s.p95_ms), (0.99, s.p99_ms)]
+                    .into_iter()
+                    .map(|(q, v)| {
+                        let mut quantile = Quantile::default();
+                        quantile.set_quantile(q);
+                        quantile.set_value(v as f64);
+                        quantile
+                    })
+                    .collect();
+                let mut summary = Summary::default();
+                summary.set_sample_count(s.count);
+                summary.set_sample_sum(s.sum_ms);
+                summary.set_quantile(quantiles);
+                let mut metric = Metric::default();
+                metric.set_label(labels(vec![("priority", s.priority.clone())]));
+                metric.set_summary(summary);
+                metric
+            })
+            .collect();
+        let mut family = MetricFamily::default();
+        family.set_name("leadgate_delivery_latency_ms".into());
+        family.set_help(
+            "Lead-to-CRM latency, acceptance to the CRM's confirmation, per priority class.".into(),
+        );
+        family.set_field_type(MetricType::SUMMARY);
+        family.set_metric(metrics);
+        family
+    }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    pub fn add(counter: &IntCounter, n: u64) {
+        counter.inc_by(n);
     }
 
-    pub fn render(&self, counts: Option<&StoreCounts>, plugins: &[DestinationGauges]) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "leadgate_ingest_requests_total",
-            "POST /v1/leads requests.",
-            self.ingest_requests.load(Relaxed),
-        );
-        counter(
-            "leadgate_ingest_accepted_total",
-            "Leads accepted and stored.",
-            self.ingest_accepted.load(Relaxed),
-        );
-        counter(
-            "leadgate_ingest_duplicates_total",
-            "Accepted leads that were duplicates.",
-            self.ingest_duplicates.load(Relaxed),
-        );
-        counter(
-            "leadgate_ingest_rejected_total",
-            "Leads rejected at validation.",
-            self.ingest_rejected.load(Relaxed),
-        );
-        counter(
-            "leadgate_ingest_backlog_refused_total",
-            "POST /v1/leads answered 429 because the outbox backlog was over its limit.",
-            self.ingest_backlog_refused.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_batches_total",
-            "Adapter push calls.",
-            self.delivery_batches.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_delivered_total",
-            "Jobs delivered.",
-            self.delivery_delivered.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_retries_total",
-            "Jobs rescheduled.",
-            self.delivery_retries.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_rate_limited_total",
-            "Jobs the CRM throttled.",
-            self.delivery_rate_limited.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_dead_lettered_total",
-            "Jobs moved to the dead-letter queue.",
-            self.delivery_dead.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_lease_lost_total",
-            "Results dropped because the lease had passed to another worker.",
-            self.delivery_lease_lost.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_released_total",
-            "Leased jobs given back to the queue at shutdown.",
-            self.delivery_released.load(Relaxed),
-        );
-        counter(
-            "leadgate_plugin_call_errors_total",
-            "Plugin calls that trapped, timed out or misbehaved.",
-            self.plugin_call_errors.load(Relaxed),
-        );
-        counter(
-            "leadgate_webhook_events_total",
-            "Verified webhook events.",
-            self.webhook_events.load(Relaxed),
-        );
-        counter(
-            "leadgate_webhook_rejected_total",
-            "Webhooks refused.",
-            self.webhook_rejected.load(Relaxed),
-        );
-        counter(
-            "leadgate_delivery_readback_mismatches_total",
-            "Writes the CRM reported as done that a read-back found missing or different (retried).",
-            self.delivery_readback_mismatches.load(Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP leadgate_delivery_latency_ms Lead-to-CRM latency, acceptance to the CRM's confirmation, per priority class.\n# TYPE leadgate_delivery_latency_ms summary"
-        );
+    /// The Prometheus text: the registered counters and what is read now
+    /// (the store's `counts`, each destination's plugin and breaker, the
+    /// latency per class).
+    pub fn render(
+        &self,
+        counts: Option<&StoreCounts>,
+        destinations: &[DestinationGauges],
+    ) -> String {
+        let mut families = self.registry.gather();
         let summaries = self.latency.summaries();
-        for s in &summaries {
-            for (q, v) in [("0.5", s.p50_ms), ("0.95", s.p95_ms), ("0.99", s.p99_ms)] {
-                let _ = writeln!(
-                    out,
-                    "leadgate_delivery_latency_ms{{priority=\"{}\",quantile=\"{q}\"}} {v}",
-                    s.priority
-                );
-            }
-            let _ = writeln!(
-                out,
-                "leadgate_delivery_latency_ms_count{{priority=\"{}\"}} {}",
-                s.priority, s.count
-            );
-        }
-        family(
-            &mut out,
+        families.push(self.latency.family(&summaries));
+        families.push(family(
             "leadgate_delivery_sla_breaches_total",
             "Deliveries later than their class's SLA (P0 1 min, P1 5 min, P2 30 min).",
-            "counter",
+            MetricType::COUNTER,
             summaries
                 .iter()
-                .map(|s| (format!("priority=\"{}\"", s.priority), s.sla_breaches)),
-        );
+                .map(|s| (vec![("priority", s.priority.clone())], s.sla_breaches)),
+        ));
         if let Some(c) = counts {
-            family(
-                &mut out,
+            families.push(family(
                 "leadgate_outbox_jobs",
                 "Jobs by state.",
-                "gauge",
+                MetricType::GAUGE,
                 [
                     ("pending", c.jobs_pending),
                     ("leased", c.jobs_leased),
                     ("delivered", c.jobs_delivered),
                     ("dead", c.jobs_dead),
                 ]
-                .map(|(state, n)| (format!("state=\"{state}\""), n)),
-            );
+                .map(|(state, n)| (vec![("state", state.to_string())], n)),
+            ));
         }
-        let per_destination = |value: fn(&DestinationGauges) -> u64| {
-            plugins
-                .iter()
-                .map(move |p| (format!("destination=\"{}\"", p.destination), value(p)))
-        };
-        family(
-            &mut out,
-            "leadgate_plugin_calls_total",
-            "Plugin calls.",
-            "counter",
-            plugins.iter().map(|p| {
-                (
-                    format!(
-                        "destination=\"{}\",adapter=\"{}\",version=\"{}\"",
-                        p.destination, p.adapter, p.version
-                    ),
-                    p.calls,
-                )
-            }),
-        );
-        family(
-            &mut out,
-            "leadgate_plugin_reload_failures_total",
-            "Plugin or mapping files refused at reload.",
-            "counter",
-            per_destination(|p| p.reload_failures),
-        );
-        family(
-            &mut out,
-            "leadgate_delivery_breaker_state",
-            "Circuit breaker per destination: 0 closed, 1 half-open, 2 open.",
-            "gauge",
-            per_destination(|p| u64::from(p.breaker_state)),
-        );
-        family(
-            &mut out,
-            "leadgate_delivery_breaker_opened_total",
-            "Times a destination's circuit breaker opened (re-openings after a failed probe included).",
-            "counter",
-            per_destination(|p| p.breaker_opened),
-        );
-        out
+        families.extend(destination_families(destinations));
+        // The text format has no empty family (no destination configured).
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("metric families encode");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
     }
 }
 
-/// One labelled metric family: its HELP and TYPE lines, then a line per
-/// (labels, value).
-fn family(
-    out: &mut String,
+/// Per destination: plugin calls, reload failures and its breaker.
+fn destination_families(destinations: &[DestinationGauges]) -> Vec<MetricFamily> {
+    let per_destination = |value: fn(&DestinationGauges) -> u64| {
+        destinations
+            .iter()
+            .map(move |d| (vec![("destination", d.destination.clone())], value(d)))
+    };
+    vec![
+        family(
+            "leadgate_plugin_calls_total",
+            "Plugin calls.",
+            MetricType::COUNTER,
+            destinations.iter().map(|d| {
+                let labels = vec![
+                    ("destination", d.destination.clone()),
+                    ("adapter", d.adapter.clone()),
+                    ("version", d.version.clone()),
+                ];
+                (labels, d.calls)
+            }),
+        ),
+        family(
+            "leadgate_plugin_reload_failures_total",
+            "Plugin or mapping files refused at reload.",
+            MetricType::COUNTER,
+            per_destination(|d| d.reload_failures),
+        ),
+        family(
+            "leadgate_delivery_breaker_state",
+            "Circuit breaker per destination: 0 closed, 1 half-open, 2 open.",
+            MetricType::GAUGE,
+            per_destination(|d| u64::from(d.breaker_state)),
+        ),
+        family(
+            "leadgate_delivery_breaker_opened_total",
+            "Times a destination's circuit breaker opened (re-openings after a failed probe included).",
+            MetricType::COUNTER,
+            per_destination(|d| d.breaker_opened),
+        ),
+    ]
+}
+
+/// Label pairs for a series.
+fn labels(pairs: Vec<(&str, String)>) -> Vec<LabelPair> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value);
+            pair
+        })
+        .collect()
+}
+
+/// A counter or gauge family read at scrape time: one series per row.
+fn family<'a>(
     name: &str,
     help: &str,
-    kind: &str,
-    rows: impl IntoIterator<Item = (String, u64)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, value) in rows {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (Vec<(&'a str, String)>, u64)>,
+) -> MetricFamily {
+    let metrics = rows
+        .into_iter()
+        .map(|(pairs, value)| {
+            let mut metric = Metric::default();
+            metric.set_label(labels(pairs));
+            if kind == MetricType::GAUGE {
+                let mut gauge = Gauge::default();
+                gauge.set_value(value as f64);
+                metric.set_gauge(gauge);
+            } else {
+                let mut counter = Counter::default();
+                counter.set_value(value as f64);
+                metric.set_counter(counter);
+            }
+            metric
+        })
+        .collect();
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_string());
+    family.set_help(help.to_string());
+    family.set_field_type(kind);
+    family.set_metric(metrics);
+    family
 }
 
 #[cfg(test)]
@@ -335,5 +358,26 @@ mod tests {
         let text = m.render(None, &[]);
         assert!(text.contains("leadgate_delivery_latency_ms{priority=\"P0\",quantile=\"0.99\"}"));
         assert!(text.contains("leadgate_delivery_sla_breaches_total{priority=\"P2\"} 1"));
+        let text = m.render(
+            Some(&StoreCounts {
+                jobs_dead: 3,
+                ..Default::default()
+            }),
+            &[DestinationGauges {
+                destination: "hubspot".into(),
+                breaker_state: 2,
+                reload_failures: 4,
+                ..Default::default()
+            }],
+        );
+        for line in [
+            "leadgate_outbox_jobs{state=\"dead\"} 3",
+            "leadgate_delivery_breaker_state{destination=\"hubspot\"} 2",
+            "leadgate_plugin_reload_failures_total{destination=\"hubspot\"} 4",
+            "# TYPE leadgate_delivery_latency_ms summary",
+            "leadgate_delivery_latency_ms_count{priority=\"P0\"} 100",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -114,7 +114,7 @@ impl Outbox {
                 group_max,
                 merging,
                 min_epoch: min_epoch.clone(),
-                persons: Default::default(),
+                persons: writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max)),
                 epoch: 0,
             },
             rx,

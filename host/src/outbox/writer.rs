@@ -16,12 +16,15 @@ use super::{Committed, Merging, OutboxError, PreparedLead, Reply};
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
-use crate::store::{Store, StoreError, load_person};
+use crate::store::{Store, StoreError, load_person, person_from_store};
 
-/// Golden records kept in the writer's memory: every person touched in
-/// roughly the last `2 × PERSON_CACHE` leads (older ones are read back from
-/// the store, where they are committed by then).
-const PERSON_CACHE: usize = 50_000;
+/// Golden records kept in the writer's memory, per generation: every
+/// person touched in the last `PERSON_CACHE` (or four groups') leads at
+/// least. The cache must hold every person of the groups in flight (not
+/// yet committed, so not in the store); older ones are read back from the
+/// store, a group's in one read. A person takes ~3 KB here, so the cache
+/// is sized to the groups in flight, not to what went by.
+pub(super) const PERSON_CACHE: usize = 4_096;
 
 /// How often the writer drops dedupe records older than the window.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -123,25 +126,44 @@ impl Writer {
         }
     }
 
-    /// Decides every queued lead in order and builds the group's rows. On
-    /// a failed read, the replies of the whole group come back with the
-    /// error.
+    /// Decides every queued lead in order and builds the group's rows:
+    /// first every dedupe decision, then one read of the persons the
+    /// group's duplicates join that are not cached, then the merges and
+    /// rows in arrival order. On a failed read, the replies of the whole
+    /// group come back with the error.
     async fn build_group(
         &mut self,
         queue: &mut Vec<(Vec<PreparedLead>, Reply)>,
         total: usize,
     ) -> Result<Group, (StoreError, Vec<Reply>)> {
+        let mut decided = Vec::with_capacity(queue.len());
+        let mut wanted = Vec::new();
+        for (leads, reply) in queue.drain(..) {
+            let leads: Vec<Decided> = leads.into_iter().map(|l| self.decide(l)).collect();
+            for d in &leads {
+                if let Decision::Duplicate { person_id, .. } = &d.decision
+                    && !self.persons.contains(person_id)
+                {
+                    wanted.push(person_id.clone());
+                }
+            }
+            decided.push((leads, reply));
+        }
+        let mut stored = match self.read_persons(&wanted).await {
+            Ok(stored) => stored,
+            Err(e) => return Err((e, decided.into_iter().map(|(_, r)| r).collect())),
+        };
         let mut group = Group {
             epoch: self.epoch,
             rows: Vec::with_capacity(total),
-            answers: Vec::with_capacity(queue.len()),
+            answers: Vec::with_capacity(decided.len()),
             made_jobs: false,
         };
         let mut failed = None;
-        for (leads, reply) in queue.drain(..) {
+        for (leads, reply) in decided {
             let mut committed = Vec::with_capacity(leads.len());
             for lead in leads {
-                match self.decide(lead).await {
+                match self.merge(lead, &mut stored).await {
                     Ok(row) => {
                         group.made_jobs |= !row.jobs.is_empty();
                         committed.push(Committed {
@@ -163,29 +185,15 @@ impl Writer {
         }
     }
 
-    /// One lead: its dedupe decision, its merge into a known person, and
-    /// its row.
-    async fn decide(
-        &mut self,
-        mut lead: PreparedLead,
-    ) -> Result<crate::store::NewLead, StoreError> {
+    /// One lead's dedupe decision; a new person's first lead goes into the
+    /// cache at once, so a duplicate later in the group finds it.
+    fn decide(&mut self, mut lead: PreparedLead) -> Decided {
         let features = std::mem::take(&mut lead.features);
         let normalized = Arc::new(std::mem::take(&mut lead.lead));
         let verdict = self
             .index
             .decide(&lead.id, &lead.source, &lead.fingerprints, features);
-        let decision = verdict.decision;
-        let mut merged = None;
-        if let Decision::Duplicate { person_id, .. } = &decision {
-            let person = match self.persons.take(person_id) {
-                Some(p) => Some(p),
-                None => load_person(&*self.store, person_id).await?,
-            };
-            if let Some(mut person) = person {
-                merged = merge_duplicate(&mut person, &lead, &normalized, &self.merging);
-                self.persons.put(person);
-            }
-        } else {
+        if !matches!(verdict.decision, Decision::Duplicate { .. }) {
             self.persons.put_first(
                 &lead.id,
                 normalized.clone(),
@@ -193,8 +201,59 @@ impl Writer {
                 lead.received_at_ms,
             );
         }
-        Ok(build_row(lead, normalized, decision, verdict.added, merged))
+        Decided {
+            lead,
+            normalized,
+            decision: verdict.decision,
+            added: verdict.added,
+        }
     }
+
+    /// The stored persons `ids` (committed ones: persons of groups in
+    /// flight are always cached), in one read.
+    async fn read_persons(&self, ids: &[String]) -> Result<HashMap<String, Person>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let stored = self.store.persons(ids).await?;
+        stored
+            .into_iter()
+            .map(|(id, p)| Ok((id.clone(), person_from_store(&id, p)?)))
+            .collect()
+    }
+
+    /// A decided lead's merge into its person (a duplicate), and its row.
+    async fn merge(
+        &mut self,
+        d: Decided,
+        stored: &mut HashMap<String, Person>,
+    ) -> Result<crate::store::NewLead, StoreError> {
+        let mut merged = None;
+        if let Decision::Duplicate { person_id, .. } = &d.decision {
+            let person = match self.persons.take(person_id) {
+                Some(p) => Some(p),
+                None => match stored.remove(person_id) {
+                    Some(p) => Some(p),
+                    // Evicted since the decisions (a very large group).
+                    None => load_person(&*self.store, person_id).await?,
+                },
+            };
+            if let Some(mut person) = person {
+                merged = merge_duplicate(&mut person, &d.lead, &d.normalized, &self.merging);
+                self.persons.put(person);
+            }
+        }
+        Ok(build_row(d.lead, d.normalized, d.decision, d.added, merged))
+    }
+}
+
+/// A lead with its dedupe decision, waiting for its merge.
+struct Decided {
+    lead: PreparedLead,
+    normalized: Arc<NormalizedLead>,
+    decision: Decision,
+    /// The fingerprints the lead added to the index.
+    added: Vec<String>,
 }
 
 /// Merges a duplicate into its person; updates for every route whose
@@ -249,13 +308,27 @@ enum Cached {
 
 /// The writer's golden records: two generations, the older dropped when
 /// the newer fills up.
-#[derive(Default)]
 pub(super) struct PersonCache {
     recent: HashMap<String, Cached>,
     older: HashMap<String, Cached>,
+    per_generation: usize,
 }
 
 impl PersonCache {
+    /// A cache that keeps every person of the last `per_generation`
+    /// insertions at least.
+    pub fn new(per_generation: usize) -> PersonCache {
+        PersonCache {
+            recent: HashMap::new(),
+            older: HashMap::new(),
+            per_generation,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.recent.contains_key(id) || self.older.contains_key(id)
+    }
+
     fn take(&mut self, id: &str) -> Option<Person> {
         let cached = self.recent.remove(id).or_else(|| self.older.remove(id))?;
         Some(match cached {
@@ -291,7 +364,7 @@ impl PersonCache {
     }
 
     fn insert(&mut self, id: String, cached: Cached) {
-        if self.recent.len() >= PERSON_CACHE {
+        if self.recent.len() >= self.per_generation {
             // The older generation goes; its table's room is reused.
             std::mem::swap(&mut self.recent, &mut self.older);
             self.recent.clear();
@@ -314,30 +387,32 @@ pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Dedu
         0 => i64::MIN,
         days => crate::now_ms() - i64::from(days) * 86_400_000,
     };
-    let records = store.load_dedupe_records(since).await?;
     let mut index = Deduper::new(config.clone());
-    for mut r in records {
-        let lead = serde_json::from_str::<NormalizedLead>(&r.normalized).ok();
-        // Every fingerprint the lead had, not only those it added: a
-        // duplicate refreshes its person's fingerprints (the window counts
-        // from the person's last lead), and so must the rebuilt index.
-        if let Some(lead) = &lead {
-            for fp in fingerprints(lead) {
-                if !r.fingerprints.contains(&fp) {
-                    r.fingerprints.push(fp);
+    store
+        .load_dedupe_records(since, &mut |mut r| {
+            let lead = serde_json::from_str::<NormalizedLead>(&r.normalized).ok();
+            // Every fingerprint the lead had, not only those it added: a
+            // duplicate refreshes its person's fingerprints (the window
+            // counts from the person's last lead), and so must the rebuilt
+            // index.
+            if let Some(lead) = &lead {
+                for fp in fingerprints(lead) {
+                    if !r.fingerprints.contains(&fp) {
+                        r.fingerprints.push(fp);
+                    }
                 }
             }
-        }
-        let features = lead
-            .filter(|_| config.fuzzy)
-            .map(|lead| Features::from_lead(&lead, config, r.received_at_ms));
-        index.insert_stored(
-            &r.id,
-            &r.person_id,
-            &r.fingerprints,
-            features,
-            r.received_at_ms,
-        );
-    }
+            let features = lead
+                .filter(|_| config.fuzzy)
+                .map(|lead| Features::from_lead(&lead, config, r.received_at_ms));
+            index.insert_stored(
+                &r.id,
+                &r.person_id,
+                &r.fingerprints,
+                features,
+                r.received_at_ms,
+            );
+        })
+        .await?;
     Ok(index)
 }

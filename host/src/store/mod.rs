@@ -17,7 +17,7 @@ use crate::pipeline::merge::{Change, Person};
 use crate::pipeline::normalize::NormalizedLead;
 use crate::pipeline::route::Priority;
 
-pub use person::load_person;
+pub use person::{load_person, person_from_store};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,35 +32,91 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The states of an outbox job. Mapped to the database with a CHECK
-/// constraint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Pending,
-    Leased,
-    Delivered,
-    Dead,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Leased => "leased",
-            JobState::Delivered => "delivered",
-            JobState::Dead => "dead",
-        }
+/// The text form of a persisted state, and its parse (each value is
+/// CHECK-constrained in the database).
+pub trait StoredEnum: Sized + Copy + Into<&'static str> + std::str::FromStr {
+    fn as_str(self) -> &'static str {
+        self.into()
     }
 
-    pub fn parse(s: &str) -> Result<JobState, StoreError> {
-        Ok(match s {
-            "pending" => JobState::Pending,
-            "leased" => JobState::Leased,
-            "delivered" => JobState::Delivered,
-            "dead" => JobState::Dead,
-            other => return Err(StoreError::Corrupt(format!("job state {other:?}"))),
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        s.parse().map_err(|_| {
+            StoreError::Corrupt(format!("{s:?} is not a {}", std::any::type_name::<Self>()))
         })
+    }
+}
+
+/// Derives what a persisted state enum needs: serde and the text form in
+/// snake case, and comparison with that text.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize,
+            strum::IntoStaticStr, strum::EnumString,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl StoredEnum for $name {}
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// The states of an outbox job.
+    pub enum JobState {
+        Pending,
+        Leased,
+        Delivered,
+        Dead,
+    }
+}
+
+stored_enum! {
+    /// What a stored lead is.
+    pub enum LeadState {
+        /// The first lead of its person.
+        Accepted,
+        /// Merged into an earlier lead's person.
+        Duplicate,
+    }
+}
+
+stored_enum! {
+    /// The stage an audit-trail entry belongs to.
+    pub enum Stage {
+        Ingest,
+        Normalize,
+        Dedupe,
+        Merge,
+        Route,
+        Delivery,
+        Dlq,
+    }
+}
+
+stored_enum! {
+    /// What happened, in an audit-trail entry.
+    pub enum EventKind {
+        Received,
+        Normalized,
+        NewPerson,
+        Duplicate,
+        Merged,
+        Queued,
+        Unmappable,
+        Delivered,
+        RetryScheduled,
+        DeadLettered,
+        Replayed,
+        Discarded,
     }
 }
 
@@ -70,38 +126,9 @@ pub struct Event {
     pub lead_id: String,
     pub job_id: Option<String>,
     pub at_ms: i64,
-    pub stage: String,
-    pub event: String,
-    /// JSON.
+    pub stage: Stage,
+    pub event: EventKind,
     pub detail: serde_json::Value,
-}
-
-/// What a stored lead is. Mapped to the database with a CHECK
-/// constraint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LeadState {
-    /// The first lead of its person.
-    Accepted,
-    /// Merged into an earlier lead's person.
-    Duplicate,
-}
-
-impl LeadState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeadState::Accepted => "accepted",
-            LeadState::Duplicate => "duplicate",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<LeadState, StoreError> {
-        Ok(match s {
-            "accepted" => LeadState::Accepted,
-            "duplicate" => LeadState::Duplicate,
-            other => return Err(StoreError::Corrupt(format!("lead status {other:?}"))),
-        })
-    }
 }
 
 /// What a job delivers, as stored. Versioned: a host reads every version
@@ -361,10 +388,31 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored lead of the persons with a lead received at or after
     /// `since_ms` (`i64::MIN`: every lead), as the dedupe index needs it, in
     /// arrival order.
-    async fn load_dedupe_records(&self, since_ms: i64) -> Result<Vec<DedupeRecord>, StoreError>;
+    ///
+    /// The records are handed to `each` one by one as they are read, so
+    /// that memory holds the index being built, never the whole table.
+    async fn load_dedupe_records(
+        &self,
+        since_ms: i64,
+        each: &mut (dyn FnMut(DedupeRecord) + Send),
+    ) -> Result<(), StoreError>;
 
     /// A person's golden record, or its first lead.
     async fn person(&self, id: &str) -> Result<Option<StoredPerson>, StoreError>;
+
+    /// Several persons in one read (the ones found), as [`Store::person`].
+    async fn persons(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, StoredPerson>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.person(id).await? {
+                found.insert(id.clone(), p);
+            }
+        }
+        Ok(found)
+    }
 
     /// The ids of the leads of one person, in arrival order.
     async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError>;

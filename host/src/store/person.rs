@@ -7,15 +7,23 @@ use crate::pipeline::merge::{LeadMeta, Person};
 /// A person's golden record, built from its first lead when no merge has
 /// changed it yet.
 pub async fn load_person(store: &dyn Store, id: &str) -> Result<Option<Person>, StoreError> {
+    store
+        .person(id)
+        .await?
+        .map(|stored| person_from_store(id, stored))
+        .transpose()
+}
+
+/// The golden record of what the store holds of person `id`.
+pub fn person_from_store(id: &str, stored: StoredPerson) -> Result<Person, StoreError> {
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("person {id}: {e}"));
-    Ok(match store.person(id).await? {
-        None => None,
-        Some(StoredPerson::Merged(json)) => Some(serde_json::from_str(&json).map_err(corrupt)?),
-        Some(StoredPerson::FirstLead {
+    Ok(match stored {
+        StoredPerson::Merged(json) => serde_json::from_str(&json).map_err(corrupt)?,
+        StoredPerson::FirstLead {
             source,
             received_at_ms,
             normalized,
-        }) => Some(Person::first(
+        } => Person::first(
             id,
             serde_json::from_str(&normalized).map_err(corrupt)?,
             &LeadMeta {
@@ -23,6 +31,6 @@ pub async fn load_person(store: &dyn Store, id: &str) -> Result<Option<Person>, 
                 source: &source,
                 at_ms: received_at_ms,
             },
-        )),
+        ),
     })
 }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{JobPayload, JobState, NewLead};
+use super::{JobPayload, JobState, NewLead, StoredEnum};
 use crate::pipeline::dedupe::Decision;
 use crate::pipeline::merge::{Change, Person};
 use crate::pipeline::normalize::NormalizedLead;

@@ -94,6 +94,14 @@ fn args<const N: usize>(values: [Arg; N]) -> Result<SqliteArguments, StoreError>
     Ok(args)
 }
 
+/// The writer connection's page cache: the indexes every insert and lease
+/// touches stay in memory.
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
+/// Every other connection's page cache (readers, checkpoints, operator
+/// writes): each connection has its own, and a scan (counts, the dedupe
+/// index load at start-up) would otherwise fill a large one for good.
+const OTHER_CACHE_KIB: u32 = 2 * 1024;
+
 /// Transactions waiting for the writer; a full queue makes callers wait.
 const WRITE_QUEUE: usize = 256;
 
@@ -124,7 +132,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             // Commits never stop to checkpoint; a background task does it.
             .pragma("wal_autocheckpoint", "0")
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", format!("-{}", OTHER_CACHE_KIB))
             .pragma("temp_store", "memory");
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
@@ -137,7 +145,12 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&admin).await?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(writer_loop(options.connect().await?, queue));
+        let writer = options
+            .clone()
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            .connect()
+            .await?;
+        tokio::spawn(writer_loop(writer, queue));
         // Checkpoints write the database file: a connection of their own,
         // off the writer's queue.
         let checkpoints = SqlitePoolOptions::new()
@@ -237,33 +250,32 @@ impl Store for SqliteStore {
     async fn load_dedupe_records(
         &self,
         since_ms: i64,
-    ) -> Result<Vec<super::DedupeRecord>, StoreError> {
-        let rows = sqlx::query(
+        each: &mut (dyn FnMut(super::DedupeRecord) + Send),
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = sqlx::query(
             "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
              WHERE ?1 = -9223372036854775808
                 OR person_id IN (SELECT person_id FROM leads WHERE received_at >= ?1)
              ORDER BY rowid",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let fps: String = r.get(4);
-                super::DedupeRecord {
-                    id: r.get(0),
-                    person_id: r.get(1),
-                    received_at_ms: r.get(2),
-                    normalized: r.get(3),
-                    fingerprints: fps
-                        .split(' ')
-                        .filter(|f| !f.is_empty())
-                        .map(String::from)
-                        .collect(),
-                }
-            })
-            .collect())
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let fps: String = r.get(4);
+            each(super::DedupeRecord {
+                id: r.get(0),
+                person_id: r.get(1),
+                received_at_ms: r.get(2),
+                normalized: r.get(3),
+                fingerprints: fps
+                    .split(' ')
+                    .filter(|f| !f.is_empty())
+                    .map(String::from)
+                    .collect(),
+            });
+        }
+        Ok(())
     }
 
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -355,7 +367,7 @@ impl Store for SqliteStore {
                     None,
                     Some(crm_id.as_str()),
                     Some(outcome.as_str()),
-                    "delivered",
+                    EventKind::Delivered,
                     serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
                 ),
                 JobResult::Retry {
@@ -369,7 +381,7 @@ impl Store for SqliteStore {
                     Some(error.as_str()),
                     None,
                     None,
-                    "retry_scheduled",
+                    EventKind::RetryScheduled,
                     serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
                 ),
                 JobResult::Dead { error } => (
@@ -379,7 +391,7 @@ impl Store for SqliteStore {
                     Some(error.as_str()),
                     None,
                     None,
-                    "dead_lettered",
+                    EventKind::DeadLettered,
                     serde_json::json!({"error": error}),
                 ),
             };
@@ -391,7 +403,7 @@ impl Store for SqliteStore {
             let mut detail = with_adapter(adapter, detail);
             detail["attempt"] = (job.attempts + add).into();
             events.push(serde_json::json!({
-                "lead": job.lead_id, "job": job.id, "ev": event, "detail": detail,
+                "lead": job.lead_id, "job": job.id, "ev": event.as_str(), "detail": detail,
             }));
         }
         // One transaction: the events (first, while the lease still tells
@@ -401,7 +413,7 @@ impl Store for SqliteStore {
             .write(
                 "BEGIN IMMEDIATE;
                      INSERT INTO events (lead_id, job_id, at, stage, event, detail)
-                     SELECT e.value->>'lead', e.value->>'job', ?2, 'delivery', e.value->>'ev',
+                     SELECT e.value->>'lead', e.value->>'job', ?2, ?8, e.value->>'ev',
                             json(e.value->'detail')
                      FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
                      WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
@@ -439,6 +451,7 @@ impl Store for SqliteStore {
                     (now_ms + next.lease_ms).into(),
                     next.destination.to_string().into(),
                     i64::from(next.limit).into(),
+                    Stage::Delivery.as_str().to_string().into(),
                 ])?,
             )
             .await?;
@@ -540,6 +553,36 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn persons(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, StoredPerson>, StoreError> {
+        let ids = serde_json::to_string(ids).expect("ids serialize");
+        let rows = sqlx::query(
+            "SELECT l.id, p.record, l.source, l.received_at,
+                    CASE WHEN p.record IS NULL THEN l.normalized END
+             FROM json_each(?1) AS j JOIN leads l ON l.id = j.value
+             LEFT JOIN persons p ON p.id = l.id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let stored = match r.get::<Option<String>, _>(1) {
+                    Some(record) => StoredPerson::Merged(record),
+                    None => StoredPerson::FirstLead {
+                        source: r.get(2),
+                        received_at_ms: r.get(3),
+                        normalized: r.get(4),
+                    },
+                };
+                (r.get(0), stored)
+            })
+            .collect())
+    }
+
     async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT id FROM leads WHERE person_id = ?1 ORDER BY rowid")
@@ -609,7 +652,7 @@ impl Store for SqliteStore {
                 &mut tx,
                 &r.id,
                 now_ms,
-                "replayed",
+                EventKind::Replayed,
                 serde_json::json!({
                     "mapping": if r.remapped.is_some() { "current" } else { "original" },
                     "mapping_version": mapping_version,
@@ -648,7 +691,7 @@ impl Store for SqliteStore {
                         .bind(now_ms)
                         .execute(&mut *tx)
                         .await?;
-                    Self::dlq_event(&mut tx, id, now_ms, "discarded", detail).await?;
+                    Self::dlq_event(&mut tx, id, now_ms, EventKind::Discarded, detail).await?;
                     DlqStatus::Discarded
                 }
             };
@@ -770,17 +813,18 @@ impl SqliteStore {
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         job_id: &str,
         now_ms: i64,
-        event: &str,
+        event: EventKind,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
-             SELECT lead_id, id, ?2, 'dlq', ?3, ?4 FROM jobs WHERE id = ?1",
+             SELECT lead_id, id, ?2, ?5, ?3, ?4 FROM jobs WHERE id = ?1",
         )
         .bind(job_id)
         .bind(now_ms)
-        .bind(event)
+        .bind(event.as_str())
         .bind(detail.to_string())
+        .bind(Stage::Dlq.as_str())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -826,8 +870,8 @@ fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
         lead_id: r.get(0),
         job_id: r.get(1),
         at_ms: r.get(2),
-        stage: r.get(3),
-        event: r.get(4),
+        stage: Stage::parse(r.get(3))?,
+        event: EventKind::parse(r.get(4))?,
         detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
@@ -1193,6 +1237,20 @@ mod tests {
             vec!["L1", "L2", "L3", "L4"]
         );
         assert!(store.person("nobody").await.unwrap().is_none());
+        // Several in one read: a merged person, a first lead, and nobody.
+        store
+            .insert_leads(&[lead("L9", "L9", &[], 0)])
+            .await
+            .unwrap();
+        let found = store
+            .persons(&["L1".into(), "L9".into(), "nobody".into()])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(matches!(found["L1"], StoredPerson::Merged(_)));
+        assert!(
+            matches!(found["L9"], StoredPerson::FirstLead { ref source, .. } if source == "test")
+        );
         let view = store.lead("L2").await.unwrap().unwrap();
         assert!(view.audit.iter().any(|e| e.event == "merged"));
     }

@@ -5,29 +5,29 @@
 
 use serde_json::json;
 
-use super::{Event, LeadView};
+use super::{Event, EventKind, LeadView, Stage};
 
 pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
-    let event = |stage: &str, name: &str, job_id: Option<&str>, at_ms: i64, detail| Event {
+    let event = |stage, event, job_id: Option<&str>, at_ms: i64, detail| Event {
         lead_id: view.id.clone(),
         job_id: job_id.map(str::to_string),
         at_ms,
-        stage: stage.into(),
-        event: name.into(),
+        stage,
+        event,
         detail,
     };
     let at = view.received_at_ms;
     let mut trail = vec![
         event(
-            "ingest",
-            "received",
+            Stage::Ingest,
+            EventKind::Received,
             None,
             at,
             json!({ "source": view.source }),
         ),
         event(
-            "normalize",
-            "normalized",
+            Stage::Normalize,
+            EventKind::Normalized,
             None,
             at,
             json!({
@@ -36,11 +36,11 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
             }),
         ),
         event(
-            "dedupe",
+            Stage::Dedupe,
             if view.status == super::LeadState::Duplicate {
-                "duplicate"
+                EventKind::Duplicate
             } else {
-                "new_person"
+                EventKind::NewPerson
             },
             None,
             at,
@@ -52,8 +52,8 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
     ];
     if let Some(changes) = &view.merge {
         trail.push(event(
-            "merge",
-            "merged",
+            Stage::Merge,
+            EventKind::Merged,
             None,
             at,
             json!({ "person_id": view.person_id, "changes": changes }),
@@ -62,8 +62,12 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
     for job in &view.deliveries {
         let unmappable = job.state == super::JobState::Dead && job.attempts == 0;
         trail.push(event(
-            "route",
-            if unmappable { "unmappable" } else { "queued" },
+            Stage::Route,
+            if unmappable {
+                EventKind::Unmappable
+            } else {
+                EventKind::Queued
+            },
             Some(&job.id),
             job.created_at_ms,
             json!({

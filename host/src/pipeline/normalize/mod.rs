@@ -240,169 +240,60 @@ pub fn normalize(
             format!("a lead is a JSON object, not {}", json_type(raw)),
         )]);
     };
-    let mut errors = Vec::new();
-    let mut lead = NormalizedLead::default();
-    let mut full_name: Option<ParsedName> = None;
-    let mut postcode_text: Option<String> = None;
+    let mut n = Normalizer {
+        options,
+        lead: NormalizedLead::default(),
+        errors: Vec::new(),
+        full_name: None,
+        postcode_text: None,
+    };
     for (key, value) in obj {
+        n.read(key, value);
+    }
+    n.finish()
+}
+
+/// One lead being normalized: its fields as they are read, the errors
+/// found, and what waits for the other fields (the full name's parts, the
+/// postcode's country).
+struct Normalizer<'a> {
+    options: &'a NormalizeOptions,
+    lead: NormalizedLead,
+    errors: Vec<FieldIssue>,
+    full_name: Option<ParsedName>,
+    postcode_text: Option<String>,
+}
+
+impl Normalizer<'_> {
+    /// Reads one posted key: a known field is normalized (a wrong type is
+    /// an error, a value that normalizes to nothing a flag), any other key
+    /// is kept as a custom attribute.
+    fn read(&mut self, key: &String, value: &Value) {
         let Some(field) = LeadField::from_posted(key) else {
-            lead.custom.insert(key.clone(), value.clone());
-            continue;
+            self.lead.custom.insert(key.clone(), value.clone());
+            return;
         };
         let raw_text = match value {
-            Value::Null => continue,
+            Value::Null => return,
             Value::String(s) => s.as_str(),
             other => {
-                errors.push(FieldIssue::new(
+                self.errors.push(FieldIssue::new(
                     key,
                     "wrong_type",
                     format!("{key} must be a string, not {}", json_type(other)),
                 ));
-                continue;
+                return;
             }
         };
         let text = clean_text_cow(raw_text);
         if text.is_empty() {
-            continue;
+            return;
         }
         let text: &str = &text;
-        // Whether the field has a normalized value, and that value if it
-        // differs from what was posted (then the posted text is kept in
-        // `original`); computed without copying values that are unchanged.
-        let outcome = |v: Option<&str>| (v.is_some(), v != Some(raw_text));
-        let (normalized, changed): (bool, bool) = match field {
-            LeadField::Email => match normalize_email_with(text, options.email_typos) {
-                Ok(e) => {
-                    lead.email_suggestion = e.suggestion;
-                    lead.email_role = e.role;
-                    lead.email_disposable = e.disposable;
-                    lead.email = Some(e.address);
-                    outcome(lead.email.as_deref())
-                }
-                Err(issue) => {
-                    lead.flags.push(issue);
-                    (false, true)
-                }
-            },
-            LeadField::Phone => match parse_phone(text, options.default_region) {
-                Ok(p) => {
-                    // The canonical form: E.164, and " ext. N" if any.
-                    let changed = match &p.extension {
-                        Some(x) => {
-                            raw_text.len() != p.e164.len() + 6 + x.len()
-                                || !raw_text.starts_with(p.e164.as_str())
-                                || !raw_text[p.e164.len()..].starts_with(" ext. ")
-                                || &raw_text[p.e164.len() + 6..] != x.as_str()
-                        }
-                        None => raw_text != p.e164,
-                    };
-                    lead.phone_extension = p.extension;
-                    lead.phone_type = p.kind.map(str::to_string);
-                    lead.phone = Some(p.e164);
-                    (true, changed)
-                }
-                Err(issue) => {
-                    lead.flags.push(issue);
-                    (false, true)
-                }
-            },
-            LeadField::FirstName => {
-                lead.first_name = name::first_name(text);
-                outcome(lead.first_name.as_deref())
-            }
-            LeadField::MiddleName => {
-                lead.middle_name = name::first_name(text);
-                outcome(lead.middle_name.as_deref())
-            }
-            LeadField::LastName => {
-                lead.last_name = name::last_name(text);
-                outcome(lead.last_name.as_deref())
-            }
-            LeadField::FullName => {
-                let parsed = parse_name(text);
-                let full = match (&parsed.prefix, parsed.full()) {
-                    (Some(p), Some(f)) => Some(format!("{p} {f}")),
-                    (_, f) => f,
-                };
-                full_name = Some(parsed);
-                outcome(full.as_deref())
-            }
-            LeadField::Company => {
-                let display = company_display(text);
-                if !display.is_empty() {
-                    lead.company_key = Some(company_key(&display));
-                    lead.company = Some(display);
-                }
-                outcome(lead.company.as_deref())
-            }
-            LeadField::Title => {
-                lead.title = Some(text.to_string());
-                outcome(lead.title.as_deref())
-            }
-            LeadField::Website => {
-                lead.website = Some(text.to_lowercase());
-                outcome(lead.website.as_deref())
-            }
-            LeadField::Street => {
-                let street = text.trim_matches(|c: char| matches!(c, ',' | ';')).trim();
-                lead.street = (!street.is_empty()).then(|| street.to_string());
-                outcome(lead.street.as_deref())
-            }
-            LeadField::City => {
-                let city = text
-                    .trim_matches(|c: char| matches!(c, ',' | ';' | '.'))
-                    .trim();
-                lead.city = (!city.is_empty()).then(|| name_case(city));
-                outcome(lead.city.as_deref())
-            }
-            LeadField::Region => {
-                let region = if text.len() <= 3 && text.chars().all(|c| c.is_ascii_alphabetic()) {
-                    text.to_ascii_uppercase()
-                } else {
-                    text.to_string()
-                };
-                lead.region = Some(region);
-                outcome(lead.region.as_deref())
-            }
-            LeadField::Postcode => {
-                // Shaped once the country is known.
-                postcode_text = Some(text.to_string());
-                continue;
-            }
-            LeadField::Country => match country_code(text) {
-                Some(code) => {
-                    lead.country = Some(code.to_string());
-                    outcome(Some(code))
-                }
-                None => {
-                    lead.flags.push(FieldIssue::new(
-                        "country",
-                        "invalid_country",
-                        format!("{text:?}: not a country name or ISO 3166 code"),
-                    ));
-                    (false, true)
-                }
-            },
-            LeadField::DateOfBirth => {
-                lead.date_of_birth = Some(text.to_string());
-                outcome(lead.date_of_birth.as_deref())
-            }
-            LeadField::Priority => match text.to_ascii_uppercase().as_str() {
-                p @ ("P0" | "P1" | "P2") => {
-                    lead.priority = Some(p.to_string());
-                    outcome(Some(p))
-                }
-                _ => {
-                    errors.push(FieldIssue::new(
-                        "priority",
-                        "invalid_priority",
-                        "priority must be P0, P1 or P2",
-                    ));
-                    (false, true)
-                }
-            },
-            _ => unreachable!("only posted fields are read"),
+        let Some((normalized, changed)) = self.field(field, text, raw_text) else {
+            return;
         };
+
         use LeadField::{City, Company, FirstName, FullName, LastName, MiddleName, Street};
         let empty_rule = match field {
             FirstName | MiddleName | LastName | FullName => Some("invalid_name"),
@@ -413,17 +304,193 @@ pub fn normalize(
         if let Some(rule) = empty_rule
             && !normalized
         {
-            lead.flags.push(FieldIssue::new(
+            self.lead.flags.push(FieldIssue::new(
                 key,
                 rule,
                 format!("{text:?}: nothing left after removing stray characters"),
             ));
         }
         if changed {
-            lead.original.insert(key.clone(), raw_text.to_string());
+            self.lead.original.insert(key.clone(), raw_text.to_string());
         }
     }
-    if let Some(text) = postcode_text {
+
+    /// Normalizes one field's text: whether it has a normalized value, and
+    /// whether that value differs from what was posted (then the posted
+    /// text is kept in `original`); computed without copying values that
+    /// are unchanged. None: the field waits for others.
+    fn field(&mut self, field: LeadField, text: &str, raw_text: &str) -> Option<(bool, bool)> {
+        let outcome = |v: Option<&str>| (v.is_some(), v != Some(raw_text));
+        Some(match field {
+            LeadField::Email => self.email(text, raw_text),
+            LeadField::Phone => self.phone(text, raw_text),
+            LeadField::FirstName => {
+                self.lead.first_name = name::first_name(text);
+                outcome(self.lead.first_name.as_deref())
+            }
+            LeadField::MiddleName => {
+                self.lead.middle_name = name::first_name(text);
+                outcome(self.lead.middle_name.as_deref())
+            }
+            LeadField::LastName => {
+                self.lead.last_name = name::last_name(text);
+                outcome(self.lead.last_name.as_deref())
+            }
+            LeadField::FullName => {
+                let parsed = parse_name(text);
+                let full = match (&parsed.prefix, parsed.full()) {
+                    (Some(p), Some(f)) => Some(format!("{p} {f}")),
+                    (_, f) => f,
+                };
+                self.full_name = Some(parsed);
+                outcome(full.as_deref())
+            }
+            LeadField::Company => {
+                let display = company_display(text);
+                if !display.is_empty() {
+                    self.lead.company_key = Some(company_key(&display));
+                    self.lead.company = Some(display);
+                }
+                outcome(self.lead.company.as_deref())
+            }
+            LeadField::Title => {
+                self.lead.title = Some(text.to_string());
+                outcome(self.lead.title.as_deref())
+            }
+            LeadField::Website => {
+                self.lead.website = Some(text.to_lowercase());
+                outcome(self.lead.website.as_deref())
+            }
+            LeadField::Street => {
+                let street = text.trim_matches(|c: char| matches!(c, ',' | ';')).trim();
+                self.lead.street = (!street.is_empty()).then(|| street.to_string());
+                outcome(self.lead.street.as_deref())
+            }
+            LeadField::City => {
+                let city = text
+                    .trim_matches(|c: char| matches!(c, ',' | ';' | '.'))
+                    .trim();
+                self.lead.city = (!city.is_empty()).then(|| name_case(city));
+                outcome(self.lead.city.as_deref())
+            }
+            LeadField::Region => {
+                let region = if text.len() <= 3 && text.chars().all(|c| c.is_ascii_alphabetic()) {
+                    text.to_ascii_uppercase()
+                } else {
+                    text.to_string()
+                };
+                self.lead.region = Some(region);
+                outcome(self.lead.region.as_deref())
+            }
+            LeadField::Postcode => {
+                // Shaped once the country is known (`finish`).
+                self.postcode_text = Some(text.to_string());
+                return None;
+            }
+            LeadField::Country => match country_code(text) {
+                Some(code) => {
+                    self.lead.country = Some(code.to_string());
+                    outcome(Some(code))
+                }
+                None => {
+                    self.lead.flags.push(FieldIssue::new(
+                        "country",
+                        "invalid_country",
+                        format!("{text:?}: not a country name or ISO 3166 code"),
+                    ));
+                    (false, true)
+                }
+            },
+            LeadField::DateOfBirth => {
+                self.lead.date_of_birth = Some(text.to_string());
+                outcome(self.lead.date_of_birth.as_deref())
+            }
+            LeadField::Priority => match text.to_ascii_uppercase().as_str() {
+                p @ ("P0" | "P1" | "P2") => {
+                    self.lead.priority = Some(p.to_string());
+                    outcome(Some(p))
+                }
+                _ => {
+                    self.errors.push(FieldIssue::new(
+                        "priority",
+                        "invalid_priority",
+                        "priority must be P0, P1 or P2",
+                    ));
+                    (false, true)
+                }
+            },
+            _ => unreachable!("only posted fields are read"),
+        })
+    }
+
+    fn email(&mut self, text: &str, raw_text: &str) -> (bool, bool) {
+        let outcome = |v: Option<&str>| (v.is_some(), v != Some(raw_text));
+        let lead = &mut self.lead;
+        let options = self.options;
+        match normalize_email_with(text, options.email_typos) {
+            Ok(e) => {
+                lead.email_suggestion = e.suggestion;
+                lead.email_role = e.role;
+                lead.email_disposable = e.disposable;
+                lead.email = Some(e.address);
+                outcome(lead.email.as_deref())
+            }
+            Err(issue) => {
+                lead.flags.push(issue);
+                (false, true)
+            }
+        }
+    }
+
+    fn phone(&mut self, text: &str, raw_text: &str) -> (bool, bool) {
+        let lead = &mut self.lead;
+        let options = self.options;
+        match parse_phone(text, options.default_region) {
+            Ok(p) => {
+                // The canonical form: E.164, and " ext. N" if any.
+                let changed = match &p.extension {
+                    Some(x) => {
+                        raw_text.len() != p.e164.len() + 6 + x.len()
+                            || !raw_text.starts_with(p.e164.as_str())
+                            || !raw_text[p.e164.len()..].starts_with(" ext. ")
+                            || &raw_text[p.e164.len() + 6..] != x.as_str()
+                    }
+                    None => raw_text != p.e164,
+                };
+                lead.phone_extension = p.extension;
+                lead.phone_type = p.kind.map(str::to_string);
+                lead.phone = Some(p.e164);
+                (true, changed)
+            }
+            Err(issue) => {
+                lead.flags.push(issue);
+                (false, true)
+            }
+        }
+    }
+
+    /// The fields that depend on others, then the acceptance rule.
+    fn finish(mut self) -> Result<NormalizedLead, Vec<FieldIssue>> {
+        self.shape_postcode();
+        self.fill_names();
+        // A misspelt free-mail domain (gmial.com) is not a company's domain.
+        let lead = &mut self.lead;
+        let email_for_domain = lead.email_suggestion.as_deref().or(lead.email.as_deref());
+        lead.company_domain = company_domain(lead.website.as_deref(), email_for_domain);
+        self.check_acceptance();
+        if self.errors.is_empty() {
+            Ok(self.lead)
+        } else {
+            Err(self.errors)
+        }
+    }
+
+    /// The postcode, shaped by the lead's country.
+    fn shape_postcode(&mut self) {
+        let Some(text) = self.postcode_text.take() else {
+            return;
+        };
+        let lead = &mut self.lead;
         match postcode(&text, lead.country.as_deref()) {
             Ok(p) => {
                 if p != text {
@@ -444,62 +511,64 @@ pub fn normalize(
             }
         }
     }
-    // A full name fills the name parts the lead does not have.
-    if let Some(parsed) = full_name {
-        if lead.first_name.is_none() && lead.last_name.is_none() {
-            lead.first_name = parsed.first.clone();
-            if lead.middle_name.is_none() {
-                lead.middle_name = parsed.middle.clone();
-            }
-            lead.last_name = parsed.last.clone();
-        }
-        lead.name_prefix = parsed.prefix.clone();
-        lead.name_suffix = parsed.suffix.clone();
-        lead.full_name = parsed.full();
-    }
-    if lead.full_name.is_none() {
-        let joined = [
-            lead.first_name.as_deref(),
-            lead.middle_name.as_deref(),
-            lead.last_name.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-        if !joined.is_empty() {
-            lead.full_name = Some(joined);
-        }
-    }
-    // A misspelt free-mail domain (gmial.com) is not a company's domain.
-    let email_for_domain = lead.email_suggestion.as_deref().or(lead.email.as_deref());
-    lead.company_domain = company_domain(lead.website.as_deref(), email_for_domain);
 
-    for group in &options.acceptance.require_any {
-        if group.iter().any(|f| lead.has(f)) {
-            continue;
+    /// A full name fills the name parts the lead does not have; parts
+    /// without a full name make one.
+    fn fill_names(&mut self) {
+        let lead = &mut self.lead;
+        if let Some(parsed) = self.full_name.take() {
+            if lead.first_name.is_none() && lead.last_name.is_none() {
+                lead.first_name = parsed.first.clone();
+                if lead.middle_name.is_none() {
+                    lead.middle_name = parsed.middle.clone();
+                }
+                lead.last_name = parsed.last.clone();
+            }
+            lead.name_prefix = parsed.prefix.clone();
+            lead.name_suffix = parsed.suffix.clone();
+            lead.full_name = parsed.full();
         }
-        // Name the field that was there but wrong, if any.
-        let flagged: Vec<FieldIssue> = lead
-            .flags
-            .iter()
-            .filter(|i| group.contains(&i.field))
-            .cloned()
-            .collect();
-        if flagged.is_empty() {
-            errors.push(FieldIssue::new(
-                group.first().map(String::as_str).unwrap_or(""),
-                "required_one_of",
-                format!("at least one of {} is required", group.join(", ")),
-            ));
-        } else {
-            errors.extend(flagged);
+        if lead.full_name.is_none() {
+            let joined = [
+                lead.first_name.as_deref(),
+                lead.middle_name.as_deref(),
+                lead.last_name.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+            if !joined.is_empty() {
+                lead.full_name = Some(joined);
+            }
         }
     }
-    if errors.is_empty() {
-        Ok(lead)
-    } else {
-        Err(errors)
+
+    /// The source's acceptance rule: each group needs one present field;
+    /// a group without one names the field that was there but wrong, if
+    /// any.
+    fn check_acceptance(&mut self) {
+        for group in &self.options.acceptance.require_any {
+            if group.iter().any(|f| self.lead.has(f)) {
+                continue;
+            }
+            let flagged: Vec<FieldIssue> = self
+                .lead
+                .flags
+                .iter()
+                .filter(|i| group.contains(&i.field))
+                .cloned()
+                .collect();
+            if flagged.is_empty() {
+                self.errors.push(FieldIssue::new(
+                    group.first().map(String::as_str).unwrap_or(""),
+                    "required_one_of",
+                    format!("at least one of {} is required", group.join(", ")),
+                ));
+            } else {
+                self.errors.extend(flagged);
+            }
+        }
     }
 }
 

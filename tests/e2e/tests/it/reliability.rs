@@ -301,12 +301,7 @@ async fn shutdown_gives_unfinished_jobs_back_after_the_grace_period() -> anyhow:
         (0, 5, 0),
         "every lease given back, none left to expire: {counts:?}"
     );
-    assert_eq!(
-        metrics
-            .delivery_released
-            .load(std::sync::atomic::Ordering::Relaxed),
-        5
-    );
+    assert_eq!(metrics.delivery_released.get(), 5);
     let view = store.lead(&id).await?.expect("the lead");
     let job = &view.deliveries[0];
     assert_eq!(job.attempts, 0, "a released job has not used an attempt");

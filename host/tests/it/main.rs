@@ -1,0 +1,9 @@
+//! The host's integration tests, one binary (one link of wasmtime and
+//! SQLite instead of one per file). `cargo test -p leadgate --test it
+//! chaos` runs one module.
+
+mod chaos;
+mod dedupe_fake1000;
+mod dedupe_restart;
+mod plugin_cache;
+mod scaffold;

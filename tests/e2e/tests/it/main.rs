@@ -1,0 +1,14 @@
+//! The end-to-end tests, one binary (one link of the host, wasmtime and
+//! the simulator instead of one per file). `cargo test -p leadgate-e2e
+//! --test it dlq` runs one module.
+
+mod dlq;
+mod hot_reload;
+mod merge;
+mod polyglot;
+mod readback;
+mod reliability;
+mod sandbox;
+mod skeleton;
+mod split;
+mod transforms;
