@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Resident memory of a loaded host: `leadgate serve` (release) with one
+# HubSpot destination delivering to `crm-sim`, both as their own processes;
+# PERSONS persons (default 50,000) each posted twice, the second copy with
+# another email and the same phone (a duplicate that merges), 100 leads per
+# request. Prints VmRSS/VmHWM idle, right after the load, drained, 5 s
+# later, and idle after a restart with the leads stored.
+#
+#   host/benches/memory/run.sh                # 100k leads
+#   PERSONS=500000 host/benches/memory/run.sh # 1M leads
+#
+# Traffic goes to 127.0.0.1:18080/18081 only; everything stops by itself.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+cargo build --release -q -p leadgate -p leadgate-sim --manifest-path "$ROOT/Cargo.toml"
+BIN=${BIN:-$ROOT/target/release/leadgate}
+SIM=${SIM:-$ROOT/target/release/crm-sim}
+DIR=${DIR:-$(mktemp -d)}
+PERSONS=${PERSONS:-50000}
+$SIM --port 18081 --burst 100000000 > "$DIR/sim.log" 2>&1 &
+SIMPID=$!
+trap 'kill $SIMPID 2>/dev/null || true' EXIT
+sleep 0.5
+cat > "$DIR/leadgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:18080"
+[store]
+url = "sqlite://$DIR/leadgate.db"
+[plugins]
+dir = "$ROOT/target/plugins"
+mappings_dir = "$ROOT/mappings"
+[sources.web]
+api_key = "mem-test-key-0001"
+max_backlog = 0
+[delivery]
+max_backlog = 0
+[destinations.hubspot]
+adapter = "hubspot"
+mapping = "hubspot.yaml"
+allowed_hosts = ["127.0.0.1"]
+[destinations.hubspot.config]
+base-url = "http://127.0.0.1:18081"
+[destinations.hubspot.rate_limits]
+burst = { max_requests = 100000000, window_ms = 10000 }
+daily = { max_requests = 100000000, window_ms = 86400000 }
+[destinations.hubspot.secrets]
+access-token = "sim-token"
+client-secret = "x"
+TOML
+rss() { awk '/VmRSS|VmHWM/ {printf "%s %s MB  ", $1, int($2/1024)}' "/proc/$1/status"; echo; }
+start_host() {
+  RUST_LOG=warn $BIN serve --config "$DIR/leadgate.toml" > "$DIR/host.log" 2>&1 &
+  HOSTPID=$!
+  for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.2; done
+}
+outstanding() {
+  curl -s http://127.0.0.1:18080/v1/health | python3 -c \
+    'import json,sys; s=json.load(sys.stdin)["store"]; print(s["jobs_pending"]+s["jobs_leased"])'
+}
+start_host
+echo -n "idle, empty store:        "; rss $HOSTPID
+python3 "$HERE/load.py" 127.0.0.1 18080 mem-test-key-0001 "$PERSONS"
+echo -n "right after the load:     "; rss $HOSTPID
+for i in $(seq 1 300); do [ "$(outstanding)" = "0" ] && break; sleep 1; done
+echo "drained after ${i} s"
+echo -n "drained:                  "; rss $HOSTPID
+sleep 5
+echo -n "5 s later:                "; rss $HOSTPID
+curl -s http://127.0.0.1:18080/v1/health | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])'
+kill -TERM $HOSTPID; wait $HOSTPID || true
+start_host
+sleep 2
+echo -n "idle after restart:       "; rss $HOSTPID
+kill -TERM $HOSTPID; wait $HOSTPID || true
+rm -rf "$DIR"
