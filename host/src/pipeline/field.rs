@@ -8,8 +8,22 @@ use std::borrow::Cow;
 
 use super::normalize::NormalizedLead;
 
-/// A field of a normalized lead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A field of a normalized lead; its name (the normalized lead's JSON
+/// key, a mapping's path, a provenance key) is the variant in snake case.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum LeadField {
     Email,
     /// The address probably meant (`gmial.com` → `gmail.com`).
@@ -50,64 +64,14 @@ use LeadField::*;
 
 impl LeadField {
     /// Every field, in the order a raw lead lists them.
-    pub const ALL: [LeadField; 25] = [
-        Email,
-        EmailSuggestion,
-        EmailRole,
-        EmailDisposable,
-        Phone,
-        PhoneExtension,
-        PhoneType,
-        NamePrefix,
-        FirstName,
-        MiddleName,
-        LastName,
-        NameSuffix,
-        FullName,
-        Company,
-        CompanyKey,
-        CompanyDomain,
-        Title,
-        Website,
-        Street,
-        City,
-        Region,
-        Postcode,
-        Country,
-        DateOfBirth,
-        Priority,
-    ];
+    pub fn all() -> impl Iterator<Item = LeadField> {
+        <LeadField as strum::IntoEnumIterator>::iter()
+    }
 
     /// The field's name in a normalized lead (its JSON key, a mapping's
     /// path, a provenance key).
     pub fn name(self) -> &'static str {
-        match self {
-            Email => "email",
-            EmailSuggestion => "email_suggestion",
-            EmailRole => "email_role",
-            EmailDisposable => "email_disposable",
-            Phone => "phone",
-            PhoneExtension => "phone_extension",
-            PhoneType => "phone_type",
-            NamePrefix => "name_prefix",
-            FirstName => "first_name",
-            MiddleName => "middle_name",
-            LastName => "last_name",
-            NameSuffix => "name_suffix",
-            FullName => "full_name",
-            Company => "company",
-            CompanyKey => "company_key",
-            CompanyDomain => "company_domain",
-            Title => "title",
-            Website => "website",
-            Street => "street",
-            City => "city",
-            Region => "region",
-            Postcode => "postcode",
-            Country => "country",
-            DateOfBirth => "date_of_birth",
-            Priority => "priority",
-        }
+        self.into()
     }
 
     /// The key a lead is posted with, for the fields a source sends (the
@@ -127,7 +91,7 @@ impl LeadField {
     /// The fields a lead may be posted with; any other key is kept as a
     /// custom attribute.
     pub fn posted() -> impl Iterator<Item = LeadField> {
-        Self::ALL.into_iter().filter(|f| f.posted_name().is_some())
+        Self::all().filter(|f| f.posted_name().is_some())
     }
 
     /// The field posted under `key`.
@@ -141,7 +105,7 @@ impl LeadField {
         if name == "name" {
             return Some(FullName);
         }
-        Self::ALL.into_iter().find(|f| f.name() == name)
+        name.parse().ok()
     }
 
     /// The field's value as text; a flag reads `true` or `false`.
@@ -250,7 +214,7 @@ mod tests {
 
     #[test]
     fn every_field_has_one_name_that_parses_back() {
-        for field in LeadField::ALL {
+        for field in LeadField::all() {
             assert_eq!(LeadField::parse(field.name()), Some(field), "{field}");
             if let Some(posted) = field.posted_name() {
                 assert_eq!(LeadField::from_posted(posted), Some(field), "{posted}");
@@ -259,6 +223,7 @@ mod tests {
         assert_eq!(LeadField::parse("name"), Some(LeadField::FullName));
         assert_eq!(LeadField::from_posted("full_name"), None, "a custom key");
         assert_eq!(LeadField::posted().count(), 16);
+        assert_eq!(LeadField::all().count(), 25);
     }
 
     #[test]
@@ -270,14 +235,14 @@ mod tests {
             email_disposable: true,
             ..Default::default()
         };
-        for field in LeadField::ALL {
+        for field in LeadField::all() {
             if let Some(slot) = field.value_mut(&mut src) {
                 *slot = Some(format!("v-{}", field.name()));
             }
         }
         let json = serde_json::to_value(&src).unwrap();
         let mut dst = NormalizedLead::default();
-        for field in LeadField::ALL {
+        for field in LeadField::all() {
             let text = field.text(&src).unwrap().into_owned();
             let expected = match field {
                 LeadField::EmailRole | LeadField::EmailDisposable => "true".to_string(),
