@@ -524,3 +524,43 @@ pub async fn open(
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_payloads_of_every_version_are_read() {
+        let properties = vec![("email".to_string(), "a@b.com".to_string())];
+        let v1 = JobPayload::V1 {
+            properties: properties.clone(),
+        };
+        let text = serde_json::to_string(&v1).unwrap();
+        assert_eq!(text, r#"{"v":"1","properties":[["email","a@b.com"]]}"#);
+        assert_eq!(JobPayload::parse(&text).unwrap(), v1);
+        // Rows written before payloads had versions: the bare list.
+        assert_eq!(JobPayload::parse(r#"[["email","a@b.com"]]"#).unwrap(), v1);
+        assert!(JobPayload::parse(r#"{"v":"9","properties":[]}"#).is_err());
+        assert_eq!(v1.view(), serde_json::json!([["email", "a@b.com"]]));
+        assert_eq!(v1.into_properties(), properties);
+    }
+
+    #[test]
+    fn stored_states_read_back_and_refuse_what_they_do_not_know() {
+        for state in [
+            JobState::Pending,
+            JobState::Leased,
+            JobState::Delivered,
+            JobState::Dead,
+        ] {
+            assert_eq!(JobState::parse(state.as_str()).unwrap(), state);
+        }
+        assert_eq!(EventKind::RetryScheduled.as_str(), "retry_scheduled");
+        assert_eq!(Stage::parse("dlq").unwrap(), Stage::Dlq);
+        assert!(matches!(
+            LeadState::parse("merged"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(EventKind::DeadLettered == "dead_lettered");
+    }
+}
