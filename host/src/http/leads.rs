@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, ErrorCode};
+use crate::metrics::Metrics;
 use crate::pipeline::ingest::{IngestError, PayloadError, Source, TransformFailure};
 
 pub async fn post_leads(
@@ -19,6 +20,8 @@ pub async fn post_leads(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // Every post counts, refused ones included.
+    Metrics::add(&state.metrics.ingest_requests, 1);
     let source = authenticate(&state, &headers)?;
     let report = state.ingest.accept(&source, &body).await?;
     let status = match (report.accepted, report.rejected) {

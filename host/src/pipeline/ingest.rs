@@ -157,7 +157,6 @@ impl Ingest {
         source: &Source,
         payload: &[u8],
     ) -> Result<IngestReport, IngestError> {
-        Metrics::add(&self.metrics.ingest_requests, 1);
         if let Some((outstanding, limit)) = self.backlog.over_limit(&source.name) {
             Metrics::add(&self.metrics.ingest_backlog_refused, 1);
             return Err(IngestError::BacklogFull {
