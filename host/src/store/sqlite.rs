@@ -353,101 +353,15 @@ impl Store for SqliteStore {
         next: LeaseRequest<'_>,
         now_ms: i64,
     ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
-        // The results and their delivery events as one JSON array each,
-        // applied only where `owner` still holds the lease.
-        let mut rows = Vec::with_capacity(results.len());
-        let mut events = Vec::with_capacity(results.len());
-        for (job, result) in results {
-            // The job's new state, and its event with the event's detail.
-            let (state, next_at, add, error, crm_id, outcome, event, detail) = match result {
-                JobResult::Delivered { crm_id, outcome } => (
-                    JobState::Delivered,
-                    None,
-                    1,
-                    None,
-                    Some(crm_id.as_str()),
-                    Some(outcome.as_str()),
-                    EventKind::Delivered,
-                    serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
-                ),
-                JobResult::Retry {
-                    next_attempt_at_ms,
-                    error,
-                    count_attempt,
-                } => (
-                    JobState::Pending,
-                    Some(*next_attempt_at_ms),
-                    u32::from(*count_attempt),
-                    Some(error.as_str()),
-                    None,
-                    None,
-                    EventKind::RetryScheduled,
-                    serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
-                ),
-                JobResult::Dead { error } => (
-                    JobState::Dead,
-                    None,
-                    1,
-                    Some(error.as_str()),
-                    None,
-                    None,
-                    EventKind::DeadLettered,
-                    serde_json::json!({"error": error}),
-                ),
-            };
-            let finished = matches!(state, JobState::Delivered | JobState::Dead).then_some(now_ms);
-            rows.push(serde_json::json!({
-                "id": job.id, "st": state.as_str(), "next": next_at, "add": add,
-                "err": error, "crm": crm_id, "out": outcome, "fin": finished,
-            }));
-            let mut detail = with_adapter(adapter, detail);
-            detail["attempt"] = (job.attempts + add).into();
-            events.push(serde_json::json!({
-                "lead": job.lead_id, "job": job.id, "ev": event.as_str(), "detail": detail,
-            }));
-        }
-        // One transaction: the events (first, while the lease still tells
-        // which jobs will apply), the results, then the next lease. Rows
-        // come back tagged 'c' (a result applied) or 'l' (a job leased).
+        let (rows, events) = completion_rows(adapter, results, now_ms);
         let rows = self
             .write(
-                "BEGIN IMMEDIATE;
-                     INSERT INTO events (lead_id, job_id, at, stage, event, detail)
-                     SELECT e.value->>'lead', e.value->>'job', ?2, ?8, e.value->>'ev',
-                            json(e.value->'detail')
-                     FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
-                     WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
-                     UPDATE jobs SET state = r.value->>'st',
-                         next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
-                         attempts = jobs.attempts + (r.value->>'add'),
-                         last_error = COALESCE(r.value->>'err', jobs.last_error),
-                         crm_id = COALESCE(r.value->>'crm', jobs.crm_id),
-                         outcome = COALESCE(r.value->>'out', jobs.outcome),
-                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
-                         finished_at = r.value->>'fin'
-                     FROM jsonb_each(jsonb(?1)) AS r
-                     WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased'
-                       AND jobs.lease_owner = ?3
-                     RETURNING 'c', jobs.id;
-                     UPDATE jobs SET state = 'leased', lease_owner = ?3, lease_expires_at = ?5,
-                                     updated_at = ?2
-                     WHERE seq IN (
-                         SELECT seq FROM jobs j
-                         WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2
-                           AND (chain IS NULL OR NOT EXISTS (
-                               SELECT 1 FROM jobs e
-                               WHERE e.chain = j.chain AND e.seq < j.seq
-                                 AND e.state IN ('pending', 'leased')))
-                         ORDER BY priority, next_attempt_at, seq
-                         LIMIT ?7)
-                     RETURNING 'l', id, seq, lead_id, idempotency_key, attempts, priority,
-                               payload, created_at;
-                     COMMIT;",
+                COMPLETE_AND_LEASE,
                 args([
-                    serde_json::Value::Array(rows).to_string().into(),
+                    rows.into(),
                     now_ms.into(),
                     owner.to_string().into(),
-                    serde_json::Value::Array(events).to_string().into(),
+                    events.into(),
                     (now_ms + next.lease_ms).into(),
                     next.destination.to_string().into(),
                     i64::from(next.limit).into(),
@@ -455,31 +369,7 @@ impl Store for SqliteStore {
                 ])?,
             )
             .await?;
-        let mut done = std::collections::HashSet::new();
-        let mut jobs = Vec::new();
-        for r in rows {
-            let id: String = r.get(1);
-            if r.get::<&str, _>(0) == "c" {
-                done.insert(id);
-                continue;
-            }
-            jobs.push(LeasedJob {
-                id,
-                seq: r.get(2),
-                lead_id: r.get(3),
-                idempotency_key: r.get(4),
-                attempts: r.get::<i64, _>(5) as u32,
-                priority: priority(r.get(6))?,
-                payload: r.get(7),
-                created_at_ms: r.get(8),
-            });
-        }
-        jobs.sort_by_key(|j| (j.priority, j.seq));
-        let applied = results
-            .iter()
-            .map(|(job, _)| done.contains(&job.id))
-            .collect();
-        Ok((applied, jobs))
+        completed_and_leased(results, rows)
     }
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
@@ -860,6 +750,158 @@ impl SqliteStore {
 }
 
 /// A stored priority class.
+/// One transaction: the events (first, while the lease still tells which
+/// jobs will apply), the results, then the next lease. Rows come back
+/// tagged 'c' (a result applied) or 'l' (a job leased). Results and events
+/// are applied only where the owner (?3) still holds the lease.
+const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
+    INSERT INTO events (lead_id, job_id, at, stage, event, detail)
+    SELECT e.value->>'lead', e.value->>'job', ?2, ?8, e.value->>'ev',
+           json(e.value->'detail')
+    FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
+    WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
+    UPDATE jobs SET state = r.value->>'st',
+        next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
+        attempts = jobs.attempts + (r.value->>'add'),
+        last_error = COALESCE(r.value->>'err', jobs.last_error),
+        crm_id = COALESCE(r.value->>'crm', jobs.crm_id),
+        outcome = COALESCE(r.value->>'out', jobs.outcome),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
+        finished_at = r.value->>'fin'
+    FROM jsonb_each(jsonb(?1)) AS r
+    WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased'
+      AND jobs.lease_owner = ?3
+    RETURNING 'c', jobs.id;
+    UPDATE jobs SET state = 'leased', lease_owner = ?3, lease_expires_at = ?5,
+                    updated_at = ?2
+    WHERE seq IN (
+        SELECT seq FROM jobs j
+        WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2
+          AND (chain IS NULL OR NOT EXISTS (
+              SELECT 1 FROM jobs e
+              WHERE e.chain = j.chain AND e.seq < j.seq
+                AND e.state IN ('pending', 'leased')))
+        ORDER BY priority, next_attempt_at, seq
+        LIMIT ?7)
+    RETURNING 'l', id, seq, lead_id, idempotency_key, attempts, priority,
+              payload, created_at;
+    COMMIT;";
+
+/// What one delivery result does to its job, and the event it records.
+struct Completion<'a> {
+    state: JobState,
+    next_at: Option<i64>,
+    /// Attempts it counts.
+    add: u32,
+    error: Option<&'a str>,
+    crm_id: Option<&'a str>,
+    outcome: Option<&'a str>,
+    event: EventKind,
+    detail: serde_json::Value,
+}
+
+impl<'a> Completion<'a> {
+    fn of(result: &'a JobResult) -> Completion<'a> {
+        match result {
+            JobResult::Delivered { crm_id, outcome } => Completion {
+                state: JobState::Delivered,
+                next_at: None,
+                add: 1,
+                error: None,
+                crm_id: Some(crm_id),
+                outcome: Some(outcome),
+                event: EventKind::Delivered,
+                detail: serde_json::json!({"crm_id": crm_id, "outcome": outcome}),
+            },
+            JobResult::Retry {
+                next_attempt_at_ms,
+                error,
+                count_attempt,
+            } => Completion {
+                state: JobState::Pending,
+                next_at: Some(*next_attempt_at_ms),
+                add: u32::from(*count_attempt),
+                error: Some(error),
+                crm_id: None,
+                outcome: None,
+                event: EventKind::RetryScheduled,
+                detail: serde_json::json!({"error": error, "next_attempt_at_ms": next_attempt_at_ms}),
+            },
+            JobResult::Dead { error } => Completion {
+                state: JobState::Dead,
+                next_at: None,
+                add: 1,
+                error: Some(error),
+                crm_id: None,
+                outcome: None,
+                event: EventKind::DeadLettered,
+                detail: serde_json::json!({"error": error}),
+            },
+        }
+    }
+}
+
+/// The results and their delivery events, as one JSON array text each
+/// (`?1` and `?4` of [`COMPLETE_AND_LEASE`]).
+fn completion_rows(
+    adapter: &str,
+    results: &[(LeasedJob, JobResult)],
+    now_ms: i64,
+) -> (String, String) {
+    let mut rows = Vec::with_capacity(results.len());
+    let mut events = Vec::with_capacity(results.len());
+    for (job, result) in results {
+        let c = Completion::of(result);
+        let finished = matches!(c.state, JobState::Delivered | JobState::Dead).then_some(now_ms);
+        rows.push(serde_json::json!({
+            "id": job.id, "st": c.state.as_str(), "next": c.next_at, "add": c.add,
+            "err": c.error, "crm": c.crm_id, "out": c.outcome, "fin": finished,
+        }));
+        let mut detail = with_adapter(adapter, c.detail);
+        detail["attempt"] = (job.attempts + c.add).into();
+        events.push(serde_json::json!({
+            "lead": job.lead_id, "job": job.id, "ev": c.event.as_str(), "detail": detail,
+        }));
+    }
+    (
+        serde_json::Value::Array(rows).to_string(),
+        serde_json::Value::Array(events).to_string(),
+    )
+}
+
+/// Which results applied (in the order given) and the jobs leased (by
+/// priority, then acceptance), from the rows of [`COMPLETE_AND_LEASE`].
+fn completed_and_leased(
+    results: &[(LeasedJob, JobResult)],
+    rows: Vec<sqlx::sqlite::SqliteRow>,
+) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
+    let mut done = std::collections::HashSet::new();
+    let mut jobs = Vec::new();
+    for r in rows {
+        let id: String = r.get(1);
+        if r.get::<&str, _>(0) == "c" {
+            done.insert(id);
+            continue;
+        }
+        jobs.push(LeasedJob {
+            id,
+            seq: r.get(2),
+            lead_id: r.get(3),
+            idempotency_key: r.get(4),
+            attempts: r.get::<i64, _>(5) as u32,
+            priority: priority(r.get(6))?,
+            payload: r.get(7),
+            created_at_ms: r.get(8),
+        });
+    }
+    jobs.sort_by_key(|j| (j.priority, j.seq));
+    let applied = results
+        .iter()
+        .map(|(job, _)| done.contains(&job.id))
+        .collect();
+    Ok((applied, jobs))
+}
+
 fn priority(n: i64) -> Result<Priority, StoreError> {
     Priority::from_i64(n).ok_or_else(|| StoreError::Corrupt(format!("priority {n}")))
 }

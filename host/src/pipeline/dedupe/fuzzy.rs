@@ -435,128 +435,170 @@ fn name_sim(a: &str, b: &str) -> f64 {
 }
 
 /// Scores a pair of records. With `explain`, appends `field:points` terms.
-pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut String>) -> f64 {
-    let mut total = 0.0;
-    let mut add = |field: &str, pts: f64, explain: &mut Option<&mut String>| {
-        total += pts;
-        if let Some(e) = explain.as_deref_mut() {
+pub fn score(a: &Features, b: &Features, w: &Weights, explain: Option<&mut String>) -> f64 {
+    let mut tally = Tally {
+        total: 0.0,
+        explain,
+    };
+    score_email(a, b, w, &mut tally);
+    score_phone(a, b, w, &mut tally);
+    score_name(a, b, w, &mut tally);
+    score_company(a, b, w, &mut tally);
+    score_dob(a, b, w, &mut tally);
+    score_address(a, b, w, &mut tally);
+    score_custom(a, b, w, &mut tally);
+    tally.total
+}
+
+/// The points of a pair so far, and their explanation when one is asked for.
+struct Tally<'e> {
+    total: f64,
+    explain: Option<&'e mut String>,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, field: impl std::fmt::Display, pts: f64) {
+        self.total += pts;
+        if let Some(e) = self.explain.as_deref_mut() {
+            use std::fmt::Write as _;
             if !e.is_empty() {
                 e.push(' ');
             }
-            e.push_str(&format!("{field}:{pts:+.1}"));
-        }
-    };
-    // Email: the same address is near-certain; a similar local part at the
-    // same company domain is good evidence; a different address at the same
-    // company is no evidence (people have several formats).
-    if !a.email.is_empty() && !b.email.is_empty() {
-        let (la, lb) = (&*a.email_local, &*b.email_local);
-        if a.email == b.email {
-            add("email", w.email_equal, &mut explain);
-        } else if same_work_domain(&a.email, &b.email) {
-            let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
-            if has_digit(la)
-                && has_digit(lb)
-                && !same_digits(la, lb)
-                && non_digits(la).eq(non_digits(lb))
-            {
-                // Numbered accounts at one domain (sales1@, sales2@): two
-                // different people or test records.
-                add("email_numbered", -w.name_differ, &mut explain);
-            } else if la.len() >= 3
-                && lb.len() >= 3
-                && same_digits(la, lb)
-                && jaro_winkler(la, lb) >= 0.92
-            {
-                add("email_local", w.email_local_similar, &mut explain);
-            }
-        } else {
-            add("email", -w.email_differ, &mut explain);
+            let _ = write!(e, "{field}:{pts:+.1}");
         }
     }
-    // Phone.
-    if !a.phone.is_empty() && !b.phone.is_empty() {
-        if a.phone == b.phone {
-            add("phone", w.phone_equal, &mut explain);
-        } else {
-            add("phone", -w.phone_differ, &mut explain);
-        }
+}
+
+/// Email: the same address is near-certain; a similar local part at the
+/// same company domain is good evidence; a different address at the same
+/// company is no evidence (people have several formats).
+fn score_email(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
+    if a.email.is_empty() || b.email.is_empty() {
+        return;
     }
-    // Name, order-insensitive.
+    let (la, lb) = (&*a.email_local, &*b.email_local);
+    if a.email == b.email {
+        tally.add("email", w.email_equal);
+    } else if same_work_domain(&a.email, &b.email) {
+        let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
+        if has_digit(la)
+            && has_digit(lb)
+            && !same_digits(la, lb)
+            && non_digits(la).eq(non_digits(lb))
+        {
+            // Numbered accounts at one domain (sales1@, sales2@): two
+            // different people or test records.
+            tally.add("email_numbered", -w.name_differ);
+        } else if la.len() >= 3
+            && lb.len() >= 3
+            && same_digits(la, lb)
+            && jaro_winkler(la, lb) >= 0.92
+        {
+            tally.add("email_local", w.email_local_similar);
+        }
+    } else {
+        tally.add("email", -w.email_differ);
+    }
+}
+
+fn score_phone(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
+    if a.phone.is_empty() || b.phone.is_empty() {
+        return;
+    }
+    if a.phone == b.phone {
+        tally.add("phone", w.phone_equal);
+    } else {
+        tally.add("phone", -w.phone_differ);
+    }
+}
+
+/// Name, order-insensitive.
+fn score_name(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
     let (af, al, bf, bl) = (&*a.first, &*a.last, &*b.first, &*b.last);
     let a_has = !af.is_empty() || !al.is_empty();
     let b_has = !bf.is_empty() || !bl.is_empty();
-    if a_has && b_has {
-        let s = if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
-            let straight = (name_sim(af, bf) + name_sim(al, bl)) / 2.0;
-            // A swap is a little less likely than a straight match (0.01
-            // less), so it can only win when the straight match is below
-            // 0.99: most candidates share both names (they were blocked by
-            // them) and skip the swapped comparisons.
-            if straight >= 0.99 {
-                straight
-            } else {
-                let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
-                straight.max(swapped - 0.01)
-            }
-        } else {
-            // One side has a single name: best match of the tokens present,
-            // discounted (half a name is weaker evidence).
-            let mut best: f64 = 0.0;
-            for x in [af, al] {
-                for y in [bf, bl] {
-                    best = best.max(name_sim(x, y));
-                }
-            }
-            best * 0.9
-        };
-        let floor = w.name_floor;
-        if s >= floor {
-            add("name", w.name * (s - floor) / (1.0 - floor), &mut explain);
-        } else {
-            add("name", -w.name_differ, &mut explain);
-        }
+    if !a_has || !b_has {
+        return;
     }
-    // Company: its key, else its domain (website or work email).
+    let s = if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
+        let straight = (name_sim(af, bf) + name_sim(al, bl)) / 2.0;
+        // A swap is a little less likely than a straight match (0.01
+        // less), so it can only win when the straight match is below
+        // 0.99: most candidates share both names (they were blocked by
+        // them) and skip the swapped comparisons.
+        if straight >= 0.99 {
+            straight
+        } else {
+            let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
+            straight.max(swapped - 0.01)
+        }
+    } else {
+        // One side has a single name: best match of the tokens present,
+        // discounted (half a name is weaker evidence).
+        let mut best: f64 = 0.0;
+        for x in [af, al] {
+            for y in [bf, bl] {
+                best = best.max(name_sim(x, y));
+            }
+        }
+        best * 0.9
+    };
+    let floor = w.name_floor;
+    if s >= floor {
+        tally.add("name", w.name * (s - floor) / (1.0 - floor));
+    } else {
+        tally.add("name", -w.name_differ);
+    }
+}
+
+/// Company: its key, else its domain (website or work email).
+fn score_company(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
     let same_domain = !a.domain.is_empty() && a.domain == b.domain;
     if !a.company.is_empty() && !b.company.is_empty() {
         if a.company == b.company || same_domain {
-            add("company", w.company_equal, &mut explain);
+            tally.add("company", w.company_equal);
         } else if jaro_winkler(&a.company, &b.company) >= 0.92 {
-            add("company", w.company_equal / 2.0, &mut explain);
+            tally.add("company", w.company_equal / 2.0);
         } else {
-            add("company", -w.company_differ, &mut explain);
+            tally.add("company", -w.company_differ);
         }
     } else if !a.domain.is_empty() && !b.domain.is_empty() {
         if same_domain {
-            add("company_domain", w.company_equal, &mut explain);
+            tally.add("company_domain", w.company_equal);
         } else {
-            add("company_domain", -w.company_differ, &mut explain);
+            tally.add("company_domain", -w.company_differ);
         }
     }
-    // Date of birth.
-    if !a.dob.is_empty() && !b.dob.is_empty() {
-        if a.dob == b.dob {
-            add("dob", w.dob_equal, &mut explain);
-        } else if levenshtein(&a.dob, &b.dob) == 1 {
-            add("dob", w.dob_close, &mut explain);
-        } else {
-            add("dob", -w.dob_differ, &mut explain);
-        }
+}
+
+/// Date of birth: one typo (a digit off) is close, anything else differs.
+fn score_dob(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
+    if a.dob.is_empty() || b.dob.is_empty() {
+        return;
     }
-    // Address.
+    if a.dob == b.dob {
+        tally.add("dob", w.dob_equal);
+    } else if levenshtein(&a.dob, &b.dob) == 1 {
+        tally.add("dob", w.dob_close);
+    } else {
+        tally.add("dob", -w.dob_differ);
+    }
+}
+
+/// Address: city, postcode, and a street alike with the same numbers.
+fn score_address(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
     if !a.city.is_empty() && !b.city.is_empty() {
         if a.city == b.city {
-            add("city", w.city_equal, &mut explain);
+            tally.add("city", w.city_equal);
         } else {
-            add("city", -w.city_differ, &mut explain);
+            tally.add("city", -w.city_differ);
         }
     }
     if !a.postcode.is_empty() && !b.postcode.is_empty() {
         if a.postcode == b.postcode {
-            add("postcode", w.postcode_equal, &mut explain);
+            tally.add("postcode", w.postcode_equal);
         } else {
-            add("postcode", -w.postcode_equal / 2.0, &mut explain);
+            tally.add("postcode", -w.postcode_equal / 2.0);
         }
     }
     if !a.street.is_empty()
@@ -564,15 +606,18 @@ pub fn score(a: &Features, b: &Features, w: &Weights, mut explain: Option<&mut S
         && same_digits(&a.street, &b.street)
         && normalized_levenshtein(&a.street, &b.street) >= 0.85
     {
-        add("street", w.street_similar, &mut explain);
+        tally.add("street", w.street_similar);
     }
+}
+
+/// The configured custom fields, each equal or not.
+fn score_custom(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
     for (i, (x, y)) in a.custom.iter().zip(b.custom.iter()).enumerate() {
         if !x.is_empty() && !y.is_empty() {
             let pts = if x == y { w.custom } else { -w.custom };
-            add(&format!("custom{i}"), pts, &mut explain);
+            tally.add(format_args!("custom{i}"), pts);
         }
     }
-    total
 }
 
 struct Record {
