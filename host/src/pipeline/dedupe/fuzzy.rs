@@ -16,66 +16,22 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 
-use serde::{Deserialize, Serialize};
 use strsim::{levenshtein, normalized_levenshtein};
 
 use super::config::{DedupeConfig, Weights};
-use super::phonetic::{fold, soundex_code};
+pub use super::features::{Features, Field};
 use super::{Decision, FINGERPRINT_VERSION};
-use crate::pipeline::normalize::NormalizedLead;
 
 /// Rule name of fuzzy decisions, stored in the audit trail.
 pub const FUZZY_RULE: &str = "fuzzy-v1";
-
-/// The comparable form of a lead (what the index keeps per record).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Features {
-    /// Lowercase ASCII-folded letters of the first and last name.
-    pub first: Box<str>,
-    pub last: Box<str>,
-    pub email: Box<str>,
-    /// Email local part: lowercase letters and digits, `+tag` dropped.
-    pub email_local: Box<str>,
-    pub phone: Box<str>,
-    pub company: Box<str>,
-    /// The company's domain: the website's host, else a non-free email
-    /// domain.
-    pub domain: Box<str>,
-    pub dob: Box<str>,
-    pub city: Box<str>,
-    pub postcode: Box<str>,
-    pub street: Box<str>,
-    /// Values of the configured custom attributes, in configuration order.
-    pub custom: Vec<Box<str>>,
-    pub received_at_ms: i64,
-}
-
-fn letters(s: &str) -> String {
-    s.chars()
-        .map(fold)
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn squash(s: &str) -> Box<str> {
-    s.chars()
-        .map(fold)
-        .filter(|c| c.is_alphanumeric() || *c == ' ')
-        .flat_map(char::to_lowercase)
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .into()
-}
 
 /// Company matching key: the normalizer's [`crate::pipeline::normalize::company_key`].
 pub(crate) fn company_key(s: &str) -> Box<str> {
     crate::pipeline::normalize::company_key(s).into()
 }
 
-const FREE_MAIL: &[&str] = &[
+/// Free-mail providers: their domains say nothing about a company.
+pub(super) const FREE_MAIL: &[&str] = &[
     "gmail.com",
     "googlemail.com",
     "outlook.com",
@@ -101,144 +57,8 @@ const FREE_MAIL: &[&str] = &[
     "mail.com",
 ];
 
-/// The company's domain from its website or a non-free email domain.
-// Used when the lead has no `company_domain` (e.g. an older stored lead).
-fn domain_of(website: &str, email: &str) -> Box<str> {
-    let host = website
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split(['/', '?', '#', ':'])
-        .next()
-        .unwrap_or("")
-        .to_lowercase();
-    let host = host.strip_prefix("www.").unwrap_or(&host);
-    if !host.is_empty() {
-        return host.into();
-    }
-    let d = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    if d.is_empty() || FREE_MAIL.contains(&d) {
-        return "".into();
-    }
-    d.into()
-}
-
-fn opt(s: &Option<String>) -> &str {
-    s.as_deref().unwrap_or("")
-}
-
-impl Features {
-    /// The comparable form of a normalized lead.
-    pub fn from_lead(lead: &NormalizedLead, config: &DedupeConfig, received_at_ms: i64) -> Self {
-        let (mut first, mut last) = (
-            letters(opt(&lead.first_name)),
-            letters(opt(&lead.last_name)),
-        );
-        if first.is_empty() && last.is_empty() {
-            let full = opt(&lead.full_name);
-            let mut words = full.split_whitespace();
-            first = letters(words.next().unwrap_or(""));
-            last = letters(words.next_back().unwrap_or(""));
-        }
-        let email = opt(&lead.email);
-        let local = email.split('@').next().unwrap_or("");
-        let local = local.split('+').next().unwrap_or("");
-        let custom = config
-            .custom_fields
-            .iter()
-            .map(|k| match lead.custom.get(k) {
-                Some(serde_json::Value::String(s)) => squash(s),
-                Some(serde_json::Value::Null) | None => "".into(),
-                Some(v) => v.to_string().into(),
-            })
-            .collect();
-        Features {
-            first: first.into(),
-            last: last.into(),
-            email: email.into(),
-            email_local: letters(local).into(),
-            phone: opt(&lead.phone).into(),
-            company: match &lead.company_key {
-                Some(k) => k.as_str().into(),
-                None => company_key(opt(&lead.company)),
-            },
-            domain: match &lead.company_domain {
-                Some(d) => d.as_str().into(),
-                None => domain_of(opt(&lead.website), email),
-            },
-            dob: opt(&lead.date_of_birth).trim().into(),
-            city: squash(opt(&lead.city)),
-            postcode: letters(opt(&lead.postcode)).into(),
-            street: squash(opt(&lead.street)),
-            custom,
-            received_at_ms,
-        }
-    }
-
-    /// The blocking keys of this lead.
-    pub fn blocking_keys(&self, out: &mut Vec<u64>) {
-        out.clear();
-        let (f, l) = (&*self.first, &*self.last);
-        fn initial(s: &str) -> &str {
-            s.get(..1).unwrap_or("")
-        }
-        let sx = soundex_code;
-        if !f.is_empty() && !l.is_empty() {
-            let ((ca, na), (cb, nb)) = (sx(f), sx(l));
-            let (mut a, mut b) = (&ca[..na], &cb[..nb]);
-            if a > b {
-                std::mem::swap(&mut a, &mut b);
-            }
-            out.push(key(&[b"n", a, b]));
-            for (t, other) in [(f, l), (l, f)] {
-                out.push(key(&[b"t", t.as_bytes(), initial(other).as_bytes()]));
-            }
-            if let Some(canon) = nickname(f) {
-                out.push(key(&[b"t", canon.as_bytes(), initial(l).as_bytes()]));
-                out.push(key(&[b"t", l.as_bytes(), initial(canon).as_bytes()]));
-            }
-        } else if !f.is_empty() || !l.is_empty() {
-            let t = if f.is_empty() { l } else { f };
-            out.push(key(&[b"t1", t.as_bytes()]));
-        }
-        if self.email_local.len() >= 4 {
-            out.push(key(&[b"el", self.email_local.as_bytes()]));
-        }
-        if self.phone.len() >= 8 {
-            out.push(key(&[b"p", self.phone[self.phone.len() - 8..].as_bytes()]));
-        }
-        let (csl, nsl) = sx(if l.is_empty() { f } else { l });
-        let sl = &csl[..nsl];
-        if !self.postcode.is_empty() {
-            out.push(key(&[b"pc", self.postcode.as_bytes(), sl]));
-        }
-        for t in [f, l] {
-            if t.is_empty() {
-                continue;
-            }
-            let (cst, nst) = sx(t);
-            let st = &cst[..nst];
-            if !self.company.is_empty() {
-                out.push(key(&[b"c", self.company.as_bytes(), st]));
-            }
-            if !self.domain.is_empty() {
-                out.push(key(&[b"w", self.domain.as_bytes(), st]));
-            }
-        }
-        if !self.dob.is_empty() {
-            out.push(key(&[b"d", self.dob.as_bytes()]));
-        }
-        for (i, v) in self.custom.iter().enumerate() {
-            if !v.is_empty() {
-                out.push(key(&[b"x", &[i as u8], v.as_bytes()]));
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-    }
-}
-
-fn key(parts: &[&[u8]]) -> u64 {
+/// The 64-bit key of a blocking key's or fingerprint's parts.
+pub(super) fn key(parts: &[&[u8]]) -> u64 {
     let mut h = foldhash::fast::FixedState::with_seed(0x1ead_9a7e).build_hasher();
     for p in parts {
         h.write(p);
@@ -473,13 +293,13 @@ impl Tally<'_> {
 /// same company domain is good evidence; a different address at the same
 /// company is no evidence (people have several formats).
 fn score_email(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.email.is_empty() || b.email.is_empty() {
+    if a.lacks(Field::Email) || b.lacks(Field::Email) {
         return;
     }
-    let (la, lb) = (&*a.email_local, &*b.email_local);
-    if a.email == b.email {
+    let (la, lb) = (a.get(Field::EmailLocal), b.get(Field::EmailLocal));
+    if a.same(b, Field::Email) {
         tally.add("email", w.email_equal);
-    } else if same_work_domain(&a.email, &b.email) {
+    } else if same_work_domain(a.get(Field::Email), b.get(Field::Email)) {
         let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
         if has_digit(la)
             && has_digit(lb)
@@ -502,10 +322,10 @@ fn score_email(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 }
 
 fn score_phone(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.phone.is_empty() || b.phone.is_empty() {
+    if a.lacks(Field::Phone) || b.lacks(Field::Phone) {
         return;
     }
-    if a.phone == b.phone {
+    if a.same(b, Field::Phone) {
         tally.add("phone", w.phone_equal);
     } else {
         tally.add("phone", -w.phone_differ);
@@ -514,7 +334,8 @@ fn score_phone(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 /// Name, order-insensitive.
 fn score_name(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    let (af, al, bf, bl) = (&*a.first, &*a.last, &*b.first, &*b.last);
+    let (af, al) = (a.get(Field::First), a.get(Field::Last));
+    let (bf, bl) = (b.get(Field::First), b.get(Field::Last));
     let a_has = !af.is_empty() || !al.is_empty();
     let b_has = !bf.is_empty() || !bl.is_empty();
     if !a_has || !b_has {
@@ -553,16 +374,16 @@ fn score_name(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 /// Company: its key, else its domain (website or work email).
 fn score_company(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    let same_domain = !a.domain.is_empty() && a.domain == b.domain;
-    if !a.company.is_empty() && !b.company.is_empty() {
-        if a.company == b.company || same_domain {
+    let same_domain = !a.lacks(Field::Domain) && a.same(b, Field::Domain);
+    if !a.lacks(Field::Company) && !b.lacks(Field::Company) {
+        if same_domain || a.same(b, Field::Company) {
             tally.add("company", w.company_equal);
-        } else if jaro_winkler(&a.company, &b.company) >= 0.92 {
+        } else if jaro_winkler(a.get(Field::Company), b.get(Field::Company)) >= 0.92 {
             tally.add("company", w.company_equal / 2.0);
         } else {
             tally.add("company", -w.company_differ);
         }
-    } else if !a.domain.is_empty() && !b.domain.is_empty() {
+    } else if !a.lacks(Field::Domain) && !b.lacks(Field::Domain) {
         if same_domain {
             tally.add("company_domain", w.company_equal);
         } else {
@@ -573,12 +394,12 @@ fn score_company(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 /// Date of birth: one typo (a digit off) is close, anything else differs.
 fn score_dob(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.dob.is_empty() || b.dob.is_empty() {
+    if a.lacks(Field::Dob) || b.lacks(Field::Dob) {
         return;
     }
-    if a.dob == b.dob {
+    if a.same(b, Field::Dob) {
         tally.add("dob", w.dob_equal);
-    } else if levenshtein(&a.dob, &b.dob) == 1 {
+    } else if levenshtein(a.get(Field::Dob), b.get(Field::Dob)) == 1 {
         tally.add("dob", w.dob_close);
     } else {
         tally.add("dob", -w.dob_differ);
@@ -587,24 +408,25 @@ fn score_dob(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 /// Address: city, postcode, and a street alike with the same numbers.
 fn score_address(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if !a.city.is_empty() && !b.city.is_empty() {
-        if a.city == b.city {
+    if !a.lacks(Field::City) && !b.lacks(Field::City) {
+        if a.same(b, Field::City) {
             tally.add("city", w.city_equal);
         } else {
             tally.add("city", -w.city_differ);
         }
     }
-    if !a.postcode.is_empty() && !b.postcode.is_empty() {
-        if a.postcode == b.postcode {
+    if !a.lacks(Field::Postcode) && !b.lacks(Field::Postcode) {
+        if a.same(b, Field::Postcode) {
             tally.add("postcode", w.postcode_equal);
         } else {
             tally.add("postcode", -w.postcode_equal / 2.0);
         }
     }
-    if !a.street.is_empty()
-        && !b.street.is_empty()
-        && same_digits(&a.street, &b.street)
-        && normalized_levenshtein(&a.street, &b.street) >= 0.85
+    let (sa, sb) = (a.get(Field::Street), b.get(Field::Street));
+    if !sa.is_empty()
+        && !sb.is_empty()
+        && same_digits(sa, sb)
+        && normalized_levenshtein(sa, sb) >= 0.85
     {
         tally.add("street", w.street_similar);
     }
@@ -612,7 +434,7 @@ fn score_address(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 /// The configured custom fields, each equal or not.
 fn score_custom(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    for (i, (x, y)) in a.custom.iter().zip(b.custom.iter()).enumerate() {
+    for (i, (x, y)) in a.custom().zip(b.custom()).enumerate() {
         if !x.is_empty() && !y.is_empty() {
             let pts = if x == y { w.custom } else { -w.custom };
             tally.add(format_args!("custom{i}"), pts);
@@ -1032,22 +854,7 @@ impl Deduper {
         let feat: usize = self
             .records
             .iter()
-            .map(|r| {
-                let f = &r.features;
-                r.lead.len()
-                    + f.first.len()
-                    + f.last.len()
-                    + f.email.len()
-                    + f.email_local.len()
-                    + f.phone.len()
-                    + f.company.len()
-                    + f.domain.len()
-                    + f.dob.len()
-                    + f.city.len()
-                    + f.postcode.len()
-                    + f.street.len()
-                    + f.custom.iter().map(|c| c.len() + 16).sum::<usize>()
-            })
+            .map(|r| r.lead.len() + r.features.heap_bytes())
             .sum();
         let persons: usize = self
             .persons
@@ -1066,6 +873,7 @@ impl Deduper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::normalize::NormalizedLead;
 
     fn lead(first: &str, last: &str, email: &str, company: &str) -> NormalizedLead {
         let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
@@ -1211,9 +1019,10 @@ mod tests {
         let leads = crate::pipeline::dedupe::corpus::prepared(21, 900, "", &cfg);
         let (old, rest) = leads.split_at(leads.len() / 3);
         let (recent, queries) = rest.split_at(rest.len() / 2);
-        let at = |f: &Features, t: i64| Features {
-            received_at_ms: t,
-            ..f.clone()
+        let at = |f: &Features, t: i64| {
+            let mut f = f.clone();
+            f.received_at_ms = t;
+            f
         };
         // `pruned` sees every lead; `fresh` only the recent ones, as they
         // were decided.

@@ -18,6 +18,7 @@
 pub mod config;
 #[cfg(any(test, feature = "test-support"))]
 pub mod corpus;
+pub mod features;
 pub mod fuzzy;
 pub mod phonetic;
 
