@@ -277,6 +277,13 @@ impl SimState {
                 self.stats.writes_dropped += 1;
             } else if is_new {
                 self.stats.records_created += 1;
+                let prop = |name: &str| contact.properties.get(name).cloned().into_iter().collect();
+                self.creates.record(
+                    crate::Crm::Hubspot,
+                    contact.id.clone(),
+                    prop("email"),
+                    prop("phone"),
+                );
             } else {
                 self.stats.records_updated += 1;
             }

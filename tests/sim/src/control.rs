@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::errors::json_response;
 use crate::wire::Query;
-use crate::{Contact, Faults, Shared, SimHandle, SimStats};
+use crate::{Contact, Created, Crm, Faults, Person, Shared, SimHandle, SimStats};
 
 type AppState = State<Arc<Shared>>;
 
@@ -24,6 +24,8 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_sim/stats", get(stats))
         .route("/_sim/contacts", get(contacts))
+        .route("/_sim/creates", get(creates))
+        .route("/_sim/pipedrive/persons", get(pipedrive_persons))
         .route("/_sim/faults", get(faults).post(set_faults))
         .route("/_sim/expire-tokens", post(expire_tokens))
         .route("/_sim/tokens", post(add_token))
@@ -53,6 +55,7 @@ struct StatsOut {
     #[serde(flatten)]
     stats: SimStats,
     contacts: usize,
+    in_flight: u64,
 }
 
 async fn stats(State(shared): AppState) -> Response {
@@ -60,6 +63,7 @@ async fn stats(State(shared): AppState) -> Response {
     let body = StatsOut {
         stats: handle.stats(),
         contacts: handle.contact_count(),
+        in_flight: handle.in_flight(),
     };
     json_response(StatusCode::OK, &body)
 }
@@ -82,6 +86,60 @@ async fn contacts(State(shared): AppState, RawQuery(query): RawQuery) -> Respons
     json_response(
         StatusCode::OK,
         &ContactsOut {
+            count: results.len(),
+            results,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct CreatesOut {
+    count: usize,
+    results: Vec<Created>,
+}
+
+/// The create log: `?crm=hubspot|pipedrive`, and a person key of
+/// `email=` and/or `phone=` values (repeated or comma-separated) that
+/// matches a create by any of them; without a key, every create.
+async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref());
+    let crm = match query.get("crm") {
+        None => None,
+        Some(name) => match Crm::parse(name) {
+            Some(crm) => Some(crm),
+            None => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({ "error": format!("crm must be hubspot or pipedrive, not {name:?}") }),
+                );
+            }
+        },
+    };
+    let (emails, phones) = (query.list("email"), query.list("phone"));
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let results = handle(shared).creates(crm, &emails, &phones);
+    json_response(
+        StatusCode::OK,
+        &CreatesOut {
+            count: results.len(),
+            results,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct PersonsOut {
+    count: usize,
+    results: Vec<Person>,
+}
+
+/// Every simulated Pipedrive person, in id order.
+async fn pipedrive_persons(State(shared): AppState) -> Response {
+    let results = handle(shared).pipedrive_persons();
+    json_response(
+        StatusCode::OK,
+        &PersonsOut {
             count: results.len(),
             results,
         },

@@ -4,6 +4,7 @@
 //! their answer; every answer is counted in the stats.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -85,6 +86,7 @@ pub(crate) async fn pass(
     request: Request,
     next: Next,
 ) -> Response {
+    let _in_flight = InFlight::enter(shared);
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
@@ -98,4 +100,21 @@ pub(crate) async fn pass(
     };
     shared.lock().stats.record(response.status().as_u16());
     response
+}
+
+/// Counts a request in flight until its answer is made or the client goes
+/// away (the request's future is dropped).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }

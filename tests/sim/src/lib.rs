@@ -24,6 +24,7 @@
 mod api;
 mod auth;
 mod control;
+mod creates;
 mod errors;
 mod faults;
 mod gate;
@@ -36,6 +37,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use creates::{Created, Crm};
 pub use faults::Faults;
 pub use hooks::{DEFAULT_WEBHOOK_SECRET, HookMessage, secret_key, sign};
 pub use pipedrive::{Labeled, Person, PipedriveLimits};
@@ -154,12 +157,16 @@ pub(crate) struct State {
     pub max_batch: usize,
     pub pipedrive: pipedrive::PipedriveState,
     pub hooks: hooks::HookState,
+    /// Every record created, per CRM.
+    pub creates: creates::CreateLog,
 }
 
 /// State shared by the server and every [`SimHandle`].
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// API requests received and not yet answered.
+    in_flight: AtomicU64,
 }
 
 impl Shared {
@@ -174,9 +181,11 @@ impl Shared {
             max_batch: config.max_batch,
             pipedrive: pipedrive::PipedriveState::new(config.pipedrive),
             hooks: hooks::HookState::new(&config.webhook_secret),
+            creates: creates::CreateLog::default(),
         };
         Shared {
             state: Mutex::new(state),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -312,6 +321,12 @@ impl SimHandle {
         self.shared.lock().store.get(id).cloned()
     }
 
+    /// API requests received and not answered yet (a test that kills a
+    /// client can tell whether a call was in flight at that moment).
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.lock().stats.clone()
     }
@@ -342,7 +357,7 @@ impl SimHandle {
         self.shared.lock().schema.define(name);
     }
 
-    /// Drops all records, stats, faults and rate-limit usage. Tokens and
+    /// Drops all records, the create log, stats, faults and rate-limit usage. Tokens and
     /// defined properties stay; ids keep increasing.
     pub fn reset(&self) {
         let mut state = self.shared.lock();
@@ -352,6 +367,15 @@ impl SimHandle {
         state.limiter.clear();
         state.pipedrive.clear();
         state.hooks.clear();
+        state.creates.clear();
+    }
+
+    /// The records created in `crm` (every CRM when `None`) with any of
+    /// `emails` (ignoring case) or `phones` (same digits), oldest first;
+    /// with neither, every create. More than one for one person is a
+    /// duplicate record, however the CRM keys its records.
+    pub fn creates(&self, crm: Option<Crm>, emails: &[&str], phones: &[&str]) -> Vec<Created> {
+        self.shared.lock().creates.find(crm, emails, phones)
     }
 
     /// Every Pipedrive person, in id order.

@@ -493,6 +493,13 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     if silent {
         state.stats.writes_dropped += 1;
     } else {
+        let values = |list: &[Labeled]| list.iter().map(|l| l.value.clone()).collect();
+        state.creates.record(
+            crate::Crm::Pipedrive,
+            id.to_string(),
+            values(&person.emails),
+            values(&person.phones),
+        );
         state.pipedrive.persons.insert(id, person);
         state.stats.records_created += 1;
     }

@@ -1130,6 +1130,40 @@ async fn control_routes_report_and_reset() {
     let none = h.control_get("/_sim/contacts?email=zz@x.com").await.json();
     assert_eq!(none["count"], 0);
 
+    // The create log counts creates: an upsert of c@x.com updates, one of
+    // a second address for the same person creates a second record.
+    h.post(
+        &format!("{V3}/batch/upsert"),
+        json!({"inputs": [
+            {"idProperty": "email", "id": "c@x.com", "properties": {"phone": "+1 415 555 0100"}},
+            {"idProperty": "email", "id": "c.other@x.com", "properties": {"phone": "+1 415 555 0100"}},
+        ]}),
+    )
+    .await;
+    let creates = h
+        .control_get("/_sim/creates?crm=hubspot&email=c@x.com,c.other@x.com")
+        .await
+        .json();
+    assert_eq!(creates["count"], 2, "{creates}");
+    assert_eq!(creates["results"][0]["emails"], json!(["c@x.com"]));
+    assert_eq!(creates["results"][0]["id"], FIRST_ID.to_string());
+    assert_eq!(creates["results"][1]["phones"], json!(["+1 415 555 0100"]));
+    let by_phone = h
+        .control_get("/_sim/creates?phone=%2B14155550100")
+        .await
+        .json();
+    assert_eq!(by_phone["count"], 1, "{by_phone}");
+    assert_eq!(
+        h.handle()
+            .creates(Some(leadgate_sim::Crm::Pipedrive), &["c@x.com"], &[]),
+        []
+    );
+    assert_eq!(
+        h.control_get("/_sim/creates?crm=salesforce").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(h.control_get("/_sim/stats").await.json()["in_flight"], 0);
+
     let bad = h
         .control_post("/_sim/faults", json!({"outage": "yes"}))
         .await;
@@ -1146,6 +1180,7 @@ async fn control_routes_report_and_reset() {
     assert_eq!(handle.stats(), leadgate_sim::SimStats::default());
     assert_eq!(handle.faults(), Faults::default());
     assert_eq!(h.control_get("/_sim/stats").await.json()["contacts"], 0);
+    assert_eq!(h.control_get("/_sim/creates").await.json()["count"], 0);
 }
 
 #[tokio::test]
