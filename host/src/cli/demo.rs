@@ -159,16 +159,16 @@ pub async fn run_demo(rows: &str) -> anyhow::Result<Summary> {
             *per_email.entry(email.to_lowercase()).or_default() += 1;
         }
     }
+    let stats = handle.stats();
     summary.delivered = counts.jobs_delivered;
-    // One destination: each new person makes one create, the rest are
-    // merge updates.
-    summary.updates_from_merges = counts
-        .jobs_delivered
-        .saturating_sub((summary.accepted - summary.duplicates) as u64);
+    // As the CRM counted them: each new person is one create, the other
+    // writes are updates carrying merged fields. (The host's own count of
+    // deliveries must agree: creates + updates.)
+    summary.updates_from_merges = stats.records_updated;
     summary.dead_lettered = counts.jobs_dead;
     summary.crm_records = contacts.len();
     summary.crm_duplicate_emails = per_email.values().filter(|n| **n > 1).count();
-    summary.crm_requests = handle.stats().requests_total;
+    summary.crm_requests = stats.requests_total;
     host.shutdown().await?;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -5,7 +5,6 @@
 //! once per person.
 
 use std::ops::Range;
-use std::time::Duration;
 
 use leadgate_e2e::{SCRAPER_KEY, TestEnv};
 use leadgate_sim::{Faults, SimConfig, SimHandle};
@@ -204,14 +203,27 @@ async fn a_bad_signing_key_is_refused_by_the_receiver_and_dead_letters() -> anyh
         .post_leads(Some(SCRAPER_KEY), &person(7).to_string())
         .await?;
     assert!(status.is_success());
-    let _ = env.drain(60).await;
+    let counts = env.drain(60).await?;
+    // One dead letter (the webhook), two deliveries (HubSpot, Pipedrive):
+    // the other destinations were not held back by the failing one.
+    assert_eq!(
+        (counts.jobs_dead, counts.jobs_delivered),
+        (1, 2),
+        "{counts:?}"
+    );
     let (_, dead) = env.get_json("/v1/dead-letters").await?;
-    let text = dead.to_string();
-    assert!(text.contains("webhook"), "{dead}");
-    assert!(text.contains("401") || text.contains("signature"), "{dead}");
+    let letters = dead["dead_letters"].as_array().expect("a list");
+    assert_eq!(letters.len(), 1, "{dead:#}");
+    let job = &letters[0]["job"];
+    assert_eq!(job["destination"], "webhook", "{dead:#}");
+    // The receiver's 401 is a refusal, not retried: one attempt of two.
+    assert_eq!(job["attempts"], 1, "{dead:#}");
+    let error = job["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("rejected: http_401") && error.contains("no valid signature"),
+        "{error}"
+    );
     assert!(env.sim().hook_messages("leads").is_empty());
-    // The other destinations were not held back by the failing one.
-    tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(env.sim().pipedrive_persons().len(), 1);
     env.stop().await
 }
