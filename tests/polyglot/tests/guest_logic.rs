@@ -32,5 +32,23 @@ fn python_adapter_logic() {
 #[test]
 fn javascript_adapter_logic() {
     let dir = Path::new(leadgate_polyglot::WORKSPACE).join("adapters/webhook-js");
-    run(&dir, "node", &["--test", "test/"]);
+    // The test files by name: `node --test DIR` runs a directory on Node 20
+    // only (from Node 21 its arguments are glob patterns, and a bare
+    // directory matches no file), while named files work on every version.
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("test"))
+        .expect("adapters/webhook-js/test")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".test.mjs"))
+        .map(|name| format!("test/{name}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test/*.test.mjs in {}", dir.display());
+    let mut args = vec!["--test"];
+    args.extend(files.iter().map(String::as_str));
+    run(&dir, "node", &args);
 }
