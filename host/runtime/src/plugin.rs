@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use wasmtime::Store;
 use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
@@ -16,7 +16,7 @@ use crate::bindings::adapter::{CrmAdapter, CrmAdapterPre};
 use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
 use crate::bindings::transform::{SourceTransform, SourceTransformPre};
 use crate::capabilities::Capabilities;
-use crate::engine::{EPOCH_TICK, PluginEngine};
+use crate::engine::PluginEngine;
 use crate::imports::{CallContext, CallState, PluginCounters};
 use crate::limits::Limiter;
 use crate::types::*;
@@ -99,9 +99,21 @@ impl Shared {
         };
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every tick the guest gives its thread back to the executor, so a
+        // busy guest never holds a tokio worker (and every task queued
+        // behind it: ingest, other deliveries) until its deadline; at the
+        // deadline the call traps.
+        let (started, deadline) = (Instant::now(), limits.deadline);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if started.elapsed() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // tokio's own yield: the timers and I/O the other tasks
+                // wait on are polled before the guest runs again.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         store
     }
 
