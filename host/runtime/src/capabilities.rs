@@ -178,9 +178,13 @@ pub trait RequestGate: Send + Sync {
     /// the CRM).
     fn admit<'a>(&'a self, url: &'a url::Url) -> BoxFuture<'a, Result<(), u64>>;
 
-    /// What the CRM answered: its rate-limit headers and 429s correct the
-    /// model.
+    /// What the CRM answered to an admitted call: its rate-limit headers
+    /// and 429s correct the model, and the call is no longer in flight.
     fn observe(&self, url: &url::Url, status: u16, headers: &[(String, String)]);
+
+    /// An admitted call to `url` ended without an answer (refused
+    /// connection, timeout): it is no longer in flight.
+    fn failed(&self, url: &url::Url);
 }
 
 /// The capabilities one plugin instance is granted.

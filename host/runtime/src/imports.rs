@@ -174,8 +174,11 @@ impl http::Host for CallState {
         }
         let url = gate.as_ref().map(|_| outbound.url.clone());
         let result = cx.services.outbound.send(outbound).await;
-        if let (Some(gate), Some(url), Ok(r)) = (&gate, &url, &result) {
-            gate.observe(url, r.status, &r.headers);
+        if let (Some(gate), Some(url)) = (&gate, &url) {
+            match &result {
+                Ok(r) => gate.observe(url, r.status, &r.headers),
+                Err(_) => gate.failed(url),
+            }
         }
         cx.counters
             .http_micros

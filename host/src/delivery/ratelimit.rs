@@ -9,9 +9,12 @@
 //!
 //! - a window named `search` applies to requests whose path contains
 //!   `/search`; every other window applies to every request;
-//! - windows up to an hour are rolling logs of send times, widened by a
-//!   small margin for the time a request takes to reach the CRM; longer
-//!   windows (daily quotas) are counters that reset;
+//! - windows up to an hour are rolling logs: a request holds its place in
+//!   a window from the moment it is sent until one window after its answer
+//!   (the CRM counted it when it arrived, somewhere in between), so no
+//!   network delay, however long or uneven, can put one request too many
+//!   in any of the CRM's windows; longer windows (daily quotas) are
+//!   counters that reset;
 //! - the CRM corrects the model: a 429's `Retry-After`, or a response saying
 //!   no requests remain (`X-HubSpot-RateLimit-Remaining: 0`,
 //!   `x-ratelimit-remaining: 0` with `x-ratelimit-reset`), blocks the
@@ -33,8 +36,12 @@ const LOG_WINDOW_MAX: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 enum Usage {
-    /// Send times within the window, oldest first.
-    Log(VecDeque<Instant>),
+    /// Answer times within the window, oldest first, and the requests
+    /// sent and not answered yet.
+    Log {
+        answered: VecDeque<Instant>,
+        in_flight: u32,
+    },
     /// Requests since `start`.
     Counter { start: Instant, count: u32 },
 }
@@ -55,11 +62,11 @@ impl Window {
         }
         let declared = Duration::from_millis(limit.window_ms);
         let (window, usage) = if declared <= LOG_WINDOW_MAX {
-            // The CRM counts a request when it arrives, a little after we
-            // send it; a slow first request must not let the next window's
-            // last one in early.
-            let margin = (declared / 50).max(Duration::from_millis(50));
-            (declared + margin, Usage::Log(VecDeque::new()))
+            let usage = Usage::Log {
+                answered: VecDeque::new(),
+                in_flight: 0,
+            };
+            (declared, usage)
         } else {
             (
                 declared,
@@ -85,18 +92,27 @@ impl Window {
     /// When the window has room again (now if it has).
     fn free_at(&mut self, now: Instant) -> Instant {
         match &mut self.usage {
-            Usage::Log(log) => {
-                while log
+            Usage::Log {
+                answered,
+                in_flight,
+            } => {
+                while answered
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= self.window)
                 {
-                    log.pop_front();
+                    answered.pop_front();
                 }
-                if (log.len() as u32) < self.max {
-                    now
-                } else {
-                    let oldest = log[log.len() - self.max as usize];
-                    oldest + self.window
+                let used = answered.len() as u32 + *in_flight;
+                if used < self.max {
+                    return now;
+                }
+                // The (used - max + 1)-th oldest answer frees the last place
+                // needed; a request still in flight frees its place one
+                // window after its answer at the earliest.
+                let needed = (used - self.max) as usize;
+                match answered.get(needed) {
+                    Some(t) => *t + self.window,
+                    None => now + self.window,
                 }
             }
             Usage::Counter { start, count } => {
@@ -113,10 +129,36 @@ impl Window {
         }
     }
 
-    fn record(&mut self, now: Instant) {
+    /// A request sent now.
+    fn record(&mut self) {
         match &mut self.usage {
-            Usage::Log(log) => log.push_back(now),
+            Usage::Log { in_flight, .. } => *in_flight += 1,
             Usage::Counter { count, .. } => *count += 1,
+        }
+    }
+
+    /// A request sent earlier was answered (or failed) now.
+    fn answered(&mut self, now: Instant) {
+        if let Usage::Log {
+            answered,
+            in_flight,
+        } = &mut self.usage
+        {
+            // A window adopted after the request was sent never counted it.
+            if *in_flight > 0 {
+                *in_flight -= 1;
+                answered.push_back(now);
+            }
+        }
+    }
+
+    fn used(&self) -> u32 {
+        match &self.usage {
+            Usage::Log {
+                answered,
+                in_flight,
+            } => answered.len() as u32 + in_flight,
+            Usage::Counter { count, .. } => *count,
         }
     }
 }
@@ -198,9 +240,19 @@ impl Limiter {
             return Err(at);
         }
         for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
-            w.record(now);
+            w.record();
         }
         Ok(())
+    }
+
+    /// An admitted request is no longer in flight.
+    fn answered(&self, search: bool) {
+        let mut state = self.lock();
+        // Taken under the lock, so answers go into the logs in time order.
+        let now = Instant::now();
+        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+            w.answered(now);
+        }
     }
 
     /// Waits for room (at most `max_wait`) and counts the request.
@@ -251,10 +303,7 @@ impl Limiter {
                     name: w.name.clone(),
                     max_requests: w.max,
                     window_ms: w.window.as_millis() as u64,
-                    used: match &w.usage {
-                        Usage::Log(log) => log.len() as u32,
-                        Usage::Counter { count, .. } => *count,
-                    },
+                    used: w.used(),
                 }
             })
             .collect()
@@ -312,6 +361,7 @@ impl RequestGate for Limiter {
     }
 
     fn observe(&self, url: &Url, status: u16, headers: &[(String, String)]) {
+        self.answered(is_search(url));
         // A search's own window running out does not stop other calls.
         if is_search(url) && status != 429 {
             return;
@@ -319,6 +369,10 @@ impl RequestGate for Limiter {
         if let Some(wait) = stop_for(status, headers) {
             self.block_for(wait);
         }
+    }
+
+    fn failed(&self, url: &Url) {
+        self.answered(is_search(url));
     }
 }
 
@@ -334,13 +388,19 @@ mod tests {
         }
     }
 
+    /// A request sent and answered at once.
+    async fn send(limiter: &Limiter, search: bool) {
+        limiter.acquire(search).await.unwrap();
+        limiter.answered(search);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_rolling_window_is_never_exceeded() {
         let limiter = Limiter::new(&[limit("burst", 5, 1_000)], Duration::from_secs(10));
         let start = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..12 {
-            limiter.acquire(false).await.unwrap();
+            send(&limiter, false).await;
             sent.push(Instant::now().duration_since(start));
         }
         // Of any six consecutive sends, the last is a full window after the
@@ -361,15 +421,39 @@ mod tests {
             Duration::from_secs(10),
         );
         let t0 = Instant::now();
-        limiter.acquire(true).await.unwrap();
-        limiter.acquire(true).await.unwrap();
+        send(&limiter, true).await;
+        send(&limiter, true).await;
         // Writes are not held by the spent search window.
-        limiter.acquire(false).await.unwrap();
+        send(&limiter, false).await;
         assert_eq!(Instant::now(), t0);
-        limiter.acquire(true).await.unwrap();
+        send(&limiter, true).await;
         assert!(Instant::now() - t0 >= Duration::from_secs(2));
         // The three sends at t0 have left the rolling window since.
         assert_eq!(limiter.status()[0].used, 1);
+    }
+
+    /// The CRM counts a request when it arrives, anywhere between its send
+    /// and its answer: a slow answer keeps the request's place until one
+    /// window after the answer, so however uneven the network, no window
+    /// of the CRM's sees one request too many.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_holds_its_place_until_a_window_after_its_answer() {
+        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], Duration::from_secs(10));
+        let url: Url = "https://api.example.com/crm/v3/objects/contacts"
+            .parse()
+            .unwrap();
+        let t0 = Instant::now();
+        limiter.acquire(false).await.unwrap();
+        limiter.acquire(false).await.unwrap();
+        // Both in flight for 3 s, longer than the window: still no room.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!limiter.has_room());
+        assert_eq!(limiter.status()[0].used, 2);
+        limiter.observe(&url, 200, &[]);
+        // One answered at t0 + 3 s (a failure ends a call as well).
+        limiter.failed(&url);
+        limiter.acquire(false).await.unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(4));
     }
 
     #[tokio::test(start_paused = true)]
