@@ -23,13 +23,14 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+
+use crate::support::{Host, free_port, host_config, wait_ready};
 
 const KEY: &str = "chaos-source-key-0001";
 
@@ -38,60 +39,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A free loopback port (the host is restarted on the same one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Host {
-    child: Child,
-}
-
-impl Host {
-    fn spawn(config: &std::path::Path, log: &std::path::Path) -> Host {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("LEADGATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting leadgate serve");
-        Host { child }
-    }
-
-    fn kill9(mut self) {
-        // Child::kill sends SIGKILL.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/v1/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the host did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A person's emails: the first and third copies use the first (the
@@ -156,25 +103,12 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("leadgate.toml");
+    let delivery = "max_attempts = 1000\nbackoff_base_ms = 20\nbackoff_cap_ms = 500\n\
+                    lease_ms = 2000\nlinger_ms = 5\npoll_ms = 20";
+    let db = dir.path().join("chaos.db");
     std::fs::write(
         &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
-             [store]\nurl = \"sqlite://{db}\"\n\
-             [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\n\
-             [delivery]\nmax_attempts = 1000\nbackoff_base_ms = 20\nbackoff_cap_ms = 500\n\
-             lease_ms = 2000\nlinger_ms = 5\npoll_ms = 20\n\
-             [sources.chaos]\napi_key = \"{KEY}\"\n\
-             [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
-             allowed_hosts = [\"127.0.0.1\"]\n\
-             [destinations.hubspot.config]\nbase-url = \"{base}\"\n\
-             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
-            db = dir.path().join("chaos.db").display(),
-            cache = std::env::temp_dir()
-                .join("leadgate-e2e-plugin-cache")
-                .display(),
-            base = sim.base_url(),
-        ),
+        host_config(port, &db, KEY, &sim.base_url(), delivery),
     )
     .unwrap();
     let log = dir.path().join("host.log");

@@ -7,3 +7,5 @@ mod dedupe_fake1000;
 mod dedupe_restart;
 mod plugin_cache;
 mod scaffold;
+mod sigterm;
+mod support;

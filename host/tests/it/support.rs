@@ -1,0 +1,108 @@
+//! What the tests that run `leadgate serve` as its own process share: a
+//! port, the process, and waiting for it to answer.
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (the host is restarted on the same one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `leadgate serve`.
+pub struct Host {
+    child: Child,
+}
+
+impl Host {
+    /// Starts the binary with `config`, its log appended to `log`.
+    pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Host {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("LEADGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting leadgate serve");
+        Host { child }
+    }
+
+    pub fn kill9(mut self) {
+        // Child::kill sends SIGKILL.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to end (at most `limit`,
+    /// then SIGKILL and a failed test).
+    pub async fn terminate(mut self, limit: Duration) -> ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a child's pid and a signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > limit {
+                self.kill9();
+                panic!("leadgate serve did not exit within {limit:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until the host answers `/v1/health`.
+pub async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A host's configuration: listening on `port`, its store at `db`, one
+/// source with API key `key`, HubSpot on the simulator at `crm`, and the
+/// `[delivery]` settings given (TOML lines).
+pub fn host_config(
+    port: u16,
+    db: &std::path::Path,
+    key: &str,
+    crm: &str,
+    delivery: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+         [store]\nurl = \"sqlite://{db}\"\n\
+         [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\n\
+         [delivery]\n{delivery}\n\
+         [sources.test]\napi_key = \"{key}\"\n\
+         [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
+         allowed_hosts = [\"127.0.0.1\"]\n\
+         [destinations.hubspot.config]\nbase-url = \"{crm}\"\n\
+         [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
+        db = db.display(),
+        cache = std::env::temp_dir()
+            .join("leadgate-e2e-plugin-cache")
+            .display(),
+    )
+}
