@@ -3,6 +3,7 @@
 //! chaos` runs one module.
 
 mod chaos;
+mod config_layers;
 mod dedupe_fake1000;
 mod dedupe_restart;
 mod plugin_cache;

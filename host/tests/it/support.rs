@@ -21,6 +21,15 @@ pub struct Host {
 impl Host {
     /// Starts the binary with `config`, its log appended to `log`.
     pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Host {
+        Host::spawn_with_env(config, log, &[])
+    }
+
+    /// The same, with environment variables set for the process.
+    pub fn spawn_with_env(
+        config: &std::path::Path,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Host {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -30,6 +39,7 @@ impl Host {
             .args(["serve", "--config"])
             .arg(config)
             .env("LEADGATE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
