@@ -229,10 +229,66 @@ async fn a_broken_mapping_is_refused_and_the_old_one_serves() -> anyhow::Result<
         .result
         .expect_err("a mapping without email must be refused");
     assert!(error.contains("email"), "{error}");
+    assert_eq!(
+        env.metric("leadgate_plugin_reload_failures_total{destination=\"hubspot\"}")
+            .await?,
+        Some(1.0),
+        "the refused reload is counted"
+    );
     env.post_leads(Some(SCRAPER_KEY), &lead(5).to_string())
         .await?;
     env.drain(20).await?;
     assert_eq!(env.sim().count_by_email("reload.5@example.com"), 1);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn a_valid_new_mapping_goes_live_by_hot_reload() -> anyhow::Result<()> {
+    let mappings = tempdir::Dir::new()?;
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml");
+    std::fs::copy(&shipped, mappings.path().join("hubspot.yaml"))?;
+    let extra = format!(
+        "[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
+        mappings.path().display()
+    );
+    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let mut events = env.host.registry.subscribe();
+    env.post_leads(Some(SCRAPER_KEY), &lead(6).to_string())
+        .await?;
+    env.drain(20).await?;
+    let stage = |email: &str| {
+        env.sim().contacts_by_email(email)[0]
+            .properties
+            .get("lifecyclestage")
+            .cloned()
+    };
+    assert_eq!(stage("reload.6@example.com").as_deref(), Some("lead"));
+    // The same mapping with another constant, written while serving.
+    let changed = std::fs::read_to_string(&shipped)?.replace(
+        "lifecyclestage:\n    value: lead",
+        "lifecyclestage:\n    value: opportunity",
+    );
+    assert!(
+        changed.contains("value: opportunity"),
+        "the shipped mapping changed shape"
+    );
+    std::fs::write(mappings.path().join("hubspot.yaml"), changed)?;
+    let event = next_event(&mut events).await;
+    event.result.expect("a valid mapping goes live");
+    env.post_leads(Some(SCRAPER_KEY), &lead(7).to_string())
+        .await?;
+    env.drain(20).await?;
+    assert_eq!(
+        stage("reload.7@example.com").as_deref(),
+        Some("opportunity")
+    );
+    // What was delivered before stays as it was.
+    assert_eq!(stage("reload.6@example.com").as_deref(), Some("lead"));
+    assert_eq!(
+        env.metric("leadgate_plugin_reload_failures_total{destination=\"hubspot\"}")
+            .await?,
+        Some(0.0)
+    );
     env.stop().await
 }
 
