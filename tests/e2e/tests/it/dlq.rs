@@ -40,8 +40,46 @@ async fn dead_letters(env: &TestEnv) -> anyhow::Result<Vec<String>> {
 
 #[tokio::test]
 async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
-    let env = TestEnv::start(SimConfig::default(), "[delivery]\nmax_attempts = 2\n").await?;
+    // The HubSpot mapping in a folder of its own, hot reloaded.
+    let mappings = tempfile::tempdir()?;
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml");
+    std::fs::copy(&shipped, mappings.path().join("hubspot.yaml"))?;
+    let extra = format!(
+        "[delivery]\nmax_attempts = 2\n[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
+        mappings.path().display()
+    );
+    let env = TestEnv::start(SimConfig::default(), &extra).await?;
     let ids = dead_letters(&env).await?;
+    // The mapping changes after the jobs died: "original" replays what
+    // was mapped then, "current" maps the lead again with the new one.
+    let mut events = env.host.registry.subscribe();
+    let changed = std::fs::read_to_string(&shipped)?.replace(
+        "lifecyclestage:\n    value: lead",
+        "lifecyclestage:\n    value: opportunity",
+    );
+    assert!(
+        changed.contains("value: opportunity"),
+        "the shipped mapping changed shape"
+    );
+    std::fs::write(mappings.path().join("hubspot.yaml"), changed)?;
+    tokio::time::timeout(std::time::Duration::from_secs(20), events.recv())
+        .await??
+        .result
+        .expect("the new mapping goes live");
+    // The lifecycle stage of the CRM record of a dead letter's lead.
+    let stage = async |id: &str| -> anyhow::Result<Option<String>> {
+        let (_, detail) = env.get_json(&format!("/v1/dead-letters/{id}")).await?;
+        let email = detail["job"]["payload"]
+            .as_array()
+            .and_then(|p| p.iter().find(|kv| kv[0] == "email"))
+            .and_then(|kv| kv[1].as_str())
+            .unwrap_or_else(|| panic!("no email in {detail}"))
+            .to_string();
+        let contacts = env.sim().contacts_by_email(&email);
+        assert_eq!(contacts.len(), 1, "{email}: {contacts:?}");
+        Ok(contacts[0].properties.get("lifecyclestage").cloned())
+    };
 
     // Inspect: the payload and every attempt with its error.
     let (status, detail) = env
@@ -87,6 +125,11 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
         .find(|e| e["event"] == "replayed")
         .expect("the replay is in the trail");
     assert_eq!(replayed["detail"]["mapping"], "original");
+    assert_eq!(
+        stage(&ids[0]).await?.as_deref(),
+        Some("lead"),
+        "replayed as first mapped"
+    );
     assert!(
         replayed["detail"]["adapter"]
             .as_str()
@@ -111,10 +154,24 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
     )
     .await?;
     env.drain(30).await?;
-    for n in 0..3 {
-        let email = format!("dlq.{n}@example.com");
-        assert_eq!(env.sim().contacts_by_email(&email).len(), 1, "{email}");
+    for n in 1..3 {
+        assert_eq!(
+            stage(&ids[n]).await?.as_deref(),
+            Some("opportunity"),
+            "mapped again"
+        );
+        let (_, detail) = env
+            .get_json(&format!("/v1/dead-letters/{}", ids[n]))
+            .await?;
+        let replayed = detail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "replayed")
+            .expect("the replay is in the trail");
+        assert_eq!(replayed["detail"]["mapping"], "current", "{detail}");
     }
+    assert_eq!(stage(&ids[0]).await?.as_deref(), Some("lead"));
     assert_eq!(env.sim().contact_count(), 3);
     env.stop().await
 }
