@@ -154,15 +154,13 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
     )
     .await?;
     env.drain(30).await?;
-    for n in 1..3 {
+    for id in &ids[1..] {
         assert_eq!(
-            stage(&ids[n]).await?.as_deref(),
+            stage(id).await?.as_deref(),
             Some("opportunity"),
             "mapped again"
         );
-        let (_, detail) = env
-            .get_json(&format!("/v1/dead-letters/{}", ids[n]))
-            .await?;
+        let (_, detail) = env.get_json(&format!("/v1/dead-letters/{id}")).await?;
         let replayed = detail["events"]
             .as_array()
             .unwrap()
