@@ -6,6 +6,7 @@ mod chaos;
 mod config_layers;
 mod dedupe_fake1000;
 mod dedupe_restart;
+mod demo_cli;
 mod plugin_cache;
 mod scaffold;
 mod sigterm;
