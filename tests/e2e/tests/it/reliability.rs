@@ -378,3 +378,41 @@ async fn a_job_the_crm_never_takes_is_dead_lettered_at_the_age_limit() -> anyhow
     assert_eq!(sim.count_by_email("reliable.1@example.com"), 1);
     env.stop().await
 }
+
+/// An account whose quota is below the adapter's default says so in its
+/// destination, and the host keeps to it: the simulated HubSpot allows 2
+/// requests per 2 s here, the adapter declares 190 per 10 s, and five
+/// deliveries one after another draw no 429 (without the override the
+/// third would).
+#[tokio::test]
+async fn a_destination_rate_limit_override_is_kept() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig {
+            burst_limit: 2,
+            burst_window_ms: 2_000,
+            ..SimConfig::default()
+        },
+        "[destinations.hubspot.rate_limits]\nburst = { max_requests = 2, window_ms = 2000 }\n\
+         [destinations.hubspot.config]\nreadback-percent = \"0\"\n",
+    )
+    .await?;
+    let (_, plugins) = env.get_json("/v1/plugins").await?;
+    let burst = plugins["plugins"][0]["rate_limits"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["name"] == "burst"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&burst["max_requests"], &burst["window_ms"]),
+        (&json!(2), &json!(2000)),
+        "{plugins}"
+    );
+    for n in 0..5 {
+        env.post_accepted(SCRAPER_KEY, &[lead(n)]).await?;
+        env.drain(30).await?;
+    }
+    let stats = env.sim().stats();
+    assert_eq!(stats.records_created, 5, "{stats:?}");
+    assert_eq!(stats.rate_limited, 0, "{stats:?}");
+    env.stop().await
+}
