@@ -322,3 +322,77 @@ async fn pipedrive_reads_back_and_retries_writes_that_did_not_stick() -> anyhow:
     pipedrive.shutdown().await;
     Ok(())
 }
+
+/// CRM webhooks into the Python and JavaScript components: each verifies
+/// its CRM's scheme with the host's HMAC (the secret never enters the
+/// guest), and a forged, tampered or stale request is refused.
+#[tokio::test]
+async fn webhooks_are_verified_by_the_python_and_javascript_components() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let env = start().await?;
+    let post = |path: &str, headers: Vec<(&'static str, String)>, body: &'static str| {
+        let mut request = env.client.post(env.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let code = async |r: reqwest::Response| -> anyhow::Result<(StatusCode, Value)> {
+        let status = r.status();
+        Ok((status, r.json().await?))
+    };
+
+    // Pipedrive: Basic auth whose password is hex(HMAC-SHA256(the
+    // webhook-password secret, user)).
+    let body = r#"{"meta":{"entity":"person","action":"change","entity_id":"42","timestamp":"2026-01-02T03:04:05Z"},"data":{"id":42,"name":"New"},"previous":{"name":"Old"}}"#;
+    let basic = |user: &str, password: &str| {
+        vec![(
+            "authorization",
+            format!("Basic {}", b64(format!("{user}:{password}").as_bytes())),
+        )]
+    };
+    let good: String = leadgate_runtime::hmac_sha256(b"pd-hook-password", b"leadgate")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (status, answer) =
+        code(post("/v1/webhooks/pipedrive", basic("leadgate", &good), body).await?).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["received"], 1, "{answer}");
+    let (status, answer) =
+        code(post("/v1/webhooks/pipedrive", basic("other", &good), body).await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another user: {answer}");
+    assert_eq!(answer["error"]["code"], "bad_signature", "{answer}");
+    let (status, _) = code(post("/v1/webhooks/pipedrive", vec![], body).await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no credentials");
+
+    // The Standard Webhooks receiver side of the JavaScript component.
+    let key = leadgate_sim::secret_key("whsec_c2ltLXdlYmhvb2stc2lnbmluZy1rZXktMDEyMzQ1Njc4OQ==");
+    let body = r#"{"type":"contact.updated","data":{"id":"abc","email":"a@b.example"}}"#;
+    let signed = |id: &str, ts: i64, signed_body: &str| {
+        vec![
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", ts.to_string()),
+            (
+                "webhook-signature",
+                leadgate_sim::sign(&key, id, ts, signed_body.as_bytes()),
+            ),
+        ]
+    };
+    let now = leadgate::now_ms() / 1000;
+    let (status, answer) =
+        code(post("/v1/webhooks/webhook", signed("msg_1", now, body), body).await?).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["received"], 1, "{answer}");
+    let (status, answer) =
+        code(post("/v1/webhooks/webhook", signed("msg_2", now, "{}"), body).await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "tampered body: {answer}");
+    assert_eq!(answer["error"]["code"], "bad_signature", "{answer}");
+    let stale = now - 10 * 60;
+    let (status, answer) =
+        code(post("/v1/webhooks/webhook", signed("msg_3", stale, body), body).await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "stale: {answer}");
+    assert_eq!(answer["error"]["code"], "stale_timestamp", "{answer}");
+    env.stop().await
+}
