@@ -212,3 +212,64 @@ async fn a_discarded_dead_letter_leaves_the_queue_with_its_reason() -> anyhow::R
     assert_eq!(replay["counts"], json!({"not_dead": 1, "not_found": 1}));
     env.stop().await
 }
+
+/// A dead first delivery whose person was delivered since by a merge
+/// update: replaying the old payload would overwrite newer data in the
+/// CRM, so it is refused as superseded; replayed with the current mapping
+/// it is rendered from the person's golden record as it is now.
+#[tokio::test]
+async fn an_old_payload_is_superseded_and_the_current_mapping_replays_it() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), "[delivery]\nmax_attempts = 1\n").await?;
+    env.sim().set_faults(Faults {
+        outage: true,
+        ..Faults::default()
+    });
+    let email = "superseded@example.com";
+    env.post_accepted(SCRAPER_KEY, &[json!({"email": email, "first_name": "Sue"})])
+        .await?;
+    let counts = env.drain(30).await?;
+    assert_eq!(counts.jobs_dead, 1, "{counts:?}");
+    let (_, list) = env.get_json("/v1/dead-letters?destination=hubspot").await?;
+    let id = list["dead_letters"][0]["job"]["id"]
+        .as_str()
+        .expect("the dead letter")
+        .to_string();
+    // The CRM is back; a second copy brings a phone: the merge update is
+    // delivered (the dead first job no longer holds the person's chain).
+    env.sim().set_faults(Faults::default());
+    let answer = env
+        .post_accepted(
+            SCRAPER_KEY,
+            &[json!({"email": email, "first_name": "Sue", "phone": "+1 415 555 0142"})],
+        )
+        .await?;
+    assert_eq!(answer["results"][0]["status"], "duplicate", "{answer}");
+    env.drain(30).await?;
+    let record = |env: &TestEnv| env.sim().contacts_by_email(email);
+    assert_eq!(record(&env).len(), 1);
+    assert_eq!(
+        record(&env)[0].properties.get("phone").map(String::as_str),
+        Some("+14155550142")
+    );
+
+    let (status, out) = post_json(&env, "/v1/dead-letters/replay", json!({"ids": [id]})).await?;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["results"][0]["status"], "superseded", "{out}");
+    let (status, out) = post_json(
+        &env,
+        "/v1/dead-letters/replay",
+        json!({"ids": [id], "mapping": "current"}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["results"][0]["status"], "replayed", "{out}");
+    env.drain(30).await?;
+    // Still one record, and the replay did not take the phone away.
+    let created = env.sim().creates(None, &[email], &[]);
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(
+        record(&env)[0].properties.get("phone").map(String::as_str),
+        Some("+14155550142")
+    );
+    env.stop().await
+}
