@@ -416,3 +416,37 @@ async fn a_destination_rate_limit_override_is_kept() -> anyhow::Result<()> {
     assert_eq!(stats.rate_limited, 0, "{stats:?}");
     env.stop().await
 }
+
+/// While the quota is spent, workers lease nothing: the jobs wait in the
+/// queue (where another worker, or a restart, can take them), not in a
+/// worker's lease.
+#[tokio::test]
+async fn no_job_is_leased_while_the_quota_is_spent() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[destinations.hubspot.rate_limits]\nburst = { max_requests = 1, window_ms = 4000 }\n\
+         [destinations.hubspot.config]\nreadback-percent = \"0\"\n",
+    )
+    .await?;
+    env.post_accepted(SCRAPER_KEY, &[lead(0)]).await?;
+    env.drain(30).await?;
+    // The one request of the window is spent for the next 4 s.
+    let spent = Instant::now();
+    env.post_accepted(SCRAPER_KEY, &[lead(1), lead(2), lead(3)])
+        .await?;
+    let mut polls = 0;
+    while spent.elapsed() < Duration::from_millis(1_500) {
+        let (_, health) = env.get_json("/v1/health").await?;
+        let store = &health["store"];
+        assert_eq!(store["jobs_leased"], 0, "leased with no quota: {health}");
+        assert_eq!(store["jobs_pending"], 3, "{health}");
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(polls >= 5, "the store was read {polls} times");
+    // Once the window passes, they go out (in one batch).
+    env.drain(30).await?;
+    assert_eq!(env.sim().stats().records_created, 4);
+    assert_eq!(env.sim().stats().rate_limited, 0);
+    env.stop().await
+}
