@@ -140,3 +140,46 @@ impl TestEnv {
         Ok(())
     }
 }
+
+/// The shipped HubSpot mapping.
+pub fn shipped_hubspot_mapping() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml")
+}
+
+/// The shipped HubSpot mapping with another constant lifecycle stage: a
+/// valid new mapping whose effect shows on every record it maps.
+pub fn hubspot_mapping_with_stage(stage: &str) -> anyhow::Result<String> {
+    let shipped = std::fs::read_to_string(shipped_hubspot_mapping())?;
+    let changed = shipped.replace(
+        "lifecyclestage:\n    value: lead",
+        &format!("lifecyclestage:\n    value: {stage}"),
+    );
+    anyhow::ensure!(
+        changed != shipped || stage == "lead",
+        "the shipped mapping changed shape: no `lifecyclestage: value: lead`"
+    );
+    Ok(changed)
+}
+
+/// The `replayed` event of a dead letter's trail (`GET /v1/dead-letters/{id}`).
+pub fn replayed_event(detail: &Value) -> &Value {
+    detail["events"]
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["event"] == "replayed"))
+        .unwrap_or_else(|| panic!("the replay is not in the trail: {detail}"))
+}
+
+impl TestEnv {
+    /// A test environment whose HubSpot mapping is a copy of the shipped
+    /// one in a folder of its own, hot reloaded (write to
+    /// `dir/hubspot.yaml` to change it), with `extra` configuration.
+    pub async fn with_mappings_dir(extra: &str) -> anyhow::Result<(TestEnv, tempfile::TempDir)> {
+        let dir = tempfile::tempdir()?;
+        std::fs::copy(shipped_hubspot_mapping(), dir.path().join("hubspot.yaml"))?;
+        let config = format!(
+            "{extra}\n[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
+            dir.path().display()
+        );
+        Ok((TestEnv::start(SimConfig::default(), &config).await?, dir))
+    }
+}

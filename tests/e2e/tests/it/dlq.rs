@@ -3,7 +3,7 @@
 //! `leadgate dlq`) into exactly one CRM record, and discarded with a reason.
 
 use leadgate::cli::dlq::{DlqCommand, Selection, run};
-use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, hubspot_mapping_with_stage, replayed_event};
 use leadgate_sim::{Faults, SimConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -41,28 +41,15 @@ async fn dead_letters(env: &TestEnv) -> anyhow::Result<Vec<String>> {
 #[tokio::test]
 async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
     // The HubSpot mapping in a folder of its own, hot reloaded.
-    let mappings = tempfile::tempdir()?;
-    let shipped =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml");
-    std::fs::copy(&shipped, mappings.path().join("hubspot.yaml"))?;
-    let extra = format!(
-        "[delivery]\nmax_attempts = 2\n[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
-        mappings.path().display()
-    );
-    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let (env, mappings) = TestEnv::with_mappings_dir("[delivery]\nmax_attempts = 2").await?;
     let ids = dead_letters(&env).await?;
     // The mapping changes after the jobs died: "original" replays what
     // was mapped then, "current" maps the lead again with the new one.
     let mut events = env.host.registry.subscribe();
-    let changed = std::fs::read_to_string(&shipped)?.replace(
-        "lifecyclestage:\n    value: lead",
-        "lifecyclestage:\n    value: opportunity",
-    );
-    assert!(
-        changed.contains("value: opportunity"),
-        "the shipped mapping changed shape"
-    );
-    std::fs::write(mappings.path().join("hubspot.yaml"), changed)?;
+    std::fs::write(
+        mappings.path().join("hubspot.yaml"),
+        hubspot_mapping_with_stage("opportunity")?,
+    )?;
     tokio::time::timeout(std::time::Duration::from_secs(20), events.recv())
         .await??
         .result
@@ -118,12 +105,7 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
         .get_json(&format!("/v1/dead-letters/{}", ids[0]))
         .await?;
     assert_eq!(detail["job"]["state"], "delivered");
-    let replayed = detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "replayed")
-        .expect("the replay is in the trail");
+    let replayed = replayed_event(&detail);
     assert_eq!(replayed["detail"]["mapping"], "original");
     assert_eq!(
         stage(&ids[0]).await?.as_deref(),
@@ -161,12 +143,7 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
             "mapped again"
         );
         let (_, detail) = env.get_json(&format!("/v1/dead-letters/{id}")).await?;
-        let replayed = detail["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["event"] == "replayed")
-            .expect("the replay is in the trail");
+        let replayed = replayed_event(&detail);
         assert_eq!(replayed["detail"]["mapping"], "current", "{detail}");
     }
     assert_eq!(stage(&ids[0]).await?.as_deref(), Some("lead"));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use leadgate::plugins::ReloadEvent;
-use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, hubspot_mapping_with_stage};
 use leadgate_sim::SimConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -208,16 +208,7 @@ async fn a_removed_adapter_pauses_its_jobs_until_it_is_back() -> anyhow::Result<
 
 #[tokio::test]
 async fn a_broken_mapping_is_refused_and_the_old_one_serves() -> anyhow::Result<()> {
-    let mappings = tempdir::Dir::new()?;
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml"),
-        mappings.path().join("hubspot.yaml"),
-    )?;
-    let extra = format!(
-        "[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
-        mappings.path().display()
-    );
-    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let (env, mappings) = TestEnv::with_mappings_dir("").await?;
     let mut events = env.host.registry.subscribe();
     // Drops the required email property: must not go live.
     std::fs::write(
@@ -244,14 +235,7 @@ async fn a_broken_mapping_is_refused_and_the_old_one_serves() -> anyhow::Result<
 
 #[tokio::test]
 async fn a_valid_new_mapping_goes_live_by_hot_reload() -> anyhow::Result<()> {
-    let mappings = tempdir::Dir::new()?;
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hubspot.yaml");
-    std::fs::copy(&shipped, mappings.path().join("hubspot.yaml"))?;
-    let extra = format!(
-        "[plugins]\nmappings_dir = \"{}\"\nhot_reload = true\n",
-        mappings.path().display()
-    );
-    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let (env, mappings) = TestEnv::with_mappings_dir("").await?;
     let mut events = env.host.registry.subscribe();
     env.post_leads(Some(SCRAPER_KEY), &lead(6).to_string())
         .await?;
@@ -264,15 +248,10 @@ async fn a_valid_new_mapping_goes_live_by_hot_reload() -> anyhow::Result<()> {
     };
     assert_eq!(stage("reload.6@example.com").as_deref(), Some("lead"));
     // The same mapping with another constant, written while serving.
-    let changed = std::fs::read_to_string(&shipped)?.replace(
-        "lifecyclestage:\n    value: lead",
-        "lifecyclestage:\n    value: opportunity",
-    );
-    assert!(
-        changed.contains("value: opportunity"),
-        "the shipped mapping changed shape"
-    );
-    std::fs::write(mappings.path().join("hubspot.yaml"), changed)?;
+    std::fs::write(
+        mappings.path().join("hubspot.yaml"),
+        hubspot_mapping_with_stage("opportunity")?,
+    )?;
     let event = next_event(&mut events).await;
     event.result.expect("a valid mapping goes live");
     env.post_leads(Some(SCRAPER_KEY), &lead(7).to_string())
