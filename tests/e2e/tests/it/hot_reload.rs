@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use leadgate::plugins::ReloadEvent;
 use leadgate_e2e::{SCRAPER_KEY, TestEnv, hubspot_mapping_with_stage};
-use leadgate_sim::SimConfig;
+use leadgate_sim::{Faults, SimConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -164,13 +164,7 @@ async fn replacing_an_adapter_while_leads_flow_loses_nothing() -> anyhow::Result
         .await?;
     let id = last["results"][0]["id"].as_str().unwrap().to_string();
     env.drain(20).await?;
-    let (_, view) = env.get_json(&format!("/v1/leads/{id}")).await?;
-    let delivered = view["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "delivered")
-        .expect("a delivered event");
+    let delivered = delivered_event(&env, &id).await?;
     assert!(
         delivered["detail"]["adapter"]
             .as_str()
@@ -312,5 +306,73 @@ async fn another_adapter_copied_over_the_file_is_refused_and_the_serving_one_sta
         .await?;
     env.drain(20).await?;
     assert_eq!(env.sim().count_by_email("reload.7@example.com"), 1);
+    env.stop().await
+}
+
+/// The delivered event of a lead's audit trail.
+async fn delivered_event(env: &TestEnv, id: &str) -> anyhow::Result<Value> {
+    let (_, view) = env.get_json(&format!("/v1/leads/{id}")).await?;
+    Ok(view["audit"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["event"] == "delivered"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no delivered event: {view}")))
+}
+
+/// A call in flight when a new version goes live finishes on the version
+/// it started on (its instance is its own), and the trail says so; the
+/// next delivery runs on the new one.
+#[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_on() -> anyhow::Result<()> {
+    let (env, dir) = env_with_plugin_dir().await?;
+    let mut events = env.host.registry.subscribe();
+    let first_hash = plugin_status(&env).await?["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.sim().set_faults(Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    });
+    let (_, answer) = env
+        .post_leads(Some(SCRAPER_KEY), &lead(40).to_string())
+        .await?;
+    let first = answer["results"][0]["id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    while env.sim().in_flight() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no call started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let original = std::fs::read(built_adapter())?;
+    std::fs::write(
+        dir.path().join("hubspot.wasm"),
+        with_custom_section(&original, "v2"),
+    )?;
+    let new_hash = next_event(&mut events)
+        .await
+        .result
+        .expect("the new version loads");
+    assert_ne!(new_hash, first_hash);
+    assert!(
+        env.sim().in_flight() > 0,
+        "the call was still in flight at the reload"
+    );
+    env.sim().set_faults(Faults::default());
+    env.drain(30).await?;
+    let event = delivered_event(&env, &first).await?;
+    let adapter = event["detail"]["adapter"].as_str().unwrap_or_default();
+    assert!(adapter.ends_with(&first_hash), "{event}");
+    let (_, answer) = env
+        .post_leads(Some(SCRAPER_KEY), &lead(41).to_string())
+        .await?;
+    let next = answer["results"][0]["id"].as_str().unwrap().to_string();
+    env.drain(30).await?;
+    let event = delivered_event(&env, &next).await?;
+    let adapter = event["detail"]["adapter"].as_str().unwrap_or_default();
+    assert!(adapter.ends_with(&new_hash), "{event}");
+    assert_eq!(env.sim().contact_count(), 2);
     env.stop().await
 }
