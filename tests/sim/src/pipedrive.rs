@@ -33,7 +33,7 @@ const ERROR_INFO: &str =
     "Please check developers.pipedrive.com for more information about Pipedrive API.";
 
 /// Pipedrive's limits for one token.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipedriveLimits {
     /// Requests per rolling window (Professional plan, api_token: 80 per 2 s).
     pub burst: u32,

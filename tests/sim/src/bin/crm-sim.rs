@@ -21,9 +21,33 @@ struct Args {
     /// or bearer); repeat for more [default: sim-token].
     #[arg(long = "token", value_name = "T")]
     tokens: Vec<String>,
-    /// HubSpot requests per rolling 10 s window per token [default: 190].
+    /// HubSpot requests per rolling window per token [default: 190].
     #[arg(long, value_name = "N")]
     burst: Option<u32>,
+    /// HubSpot's rolling window, in ms [default: 10000].
+    #[arg(long, value_name = "MS")]
+    burst_window_ms: Option<u64>,
+    /// HubSpot requests per day per token [default: 1000000].
+    #[arg(long, value_name = "N")]
+    daily: Option<u32>,
+    /// HubSpot CRM searches per second per token [default: 5].
+    #[arg(long, value_name = "N")]
+    search_per_sec: Option<u32>,
+    /// Most inputs one HubSpot batch call may carry [default: 100].
+    #[arg(long, value_name = "N")]
+    max_batch: Option<usize>,
+    /// Pipedrive requests per rolling window per token [default: 80].
+    #[arg(long, value_name = "N")]
+    pipedrive_burst: Option<u32>,
+    /// Pipedrive's rolling window, in ms [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pipedrive_window_ms: Option<u64>,
+    /// Pipedrive searches per window per token [default: 10].
+    #[arg(long, value_name = "N")]
+    pipedrive_search: Option<u32>,
+    /// Pipedrive writes per UTC day per token [default: 10000].
+    #[arg(long, value_name = "N")]
+    pipedrive_daily_writes: Option<u32>,
     /// The whsec_… secret /hooks checks signatures with.
     #[arg(long, value_name = "S")]
     webhook_secret: Option<String>,
@@ -38,9 +62,21 @@ impl Args {
         if !self.tokens.is_empty() {
             config.tokens = self.tokens;
         }
-        if let Some(burst) = self.burst {
-            config.burst_limit = burst;
-        }
+        let set = |slot: &mut u32, value: Option<u32>| *slot = value.unwrap_or(*slot);
+        set(&mut config.burst_limit, self.burst);
+        set(&mut config.daily_limit, self.daily);
+        set(&mut config.search_limit_per_sec, self.search_per_sec);
+        set(&mut config.pipedrive.burst, self.pipedrive_burst);
+        set(&mut config.pipedrive.search, self.pipedrive_search);
+        set(
+            &mut config.pipedrive.daily_writes,
+            self.pipedrive_daily_writes,
+        );
+        config.burst_window_ms = self.burst_window_ms.unwrap_or(config.burst_window_ms);
+        config.max_batch = self.max_batch.unwrap_or(config.max_batch);
+        config.pipedrive.window_ms = self
+            .pipedrive_window_ms
+            .unwrap_or(config.pipedrive.window_ms);
         if let Some(secret) = self.webhook_secret {
             config.webhook_secret = secret;
         }
@@ -93,6 +129,47 @@ mod tests {
         assert!(config.addr.ip().is_loopback());
         assert_eq!(config.tokens, vec!["a", "b"]);
         assert_eq!(config.burst_limit, 5);
+    }
+
+    #[test]
+    fn each_personality_s_limits_can_be_raised() {
+        let config = parse_args(&[
+            "--burst-window-ms",
+            "1000",
+            "--daily",
+            "7",
+            "--search-per-sec",
+            "50",
+            "--max-batch",
+            "250",
+            "--pipedrive-burst",
+            "800",
+            "--pipedrive-window-ms",
+            "500",
+            "--pipedrive-search",
+            "100",
+            "--pipedrive-daily-writes",
+            "99",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                config.burst_window_ms,
+                config.daily_limit,
+                config.search_limit_per_sec,
+                config.max_batch
+            ),
+            (1_000, 7, 50, 250)
+        );
+        let p = &config.pipedrive;
+        assert_eq!(
+            (p.burst, p.window_ms, p.search, p.daily_writes),
+            (800, 500, 100, 99)
+        );
+        // Unset flags keep the real CRMs' limits.
+        let defaults = parse_args(&[]).unwrap();
+        assert_eq!(defaults.pipedrive, SimConfig::default().pipedrive);
+        assert_eq!(defaults.burst_window_ms, 10_000);
     }
 
     #[test]
