@@ -205,6 +205,7 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
                 })
             })
             .collect();
+        let round_start = Instant::now();
         tokio::time::sleep(kill_after).await;
         // Aim the kill at a CRM call in flight when one comes within a
         // second (a kill between calls is a case too, and stays in).
@@ -214,6 +215,7 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
         }
         let in_flight = handle.in_flight();
         host.kill9();
+        let killed_after = round_start.elapsed();
         kills_mid_call += usize::from(in_flight > 0);
         for loader in loaders {
             let (acked, failed) = loader.await.unwrap();
@@ -226,7 +228,7 @@ async fn killed_hosts_lose_nothing_and_double_nothing() {
             handle.add_token("sim-token");
         }
         eprintln!(
-            "round {round}: faults {faults:?}{}, killed after {kill_after:?} with {in_flight} CRM calls in flight; {} leads acknowledged so far",
+            "round {round}: faults {faults:?}{}, killed after {killed_after:.2?} with {in_flight} CRM calls in flight; {} leads acknowledged so far",
             if expire { " + expired token" } else { "" },
             acknowledged.len()
         );
