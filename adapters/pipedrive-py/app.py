@@ -8,7 +8,10 @@ host imports.
 
 Destination configuration: `base-url` (default https://api.pipedrive.com),
 `readback-percent` (0-100, default 100: the share of written persons read
-back and compared with what was sent, chosen by a stable hash of the job id).
+back and compared with what was sent, chosen by a stable hash of the job id),
+`search-settle-ms` (default 30000: how long Pipedrive's search may take to
+show a new person; an earlier create that may have landed blocks a new one
+for this long).
 Secrets: `api-token` (sent as `x-api-token: {{secret:api-token}}`, substituted
 by the host), `webhook-password` (HMAC key for the webhook Basic-auth
 password; see README.md).
@@ -29,7 +32,7 @@ from componentize_py_types import Err
 
 import wit_world
 from wit_world.exports import adapter as wa
-from wit_world.imports import clock, crypto, http, types
+from wit_world.imports import clock, crypto, http, kv, types
 from wit_world.imports import log as wlog
 
 import pipedrive_logic as L
@@ -61,6 +64,20 @@ def _log(level: str, message: str) -> None:
 
 def _now_ms() -> int:
     return clock.now_ms()
+
+
+class _KvMemory(L.Memory):
+    """The host's key-value import (durable, private to this destination)."""
+
+    def get(self, key: str):
+        value = kv.get(key)
+        return None if value is None else bytes(value).decode("utf-8", "replace")
+
+    def set(self, key: str, value: str, ttl_ms):
+        kv.set(key, value.encode("utf-8"), ttl_ms)
+
+    def delete(self, key: str) -> None:
+        kv.delete(key)
 
 
 def _send(req: L.Request) -> L.Response:
@@ -112,7 +129,7 @@ class Adapter(wit_world.exports.Adapter):
             # A person may be phone-only; a name is what Pipedrive requires.
             required_properties=["name"],
             supports_webhooks=True,
-            config_keys=["base-url", "readback-percent"],
+            config_keys=["base-url", "readback-percent", "search-settle-ms"],
             secrets=["api-token", "webhook-password"],
             default_hosts=["api.pipedrive.com"],
             rate_limits=[
@@ -124,8 +141,10 @@ class Adapter(wit_world.exports.Adapter):
         try:
             base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
             readback = next((v for k, v in ctx.config if k == "readback-percent"), None)
+            settle = next((v for k, v in ctx.config if k == "search-settle-ms"), None)
             pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms,
-                              L.parse_readback_percent(readback))
+                              L.parse_readback_percent(readback), memory=_KvMemory(),
+                              settle_ms=L.parse_settle_ms(settle))
             results = pusher.push(
                 [(d.id, [(p.name, p.value) for p in d.properties]) for d in batch]
             )

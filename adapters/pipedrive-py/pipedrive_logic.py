@@ -9,6 +9,17 @@ Pipedrive API v2 persons have no native upsert: each delivery is a search
 (by email, else by phone) followed by PATCH of the match or POST of a new
 person.
 
+Pipedrive's search index lags writes by seconds, so "search, then create"
+alone makes a second person whenever a person is delivered again soon
+after it was created (a merge update, or a retry after a crash). The
+adapter therefore remembers, in the host's durable key-value store
+(`Memory`), each person it created (search key -> id, for
+`REMEMBER_MS`), and writes a create *intent* before each POST. A later
+delivery of a remembered person reads it by id (no search); a delivery
+that finds an intent younger than `search-settle-ms` and no person waits
+until the search can be trusted instead of creating: the earlier attempt
+(killed, or timed out) may have created the person already.
+
 Read-back: after Pipedrive reports a person created or updated, the person
 is read back (`GET /api/v2/persons/{id}`) for a configurable share of the
 deliveries and compared with what was sent. A "success" that stored
@@ -45,6 +56,14 @@ RATE_LIMITS = [
     ("search", 10, 2_000),  # search API, every plan
     ("daily", 10_000, 86_400_000),  # POST/PUT fair-use cap per user
 ]
+
+# How long the search index may lag a write (destination config
+# `search-settle-ms`): a create intent younger than this blocks a create.
+DEFAULT_SETTLE_MS = 30_000
+# How long a created person is remembered by its search key: far longer
+# than the index lag, short enough that the host's key-value limit (10,000
+# keys per destination) holds the creates of this window.
+REMEMBER_MS = 10 * 60_000
 
 # How a retry's reason starts when a read-back found a reported write missing
 # or different (`retry-info` in the WIT); the host counts those.
@@ -457,11 +476,62 @@ def _same_value(held: Optional[str], sent: str) -> bool:
         return False
 
 
+class Memory:
+    """What the adapter remembers across calls: the host's key-value import
+    (durable: it survives restarts and kill -9). Values are text."""
+
+    def get(self, key: str) -> Optional[str]:
+        raise NotImplementedError
+
+    def set(self, key: str, value: str, ttl_ms: Optional[int]) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+
+class DictMemory(Memory):
+    """An in-process Memory (tests, and plain CPython runs)."""
+
+    def __init__(self, now_ms: Callable[[], int] = lambda: 0):
+        self.now_ms = now_ms
+        self.entries: Dict[str, Tuple[str, Optional[int]]] = {}
+
+    def get(self, key: str) -> Optional[str]:
+        entry = self.entries.get(key)
+        if entry is None or (entry[1] is not None and entry[1] <= self.now_ms()):
+            return None
+        return entry[0]
+
+    def set(self, key: str, value: str, ttl_ms: Optional[int]) -> None:
+        self.entries[key] = (value, None if ttl_ms is None else self.now_ms() + ttl_ms)
+
+    def delete(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+
+def parse_settle_ms(raw: Optional[str]) -> int:
+    """`search-settle-ms`: a whole number of ms ≥ 0, else the default."""
+    try:
+        return max(0, int(str(raw).strip()))
+    except (TypeError, ValueError):
+        return DEFAULT_SETTLE_MS
+
+
+def _memory_key(kind: str, key: Tuple[str, str]) -> str:
+    return f"{kind}:{key[0]}:{key[1]}"
+
+
+# Transport failures after which the request may have reached Pipedrive.
+_MAYBE_SENT = ("timeout", "transport", "response-too-large")
+
+
 class Pusher:
     """Delivers one batch. `send` raises HttpFailure for the host's http-error."""
 
     def __init__(self, base_url: str, send: Send, log: Log = _no_log,
-                 now_ms: Callable[[], int] = lambda: 0, readback_percent: int = 0):
+                 now_ms: Callable[[], int] = lambda: 0, readback_percent: int = 0,
+                 memory: Optional[Memory] = None, settle_ms: int = DEFAULT_SETTLE_MS):
         self.base = (base_url or DEFAULT_BASE_URL).strip().rstrip("/") or DEFAULT_BASE_URL
         self.send = send
         self.log = log
@@ -477,6 +547,8 @@ class Pusher:
         self.seen: Dict[Tuple[str, str], str] = {}
         # Search hits by person id: what the person has already.
         self.found: Dict[str, dict] = {}
+        self.memory = memory if memory is not None else DictMemory(now_ms)
+        self.settle_ms = settle_ms
 
     def _headers(self, with_body: bool) -> List[Tuple[str, str]]:
         h = [("x-api-token", TOKEN_HEADER_VALUE), ("accept", "application/json")]
@@ -504,9 +576,6 @@ class Pusher:
             by, term = "phone", person.phone
         else:
             return None, None
-        key = self._key(person)
-        if key in self.seen:
-            return self.seen[key], None
         q = urllib.parse.urlencode({"term": term, "fields": by, "exact_match": "true"})
         what = f"the {by} search"
         try:
@@ -522,17 +591,85 @@ class Pusher:
             return pid, None
         return None, classify_error(resp, what, person, self.now_ms())
 
+    def find(self, person: Person):
+        """The person's Pipedrive id: made earlier in this batch, remembered
+        from an earlier call (read by id: the search may not show it yet),
+        or searched. Returns (id or None, None) or (None, outcome)."""
+        key = self._key(person)
+        if key is None:
+            return None, None
+        if key in self.seen:
+            return self.seen[key], None
+        remembered = self.memory.get(_memory_key("person", key))
+        if remembered:
+            item, failed = self.read(remembered)
+            if failed is not None:
+                return None, failed
+            if item is not None:
+                self.found[remembered] = item
+                return remembered, None
+            self.log("info", f"remembered person {remembered} is gone; searching")
+            self.memory.delete(_memory_key("person", key))
+        return self.search(person)
+
+    def read(self, pid: str):
+        """(the person, None), (None, None) when it does not exist, or
+        (None, outcome) on failure."""
+        what = f"the read of person {pid}"
+        try:
+            resp = self._call("GET", "/api/v2/persons/" + urllib.parse.quote(pid, safe=""))
+        except HttpFailure as e:
+            return None, http_failure_outcome(e, what)
+        if resp.status == 404:
+            return None, None
+        if resp.status == 200:
+            doc = resp.json()
+            held = doc.get("data") if isinstance(doc, dict) else None
+            if isinstance(held, dict):
+                return held, None
+            return None, Retry(None, f"Pipedrive answered {what} with no person")
+        return None, classify_error(resp, what, Person(body={}, email=None, phone=None), self.now_ms())
+
+    def unsettled_create(self, person: Person):
+        """A Retry while an earlier create of this person may still be
+        missing from the search index, else None."""
+        key = self._key(person)
+        raw = self.memory.get(_memory_key("creating", key)) if key else None
+        if raw is None:
+            return None
+        try:
+            wait = int(raw) + self.settle_ms - self.now_ms()
+        except ValueError:
+            return None
+        if wait <= 0:
+            return None
+        return Retry(wait, "an earlier attempt may have created this person and Pipedrive's "
+                           f"search does not show writes at once; searching again in {wait} ms")
+
     def create(self, person: Person):
         what = "the person creation"
+        key = self._key(person)
+        intent = _memory_key("creating", key) if key else None
+        if intent:
+            # Durable before the POST: if this host dies before it learns
+            # the answer, the next attempt knows a create may have happened.
+            self.memory.set(intent, str(self.now_ms()), max(self.settle_ms, 1))
         try:
             resp = self._call("POST", "/api/v2/persons", person.body)
         except HttpFailure as e:
+            if intent and e.kind not in _MAYBE_SENT:
+                self.memory.delete(intent)
             return http_failure_outcome(e, what)
         if resp.status in (200, 201):
             pid = created_id(resp)
             if pid is None:
                 return Retry(None, "Pipedrive accepted the person but sent no id")
+            if key:
+                self.memory.set(_memory_key("person", key), pid, REMEMBER_MS)
+                self.memory.delete(intent)
             return Created(pid)
+        if intent and resp.status < 500:
+            self.memory.delete(intent)  # refused: nothing was made
         return classify_error(resp, what, person, self.now_ms())
 
     def update(self, pid: str, person: Person):
@@ -582,15 +719,20 @@ class Pusher:
             return person
         if person.ignored:
             self.log("debug", "ignored properties: " + ", ".join(person.ignored))
-        pid, failed = self.search(person)
+        pid, failed = self.find(person)
         if failed is not None:
             return failed
-        outcome = self.update(pid, person) if pid is not None else self.create(person)
+        if pid is not None:
+            outcome = self.update(pid, person)
+        else:
+            outcome = self.unsettled_create(person) or self.create(person)
         if (isinstance(outcome, (Created, Updated))
                 and stable_percent(delivery_id) < self.readback_percent):
             outcome = self.read_back(outcome.id, person) or outcome
         key = self._key(person)
         if key is not None and isinstance(outcome, (Created, Updated)):
+            if self.seen.get(key) != outcome.id and isinstance(outcome, Updated):
+                self.memory.set(_memory_key("person", key), outcome.id, REMEMBER_MS)
             self.seen[key] = outcome.id
         return outcome
 

@@ -275,6 +275,100 @@ class PushTest(unittest.TestCase):
         self.assertEqual(host.requests[0].url, "https://api.pipedrive.com/api/v2/persons")
 
 
+class MemoryTest(unittest.TestCase):
+    """Pipedrive's search lags writes: the adapter remembers what it
+    created (durably, in the host's key-value store) and never creates
+    while an earlier create may still be missing from the search."""
+
+    def setUp(self):
+        self.now = 1_000_000
+        self.memory = L.DictMemory(lambda: self.now)
+
+    def push(self, handler, deliveries=None, settle_ms=30_000):
+        host = FakeHost(handler)
+        pusher = L.Pusher("http://127.0.0.1:9", host, now_ms=lambda: self.now,
+                          memory=self.memory, settle_ms=settle_ms)
+        out = pusher.push(deliveries or [("d1", JANE)])
+        return host, [o for _, o in out]
+
+    def test_a_created_person_is_read_by_id_next_time_not_searched(self):
+        host, out = self.push(lambda r: search_miss() if r.method == "GET"
+                              else resp(201, {"success": True, "data": {"id": 457}}))
+        self.assertEqual(out, [L.Created("457")])
+        self.assertIsNone(self.memory.get("creating:email:jane@example.com"), "intent cleared")
+        # A later call (a merge update) while the search would still miss:
+        self.now += 500
+
+        def later(req):
+            if req.url.endswith("/api/v2/persons/457") and req.method == "GET":
+                return person_doc(457)
+            if req.method == "PATCH":
+                return resp(200, {"success": True, "data": {"id": 457}})
+            self.assertNotIn("/search", req.url, "a remembered person is not searched")
+            return search_miss()
+        host, out = self.push(later, [("d2", props(name="Jane Doe", email="jane@example.com",
+                                                   job_title="CTO"))])
+        self.assertEqual(out, [L.Updated("457")])
+        self.assertEqual([r.method for r in host.requests], ["GET", "PATCH"])
+
+    def test_a_remembered_person_deleted_in_pipedrive_is_searched_again(self):
+        self.memory.set("person:email:jane@example.com", "457", None)
+
+        def handler(req):
+            if req.url.endswith("/api/v2/persons/457"):
+                return resp(404, {"success": False, "error": "Person not found"})
+            if "/search" in req.url:
+                return search_miss()
+            return resp(201, {"success": True, "data": {"id": 900}})
+        host, out = self.push(handler)
+        self.assertEqual(out, [L.Created("900")])
+        self.assertEqual(self.memory.get("person:email:jane@example.com"), "900")
+
+    def test_an_unsettled_create_intent_waits_instead_of_creating(self):
+        # A host died after writing its intent: it may have created Jane.
+        self.memory.set("creating:email:jane@example.com", str(self.now - 1_000), 30_000)
+        host, out = self.push(lambda r: search_miss())
+        self.assertEqual(len(out), 1)
+        self.assertIsInstance(out[0], L.Retry)
+        self.assertEqual(out[0].after_ms, 29_000)
+        self.assertEqual([r.method for r in host.requests], ["GET"], "searched, never posted")
+        # Once the search can be trusted, a miss means it was never made.
+        self.now += 29_000
+        host, out = self.push(lambda r: search_miss() if r.method == "GET"
+                              else resp(201, {"success": True, "data": {"id": 5}}))
+        self.assertEqual(out, [L.Created("5")])
+        # And a hit means it was: it is updated, not created again.
+        self.memory.entries.clear()
+        self.memory.set("creating:email:jane@example.com", str(self.now), 30_000)
+        host, out = self.push(lambda r: search_hit(5, email="jane@example.com") if r.method == "GET"
+                              else resp(200, {"success": True, "data": {"id": 5}}))
+        self.assertEqual(out, [L.Updated("5")])
+
+    def test_a_create_that_may_have_landed_keeps_its_intent(self):
+        def timeout(req):
+            if req.method == "POST":
+                raise L.HttpFailure("timeout", "30 s")
+            return search_miss()
+        _, out = self.push(timeout)
+        self.assertIsInstance(out[0], L.Retry)
+        self.assertEqual(self.memory.get("creating:email:jane@example.com"), str(self.now))
+
+        def refused(req):
+            if req.method == "POST":
+                return resp(400, {"success": False, "error": "Invalid email"})
+            return search_miss()
+        self.memory.entries.clear()
+        _, out = self.push(refused)
+        self.assertIsInstance(out[0], L.Rejected)
+        self.assertIsNone(self.memory.get("creating:email:jane@example.com"),
+                          "a refused create made nothing")
+
+    def test_settle_ms_parses(self):
+        self.assertEqual(L.parse_settle_ms("5000"), 5000)
+        self.assertEqual(L.parse_settle_ms(None), L.DEFAULT_SETTLE_MS)
+        self.assertEqual(L.parse_settle_ms("soon"), L.DEFAULT_SETTLE_MS)
+
+
 class HelpersTest(unittest.TestCase):
     def test_guess_field(self):
         self.assertEqual(L.guess_field("First name is too long", []), "first_name")

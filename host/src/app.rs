@@ -44,7 +44,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         fingerprints = index.fingerprint_count(),
         "dedupe index loaded"
     );
-    let registry = Arc::new(plugins::load(&config).await.context("loading plugins")?);
+    let kv = Arc::new(plugins::StoreKv::new(store.clone()));
+    let registry = Arc::new(
+        plugins::load(&config, kv)
+            .await
+            .context("loading plugins")?,
+    );
     let watcher = watch_plugins(&config, &registry)?;
     let metrics = Arc::new(Metrics::default());
     let work = Arc::new(Notify::new());

@@ -237,7 +237,9 @@ pub mod clock {
     }
 }
 
-/// The plugin's private key-value store.
+/// The destination's private key-value store: durable (values survive
+/// calls, reloads and host restarts), at most 64 KiB a value and 10,000
+/// live keys.
 pub mod kv {
     pub fn get(key: &str) -> Option<Vec<u8>> {
         #[cfg(target_arch = "wasm32")]

@@ -193,6 +193,9 @@ pub struct Capabilities {
     hosts: Vec<HostPattern>,
     secrets: Secrets,
     gate: Option<Arc<dyn RequestGate>>,
+    /// The key-value namespace (the host uses the destination's name);
+    /// the plugin's name when unset.
+    kv_namespace: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Capabilities {
@@ -201,6 +204,7 @@ impl fmt::Debug for Capabilities {
             .field("hosts", &self.hosts)
             .field("secrets", &self.secrets)
             .field("gate", &self.gate.is_some())
+            .field("kv_namespace", &self.kv_namespace)
             .finish()
     }
 }
@@ -214,7 +218,19 @@ impl Capabilities {
                 .collect(),
             secrets,
             gate: None,
+            kv_namespace: None,
         }
+    }
+
+    /// The same grants, with the key-value store namespaced by `namespace`.
+    pub fn with_kv_namespace(mut self, namespace: &str) -> Self {
+        self.kv_namespace = Some(namespace.into());
+        self
+    }
+
+    /// The key-value namespace of a call of `plugin`.
+    pub fn kv_namespace<'a>(&'a self, plugin: &'a str) -> &'a str {
+        self.kv_namespace.as_deref().unwrap_or(plugin)
     }
 
     /// The same grants, with outbound requests paced by `gate`.

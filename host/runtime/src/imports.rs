@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
@@ -21,15 +22,26 @@ use crate::capabilities::{Capabilities, CapabilityError};
 use crate::limits::Limiter;
 use crate::outbound::{OutboundError, OutboundHttp, OutboundRequest};
 
-/// A plugin's private key-value store. Keys are namespaced by plugin name.
+/// A plugin's private key-value store, namespaced (by destination: two
+/// destinations running the same adapter never see each other's keys).
+/// A store may refuse a value over [`KV_MAX_VALUE_BYTES`] or a new key in a
+/// namespace holding [`KV_MAX_ENTRIES`] live ones; a refused `set` leaves
+/// the store as it was.
 pub trait KvStore: Send + Sync + 'static {
-    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>>;
-    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>);
-    fn delete(&self, namespace: &str, key: &str);
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, ()>;
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> BoxFuture<'a, ()>;
 }
 
 /// An in-process [`KvStore`]: values survive calls and plugin reloads, not
-/// host restarts (an access token is simply fetched again).
+/// host restarts. The host uses a durable one (its store); this one serves
+/// `leadgate plugin` runs and tests.
 #[derive(Default)]
 pub struct MemoryKv {
     entries: Mutex<HashMap<(String, String), KvEntry>>,
@@ -38,13 +50,14 @@ pub struct MemoryKv {
 /// A value and when it expires.
 type KvEntry = (Vec<u8>, Option<Instant>);
 
-/// Most entries one plugin namespace may hold; a plugin cannot fill the
-/// host's memory through the key-value import.
-const KV_MAX_ENTRIES: usize = 10_000;
-const KV_MAX_VALUE_BYTES: usize = 64 << 10;
+/// Most live entries one namespace may hold; a plugin cannot fill the
+/// host's memory or disk through the key-value import.
+pub const KV_MAX_ENTRIES: usize = 10_000;
+/// Largest value a plugin may store.
+pub const KV_MAX_VALUE_BYTES: usize = 64 << 10;
 
-impl KvStore for MemoryKv {
-    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
+impl MemoryKv {
+    fn get_now(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
         let mut entries = self.entries.lock();
         let k = (namespace.to_string(), key.to_string());
         match entries.get(&k) {
@@ -57,7 +70,13 @@ impl KvStore for MemoryKv {
         }
     }
 
-    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
+    fn delete_now(&self, namespace: &str, key: &str) {
+        self.entries
+            .lock()
+            .remove(&(namespace.to_string(), key.to_string()));
+    }
+
+    fn set_now(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
         if value.len() > KV_MAX_VALUE_BYTES {
             return;
         }
@@ -72,11 +91,27 @@ impl KvStore for MemoryKv {
         let expires = ttl.map(|t| Instant::now() + t);
         entries.insert((namespace.to_string(), key.to_string()), (value, expires));
     }
+}
 
-    fn delete(&self, namespace: &str, key: &str) {
-        self.entries
-            .lock()
-            .remove(&(namespace.to_string(), key.to_string()));
+impl KvStore for MemoryKv {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(self.get_now(namespace, key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, ()> {
+        self.set_now(namespace, key, value, ttl);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> BoxFuture<'a, ()> {
+        self.delete_now(namespace, key);
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -311,20 +346,19 @@ impl clock::Host for CallState {
 
 impl kv::Host for CallState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.cx.services.kv.get(&self.cx.plugin, &key)
+        let namespace = self.cx.capabilities.kv_namespace(&self.cx.plugin);
+        self.cx.services.kv.get(namespace, &key).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
-        self.cx.services.kv.set(
-            &self.cx.plugin,
-            &key,
-            value,
-            ttl_ms.map(Duration::from_millis),
-        )
+        let namespace = self.cx.capabilities.kv_namespace(&self.cx.plugin);
+        let ttl = ttl_ms.map(Duration::from_millis);
+        self.cx.services.kv.set(namespace, &key, value, ttl).await
     }
 
     async fn delete(&mut self, key: String) {
-        self.cx.services.kv.delete(&self.cx.plugin, &key)
+        let namespace = self.cx.capabilities.kv_namespace(&self.cx.plugin);
+        self.cx.services.kv.delete(namespace, &key).await
     }
 }
 
@@ -353,12 +387,12 @@ mod tests {
     #[test]
     fn kv_namespaces_and_ttl() {
         let kv = MemoryKv::default();
-        kv.set("a", "k", b"1".to_vec(), None);
-        kv.set("b", "k", b"2".to_vec(), Some(Duration::from_millis(0)));
-        assert_eq!(kv.get("a", "k").as_deref(), Some(&b"1"[..]));
-        assert_eq!(kv.get("b", "k"), None, "expired entry is gone");
-        kv.delete("a", "k");
-        assert_eq!(kv.get("a", "k"), None);
+        kv.set_now("a", "k", b"1".to_vec(), None);
+        kv.set_now("b", "k", b"2".to_vec(), Some(Duration::from_millis(0)));
+        assert_eq!(kv.get_now("a", "k").as_deref(), Some(&b"1"[..]));
+        assert_eq!(kv.get_now("b", "k"), None, "expired entry is gone");
+        kv.delete_now("a", "k");
+        assert_eq!(kv.get_now("a", "k"), None);
     }
 
     #[test]

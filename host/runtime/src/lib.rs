@@ -19,7 +19,7 @@ pub mod types;
 
 pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets, check_host_pattern};
 pub use engine::{EngineOptions, PluginEngine};
-pub use imports::{KvStore, MemoryKv};
+pub use imports::{KV_MAX_ENTRIES, KV_MAX_VALUE_BYTES, KvStore, MemoryKv};
 pub use limits::CallLimits;
 pub use outbound::{OutboundHttp, ReqwestOutbound};
 pub use plugin::{AdapterPlugin, CallError, PluginKind, TransformPlugin};

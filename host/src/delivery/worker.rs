@@ -153,7 +153,8 @@ impl Worker {
             .await?)
     }
 
-    /// Calls the adapter; None when shutdown abandoned the call.
+    /// Calls the adapter, keeping the batch's leases while the call runs;
+    /// None when shutdown abandoned the call.
     async fn call(
         &self,
         dest: &Destination,
@@ -166,10 +167,39 @@ impl Worker {
             attempt,
         };
         let mut abandoned = self.abandoned.clone();
+        let ids: Vec<String> = batch.sendable.iter().map(|j| j.id.clone()).collect();
         tokio::select! {
             biased;
             true = async { abandoned.wait_for(|a| *a).await.is_ok() } => None,
             outcome = push_splitting(&dest.adapter, &batch.deliveries, &ctx) => Some(outcome),
+            never = self.keep_leases(&ids) => match never {},
+        }
+    }
+
+    /// Renews the leases of the jobs in a call every third of `lease_ms`,
+    /// for as long as the call runs. A call may outlast a lease (a slow
+    /// CRM, the quota's pacing, a large batch): without this, another
+    /// worker would take the expired jobs and deliver them a second time
+    /// while the first call still runs, and a CRM without an upsert would
+    /// create those persons twice. A host that dies stops renewing, so its
+    /// jobs still come back after `lease_ms`.
+    async fn keep_leases(&self, ids: &[String]) -> std::convert::Infallible {
+        let every = Duration::from_millis((self.lease_ms / 3).max(1) as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = self
+                .store
+                .renew_leases(&self.owner, ids, self.lease_ms, crate::now_ms())
+                .await;
+            match renewed {
+                Ok(n) if n < ids.len() as u64 => {
+                    tracing::warn!(destination = %self.destination, jobs = ids.len() as u64 - n, "leases lost during a call");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(destination = %self.destination, error = %e, "renewing the leases of a call failed");
+                }
+            }
         }
     }
 

@@ -152,3 +152,152 @@ impl Outbox {
         answer.await.map_err(|_| OutboxError::Closed)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outbox on a real SQLite store, with the shipped HubSpot mapping:
+    //! what one person's leads become in the queue.
+
+    use super::*;
+    use crate::pipeline::dedupe::fingerprints;
+    use crate::pipeline::mapping::{LeadFields, Mapping};
+    use crate::pipeline::normalize::{NormalizeOptions, normalize};
+    use crate::pipeline::route::{Priority, Route, route};
+    use crate::store::{Durability, JobState};
+
+    /// One destination, `hubspot`, with the shipped mapping.
+    struct HubSpot(Mapping);
+
+    impl Renderer for HubSpot {
+        fn destinations(&self) -> Vec<String> {
+            vec!["hubspot".into()]
+        }
+
+        fn render(&self, fields: &dyn LeadFields, route: Route) -> Option<MappedRoute> {
+            Some(MappedRoute {
+                payload: self.0.render(fields, &[]),
+                mapping_version: self.0.version.clone(),
+                route,
+            })
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        outbox: Outbox,
+        renderer: Arc<HubSpot>,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("outbox.db").display());
+        let store = crate::store::open(&url, Durability::Full).await.unwrap();
+        let mapping = Mapping::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/hubspot.yaml"),
+        )
+        .unwrap();
+        let renderer = Arc::new(HubSpot(mapping));
+        let config = DedupeConfig::default();
+        let (outbox, _task) = Outbox::start(
+            store.clone(),
+            load_index(&*store, &config).await.unwrap(),
+            64,
+            Merging {
+                config: MergeConfig::default(),
+                renderer: renderer.clone(),
+            },
+            Arc::new(Notify::new()),
+        );
+        Fixture {
+            _dir: dir,
+            store,
+            outbox,
+            renderer,
+        }
+    }
+
+    impl Fixture {
+        /// A lead prepared as ingest does.
+        fn prepared(&self, id: &str, raw: Value) -> PreparedLead {
+            let options = NormalizeOptions::with_region("US".parse().unwrap());
+            let lead = normalize(&raw, &options).unwrap();
+            let now = crate::now_ms();
+            let routes = route(&self.renderer.destinations(), Priority::P1, None, now);
+            PreparedLead {
+                id: id.into(),
+                source: "web".into(),
+                received_at_ms: now,
+                fingerprints: fingerprints(&lead),
+                features: Features::from_lead(&lead, self.outbox.dedupe_config(), now),
+                routes: self.renderer.render_all(&lead, routes),
+                raw,
+                lead,
+            }
+        }
+
+        /// The lead's jobs: state and payload.
+        async fn jobs(&self, lead: &str) -> Vec<(JobState, Value)> {
+            let view = self.store.lead(lead).await.unwrap().expect("stored");
+            view.deliveries
+                .into_iter()
+                .map(|j| (j.state, j.payload))
+                .collect()
+        }
+    }
+
+    /// A property of a job's payload (`[[name, value], …]`).
+    fn property<'a>(payload: &'a Value, name: &str) -> Option<&'a str> {
+        payload
+            .as_array()?
+            .iter()
+            .find(|p| p[0] == name)
+            .and_then(|p| p[1].as_str())
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_that_adds_a_field_queues_one_update_and_a_repeat_queues_none() {
+        let f = fixture().await;
+        let first = serde_json::json!({"email": "Ada@Example.com", "first_name": "Ada"});
+        let second = serde_json::json!({"email": "ada@example.com", "phone": "+1 415 555 0100"});
+        let answers = f
+            .outbox
+            .commit(vec![
+                f.prepared("l1", first.clone()),
+                f.prepared("l2", second),
+            ])
+            .await
+            .unwrap();
+        // Answered only once stored: both leads are readable now.
+        assert_eq!(answers[0].decision, Decision::New);
+        let Decision::Duplicate { person_id, .. } = &answers[1].decision else {
+            panic!("the second copy is a duplicate: {:?}", answers[1]);
+        };
+        assert_eq!(person_id, "l1");
+        let created = f.jobs("l1").await;
+        assert_eq!(created.len(), 1, "one job for the new person");
+        assert_eq!(created[0].0, JobState::Pending);
+        assert_eq!(property(&created[0].1, "email"), Some("ada@example.com"));
+        assert_eq!(property(&created[0].1, "phone"), None);
+        // The merge added the phone: the person's record goes out again.
+        let update = f.jobs("l2").await;
+        assert_eq!(update.len(), 1, "one update job: {update:?}");
+        assert_eq!(property(&update[0].1, "phone"), Some("+14155550100"));
+        assert_eq!(
+            property(&update[0].1, "firstname"),
+            Some("Ada"),
+            "the whole golden record"
+        );
+
+        // The same lead again (a client's retry) changes nothing: no job.
+        let answers = f
+            .outbox
+            .commit(vec![f.prepared("l3", first)])
+            .await
+            .unwrap();
+        assert!(answers[0].decision.is_duplicate());
+        assert_eq!(f.jobs("l3").await, vec![], "nothing new to deliver");
+        let counts = f.store.counts().await.unwrap();
+        assert_eq!((counts.leads, counts.jobs_pending), (3, 2));
+    }
+}

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use leadgate_runtime::{
-    AdapterPlugin, Capabilities, Component, EngineOptions, HostServices, MemoryKv, PluginEngine,
-    RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
+    AdapterPlugin, Capabilities, Component, EngineOptions, HostServices, KvStore, MemoryKv,
+    PluginEngine, RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
@@ -219,7 +219,9 @@ impl Registry {
         }
         let limiter = self.limiter(name, &rate_limits(&info.rate_limits, dest));
         let adapter = probe.with_capabilities(
-            Capabilities::new(&hosts, secrets).with_gate(limiter.clone() as Arc<dyn RequestGate>),
+            Capabilities::new(&hosts, secrets)
+                .with_gate(limiter.clone() as Arc<dyn RequestGate>)
+                .with_kv_namespace(name),
         );
         let mapping = self.load_mapping(name, dest, &info.required_properties)?;
         let batch_size = dest
@@ -313,8 +315,15 @@ fn sample_lead() -> NormalizedLead {
     }
 }
 
-/// The plugin engine with the limits and host services `plugins` sets.
+/// The plugin engine with the limits and host services `plugins` sets,
+/// and an in-memory key-value store (`leadgate plugin` runs and tests).
 pub fn engine(p: &PluginsConfig) -> anyhow::Result<PluginEngine> {
+    engine_with_kv(p, Arc::new(MemoryKv::default()))
+}
+
+/// The plugin engine, its key-value import served by `kv` (the server's:
+/// [`super::kv::StoreKv`], durable).
+pub fn engine_with_kv(p: &PluginsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<PluginEngine> {
     PluginEngine::new(
         EngineOptions {
             limits: leadgate_runtime::CallLimits {
@@ -326,7 +335,7 @@ pub fn engine(p: &PluginsConfig) -> anyhow::Result<PluginEngine> {
         },
         HostServices {
             outbound: Arc::new(ReqwestOutbound::new()?),
-            kv: Arc::new(MemoryKv::default()),
+            kv,
             max_http_timeout: Duration::from_millis(p.http_timeout_ms),
             max_response_bytes: p.max_response_mb << 20,
         },
@@ -335,8 +344,8 @@ pub fn engine(p: &PluginsConfig) -> anyhow::Result<PluginEngine> {
 
 /// Builds the engine and loads every configured destination. One bad
 /// destination is an error naming it: the host refuses to start half-set-up.
-pub async fn load(config: &Config) -> Result<Registry, anyhow::Error> {
-    let engine = engine(&config.plugins)?;
+pub async fn load(config: &Config, kv: Arc<dyn KvStore>) -> Result<Registry, anyhow::Error> {
+    let engine = engine_with_kv(&config.plugins, kv)?;
     let registry = Registry {
         engine,
         configs: config.destinations.clone(),

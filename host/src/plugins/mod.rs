@@ -12,6 +12,7 @@
 //! Compiled components are cached on disk by content hash and engine
 //! compatibility hash, so a restart does not recompile.
 
+pub mod kv;
 pub mod load;
 pub mod watch;
 
@@ -33,7 +34,8 @@ use crate::pipeline::ingest::{SourceTransform, TransformFailure, Transforms};
 use crate::pipeline::mapping::{LeadFields, MappedRoute, Mapping, MappingError, Renderer};
 use crate::pipeline::route::Route;
 
-pub use load::{engine, load};
+pub use kv::StoreKv;
+pub use load::{engine, engine_with_kv, load};
 pub use watch::WatchHandle;
 
 #[derive(Debug, thiserror::Error)]

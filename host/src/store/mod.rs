@@ -432,6 +432,18 @@ pub trait Store: Send + Sync + 'static {
     /// Returns expired leases to the queue; the number returned.
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
 
+    /// Extends `owner`'s leases of the jobs `ids` to `now_ms + lease_ms`
+    /// (a worker whose call outlasts a lease keeps its jobs: nobody else
+    /// may take them while the call still runs). Returns how many `owner`
+    /// still held.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
     /// Records results for leased jobs, each only if `owner` still holds
     /// its lease. `adapter` names the adapter version that ran (for the
     /// audit trail). Returns, per result, whether it was applied.
@@ -496,6 +508,31 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now_ms: i64,
     ) -> Result<Vec<DlqOutcome>, StoreError>;
+
+    /// A plugin's key-value entry, unless it expired by `now_ms`.
+    async fn kv_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a plugin's key-value entry, durably, expiring at
+    /// `expires_at_ms` (never if None). Entries expired by `now_ms` are
+    /// dropped first; a new key is refused (false) when the namespace
+    /// already holds `max_entries` live ones.
+    async fn kv_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+        max_entries: usize,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes a plugin's key-value entry.
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
 }
 
 /// When a commit counts as durable.

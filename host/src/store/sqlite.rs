@@ -67,6 +67,8 @@ struct WriteCmd {
 enum Arg {
     Text(String),
     Int(i64),
+    OptInt(Option<i64>),
+    Blob(Vec<u8>),
 }
 
 impl From<String> for Arg {
@@ -81,6 +83,18 @@ impl From<i64> for Arg {
     }
 }
 
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::OptInt(v)
+    }
+}
+
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Arg {
+        Arg::Blob(v)
+    }
+}
+
 /// The arguments `?1`, `?2`, … of a write transaction.
 fn args<const N: usize>(values: [Arg; N]) -> Result<SqliteArguments, StoreError> {
     let mut args = SqliteArguments::default();
@@ -88,6 +102,8 @@ fn args<const N: usize>(values: [Arg; N]) -> Result<SqliteArguments, StoreError>
         match v {
             Arg::Text(t) => args.add(t),
             Arg::Int(i) => args.add(i),
+            Arg::OptInt(i) => args.add(i),
+            Arg::Blob(b) => args.add(b),
         }
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
     }
@@ -325,6 +341,33 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(returned.len() as u64)
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = serde_json::to_string(ids).expect("ids serialize");
+        let renewed = self
+            .write(
+                "UPDATE jobs SET lease_expires_at = ?3
+                 WHERE state = 'leased' AND lease_owner = ?1
+                   AND id IN (SELECT value FROM json_each(?2))
+                 RETURNING seq",
+                args([
+                    owner.to_string().into(),
+                    ids.into(),
+                    now_ms.saturating_add(lease_ms).into(),
+                ])?,
+            )
+            .await?;
+        Ok(renewed.len() as u64)
     }
 
     async fn complete(
@@ -593,6 +636,69 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn kv_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT value FROM plugin_kv WHERE namespace = ?1 AND key = ?2
+                 AND (expires_at IS NULL OR expires_at > ?3)",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn kv_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+        max_entries: usize,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .write(
+                "BEGIN IMMEDIATE;
+                 DELETE FROM plugin_kv WHERE namespace = ?1 AND expires_at <= ?5;
+                 INSERT INTO plugin_kv (namespace, key, value, expires_at)
+                 SELECT ?1, ?2, ?3, ?4
+                 WHERE EXISTS (SELECT 1 FROM plugin_kv WHERE namespace = ?1 AND key = ?2)
+                    OR (SELECT COUNT(*) FROM plugin_kv WHERE namespace = ?1) < ?6
+                 ON CONFLICT (namespace, key) DO UPDATE
+                     SET value = excluded.value, expires_at = excluded.expires_at
+                 RETURNING 1;
+                 COMMIT;",
+                args([
+                    namespace.to_string().into(),
+                    key.to_string().into(),
+                    value.to_vec().into(),
+                    expires_at_ms.into(),
+                    now_ms.into(),
+                    (max_entries as i64).into(),
+                ])?,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        self.write(
+            "BEGIN IMMEDIATE;
+             DELETE FROM plugin_kv WHERE namespace = ?1 AND key = ?2;
+             COMMIT;",
+            args([namespace.to_string().into(), key.to_string().into()])?,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
@@ -1100,6 +1206,51 @@ mod tests {
         let view = store.lead("L1").await.unwrap().unwrap();
         assert_eq!(view.raw["email"], "A@B.com", "the original is kept");
         assert_eq!(view.deliveries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
+            .await
+            .unwrap();
+        let jobs = store.lease("d0", "w1", 10, 1_000, 2_000).await.unwrap();
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        assert_eq!(ids.len(), 2);
+        // Renewed at 2,600 for another 1,000 ms: still leased at 3,001.
+        assert_eq!(
+            store.renew_leases("w1", &ids, 1_000, 2_600).await.unwrap(),
+            2
+        );
+        assert_eq!(store.reclaim_expired(3_001).await.unwrap(), 0);
+        assert!(
+            store
+                .lease("d0", "w2", 10, 1_000, 3_001)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Another worker cannot renew what it does not hold.
+        assert_eq!(
+            store.renew_leases("w2", &ids, 60_000, 3_100).await.unwrap(),
+            0
+        );
+        // Without renewal the lease ends: the jobs come back.
+        assert_eq!(store.reclaim_expired(3_601).await.unwrap(), 2);
+        assert_eq!(
+            store.renew_leases("w1", &ids, 1_000, 3_700).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .lease("d0", "w2", 10, 1_000, 3_700)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]

@@ -90,9 +90,9 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     }
 }
 
-/// A host's configuration: listening on `port`, its store at `db`, one
-/// source with API key `key`, HubSpot on the simulator at `crm`, and the
-/// `[delivery]` settings given (TOML lines).
+/// A host configuration: one source (`test`, API key `key`), the SQLite
+/// store at `db`, the HubSpot adapter delivering to the simulator at `crm`,
+/// and the `[delivery]` lines given.
 pub fn host_config(
     port: u16,
     db: &std::path::Path,
@@ -100,16 +100,35 @@ pub fn host_config(
     crm: &str,
     delivery: &str,
 ) -> String {
+    host_config_with(port, db, key, delivery, &hubspot_destination(crm))
+}
+
+/// The HubSpot destination of [`host_config`].
+pub fn hubspot_destination(crm: &str) -> String {
+    format!(
+        "[destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
+         allowed_hosts = [\"127.0.0.1\"]\n\
+         [destinations.hubspot.config]\nbase-url = \"{crm}\"\n\
+         [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
+    )
+}
+
+/// A host configuration as [`host_config`], with the `destinations` given
+/// (TOML tables) instead of HubSpot.
+pub fn host_config_with(
+    port: u16,
+    db: &std::path::Path,
+    key: &str,
+    delivery: &str,
+    destinations: &str,
+) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\
          [store]\nurl = \"sqlite://{db}\"\n\
-         [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\n\
+         [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\nmax_memory_mb = 128\n\
          [delivery]\n{delivery}\n\
          [sources.test]\napi_key = \"{key}\"\n\
-         [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
-         allowed_hosts = [\"127.0.0.1\"]\n\
-         [destinations.hubspot.config]\nbase-url = \"{crm}\"\n\
-         [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
+         {destinations}",
         db = db.display(),
         cache = std::env::temp_dir()
             .join("leadgate-e2e-plugin-cache")

@@ -56,6 +56,7 @@ struct StatsOut {
     stats: SimStats,
     contacts: usize,
     in_flight: u64,
+    in_flight_writes: u64,
 }
 
 async fn stats(State(shared): AppState) -> Response {
@@ -64,6 +65,7 @@ async fn stats(State(shared): AppState) -> Response {
         stats: handle.stats(),
         contacts: handle.contact_count(),
         in_flight: handle.in_flight(),
+        in_flight_writes: handle.in_flight_writes(),
     };
     json_response(StatusCode::OK, &body)
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -61,8 +61,10 @@ pub(crate) async fn gate(
     request: Request,
     next: Next,
 ) -> Response {
-    let search =
-        request.method() == Method::POST && request.uri().path().ends_with("/contacts/search");
+    let path = request.uri().path();
+    let search = request.method() == Method::POST && path.ends_with("/contacts/search");
+    // Reads by POST (search, batch read) are not writes.
+    let write = request.method() != Method::GET && !search && !path.ends_with("/batch/read");
     let token = crate::auth::bearer(request.headers());
     let (latency_ms, admission) = {
         let mut state = shared.lock();
@@ -73,48 +75,65 @@ pub(crate) async fn gate(
         Admission::Refused(response) => Err(response),
         Admission::Admitted(headers) => Ok(move |h: &mut HeaderMap| headers.apply(h)),
     };
-    pass(&shared, latency_ms, admitted, request, next).await
+    pass(&shared, write, latency_ms, admitted, request, next).await
 }
 
-/// The end of every personality's gate: the injected latency, then the
-/// request (with the admission's headers on its answer) or the refusal,
-/// and the answer counted in the stats.
+/// The end of every personality's gate: the request (with the admission's
+/// headers on its answer) or the refusal, then the injected latency, and
+/// the answer counted in the stats.
+///
+/// As on a real CRM, a request that arrived whole is carried out even if
+/// its client goes away (a timeout, a kill -9): it runs in a task of its
+/// own, and the latency delays the answer, not the write. So a client that
+/// gives up on a slow answer must assume the write happened: the case
+/// that makes a second record when an adapter retries a create blindly.
 pub(crate) async fn pass(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    write: bool,
     latency_ms: u64,
-    admitted: Result<impl FnOnce(&mut HeaderMap), Response>,
+    admitted: Result<impl FnOnce(&mut HeaderMap) + Send + 'static, Response>,
     request: Request,
     next: Next,
 ) -> Response {
-    let _in_flight = InFlight::enter(shared);
-    if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-    }
-    let response = match admitted {
-        Err(response) => response,
-        Ok(add_headers) => {
-            let mut response = next.run(request).await;
-            add_headers(response.headers_mut());
-            response
+    let shared = shared.clone();
+    let work = tokio::spawn(async move {
+        let _in_flight = InFlight::enter(&shared, write);
+        let response = match admitted {
+            Err(response) => response,
+            Ok(add_headers) => {
+                let mut response = next.run(request).await;
+                add_headers(response.headers_mut());
+                response
+            }
+        };
+        if latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(latency_ms)).await;
         }
-    };
-    shared.lock().stats.record(response.status().as_u16());
-    response
+        shared.lock().stats.record(response.status().as_u16());
+        response
+    });
+    work.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Counts a request in flight until its answer is made or the client goes
-/// away (the request's future is dropped).
-struct InFlight<'a>(&'a Shared);
+/// Counts a request (and a write) in flight until its answer is made.
+struct InFlight<'a>(&'a Shared, bool);
 
 impl<'a> InFlight<'a> {
-    fn enter(shared: &'a Shared) -> InFlight<'a> {
+    fn enter(shared: &'a Shared, write: bool) -> InFlight<'a> {
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(shared)
+        if write {
+            shared.in_flight_writes.fetch_add(1, Ordering::AcqRel);
+        }
+        InFlight(shared, write)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.1 {
+            self.0.in_flight_writes.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

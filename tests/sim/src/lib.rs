@@ -167,6 +167,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// API requests received and not yet answered.
     in_flight: AtomicU64,
+    /// Of those, writes (creates, updates, upserts).
+    in_flight_writes: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +188,7 @@ impl Shared {
         Shared {
             state: Mutex::new(state),
             in_flight: AtomicU64::new(0),
+            in_flight_writes: AtomicU64::new(0),
         }
     }
 
@@ -327,6 +330,12 @@ impl SimHandle {
         self.shared.in_flight.load(Ordering::Acquire)
     }
 
+    /// Writes (creates, updates, upserts) received and not answered yet:
+    /// a client killed now may never learn that its write was done.
+    pub fn in_flight_writes(&self) -> u64 {
+        self.shared.in_flight_writes.load(Ordering::Acquire)
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.lock().stats.clone()
     }
@@ -387,6 +396,12 @@ impl SimHandle {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// One Pipedrive person, by its id.
+    pub fn pipedrive_person(&self, id: &str) -> Option<Person> {
+        let id = id.parse::<u64>().ok()?;
+        self.shared.lock().pipedrive.persons.get(&id).cloned()
     }
 
     /// Pipedrive persons with this email, ignoring case. More than one is a

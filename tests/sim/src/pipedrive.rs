@@ -4,8 +4,11 @@
 //! auth by `x-api-token` header, `api_token` query parameter or an OAuth
 //! bearer token; the `{"success":…,"data":…,"additional_data":…}` envelope;
 //! **no upsert and no duplicate check** (a second POST with the same email
-//! makes a second person, so an adapter must search first); a rolling
-//! 2-second burst limit per token with a separate, much lower search limit;
+//! makes a second person, so an adapter must search first); a search index
+//! that lags writes (a person just created or changed is found, or found
+//! with its new values, only `search_lag_ms` later), so "search, then
+//! create" alone can make a second person; a rolling 2-second burst limit
+//! per token with a separate, much lower search limit;
 //! `x-ratelimit-*` headers on every answer, `x-daily-requests-left` on
 //! writes, and 429 `Request over limit` with `Retry-After`. The shared fault
 //! injection (outage, 5xx, latency, 429 storms, silent writes) applies here
@@ -42,6 +45,11 @@ pub struct PipedriveLimits {
     pub search: u32,
     /// POST/PUT/PATCH requests per UTC day (fair-use cap: 10,000).
     pub daily_writes: u32,
+    /// How long a write takes to reach the search index. Pipedrive's
+    /// search is eventually consistent (seconds, undocumented); the
+    /// simulator lags by this much so that an adapter relying on a search
+    /// right after its own create fails here, not in production.
+    pub search_lag_ms: u64,
 }
 
 impl Default for PipedriveLimits {
@@ -51,6 +59,7 @@ impl Default for PipedriveLimits {
             window_ms: 2_000,
             search: 10,
             daily_writes: 10_000,
+            search_lag_ms: 2_000,
         }
     }
 }
@@ -123,10 +132,23 @@ struct Usage {
     daily_writes: u32,
 }
 
+/// What the search index holds of one person: the values of a write.
+#[derive(Debug)]
+struct Indexed {
+    /// When the write becomes searchable.
+    visible_at: Instant,
+    name: String,
+    emails: Vec<String>,
+    phones: Vec<String>,
+}
+
 /// Pipedrive's part of the simulator state.
 #[derive(Debug)]
 pub(crate) struct PipedriveState {
     pub persons: BTreeMap<u64, Person>,
+    /// Per person, the writes on their way into the search index, oldest
+    /// first; search sees the newest one that is visible.
+    index: BTreeMap<u64, VecDeque<Indexed>>,
     next_id: u64,
     limits: PipedriveLimits,
     usage: HashMap<String, Usage>,
@@ -136,6 +158,7 @@ impl PipedriveState {
     pub(crate) fn new(limits: PipedriveLimits) -> Self {
         PipedriveState {
             persons: BTreeMap::new(),
+            index: BTreeMap::new(),
             next_id: 1,
             limits,
             usage: HashMap::new(),
@@ -144,7 +167,37 @@ impl PipedriveState {
 
     pub(crate) fn clear(&mut self) {
         self.persons.clear();
+        self.index.clear();
         self.usage.clear();
+    }
+
+    /// Stores a written person; search finds its new values only after
+    /// the index lag.
+    fn store(&mut self, person: Person, now: Instant) {
+        let values = |list: &[Labeled]| list.iter().map(|l| l.value.clone()).collect();
+        let versions = self.index.entry(person.id).or_default();
+        versions.push_back(Indexed {
+            visible_at: now + Duration::from_millis(self.limits.search_lag_ms),
+            name: person.name.clone(),
+            emails: values(&person.emails),
+            phones: values(&person.phones),
+        });
+        self.persons.insert(person.id, person);
+    }
+
+    /// The search index as of `now`: each person's newest visible write.
+    fn searchable(&mut self, now: Instant) -> impl Iterator<Item = (&u64, &Indexed)> {
+        for versions in self.index.values_mut() {
+            while versions.len() > 1 && versions[1].visible_at <= now {
+                versions.pop_front();
+            }
+        }
+        self.index.iter().filter_map(move |(id, versions)| {
+            versions
+                .front()
+                .filter(|v| v.visible_at <= now)
+                .map(|v| (id, v))
+        })
     }
 
     pub(crate) fn count_by_email(&self, email: &str) -> usize {
@@ -388,7 +441,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         Admission::Refused(response) => Err(response),
         Admission::Admitted(headers) => Ok(move |h: &mut HeaderMap| headers.apply(h)),
     };
-    crate::gate::pass(&shared, latency_ms, admitted, request, next).await
+    crate::gate::pass(&shared, write, latency_ms, admitted, request, next).await
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
@@ -500,7 +553,7 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             values(&person.emails),
             values(&person.phones),
         );
-        state.pipedrive.persons.insert(id, person);
+        state.pipedrive.store(person, Instant::now());
         state.stats.records_created += 1;
     }
     drop(state);
@@ -594,7 +647,7 @@ async fn update(
     if silent {
         state.stats.writes_dropped += 1;
     } else {
-        state.pipedrive.persons.insert(id, person);
+        state.pipedrive.store(person, Instant::now());
         state.stats.records_updated += 1;
     }
     drop(state);
@@ -606,7 +659,9 @@ async fn remove(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Re
         Ok(id) => id,
         Err(m) => return failure(StatusCode::BAD_REQUEST, &m),
     };
-    match shared.lock().pipedrive.persons.remove(&id) {
+    let mut state = shared.lock();
+    state.pipedrive.index.remove(&id);
+    match state.pipedrive.persons.remove(&id) {
         Some(_) => ok(json!({ "id": id })),
         None => not_found(),
     }
@@ -661,20 +716,26 @@ async fn search(State(shared): State<Arc<Shared>>, Query(q): Query<SearchQuery>)
             }
         }
     };
-    let state = shared.lock();
-    let items: Vec<Value> = state
-        .pipedrive
-        .persons
-        .values()
-        .filter(|p| {
+    let mut state = shared.lock();
+    let pd = &mut state.pipedrive;
+    let hits: Vec<u64> = pd
+        .searchable(Instant::now())
+        .filter(|(_, v)| {
             fields.iter().any(|f| match f.as_str() {
-                "name" => matches(&p.name, false),
-                "email" => p.emails.iter().any(|e| matches(&e.value, false)),
-                "phone" => p.phones.iter().any(|e| matches(&e.value, true)),
+                "name" => matches(&v.name, false),
+                "email" => v.emails.iter().any(|e| matches(e, false)),
+                "phone" => v.phones.iter().any(|e| matches(e, true)),
                 _ => false,
             })
         })
+        .map(|(id, _)| *id)
         .take(limit)
+        .collect();
+    // A hit shows the person as stored now (Pipedrive's items carry the
+    // current record; only the match itself lags).
+    let items: Vec<Value> = hits
+        .iter()
+        .filter_map(|id| pd.persons.get(id))
         .map(|p| {
             json!({
                 "result_score": if exact { 1.0 } else { 0.5 },
@@ -722,6 +783,55 @@ mod tests {
         assert_eq!(query_pairs("a=1+2%2"), vec![("a".into(), "1 2%2".into())]);
     }
 
+    fn person(id: u64, email: &str) -> Person {
+        Person {
+            id,
+            name: format!("Person {id}"),
+            first_name: None,
+            last_name: None,
+            emails: vec![Labeled {
+                value: email.into(),
+                primary: true,
+                label: "work".into(),
+            }],
+            phones: Vec::new(),
+            org_id: None,
+            owner_id: 1,
+            visible_to: 3,
+            job_title: None,
+            custom_fields: BTreeMap::new(),
+            add_time: String::new(),
+            update_time: String::new(),
+        }
+    }
+
+    fn found(pd: &mut PipedriveState, at: Instant) -> Vec<(u64, Vec<String>)> {
+        pd.searchable(at)
+            .map(|(id, v)| (*id, v.emails.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn search_sees_a_write_only_after_the_lag() {
+        let mut pd = PipedriveState::new(PipedriveLimits {
+            search_lag_ms: 1_000,
+            ..PipedriveLimits::default()
+        });
+        let ms = |n| Duration::from_millis(n);
+        let t0 = Instant::now();
+        pd.store(person(1, "a@example.com"), t0);
+        assert!(pd.persons.contains_key(&1), "stored at once");
+        assert_eq!(found(&mut pd, t0 + ms(999)), vec![], "not searchable yet");
+        let a = vec![(1, vec!["a@example.com".to_string()])];
+        assert_eq!(found(&mut pd, t0 + ms(1_000)), a);
+        // An update: search answers with the old values until the new ones
+        // are indexed.
+        pd.store(person(1, "b@example.com"), t0 + ms(1_500));
+        assert_eq!(found(&mut pd, t0 + ms(2_499)), a);
+        let b = vec![(1, vec!["b@example.com".to_string()])];
+        assert_eq!(found(&mut pd, t0 + ms(2_500)), b);
+    }
+
     #[test]
     fn burst_and_search_windows() {
         let mut pd = PipedriveState::new(PipedriveLimits {
@@ -729,6 +839,7 @@ mod tests {
             window_ms: 2_000,
             search: 1,
             daily_writes: 2,
+            search_lag_ms: 0,
         });
         let t0 = Instant::now();
         assert!(matches!(

@@ -322,6 +322,36 @@ async fn shutdown_gives_unfinished_jobs_back_after_the_grace_period() -> anyhow:
     Ok(())
 }
 
+/// A call that outlasts its lease keeps its jobs: the worker renews the
+/// leases while the call runs, so no other worker takes the batch over and
+/// the CRM gets it once. (Without the renewal, with a 300 ms lease and
+/// 1.5 s answers, the reclaimer hands the batch to another worker mid-call
+/// and the CRM gets it again: records updated, "lease lost" counted.)
+#[tokio::test]
+async fn a_call_longer_than_its_lease_keeps_its_jobs() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        "[delivery]\nlease_ms = 300\nconcurrency = 4\n",
+    )
+    .await?;
+    env.sim().set_faults(Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    });
+    let body: Vec<Value> = (0..5).map(lead).collect();
+    env.post_accepted(SCRAPER_KEY, &body).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!((counts.jobs_delivered, counts.jobs_dead), (5, 0));
+    let stats = env.sim().stats();
+    assert_eq!(
+        (stats.records_created, stats.records_updated),
+        (5, 0),
+        "each person written once: {stats:?}"
+    );
+    assert_eq!(env.host.metrics.delivery_lease_lost.get(), 0);
+    env.stop().await
+}
+
 /// Failed probes use up no attempts, so during an endless outage the age
 /// limit is what ends a job: it goes to the dead-letter queue (never lost,
 /// never stuck), and a replay once the CRM is back makes one record.

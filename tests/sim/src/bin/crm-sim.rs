@@ -48,6 +48,10 @@ struct Args {
     /// Pipedrive writes per UTC day per token [default: 10000].
     #[arg(long, value_name = "N")]
     pipedrive_daily_writes: Option<u32>,
+    /// How long a Pipedrive write takes to become searchable, in ms
+    /// [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pipedrive_search_lag_ms: Option<u64>,
     /// The whsec_… secret /hooks checks signatures with.
     #[arg(long, value_name = "S")]
     webhook_secret: Option<String>,
@@ -77,6 +81,9 @@ impl Args {
         config.pipedrive.window_ms = self
             .pipedrive_window_ms
             .unwrap_or(config.pipedrive.window_ms);
+        config.pipedrive.search_lag_ms = self
+            .pipedrive_search_lag_ms
+            .unwrap_or(config.pipedrive.search_lag_ms);
         if let Some(secret) = self.webhook_secret {
             config.webhook_secret = secret;
         }
@@ -150,6 +157,8 @@ mod tests {
             "100",
             "--pipedrive-daily-writes",
             "99",
+            "--pipedrive-search-lag-ms",
+            "0",
         ])
         .unwrap();
         assert_eq!(
@@ -163,8 +172,14 @@ mod tests {
         );
         let p = &config.pipedrive;
         assert_eq!(
-            (p.burst, p.window_ms, p.search, p.daily_writes),
-            (800, 500, 100, 99)
+            (
+                p.burst,
+                p.window_ms,
+                p.search,
+                p.daily_writes,
+                p.search_lag_ms
+            ),
+            (800, 500, 100, 99, 0)
         );
         // Unset flags keep the real CRMs' limits.
         let defaults = parse_args(&[]).unwrap();
