@@ -4,8 +4,9 @@
 //! payload, decides dedupe for each lead in arrival order, merges
 //! duplicates into their person and builds the rows (the lead, its new
 //! fingerprints, one job per lead × destination: [`jobs`]). A [`committer`]
-//! task writes each group in one transaction (one fsync for many payloads)
-//! while the writer already builds the next group. Only after the commit
+//! task writes the groups in one transaction (one fsync for many payloads);
+//! the writer never waits for a commit: every group it builds meanwhile
+//! goes into the next transaction. Only after the commit
 //! does each payload get its answer, so an answer always means "stored".
 //!
 //! If a commit fails, nothing of that group is stored, but the writer may
@@ -26,7 +27,7 @@ use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
 use crate::pipeline::mapping::{MappedRoute, Renderer};
@@ -104,8 +105,12 @@ impl Outbox {
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
         let dedupe = Arc::new(index.config().clone());
         let (tx, rx) = mpsc::channel(4096);
-        // One group building while one commits.
-        let (groups_tx, groups_rx) = mpsc::channel(1);
+        // The writer goes on deciding while a commit runs and sends each
+        // group at once; the committer takes every group sent meanwhile
+        // into its next transaction. Leads sent and not yet committed are
+        // bounded (the writer's person cache holds all of them).
+        let (groups_tx, groups_rx) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(Semaphore::new(writer::IN_FLIGHT_GROUPS * group_max));
         let min_epoch = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(writer::run(
             writer::Writer {
@@ -119,6 +124,7 @@ impl Outbox {
             },
             rx,
             groups_tx,
+            in_flight,
         ));
         let committer = tokio::spawn(committer::run(store, groups_rx, min_epoch, work.clone()));
         let task = tokio::spawn(async move {

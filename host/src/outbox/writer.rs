@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::committer::Group;
 use super::jobs::{Merged, build_row};
@@ -25,6 +25,12 @@ use crate::store::{Store, StoreError, load_person, person_from_store};
 /// store, a group's in one read. A person takes ~3 KB here, so the cache
 /// is sized to the groups in flight, not to what went by.
 pub(super) const PERSON_CACHE: usize = 4_096;
+
+/// Leads the writer may have sent to the committer and not yet seen
+/// committed, in groups of `group_max`: one committing and one gathering.
+/// With the group being built, the person cache must hold the persons of
+/// `IN_FLIGHT_GROUPS + 1` groups (it holds four).
+pub(super) const IN_FLIGHT_GROUPS: usize = 2;
 
 /// How often the writer drops dedupe records older than the window.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -51,8 +57,10 @@ pub(super) struct Writer {
 pub(super) async fn run(
     mut writer: Writer,
     mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
-    groups: mpsc::Sender<Group>,
+    groups: mpsc::UnboundedSender<Group>,
+    in_flight: Arc<Semaphore>,
 ) {
+    let most = (IN_FLIGHT_GROUPS * writer.group_max).min(Semaphore::MAX_PERMITS) as u32;
     let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
     loop {
@@ -82,8 +90,14 @@ pub(super) async fn run(
             last_prune = std::time::Instant::now();
         }
         match writer.build_group(&mut queue, total).await {
-            Ok(group) => {
-                if groups.send(group).await.is_err() {
+            Ok(mut group) => {
+                // Waits only while the leads in flight are at their bound.
+                let leads = (group.rows.len() as u32).clamp(1, most);
+                let Ok(permit) = in_flight.clone().acquire_many_owned(leads).await else {
+                    return;
+                };
+                group.in_flight = Some(permit);
+                if groups.send(group).is_err() {
                     return;
                 }
             }
@@ -158,6 +172,7 @@ impl Writer {
             rows: Vec::with_capacity(total),
             answers: Vec::with_capacity(decided.len()),
             made_jobs: false,
+            in_flight: None,
         };
         let mut failed = None;
         for (leads, reply) in decided {

@@ -1097,6 +1097,19 @@ mod tests {
         SqliteStore::open(&url, Durability::Full).await.unwrap()
     }
 
+    /// A store holding two leads (L1, L2) of one job each, both leased by
+    /// `owner` at 2,000 for 1,000 ms.
+    async fn two_leased(dir: &tempfile::TempDir, owner: &str) -> (SqliteStore, Vec<LeasedJob>) {
+        let store = open(dir).await;
+        store
+            .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
+            .await
+            .unwrap();
+        let jobs = store.lease("d0", owner, 10, 1_000, 2_000).await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        (store, jobs)
+    }
+
     #[tokio::test]
     async fn a_failed_write_is_rolled_back_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1211,14 +1224,8 @@ mod tests {
     #[tokio::test]
     async fn a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        store
-            .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
-            .await
-            .unwrap();
-        let jobs = store.lease("d0", "w1", 10, 1_000, 2_000).await.unwrap();
+        let (store, jobs) = two_leased(&dir, "w1").await;
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-        assert_eq!(ids.len(), 2);
         // Renewed at 2,600 for another 1,000 ms: still leased at 3,001.
         assert_eq!(
             store.renew_leases("w1", &ids, 1_000, 2_600).await.unwrap(),
@@ -1451,12 +1458,7 @@ mod tests {
     #[tokio::test]
     async fn dead_letters_replay_once_and_discard_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        store
-            .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
-            .await
-            .unwrap();
-        let jobs = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+        let (store, jobs) = two_leased(&dir, "w").await;
         let dead: Vec<_> = jobs
             .into_iter()
             .map(|j| {

@@ -48,7 +48,11 @@ impl Host {
     }
 
     pub fn kill9(mut self) {
-        // Child::kill sends SIGKILL.
+        self.kill_now();
+    }
+
+    fn kill_now(&mut self) {
+        // Child::kill sends SIGKILL (a no-op error once it has exited).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -65,11 +69,20 @@ impl Host {
                 return status;
             }
             if started.elapsed() > limit {
-                self.kill9();
+                self.kill_now();
                 panic!("leadgate serve did not exit within {limit:?} of SIGTERM");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// A host is never left running: a test that fails (panics) before it
+/// kills its host would otherwise leave the process behind, using CPU
+/// until the machine restarts.
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill_now();
     }
 }
 
