@@ -14,7 +14,12 @@ def lead(i, copy):
     phone = f"+1415{2000000 + i:07d}"
     email = f"{f}.{l}.{i}@example.com" if copy == 0 else f"{f}{i}@mail{i % 97}.example.org"
     return {"email": email, "phone": phone, "first_name": f.title(), "last_name": l.title(),
-            "company": f"Firm {i % 5000} Holdings", "title": "Buyer", "city": "Boston", "country": "US"}
+            # 256 persons a company, all with different names: persons i and
+            # j share a company only when their names differ (with
+            # `i % 5000` every 160,000th person had the same name at the
+            # same company, which dedupe rightly merges: a million leads
+            # were 160,000 persons).
+            "company": f"Firm {i // 256} Holdings", "title": "Buyer", "city": "Boston", "country": "US"}
 
 batches = []
 for copy in (0, 1):
