@@ -110,7 +110,7 @@ impl Outbox {
         // into its next transaction. Leads sent and not yet committed are
         // bounded (the writer's person cache holds all of them).
         let (groups_tx, groups_rx) = mpsc::unbounded_channel();
-        let in_flight = Arc::new(Semaphore::new(writer::IN_FLIGHT_GROUPS * group_max));
+        let in_flight = Arc::new(Semaphore::new(writer::in_flight_bound(group_max) as usize));
         let min_epoch = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(writer::run(
             writer::Writer {

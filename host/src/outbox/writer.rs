@@ -32,6 +32,14 @@ pub(super) const PERSON_CACHE: usize = 4_096;
 /// `IN_FLIGHT_GROUPS + 1` groups (it holds four).
 pub(super) const IN_FLIGHT_GROUPS: usize = 2;
 
+/// The bound on leads in flight for groups of `group_max`, as the
+/// semaphore that keeps it counts (at least one, at most `u32::MAX`).
+pub(super) fn in_flight_bound(group_max: usize) -> u32 {
+    IN_FLIGHT_GROUPS
+        .saturating_mul(group_max)
+        .clamp(1, u32::MAX as usize) as u32
+}
+
 /// How often the writer drops dedupe records older than the window.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -60,7 +68,7 @@ pub(super) async fn run(
     groups: mpsc::UnboundedSender<Group>,
     in_flight: Arc<Semaphore>,
 ) {
-    let most = (IN_FLIGHT_GROUPS * writer.group_max).min(Semaphore::MAX_PERMITS) as u32;
+    let most = in_flight_bound(writer.group_max);
     let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
     loop {
