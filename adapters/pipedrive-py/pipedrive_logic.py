@@ -612,10 +612,10 @@ class Pusher:
             self.memory.delete(_memory_key("person", key))
         return self.search(person)
 
-    def read(self, pid: str):
-        """(the person, None), (None, None) when it does not exist, or
-        (None, outcome) on failure."""
-        what = f"the read of person {pid}"
+    def read(self, pid: str, what: str = ""):
+        """`GET /api/v2/persons/{pid}`: (the person, None), (None, None) when
+        it does not exist, or (None, outcome) on failure."""
+        what = what or f"the read of person {pid}"
         try:
             resp = self._call("GET", "/api/v2/persons/" + urllib.parse.quote(pid, safe=""))
         except HttpFailure as e:
@@ -628,7 +628,8 @@ class Pusher:
             if isinstance(held, dict):
                 return held, None
             return None, Retry(None, f"Pipedrive answered {what} with no person")
-        return None, classify_error(resp, what, Person(body={}, email=None, phone=None), self.now_ms())
+        return None, classify_error(resp, what, Person(body={}, email=None, phone=None),
+                                    self.now_ms())
 
     def unsettled_create(self, person: Person):
         """A Retry while an earlier create of this person may still be
@@ -690,23 +691,17 @@ class Pusher:
         """None when the person holds what was sent (or the read could not
         tell); else the Retry that replaces the write's outcome."""
         what = f"the read-back of person {pid}"
-        try:
-            resp = self._call("GET", "/api/v2/persons/" + urllib.parse.quote(pid, safe=""))
-        except HttpFailure as e:
-            self.log("warn", f"read-back skipped: {http_failure_outcome(e, what)}")
-            return None
-        if resp.status == 404:
-            return Retry(None, f"{READBACK_PREFIX} Pipedrive reported person {pid} written, "
-                               "but it does not exist (a silent no-op)")
-        if resp.status == 429:
-            self.throttled_ms = throttle_ms(resp, self.now_ms())
+        held, failed = self.read(pid, what)
+        if isinstance(failed, RateLimited):
+            self.throttled_ms = failed.after_ms
             self.log("warn", f"read-back skipped: Pipedrive throttled {what}")
             return None
-        doc = resp.json() if resp.status == 200 else None
-        held = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(held, dict):
-            self.log("warn", f"read-back skipped: Pipedrive answered {resp.status} to {what}")
+        if failed is not None:
+            self.log("warn", f"read-back skipped: {failed}")
             return None
+        if held is None:
+            return Retry(None, f"{READBACK_PREFIX} Pipedrive reported person {pid} written, "
+                               "but it does not exist (a silent no-op)")
         differ = readback_differences(person.body, held)
         if not differ:
             return None

@@ -21,14 +21,15 @@ pub(super) struct Group {
     pub answers: Vec<(Reply, Vec<Committed>)>,
     /// Whether any row queues a job (delivery workers are woken).
     pub made_jobs: bool,
-    /// The group's share of the leads the writer may have sent and not yet
-    /// seen committed; given back when the group is answered.
-    pub in_flight: Option<OwnedSemaphorePermit>,
 }
+
+/// A group as sent, with its share of the leads the writer may have sent
+/// and not yet seen committed: held until the group is answered.
+pub(super) type Sent = (Group, OwnedSemaphorePermit);
 
 pub(super) async fn run(
     store: Arc<dyn Store>,
-    mut groups: mpsc::UnboundedReceiver<Group>,
+    mut groups: mpsc::UnboundedReceiver<Sent>,
     min_epoch: Arc<AtomicU64>,
     work: Arc<Notify>,
 ) {
@@ -38,10 +39,12 @@ pub(super) async fn run(
     }
 }
 
-/// Commits `groups` (in the order they were built) in one transaction and
-/// answers them; a group decided with an outdated index is refused.
-async fn commit(store: &dyn Store, groups: Vec<Group>, min_epoch: &AtomicU64, work: &Notify) {
+/// Commits `sent` (in the order the groups were built) in one transaction
+/// and answers them; a group decided with an outdated index is refused.
+/// The groups' permits are given back once every group is answered.
+async fn commit(store: &dyn Store, sent: Vec<Sent>, min_epoch: &AtomicU64, work: &Notify) {
     let floor = min_epoch.load(Ordering::Acquire);
+    let (groups, _permits): (Vec<Group>, Vec<OwnedSemaphorePermit>) = sent.into_iter().unzip();
     let (live, stale): (Vec<Group>, Vec<Group>) =
         groups.into_iter().partition(|g| g.epoch >= floor);
     for group in stale {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
-use super::committer::Group;
+use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
 use super::{Committed, Merging, OutboxError, PreparedLead, Reply};
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
@@ -65,7 +65,7 @@ pub(super) struct Writer {
 pub(super) async fn run(
     mut writer: Writer,
     mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
-    groups: mpsc::UnboundedSender<Group>,
+    groups: mpsc::UnboundedSender<Sent>,
     in_flight: Arc<Semaphore>,
 ) {
     let most = in_flight_bound(writer.group_max);
@@ -98,14 +98,13 @@ pub(super) async fn run(
             last_prune = std::time::Instant::now();
         }
         match writer.build_group(&mut queue, total).await {
-            Ok(mut group) => {
+            Ok(group) => {
                 // Waits only while the leads in flight are at their bound.
                 let leads = (group.rows.len() as u32).clamp(1, most);
                 let Ok(permit) = in_flight.clone().acquire_many_owned(leads).await else {
                     return;
                 };
-                group.in_flight = Some(permit);
-                if groups.send(group).is_err() {
+                if groups.send((group, permit)).is_err() {
                     return;
                 }
             }
@@ -180,7 +179,6 @@ impl Writer {
             rows: Vec::with_capacity(total),
             answers: Vec::with_capacity(decided.len()),
             made_jobs: false,
-            in_flight: None,
         };
         let mut failed = None;
         for (leads, reply) in decided {

@@ -174,7 +174,6 @@ impl PipedriveState {
     /// Stores a written person; search finds its new values only after
     /// the index lag.
     fn store(&mut self, person: Person, now: Instant) {
-        let values = |list: &[Labeled]| list.iter().map(|l| l.value.clone()).collect();
         let versions = self.index.entry(person.id).or_default();
         versions.push_back(Indexed {
             visible_at: now + Duration::from_millis(self.limits.search_lag_ms),
@@ -546,7 +545,6 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     if silent {
         state.stats.writes_dropped += 1;
     } else {
-        let values = |list: &[Labeled]| list.iter().map(|l| l.value.clone()).collect();
         state.creates.record(
             crate::Crm::Pipedrive,
             id.to_string(),
@@ -558,6 +556,11 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     drop(state);
     ok(data)
+}
+
+/// The values of a person's emails or phones.
+fn values(list: &[Labeled]) -> Vec<String> {
+    list.iter().map(|l| l.value.clone()).collect()
 }
 
 /// The first entry is primary when none is marked.
