@@ -48,7 +48,7 @@ daily = { max_requests = 100000000, window_ms = 86400000 }
 access-token = "sim-token"
 client-secret = "x"
 TOML
-rss() { awk '/VmRSS|VmHWM/ {printf "%s %s MB  ", $1, int($2/1024)}' "/proc/$1/status"; echo; }
+rss() { awk '/VmRSS|VmHWM|RssAnon|RssFile/ {printf "%s %s MB  ", $1, int($2/1024)}' "/proc/$1/status"; echo; }
 start_host() {
   RUST_LOG=warn $BIN serve --config "$DIR/leadgate.toml" > "$DIR/host.log" 2>&1 &
   HOSTPID=$!

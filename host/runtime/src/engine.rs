@@ -46,10 +46,19 @@ impl Drop for Ticker {
     }
 }
 
+/// Compiles a component's bytes into a file of machine code for an engine
+/// configured like this one (`Engine::precompile_component`), elsewhere:
+/// in a child process, so that the compiler's memory (hundreds of MB for a
+/// Python or JavaScript component, kept by the allocator once freed) never
+/// becomes the host's. An error makes the engine compile in-process.
+pub type ExternalCompiler =
+    Arc<dyn Fn(&[u8], &std::path::Path) -> anyhow::Result<()> + Send + Sync>;
+
 /// The process's plugin engine. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginEngine {
     pub(crate) engine: Engine,
+    compiler: Option<ExternalCompiler>,
     pub(crate) adapter_linker: Arc<Linker<CallState>>,
     pub(crate) transform_linker: Arc<Linker<CallState>>,
     pub(crate) services: HostServices,
@@ -112,6 +121,7 @@ impl PluginEngine {
 
         Ok(PluginEngine {
             engine,
+            compiler: None,
             adapter_linker: Arc::new(adapter_linker),
             transform_linker: Arc::new(transform_linker),
             services,
@@ -126,19 +136,49 @@ impl PluginEngine {
         Component::new(&self.engine, wasm).map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 
+    /// Compiles cache misses with `compiler` (see [`ExternalCompiler`]).
+    pub fn with_compiler(mut self, compiler: ExternalCompiler) -> Self {
+        self.compiler = Some(compiler);
+        self
+    }
+
     /// Compiles a component, or loads the machine code this host compiled
     /// for the same bytes and engine before (`cache_dir`, keyed by the
-    /// bytes' hash and the engine's compatibility hash). CPU-heavy on a
-    /// miss: call it off the async runtime.
+    /// bytes' hash and the engine's compatibility hash). On a miss the
+    /// external compiler, if any, writes the entry; else this process
+    /// does. CPU-heavy on a miss: call it off the async runtime.
     pub fn compile_cached(
         &self,
         wasm: &[u8],
         cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Component> {
-        use sha2::Digest;
         let Some(dir) = cache_dir else {
             return self.compile(wasm);
         };
+        let path = self.cache_path(wasm, dir);
+        if path.exists() {
+            match self.load_compiled(&path) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "compiled-component cache entry unusable; recompiling")
+                }
+            }
+        }
+        if let Some(compiler) = &self.compiler {
+            match compiler(wasm, &path).and_then(|()| self.load_compiled(&path)) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "external compile failed; compiling in this process")
+                }
+            }
+        }
+        self.precompile_to(wasm, &path)?;
+        self.load_compiled(&path)
+    }
+
+    /// Where the cache keeps the machine code of `wasm` for this engine.
+    pub fn cache_path(&self, wasm: &[u8], dir: &std::path::Path) -> std::path::PathBuf {
+        use sha2::Digest;
         let mut key = sha2::Sha256::new();
         key.update(wasm);
         std::hash::Hash::hash(
@@ -149,31 +189,34 @@ impl PluginEngine {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let path = dir.join(format!("{name}.cwasm"));
-        if path.exists() {
-            // SAFETY: the file is one this host wrote below from
-            // `precompile_component` with an engine of the same
-            // compatibility hash, in the host's own cache folder.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "compiled-component cache entry unusable; recompiling")
-                }
-            }
-        }
+        dir.join(format!("{name}.cwasm"))
+    }
+
+    /// Compiles `wasm` to machine code for this engine and writes it to
+    /// `path` atomically (a reader never sees half a file).
+    pub fn precompile_to(&self, wasm: &[u8], path: &std::path::Path) -> anyhow::Result<()> {
         let bytes = self
             .engine
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir)?;
         // Unique per process and call: two threads may compile one file.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
         let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)?;
-        // SAFETY: written just above from this engine's own precompilation.
-        unsafe { Component::deserialize_file(&self.engine, &path) }
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    fn load_compiled(&self, path: &std::path::Path) -> anyhow::Result<Component> {
+        // SAFETY: the file is in the host's own cache folder, written by
+        // `precompile_to` of this program (in this process or a child it
+        // started) under a name that holds this engine's compatibility
+        // hash; wasmtime checks that hash and the format again on load.
+        unsafe { Component::deserialize_file(&self.engine, path) }
             .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 

@@ -18,7 +18,7 @@ mod plugin;
 pub mod types;
 
 pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets, check_host_pattern};
-pub use engine::{EngineOptions, PluginEngine};
+pub use engine::{EngineOptions, ExternalCompiler, PluginEngine};
 pub use imports::{KV_MAX_ENTRIES, KV_MAX_VALUE_BYTES, KvStore, MemoryKv};
 pub use limits::CallLimits;
 pub use outbound::{OutboundHttp, ReqwestOutbound};

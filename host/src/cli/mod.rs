@@ -127,8 +127,12 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => {
-                let config = Config::load(config.as_deref())?;
+            Command::Serve { config: path } => {
+                let config = Config::load(path.as_deref())?;
+                match std::env::current_exe() {
+                    Ok(exe) => crate::plugins::compile_in_child(exe, path),
+                    Err(e) => tracing::warn!(error = %e, "own executable unknown; plugins compile in this process"),
+                }
                 let host = crate::app::start(config).await?;
                 host.run_until_signal().await
             }

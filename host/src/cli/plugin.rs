@@ -22,6 +22,17 @@ use crate::plugins::load::{
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// Compile the component on standard input to machine code in `out`
+    /// (the compiled-component cache); the server runs this as a child so
+    /// the compiler's memory is never its own.
+    #[command(hide = true)]
+    Precompile {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Configuration file whose `[plugins]` limits apply.
+        #[arg(long = "limits-from")]
+        limits_from: Option<std::path::PathBuf>,
+    },
     /// Load a component and print what it declares (adapter or transform).
     Describe {
         /// The component (`.wasm`).
@@ -126,6 +137,14 @@ fn split_pair(kv: &str, flag: &str) -> anyhow::Result<(String, String)> {
 
 pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
     match command {
+        PluginCommand::Precompile { out, limits_from } => {
+            use std::io::Read as _;
+            let config = Config::load(limits_from.as_deref())?;
+            let engine = crate::plugins::engine(&config.plugins)?;
+            let mut wasm = Vec::new();
+            std::io::stdin().read_to_end(&mut wasm)?;
+            engine.precompile_to(&wasm, &out)
+        }
         PluginCommand::Describe { file } => describe(&file, &Config::load(None)?).await,
         PluginCommand::Push {
             file,

@@ -26,7 +26,9 @@
 //! [`merge`] is a pure function of the person, the lead and the settings;
 //! the outbox writer calls it in acceptance order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -118,14 +120,44 @@ impl MergeConfig {
     }
 }
 
-/// Where a field's value came from.
+/// Where a field's value came from. Every field a lead supplied shares
+/// that lead's source and id (one `Arc` each), and the rule is a static
+/// name: a golden record of a dozen fields holds no per-field strings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
-    pub source: String,
-    pub lead_id: String,
+    pub source: Arc<str>,
+    pub lead_id: Arc<str>,
     pub at_ms: i64,
     /// The rule that put it there (`first` for the person's first lead).
-    pub rule: String,
+    #[serde(deserialize_with = "rule_name")]
+    pub rule: Cow<'static, str>,
+}
+
+impl Provenance {
+    fn new(meta: &LeadMeta, rule: &'static str) -> Provenance {
+        Provenance {
+            source: meta.source.into(),
+            lead_id: meta.lead_id.into(),
+            at_ms: meta.at_ms,
+            rule: Cow::Borrowed(rule),
+        }
+    }
+}
+
+/// A stored rule name, borrowed from the known names when it is one.
+fn rule_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok([
+        "first",
+        "newest",
+        "oldest",
+        "most_trusted",
+        "most_complete",
+        "keep_all",
+    ]
+    .into_iter()
+    .find(|known| *known == name)
+    .map_or(Cow::Owned(name), Cow::Borrowed))
 }
 
 /// A person's golden record: the merged fields, their provenance and the
@@ -137,7 +169,7 @@ pub struct Person {
     pub revision: u32,
     pub record: NormalizedLead,
     /// Field name (`custom.KEY` for custom attributes) → provenance.
-    pub provenance: BTreeMap<String, Provenance>,
+    pub provenance: BTreeMap<Cow<'static, str>, Provenance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_emails: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -173,21 +205,16 @@ impl Person {
     /// A person whose first lead is `lead`.
     pub fn first(id: &str, lead: NormalizedLead, meta: &LeadMeta) -> Person {
         let mut provenance = BTreeMap::new();
-        let prov = Provenance {
-            source: meta.source.to_string(),
-            lead_id: meta.lead_id.to_string(),
-            at_ms: meta.at_ms,
-            rule: "first".into(),
-        };
+        let prov = Provenance::new(meta, "first");
         for group in GROUPS {
             for field in group.fields {
                 if get_field(&lead, *field).is_some() {
-                    provenance.insert(field.name().to_string(), prov.clone());
+                    provenance.insert(Cow::Borrowed(field.name()), prov.clone());
                 }
             }
         }
         for key in lead.custom.keys() {
-            provenance.insert(format!("custom.{key}"), prov.clone());
+            provenance.insert(Cow::Owned(format!("custom.{key}")), prov.clone());
         }
         Person {
             id: id.to_string(),
@@ -260,17 +287,12 @@ pub fn merge(
                 field.copy(&mut person.record, lead);
             }
             retake_flags(&mut person.record, lead, group.fields);
-            let prov = Provenance {
-                source: meta.source.to_string(),
-                lead_id: meta.lead_id.to_string(),
-                at_ms: meta.at_ms,
-                rule: rule.as_str().into(),
-            };
+            let prov = Provenance::new(meta, rule.as_str());
             for field in group.fields {
                 if get_field(&person.record, *field).is_some() {
                     person
                         .provenance
-                        .insert(field.name().to_string(), prov.clone());
+                        .insert(Cow::Borrowed(field.name()), prov.clone());
                 } else {
                     person.provenance.remove(field.name());
                 }
@@ -339,7 +361,7 @@ fn merge_custom(
                 Rule::MostTrusted => {
                     let holder = person
                         .provenance
-                        .get(&field)
+                        .get(field.as_str())
                         .map(|p| config.trust(&p.source))
                         .unwrap_or(i64::MIN);
                     config.trust(meta.source) >= holder
@@ -352,13 +374,8 @@ fn merge_custom(
         let from = current.map(value_text);
         person.record.custom.insert(key.clone(), value.clone());
         person.provenance.insert(
-            field.clone(),
-            Provenance {
-                source: meta.source.to_string(),
-                lead_id: meta.lead_id.to_string(),
-                at_ms: meta.at_ms,
-                rule: rule.as_str().into(),
-            },
+            Cow::Owned(field.clone()),
+            Provenance::new(meta, rule.as_str()),
         );
         changes.push(Change {
             group: field,
@@ -586,7 +603,7 @@ mod tests {
         assert_eq!(p.record.city.as_deref(), Some("Cambridge"));
         assert_eq!(p.record.country, None, "the group is taken whole");
         assert_eq!(p.record.title.as_deref(), Some("CTO"));
-        assert_eq!(p.provenance["city"].lead_id, "L2");
+        assert_eq!(&*p.provenance["city"].lead_id, "L2");
         assert_eq!(p.provenance["city"].rule, "newest");
         assert!(!p.provenance.contains_key("country"));
         assert_eq!(p.provenance["company"].rule, "first");
@@ -672,7 +689,7 @@ mod tests {
             Some("ACME Corporation"),
             "tie: newest"
         );
-        assert_eq!(p.provenance["company"].source, "crm");
+        assert_eq!(&*p.provenance["company"].source, "crm");
     }
 
     #[test]
@@ -708,7 +725,7 @@ mod tests {
         let changes = merge(&mut p, &l, &meta("L2", "x", 2_000), &MergeConfig::default());
         assert_eq!(changes[0].group, "custom.utm");
         assert_eq!(p.record.custom["utm"], "spring");
-        assert_eq!(p.provenance["custom.utm"].lead_id, "L2");
+        assert_eq!(&*p.provenance["custom.utm"].lead_id, "L2");
     }
 
     #[test]

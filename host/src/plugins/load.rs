@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use leadgate_runtime::{
-    AdapterPlugin, Capabilities, Component, EngineOptions, HostServices, KvStore, MemoryKv,
-    PluginEngine, RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
+    AdapterPlugin, Capabilities, Component, EngineOptions, ExternalCompiler, HostServices, KvStore,
+    MemoryKv, PluginEngine, RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
@@ -321,10 +322,54 @@ pub fn engine(p: &PluginsConfig) -> anyhow::Result<PluginEngine> {
     engine_with_kv(p, Arc::new(MemoryKv::default()))
 }
 
+/// How this process compiles components missing from the cache: in a child
+/// `leadgate plugin precompile` when set (the server binary), else in
+/// process (tests, benches, one-shot commands).
+static CHILD_COMPILER: std::sync::OnceLock<ExternalCompiler> = std::sync::OnceLock::new();
+
+/// Makes this process compile components in a child process: `exe plugin
+/// precompile`, with the `[plugins]` limits of `config` (the same engine
+/// settings, so the same machine code). The compiler's memory stays the
+/// child's: compiling a Python component in process left the host at
+/// ~500 MB resident for good.
+pub fn compile_in_child(exe: PathBuf, config: Option<PathBuf>) {
+    let _ = CHILD_COMPILER.set(child_compiler(exe, config));
+}
+
+/// The compiler that runs `exe plugin precompile --out OUT [--limits-from
+/// CONFIG]` with the component on its standard input.
+pub fn child_compiler(exe: PathBuf, config: Option<PathBuf>) -> ExternalCompiler {
+    Arc::new(move |wasm: &[u8], out: &Path| {
+        use std::io::Write as _;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["plugin", "precompile", "--out"]).arg(out);
+        if let Some(config) = &config {
+            cmd.arg("--limits-from").arg(config);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let written = child.stdin.take().expect("piped stdin").write_all(wasm);
+        let output = child.wait_with_output()?;
+        written.context("handing the component to the compiler")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    })
+}
+
 /// The plugin engine, its key-value import served by `kv` (the server's:
 /// [`super::kv::StoreKv`], durable).
 pub fn engine_with_kv(p: &PluginsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<PluginEngine> {
-    PluginEngine::new(
+    let engine = PluginEngine::new(
         EngineOptions {
             limits: leadgate_runtime::CallLimits {
                 deadline: Duration::from_millis(p.call_timeout_ms),
@@ -339,7 +384,11 @@ pub fn engine_with_kv(p: &PluginsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result
             max_http_timeout: Duration::from_millis(p.http_timeout_ms),
             max_response_bytes: p.max_response_mb << 20,
         },
-    )
+    )?;
+    Ok(match CHILD_COMPILER.get() {
+        Some(compiler) => engine.with_compiler(compiler.clone()),
+        None => engine,
+    })
 }
 
 /// Builds the engine and loads every configured destination. One bad

@@ -35,7 +35,7 @@ use crate::pipeline::mapping::{LeadFields, MappedRoute, Mapping, MappingError, R
 use crate::pipeline::route::Route;
 
 pub use kv::StoreKv;
-pub use load::{engine, engine_with_kv, load};
+pub use load::{child_compiler, compile_in_child, engine, engine_with_kv, load};
 pub use watch::WatchHandle;
 
 #[derive(Debug, thiserror::Error)]

@@ -61,3 +61,54 @@ async fn restarts_load_the_cached_machine_code() -> anyhow::Result<()> {
     assert_eq!(cwasm_files(cache.path()).len(), 2);
     Ok(())
 }
+
+/// The server compiles in a child process (`leadgate plugin precompile`):
+/// the child writes the cache entry, the host maps it and the component
+/// works; a compiler that fails leaves the host compiling in process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_process_compiles_what_the_host_loads() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    leadgate_runtime::outbound::install_crypto_provider();
+    let wasm = std::fs::read(leadgate_test_guests::BAD_ADAPTER)?;
+    let cache = tempfile::tempdir()?;
+    let config = leadgate::config::Config::from_toml("")?;
+    let child = leadgate::plugins::child_compiler(env!("CARGO_BIN_EXE_leadgate").into(), None);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let engine = leadgate::plugins::engine(&config.plugins)?.with_compiler(Arc::new(
+        move |wasm: &[u8], out: &std::path::Path| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let result = child(wasm, out);
+            assert!(out.exists(), "the child wrote {}", out.display());
+            result
+        },
+    ));
+    let component = engine.compile_cached(&wasm, Some(cache.path()))?;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cwasm_files(cache.path()).len(), 1);
+    let plugin = AdapterPlugin::load(&engine, "bad", &component, Capabilities::none()).await?;
+    assert!(!plugin.info().name.is_empty());
+    // A hit does not call the compiler again.
+    engine.compile_cached(&wasm, Some(cache.path()))?;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A child that cannot run: the host compiles it itself.
+    let cache = tempfile::tempdir()?;
+    let broken = leadgate::plugins::child_compiler("/nonexistent/leadgate".into(), None);
+    let engine = leadgate::plugins::engine(&config.plugins)?.with_compiler(broken);
+    let component = engine.compile_cached(&wasm, Some(cache.path()))?;
+    AdapterPlugin::load(&engine, "bad", &component, Capabilities::none()).await?;
+    assert_eq!(cwasm_files(cache.path()).len(), 1);
+
+    // Bytes that are no component: the child refuses them and so does the
+    // host, with the compiler's reason.
+    let engine = leadgate::plugins::engine(&config.plugins)?.with_compiler(
+        leadgate::plugins::child_compiler(env!("CARGO_BIN_EXE_leadgate").into(), None),
+    );
+    let err = engine
+        .compile_cached(b"not a component", Some(cache.path()))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("magic"), "{err:#}");
+    Ok(())
+}

@@ -444,8 +444,53 @@ fn score_custom(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
 
 struct Record {
     person: u32,
-    lead: Box<str>,
+    lead: Id,
     features: Features,
+}
+
+/// A lead or person id as the index holds it: a canonical (lowercase,
+/// hyphenated) UUID, which is what ingest makes, in 16 bytes inline;
+/// anything else as text. Shown, it is exactly the id it was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Id {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Id {
+    fn new(id: &str) -> Id {
+        if id.len() == uuid::fmt::Hyphenated::LENGTH
+            && let Ok(u) = uuid::Uuid::try_parse(id)
+            && u.hyphenated().encode_lower(&mut [0; 36]) == id
+        {
+            return Id::Uuid(u.into_bytes());
+        }
+        Id::Text(id.into())
+    }
+
+    fn hash(&self) -> u64 {
+        match self {
+            Id::Uuid(b) => key(&[b]),
+            Id::Text(t) => key(&[t.as_bytes()]),
+        }
+    }
+
+    /// Heap bytes beyond the value itself.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Id::Uuid(_) => 0,
+            Id::Text(t) => t.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::Uuid(b) => uuid::Uuid::from_bytes(*b).hyphenated().fmt(f),
+            Id::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 /// What [`Deduper::decide`] concluded for one lead.
@@ -465,8 +510,10 @@ pub struct Verdict {
 /// Both tiers: exact fingerprints with a window, then fuzzy candidates.
 pub struct Deduper {
     config: DedupeConfig,
-    persons: Vec<Box<str>>,
-    person_ix: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    persons: Vec<Id>,
+    /// Indexes into `persons`, hashed by the id they point to (each id is
+    /// held once).
+    person_ix: hashbrown::HashTable<u32>,
     /// Fingerprint hash → (person, last seen ms).
     exact: HashMap<u64, (u32, i64), foldhash::fast::RandomState>,
     records: Vec<Record>,
@@ -483,7 +530,7 @@ impl Deduper {
         Deduper {
             config,
             persons: Vec::new(),
-            person_ix: HashMap::default(),
+            person_ix: hashbrown::HashTable::new(),
             exact: HashMap::default(),
             records: Vec::new(),
             heads: HashMap::default(),
@@ -512,12 +559,17 @@ impl Deduper {
     }
 
     fn person(&mut self, id: &str) -> u32 {
-        if let Some(&p) = self.person_ix.get(id) {
+        let id = Id::new(id);
+        let hash = id.hash();
+        let persons = &self.persons;
+        if let Some(&p) = self.person_ix.find(hash, |&p| persons[p as usize] == id) {
             return p;
         }
         let p = self.persons.len() as u32;
-        self.persons.push(id.into());
-        self.person_ix.insert(id.into(), p);
+        self.persons.push(id);
+        let persons = &self.persons;
+        self.person_ix
+            .insert_unique(hash, p, |&p| persons[p as usize].hash());
         p
     }
 
@@ -572,7 +624,7 @@ impl Deduper {
         }
         self.records.push(Record {
             person,
-            lead: lead_id.into(),
+            lead: Id::new(lead_id),
             features,
         });
     }
@@ -785,13 +837,16 @@ impl Deduper {
         for (old, slot) in person_map.iter_mut().enumerate() {
             if *slot == 0 {
                 *slot = persons.len() as u32;
-                persons.push(std::mem::take(&mut self.persons[old]));
+                persons.push(std::mem::replace(
+                    &mut self.persons[old],
+                    Id::Text(Box::default()),
+                ));
             }
         }
         persons.shrink_to_fit();
-        let mut person_ix = HashMap::with_capacity_and_hasher(persons.len(), Default::default());
+        let mut person_ix = hashbrown::HashTable::with_capacity(persons.len());
         for (i, id) in persons.iter().enumerate() {
-            person_ix.insert(id.clone(), i as u32);
+            person_ix.insert_unique(id.hash(), i as u32, |&p| persons[p as usize].hash());
         }
         for (p, _) in self.exact.values_mut() {
             *p = person_map[*p as usize];
@@ -854,13 +909,11 @@ impl Deduper {
         let feat: usize = self
             .records
             .iter()
-            .map(|r| r.lead.len() + r.features.heap_bytes())
+            .map(|r| r.lead.heap_bytes() + r.features.heap_bytes())
             .sum();
-        let persons: usize = self
-            .persons
-            .iter()
-            .map(|p| p.len() * 2 + 16 + 16 + 12)
-            .sum();
+        let persons: usize = self.persons.iter().map(Id::heap_bytes).sum::<usize>()
+            + self.persons.capacity() * std::mem::size_of::<Id>()
+            + self.person_ix.capacity() * 5;
         self.records.capacity() * std::mem::size_of::<Record>()
             + feat
             + persons
@@ -874,6 +927,26 @@ impl Deduper {
 mod tests {
     use super::*;
     use crate::pipeline::normalize::NormalizedLead;
+
+    #[test]
+    fn ids_show_exactly_as_they_came() {
+        let uuid = "01932c07-a1b2-7c3d-8e4f-0123456789ab";
+        assert!(matches!(Id::new(uuid), Id::Uuid(_)));
+        for id in [
+            uuid,
+            "01932C07-A1B2-7C3D-8E4F-0123456789AB",
+            "01932c07a1b27c3d8e4f0123456789ab",
+            "L1",
+            "",
+        ] {
+            assert_eq!(Id::new(id).to_string(), id);
+        }
+        assert_ne!(Id::new(uuid), Id::new(&uuid.to_uppercase()));
+        let mut index = Deduper::new(DedupeConfig::default());
+        let (a, b) = (index.person(uuid), index.person("L1"));
+        assert_ne!(a, b);
+        assert_eq!((index.person(uuid), index.person("L1")), (a, b));
+    }
 
     fn lead(first: &str, last: &str, email: &str, company: &str) -> NormalizedLead {
         let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
