@@ -1,123 +1,120 @@
-//! New rows as JSON arrays, one per table, for `json_each` inserts. The
-//! lead's raw and normalized forms, its dedupe decision, its merge and the
-//! person's record are nested as JSON values (SQLite stores each as its
-//! JSON text with `->`), not escaped into strings and parsed again.
+//! New rows as plain column values, one list per table in the table's
+//! column order, for multi-row `INSERT … VALUES` statements with bound
+//! parameters. The lead's raw and normalized forms, its dedupe decision,
+//! its merge and the person's record are JSON texts, serialized once here;
+//! the database parses nothing.
 
-use serde::Serialize;
+use super::{JobState, NewLead, StoredEnum};
 
-use super::{JobPayload, JobState, NewLead, StoredEnum};
-use crate::pipeline::dedupe::Decision;
-use crate::pipeline::merge::{Change, Person};
-use crate::pipeline::normalize::NormalizedLead;
-
-pub(crate) struct RowsJson {
-    pub leads: String,
-    pub jobs: String,
-    /// `[]` when no lead of the group changed a person.
-    pub persons: String,
+/// One bound value.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Col {
+    Text(String),
+    Int(i64),
+    Null,
 }
 
-#[derive(Serialize)]
-struct PersonRowJson<'a> {
-    id: &'a str,
-    rev: u32,
-    rec: &'a Person,
-    at: i64,
+impl From<String> for Col {
+    fn from(v: String) -> Col {
+        Col::Text(v)
+    }
 }
 
-#[derive(Serialize)]
-struct LeadRow<'a> {
-    id: &'a str,
-    src: &'a str,
-    at: i64,
-    st: &'a str,
-    person: &'a str,
-    dec: &'a Decision,
-    rv: u32,
-    fv: u32,
-    raw: &'a serde_json::Value,
-    norm: &'a NormalizedLead,
-    fps: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    merge: Option<&'a Vec<Change>>,
+impl From<&str> for Col {
+    fn from(v: &str) -> Col {
+        Col::Text(v.to_string())
+    }
 }
 
-#[derive(Serialize)]
-struct JobRow<'a> {
-    id: &'a str,
-    lead: &'a str,
-    dest: &'a str,
-    key: &'a str,
-    st: &'a str,
-    prio: i64,
-    at: i64,
-    payload: &'a JobPayload,
-    mv: &'a str,
-    sla: i64,
-    err: Option<&'a str>,
-    fin: Option<i64>,
-    chain: &'a str,
-    src: &'a str,
+impl From<i64> for Col {
+    fn from(v: i64) -> Col {
+        Col::Int(v)
+    }
 }
 
-pub(crate) fn rows_json(leads: &[NewLead]) -> RowsJson {
-    let lead_rows: Vec<LeadRow> = leads
-        .iter()
-        .map(|l| LeadRow {
-            id: &l.id,
-            src: &l.source,
-            at: l.received_at_ms,
-            st: l.state.as_str(),
-            person: &l.person_id,
-            dec: &l.decision,
-            rv: l.rules_version,
-            fv: l.fp_version,
-            raw: &l.raw,
-            norm: &l.normalized,
-            fps: l.new_fingerprints.join(" "),
-            merge: l.merge.as_ref(),
-        })
-        .collect();
-    let job_rows: Vec<JobRow> = leads
-        .iter()
-        .flat_map(|l| {
-            l.jobs.iter().map(move |j| JobRow {
-                id: &j.id,
-                lead: &l.id,
-                dest: &j.destination,
-                key: &j.idempotency_key,
-                st: j.state.as_str(),
-                prio: j.priority.as_i64(),
-                at: l.received_at_ms,
-                payload: &j.payload,
-                mv: &j.mapping_version,
-                sla: j.sla_deadline_ms,
-                err: j.last_error.as_deref(),
-                fin: (j.state == JobState::Dead).then_some(l.received_at_ms),
-                chain: &j.chain,
-                src: &l.source,
-            })
-        })
-        .collect();
-    // One row per person: the group's last revision (an upsert may not
-    // touch a row twice in one statement on every database).
-    let mut persons: Vec<PersonRowJson> = Vec::new();
+impl<T: Into<Col>> From<Option<T>> for Col {
+    fn from(v: Option<T>) -> Col {
+        v.map_or(Col::Null, Into::into)
+    }
+}
+
+/// `leads (id, source, received_at, status, person_id, decision,
+/// rules_version, fp_version, raw, normalized, fingerprints, merge)`.
+pub(crate) const LEAD_COLUMNS: &str = "id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized, fingerprints, merge";
+/// `jobs (…)`, the columns a new job sets.
+pub(crate) const JOB_COLUMNS: &str = "id, lead_id, destination, idempotency_key, state, priority, next_attempt_at, payload, mapping_version, sla_deadline, last_error, created_at, updated_at, finished_at, chain, source";
+/// `persons (id, revision, record, updated_at)`.
+pub(crate) const PERSON_COLUMNS: &str = "id, revision, record, updated_at";
+
+/// The rows a group of new leads adds, as column values.
+#[derive(Debug, Default)]
+pub(crate) struct NewRows {
+    pub leads: Vec<[Col; 12]>,
+    pub jobs: Vec<[Col; 16]>,
+    /// One per person: the group's last revision (an upsert may not touch
+    /// a row twice in one statement on every database).
+    pub persons: Vec<[Col; 4]>,
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("rows serialize")
+}
+
+pub(crate) fn new_rows(leads: &[NewLead]) -> NewRows {
+    let mut rows = NewRows {
+        leads: Vec::with_capacity(leads.len()),
+        jobs: Vec::with_capacity(leads.iter().map(|l| l.jobs.len()).sum()),
+        persons: Vec::new(),
+    };
+    for l in leads {
+        let at = l.received_at_ms;
+        rows.leads.push([
+            l.id.as_str().into(),
+            l.source.as_str().into(),
+            at.into(),
+            l.state.as_str().into(),
+            l.person_id.as_str().into(),
+            json(&l.decision).into(),
+            i64::from(l.rules_version).into(),
+            i64::from(l.fp_version).into(),
+            json(&l.raw).into(),
+            json(&*l.normalized).into(),
+            l.new_fingerprints.join(" ").into(),
+            l.merge.as_ref().map(json).into(),
+        ]);
+        for j in &l.jobs {
+            rows.jobs.push([
+                j.id.as_str().into(),
+                l.id.as_str().into(),
+                j.destination.as_str().into(),
+                j.idempotency_key.as_str().into(),
+                j.state.as_str().into(),
+                j.priority.as_i64().into(),
+                at.into(),
+                json(&j.payload).into(),
+                j.mapping_version.as_str().into(),
+                j.sla_deadline_ms.into(),
+                j.last_error.as_deref().into(),
+                at.into(),
+                at.into(),
+                (j.state == JobState::Dead).then_some(at).into(),
+                j.chain.as_str().into(),
+                l.source.as_str().into(),
+            ]);
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for l in leads.iter().rev() {
         if let Some(p) = &l.person
             && seen.insert(p.id.as_str())
         {
-            persons.push(PersonRowJson {
-                id: &p.id,
-                rev: p.revision,
-                rec: p,
-                at: l.received_at_ms,
-            });
+            rows.persons.push([
+                p.id.as_str().into(),
+                i64::from(p.revision).into(),
+                json(p).into(),
+                l.received_at_ms.into(),
+            ]);
         }
     }
-    RowsJson {
-        leads: serde_json::to_string(&lead_rows).expect("rows serialize"),
-        jobs: serde_json::to_string(&job_rows).expect("rows serialize"),
-        persons: serde_json::to_string(&persons).expect("rows serialize"),
-    }
+    rows
 }

@@ -4,6 +4,7 @@
 //! off the hot path.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::trail::ingest_trail;
 
-use super::rows::rows_json;
+use super::rows;
 use super::*;
 
 /// Adds the adapter version that ran to an event's detail.
@@ -55,12 +56,19 @@ pub struct SqliteStore {
     _checkpointer: AbortOnDrop,
 }
 
-/// One write transaction for the writer task: SQL text (which begins and
-/// commits its transaction itself), its arguments, and where the rows go.
+/// One write transaction for the writer task, and where its rows go.
 struct WriteCmd {
-    sql: &'static str,
-    args: SqliteArguments,
+    work: Work,
     reply: oneshot::Sender<Result<Vec<SqliteRow>, sqlx::Error>>,
+}
+
+enum Work {
+    /// SQL text that begins and commits its transaction itself, and its
+    /// arguments.
+    Script(&'static str, SqliteArguments),
+    /// Statements run in order in one `BEGIN IMMEDIATE … COMMIT`; each is
+    /// prepared once per connection (the texts are a fixed few).
+    Transaction(Vec<(&'static str, SqliteArguments)>),
 }
 
 /// A value bound to a write transaction's `?N`.
@@ -126,14 +134,100 @@ const WRITE_QUEUE: usize = 256;
 /// store is dropped.
 async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteCmd>) {
     while let Some(cmd) = queue.recv().await {
-        let result = sqlx::query_with(sqlx::AssertSqlSafe(cmd.sql), cmd.args)
-            .fetch_all(&mut conn)
-            .await;
+        let result = match cmd.work {
+            Work::Script(sql, args) => {
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                    .fetch_all(&mut conn)
+                    .await
+            }
+            Work::Transaction(statements) => transaction(&mut conn, statements).await,
+        };
         if result.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
         }
         let _ = cmd.reply.send(result);
     }
+}
+
+async fn transaction(
+    conn: &mut SqliteConnection,
+    statements: Vec<(&'static str, SqliteArguments)>,
+) -> Result<Vec<SqliteRow>, sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    for (sql, args) in statements {
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(Vec::new())
+}
+
+/// Rows per multi-row statement, largest first: a group's rows go in as
+/// few statements as these sizes allow, and every statement text is one
+/// of a fixed few, so each is prepared once. 256 rows of 16 columns stay
+/// far under SQLite's 32,766 bound parameters.
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `INSERT INTO table (columns) VALUES (?, …), … tail` for each size in
+/// [`CHUNKS`].
+fn insert_texts(table: &str, columns: &str, tail: &str) -> [String; CHUNKS.len()] {
+    let width = columns.split(',').count();
+    let row = format!("({})", vec!["?"; width].join(", "));
+    CHUNKS.map(|n| {
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES {} {tail}",
+            vec![row.as_str(); n].join(", ")
+        )
+    })
+}
+
+static LEAD_INSERTS: LazyLock<[String; CHUNKS.len()]> =
+    LazyLock::new(|| insert_texts("leads", rows::LEAD_COLUMNS, ""));
+// A retried request cannot make a second job for the same person ×
+// destination (ON CONFLICT on the idempotency key).
+static JOB_INSERTS: LazyLock<[String; CHUNKS.len()]> = LazyLock::new(|| {
+    insert_texts(
+        "jobs",
+        rows::JOB_COLUMNS,
+        "ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+});
+static PERSON_UPSERTS: LazyLock<[String; CHUNKS.len()]> = LazyLock::new(|| {
+    insert_texts(
+        "persons",
+        rows::PERSON_COLUMNS,
+        "ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,
+             record = excluded.record, updated_at = excluded.updated_at
+         WHERE excluded.revision > persons.revision",
+    )
+});
+
+/// The statements that insert `rows` with `texts`, in [`CHUNKS`].
+fn chunked<const W: usize>(
+    texts: &'static [String; CHUNKS.len()],
+    rows: Vec<[rows::Col; W]>,
+    out: &mut Vec<(&'static str, SqliteArguments)>,
+) -> Result<(), StoreError> {
+    let mut rows = rows.into_iter().peekable();
+    let mut left = rows.len();
+    for (size, text) in CHUNKS.iter().zip(texts) {
+        while left >= *size {
+            let mut args = SqliteArguments::default();
+            for col in rows.by_ref().take(*size).flatten() {
+                match col {
+                    rows::Col::Text(t) => args.add(t),
+                    rows::Col::Int(i) => args.add(i),
+                    rows::Col::Null => args.add(None::<String>),
+                }
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+            }
+            out.push((text.as_str(), args));
+            left -= size;
+        }
+    }
+    debug_assert!(rows.peek().is_none());
+    Ok(())
 }
 
 impl SqliteStore {
@@ -226,40 +320,12 @@ impl Store for SqliteStore {
         if leads.is_empty() {
             return Ok(());
         }
-        // One statement per table, the rows as one JSON array that SQLite
-        // unpacks with json_each: a single bound value instead of ten per
-        // row, and the same prepared statement every time.
-        let rows = rows_json(leads);
-        // A retried request cannot make a second job for the same person ×
-        // destination (ON CONFLICT on the idempotency key).
-        self.write(
-            "BEGIN IMMEDIATE;
-                 INSERT INTO leads (id, source, received_at, status, person_id, decision,
-                                    rules_version, fp_version, raw, normalized, fingerprints, merge)
-                 SELECT value->>'id', value->>'src', value->>'at', value->>'st', value->>'person',
-                        json(value->'dec'), value->>'rv', value->>'fv', json(value->'raw'), json(value->'norm'),
-                        value->>'fps', json(value->'merge')
-                 FROM jsonb_each(jsonb(?1));
-                 INSERT INTO jobs (id, lead_id, destination, idempotency_key, state, priority,
-                                   next_attempt_at, payload, mapping_version, sla_deadline,
-                                   last_error, created_at, updated_at, finished_at, chain,
-                                   source)
-                 SELECT value->>'id', value->>'lead', value->>'dest', value->>'key', value->>'st',
-                        value->>'prio', value->>'at', json(value->'payload'), value->>'mv',
-                        value->>'sla', value->>'err', value->>'at', value->>'at', value->>'fin',
-                        value->>'chain', value->>'src'
-                 FROM jsonb_each(jsonb(?2)) WHERE true
-                 ON CONFLICT (idempotency_key) DO NOTHING;
-                 INSERT INTO persons (id, revision, record, updated_at)
-                 SELECT value->>'id', value->>'rev', json(value->'rec'), value->>'at'
-                 FROM jsonb_each(jsonb(?3)) WHERE true
-                 ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,
-                     record = excluded.record, updated_at = excluded.updated_at
-                 WHERE excluded.revision > persons.revision;
-                 COMMIT;",
-            args([rows.leads.into(), rows.jobs.into(), rows.persons.into()])?,
-        )
-        .await?;
+        let rows = rows::new_rows(leads);
+        let mut statements = Vec::new();
+        chunked(&LEAD_INSERTS, rows.leads, &mut statements)?;
+        chunked(&JOB_INSERTS, rows.jobs, &mut statements)?;
+        chunked(&PERSON_UPSERTS, rows.persons, &mut statements)?;
+        self.transaction(statements).await?;
         Ok(())
     }
 
@@ -786,10 +852,31 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Database(sqlx::Error::PoolClosed);
         self.writes
-            .send(WriteCmd { sql, args, reply })
+            .send(WriteCmd {
+                work: Work::Script(sql, args),
+                reply,
+            })
             .await
             .map_err(|_| gone())?;
         Ok(answer.await.map_err(|_| gone())??)
+    }
+
+    /// Runs `statements` in one transaction on the writer connection.
+    async fn transaction(
+        &self,
+        statements: Vec<(&'static str, SqliteArguments)>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.writes
+            .send(WriteCmd {
+                work: Work::Transaction(statements),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())??;
+        Ok(())
     }
 
     async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
