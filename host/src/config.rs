@@ -229,6 +229,72 @@ pub struct DestinationConfig {
     pub rate_limits: BTreeMap<String, RateLimitOverride>,
 }
 
+/// A destination's OAuth 2.0 grant, for the host's token source
+/// ([`crate::delivery::oauth`]). Not yet a configuration section: it
+/// becomes `[destinations.NAME.oauth]` when adapter calls carry the token.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub grant: OAuthGrant,
+    /// The token endpoint: Salesforce's login or My Domain host
+    /// (`…/services/oauth2/token`), Entra ID's
+    /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`,
+    /// Zoho's accounts host of the account's data centre
+    /// (`https://accounts.zoho.eu/oauth/v2/token`).
+    pub token_url: String,
+    pub client_id: String,
+    /// A value, `env:VAR` or `file:/path`.
+    pub client_secret: String,
+    /// `refresh_token` grant: the refresh token of the authorization (a
+    /// value, `env:VAR` or `file:/path`). When the CRM rotates it, the host
+    /// keeps the new one in its store and uses that.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// `scope`, where the grant needs one (Entra ID client credentials:
+    /// `https://ORG.crm.dynamics.com/.default`).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// How a destination gets its access token.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrant {
+    /// Salesforce, Zoho, delegated Dynamics 365.
+    RefreshToken,
+    /// Dynamics 365 through Entra ID, as an application.
+    ClientCredentials,
+}
+
+impl OAuthConfig {
+    /// The key (under `key`) and reason of the first thing wrong.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let url = leadgate_runtime::Url::parse(&self.token_url)
+            .map_err(|e| invalid(format!("{key}.token_url"), e.to_string()))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(invalid(
+                format!("{key}.token_url"),
+                "must be an https URL with a host",
+            ));
+        }
+        if self.client_id.is_empty() {
+            return Err(invalid(format!("{key}.client_id"), "must not be empty"));
+        }
+        resolve_secret(&self.client_secret)
+            .map_err(|r| invalid(format!("{key}.client_secret"), r))?;
+        match (self.grant, &self.refresh_token) {
+            (OAuthGrant::RefreshToken, None) => Err(invalid(
+                format!("{key}.refresh_token"),
+                "the refresh_token grant needs the authorization's refresh token",
+            )),
+            (OAuthGrant::RefreshToken, Some(token)) => resolve_secret(token)
+                .map(drop)
+                .map_err(|r| invalid(format!("{key}.refresh_token"), r)),
+            (OAuthGrant::ClientCredentials, _) => Ok(()),
+        }
+    }
+}
+
 /// One rate-limit window of a destination account.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -417,6 +483,53 @@ mod tests {
         );
         let err = Config::from_toml("[sources.web]\napi_key = \"short\"").unwrap_err();
         assert!(err.to_string().contains("sources.web.api_key"), "{err}");
+    }
+
+    #[test]
+    fn an_oauth_grant_names_what_is_wrong() {
+        let good = OAuthConfig {
+            grant: OAuthGrant::RefreshToken,
+            token_url: "https://login.salesforce.com/services/oauth2/token".into(),
+            client_id: "id".into(),
+            client_secret: "s".into(),
+            refresh_token: Some("r".into()),
+            scope: None,
+        };
+        good.validate("oauth").unwrap();
+        for (bad, key) in [
+            (
+                OAuthConfig {
+                    token_url: "login.salesforce.com/services/oauth2/token".into(),
+                    ..good.clone()
+                },
+                "oauth.token_url",
+            ),
+            (
+                OAuthConfig {
+                    refresh_token: None,
+                    ..good.clone()
+                },
+                "oauth.refresh_token",
+            ),
+            (
+                OAuthConfig {
+                    grant: OAuthGrant::ClientCredentials,
+                    client_secret: "env:LEADGATE_TEST_SURELY_UNSET".into(),
+                    ..good.clone()
+                },
+                "oauth.client_secret",
+            ),
+            (
+                OAuthConfig {
+                    client_id: String::new(),
+                    ..good.clone()
+                },
+                "oauth.client_id",
+            ),
+        ] {
+            let err = bad.validate("oauth").unwrap_err();
+            assert!(err.to_string().contains(key), "{bad:?}: {err}");
+        }
     }
 
     #[test]

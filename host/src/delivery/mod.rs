@@ -18,6 +18,7 @@
 //! leased until the lease expires.
 
 pub mod breaker;
+pub mod oauth;
 pub mod ratelimit;
 pub mod retry;
 mod worker;

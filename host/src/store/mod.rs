@@ -533,6 +533,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a plugin's key-value entry.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
+
+    /// The refresh token kept for `destination`, if any.
+    async fn oauth_refresh_token(
+        &self,
+        destination: &str,
+    ) -> Result<Option<StoredRefreshToken>, StoreError>;
+
+    /// Keeps `token` as `destination`'s refresh token, durably.
+    async fn set_oauth_refresh_token(
+        &self,
+        destination: &str,
+        token: &StoredRefreshToken,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// A destination's refresh token as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRefreshToken {
+    pub refresh_token: String,
+    /// SHA-256 (hex) of the configured refresh token it descends from.
+    pub configured_hash: String,
 }
 
 /// When a commit counts as durable.

@@ -756,6 +756,46 @@ impl Store for SqliteStore {
         Ok(!rows.is_empty())
     }
 
+    async fn oauth_refresh_token(
+        &self,
+        destination: &str,
+    ) -> Result<Option<StoredRefreshToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT refresh_token, configured_hash FROM oauth_tokens WHERE destination = ?1",
+        )
+        .bind(destination)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredRefreshToken {
+            refresh_token: r.get(0),
+            configured_hash: r.get(1),
+        }))
+    }
+
+    async fn set_oauth_refresh_token(
+        &self,
+        destination: &str,
+        token: &StoredRefreshToken,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "BEGIN IMMEDIATE;
+             INSERT INTO oauth_tokens (destination, refresh_token, configured_hash, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (destination) DO UPDATE SET refresh_token = excluded.refresh_token,
+                 configured_hash = excluded.configured_hash, updated_at = excluded.updated_at;
+             COMMIT;",
+            args([
+                destination.to_string().into(),
+                token.refresh_token.clone().into(),
+                token.configured_hash.clone().into(),
+                now_ms.into(),
+            ])?,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
         self.write(
             "BEGIN IMMEDIATE;

@@ -60,6 +60,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
     control::router()
         .merge(crate::pipedrive::router(shared.clone()))
         .merge(crate::hooks::router())
+        .merge(crate::oauth::router())
         .merge(api)
         .with_state(shared)
 }

@@ -29,6 +29,7 @@ mod errors;
 mod faults;
 mod gate;
 mod hooks;
+mod oauth;
 mod pipedrive;
 mod props;
 mod ratelimit;
@@ -49,6 +50,7 @@ use tokio::task::JoinHandle;
 pub use creates::{Created, Crm};
 pub use faults::Faults;
 pub use hooks::{DEFAULT_WEBHOOK_SECRET, HookMessage, secret_key, sign};
+pub use oauth::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, Vendor};
 pub use pipedrive::{Labeled, Person, PipedriveLimits};
 pub use props::{
     KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email,
@@ -159,6 +161,8 @@ pub(crate) struct State {
     pub hooks: hooks::HookState,
     /// Every record created, per CRM.
     pub creates: creates::CreateLog,
+    /// The OAuth 2.0 token endpoints (Salesforce, Entra ID, Zoho).
+    pub oauth: oauth::OAuthState,
 }
 
 /// State shared by the server and every [`SimHandle`].
@@ -184,6 +188,7 @@ impl Shared {
             pipedrive: pipedrive::PipedriveState::new(config.pipedrive),
             hooks: hooks::HookState::new(&config.webhook_secret),
             creates: creates::CreateLog::default(),
+            oauth: oauth::OAuthState::default(),
         };
         Shared {
             state: Mutex::new(state),
@@ -291,6 +296,45 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
+    /// Calls to `vendor`'s token endpoint so far.
+    pub fn oauth_calls(&self, vendor: Vendor) -> u64 {
+        self.shared.lock().oauth.calls(vendor)
+    }
+
+    /// Turns refresh-token rotation on or off for `vendor` (Entra ID
+    /// always rotates).
+    pub fn set_oauth_rotation(&self, vendor: Vendor, on: bool) {
+        self.shared.lock().oauth.set_rotation(vendor, on);
+    }
+
+    /// Every refresh token stops working, as when the app is revoked.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.lock().oauth.revoke_refresh_tokens();
+    }
+
+    /// A refresh token `vendor` accepts (`None`: every vendor).
+    pub fn add_refresh_token(&self, token: &str, vendor: Option<Vendor>) {
+        self.shared.lock().oauth.add_refresh_token(token, vendor);
+    }
+
+    /// The refresh tokens `vendor` accepts now.
+    pub fn refresh_tokens(&self, vendor: Vendor) -> Vec<String> {
+        self.shared.lock().oauth.refresh_tokens(vendor)
+    }
+
+    /// Every OAuth access token issued so far expires now.
+    pub fn expire_oauth_access_tokens(&self) {
+        self.shared.lock().oauth.expire_access_tokens();
+    }
+
+    /// Whether `token` is a live access token `vendor` issued.
+    pub fn oauth_access_valid(&self, vendor: Vendor, token: &str) -> bool {
+        self.shared
+            .lock()
+            .oauth
+            .access_valid(vendor, token, now_ms())
+    }
+
     /// Number of stored contacts.
     pub fn contact_count(&self) -> usize {
         self.shared.lock().store.len()
@@ -420,4 +464,11 @@ impl SimHandle {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

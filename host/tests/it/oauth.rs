@@ -1,0 +1,257 @@
+//! The host's OAuth 2.0 token sources against the simulator's Salesforce,
+//! Entra ID and Zoho token endpoints: one token call for fifty concurrent
+//! deliveries, a rotated refresh token that survives a restart, a refused
+//! grant that pauses instead of hammering the endpoint.
+
+use std::sync::Arc;
+
+use leadgate::config::{OAuthConfig, OAuthGrant};
+use leadgate::delivery::oauth::{OAuthError, TokenSource};
+use leadgate::store::{self, Durability, Store};
+use leadgate_sim::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, SimConfig, SimHandle,
+    Simulator, Vendor,
+};
+
+struct Fixture {
+    sim: Simulator,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/oauth.db", dir.path().display());
+        let store = store::open(&url, Durability::Full).await.unwrap();
+        Fixture {
+            sim,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn handle(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    fn config(&self, grant: OAuthGrant, path: &str) -> OAuthConfig {
+        OAuthConfig {
+            grant,
+            token_url: format!("{}{path}", self.sim.base_url()),
+            client_id: DEFAULT_CLIENT_ID.into(),
+            client_secret: DEFAULT_CLIENT_SECRET.into(),
+            refresh_token: (grant == OAuthGrant::RefreshToken)
+                .then(|| DEFAULT_REFRESH_TOKEN.to_string()),
+            scope: None,
+        }
+    }
+
+    fn source(&self, destination: &str, config: OAuthConfig) -> Arc<TokenSource> {
+        Arc::new(TokenSource::new(destination, config, self.store.clone()).unwrap())
+    }
+}
+
+/// Fifty deliveries at once, each asking for a token: every answer.
+async fn fifty<F, Fut>(source: &Arc<TokenSource>, ask: F) -> Vec<String>
+where
+    F: Fn(Arc<TokenSource>) -> Fut,
+    Fut: std::future::Future<Output = Result<leadgate::delivery::oauth::AccessToken, OAuthError>>
+        + Send
+        + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        tasks.spawn(ask(source.clone()));
+    }
+    let mut tokens = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        tokens.push(t.unwrap().unwrap().token);
+    }
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_deliveries_cause_one_token_call_and_one_refresh() {
+    let f = Fixture::new().await;
+    let sim = f.handle();
+    let source = f.source(
+        "salesforce",
+        f.config(OAuthGrant::RefreshToken, "/services/oauth2/token"),
+    );
+
+    let tokens = fifty(&source, |s| async move { s.token().await }).await;
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
+    assert_eq!(sim.oauth_calls(Vendor::Salesforce), 1);
+    assert!(sim.oauth_access_valid(Vendor::Salesforce, &tokens[0]));
+    let first = source.token().await.unwrap();
+    // Salesforce says where to call, and gives no lifetime.
+    assert_eq!(
+        first.instance_url.as_deref(),
+        Some(f.sim.base_url().as_str())
+    );
+    assert_eq!(first.expires_at_ms, None);
+
+    // The session times out; fifty deliveries get a 401 with that token.
+    sim.expire_oauth_access_tokens();
+    let generation = first.generation;
+    let renewed = fifty(&source, move |s| async move { s.refused(generation).await }).await;
+    assert!(
+        renewed
+            .iter()
+            .all(|t| *t == renewed[0] && *t != first.token)
+    );
+    assert_eq!(sim.oauth_calls(Vendor::Salesforce), 2, "refreshed once");
+    assert!(sim.oauth_access_valid(Vendor::Salesforce, &renewed[0]));
+    assert_eq!(source.calls().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_is_kept_and_survives_a_restart() {
+    let f = Fixture::new().await;
+    let sim = f.handle();
+    sim.set_oauth_rotation(Vendor::Zoho, true);
+    let config = f.config(OAuthGrant::RefreshToken, "/oauth/v2/token");
+    let token = f.source("zoho", config.clone()).token().await.unwrap();
+    assert_eq!(token.api_domain.as_deref(), Some(f.sim.base_url().as_str()));
+    let expires_in = token.expires_at_ms.unwrap() - leadgate::now_ms();
+    assert!(
+        (3_590_000..=3_600_000).contains(&expires_in),
+        "{expires_in}"
+    );
+    // The configured token is dead now; the stored one is the live one.
+    let live = sim.refresh_tokens(Vendor::Zoho);
+    assert!(
+        !live.contains(&DEFAULT_REFRESH_TOKEN.to_string()),
+        "{live:?}"
+    );
+    let stored = f.store.oauth_refresh_token("zoho").await.unwrap().unwrap();
+    assert_eq!(live, vec![stored.refresh_token.clone()]);
+
+    // A restarted host (a new source over the same store) still gets in,
+    // and keeps the next rotation too.
+    let restarted = f.source("zoho", config.clone());
+    let again = restarted.token().await.unwrap();
+    assert!(sim.oauth_access_valid(Vendor::Zoho, &again.token));
+    assert_eq!(sim.oauth_calls(Vendor::Zoho), 2);
+    let stored_again = f.store.oauth_refresh_token("zoho").await.unwrap().unwrap();
+    assert_ne!(stored_again.refresh_token, stored.refresh_token);
+    assert_eq!(
+        sim.refresh_tokens(Vendor::Zoho),
+        vec![stored_again.refresh_token]
+    );
+
+    // A new authorization in the configuration replaces the stored token.
+    sim.add_refresh_token("re-authorized", Some(Vendor::Zoho));
+    let reauthorized = OAuthConfig {
+        refresh_token: Some("re-authorized".into()),
+        ..config
+    };
+    f.source("zoho", reauthorized).token().await.unwrap();
+    assert!(
+        !sim.refresh_tokens(Vendor::Zoho)
+            .contains(&"re-authorized".to_string()),
+        "the configured token was used (and rotated)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_grant_pauses_without_hammering_the_endpoint() {
+    let f = Fixture::new().await;
+    let sim = f.handle();
+    for (vendor, path, code) in [
+        (
+            Vendor::Salesforce,
+            "/services/oauth2/token",
+            "invalid_grant",
+        ),
+        (Vendor::Zoho, "/oauth/v2/token", "invalid_code"),
+        (
+            Vendor::Entra,
+            "/sim-tenant/oauth2/v2.0/token",
+            "invalid_grant",
+        ),
+    ] {
+        sim.revoke_refresh_tokens();
+        let source = f.source(
+            &format!("{vendor:?}"),
+            f.config(OAuthGrant::RefreshToken, path),
+        );
+        for _ in 0..20 {
+            match source.token().await {
+                Err(OAuthError::Refused { code: c, .. }) => assert_eq!(c, code),
+                other => panic!("{vendor:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            sim.oauth_calls(vendor),
+            1,
+            "{vendor:?}: one call, then paused"
+        );
+        assert!(source.paused().await.is_some());
+
+        // Fixed at the CRM and resumed: the next delivery gets a token.
+        sim.add_refresh_token(DEFAULT_REFRESH_TOKEN, None);
+        source.resume().await;
+        assert!(source.token().await.is_ok(), "{vendor:?}");
+        assert_eq!(sim.oauth_calls(vendor), 2);
+    }
+
+    // A wrong client secret is a refusal too.
+    let bad = OAuthConfig {
+        client_secret: "wrong".into(),
+        ..f.config(OAuthGrant::RefreshToken, "/services/oauth2/token")
+    };
+    let err = f.source("bad", bad).token().await.unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Refused { code, .. } if code == "invalid_client"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamics_gets_an_application_token_from_entra_id() {
+    let f = Fixture::new().await;
+    let sim = f.handle();
+    let path = "/contoso.onmicrosoft.com/oauth2/v2.0/token";
+    let config = OAuthConfig {
+        scope: Some("https://contoso.crm.dynamics.com/.default".into()),
+        ..f.config(OAuthGrant::ClientCredentials, path)
+    };
+    let token = f.source("dynamics", config.clone()).token().await.unwrap();
+    assert!(sim.oauth_access_valid(Vendor::Entra, &token.token));
+    let expires_in = token.expires_at_ms.unwrap() - leadgate::now_ms();
+    assert!(
+        (3_590_000..=3_599_000).contains(&expires_in),
+        "{expires_in}"
+    );
+
+    // Without the resource's /.default scope Entra ID refuses the grant.
+    let unscoped = OAuthConfig {
+        scope: None,
+        ..config
+    };
+    let err = f.source("unscoped", unscoped).token().await.unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Refused { code, description, .. }
+            if code == "invalid_scope" && description.starts_with("AADSTS1002012")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_token_endpoint_is_retried_not_paused() {
+    let f = Fixture::new().await;
+    let config = OAuthConfig {
+        token_url: "http://127.0.0.1:9/services/oauth2/token".into(),
+        ..f.config(OAuthGrant::RefreshToken, "")
+    };
+    let source = f.source("down", config);
+    for _ in 0..2 {
+        let err = source.token().await.unwrap_err();
+        assert!(matches!(err, OAuthError::Unavailable { .. }), "{err}");
+    }
+    assert!(source.paused().await.is_none());
+    assert_eq!(source.calls().await, 2);
+}
