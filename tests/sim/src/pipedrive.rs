@@ -445,7 +445,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
-        .route("/api/v2/persons", axum::routing::post(create))
+        .route("/api/v2/persons", get(list).post(create))
         .route("/api/v2/persons/search", get(search))
         .route(
             "/api/v2/persons/{id}",
@@ -676,6 +676,103 @@ struct SearchQuery {
     fields: Option<String>,
     exact_match: Option<bool>,
     limit: Option<usize>,
+}
+
+/// `GET /api/v2/persons`: `limit` (default 100, at most 500), the opaque
+/// `cursor` of the previous page, `ids` (comma-separated), `sort_by`
+/// `id` (the only order kept here) and `sort_direction` `asc` or `desc`.
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    ids: Option<String>,
+    sort_by: Option<String>,
+    sort_direction: Option<String>,
+}
+
+/// The cursor after person `id`.
+fn cursor_after(id: u64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("id:{id}"))
+}
+
+fn cursor_id(cursor: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(text)
+        .ok()?
+        .strip_prefix("id:")?
+        .parse()
+        .ok()
+}
+
+async fn list(State(shared): State<Arc<Shared>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return failure(StatusCode::BAD_REQUEST, "limit: must be between 1 and 500");
+    }
+    if q.sort_by.as_deref().is_some_and(|s| s != "id") {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "sort_by: only id is supported by this simulator",
+        );
+    }
+    let descending = match q.sort_direction.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "sort_direction: must be asc or desc",
+            );
+        }
+    };
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match cursor_id(c) {
+            Some(id) => Some(id),
+            None => return failure(StatusCode::BAD_REQUEST, "cursor: invalid cursor"),
+        },
+    };
+    let ids: Option<Vec<u64>> = match q.ids.as_deref() {
+        None | Some("") => None,
+        Some(list) => match list.split(',').map(|i| i.trim().parse()).collect() {
+            Ok(ids) => Some(ids),
+            Err(_) => return failure(StatusCode::BAD_REQUEST, "ids: must be person ids"),
+        },
+    };
+    let state = shared.lock();
+    let persons = &state.pipedrive.persons;
+    let wanted = |id: &u64| ids.as_ref().is_none_or(|ids| ids.contains(id));
+    let page: Vec<&Person> = if descending {
+        persons
+            .range(..after.unwrap_or(u64::MAX))
+            .rev()
+            .filter(|(id, _)| wanted(id))
+            .take(limit + 1)
+            .map(|(_, p)| p)
+            .collect()
+    } else {
+        persons
+            .range(after.map_or(0, |a| a + 1)..)
+            .filter(|(id, _)| wanted(id))
+            .take(limit + 1)
+            .map(|(_, p)| p)
+            .collect()
+    };
+    let more = page.len() > limit;
+    let data: Vec<Value> = page
+        .iter()
+        .take(limit)
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+        .collect();
+    let next = more.then(|| cursor_after(page[limit - 1].id));
+    json_response(
+        StatusCode::OK,
+        &json!({"success": true, "data": data, "additional_data": {"next_cursor": next}}),
+    )
 }
 
 fn digits(s: &str) -> String {

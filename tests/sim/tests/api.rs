@@ -1270,3 +1270,76 @@ async fn the_binary_prints_its_address_and_serves() {
     assert_eq!(reply.headers()["x-hubspot-ratelimit-max"], "7");
     child.kill().await.unwrap();
 }
+
+/// Pipedrive's `GET /api/v2/persons`: pages in id order, an opaque
+/// `next_cursor` until the last page, `ids` and `sort_direction` filters,
+/// limits checked.
+#[tokio::test]
+async fn pipedrive_lists_persons_page_by_page() {
+    let h = Harness::start().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let r = h
+            .post(
+                "/api/v2/persons",
+                json!({"name": format!("Person {i}"), "emails": [{"value": format!("p{i}@example.com"), "primary": true}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        ids.push(r.json()["data"]["id"].as_u64().unwrap());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v2/persons?limit=3&cursor={c}"),
+            None => "/api/v2/persons?limit=3".to_string(),
+        };
+        let r = h.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let body = r.json();
+        assert_eq!(body["success"], true);
+        pages += 1;
+        for p in body["data"].as_array().unwrap() {
+            seen.push(p["id"].as_u64().unwrap());
+            assert!(
+                p["emails"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("@example.com")
+            );
+        }
+        match body["additional_data"]["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!((pages, &seen), (3, &ids));
+
+    let r = h.get("/api/v2/persons?sort_direction=desc&limit=2").await;
+    let first: Vec<u64> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(first, vec![ids[6], ids[5]]);
+
+    let r = h
+        .get(&format!("/api/v2/persons?ids={},{}", ids[1], ids[4]))
+        .await;
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    assert!(r.json()["additional_data"]["next_cursor"].is_null());
+
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "cursor=nonsense",
+        "sort_direction=up",
+    ] {
+        let r = h.get(&format!("/api/v2/persons?{bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        assert_eq!(r.json()["success"], false);
+    }
+}
