@@ -657,6 +657,29 @@ mod tests {
         assert_eq!(out[2].outcome, Outcome::Updated("13".into()));
     }
 
+    /// HubSpot has answered COMPLETE with fewer results than inputs: a
+    /// record it does not mention is not taken as delivered.
+    #[test]
+    fn a_record_a_complete_answer_leaves_out_is_retried() {
+        testing::install(TestHost::new(|req| {
+            assert!(req.url.ends_with("/batch/upsert"));
+            Ok(json_response(
+                200,
+                &json!({"status":"COMPLETE","results":[
+                    {"id":"21","new":true,"properties":{"email":"a@x.com"}}]}),
+            ))
+        }));
+        let out = HubSpot::push(
+            vec![delivery("1", "a@x.com"), delivery("2", "b@x.com")],
+            ctx(),
+        );
+        assert_eq!(out[0].outcome, Outcome::Created("21".into()));
+        match &out[1].outcome {
+            Outcome::Retry(r) => assert!(r.reason.contains("did not mention"), "{}", r.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn read_back_samples_batches_by_job_id() {
         let ids: Vec<u64> = (0..1000)
