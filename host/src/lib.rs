@@ -21,6 +21,17 @@ pub mod pipeline;
 pub mod plugins;
 pub mod store;
 
+/// The SHA-256 of `bytes` in lowercase hex, its first `bytes_kept` bytes
+/// (all 32 at most): content hashes of plugins, mappings and secrets.
+pub fn sha256_hex(bytes: &[u8], bytes_kept: usize) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .take(bytes_kept)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

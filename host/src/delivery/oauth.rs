@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sha2::Digest as _;
 use tokio::sync::Mutex;
 
 use crate::config::{OAuthConfig, OAuthGrant, resolve_secret};
@@ -126,13 +125,6 @@ fn is_refusal(code: &str) -> bool {
     )
 }
 
-fn sha256_hex(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl TokenSource {
     pub fn new(
         destination: &str,
@@ -218,7 +210,7 @@ impl TokenSource {
             .transpose()
             .map_err(OAuthError::Config)?
             .ok_or_else(|| OAuthError::Config("no refresh_token configured".into()))?;
-        let configured_hash = sha256_hex(&configured);
+        let configured_hash = crate::sha256_hex(configured.as_bytes(), 32);
         let stored = self.store.oauth_refresh_token(&self.destination).await?;
         Ok(match stored {
             Some(s) if s.configured_hash == configured_hash => (s.refresh_token, configured_hash),

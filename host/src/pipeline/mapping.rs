@@ -10,7 +10,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::pipeline::field::LeadField;
 use crate::pipeline::normalize::{NormalizedLead, split_name};
@@ -175,10 +174,7 @@ impl Mapping {
                 return Err(invalid(format!("required property {r} has no rule")));
             }
         }
-        let version = {
-            let digest = Sha256::digest(text.as_bytes());
-            digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-        };
+        let version = crate::sha256_hex(text.as_bytes(), 6);
         Ok(Mapping {
             name: name.to_string(),
             crm: file.crm,

@@ -23,7 +23,6 @@ use leadgate_runtime::{
     AdapterPlugin, Capabilities, Component, EngineOptions, ExternalCompiler, HostServices, KvStore,
     MemoryKv, PluginEngine, RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
 };
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use super::{Destination, LoadedTransform, PluginError, Registry, State};
@@ -83,10 +82,7 @@ pub async fn compile_file(
 
 /// The first 8 bytes of the SHA-256 of `bytes`, in hex.
 pub fn short_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::sha256_hex(bytes, 8)
 }
 
 /// Instantiates an adapter with no capabilities and checks what it

@@ -1,4 +1,4 @@
-//! New rows as plain column values, one list per table in the table's
+//! Values bound to statements ([`Col`]), and new rows as plain column values, one list per table in the table's
 //! column order, for multi-row `INSERT … VALUES` statements with bound
 //! parameters. The lead's raw and normalized forms, its dedupe decision,
 //! its merge and the person's record are JSON texts, serialized once here;
@@ -11,7 +11,14 @@ use super::{JobState, NewLead, StoredEnum};
 pub(crate) enum Col {
     Text(String),
     Int(i64),
+    Blob(Vec<u8>),
     Null,
+}
+
+impl From<Vec<u8>> for Col {
+    fn from(v: Vec<u8>) -> Col {
+        Col::Blob(v)
+    }
 }
 
 impl From<String> for Col {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::trail::ingest_trail;
 
-use super::rows;
+use super::rows::{self, Col};
 use super::*;
 
 /// Adds the adapter version that ran to an event's detail.
@@ -71,49 +71,22 @@ enum Work {
     Transaction(Vec<(&'static str, SqliteArguments)>),
 }
 
-/// A value bound to a write transaction's `?N`.
-enum Arg {
-    Text(String),
-    Int(i64),
-    OptInt(Option<i64>),
-    Blob(Vec<u8>),
-}
-
-impl From<String> for Arg {
-    fn from(v: String) -> Arg {
-        Arg::Text(v)
+/// Binds one value to the next parameter.
+fn bind(args: &mut SqliteArguments, value: Col) -> Result<(), StoreError> {
+    match value {
+        Col::Text(t) => args.add(t),
+        Col::Int(i) => args.add(i),
+        Col::Blob(b) => args.add(b),
+        Col::Null => args.add(None::<String>),
     }
-}
-
-impl From<i64> for Arg {
-    fn from(v: i64) -> Arg {
-        Arg::Int(v)
-    }
-}
-
-impl From<Option<i64>> for Arg {
-    fn from(v: Option<i64>) -> Arg {
-        Arg::OptInt(v)
-    }
-}
-
-impl From<Vec<u8>> for Arg {
-    fn from(v: Vec<u8>) -> Arg {
-        Arg::Blob(v)
-    }
+    .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
 }
 
 /// The arguments `?1`, `?2`, … of a write transaction.
-fn args<const N: usize>(values: [Arg; N]) -> Result<SqliteArguments, StoreError> {
+fn args<const N: usize>(values: [Col; N]) -> Result<SqliteArguments, StoreError> {
     let mut args = SqliteArguments::default();
     for v in values {
-        match v {
-            Arg::Text(t) => args.add(t),
-            Arg::Int(i) => args.add(i),
-            Arg::OptInt(i) => args.add(i),
-            Arg::Blob(b) => args.add(b),
-        }
-        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+        bind(&mut args, v)?;
     }
     Ok(args)
 }
@@ -206,7 +179,7 @@ static PERSON_UPSERTS: LazyLock<[String; CHUNKS.len()]> = LazyLock::new(|| {
 /// The statements that insert `rows` with `texts`, in [`CHUNKS`].
 fn chunked<const W: usize>(
     texts: &'static [String; CHUNKS.len()],
-    rows: Vec<[rows::Col; W]>,
+    rows: Vec<[Col; W]>,
     out: &mut Vec<(&'static str, SqliteArguments)>,
 ) -> Result<(), StoreError> {
     let mut rows = rows.into_iter().peekable();
@@ -215,12 +188,7 @@ fn chunked<const W: usize>(
         while left >= *size {
             let mut args = SqliteArguments::default();
             for col in rows.by_ref().take(*size).flatten() {
-                match col {
-                    rows::Col::Text(t) => args.add(t),
-                    rows::Col::Int(i) => args.add(i),
-                    rows::Col::Null => args.add(None::<String>),
-                }
-                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+                bind(&mut args, col)?;
             }
             out.push((text.as_str(), args));
             left -= size;
@@ -889,16 +857,7 @@ impl SqliteStore {
         sql: &'static str,
         args: SqliteArguments,
     ) -> Result<Vec<SqliteRow>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.writes
-            .send(WriteCmd {
-                work: Work::Script(sql, args),
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        Ok(answer.await.map_err(|_| gone())??)
+        self.run(Work::Script(sql, args)).await
     }
 
     /// Runs `statements` in one transaction on the writer connection.
@@ -906,17 +865,18 @@ impl SqliteStore {
         &self,
         statements: Vec<(&'static str, SqliteArguments)>,
     ) -> Result<(), StoreError> {
+        self.run(Work::Transaction(statements)).await.map(drop)
+    }
+
+    /// Queues `work` for the writer task and waits for its rows.
+    async fn run(&self, work: Work) -> Result<Vec<SqliteRow>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Database(sqlx::Error::PoolClosed);
         self.writes
-            .send(WriteCmd {
-                work: Work::Transaction(statements),
-                reply,
-            })
+            .send(WriteCmd { work, reply })
             .await
             .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())??;
-        Ok(())
+        Ok(answer.await.map_err(|_| gone())??)
     }
 
     async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
