@@ -44,9 +44,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         fingerprints = index.fingerprint_count(),
         "dedupe index loaded"
     );
-    let kv = Arc::new(plugins::StoreKv::new(store.clone()));
     let registry = Arc::new(
-        plugins::load(&config, kv)
+        plugins::load(&config, store.clone())
             .await
             .context("loading plugins")?,
     );

@@ -227,11 +227,19 @@ pub struct DestinationConfig {
     /// adapter does not declare adds a window.
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitOverride>,
+    /// OAuth 2.0: the host obtains, caches and renews the access token and
+    /// hands it to the adapter as the secret `access-token`; the token
+    /// answer's `instance_url` (Salesforce) and `api_domain` (Zoho) reach
+    /// the adapter as the config keys `instance-url` and `api-domain`.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
 }
 
-/// A destination's OAuth 2.0 grant, for the host's token source
-/// ([`crate::delivery::oauth`]). Not yet a configuration section: it
-/// becomes `[destinations.NAME.oauth]` when adapter calls carry the token.
+/// The secret an OAuth destination's access token is substituted for.
+pub const OAUTH_ACCESS_TOKEN: &str = "access-token";
+
+/// A destination's OAuth 2.0 grant (`[destinations.NAME.oauth]`), for the
+/// host's token source ([`crate::delivery::oauth`]).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
@@ -391,6 +399,15 @@ impl Config {
             for (i, host) in dest.allowed_hosts.iter().flatten().enumerate() {
                 leadgate_runtime::check_host_pattern(host)
                     .map_err(|r| invalid(format!("destinations.{name}.allowed_hosts[{i}]"), r))?;
+            }
+            if let Some(oauth) = &dest.oauth {
+                oauth.validate(&format!("destinations.{name}.oauth"))?;
+                if dest.secrets.contains_key(OAUTH_ACCESS_TOKEN) {
+                    return Err(invalid(
+                        format!("destinations.{name}.secrets.{OAUTH_ACCESS_TOKEN}"),
+                        "comes from the destination's oauth section; remove it",
+                    ));
+                }
             }
             if dest.expect_adapter.as_deref().is_some_and(str::is_empty) {
                 return Err(invalid(

@@ -28,6 +28,11 @@ pub struct DestinationGauges {
     /// 0 closed, 1 half-open, 2 open.
     pub breaker_state: u8,
     pub breaker_opened: u64,
+    /// 1 while the destination's jobs wait: its adapter file is missing
+    /// or its OAuth grant was refused.
+    pub paused: bool,
+    /// Calls to the destination's OAuth token endpoint.
+    pub oauth_token_calls: u64,
 }
 
 /// Declares the host's counters: each a field and a registered series.
@@ -289,6 +294,18 @@ fn destination_families(destinations: &[DestinationGauges]) -> Vec<MetricFamily>
             MetricType::COUNTER,
             per_destination(|d| d.breaker_opened),
         ),
+        family(
+            "leadgate_destination_paused",
+            "1 while a destination's jobs wait for an operator: its adapter file is missing or its OAuth grant was refused (see GET /v1/plugins).",
+            MetricType::GAUGE,
+            per_destination(|d| u64::from(d.paused)),
+        ),
+        family(
+            "leadgate_oauth_token_requests_total",
+            "Calls to a destination's OAuth 2.0 token endpoint.",
+            MetricType::COUNTER,
+            per_destination(|d| d.oauth_token_calls),
+        ),
     ]
 }
 
@@ -367,6 +384,7 @@ mod tests {
                 destination: "hubspot".into(),
                 breaker_state: 2,
                 reload_failures: 4,
+                paused: true,
                 ..Default::default()
             }],
         );
@@ -374,6 +392,7 @@ mod tests {
             "leadgate_outbox_jobs{state=\"dead\"} 3",
             "leadgate_delivery_breaker_state{destination=\"hubspot\"} 2",
             "leadgate_plugin_reload_failures_total{destination=\"hubspot\"} 4",
+            "leadgate_destination_paused{destination=\"hubspot\"} 1",
             "# TYPE leadgate_delivery_latency_ms summary",
             "leadgate_delivery_latency_ms_count{priority=\"P0\"} 100",
         ] {

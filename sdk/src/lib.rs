@@ -83,7 +83,21 @@ pub mod types {
 /// `use leadgate_sdk::prelude::*;` brings in the trait and every type.
 pub mod prelude {
     pub use crate::types::*;
-    pub use crate::{Adapter, Transform, clock, crypto, http, kv, log};
+    pub use crate::{Adapter, Transform, clock, crypto, http, kv, log, record_key};
+}
+
+/// The key of the CRM record a delivery writes: the same for every job of
+/// one person at one destination (the first delivery and each update after
+/// a merge), so it is what an adapter upserts by when the CRM keys records
+/// by an external id (Salesforce External ID fields, Dataverse alternate
+/// keys). It is the delivery's idempotency key without the revision
+/// suffix (`/r2`, `/r3`, …) an update's key carries.
+pub fn record_key(delivery: &types::Delivery) -> &str {
+    let key = delivery.idempotency_key.as_str();
+    match key.rsplit_once("/r") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => key,
+    }
 }
 
 use types::*;
@@ -170,4 +184,23 @@ macro_rules! export_transform {
             $crate::transform_bindings::__export_source_transform!(__LeadgateTransformExport with_types_in $crate::transform_bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::types::Delivery;
+
+    #[test]
+    fn record_keys_leave_out_the_revision() {
+        let d = |key: &str| Delivery {
+            id: "job".into(),
+            idempotency_key: key.into(),
+            properties: vec![],
+        };
+        assert_eq!(super::record_key(&d("p1/crm/v1")), "p1/crm/v1");
+        assert_eq!(super::record_key(&d("p1/crm/v1/r2")), "p1/crm/v1");
+        assert_eq!(super::record_key(&d("p1/crm/v1/r12")), "p1/crm/v1");
+        assert_eq!(super::record_key(&d("p1/crm/v1/rx")), "p1/crm/v1/rx");
+        assert_eq!(super::record_key(&d("p1/crm/v1/r")), "p1/crm/v1/r");
+    }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::BoxFuture;
 
@@ -39,6 +40,42 @@ impl Secrets {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Secrets the host obtained for one call only (an OAuth access token),
+/// and what the CRM made of them: any answer 401 to a request of the call
+/// marks them refused, so the host renews the token whatever the adapter
+/// concludes.
+#[derive(Debug, Default)]
+pub struct CallSecrets {
+    secrets: Secrets,
+    refused: AtomicBool,
+}
+
+impl CallSecrets {
+    pub fn new(secrets: Secrets) -> Self {
+        CallSecrets {
+            secrets,
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Whether the CRM answered 401 to a request of the call.
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_refused(&self) {
+        self.refused.store(true, Ordering::Release);
     }
 }
 
@@ -243,6 +280,16 @@ impl Capabilities {
         self.gate.as_ref()
     }
 
+    /// The same grants with `extra` secrets too (an extra one wins over a
+    /// granted secret of the same name).
+    pub fn with_secrets(&self, extra: &Secrets) -> Capabilities {
+        let mut out = self.clone();
+        for (name, value) in &extra.0 {
+            out.secrets.0.insert(name.clone(), value.clone());
+        }
+        out
+    }
+
     /// No network, no secrets.
     pub fn none() -> Self {
         Self::default()
@@ -323,6 +370,27 @@ mod tests {
 
     fn caps(hosts: &[&str]) -> Capabilities {
         Capabilities::new(hosts, [("token", "s3cret-value")].into_iter().collect())
+    }
+
+    #[test]
+    fn call_secrets_join_the_grants_for_one_call() {
+        let base = caps(&["api.example.com"]);
+        let extra: Secrets = [("access-token", "t0ken-for-one-call")]
+            .into_iter()
+            .collect();
+        let call = base.with_secrets(&extra);
+        assert_eq!(
+            call.substitute("Bearer {{secret:access-token}} {{secret:token}}")
+                .unwrap(),
+            "Bearer t0ken-for-one-call s3cret-value"
+        );
+        assert_eq!(call.redact("echo t0ken-for-one-call"), "echo [redacted]");
+        // The destination's own grants are untouched.
+        assert!(base.substitute("{{secret:access-token}}").is_err());
+        let flag = CallSecrets::new(extra);
+        assert!(!flag.refused());
+        flag.mark_refused();
+        assert!(flag.refused());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::bindings::adapter::leadgate::plugin::{
     clock, crypto, http, kv, log,
     types::{self, HttpError, HttpRequest, HttpResponse},
 };
-use crate::capabilities::{Capabilities, CapabilityError};
+use crate::capabilities::{CallSecrets, Capabilities, CapabilityError};
 use crate::limits::Limiter;
 use crate::outbound::{OutboundError, OutboundHttp, OutboundRequest};
 
@@ -144,6 +144,9 @@ pub(crate) struct CallContext {
     pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) services: HostServices,
     pub(crate) counters: Arc<PluginCounters>,
+    /// Secrets the host obtained for this call alone (already merged into
+    /// `capabilities`): a 401 answer marks them refused.
+    pub(crate) call: Option<Arc<CallSecrets>>,
 }
 
 /// The data of one call's `Store`.
@@ -214,6 +217,11 @@ impl http::Host for CallState {
                 Ok(r) => gate.observe(url, r.status, &r.headers),
                 Err(_) => gate.failed(url),
             }
+        }
+        if let (Ok(r), Some(call)) = (&result, &cx.call)
+            && r.status == 401
+        {
+            call.mark_refused();
         }
         cx.counters
             .http_micros

@@ -17,7 +17,9 @@ pub mod outbound;
 mod plugin;
 pub mod types;
 
-pub use capabilities::{Capabilities, CapabilityError, RequestGate, Secrets, check_host_pattern};
+pub use capabilities::{
+    CallSecrets, Capabilities, CapabilityError, RequestGate, Secrets, check_host_pattern,
+};
 pub use engine::{EngineOptions, ExternalCompiler, PluginEngine};
 pub use imports::{KV_MAX_ENTRIES, KV_MAX_VALUE_BYTES, KvStore, MemoryKv};
 pub use limits::CallLimits;

@@ -15,7 +15,7 @@ use crate::bindings::adapter::leadgate::plugin::types as wit_types;
 use crate::bindings::adapter::{CrmAdapter, CrmAdapterPre};
 use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
 use crate::bindings::transform::{SourceTransform, SourceTransformPre};
-use crate::capabilities::Capabilities;
+use crate::capabilities::{CallSecrets, Capabilities};
 use crate::engine::PluginEngine;
 use crate::imports::{CallContext, CallState, PluginCounters};
 use crate::limits::Limiter;
@@ -84,17 +84,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn new_store(&self) -> Store<CallState> {
+    /// A fresh store for one call; `call` adds the secrets the host
+    /// obtained for this call alone.
+    fn new_store(&self, call: Option<Arc<CallSecrets>>) -> Store<CallState> {
         let limits = self.engine.limits;
+        let capabilities = match &call {
+            Some(c) if !c.secrets().is_empty() => {
+                Arc::new(self.capabilities.with_secrets(c.secrets()))
+            }
+            _ => self.capabilities.clone(),
+        };
         let state = CallState {
             wasi: sandboxed_wasi(),
             table: ResourceTable::new(),
             limiter: Limiter::new(limits.max_memory_bytes),
             cx: CallContext {
                 plugin: self.name.clone(),
-                capabilities: self.capabilities.clone(),
+                capabilities,
                 services: self.engine.services.clone(),
                 counters: self.counters.clone(),
+                call,
             },
         };
         let mut store = Store::new(&self.engine.engine, state);
@@ -127,7 +136,7 @@ impl Shared {
         {
             return CallError::Timeout(limits.deadline.as_millis() as u64);
         }
-        CallError::Trap(self.capabilities.redact(&format!("{err:#}")))
+        CallError::Trap(store.data().cx.capabilities.redact(&format!("{err:#}")))
     }
 
     fn check_output(&self, bytes: usize) -> Result<(), CallError> {
@@ -223,8 +232,11 @@ impl AdapterPlugin {
         &self.shared.counters
     }
 
-    async fn instance(&self) -> Result<(Store<CallState>, CrmAdapter), CallError> {
-        let mut store = self.shared.new_store();
+    async fn instance(
+        &self,
+        call: Option<Arc<CallSecrets>>,
+    ) -> Result<(Store<CallState>, CrmAdapter), CallError> {
+        let mut store = self.shared.new_store(call);
         match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => Ok((store, instance)),
             Err(e) => Err(match self.shared.classify(&store, e) {
@@ -236,7 +248,7 @@ impl AdapterPlugin {
 
     async fn describe(&self) -> Result<AdapterInfo, CallError> {
         let started = Instant::now();
-        let (mut store, instance) = self.instance().await?;
+        let (mut store, instance) = self.instance(None).await?;
         let result = instance
             .leadgate_plugin_adapter()
             .call_describe(&mut store)
@@ -262,8 +274,20 @@ impl AdapterPlugin {
         batch: &[Delivery],
         ctx: &PushContext,
     ) -> Result<Vec<Outcome>, CallError> {
+        self.push_with(batch, ctx, None).await
+    }
+
+    /// [`push`](Self::push) with secrets obtained for this call alone (an
+    /// OAuth access token): `{{secret:NAME}}` resolves to them too, and
+    /// `call` says afterwards whether the CRM answered any request 401.
+    pub async fn push_with(
+        &self,
+        batch: &[Delivery],
+        ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
+    ) -> Result<Vec<Outcome>, CallError> {
         let started = Instant::now();
-        let out = self.push_inner(batch, ctx).await;
+        let out = self.push_inner(batch, ctx, call).await;
         self.shared.record(started, out.is_ok());
         out
     }
@@ -272,8 +296,9 @@ impl AdapterPlugin {
         &self,
         batch: &[Delivery],
         ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
     ) -> Result<Vec<Outcome>, CallError> {
-        let (mut store, instance) = self.instance().await?;
+        let (mut store, instance) = self.instance(call).await?;
         let wit_batch: Vec<wit::Delivery> = batch
             .iter()
             .map(|d| wit::Delivery {
@@ -311,7 +336,7 @@ impl AdapterPlugin {
     ) -> Result<Result<Vec<CrmEvent>, WebhookError>, CallError> {
         let started = Instant::now();
         let out = async {
-            let (mut store, instance) = self.instance().await?;
+            let (mut store, instance) = self.instance(None).await?;
             let req = wit::WebhookRequest {
                 method: request.method.clone(),
                 url: request.url.clone(),
@@ -520,7 +545,7 @@ impl TransformPlugin {
     }
 
     async fn instance(&self) -> Result<(Store<CallState>, SourceTransform), CallError> {
-        let mut store = self.shared.new_store();
+        let mut store = self.shared.new_store(None);
         match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => Ok((store, instance)),
             Err(e) => Err(self.shared.classify(&store, e)),

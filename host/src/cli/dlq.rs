@@ -125,7 +125,9 @@ pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+/// Sends an API request to the host and reads its JSON answer; an error
+/// answer becomes an error naming its code and message.
+pub(super) async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let response = request
         .send()
         .await

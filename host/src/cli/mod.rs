@@ -3,6 +3,7 @@
 pub mod dedupe;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod destination;
 pub mod dlq;
 pub mod new;
 pub mod normalize;
@@ -85,6 +86,19 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Operator actions on a destination of a running host.
+    Destination {
+        /// The host's base URL.
+        #[arg(
+            long,
+            global = true,
+            env = "LEADGATE_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        #[command(subcommand)]
+        command: destination::DestinationCommand,
+    },
     /// Check a configuration file and print the result.
     CheckConfig {
         #[arg(long, short)]
@@ -155,6 +169,7 @@ pub fn main() -> ExitCode {
             } => normalize::main(&input, &output, &region, source, config),
             Command::Plugin(command) => plugin::run(command).await,
             Command::Dlq { server, command } => dlq::run(&server, command).await,
+            Command::Destination { server, command } => destination::run(&server, command).await,
             Command::New(NewCommand::Adapter { name, dir, sdk }) => {
                 let made = new::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
                 let dir = made.crate_dir.display();

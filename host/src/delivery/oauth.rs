@@ -16,8 +16,12 @@
 //!   source ([`OAuthError::Refused`]): no more calls to the token endpoint
 //!   (a revoked token is not retried thousands of times) until
 //!   [`TokenSource::resume`], while the destination's jobs wait.
+//! - Outage: after a failed token call the source answers the same error
+//!   for a while (5 s, doubling to 5 min) instead of calling again for
+//!   every delivery round.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -30,6 +34,10 @@ use crate::store::{Store, StoreError, StoredRefreshToken};
 const REFRESH_MARGIN_MS: i64 = 60_000;
 /// Longest wait for the token endpoint.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a failed token call, no other for this long (doubling with each
+/// failure in a row, up to `UNAVAILABLE_MAX_MS`).
+const UNAVAILABLE_FIRST_MS: i64 = 5_000;
+const UNAVAILABLE_MAX_MS: i64 = 300_000;
 
 /// An access token and where it says to call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,14 +93,19 @@ pub struct TokenSource {
     http: reqwest::Client,
     store: Arc<dyn Store>,
     state: Mutex<State>,
+    /// Set while the grant is refused (read without waiting for a token
+    /// call, for the status pages).
+    refused: std::sync::Mutex<Option<OAuthError>>,
+    calls: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     token: Option<AccessToken>,
-    refused: Option<OAuthError>,
     generation: u64,
-    calls: u64,
+    /// The last failure of the token endpoint, answered until the time
+    /// (ms) it holds, and how many failed in a row.
+    unavailable: Option<(OAuthError, i64, u32)>,
 }
 
 /// A token endpoint's answer: a token, or an error (Zoho sends its errors
@@ -145,15 +158,28 @@ impl TokenSource {
             http,
             store,
             state: Mutex::new(State::default()),
+            refused: std::sync::Mutex::new(None),
+            calls: AtomicU64::new(0),
         })
+    }
+
+    fn refusal(&self) -> Option<OAuthError> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_refusal(&self, refusal: Option<OAuthError>) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = refusal;
     }
 
     /// A token valid for at least another minute as far as its lifetime
     /// says: the cached one, or a new one (one call at a time).
     pub async fn token(&self) -> Result<AccessToken, OAuthError> {
         let mut state = self.state.lock().await;
-        if let Some(refused) = &state.refused {
-            return Err(refused.clone());
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
         }
         if let Some(token) = &state.token
             && token
@@ -170,8 +196,8 @@ impl TokenSource {
     /// others get what it obtained.
     pub async fn refused(&self, generation: u64) -> Result<AccessToken, OAuthError> {
         let mut state = self.state.lock().await;
-        if let Some(refused) = &state.refused {
-            return Err(refused.clone());
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
         }
         if let Some(token) = &state.token
             && token.generation > generation
@@ -185,18 +211,19 @@ impl TokenSource {
     /// configuration was fixed, or the operator asked).
     pub async fn resume(&self) {
         let mut state = self.state.lock().await;
-        state.refused = None;
+        self.set_refusal(None);
         state.token = None;
+        state.unavailable = None;
     }
 
     /// Why the source is paused, if it is.
-    pub async fn paused(&self) -> Option<OAuthError> {
-        self.state.lock().await.refused.clone()
+    pub fn paused(&self) -> Option<OAuthError> {
+        self.refusal()
     }
 
     /// Calls made to the token endpoint.
-    pub async fn calls(&self) -> u64 {
-        self.state.lock().await.calls
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// The refresh token to use: the stored descendant of the configured
@@ -218,7 +245,29 @@ impl TokenSource {
         })
     }
 
+    /// A new token, unless the endpoint failed moments ago (then that
+    /// failure again).
     async fn obtain(&self, state: &mut State) -> Result<AccessToken, OAuthError> {
+        let now = crate::now_ms();
+        if let Some((e, until, _)) = &state.unavailable
+            && now < *until
+        {
+            return Err(e.clone());
+        }
+        let result = self.call_endpoint(state).await;
+        match &result {
+            Err(e @ (OAuthError::Unavailable { .. } | OAuthError::Store(_))) => {
+                let failures = state.unavailable.as_ref().map_or(0, |u| u.2) + 1;
+                let wait = (UNAVAILABLE_FIRST_MS << (failures - 1).min(16)).min(UNAVAILABLE_MAX_MS);
+                tracing::warn!(destination = %self.destination, error = %e, retry_in_ms = wait, "no OAuth access token");
+                state.unavailable = Some((e.clone(), crate::now_ms() + wait, failures));
+            }
+            _ => state.unavailable = None,
+        }
+        result
+    }
+
+    async fn call_endpoint(&self, state: &mut State) -> Result<AccessToken, OAuthError> {
         let url = self.config.token_url.clone();
         let secret = resolve_secret(&self.config.client_secret).map_err(OAuthError::Config)?;
         let mut form = vec![
@@ -240,7 +289,7 @@ impl TokenSource {
         if let Some(scope) = &self.config.scope {
             form.push(("scope", scope.clone()));
         }
-        state.calls += 1;
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let unavailable = |reason: String| OAuthError::Unavailable {
             url: url.clone(),
             reason,
@@ -277,7 +326,7 @@ impl TokenSource {
                     description,
                 };
                 tracing::error!(destination = %self.destination, error = %refused, "OAuth grant refused; the destination waits for a fix or a resume");
-                state.refused = Some(refused.clone());
+                self.set_refusal(Some(refused.clone()));
                 state.token = None;
                 return Err(refused);
             }
@@ -307,11 +356,19 @@ impl TokenSource {
             _ => None,
         });
         state.generation += 1;
+        // A refresh answer without them keeps where the last token said
+        // to call (losing Salesforce's instance_url on a refresh would
+        // send every call to the wrong host).
+        let previous = state.token.take();
         let token = AccessToken {
             token: answer.access_token.unwrap_or_default(),
             expires_at_ms: expires_in_s.map(|s| crate::now_ms() + s * 1000),
-            instance_url: answer.instance_url,
-            api_domain: answer.api_domain,
+            instance_url: answer
+                .instance_url
+                .or_else(|| previous.as_ref().and_then(|p| p.instance_url.clone())),
+            api_domain: answer
+                .api_domain
+                .or_else(|| previous.as_ref().and_then(|p| p.api_domain.clone())),
             generation: state.generation,
         };
         state.token = Some(token.clone());

@@ -325,9 +325,29 @@ fn number(headers: &[(String, String)], name: &str) -> Option<f64> {
         .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
+/// Salesforce's `Sforce-Limit-Info: api-usage=N/M` (requests used of the
+/// org's rolling 24-hour allocation), as (used, limit).
+fn salesforce_usage(headers: &[(String, String)]) -> Option<(u64, u64)> {
+    let info = header(headers, "sforce-limit-info")?;
+    let usage = info
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("api-usage="))?;
+    let (used, limit) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
+}
+
+/// How long to stop when Salesforce's daily allocation is spent: it is a
+/// rolling 24 hours and the answer does not say when room comes back.
+const SALESFORCE_SPENT: Duration = Duration::from_secs(15 * 60);
+
 /// How long the CRM's answer says to stop sending, if it says so.
 pub fn stop_for(status: u16, headers: &[(String, String)]) -> Option<Duration> {
     let secs = |v: f64| Duration::from_millis((v * 1000.0).ceil() as u64);
+    if let Some((used, limit)) = salesforce_usage(headers)
+        && used >= limit
+    {
+        return Some(SALESFORCE_SPENT);
+    }
     if status == 429 {
         return Some(
             number(headers, "retry-after")
@@ -510,6 +530,17 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_eq!(stop_for(200, &h(&[("x-ratelimit-remaining", "3")])), None);
+        assert_eq!(
+            stop_for(200, &h(&[("Sforce-Limit-Info", "api-usage=18/5000")])),
+            None
+        );
+        assert_eq!(
+            stop_for(
+                200,
+                &h(&[("Sforce-Limit-Info", "api-usage=5000/5000; api-bursts=1/750")])
+            ),
+            Some(SALESFORCE_SPENT)
+        );
         assert_eq!(stop_for(200, &h(&[])), None);
     }
 

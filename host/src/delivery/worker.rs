@@ -6,12 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadgate_runtime::{AdapterPlugin, CallError, Delivery, Outcome, PushContext};
+use leadgate_runtime::{
+    AdapterPlugin, CallError, CallSecrets, Delivery, Outcome, PushContext, Secrets,
+};
 use rand::SeedableRng;
 use tokio::sync::{Notify, watch};
 
 use super::breaker::{BreakerState, Permit, Verdict};
+use super::oauth::{AccessToken, OAuthError, TokenSource};
 use super::retry::{Action, Attempt, Probe, RetryPolicy, call_error_outcome, classify, decide};
+use crate::config::OAUTH_ACCESS_TOKEN;
 use crate::metrics::Metrics;
 use crate::plugins::{Destination, Registry};
 use crate::store::{JobPayload, JobResult, LeaseRequest, LeasedJob, Store};
@@ -93,6 +97,26 @@ impl Worker {
             self.give_back(prefetched).await?;
             return Ok(false);
         };
+        // An OAuth destination leases only with a token in hand: while its
+        // grant is refused or its token endpoint is down, jobs wait in the
+        // queue (no attempt used, nothing dead-lettered).
+        let auth = match &dest.oauth {
+            None => None,
+            Some(source) => match source.token().await {
+                Ok(token) => Some(CallAuth {
+                    source: source.clone(),
+                    token,
+                }),
+                Err(e) => {
+                    if !matches!(e, OAuthError::Refused { .. }) {
+                        tracing::debug!(destination = %self.destination, error = %e, "no access token; jobs wait");
+                    }
+                    drop(permit);
+                    self.give_back(prefetched).await?;
+                    return Ok(false);
+                }
+            },
+        };
         let jobs = self.take_batch(&dest, &permit, prefetched).await?;
         if jobs.is_empty() {
             // The permit goes unused (a probe slot is freed).
@@ -104,7 +128,7 @@ impl Worker {
         let batch = read_batch(jobs);
         let adapter = dest.adapter_label();
         Metrics::add(&self.metrics.delivery_batches, 1);
-        let Some(outcome) = self.call(&dest, &batch).await else {
+        let Some(outcome) = self.call(&dest, &batch, auth).await else {
             // Shutdown's grace period is over: the CRM's answer will not be
             // recorded, so the jobs go back to the queue now (an upsert by
             // idempotency key makes a repeat harmless).
@@ -159,6 +183,7 @@ impl Worker {
         &self,
         dest: &Destination,
         batch: &Batch,
+        auth: Option<CallAuth>,
     ) -> Option<Result<Vec<Outcome>, CallError>> {
         let attempt = batch.sendable.iter().map(|j| j.attempts).min().unwrap_or(0) + 1;
         let ctx = PushContext {
@@ -171,7 +196,7 @@ impl Worker {
         tokio::select! {
             biased;
             true = async { abandoned.wait_for(|a| *a).await.is_ok() } => None,
-            outcome = push_splitting(&dest.adapter, &batch.deliveries, &ctx) => Some(outcome),
+            outcome = push_authorized(&dest.adapter, &batch.deliveries, ctx, auth) => Some(outcome),
             never = self.keep_leases(&ids) => match never {},
         }
     }
@@ -394,6 +419,77 @@ fn read_batch(jobs: Vec<LeasedJob>) -> Batch {
     batch
 }
 
+/// An OAuth destination's token for one call, and where it came from.
+struct CallAuth {
+    source: Arc<TokenSource>,
+    token: AccessToken,
+}
+
+impl CallAuth {
+    /// The call's secret (`access-token`) and the context's configuration
+    /// with where the token says to call (`instance-url`, `api-domain`),
+    /// which wins over a configured value.
+    fn apply(&self, ctx: &mut PushContext) -> Arc<CallSecrets> {
+        for (key, value) in [
+            ("instance-url", &self.token.instance_url),
+            ("api-domain", &self.token.api_domain),
+        ] {
+            if let Some(value) = value {
+                ctx.config.retain(|(k, _)| k != key);
+                ctx.config.push((key.to_string(), value.clone()));
+            }
+        }
+        let mut secrets = Secrets::new();
+        secrets.insert(OAUTH_ACCESS_TOKEN, self.token.token.as_str());
+        Arc::new(CallSecrets::new(secrets))
+    }
+}
+
+/// Pushes a batch with the destination's access token, if it has one.
+/// When the CRM answers 401 to the token, the source renews it (once for
+/// every call refused with that token) and the records not yet written
+/// go again at once with the new one; a refused grant pauses the
+/// destination and those records wait as retries.
+async fn push_authorized(
+    adapter: &AdapterPlugin,
+    deliveries: &[Delivery],
+    mut ctx: PushContext,
+    auth: Option<CallAuth>,
+) -> Result<Vec<Outcome>, CallError> {
+    let Some(auth) = auth else {
+        return push_splitting(adapter, deliveries, &ctx, None).await;
+    };
+    let call = auth.apply(&mut ctx);
+    let mut outcomes = push_splitting(adapter, deliveries, &ctx, Some(&call)).await?;
+    if !call.refused() {
+        return Ok(outcomes);
+    }
+    let token = match auth.source.refused(auth.token.generation).await {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(destination = %ctx.destination, error = %e, "the CRM refused the access token and no new one came");
+            return Ok(outcomes);
+        }
+    };
+    let again: Vec<usize> = (0..outcomes.len())
+        .filter(|&i| classify(&outcomes[i]) != Action::Delivered)
+        .collect();
+    if again.is_empty() {
+        return Ok(outcomes);
+    }
+    let renewed = CallAuth {
+        source: auth.source,
+        token,
+    };
+    let call = renewed.apply(&mut ctx);
+    let retry: Vec<Delivery> = again.iter().map(|&i| deliveries[i].clone()).collect();
+    let second = push_splitting(adapter, &retry, &ctx, Some(&call)).await?;
+    for (i, outcome) in again.into_iter().zip(second) {
+        outcomes[i] = outcome;
+    }
+    Ok(outcomes)
+}
+
 /// Pushes a batch. When the CRM refuses a batch of several records whole
 /// (every record rejected, as a CRM does for one bad record it cannot key
 /// its error to), each half is pushed again, down to single records: the
@@ -403,8 +499,9 @@ async fn push_splitting(
     adapter: &AdapterPlugin,
     deliveries: &[Delivery],
     ctx: &PushContext,
+    call: Option<&Arc<CallSecrets>>,
 ) -> Result<Vec<Outcome>, CallError> {
-    let outcomes = adapter.push(deliveries, ctx).await?;
+    let outcomes = adapter.push_with(deliveries, ctx, call.cloned()).await?;
     let refused_whole = deliveries.len() > 1
         && outcomes.len() == deliveries.len()
         && outcomes.iter().all(|o| classify(o) == Action::Reject);
@@ -412,7 +509,7 @@ async fn push_splitting(
         return Ok(outcomes);
     }
     let (left, right) = deliveries.split_at(deliveries.len() / 2);
-    let mut out = Box::pin(push_splitting(adapter, left, ctx)).await?;
-    out.extend(Box::pin(push_splitting(adapter, right, ctx)).await?);
+    let mut out = Box::pin(push_splitting(adapter, left, ctx, call)).await?;
+    out.extend(Box::pin(push_splitting(adapter, right, ctx, call)).await?);
     Ok(out)
 }

@@ -4,6 +4,7 @@
 //! Handlers only translate: the work is done by the pipeline, the outbox
 //! and the store, which know nothing of HTTP.
 
+pub mod destinations;
 pub mod dlq;
 pub mod leads;
 pub mod read;
@@ -40,6 +41,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> axum::Router {
         .route("/v1/leads/{id}", get(read::lead))
         .route("/v1/persons/{id}", get(read::person))
         .merge(dlq::routes())
+        .merge(destinations::routes())
         .route("/v1/plugins", get(read::plugins))
         .route("/v1/health", get(read::health))
         .route("/v1/webhooks/{destination}", post(webhooks::receive))

@@ -13,6 +13,7 @@
 //! HubSpot destination into a webhook sender), or when the destination's
 //! mapping no longer renders with the adapter's required properties.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +27,13 @@ use leadgate_runtime::{
 use tokio::sync::broadcast;
 
 use super::{Destination, LoadedTransform, PluginError, Registry, State};
-use crate::config::{Config, DestinationConfig, PluginsConfig, resolve_secret};
+use crate::config::{Config, DestinationConfig, OAUTH_ACCESS_TOKEN, PluginsConfig, resolve_secret};
 use crate::delivery::breaker::{Breaker, BreakerConfig};
+use crate::delivery::oauth::TokenSource;
 use crate::delivery::ratelimit::Limiter;
 use crate::pipeline::mapping::Mapping;
 use crate::pipeline::normalize::NormalizedLead;
+use crate::store::Store;
 
 /// Why a component file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -209,8 +212,10 @@ impl Registry {
             .allowed_hosts
             .clone()
             .unwrap_or_else(|| info.default_hosts.clone());
+        let oauth = self.tokens.get(name).cloned();
         for needed in &info.secrets {
-            if secrets.get(needed).is_none() {
+            let from_oauth = oauth.is_some() && needed == OAUTH_ACCESS_TOKEN;
+            if secrets.get(needed).is_none() && !from_oauth {
                 tracing::warn!(destination = %name, secret = %needed, "adapter declares a secret the destination does not grant");
             }
         }
@@ -240,6 +245,7 @@ impl Registry {
             loaded_at_ms: crate::now_ms(),
             limiter,
             breaker: self.breaker(name),
+            oauth,
         })
     }
 
@@ -389,8 +395,17 @@ pub fn engine_with_kv(p: &PluginsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result
 
 /// Builds the engine and loads every configured destination. One bad
 /// destination is an error naming it: the host refuses to start half-set-up.
-pub async fn load(config: &Config, kv: Arc<dyn KvStore>) -> Result<Registry, anyhow::Error> {
+pub async fn load(config: &Config, store: Arc<dyn Store>) -> Result<Registry, anyhow::Error> {
+    let kv = Arc::new(super::StoreKv::new(store.clone()));
     let engine = engine_with_kv(&config.plugins, kv)?;
+    let mut tokens = BTreeMap::new();
+    for (name, dest) in &config.destinations {
+        if let Some(oauth) = &dest.oauth {
+            let source = TokenSource::new(name, oauth.clone(), store.clone())
+                .map_err(|e| anyhow::anyhow!("destination {name}: {e}"))?;
+            tokens.insert(name.clone(), Arc::new(source));
+        }
+    }
     let registry = Registry {
         engine,
         configs: config.destinations.clone(),
@@ -408,6 +423,7 @@ pub async fn load(config: &Config, kv: Arc<dyn KvStore>) -> Result<Registry, any
         limiters: std::sync::Mutex::default(),
         breakers: std::sync::Mutex::default(),
         breaker_config: BreakerConfig::from_delivery(&config.delivery),
+        tokens,
     };
     let mut state = State::default();
     for (name, dest) in &registry.configs {

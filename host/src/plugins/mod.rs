@@ -28,6 +28,7 @@ use tokio::sync::broadcast;
 
 use crate::config::DestinationConfig;
 use crate::delivery::breaker::{Breaker, BreakerConfig, BreakerStatus};
+use crate::delivery::oauth::TokenSource;
 use crate::delivery::ratelimit::Limiter;
 use crate::metrics::DestinationGauges;
 use crate::pipeline::ingest::{SourceTransform, TransformFailure, Transforms};
@@ -75,6 +76,9 @@ pub struct Destination {
     /// kept across reloads (a new adapter version does not make a failing
     /// CRM healthy).
     pub breaker: Arc<Breaker>,
+    /// The destination's OAuth 2.0 token source, when it has an `oauth`
+    /// section: the same one across reloads.
+    pub oauth: Option<Arc<TokenSource>>,
 }
 
 impl Destination {
@@ -97,7 +101,8 @@ pub struct PluginStatus {
     pub mapping_version: String,
     pub batch_size: u32,
     pub loaded_at_ms: i64,
-    /// True while the adapter file is missing: jobs wait.
+    /// True while jobs wait for an operator: the adapter file is missing,
+    /// or the OAuth grant was refused (`oauth.error` says why).
     pub paused: bool,
     pub reloads: u64,
     pub reload_failures: u64,
@@ -113,6 +118,19 @@ pub struct PluginStatus {
     pub rate_limits: Vec<crate::delivery::ratelimit::WindowStatus>,
     /// The destination's circuit breaker.
     pub breaker: BreakerStatus,
+    /// The destination's OAuth 2.0 token source, when it has one.
+    pub oauth: Option<OAuthStatus>,
+}
+
+/// What `GET /v1/plugins` shows of a destination's OAuth token source.
+#[derive(Debug, Serialize)]
+pub struct OAuthStatus {
+    /// The grant was refused (`invalid_grant`, a revoked token, …): no
+    /// token calls and no deliveries until the configuration is fixed or
+    /// `leadgate destination resume NAME`.
+    pub paused: bool,
+    pub error: Option<String>,
+    pub token_requests: u64,
 }
 
 impl PluginStatus {
@@ -126,6 +144,8 @@ impl PluginStatus {
             reload_failures: self.reload_failures,
             breaker_state: self.breaker.state.gauge(),
             breaker_opened: self.breaker.times_opened,
+            paused: self.paused,
+            oauth_token_calls: self.oauth.as_ref().map_or(0, |o| o.token_requests),
         }
     }
 }
@@ -191,6 +211,9 @@ pub struct Registry {
     /// One per destination, for the life of the process.
     breakers: std::sync::Mutex<BTreeMap<String, Arc<Breaker>>>,
     breaker_config: BreakerConfig,
+    /// One per destination with an `oauth` section, for the life of the
+    /// process.
+    tokens: BTreeMap<String, Arc<TokenSource>>,
 }
 
 impl Registry {
@@ -261,6 +284,14 @@ impl Registry {
             .map(|d| {
                 let c = d.adapter.counters();
                 let health = state.health.get(&d.name).cloned().unwrap_or_default();
+                let oauth = d.oauth.as_ref().map(|o| {
+                    let refused = o.paused();
+                    OAuthStatus {
+                        paused: refused.is_some(),
+                        error: refused.map(|e| e.to_string()),
+                        token_requests: o.calls(),
+                    }
+                });
                 PluginStatus {
                     destination: d.name.clone(),
                     adapter: d.adapter.info().name.clone(),
@@ -270,7 +301,7 @@ impl Registry {
                     mapping_version: d.mapping.version.clone(),
                     batch_size: d.batch_size,
                     loaded_at_ms: d.loaded_at_ms,
-                    paused: health.paused,
+                    paused: health.paused || oauth.as_ref().is_some_and(|o| o.paused),
                     reloads: health.reloads,
                     reload_failures: health.reload_failures,
                     last_error_at_ms: health.last_error.as_ref().map(|(_, at)| *at),
@@ -282,9 +313,25 @@ impl Registry {
                     http_throttled: c.http_throttled.load(Relaxed),
                     rate_limits: d.limiter.status(),
                     breaker: d.breaker.status(),
+                    oauth,
                 }
             })
             .collect()
+    }
+
+    /// Lets a destination whose OAuth grant was refused try again (after
+    /// the authorization was renewed at the CRM): whether it was paused,
+    /// or None when the destination has no OAuth source.
+    pub async fn resume(&self, destination: &str) -> Option<bool> {
+        let source = self.tokens.get(destination)?;
+        let was = source.paused().is_some();
+        source.resume().await;
+        tracing::info!(
+            destination,
+            was_paused = was,
+            "destination resumed by the operator"
+        );
+        Some(was)
     }
 
     /// Reloads every destination that uses one of `paths` (adapter or

@@ -59,6 +59,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(shared.clone(), gate::gate));
     control::router()
         .merge(crate::pipedrive::router(shared.clone()))
+        .merge(crate::salesforce::router(shared.clone()))
         .merge(crate::hooks::router())
         .merge(crate::oauth::router())
         .merge(api)

@@ -1,4 +1,4 @@
-//! The simulator's own control routes under `/_sim/` (not HubSpot's): the same
+//! The simulator's own control routes under `/_sim/` (not a CRM's): the same
 //! controls as [`crate::SimHandle`], over HTTP. They need no auth, are not
 //! rate limited and are not counted in the stats.
 
@@ -16,7 +16,10 @@ use serde_json::json;
 
 use crate::errors::json_response;
 use crate::wire::Query;
-use crate::{Contact, Created, Crm, Faults, Person, Shared, SimHandle, SimStats};
+use crate::{
+    Contact, Created, Crm, DuplicateRuleAction, Faults, Person, SalesforceRecord, Shared,
+    SimHandle, SimStats,
+};
 
 type AppState = State<Arc<Shared>>;
 
@@ -26,6 +29,17 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_sim/contacts", get(contacts))
         .route("/_sim/creates", get(creates))
         .route("/_sim/pipedrive/persons", get(pipedrive_persons))
+        .route("/_sim/salesforce/records", get(salesforce_records))
+        .route("/_sim/salesforce/fields", post(define_salesforce_field))
+        .route(
+            "/_sim/salesforce/duplicate-rule",
+            post(salesforce_duplicate_rule),
+        )
+        .route("/_sim/salesforce/convert", post(convert_salesforce_lead))
+        .route(
+            "/_sim/salesforce/limits",
+            get(salesforce_limits).post(set_salesforce_limits),
+        )
         .route("/_sim/faults", get(faults).post(set_faults))
         .route("/_sim/expire-tokens", post(expire_tokens))
         .route("/_sim/tokens", post(add_token))
@@ -100,7 +114,7 @@ struct CreatesOut {
     results: Vec<Created>,
 }
 
-/// The create log: `?crm=hubspot|pipedrive`, and a person key of
+/// The create log: `?crm=hubspot|pipedrive|salesforce`, and a person key of
 /// `email=` and/or `phone=` values (repeated or comma-separated) that
 /// matches a create by any of them; without a key, every create.
 async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
@@ -112,7 +126,7 @@ async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response
             None => {
                 return json_response(
                     StatusCode::BAD_REQUEST,
-                    &json!({ "error": format!("crm must be hubspot or pipedrive, not {name:?}") }),
+                    &json!({ "error": format!("crm must be hubspot, pipedrive or salesforce, not {name:?}") }),
                 );
             }
         },
@@ -146,6 +160,134 @@ async fn pipedrive_persons(State(shared): AppState) -> Response {
             results,
         },
     )
+}
+
+#[derive(Serialize)]
+struct SalesforceRecordsOut {
+    count: usize,
+    results: Vec<SalesforceRecord>,
+}
+
+/// `?object=Lead|Contact` (default Lead) and optionally `email=` (ignoring
+/// case): the simulated org's records, in creation order.
+async fn salesforce_records(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref());
+    let object = query.get("object").unwrap_or("Lead");
+    let mut results = handle(shared).salesforce_records(object);
+    if let Some(email) = query.get("email") {
+        results.retain(|r| r.email().is_some_and(|e| e.eq_ignore_ascii_case(email)));
+    }
+    json_response(
+        StatusCode::OK,
+        &SalesforceRecordsOut {
+            count: results.len(),
+            results,
+        },
+    )
+}
+
+fn bad_request(message: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }))
+}
+
+#[derive(Deserialize)]
+struct SalesforceFieldIn {
+    object: String,
+    name: String,
+    #[serde(default)]
+    external_id: bool,
+    /// For an External ID: whether it is also Unique (default true).
+    #[serde(default)]
+    unique: Option<bool>,
+}
+
+/// `{"object":"Lead","name":"Crm_Key__c","external_id":true,"unique":false}`.
+async fn define_salesforce_field(State(shared): AppState, body: Bytes) -> Response {
+    let input: SalesforceFieldIn = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return *response,
+    };
+    let handle = handle(shared);
+    let defined = match (input.external_id, input.unique) {
+        (true, Some(unique)) => {
+            handle.define_salesforce_external_id(&input.object, &input.name, unique)
+        }
+        (external_id, _) => handle.define_salesforce_field(&input.object, &input.name, external_id),
+    };
+    if defined {
+        ok()
+    } else {
+        bad_request("object must be Lead or Contact and name must end in __c")
+    }
+}
+
+#[derive(Deserialize)]
+struct DuplicateRuleIn {
+    on: bool,
+    #[serde(default)]
+    action: Option<DuplicateRuleAction>,
+}
+
+/// `{"on":true,"action":"alert"|"block"}`.
+async fn salesforce_duplicate_rule(State(shared): AppState, body: Bytes) -> Response {
+    match parse::<DuplicateRuleIn>(&body) {
+        Ok(input) => {
+            let handle = handle(shared);
+            match (input.on, input.action) {
+                (true, Some(action)) => handle.set_salesforce_duplicate_rule_action(action),
+                (on, _) => handle.set_salesforce_duplicate_rule(on),
+            }
+            ok()
+        }
+        Err(response) => *response,
+    }
+}
+
+#[derive(Deserialize)]
+struct ConvertIn {
+    lead_id: String,
+}
+
+/// `{"lead_id":"00Q…"}` → `{"contact_id":"003…"}`; 404 unless it is an
+/// unconverted lead.
+async fn convert_salesforce_lead(State(shared): AppState, body: Bytes) -> Response {
+    let input: ConvertIn = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return *response,
+    };
+    match handle(shared).convert_salesforce_lead(&input.lead_id) {
+        Some(contact_id) => json_response(StatusCode::OK, &json!({ "contact_id": contact_id })),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({ "error": format!("{} is not an unconverted lead", input.lead_id) }),
+        ),
+    }
+}
+
+fn salesforce_usage(handle: &SimHandle) -> Response {
+    let (used, max) = handle.salesforce_api_usage();
+    json_response(StatusCode::OK, &json!({ "used": used, "max": max }))
+}
+
+async fn salesforce_limits(State(shared): AppState) -> Response {
+    salesforce_usage(&handle(shared))
+}
+
+#[derive(Deserialize)]
+struct LimitsIn {
+    daily: u32,
+}
+
+/// `{"daily":N}`: the org's daily API allocation.
+async fn set_salesforce_limits(State(shared): AppState, body: Bytes) -> Response {
+    match parse::<LimitsIn>(&body) {
+        Ok(input) => {
+            let handle = handle(shared);
+            handle.set_salesforce_daily_limit(input.daily);
+            salesforce_usage(&handle)
+        }
+        Err(response) => *response,
+    }
 }
 
 async fn faults(State(shared): AppState) -> Response {

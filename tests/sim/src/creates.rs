@@ -3,7 +3,9 @@
 //! emails: HubSpot's upsert keys contacts by email, so "one record per
 //! email" holds by construction there, while a connector that sent one
 //! person twice under two emails (or twice to Pipedrive, which never
-//! refuses a duplicate) shows up here as two creates for one person.
+//! refuses a duplicate, or to Salesforce with the duplicate rule bypassed)
+//! shows up here as two creates for one person. A Salesforce create logs
+//! the record's Email and its Phone and MobilePhone.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub enum Crm {
     Hubspot,
     Pipedrive,
+    Salesforce,
 }
 
 impl Crm {
@@ -20,6 +23,7 @@ impl Crm {
         match s {
             "hubspot" => Some(Crm::Hubspot),
             "pipedrive" => Some(Crm::Pipedrive),
+            "salesforce" => Some(Crm::Salesforce),
             _ => None,
         }
     }

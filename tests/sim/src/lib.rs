@@ -1,5 +1,6 @@
 //! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API,
-//! with Pipedrive's v2 persons API (`pipedrive.rs`) and a Standard Webhooks
+//! with Pipedrive's v2 persons API (`pipedrive.rs`), Salesforce's REST API
+//! for Leads and Contacts (`salesforce.rs`) and a Standard Webhooks
 //! receiver (`hooks.rs`) on the same server.
 //!
 //! It speaks HubSpot's wire contract closely enough that an adapter which
@@ -33,6 +34,7 @@ mod oauth;
 mod pipedrive;
 mod props;
 mod ratelimit;
+mod salesforce;
 mod store;
 mod wire;
 
@@ -54,6 +56,9 @@ pub use oauth::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN,
 pub use pipedrive::{Labeled, Person, PipedriveLimits};
 pub use props::{
     KNOWN_PROPERTIES, LEAD_STATUSES, LIFECYCLE_STAGES, READ_ONLY_PROPERTIES, is_valid_email,
+};
+pub use salesforce::{
+    DEFAULT_DAILY_LIMIT as SALESFORCE_DEFAULT_DAILY_LIMIT, DuplicateRuleAction, SalesforceRecord,
 };
 pub use store::{Contact, FIRST_ID};
 
@@ -85,6 +90,9 @@ pub struct SimConfig {
     /// The secret `/hooks/{name}` checks Standard Webhooks signatures with
     /// (`whsec_<base64>`).
     pub webhook_secret: String,
+    /// Salesforce API requests per rolling 24 hours for the whole org
+    /// (100,000, an Enterprise Edition's base allocation).
+    pub salesforce_daily_limit: u32,
 }
 
 impl Default for SimConfig {
@@ -99,6 +107,7 @@ impl Default for SimConfig {
             max_batch: 100,
             pipedrive: PipedriveLimits::default(),
             webhook_secret: DEFAULT_WEBHOOK_SECRET.into(),
+            salesforce_daily_limit: salesforce::DEFAULT_DAILY_LIMIT,
         }
     }
 }
@@ -163,6 +172,8 @@ pub(crate) struct State {
     pub creates: creates::CreateLog,
     /// The OAuth 2.0 token endpoints (Salesforce, Entra ID, Zoho).
     pub oauth: oauth::OAuthState,
+    /// The Salesforce org: records, schema, duplicate rule, API usage.
+    pub salesforce: salesforce::SalesforceState,
 }
 
 /// State shared by the server and every [`SimHandle`].
@@ -189,6 +200,7 @@ impl Shared {
             hooks: hooks::HookState::new(&config.webhook_secret),
             creates: creates::CreateLog::default(),
             oauth: oauth::OAuthState::default(),
+            salesforce: salesforce::SalesforceState::new(config.salesforce_daily_limit),
         };
         Shared {
             state: Mutex::new(state),
@@ -410,8 +422,10 @@ impl SimHandle {
         self.shared.lock().schema.define(name);
     }
 
-    /// Drops all records, the create log, stats, faults and rate-limit usage. Tokens and
-    /// defined properties stay; ids keep increasing.
+    /// Drops all records, the create log, stats, faults and rate-limit usage
+    /// (Salesforce's daily API usage too). Tokens, defined properties and
+    /// Salesforce fields, the duplicate rule and the daily limit stay; ids
+    /// keep increasing.
     pub fn reset(&self) {
         let mut state = self.shared.lock();
         state.store.clear();
@@ -421,6 +435,7 @@ impl SimHandle {
         state.pipedrive.clear();
         state.hooks.clear();
         state.creates.clear();
+        state.salesforce.clear();
     }
 
     /// The records created in `crm` (every CRM when `None`) with any of
@@ -452,6 +467,89 @@ impl SimHandle {
     /// duplicate (Pipedrive itself never refuses one).
     pub fn pipedrive_count_by_email(&self, email: &str) -> usize {
         self.shared.lock().pipedrive.count_by_email(email)
+    }
+
+    /// Every Salesforce record of `object` (`Lead` or `Contact`, any
+    /// case), in creation order; empty for an unknown object.
+    pub fn salesforce_records(&self, object: &str) -> Vec<SalesforceRecord> {
+        let Some(object) = salesforce::SObject::parse(object) else {
+            return Vec::new();
+        };
+        self.shared.lock().salesforce.of(object).cloned().collect()
+    }
+
+    /// One Salesforce record by its 18- or 15-character id.
+    pub fn salesforce_record(&self, id: &str) -> Option<SalesforceRecord> {
+        self.shared.lock().salesforce.find(id).cloned()
+    }
+
+    /// Salesforce records of `object` whose Email equals `email`, ignoring
+    /// case. More than one is a duplicate.
+    pub fn salesforce_count_by_email(&self, object: &str, email: &str) -> usize {
+        self.salesforce_records(object)
+            .iter()
+            .filter(|r| r.email().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+            .count()
+    }
+
+    /// Adds a custom field (`…__c`) to `object`, or changes an existing
+    /// one; with `external_id` it is an External ID and Unique field (like
+    /// `Leadgate_Id__c`), so upserts may key on it. Returns false for an
+    /// unknown object or a name without `__c`.
+    pub fn define_salesforce_field(&self, object: &str, name: &str, external_id: bool) -> bool {
+        self.define_salesforce(object, name, external_id.then_some(true))
+    }
+
+    /// Adds an External ID field that is not Unique: records may share a
+    /// value, and an upsert or read by a shared value answers 300
+    /// Multiple Choices (`DUPLICATE_EXTERNAL_ID` in a collection).
+    pub fn define_salesforce_external_id(&self, object: &str, name: &str, unique: bool) -> bool {
+        self.define_salesforce(object, name, Some(unique))
+    }
+
+    fn define_salesforce(&self, object: &str, name: &str, external_id: Option<bool>) -> bool {
+        let Some(object) = salesforce::SObject::parse(object) else {
+            return false;
+        };
+        self.shared
+            .lock()
+            .salesforce
+            .schema
+            .define(object, name, external_id)
+    }
+
+    /// Turns the Lead duplicate rule (on by default) on or off.
+    pub fn set_salesforce_duplicate_rule(&self, on: bool) {
+        let mut state = self.shared.lock();
+        state.salesforce.duplicate_rule = on.then_some(DuplicateRuleAction::Alert);
+    }
+
+    /// Turns the Lead duplicate rule on with `action`: `Alert` (the
+    /// default: refused unless `allowSave=true`) or `Block` (always
+    /// refused).
+    pub fn set_salesforce_duplicate_rule_action(&self, action: DuplicateRuleAction) {
+        self.shared.lock().salesforce.duplicate_rule = Some(action);
+    }
+
+    /// Converts a Salesforce lead: makes a Contact from it and marks the
+    /// lead converted (`IsConverted`, `ConvertedContactId`), after which
+    /// every write to the lead fails with `CANNOT_UPDATE_CONVERTED_LEAD`.
+    /// Returns the contact's id; `None` if `lead_id` is not an unconverted
+    /// lead. The contact is not in the create log (the connector did not
+    /// create it).
+    pub fn convert_salesforce_lead(&self, lead_id: &str) -> Option<String> {
+        self.shared.lock().salesforce.convert_lead(lead_id)
+    }
+
+    /// Sets the org's daily API request allocation.
+    pub fn set_salesforce_daily_limit(&self, max: u32) {
+        self.shared.lock().salesforce.daily_limit = max;
+    }
+
+    /// Salesforce API requests counted in the last 24 hours, and the
+    /// allocation (`Sforce-Limit-Info: api-usage=used/max`).
+    pub fn salesforce_api_usage(&self) -> (u32, u32) {
+        self.shared.lock().salesforce.usage(now_ms())
     }
 
     /// Messages `/hooks/{endpoint}` accepted, in arrival order.

@@ -102,6 +102,19 @@ impl OAuthState {
             .is_some_and(|a| a.vendor == vendor && a.expires_at_ms > now_ms)
     }
 
+    /// Whether `token` is a live access token of `vendor`; if so its
+    /// lifetime starts again, as a Salesforce session's idle timeout
+    /// restarts with every call.
+    pub fn touch(&mut self, vendor: Vendor, token: &str, now_ms: u64) -> bool {
+        match self.access.get_mut(token) {
+            Some(a) if a.vendor == vendor && a.expires_at_ms > now_ms => {
+                a.expires_at_ms = now_ms + vendor.lifetime_ms();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn set_rotation(&mut self, vendor: Vendor, on: bool) {
         self.rotate.insert(vendor, on);
     }

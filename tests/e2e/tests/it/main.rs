@@ -8,6 +8,7 @@ mod merge;
 mod polyglot;
 mod readback;
 mod reliability;
+mod salesforce;
 mod sandbox;
 mod skeleton;
 mod split;

@@ -1,6 +1,6 @@
-//! `crm-sim`: runs the CRM simulator (HubSpot, Pipedrive, a Standard
-//! Webhooks receiver) on 127.0.0.1 until Ctrl-C. `crm-sim --help` lists the
-//! flags.
+//! `crm-sim`: runs the CRM simulator (HubSpot, Pipedrive, Salesforce, a
+//! Standard Webhooks receiver) on 127.0.0.1 until Ctrl-C. `crm-sim --help`
+//! lists the flags.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -9,8 +9,10 @@ use clap::Parser;
 use leadgate_sim::{SimConfig, Simulator};
 
 /// Serves HubSpot's contacts API (/crm/v3/objects/contacts…), Pipedrive's
-/// v2 persons API (/api/v2/persons…) and a Standard Webhooks receiver
-/// (POST /hooks/NAME), plus /_sim/* controls, on 127.0.0.1.
+/// v2 persons API (/api/v2/persons…), Salesforce's REST API for Leads and
+/// Contacts (/services/data/vNN.0/…, tokens from /services/oauth2/token)
+/// and a Standard Webhooks receiver (POST /hooks/NAME), plus /_sim/*
+/// controls, on 127.0.0.1.
 #[derive(Parser, Debug)]
 #[command(name = "crm-sim", version)]
 struct Args {
@@ -18,7 +20,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// An accepted token (HubSpot bearer; Pipedrive x-api-token, api_token
-    /// or bearer); repeat for more [default: sim-token].
+    /// or bearer; Salesforce bearer); repeat for more [default: sim-token].
     #[arg(long = "token", value_name = "T")]
     tokens: Vec<String>,
     /// HubSpot requests per rolling window per token [default: 190].
@@ -55,6 +57,9 @@ struct Args {
     /// The whsec_… secret /hooks checks signatures with.
     #[arg(long, value_name = "S")]
     webhook_secret: Option<String>,
+    /// Salesforce API requests per rolling 24 hours [default: 100000].
+    #[arg(long, value_name = "N")]
+    salesforce_daily_limit: Option<u32>,
 }
 
 impl Args {
@@ -75,6 +80,10 @@ impl Args {
         set(
             &mut config.pipedrive.daily_writes,
             self.pipedrive_daily_writes,
+        );
+        set(
+            &mut config.salesforce_daily_limit,
+            self.salesforce_daily_limit,
         );
         config.burst_window_ms = self.burst_window_ms.unwrap_or(config.burst_window_ms);
         config.max_batch = self.max_batch.unwrap_or(config.max_batch);
@@ -159,8 +168,11 @@ mod tests {
             "99",
             "--pipedrive-search-lag-ms",
             "0",
+            "--salesforce-daily-limit",
+            "250",
         ])
         .unwrap();
+        assert_eq!(config.salesforce_daily_limit, 250);
         assert_eq!(
             (
                 config.burst_window_ms,
@@ -185,6 +197,7 @@ mod tests {
         let defaults = parse_args(&[]).unwrap();
         assert_eq!(defaults.pipedrive, SimConfig::default().pipedrive);
         assert_eq!(defaults.burst_window_ms, 10_000);
+        assert_eq!(defaults.salesforce_daily_limit, 100_000);
     }
 
     #[test]
