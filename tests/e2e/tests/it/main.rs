@@ -13,3 +13,4 @@ mod sandbox;
 mod skeleton;
 mod split;
 mod transforms;
+mod vendor_clients;

@@ -1,0 +1,70 @@
+//! Clients nobody on this team wrote drive the simulator: the CRM vendors'
+//! own (or most used) client libraries, installed from PyPI by
+//! `tests/vendor-clients/setup.sh`, must accept the simulator's answers as
+//! they accept the real API's. An adapter that passes against a simulator
+//! these clients accept speaks the real wire format.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use leadgate_sim::{SimConfig, Simulator};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The vendor-clients venv's python (installed on first use).
+fn python() -> String {
+    let setup = workspace().join("tests/vendor-clients/setup.sh");
+    let out = Command::new("bash")
+        .arg(&setup)
+        .output()
+        .unwrap_or_else(|e| panic!("bash is needed to run {}: {e}", setup.display()));
+    assert!(
+        out.status.success(),
+        "{} failed (it installs the vendors' clients from PyPI):\n{}",
+        setup.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `script` (in tests/vendor-clients) against a fresh simulator.
+async fn drive(script: &str) -> Simulator {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let python = python();
+    let path = workspace().join("tests/vendor-clients").join(script);
+    let base = sim.base_url();
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(&python).arg(&path).arg(&base).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script}:\n{text}");
+    println!("{text}");
+    sim
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_salesforce_accepts_the_simulators_salesforce() {
+    let sim = drive("salesforce_client.py").await;
+    // What the client wrote is what the simulator holds.
+    let h = sim.handle();
+    assert_eq!(
+        h.salesforce_count_by_email("Lead", "vendor.client@example.com"),
+        1
+    );
+    let upserted = h
+        .salesforce_records("Lead")
+        .into_iter()
+        .find(|r| r.fields.get("Leadgate_Id__c").and_then(|v| v.as_str()) == Some("vendor-1"))
+        .expect("the upserted lead");
+    assert_eq!(upserted.fields["Title"], "CEO");
+    assert_eq!(upserted.fields["City"], "Oslo");
+    sim.shutdown().await;
+}
