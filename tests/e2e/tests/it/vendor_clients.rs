@@ -68,3 +68,14 @@ async fn simple_salesforce_accepts_the_simulators_salesforce() {
     assert_eq!(upserted.fields["City"], "Oslo");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspots_own_python_client_accepts_the_simulators_hubspot() {
+    let sim = drive("hubspot_client.py").await;
+    let h = sim.handle();
+    assert_eq!(h.count_by_email("vendor.hs@example.com"), 1);
+    assert_eq!(h.count_by_email("vendor.hs2@example.com"), 1);
+    let contact = &h.contacts_by_email("vendor.hs@example.com")[0];
+    assert_eq!(contact.properties["jobtitle"], "CEO");
+    sim.shutdown().await;
+}
