@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -54,12 +54,16 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
                 get(read).patch(update).delete(archive),
             );
     }
+    // Zoho's routes take `/crm/v3/{*rest}`: HubSpot's paths under
+    // `/crm/v3/objects/` that no route matches stay HubSpot's 404.
     let api = api
+        .route("/crm/v3/objects/{*rest}", any(route_not_found))
         .fallback(route_not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate::gate));
     control::router()
         .merge(crate::pipedrive::router(shared.clone()))
         .merge(crate::salesforce::router(shared.clone()))
+        .merge(crate::zoho::router(shared.clone()))
         .merge(crate::hooks::router())
         .merge(crate::oauth::router())
         .merge(api)

@@ -18,7 +18,7 @@ use crate::errors::json_response;
 use crate::wire::Query;
 use crate::{
     Contact, Created, Crm, DuplicateRuleAction, Faults, Person, SalesforceRecord, Shared,
-    SimHandle, SimStats,
+    SimHandle, SimStats, ZohoRecord,
 };
 
 type AppState = State<Arc<Shared>>;
@@ -40,6 +40,9 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             "/_sim/salesforce/limits",
             get(salesforce_limits).post(set_salesforce_limits),
         )
+        .route("/_sim/zoho/records", get(zoho_records))
+        .route("/_sim/zoho/fields", post(define_zoho_field))
+        .route("/_sim/zoho/limits", get(zoho_limits).post(set_zoho_limits))
         .route("/_sim/faults", get(faults).post(set_faults))
         .route("/_sim/expire-tokens", post(expire_tokens))
         .route("/_sim/tokens", post(add_token))
@@ -114,7 +117,7 @@ struct CreatesOut {
     results: Vec<Created>,
 }
 
-/// The create log: `?crm=hubspot|pipedrive|salesforce`, and a person key of
+/// The create log: `?crm=hubspot|pipedrive|salesforce|zoho`, and a person key of
 /// `email=` and/or `phone=` values (repeated or comma-separated) that
 /// matches a create by any of them; without a key, every create.
 async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
@@ -126,7 +129,7 @@ async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response
             None => {
                 return json_response(
                     StatusCode::BAD_REQUEST,
-                    &json!({ "error": format!("crm must be hubspot, pipedrive or salesforce, not {name:?}") }),
+                    &json!({ "error": format!("crm must be hubspot, pipedrive, salesforce or zoho, not {name:?}") }),
                 );
             }
         },
@@ -285,6 +288,98 @@ async fn set_salesforce_limits(State(shared): AppState, body: Bytes) -> Response
             let handle = handle(shared);
             handle.set_salesforce_daily_limit(input.daily);
             salesforce_usage(&handle)
+        }
+        Err(response) => *response,
+    }
+}
+
+#[derive(Serialize)]
+struct ZohoRecordsOut {
+    count: usize,
+    results: Vec<ZohoRecord>,
+}
+
+/// `?module=Leads|Contacts` (default Leads) and optionally `email=`
+/// (ignoring case): the simulated Zoho org's records, in creation order.
+async fn zoho_records(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref());
+    let module = query.get("module").unwrap_or("Leads");
+    let mut results = handle(shared).zoho_records(module);
+    if let Some(email) = query.get("email") {
+        results.retain(|r| r.email().is_some_and(|e| e.eq_ignore_ascii_case(email)));
+    }
+    json_response(
+        StatusCode::OK,
+        &ZohoRecordsOut {
+            count: results.len(),
+            results,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct ZohoFieldIn {
+    module: String,
+    api_name: String,
+    #[serde(default)]
+    unique: bool,
+}
+
+/// `{"module":"Leads","api_name":"Crm_Key","unique":true}`.
+async fn define_zoho_field(State(shared): AppState, body: Bytes) -> Response {
+    let input: ZohoFieldIn = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return *response,
+    };
+    if handle(shared).define_zoho_field(&input.module, &input.api_name, input.unique) {
+        ok()
+    } else {
+        bad_request(
+            "module must be Leads or Contacts and api_name a writable field name (not Email)",
+        )
+    }
+}
+
+fn zoho_usage(handle: &SimHandle) -> Response {
+    let (used, max) = handle.zoho_credits();
+    let limits = handle.shared.lock().zoho.limits.clone();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "credits_used": used,
+            "daily_credits": max,
+            "concurrency": limits.concurrency,
+            "search_lag_ms": limits.search_lag_ms,
+        }),
+    )
+}
+
+async fn zoho_limits(State(shared): AppState) -> Response {
+    zoho_usage(&handle(shared))
+}
+
+#[derive(Deserialize)]
+struct ZohoLimitsIn {
+    daily_credits: Option<u32>,
+    concurrency: Option<u32>,
+    search_lag_ms: Option<u64>,
+}
+
+/// `{"daily_credits":N,"concurrency":N,"search_lag_ms":N}` (each optional).
+async fn set_zoho_limits(State(shared): AppState, body: Bytes) -> Response {
+    match parse::<ZohoLimitsIn>(&body) {
+        Ok(input) => {
+            let handle = handle(shared);
+            if let Some(n) = input.daily_credits {
+                handle.set_zoho_credits(n);
+            }
+            if let Some(n) = input.concurrency {
+                handle.set_zoho_concurrency(n);
+            }
+            if let Some(ms) = input.search_lag_ms {
+                handle.set_zoho_search_lag_ms(ms);
+            }
+            zoho_usage(&handle)
         }
         Err(response) => *response,
     }

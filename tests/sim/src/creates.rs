@@ -5,7 +5,8 @@
 //! person twice under two emails (or twice to Pipedrive, which never
 //! refuses a duplicate, or to Salesforce with the duplicate rule bypassed)
 //! shows up here as two creates for one person. A Salesforce create logs
-//! the record's Email and its Phone and MobilePhone.
+//! the record's Email and its Phone and MobilePhone; a Zoho create its
+//! Email, Phone and Mobile.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ pub enum Crm {
     Hubspot,
     Pipedrive,
     Salesforce,
+    Zoho,
 }
 
 impl Crm {
@@ -24,6 +26,7 @@ impl Crm {
             "hubspot" => Some(Crm::Hubspot),
             "pipedrive" => Some(Crm::Pipedrive),
             "salesforce" => Some(Crm::Salesforce),
+            "zoho" => Some(Crm::Zoho),
             _ => None,
         }
     }

@@ -95,8 +95,24 @@ pub(crate) async fn pass(
     request: Request,
     next: Next,
 ) -> Response {
+    pass_holding(shared, write, latency_ms, admitted, request, next, ()).await
+}
+
+/// [`pass`], keeping `hold` alive until the answer is counted (after the
+/// injected latency): a personality with a concurrency limit holds its
+/// slot in it, so a slow answer keeps its call in flight.
+pub(crate) async fn pass_holding<H: Send + 'static>(
+    shared: &Arc<Shared>,
+    write: bool,
+    latency_ms: u64,
+    admitted: Result<impl FnOnce(&mut HeaderMap) + Send + 'static, Response>,
+    request: Request,
+    next: Next,
+    hold: H,
+) -> Response {
     let shared = shared.clone();
     let work = tokio::spawn(async move {
+        let _hold = hold;
         let _in_flight = InFlight::enter(&shared, write);
         let response = match admitted {
             Err(response) => response,

@@ -1,7 +1,8 @@
 //! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API,
 //! with Pipedrive's v2 persons API (`pipedrive.rs`), Salesforce's REST API
-//! for Leads and Contacts (`salesforce.rs`) and a Standard Webhooks
-//! receiver (`hooks.rs`) on the same server.
+//! for Leads and Contacts (`salesforce.rs`), Zoho CRM's Records API for
+//! Leads and Contacts (`zoho.rs`) and a Standard Webhooks receiver
+//! (`hooks.rs`) on the same server.
 //!
 //! It speaks HubSpot's wire contract closely enough that an adapter which
 //! works against it works against HubSpot: the same paths (both
@@ -37,6 +38,7 @@ mod ratelimit;
 mod salesforce;
 mod store;
 mod wire;
+mod zoho;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -61,6 +63,7 @@ pub use salesforce::{
     DEFAULT_DAILY_LIMIT as SALESFORCE_DEFAULT_DAILY_LIMIT, DuplicateRuleAction, SalesforceRecord,
 };
 pub use store::{Contact, FIRST_ID};
+pub use zoho::{ZohoLimits, ZohoRecord};
 
 use auth::Tokens;
 use faults::FaultState;
@@ -93,6 +96,8 @@ pub struct SimConfig {
     /// Salesforce API requests per rolling 24 hours for the whole org
     /// (100,000, an Enterprise Edition's base allocation).
     pub salesforce_daily_limit: u32,
+    /// Zoho's API credits, concurrency limit and search-index lag.
+    pub zoho: ZohoLimits,
 }
 
 impl Default for SimConfig {
@@ -108,6 +113,7 @@ impl Default for SimConfig {
             pipedrive: PipedriveLimits::default(),
             webhook_secret: DEFAULT_WEBHOOK_SECRET.into(),
             salesforce_daily_limit: salesforce::DEFAULT_DAILY_LIMIT,
+            zoho: ZohoLimits::default(),
         }
     }
 }
@@ -174,6 +180,8 @@ pub(crate) struct State {
     pub oauth: oauth::OAuthState,
     /// The Salesforce org: records, schema, duplicate rule, API usage.
     pub salesforce: salesforce::SalesforceState,
+    /// The Zoho org: records, fields, credits, calls in flight.
+    pub zoho: zoho::ZohoState,
 }
 
 /// State shared by the server and every [`SimHandle`].
@@ -201,6 +209,7 @@ impl Shared {
             creates: creates::CreateLog::default(),
             oauth: oauth::OAuthState::default(),
             salesforce: salesforce::SalesforceState::new(config.salesforce_daily_limit),
+            zoho: zoho::ZohoState::new(config.zoho),
         };
         Shared {
             state: Mutex::new(state),
@@ -423,9 +432,9 @@ impl SimHandle {
     }
 
     /// Drops all records, the create log, stats, faults and rate-limit usage
-    /// (Salesforce's daily API usage too). Tokens, defined properties and
-    /// Salesforce fields, the duplicate rule and the daily limit stay; ids
-    /// keep increasing.
+    /// (Salesforce's daily API usage and Zoho's credits too). Tokens,
+    /// defined properties, Salesforce and Zoho fields, the duplicate rule
+    /// and the limits stay; ids keep increasing.
     pub fn reset(&self) {
         let mut state = self.shared.lock();
         state.store.clear();
@@ -436,6 +445,7 @@ impl SimHandle {
         state.hooks.clear();
         state.creates.clear();
         state.salesforce.clear();
+        state.zoho.clear();
     }
 
     /// The records created in `crm` (every CRM when `None`) with any of
@@ -550,6 +560,75 @@ impl SimHandle {
     /// allocation (`Sforce-Limit-Info: api-usage=used/max`).
     pub fn salesforce_api_usage(&self) -> (u32, u32) {
         self.shared.lock().salesforce.usage(now_ms())
+    }
+
+    /// Every Zoho record of `module` (`Leads` or `Contacts`, any case), in
+    /// creation order; empty for an unknown module.
+    pub fn zoho_records(&self, module: &str) -> Vec<ZohoRecord> {
+        let Some(module) = zoho::Module::parse(module) else {
+            return Vec::new();
+        };
+        self.shared
+            .lock()
+            .zoho
+            .of(module)
+            .map(|s| s.record.clone())
+            .collect()
+    }
+
+    /// One Zoho record by its 19-digit id, in any module.
+    pub fn zoho_record(&self, id: &str) -> Option<ZohoRecord> {
+        self.shared.lock().zoho.find(id).map(|s| s.record.clone())
+    }
+
+    /// Zoho records of `module` whose Email equals `email`, ignoring case.
+    /// More than one is a duplicate.
+    pub fn zoho_count_by_email(&self, module: &str, email: &str) -> usize {
+        self.zoho_records(module)
+            .iter()
+            .filter(|r| r.email().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+            .count()
+    }
+
+    /// Sets the Zoho org's API credits per rolling 24 hours.
+    pub fn set_zoho_credits(&self, daily: u32) {
+        self.shared.lock().zoho.limits.daily_credits = daily;
+    }
+
+    /// Zoho API credits used in the last 24 hours.
+    pub fn zoho_credits_used(&self) -> u32 {
+        self.shared.lock().zoho.credits(now_ms()).0
+    }
+
+    /// Zoho API credits used in the last 24 hours, and the allowance.
+    pub fn zoho_credits(&self) -> (u32, u32) {
+        self.shared.lock().zoho.credits(now_ms())
+    }
+
+    /// Sets how many Zoho calls may be in flight at once.
+    pub fn set_zoho_concurrency(&self, max: u32) {
+        self.shared.lock().zoho.limits.concurrency = max;
+    }
+
+    /// Sets how long a written Zoho record takes to show up in `/search`.
+    pub fn set_zoho_search_lag_ms(&self, ms: u64) {
+        self.shared.lock().zoho.limits.search_lag_ms = ms;
+    }
+
+    /// Adds a custom field to a Zoho module (`Leads`, `Contacts`), or marks
+    /// an existing writable field unique ("Do not allow duplicate
+    /// values") or not. Returns false for an unknown module, a read-only
+    /// system field, `Email`, or a name that is not letters, digits and
+    /// underscores starting with a letter.
+    pub fn define_zoho_field(&self, module: &str, api_name: &str, unique: bool) -> bool {
+        let Some(module) = zoho::Module::parse(module) else {
+            return false;
+        };
+        self.shared
+            .lock()
+            .zoho
+            .schema
+            .define(module, api_name, unique)
     }
 
     /// Messages `/hooks/{endpoint}` accepted, in arrival order.

@@ -14,3 +14,4 @@ mod skeleton;
 mod split;
 mod transforms;
 mod vendor_clients;
+mod zoho;

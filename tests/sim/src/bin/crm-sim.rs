@@ -1,6 +1,6 @@
-//! `crm-sim`: runs the CRM simulator (HubSpot, Pipedrive, Salesforce, a
-//! Standard Webhooks receiver) on 127.0.0.1 until Ctrl-C. `crm-sim --help`
-//! lists the flags.
+//! `crm-sim`: runs the CRM simulator (HubSpot, Pipedrive, Salesforce, Zoho,
+//! a Standard Webhooks receiver) on 127.0.0.1 until Ctrl-C. `crm-sim
+//! --help` lists the flags.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -10,9 +10,10 @@ use leadgate_sim::{SimConfig, Simulator};
 
 /// Serves HubSpot's contacts API (/crm/v3/objects/contacts…), Pipedrive's
 /// v2 persons API (/api/v2/persons…), Salesforce's REST API for Leads and
-/// Contacts (/services/data/vNN.0/…, tokens from /services/oauth2/token)
-/// and a Standard Webhooks receiver (POST /hooks/NAME), plus /_sim/*
-/// controls, on 127.0.0.1.
+/// Contacts (/services/data/vNN.0/…, tokens from /services/oauth2/token),
+/// Zoho CRM's Records API for Leads and Contacts (/crm/v2…v8/…, tokens
+/// from /oauth/v2/token) and a Standard Webhooks receiver (POST
+/// /hooks/NAME), plus /_sim/* controls, on 127.0.0.1.
 #[derive(Parser, Debug)]
 #[command(name = "crm-sim", version)]
 struct Args {
@@ -20,7 +21,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// An accepted token (HubSpot bearer; Pipedrive x-api-token, api_token
-    /// or bearer; Salesforce bearer); repeat for more [default: sim-token].
+    /// or bearer; Salesforce bearer; Zoho Zoho-oauthtoken); repeat for more
+    /// [default: sim-token].
     #[arg(long = "token", value_name = "T")]
     tokens: Vec<String>,
     /// HubSpot requests per rolling window per token [default: 190].
@@ -60,6 +62,16 @@ struct Args {
     /// Salesforce API requests per rolling 24 hours [default: 100000].
     #[arg(long, value_name = "N")]
     salesforce_daily_limit: Option<u32>,
+    /// Zoho API credits per rolling 24 hours [default: 50000].
+    #[arg(long, value_name = "N")]
+    zoho_credits: Option<u32>,
+    /// Zoho calls in flight at once [default: 10].
+    #[arg(long, value_name = "N")]
+    zoho_concurrency: Option<u32>,
+    /// How long a written Zoho record takes to show up in /search, in ms
+    /// [default: 0].
+    #[arg(long, value_name = "MS")]
+    zoho_search_lag_ms: Option<u64>,
 }
 
 impl Args {
@@ -85,6 +97,9 @@ impl Args {
             &mut config.salesforce_daily_limit,
             self.salesforce_daily_limit,
         );
+        set(&mut config.zoho.daily_credits, self.zoho_credits);
+        set(&mut config.zoho.concurrency, self.zoho_concurrency);
+        config.zoho.search_lag_ms = self.zoho_search_lag_ms.unwrap_or(config.zoho.search_lag_ms);
         config.burst_window_ms = self.burst_window_ms.unwrap_or(config.burst_window_ms);
         config.max_batch = self.max_batch.unwrap_or(config.max_batch);
         config.pipedrive.window_ms = self
@@ -170,9 +185,23 @@ mod tests {
             "0",
             "--salesforce-daily-limit",
             "250",
+            "--zoho-credits",
+            "300",
+            "--zoho-concurrency",
+            "3",
+            "--zoho-search-lag-ms",
+            "1500",
         ])
         .unwrap();
         assert_eq!(config.salesforce_daily_limit, 250);
+        assert_eq!(
+            (
+                config.zoho.daily_credits,
+                config.zoho.concurrency,
+                config.zoho.search_lag_ms
+            ),
+            (300, 3, 1500)
+        );
         assert_eq!(
             (
                 config.burst_window_ms,
@@ -198,6 +227,7 @@ mod tests {
         assert_eq!(defaults.pipedrive, SimConfig::default().pipedrive);
         assert_eq!(defaults.burst_window_ms, 10_000);
         assert_eq!(defaults.salesforce_daily_limit, 100_000);
+        assert_eq!(defaults.zoho, leadgate_sim::ZohoLimits::default());
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! The Zoho CRM adapter through the whole host, with the host's OAuth 2.0
+//! token source, into the simulator's Zoho CRM (v8 Records API) and its
+//! accounts token endpoint: one record per person, the `api_domain` of the
+//! token answer as where to call, an expired token renewed with one token
+//! call and the records sent again.
+
+use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_sim::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, SimConfig, SimHandle, Vendor,
+};
+use serde_json::{Value, json};
+
+fn zoho() -> String {
+    format!(
+        r#"
+[destinations.zoho]
+adapter = "zoho"
+mapping = "zoho.yaml"
+allowed_hosts = ["127.0.0.1"]
+[destinations.zoho.oauth]
+grant = "refresh_token"
+token_url = "{{sim}}/oauth/v2/token"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret = "{DEFAULT_CLIENT_SECRET}"
+refresh_token = "{DEFAULT_REFRESH_TOKEN}"
+"#
+    )
+}
+
+fn person(n: u32) -> Value {
+    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
+    json!({
+        "email": format!("zoho.{n}@example.com"),
+        "first_name": FIRST[n as usize % 5],
+        "last_name": "Tester",
+        "phone": format!("+1 415 555 {:04}", 3000 + n * 83 % 6000),
+        "company": format!("Zeta {n} Holdings"),
+        "title": "Engineer",
+        "city": "Oslo",
+    })
+}
+
+async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<()> {
+    let body = leads
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    anyhow::ensure!(status.is_success(), "{status}: {answer}");
+    Ok(())
+}
+
+fn assert_one_lead_each(sim: &SimHandle, people: std::ops::Range<u32>) {
+    for n in people {
+        let email = format!("zoho.{n}@example.com");
+        assert_eq!(sim.zoho_count_by_email("Leads", &email), 1, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn leads_reach_zoho_once_per_person_with_a_host_owned_token() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &zoho()).await?;
+    let sim = env.sim();
+    let mut leads: Vec<Value> = (0..10).map(person).collect();
+    for n in 0..3 {
+        let mut again = person(n);
+        again["title"] = json!("Chief Engineer");
+        leads.push(again);
+    }
+    post(&env, &leads).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_eq!(sim.zoho_records("Leads").len(), 10);
+    assert_one_lead_each(&sim, 0..10);
+    let lead = sim
+        .zoho_records("Leads")
+        .into_iter()
+        .find(|r| r.fields["Email"] == "zoho.0@example.com")
+        .unwrap();
+    assert_eq!(lead.fields["Designation"], "Chief Engineer");
+    assert_eq!(lead.fields["Company"], "Zeta 0 Holdings");
+    assert!(
+        lead.fields["Leadgate_Id"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/zoho/v1")),
+        "{:?}",
+        lead.fields
+    );
+    assert_eq!(sim.oauth_calls(Vendor::Zoho), 1);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn an_expired_zoho_token_costs_one_token_call_and_loses_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &zoho()).await?;
+    let sim = env.sim();
+    post(&env, &(0..5).map(person).collect::<Vec<_>>()).await?;
+    env.drain(60).await?;
+    assert_eq!(sim.oauth_calls(Vendor::Zoho), 1);
+    // Zoho's token says it lives an hour; this one dies early (revoked
+    // sessions do), so only the 401 INVALID_TOKEN tells the host.
+    sim.expire_oauth_access_tokens();
+    post(&env, &(10..30).map(person).collect::<Vec<_>>()).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_one_lead_each(&sim, 10..30);
+    assert_eq!(sim.oauth_calls(Vendor::Zoho), 2);
+    assert_eq!(
+        env.metric("leadgate_delivery_retries_total").await?,
+        Some(0.0)
+    );
+    env.stop().await
+}
