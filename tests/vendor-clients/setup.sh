@@ -11,6 +11,7 @@ set -euo pipefail
 PINS=(
   "simple-salesforce==1.12.10"
   "hubspot-api-client==12.0.0"
+  "zohocrmsdk8-0==7.0.0"
 )
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }

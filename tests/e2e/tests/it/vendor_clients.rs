@@ -29,17 +29,25 @@ fn python() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Runs `script` (in tests/vendor-clients) against a fresh simulator.
+/// Runs `script` (in tests/vendor-clients) against a fresh simulator, with
+/// the simulator's base URL and a scratch folder as its arguments.
 async fn drive(script: &str) -> Simulator {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let python = python();
     let path = workspace().join("tests/vendor-clients").join(script);
     let base = sim.base_url();
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(&python).arg(&path).arg(&base).output())
-            .await
-            .unwrap()
-            .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&path)
+            .arg(&base)
+            .arg(&dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -77,5 +85,24 @@ async fn hubspots_own_python_client_accepts_the_simulators_hubspot() {
     assert_eq!(h.count_by_email("vendor.hs2@example.com"), 1);
     let contact = &h.contacts_by_email("vendor.hs@example.com")[0];
     assert_eq!(contact.properties["jobtitle"], "CEO");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zohos_own_python_sdk_accepts_the_simulators_zoho_crm() {
+    let sim = drive("zoho_client.py").await;
+    let h = sim.handle();
+    let leads = h.zoho_records("Leads");
+    assert_eq!(
+        leads.len(),
+        2,
+        "the bad email and the duplicate were refused"
+    );
+    let first = leads
+        .iter()
+        .find(|r| r.fields.get("Leadgate_Id").and_then(|v| v.as_str()) == Some("lg-1"))
+        .expect("lg-1");
+    assert_eq!(first.fields["Last_Name"], "Doe-Smith");
+    assert_eq!(first.fields["City"], "Oslo");
     sim.shutdown().await;
 }
