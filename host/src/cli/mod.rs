@@ -38,6 +38,10 @@ enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// `hubspot`, or `all`: HubSpot, Salesforce, Zoho CRM, Dynamics
+        /// 365, Pipedrive and a webhook receiver at once.
+        #[arg(long, value_enum, default_value_t = demo::DemoCrms::Hubspot)]
+        crm: demo::DemoCrms,
     },
     /// Dedupe a JSONL file of leads offline with the server's dedupe.
     Dedupe {
@@ -125,7 +129,7 @@ enum NewCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "demo")]
-    let quiet = matches!(cli.command, Command::Demo { json: true });
+    let quiet = matches!(cli.command, Command::Demo { json: true, .. });
     #[cfg(not(feature = "demo"))]
     let quiet = false;
     init_tracing(quiet);
@@ -151,7 +155,7 @@ pub fn main() -> ExitCode {
                 host.run_until_signal().await
             }
             #[cfg(feature = "demo")]
-            Command::Demo { json } => demo::run(json).await,
+            Command::Demo { json, crm } => demo::run(json, crm).await,
             Command::Dedupe {
                 input,
                 output,

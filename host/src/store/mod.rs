@@ -365,6 +365,17 @@ pub struct StoreCounts {
     pub jobs_leased: u64,
     pub jobs_delivered: u64,
     pub jobs_dead: u64,
+    /// The same job counts per destination.
+    pub destinations: std::collections::BTreeMap<String, JobCounts>,
+}
+
+/// Jobs of one destination by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobCounts {
+    pub pending: u64,
+    pub leased: u64,
+    pub delivered: u64,
+    pub dead: u64,
 }
 
 /// A stored lead, for rebuilding the dedupe index at start-up.

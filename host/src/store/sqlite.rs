@@ -810,17 +810,24 @@ impl Store for SqliteStore {
             duplicates: leads.get::<i64, _>(1) as u64,
             ..Default::default()
         };
-        for r in sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?
+        for r in
+            sqlx::query("SELECT destination, state, COUNT(*) FROM jobs GROUP BY destination, state")
+                .fetch_all(&self.pool)
+                .await?
         {
-            let n = r.get::<i64, _>(1) as u64;
-            match JobState::parse(&r.get::<String, _>(0))? {
-                JobState::Pending => counts.jobs_pending = n,
-                JobState::Leased => counts.jobs_leased = n,
-                JobState::Delivered => counts.jobs_delivered = n,
-                JobState::Dead => counts.jobs_dead = n,
-            }
+            let n = r.get::<i64, _>(2) as u64;
+            let of = counts
+                .destinations
+                .entry(r.get::<String, _>(0))
+                .or_default();
+            let (total, one) = match JobState::parse(&r.get::<String, _>(1))? {
+                JobState::Pending => (&mut counts.jobs_pending, &mut of.pending),
+                JobState::Leased => (&mut counts.jobs_leased, &mut of.leased),
+                JobState::Delivered => (&mut counts.jobs_delivered, &mut of.delivered),
+                JobState::Dead => (&mut counts.jobs_dead, &mut of.dead),
+            };
+            *total += n;
+            *one = n;
         }
         Ok(counts)
     }

@@ -64,6 +64,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .merge(crate::pipedrive::router(shared.clone()))
         .merge(crate::salesforce::router(shared.clone()))
         .merge(crate::zoho::router(shared.clone()))
+        .merge(crate::dataverse::router(shared.clone()))
         .merge(crate::hooks::router())
         .merge(crate::oauth::router())
         .merge(api)

@@ -117,7 +117,7 @@ struct CreatesOut {
     results: Vec<Created>,
 }
 
-/// The create log: `?crm=hubspot|pipedrive|salesforce|zoho`, and a person key of
+/// The create log: `?crm=hubspot|pipedrive|salesforce|zoho|dynamics`, and a person key of
 /// `email=` and/or `phone=` values (repeated or comma-separated) that
 /// matches a create by any of them; without a key, every create.
 async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
@@ -129,7 +129,7 @@ async fn creates(State(shared): AppState, RawQuery(query): RawQuery) -> Response
             None => {
                 return json_response(
                     StatusCode::BAD_REQUEST,
-                    &json!({ "error": format!("crm must be hubspot, pipedrive, salesforce or zoho, not {name:?}") }),
+                    &json!({ "error": format!("crm must be hubspot, pipedrive, salesforce, zoho or dynamics, not {name:?}") }),
                 );
             }
         },

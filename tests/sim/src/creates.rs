@@ -6,7 +6,8 @@
 //! refuses a duplicate, or to Salesforce with the duplicate rule bypassed)
 //! shows up here as two creates for one person. A Salesforce create logs
 //! the record's Email and its Phone and MobilePhone; a Zoho create its
-//! Email, Phone and Mobile.
+//! Email, Phone and Mobile; a Dataverse create its emailaddress1 and
+//! emailaddress2, telephone1 and mobilephone.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ pub enum Crm {
     Pipedrive,
     Salesforce,
     Zoho,
+    /// Microsoft Dynamics 365 (Dataverse).
+    Dynamics,
 }
 
 impl Crm {
@@ -27,6 +30,7 @@ impl Crm {
             "pipedrive" => Some(Crm::Pipedrive),
             "salesforce" => Some(Crm::Salesforce),
             "zoho" => Some(Crm::Zoho),
+            "dynamics" | "dataverse" => Some(Crm::Dynamics),
             _ => None,
         }
     }

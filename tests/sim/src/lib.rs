@@ -1,7 +1,8 @@
 //! `leadgate-sim`: an in-memory simulator of HubSpot's CRM v3 contacts API,
 //! with Pipedrive's v2 persons API (`pipedrive.rs`), Salesforce's REST API
 //! for Leads and Contacts (`salesforce.rs`), Zoho CRM's Records API for
-//! Leads and Contacts (`zoho.rs`) and a Standard Webhooks receiver
+//! Leads and Contacts (`zoho.rs`), the Dynamics 365 / Dataverse Web API
+//! for leads and contacts (`dataverse.rs`) and a Standard Webhooks receiver
 //! (`hooks.rs`) on the same server.
 //!
 //! It speaks HubSpot's wire contract closely enough that an adapter which
@@ -27,6 +28,7 @@ mod api;
 mod auth;
 mod control;
 mod creates;
+mod dataverse;
 mod errors;
 mod faults;
 mod gate;
@@ -52,6 +54,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use creates::{Created, Crm};
+pub use dataverse::{
+    DATAVERSE_TENANT_ID, DataverseLimits, DataverseRecord, DataverseTable, LEADGATE_KEY_COLUMN,
+};
 pub use faults::Faults;
 pub use hooks::{DEFAULT_WEBHOOK_SECRET, HookMessage, secret_key, sign};
 pub use oauth::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, Vendor};
@@ -98,6 +103,8 @@ pub struct SimConfig {
     pub salesforce_daily_limit: u32,
     /// Zoho's API credits, concurrency limit and search-index lag.
     pub zoho: ZohoLimits,
+    /// Dataverse's service protection limits (per user).
+    pub dataverse: DataverseLimits,
 }
 
 impl Default for SimConfig {
@@ -114,6 +121,7 @@ impl Default for SimConfig {
             webhook_secret: DEFAULT_WEBHOOK_SECRET.into(),
             salesforce_daily_limit: salesforce::DEFAULT_DAILY_LIMIT,
             zoho: ZohoLimits::default(),
+            dataverse: DataverseLimits::default(),
         }
     }
 }
@@ -182,6 +190,8 @@ pub(crate) struct State {
     pub salesforce: salesforce::SalesforceState,
     /// The Zoho org: records, fields, credits, calls in flight.
     pub zoho: zoho::ZohoState,
+    /// The Dataverse org: rows, columns and keys, service protection.
+    pub dataverse: dataverse::DataverseState,
 }
 
 /// State shared by the server and every [`SimHandle`].
@@ -210,6 +220,7 @@ impl Shared {
             oauth: oauth::OAuthState::default(),
             salesforce: salesforce::SalesforceState::new(config.salesforce_daily_limit),
             zoho: zoho::ZohoState::new(config.zoho),
+            dataverse: dataverse::DataverseState::new(config.dataverse),
         };
         Shared {
             state: Mutex::new(state),
@@ -446,6 +457,7 @@ impl SimHandle {
         state.creates.clear();
         state.salesforce.clear();
         state.zoho.clear();
+        state.dataverse.clear();
     }
 
     /// The records created in `crm` (every CRM when `None`) with any of

@@ -1159,7 +1159,7 @@ async fn control_routes_report_and_reset() {
         []
     );
     assert_eq!(
-        h.control_get("/_sim/creates?crm=dynamics").await.status,
+        h.control_get("/_sim/creates?crm=freshsales").await.status,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(h.control_get("/_sim/stats").await.json()["in_flight"], 0);

@@ -3,6 +3,7 @@
 //! --test it dlq` runs one module.
 
 mod dlq;
+mod dynamics;
 mod hot_reload;
 mod merge;
 mod polyglot;

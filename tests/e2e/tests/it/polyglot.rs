@@ -396,3 +396,36 @@ async fn webhooks_are_verified_by_the_python_and_javascript_components() -> anyh
     assert_eq!(answer["error"]["code"], "stale_timestamp", "{answer}");
     env.stop().await
 }
+
+/// `leadgate demo --crm all`: the demo file into HubSpot, Salesforce, Zoho,
+/// Dynamics 365, Pipedrive (Python) and the webhook receiver (JavaScript)
+/// at once, each ending with one record per person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_delivers_into_every_crm_at_once() -> anyhow::Result<()> {
+    leadgate_runtime::outbound::install_crypto_provider();
+    let s = leadgate::cli::demo::run_demo_with(
+        leadgate::cli::demo::DEMO_LEADS,
+        leadgate::cli::demo::DemoCrms::All,
+    )
+    .await?;
+    assert_eq!(s.unique_persons, 600);
+    let names: Vec<&str> = s.destinations.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "dynamics",
+            "hubspot",
+            "pipedrive",
+            "salesforce",
+            "webhook",
+            "zoho"
+        ]
+    );
+    for (name, d) in &s.destinations {
+        assert_eq!(d.crm_records, 600, "{name}: {d:?}");
+        assert_eq!(d.crm_duplicate_emails, 0, "{name}: {d:?}");
+        assert_eq!(d.dead_lettered, 0, "{name}: {d:?}");
+        assert!(d.delivered >= 600, "{name}: {d:?}");
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! `crm-sim`: runs the CRM simulator (HubSpot, Pipedrive, Salesforce, Zoho,
-//! a Standard Webhooks receiver) on 127.0.0.1 until Ctrl-C. `crm-sim
-//! --help` lists the flags.
+//! Dynamics 365 / Dataverse, a Standard Webhooks receiver) on 127.0.0.1
+//! until Ctrl-C. `crm-sim --help` lists the flags.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -12,8 +12,10 @@ use leadgate_sim::{SimConfig, Simulator};
 /// v2 persons API (/api/v2/persons…), Salesforce's REST API for Leads and
 /// Contacts (/services/data/vNN.0/…, tokens from /services/oauth2/token),
 /// Zoho CRM's Records API for Leads and Contacts (/crm/v2…v8/…, tokens
-/// from /oauth/v2/token) and a Standard Webhooks receiver (POST
-/// /hooks/NAME), plus /_sim/* controls, on 127.0.0.1.
+/// from /oauth/v2/token), the Dataverse Web API for leads and contacts
+/// (/api/data/v9.2/…, tokens from /TENANT/oauth2/v2.0/token) and a
+/// Standard Webhooks receiver (POST /hooks/NAME), plus /_sim/* controls,
+/// on 127.0.0.1.
 #[derive(Parser, Debug)]
 #[command(name = "crm-sim", version)]
 struct Args {
@@ -21,8 +23,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// An accepted token (HubSpot bearer; Pipedrive x-api-token, api_token
-    /// or bearer; Salesforce bearer; Zoho Zoho-oauthtoken); repeat for more
-    /// [default: sim-token].
+    /// or bearer; Salesforce and Dataverse bearer; Zoho Zoho-oauthtoken);
+    /// repeat for more [default: sim-token].
     #[arg(long = "token", value_name = "T")]
     tokens: Vec<String>,
     /// HubSpot requests per rolling window per token [default: 190].
@@ -72,6 +74,12 @@ struct Args {
     /// [default: 0].
     #[arg(long, value_name = "MS")]
     zoho_search_lag_ms: Option<u64>,
+    /// Dataverse requests per user per 5 minutes [default: 6000].
+    #[arg(long, value_name = "N")]
+    dataverse_requests: Option<u32>,
+    /// Dataverse requests in flight at once per user [default: 52].
+    #[arg(long, value_name = "N")]
+    dataverse_concurrency: Option<u32>,
 }
 
 impl Args {
@@ -99,6 +107,8 @@ impl Args {
         );
         set(&mut config.zoho.daily_credits, self.zoho_credits);
         set(&mut config.zoho.concurrency, self.zoho_concurrency);
+        set(&mut config.dataverse.requests, self.dataverse_requests);
+        set(&mut config.dataverse.concurrent, self.dataverse_concurrency);
         config.zoho.search_lag_ms = self.zoho_search_lag_ms.unwrap_or(config.zoho.search_lag_ms);
         config.burst_window_ms = self.burst_window_ms.unwrap_or(config.burst_window_ms);
         config.max_batch = self.max_batch.unwrap_or(config.max_batch);
@@ -191,8 +201,16 @@ mod tests {
             "3",
             "--zoho-search-lag-ms",
             "1500",
+            "--dataverse-requests",
+            "60",
+            "--dataverse-concurrency",
+            "4",
         ])
         .unwrap();
+        assert_eq!(
+            (config.dataverse.requests, config.dataverse.concurrent),
+            (60, 4)
+        );
         assert_eq!(config.salesforce_daily_limit, 250);
         assert_eq!(
             (
@@ -228,6 +246,7 @@ mod tests {
         assert_eq!(defaults.burst_window_ms, 10_000);
         assert_eq!(defaults.salesforce_daily_limit, 100_000);
         assert_eq!(defaults.zoho, leadgate_sim::ZohoLimits::default());
+        assert_eq!(defaults.dataverse, leadgate_sim::DataverseLimits::default());
     }
 
     #[test]

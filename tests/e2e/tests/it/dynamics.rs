@@ -1,0 +1,162 @@
+//! The Dynamics 365 adapter through the whole host, with a client-credentials
+//! token from the simulator's Entra ID endpoint, into the simulator's
+//! Dataverse Web API: one row per person through `$batch` upserts by an
+//! alternate key, duplicate detection answered with the matching row, an
+//! expired token renewed with one token call.
+
+use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimConfig, SimHandle, Vendor};
+use serde_json::{Value, json};
+
+fn dynamics(extra_config: &str) -> String {
+    format!(
+        r#"
+[destinations.dynamics]
+adapter = "dynamics"
+mapping = "dynamics.yaml"
+allowed_hosts = ["127.0.0.1"]
+[destinations.dynamics.config]
+org-url = "{{sim}}"
+{extra_config}
+[destinations.dynamics.oauth]
+grant = "client_credentials"
+token_url = "{{sim}}/e2e-tenant/oauth2/v2.0/token"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret = "{DEFAULT_CLIENT_SECRET}"
+scope = "{{sim}}/.default"
+"#
+    )
+}
+
+fn person(n: u32) -> Value {
+    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
+    json!({
+        "email": format!("dyn.{n}@example.com"),
+        "first_name": FIRST[n as usize % 5],
+        "last_name": "Tester",
+        "phone": format!("+1 415 555 {:04}", 4000 + n * 79 % 5000),
+        "company": format!("Delta {n} Holdings"),
+        "title": "Engineer",
+        "city": "Oslo",
+    })
+}
+
+async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<Value> {
+    let body = leads
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
+    anyhow::ensure!(status.is_success(), "{status}: {answer}");
+    Ok(answer)
+}
+
+fn assert_one_row_each(sim: &SimHandle, people: std::ops::Range<u32>) {
+    for n in people {
+        let email = format!("dyn.{n}@example.com");
+        assert_eq!(sim.dataverse_count_by_email("leads", &email), 1, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn leads_reach_dataverse_once_per_person_with_a_client_credentials_token()
+-> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &dynamics("")).await?;
+    let sim = env.sim();
+    let mut leads: Vec<Value> = (0..10).map(person).collect();
+    for n in 0..3 {
+        let mut again = person(n);
+        again["title"] = json!("Chief Engineer");
+        leads.push(again);
+    }
+    post(&env, &leads).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_eq!(sim.dataverse_records("leads").len(), 10);
+    assert_one_row_each(&sim, 0..10);
+    let row = sim
+        .dataverse_records("leads")
+        .into_iter()
+        .find(|r| r.fields["emailaddress1"] == "dyn.0@example.com")
+        .unwrap();
+    assert_eq!(row.fields["jobtitle"], "Chief Engineer");
+    assert_eq!(row.fields["companyname"], "Delta 0 Holdings");
+    assert!(
+        row.fields["new_leadgateid"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/dynamics/v1")),
+        "{:?}",
+        row.fields
+    );
+    assert_eq!(sim.oauth_calls(Vendor::Entra), 1);
+    assert_eq!(counts.destinations["dynamics"].delivered, 13);
+    env.stop().await
+}
+
+#[tokio::test]
+async fn an_expired_entra_token_costs_one_token_call_and_loses_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &dynamics("")).await?;
+    let sim = env.sim();
+    post(&env, &(0..5).map(person).collect::<Vec<_>>()).await?;
+    env.drain(60).await?;
+    sim.expire_oauth_access_tokens();
+    post(&env, &(10..30).map(person).collect::<Vec<_>>()).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_one_row_each(&sim, 10..30);
+    assert_eq!(sim.oauth_calls(Vendor::Entra), 2);
+    assert_eq!(
+        env.metric("leadgate_delivery_retries_total").await?,
+        Some(0.0)
+    );
+    env.stop().await
+}
+
+#[tokio::test]
+async fn a_detected_duplicate_is_the_row_dataverse_already_had() -> anyhow::Result<()> {
+    let env = TestEnv::start(
+        SimConfig::default(),
+        &dynamics("duplicate-detection = \"true\""),
+    )
+    .await?;
+    let sim = env.sim();
+    // A rep typed this lead in before leadgate saw it.
+    let token = reqwest::Client::new()
+        .post(format!(
+            "{}/e2e-tenant/oauth2/v2.0/token",
+            env.sim.base_url()
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={DEFAULT_CLIENT_ID}&client_secret={DEFAULT_CLIENT_SECRET}&scope={}/.default",
+            env.sim.base_url()
+        ))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    let typed = reqwest::Client::new()
+        .post(format!("{}/api/data/v9.2/leads", env.sim.base_url()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&json!({"lastname": "Hand", "emailaddress1": "dyn.7@example.com"}))
+        .send()
+        .await?;
+    assert_eq!(typed.status(), 204);
+    let entity = typed.headers()["odata-entityid"].to_str()?.to_string();
+    let existing = entity
+        .rsplit_once('(')
+        .map(|(_, id)| id.trim_end_matches(')').to_string())
+        .unwrap();
+    let answer = post(&env, &[person(7)]).await?;
+    let counts = env.drain(60).await?;
+    assert_eq!(counts.jobs_dead, 0, "{counts:?}");
+    assert_eq!(
+        sim.dataverse_count_by_email("leads", "dyn.7@example.com"),
+        1
+    );
+    let id = answer["results"][0]["id"].as_str().unwrap();
+    let (_, lead) = env.get_json(&format!("/v1/leads/{id}")).await?;
+    assert!(lead.to_string().contains(&existing), "{lead}");
+    env.stop().await
+}
