@@ -59,8 +59,10 @@ pub mod transform_bindings {
     });
 }
 
+pub mod batch;
 mod host;
 pub mod outcome;
+pub mod readback;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -83,7 +85,19 @@ pub mod types {
 /// `use leadgate_sdk::prelude::*;` brings in the trait and every type.
 pub mod prelude {
     pub use crate::types::*;
-    pub use crate::{Adapter, Transform, clock, crypto, http, kv, log, record_key};
+    pub use crate::{Adapter, Transform, clock, config, crypto, http, kv, log, record_key};
+}
+
+/// A destination's configuration value: the last one given for `key`,
+/// trimmed, if not empty (the host appends values it learnt, such as the
+/// OAuth token's `instance-url`, after the configured ones).
+pub fn config<'a>(ctx: &'a types::PushContext, key: &str) -> Option<&'a str> {
+    ctx.config
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 /// The key of the CRM record a delivery writes: the same for every job of

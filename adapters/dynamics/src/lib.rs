@@ -37,8 +37,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{from_http_error, limit, outcome, readback_mismatch, rejected, retry};
+use leadgate_sdk::outcome::{from_http_error, limit, rejected, retry};
 use leadgate_sdk::prelude::*;
+use leadgate_sdk::{batch, readback};
 use serde_json::{Map, Value};
 
 pub struct Dynamics;
@@ -89,29 +90,9 @@ impl Adapter for Dynamics {
     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> {
         let settings = match Settings::of(&ctx) {
             Ok(s) => s,
-            Err(e) => {
-                return batch
-                    .iter()
-                    .map(|d| outcome(&d.id, rejected(None, "config", e.clone())))
-                    .collect();
-            }
+            Err(e) => return batch::misconfigured(&batch, &e),
         };
-        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-        let mut keys: HashMap<&str, ()> = HashMap::new();
-        let mut sendable: Vec<&Delivery> = Vec::new();
-        for d in &batch {
-            if keys.insert(record_key(d), ()).is_some() {
-                outcomes.insert(
-                    d.id.clone(),
-                    retry(
-                        Some(0),
-                        "another update of this record is in the same batch",
-                    ),
-                );
-            } else {
-                sendable.push(d);
-            }
-        }
+        let (sendable, mut outcomes) = batch::one_per_record(&batch, record_key);
         if !sendable.is_empty() {
             let results = upsert(&settings, &sendable);
             for (d, o) in sendable.iter().zip(results) {
@@ -121,19 +102,11 @@ impl Adapter for Dynamics {
                 };
                 outcomes.insert(d.id.clone(), o);
             }
-            if stable_percent(&sendable[0].id) < settings.readback_percent {
+            if readback::sampled(&sendable[0].id, settings.readback_percent) {
                 read_back(&settings, &sendable, &mut outcomes);
             }
         }
-        batch
-            .iter()
-            .map(|d| {
-                let o = outcomes.remove(&d.id).unwrap_or_else(|| {
-                    retry(None, "Dataverse's answer did not mention this record")
-                });
-                outcome(&d.id, o)
-            })
-            .collect()
+        batch::in_order(&batch, outcomes, "Dataverse")
     }
 }
 
@@ -150,22 +123,10 @@ struct Settings {
 
 impl Settings {
     fn of(ctx: &PushContext) -> Result<Settings, String> {
-        let get = |key: &str| {
-            ctx.config
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |key: &str| config(ctx, key);
         let org = get("org-url")
             .ok_or("no org-url: set config.org-url to https://ORG.crm.dynamics.com")?;
-        let version = get("api-version").unwrap_or(DEFAULT_API_VERSION);
-        let version = if version.starts_with('v') {
-            version.to_string()
-        } else {
-            format!("v{version}")
-        };
+        let version = batch::api_version(get("api-version"), DEFAULT_API_VERSION);
         let table = get("table").unwrap_or(DEFAULT_TABLE);
         let key = get("alternate-key").unwrap_or(DEFAULT_ALTERNATE_KEY);
         for (name, v) in [("table", table), ("alternate-key", key)] {
@@ -178,10 +139,7 @@ impl Settings {
             table: table.to_string(),
             key: key.to_string(),
             duplicate_detection: get("duplicate-detection").is_some_and(|v| v == "true"),
-            readback_percent: get("readback-percent")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(100)
-                .min(100),
+            readback_percent: readback::percent(ctx),
         })
     }
 
@@ -264,7 +222,10 @@ enum Part {
 
 /// The `$batch` of upserts; one answer per record, in order.
 fn upsert(s: &Settings, records: &[&Delivery]) -> Vec<Part> {
-    let boundary = format!("batch_leadgate_{}", stable_percent(&records[0].id));
+    let boundary = format!(
+        "batch_leadgate_{:02}",
+        readback::stable_percent(&records[0].id)
+    );
     let mut body = String::new();
     for (i, d) in records.iter().enumerate() {
         let path = format!(
@@ -549,27 +510,11 @@ fn duplicate(s: &Settings, d: &Delivery, message: String) -> Outcome {
     }
 }
 
-/// 0–99 from a job id, the same every time (FNV-1a).
-fn stable_percent(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 100
-}
-
 /// Reads back the rows `outcomes` says were written (by their keys) and
 /// turns each one missing, or not holding what was sent, into a retry. A
 /// failed read leaves the outcomes alone.
 fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String, Outcome>) {
-    let written: Vec<(&Delivery, String)> = records
-        .iter()
-        .filter_map(|d| match outcomes.get(&d.id) {
-            Some(Outcome::Created(id) | Outcome::Updated(id)) => Some((*d, id.clone())),
-            _ => None,
-        })
-        .collect();
+    let written = readback::written(records, outcomes);
     if written.is_empty() {
         return;
     }
@@ -617,38 +562,14 @@ fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String,
         .iter()
         .filter_map(|r| Some((r[id_column.as_str()].as_str()?, r)))
         .collect();
-    for (d, id) in written {
-        let verdict = match by_id.get(id.as_str()) {
-            None => Some(format!(
-                "Dataverse reported {} row {id} written, but it does not exist (a silent no-op)",
-                s.table
-            )),
-            Some(held) => {
-                let differ: Vec<String> = columns(d, s)
-                    .into_iter()
-                    .filter(|(name, sent)| {
-                        let sent = sent.as_str().unwrap_or_default();
-                        match held[name.as_str()].as_str() {
-                            Some(v) if name == "emailaddress1" => !v.eq_ignore_ascii_case(sent),
-                            Some(v) => v != sent,
-                            None => true,
-                        }
-                    })
-                    .map(|(name, _)| name)
-                    .collect();
-                (!differ.is_empty()).then(|| {
-                    format!(
-                        "{} row {id} does not hold what was sent ({}); Dataverse reported success",
-                        s.table,
-                        differ.join(", ")
-                    )
-                })
-            }
-        };
-        if let Some(reason) = verdict {
-            outcomes.insert(d.id.clone(), readback_mismatch(reason));
-        }
-    }
+    readback::judge(
+        &written,
+        &by_id,
+        |d| columns(d, s),
+        "emailaddress1",
+        &format!("Dataverse {} row", s.table),
+        outcomes,
+    );
 }
 
 #[cfg(test)]

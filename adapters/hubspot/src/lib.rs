@@ -24,6 +24,7 @@ use leadgate_sdk::outcome::{
     from_http_error, limit, outcome, per_day, per_second, readback_mismatch, rejected, retry,
 };
 use leadgate_sdk::prelude::*;
+use leadgate_sdk::readback;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -65,10 +66,7 @@ impl Adapter for HubSpot {
             .unwrap_or(DEFAULT_BASE_URL)
             .trim_end_matches('/');
         let url = format!("{base_url}{UPSERT_PATH}");
-        let readback_percent = config(&ctx, "readback-percent")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(100)
-            .min(100);
+        let readback_percent = readback::percent(&ctx);
 
         // Sort the batch into records we can send now and the rest.
         let mut outcomes: HashMap<String, Outcome> = HashMap::new();
@@ -110,7 +108,7 @@ impl Adapter for HubSpot {
             }
             // Whole batches are sampled: one read call checks a batch, so
             // the share of calls saved is the share not read.
-            if stable_percent(&sendable[0].id) < readback_percent {
+            if readback::sampled(&sendable[0].id, readback_percent) {
                 read_back(&format!("{base_url}{READ_PATH}"), &sendable, &mut outcomes);
             }
         }
@@ -133,14 +131,6 @@ impl Adapter for HubSpot {
 }
 
 leadgate_sdk::export_adapter!(HubSpot);
-
-fn config<'a>(ctx: &'a PushContext, key: &str) -> Option<&'a str> {
-    ctx.config
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
 
 fn email_of(d: &Delivery) -> Option<&str> {
     d.properties
@@ -258,16 +248,6 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
             )
         }
     }
-}
-
-/// 0–99 from a job id, the same every time (FNV-1a).
-fn stable_percent(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 100
 }
 
 /// Reads back the records `outcomes` says were written and turns each one
@@ -683,11 +663,14 @@ mod tests {
     #[test]
     fn read_back_samples_batches_by_job_id() {
         let ids: Vec<u64> = (0..1000)
-            .map(|n| stable_percent(&format!("job-{n}")))
+            .map(|n| readback::stable_percent(&format!("job-{n}")))
             .collect();
         let under_10 = ids.iter().filter(|p| **p < 10).count();
         assert!((50..150).contains(&under_10), "{under_10}");
-        assert_eq!(stable_percent("job-1"), stable_percent("job-1"));
+        assert_eq!(
+            readback::stable_percent("job-1"),
+            readback::stable_percent("job-1")
+        );
     }
 
     #[test]

@@ -39,10 +39,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{
-    from_http_error, outcome, per_day, readback_mismatch, rejected, retry,
-};
+use leadgate_sdk::outcome::{from_http_error, per_day, rejected, retry};
 use leadgate_sdk::prelude::*;
+use leadgate_sdk::{batch, readback};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -93,34 +92,14 @@ impl Adapter for Salesforce {
     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> {
         let settings = match Settings::of(&ctx) {
             Ok(s) => s,
-            Err(e) => {
-                return batch
-                    .iter()
-                    .map(|d| outcome(&d.id, rejected(None, "config", e.clone())))
-                    .collect();
-            }
+            Err(e) => return batch::misconfigured(&batch, &e),
         };
-        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-        let mut keys: HashMap<&str, ()> = HashMap::new();
-        let mut sendable: Vec<&Delivery> = Vec::new();
-        for d in &batch {
-            // One External ID twice in a call is DUPLICATE_EXTERNAL_ID for
-            // both: the later update goes in the next call, in order.
-            if keys.insert(external_id(d, &settings), ()).is_some() {
-                outcomes.insert(
-                    d.id.clone(),
-                    retry(
-                        Some(0),
-                        "another update of this record is in the same batch",
-                    ),
-                );
-            } else {
-                sendable.push(d);
-            }
-        }
+        // One External ID twice in a call is refused for both: the later
+        // update goes in the next call.
+        let (sendable, mut outcomes) =
+            batch::one_per_record(&batch, |d| batch::external_id(d, &settings.external_id));
         if !sendable.is_empty() {
             let written = upsert(&settings, &sendable);
-            let read = stable_percent(&sendable[0].id) < settings.readback_percent;
             for (d, result) in sendable.iter().zip(written) {
                 let o = match result {
                     Written::Done(o) => o,
@@ -128,19 +107,11 @@ impl Adapter for Salesforce {
                 };
                 outcomes.insert(d.id.clone(), o);
             }
-            if read {
+            if readback::sampled(&sendable[0].id, settings.readback_percent) {
                 read_back(&settings, &sendable, &mut outcomes);
             }
         }
-        batch
-            .iter()
-            .map(|d| {
-                let o = outcomes.remove(&d.id).unwrap_or_else(|| {
-                    retry(None, "Salesforce's answer did not mention this record")
-                });
-                outcome(&d.id, o)
-            })
-            .collect()
+        batch::in_order(&batch, outcomes, "Salesforce")
     }
 }
 
@@ -158,29 +129,17 @@ struct Settings {
 
 impl Settings {
     fn of(ctx: &PushContext) -> Result<Settings, String> {
-        let get = |key: &str| {
-            ctx.config
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |key: &str| config(ctx, key);
         let instance = get("instance-url").ok_or(
             "no instance-url: give the destination an oauth section (the token answer names it) or set config.instance-url",
         )?;
-        let version = get("api-version").unwrap_or(DEFAULT_API_VERSION);
-        let version = if version.starts_with('v') {
-            version.to_string()
-        } else {
-            format!("v{version}")
-        };
+        let version = batch::api_version(get("api-version"), DEFAULT_API_VERSION);
         let object = get("object").unwrap_or(DEFAULT_OBJECT);
-        if !is_api_name(object) {
+        if !batch::is_api_name(object) {
             return Err(format!("object {object:?} is not an sObject API name"));
         }
         let external_id = get("external-id-field").unwrap_or(DEFAULT_EXTERNAL_ID);
-        if !is_api_name(external_id) {
+        if !batch::is_api_name(external_id) {
             return Err(format!(
                 "external-id-field {external_id:?} is not a field API name"
             ));
@@ -190,10 +149,7 @@ impl Settings {
             object: object.to_string(),
             external_id: external_id.to_string(),
             allow_duplicates: get("allow-duplicates").is_some_and(|v| v == "true"),
-            readback_percent: get("readback-percent")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(100)
-                .min(100),
+            readback_percent: readback::percent(ctx),
         })
     }
 
@@ -210,24 +166,6 @@ impl Settings {
     }
 }
 
-/// Letters, digits and underscores: what an sObject or field API name is
-/// made of (`Lead`, `Leadgate_Id__c`, `ns__Thing__c`).
-fn is_api_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && s.as_bytes()[0].is_ascii_alphabetic()
-}
-
-/// The record's External ID value: the mapping's own, if it maps the
-/// field, else leadgate's record key of the person.
-fn external_id<'a>(d: &'a Delivery, settings: &Settings) -> &'a str {
-    d.properties
-        .iter()
-        .find(|p| p.name == settings.external_id && !p.value.trim().is_empty())
-        .map(|p| p.value.trim())
-        .unwrap_or_else(|| record_key(d))
-}
-
 /// Lead address fields and their Contact names; Lead-only fields a Contact
 /// does not have.
 const CONTACT_NAMES: [(&str, &str); 5] = [
@@ -239,29 +177,14 @@ const CONTACT_NAMES: [(&str, &str); 5] = [
 ];
 const LEAD_ONLY: [&str; 4] = ["Company", "Website", "Status", "Industry"];
 
-/// The record's fields as Salesforce takes them for `object`: empty values
-/// left out (an update never blanks a field the CRM holds), Lead names
-/// moved to their Contact names for a Contact.
+/// The record's fields as Salesforce takes them for `object` (Lead names
+/// moved to their Contact names for a Contact).
 fn fields(d: &Delivery, object: &str, skip: &str) -> Map<String, Value> {
-    let mut out = Map::new();
-    for p in &d.properties {
-        if p.value.is_empty() || p.name == skip {
-            continue;
-        }
-        let name = if object.eq_ignore_ascii_case("Contact") {
-            if LEAD_ONLY.contains(&p.name.as_str()) {
-                continue;
-            }
-            CONTACT_NAMES
-                .iter()
-                .find(|(lead, _)| *lead == p.name)
-                .map_or(p.name.as_str(), |(_, contact)| contact)
-        } else {
-            p.name.as_str()
-        };
-        out.insert(name.to_string(), Value::String(p.value.clone()));
+    if object.eq_ignore_ascii_case("Contact") {
+        batch::fields(d, skip, &CONTACT_NAMES, &LEAD_ONLY)
+    } else {
+        batch::fields(d, skip, &[], &[])
     }
-    out
 }
 
 #[derive(Serialize)]
@@ -318,7 +241,7 @@ fn upsert(s: &Settings, records: &[&Delivery]) -> Vec<Written> {
                 record.extend(fields(d, &s.object, &s.external_id));
                 record.insert(
                     s.external_id.clone(),
-                    Value::String(external_id(d, s).to_string()),
+                    Value::String(batch::external_id(d, &s.external_id).to_string()),
                 );
                 record
             })
@@ -576,7 +499,7 @@ fn update_converted(s: &Settings, d: &Delivery, error: &SfError) -> Outcome {
         "SELECT Id, ConvertedContactId FROM {} WHERE {} = '{}' LIMIT 1",
         s.object,
         s.external_id,
-        soql_quote(external_id(d, s))
+        soql_quote(batch::external_id(d, &s.external_id))
     );
     let Some(records) = query(s, &soql) else {
         return retry(None, "reading the converted lead failed");
@@ -604,27 +527,11 @@ fn update_converted(s: &Settings, d: &Delivery, error: &SfError) -> Outcome {
     }
 }
 
-/// 0–99 from a job id, the same every time (FNV-1a).
-fn stable_percent(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 100
-}
-
 /// Reads back the records `outcomes` says were written to the object and
 /// turns each one missing, or not holding what was sent, into a retry. A
 /// failed read leaves the outcomes alone.
 fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String, Outcome>) {
-    let written: Vec<(&Delivery, String)> = records
-        .iter()
-        .filter_map(|d| match outcomes.get(&d.id) {
-            Some(Outcome::Created(id) | Outcome::Updated(id)) => Some((*d, id.clone())),
-            _ => None,
-        })
-        .collect();
+    let written = readback::written(records, outcomes);
     if written.is_empty() {
         return;
     }
@@ -669,38 +576,14 @@ fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String,
         .iter()
         .filter_map(|r| Some((r["Id"].as_str()?, r)))
         .collect();
-    for (d, id) in written {
-        let verdict = match by_id.get(id.as_str()) {
-            None => Some(format!(
-                "Salesforce reported {} {id} written, but it does not exist (a silent no-op)",
-                s.object
-            )),
-            Some(held) => {
-                let differ: Vec<String> = fields(d, &s.object, &s.external_id)
-                    .into_iter()
-                    .filter(|(name, sent)| {
-                        let sent = sent.as_str().unwrap_or_default();
-                        match held[name.as_str()].as_str() {
-                            Some(v) if name == "Email" => !v.eq_ignore_ascii_case(sent),
-                            Some(v) => v != sent,
-                            None => true,
-                        }
-                    })
-                    .map(|(name, _)| name)
-                    .collect();
-                (!differ.is_empty()).then(|| {
-                    format!(
-                        "{} {id} does not hold what was sent ({}); Salesforce reported success",
-                        s.object,
-                        differ.join(", ")
-                    )
-                })
-            }
-        };
-        if let Some(reason) = verdict {
-            outcomes.insert(d.id.clone(), readback_mismatch(reason));
-        }
-    }
+    readback::judge(
+        &written,
+        &by_id,
+        |d| fields(d, &s.object, &s.external_id),
+        "Email",
+        &format!("Salesforce {}", s.object),
+        outcomes,
+    );
 }
 
 #[cfg(test)]

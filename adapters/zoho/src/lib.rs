@@ -33,8 +33,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{from_http_error, limit, outcome, readback_mismatch, rejected, retry};
+use leadgate_sdk::outcome::{from_http_error, limit, rejected, retry};
 use leadgate_sdk::prelude::*;
+use leadgate_sdk::{batch, readback};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -93,47 +94,20 @@ impl Adapter for Zoho {
     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome> {
         let settings = match Settings::of(&ctx) {
             Ok(s) => s,
-            Err(e) => {
-                return batch
-                    .iter()
-                    .map(|d| outcome(&d.id, rejected(None, "config", e.clone())))
-                    .collect();
-            }
+            Err(e) => return batch::misconfigured(&batch, &e),
         };
-        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-        let mut keys: HashMap<&str, ()> = HashMap::new();
-        let mut sendable: Vec<&Delivery> = Vec::new();
-        for d in &batch {
-            if keys.insert(external_id(d, &settings), ()).is_some() {
-                outcomes.insert(
-                    d.id.clone(),
-                    retry(
-                        Some(0),
-                        "another update of this record is in the same batch",
-                    ),
-                );
-            } else {
-                sendable.push(d);
-            }
-        }
+        let (sendable, mut outcomes) =
+            batch::one_per_record(&batch, |d| batch::external_id(d, &settings.external_id));
         if !sendable.is_empty() {
             let results = upsert(&settings, &sendable);
             for (d, o) in sendable.iter().zip(results) {
                 outcomes.insert(d.id.clone(), o);
             }
-            if stable_percent(&sendable[0].id) < settings.readback_percent {
+            if readback::sampled(&sendable[0].id, settings.readback_percent) {
                 read_back(&settings, &sendable, &mut outcomes);
             }
         }
-        batch
-            .iter()
-            .map(|d| {
-                let o = outcomes
-                    .remove(&d.id)
-                    .unwrap_or_else(|| retry(None, "Zoho's answer did not mention this record"));
-                outcome(&d.id, o)
-            })
-            .collect()
+        batch::in_order(&batch, outcomes, "Zoho")
     }
 }
 
@@ -149,29 +123,17 @@ struct Settings {
 
 impl Settings {
     fn of(ctx: &PushContext) -> Result<Settings, String> {
-        let get = |key: &str| {
-            ctx.config
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |key: &str| config(ctx, key);
         let domain = get("api-domain").ok_or(
             "no api-domain: give the destination an oauth section (the token answer names it) or set config.api-domain",
         )?;
-        let version = get("api-version").unwrap_or(DEFAULT_API_VERSION);
-        let version = if version.starts_with('v') {
-            version.to_string()
-        } else {
-            format!("v{version}")
-        };
+        let version = batch::api_version(get("api-version"), DEFAULT_API_VERSION);
         let module = get("module").unwrap_or(DEFAULT_MODULE);
-        if !is_api_name(module) {
+        if !batch::is_api_name(module) {
             return Err(format!("module {module:?} is not a module API name"));
         }
         let external_id = get("external-id-field").unwrap_or(DEFAULT_EXTERNAL_ID);
-        if !is_api_name(external_id) {
+        if !batch::is_api_name(external_id) {
             return Err(format!(
                 "external-id-field {external_id:?} is not a field API name"
             ));
@@ -180,10 +142,7 @@ impl Settings {
             base: format!("{}/crm/{version}", domain.trim_end_matches('/')),
             module: module.to_string(),
             external_id: external_id.to_string(),
-            readback_percent: get("readback-percent")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(100)
-                .min(100),
+            readback_percent: readback::percent(ctx),
         })
     }
 
@@ -193,22 +152,6 @@ impl Settings {
             .header("accept", "application/json")
             .timeout_ms(TIMEOUT_MS)
     }
-}
-
-fn is_api_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && s.as_bytes()[0].is_ascii_alphabetic()
-}
-
-/// The record's key: the mapping's own value of the field, else leadgate's
-/// record key of the person.
-fn external_id<'a>(d: &'a Delivery, s: &Settings) -> &'a str {
-    d.properties
-        .iter()
-        .find(|p| p.name == s.external_id && !p.value.trim().is_empty())
-        .map(|p| p.value.trim())
-        .unwrap_or_else(|| record_key(d))
 }
 
 /// Lead fields and their Contact names; Lead-only fields a Contact lacks.
@@ -222,28 +165,13 @@ const CONTACT_NAMES: [(&str, &str); 6] = [
 ];
 const LEAD_ONLY: [&str; 4] = ["Company", "Website", "Lead_Status", "Industry"];
 
-/// The record's fields for `module`, empty values left out (an update never
-/// blanks what the CRM holds), Lead names moved for Contacts.
+/// The record's fields for `module` (Lead names moved for Contacts).
 fn fields(d: &Delivery, module: &str, skip: &str) -> Map<String, Value> {
-    let mut out = Map::new();
-    for p in &d.properties {
-        if p.value.is_empty() || p.name == skip {
-            continue;
-        }
-        let name = if module.eq_ignore_ascii_case("Contacts") {
-            if LEAD_ONLY.contains(&p.name.as_str()) {
-                continue;
-            }
-            CONTACT_NAMES
-                .iter()
-                .find(|(lead, _)| *lead == p.name)
-                .map_or(p.name.as_str(), |(_, contact)| contact)
-        } else {
-            p.name.as_str()
-        };
-        out.insert(name.to_string(), Value::String(p.value.clone()));
+    if module.eq_ignore_ascii_case("Contacts") {
+        batch::fields(d, skip, &CONTACT_NAMES, &LEAD_ONLY)
+    } else {
+        batch::fields(d, skip, &[], &[])
     }
-    out
 }
 
 /// One record's answer, or a top-level error (same keys).
@@ -275,7 +203,7 @@ fn upsert(s: &Settings, records: &[&Delivery]) -> Vec<Outcome> {
             let mut record = fields(d, &s.module, &s.external_id);
             record.insert(
                 s.external_id.clone(),
-                Value::String(external_id(d, s).to_string()),
+                Value::String(batch::external_id(d, &s.external_id).to_string()),
             );
             Value::Object(record)
         })
@@ -380,27 +308,11 @@ fn call_failure(response: &Response) -> Outcome {
     }
 }
 
-/// 0–99 from a job id, the same every time (FNV-1a).
-fn stable_percent(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 100
-}
-
 /// Reads back the records `outcomes` says were written and turns each one
 /// missing, or not holding what was sent, into a retry. A failed read
 /// leaves the outcomes alone.
 fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String, Outcome>) {
-    let written: Vec<(&Delivery, String)> = records
-        .iter()
-        .filter_map(|d| match outcomes.get(&d.id) {
-            Some(Outcome::Created(id) | Outcome::Updated(id)) => Some((*d, id.clone())),
-            _ => None,
-        })
-        .collect();
+    let written = readback::written(records, outcomes);
     if written.is_empty() {
         return;
     }
@@ -444,38 +356,14 @@ fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String,
         .iter()
         .filter_map(|r| Some((r["id"].as_str()?, r)))
         .collect();
-    for (d, id) in written {
-        let verdict = match by_id.get(id.as_str()) {
-            None => Some(format!(
-                "Zoho reported {} record {id} written, but it does not exist (a silent no-op)",
-                s.module
-            )),
-            Some(held) => {
-                let differ: Vec<String> = fields(d, &s.module, &s.external_id)
-                    .into_iter()
-                    .filter(|(name, sent)| {
-                        let sent = sent.as_str().unwrap_or_default();
-                        match held[name.as_str()].as_str() {
-                            Some(v) if name == "Email" => !v.eq_ignore_ascii_case(sent),
-                            Some(v) => v != sent,
-                            None => true,
-                        }
-                    })
-                    .map(|(name, _)| name)
-                    .collect();
-                (!differ.is_empty()).then(|| {
-                    format!(
-                        "{} record {id} does not hold what was sent ({}); Zoho reported success",
-                        s.module,
-                        differ.join(", ")
-                    )
-                })
-            }
-        };
-        if let Some(reason) = verdict {
-            outcomes.insert(d.id.clone(), readback_mismatch(reason));
-        }
-    }
+    readback::judge(
+        &written,
+        &by_id,
+        |d| fields(d, &s.module, &s.external_id),
+        "Email",
+        &format!("Zoho {} record", s.module),
+        outcomes,
+    );
 }
 
 #[cfg(test)]

@@ -183,3 +183,34 @@ impl TestEnv {
         Ok((TestEnv::start(SimConfig::default(), &config).await?, dir))
     }
 }
+
+/// Person `n` of a test's set: the email `{prefix}.{n}@example.com`, a
+/// phone and a company of their own (so dedupe keeps any two apart), a
+/// first name from a short list, last name "Tester", title "Engineer",
+/// city Oslo.
+pub fn distinct_person(prefix: &str, n: u32) -> Value {
+    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
+    serde_json::json!({
+        "email": format!("{prefix}.{n}@example.com"),
+        "first_name": FIRST[n as usize % FIRST.len()],
+        "last_name": "Tester",
+        "phone": format!("+1 415 555 {:04}", 1000 + n % 9000),
+        "company": format!("{} {n} Holdings", prefix.to_uppercase()),
+        "title": "Engineer",
+        "city": "Oslo",
+    })
+}
+
+/// The `oauth` section of `destination` for a refresh-token grant at the
+/// simulator's `token_path`, with the simulator's default client and
+/// refresh token (`{sim}` is filled in by [`TestEnv::start`]).
+pub fn refresh_token_grant(destination: &str, token_path: &str) -> String {
+    format!(
+        "[destinations.{destination}.oauth]\ngrant = \"refresh_token\"\n\
+         token_url = \"{{sim}}{token_path}\"\nclient_id = \"{}\"\n\
+         client_secret = \"{}\"\nrefresh_token = \"{}\"\n",
+        leadgate_sim::DEFAULT_CLIENT_ID,
+        leadgate_sim::DEFAULT_CLIENT_SECRET,
+        leadgate_sim::DEFAULT_REFRESH_TOKEN
+    )
+}

@@ -4,7 +4,7 @@
 //! alternate key, duplicate detection answered with the matching row, an
 //! expired token renewed with one token call.
 
-use leadgate_e2e::{SCRAPER_KEY, TestEnv};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, distinct_person};
 use leadgate_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimConfig, SimHandle, Vendor};
 use serde_json::{Value, json};
 
@@ -29,27 +29,11 @@ scope = "{{sim}}/.default"
 }
 
 fn person(n: u32) -> Value {
-    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
-    json!({
-        "email": format!("dyn.{n}@example.com"),
-        "first_name": FIRST[n as usize % 5],
-        "last_name": "Tester",
-        "phone": format!("+1 415 555 {:04}", 4000 + n * 79 % 5000),
-        "company": format!("Delta {n} Holdings"),
-        "title": "Engineer",
-        "city": "Oslo",
-    })
+    distinct_person("dyn", n)
 }
 
 async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<Value> {
-    let body = leads
-        .iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    anyhow::ensure!(status.is_success(), "{status}: {answer}");
-    Ok(answer)
+    env.post_accepted(SCRAPER_KEY, leads).await
 }
 
 fn assert_one_row_each(sim: &SimHandle, people: std::ops::Range<u32>) {
@@ -81,7 +65,7 @@ async fn leads_reach_dataverse_once_per_person_with_a_client_credentials_token()
         .find(|r| r.fields["emailaddress1"] == "dyn.0@example.com")
         .unwrap();
     assert_eq!(row.fields["jobtitle"], "Chief Engineer");
-    assert_eq!(row.fields["companyname"], "Delta 0 Holdings");
+    assert_eq!(row.fields["companyname"], "DYN 0 Holdings");
     assert!(
         row.fields["new_leadgateid"]
             .as_str()

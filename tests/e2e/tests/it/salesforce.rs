@@ -7,10 +7,8 @@
 
 use std::time::Duration;
 
-use leadgate_e2e::{SCRAPER_KEY, TestEnv};
-use leadgate_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, SimConfig, SimHandle, Vendor,
-};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, distinct_person, refresh_token_grant};
+use leadgate_sim::{DEFAULT_REFRESH_TOKEN, SimConfig, SimHandle, Vendor};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -18,44 +16,18 @@ use serde_json::{Value, json};
 /// `/services/oauth2/token`; the token answer's `instance_url` (the
 /// simulator) is where the adapter calls.
 fn salesforce() -> String {
-    format!(
-        r#"
-[destinations.salesforce]
-adapter = "salesforce"
-mapping = "salesforce.yaml"
-allowed_hosts = ["127.0.0.1"]
-[destinations.salesforce.oauth]
-grant = "refresh_token"
-token_url = "{{sim}}/services/oauth2/token"
-client_id = "{DEFAULT_CLIENT_ID}"
-client_secret = "{DEFAULT_CLIENT_SECRET}"
-refresh_token = "{DEFAULT_REFRESH_TOKEN}"
-"#
-    )
+    "[destinations.salesforce]\nadapter = \"salesforce\"\nmapping = \"salesforce.yaml\"\n\
+     allowed_hosts = [\"127.0.0.1\"]\n"
+        .to_string()
+        + &refresh_token_grant("salesforce", "/services/oauth2/token")
 }
 
 fn person(n: u32) -> Value {
-    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
-    json!({
-        "email": format!("sf.{n}@example.com"),
-        "first_name": FIRST[n as usize % 5],
-        "last_name": "Tester",
-        "phone": format!("+1 415 555 {:04}", 2000 + n * 89 % 7000),
-        "company": format!("Firm {n} Holdings"),
-        "title": "Engineer",
-        "city": "Oslo",
-    })
+    distinct_person("sf", n)
 }
 
 async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<Value> {
-    let body = leads
-        .iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    anyhow::ensure!(status.is_success(), "{status}: {answer}");
-    Ok(answer)
+    env.post_accepted(SCRAPER_KEY, leads).await
 }
 
 fn assert_one_lead_each(sim: &SimHandle, people: std::ops::Range<u32>) {
@@ -101,7 +73,7 @@ async fn leads_reach_salesforce_once_per_person_with_a_host_owned_token() -> any
         .unwrap();
     assert_eq!(lead.fields["Title"], "Chief Engineer");
     assert_eq!(lead.fields["LastName"], "Tester");
-    assert_eq!(lead.fields["Company"], "Firm 0 Holdings");
+    assert_eq!(lead.fields["Company"], "SF 0 Holdings");
     assert!(
         lead.fields["Leadgate_Id__c"]
             .as_str()

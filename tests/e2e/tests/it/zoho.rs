@@ -4,51 +4,23 @@
 //! token answer as where to call, an expired token renewed with one token
 //! call and the records sent again.
 
-use leadgate_e2e::{SCRAPER_KEY, TestEnv};
-use leadgate_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, SimConfig, SimHandle, Vendor,
-};
+use leadgate_e2e::{SCRAPER_KEY, TestEnv, distinct_person, refresh_token_grant};
+use leadgate_sim::{SimConfig, SimHandle, Vendor};
 use serde_json::{Value, json};
 
 fn zoho() -> String {
-    format!(
-        r#"
-[destinations.zoho]
-adapter = "zoho"
-mapping = "zoho.yaml"
-allowed_hosts = ["127.0.0.1"]
-[destinations.zoho.oauth]
-grant = "refresh_token"
-token_url = "{{sim}}/oauth/v2/token"
-client_id = "{DEFAULT_CLIENT_ID}"
-client_secret = "{DEFAULT_CLIENT_SECRET}"
-refresh_token = "{DEFAULT_REFRESH_TOKEN}"
-"#
-    )
+    "[destinations.zoho]\nadapter = \"zoho\"\nmapping = \"zoho.yaml\"\n\
+     allowed_hosts = [\"127.0.0.1\"]\n"
+        .to_string()
+        + &refresh_token_grant("zoho", "/oauth/v2/token")
 }
 
 fn person(n: u32) -> Value {
-    const FIRST: [&str; 5] = ["Ada", "Grace", "Alan", "Edsger", "Barbara"];
-    json!({
-        "email": format!("zoho.{n}@example.com"),
-        "first_name": FIRST[n as usize % 5],
-        "last_name": "Tester",
-        "phone": format!("+1 415 555 {:04}", 3000 + n * 83 % 6000),
-        "company": format!("Zeta {n} Holdings"),
-        "title": "Engineer",
-        "city": "Oslo",
-    })
+    distinct_person("zoho", n)
 }
 
-async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<()> {
-    let body = leads
-        .iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (status, answer) = env.post_leads(Some(SCRAPER_KEY), &body).await?;
-    anyhow::ensure!(status.is_success(), "{status}: {answer}");
-    Ok(())
+async fn post(env: &TestEnv, leads: &[Value]) -> anyhow::Result<Value> {
+    env.post_accepted(SCRAPER_KEY, leads).await
 }
 
 fn assert_one_lead_each(sim: &SimHandle, people: std::ops::Range<u32>) {
@@ -79,7 +51,7 @@ async fn leads_reach_zoho_once_per_person_with_a_host_owned_token() -> anyhow::R
         .find(|r| r.fields["Email"] == "zoho.0@example.com")
         .unwrap();
     assert_eq!(lead.fields["Designation"], "Chief Engineer");
-    assert_eq!(lead.fields["Company"], "Zeta 0 Holdings");
+    assert_eq!(lead.fields["Company"], "ZOHO 0 Holdings");
     assert!(
         lead.fields["Leadgate_Id"]
             .as_str()
