@@ -19,7 +19,12 @@
 //! 6. the same at `LEADGATE_BENCH_REAL_RATE` (default 800 leads/s) against
 //!    HubSpot's real limits (190 requests per 10 s): the limiter must keep
 //!    the simulator's 429 count at 0. `LEADGATE_BENCH_READBACK` sets the
-//!    adapter's read-back share (default 100%).
+//!    adapter's read-back share (default 100%);
+//! 7. each OAuth CRM adapter (Salesforce, Zoho CRM, Dynamics 365) beside
+//!    HubSpot's in the same run: `LEADGATE_BENCH_CRM_LEADS` (default 10,000)
+//!    leads posted at once, leads/s from the first post until every one is
+//!    in the simulated CRM, the CRM's and the destination's limits raised
+//!    (scenario `crms`).
 //!
 //! `cargo bench -p leadgate --bench ingest`. Environment knobs:
 //! `LEADGATE_BENCH_SECS` (measured seconds per timed scenario, default 5),
@@ -31,7 +36,7 @@
 //! default 60), `LEADGATE_BENCH_DURABILITY` (`full` or `normal`, default
 //! `full`), `LEADGATE_BENCH_DELIVERY_CONCURRENCY` (the host's
 //! `[delivery] concurrency`, default the host's own), `LEADGATE_BENCH_ONLY` (comma-separated subset of
-//! `bare,single,batch,e2e`).
+//! `bare,single,batch,e2e,steady,steady-real,crms`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -613,6 +618,145 @@ async fn end_to_end(s: &Settings) -> anyhow::Result<EndToEnd> {
     Ok(e)
 }
 
+/// What a run through one CRM adapter measured.
+struct Through {
+    secs: f64,
+    records: usize,
+    dead: u64,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// The destination for `crm` (HubSpot with a static token, the others
+/// with the host's OAuth token from the simulated token endpoints), its
+/// quota raised to match the simulator's.
+fn crm_destination(crm: &str) -> String {
+    let oauth = |path: &str, grant: &str| {
+        format!(
+            "[destinations.{crm}.oauth]\ngrant = \"{grant}\"\ntoken_url = \"{{sim}}{path}\"\n\
+             client_id = \"{}\"\nclient_secret = \"{}\"\n",
+            leadgate_sim::DEFAULT_CLIENT_ID,
+            leadgate_sim::DEFAULT_CLIENT_SECRET
+        )
+    };
+    let refresh = format!(
+        "refresh_token = \"{}\"\n",
+        leadgate_sim::DEFAULT_REFRESH_TOKEN
+    );
+    let head = format!(
+        "[destinations.{crm}]\nadapter = \"{crm}\"\nmapping = \"{crm}.yaml\"\nallowed_hosts = [\"127.0.0.1\"]\n"
+    );
+    let raised = format!(
+        "[destinations.{crm}.rate_limits]\nburst = {{ max_requests = 1000000000, window_ms = 10000 }}\n\
+         daily = {{ max_requests = 1000000000, window_ms = 86400000 }}\n"
+    );
+    let body = match crm {
+        "hubspot" => format!(
+            "[destinations.hubspot.config]\nbase-url = \"{{sim}}\"\n\
+             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
+        ),
+        "salesforce" => oauth("/services/oauth2/token", "refresh_token") + &refresh,
+        "zoho" => oauth("/oauth/v2/token", "refresh_token") + &refresh,
+        _ => {
+            format!("[destinations.{crm}.config]\norg-url = \"{{sim}}\"\n")
+                + &oauth("/bench-tenant/oauth2/v2.0/token", "client_credentials")
+                + "scope = \"{sim}/.default\"\n"
+        }
+    };
+    head + &body + &raised
+}
+
+/// Records the simulated `crm` holds.
+fn crm_records(h: &leadgate_sim::SimHandle, crm: &str) -> usize {
+    match crm {
+        "hubspot" => h.contact_count(),
+        "salesforce" => h.salesforce_records("Lead").len(),
+        "zoho" => h.zoho_records("Leads").len(),
+        _ => h.dataverse_records("leads").len(),
+    }
+}
+
+/// `leads` distinct leads posted at once (batches of `s.batch`, `s.batch_concurrency`
+/// posters) into a host whose only destination is `crm`, until all are in
+/// the simulated CRM.
+async fn through_crm(s: &Settings, crm: &str, leads: usize) -> anyhow::Result<Through> {
+    let mut sim_config = leadgate_sim::SimConfig {
+        burst_limit: u32::MAX / 2,
+        daily_limit: u32::MAX / 2,
+        salesforce_daily_limit: u32::MAX / 2,
+        ..Default::default()
+    };
+    sim_config.zoho.daily_credits = u32::MAX / 2;
+    sim_config.zoho.concurrency = 1_000;
+    sim_config.dataverse.requests = u32::MAX / 2;
+    sim_config.dataverse.concurrent = 1_000;
+    sim_config.dataverse.execution_ms = u64::MAX / 4;
+    let sim = leadgate_sim::Simulator::start(sim_config).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("leadgate-bench-")
+        .tempdir_in(std::env::temp_dir())?;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\nurl = \"sqlite://{}\"\ndurability = \"{}\"\n\
+         [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
+        dir.path().join("leadgate.db").display(),
+        durability()
+    ) + &crm_destination(crm).replace("{sim}", &sim.base_url());
+    let host = leadgate::app::start(Config::from_toml(&toml)?).await?;
+    let h = Host { host, dir };
+    let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
+    let client = client()?;
+    let batches = leads.div_ceil(s.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..s.batch_concurrency {
+        let (client, url, next, batch) = (client.clone(), url.clone(), next.clone(), s.batch);
+        tasks.spawn(async move {
+            let (mut errors, mut first_error) = (0u64, None);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    break;
+                }
+                let n = batch.min(leads - i * batch);
+                if let Err(e) = post(&client, &url, n, Expect::AllAccepted).await {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+            (errors, first_error)
+        });
+    }
+    let (mut errors, mut first_error) = (0u64, None);
+    while let Some(joined) = tasks.join_next().await {
+        let (e, first) = joined?;
+        errors += e;
+        if first_error.is_none() {
+            first_error = first;
+        }
+    }
+    let handle = sim.handle();
+    let deadline = Instant::now() + s.drain_timeout;
+    while crm_records(&handle, crm) < leads && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (_, counts) = h.host.wait_until_drained(Duration::from_secs(5)).await?;
+    let out = Through {
+        secs,
+        records: crm_records(&handle, crm),
+        dead: counts.jobs_dead,
+        requests: handle.stats().requests_total,
+        errors,
+        first_error,
+    };
+    stop_host(h).await?;
+    sim.shutdown().await;
+    Ok(out)
+}
+
 /// What a steady-state run measured.
 struct Steady {
     offered: f64,
@@ -954,6 +1098,34 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                 errors_note(e.errors, &e.first_error)
             ),
         });
+    }
+
+    if s.wants("crms") {
+        let leads = env_f64("LEADGATE_BENCH_CRM_LEADS", 10_000.0).max(100.0) as usize;
+        for crm in ["hubspot", "salesforce", "zoho", "dynamics"] {
+            let t = through_crm(&s, crm, leads).await?;
+            let verdict = if t.records == leads && t.dead == 0 && t.errors == 0 {
+                "ok"
+            } else {
+                "MISMATCH"
+            };
+            rows.push(Row {
+                scenario: format!("into {crm} (limits raised)"),
+                rate: format!("{}/s", thousands(leads as f64 / t.secs)),
+                p50: "-".into(),
+                p99: "-".into(),
+                notes: format!(
+                    "{} leads, first post to the last record in the CRM {:.1} s; {} records ({verdict}), \
+                     {} dead; {} CRM requests{}",
+                    thousands(leads as f64),
+                    t.secs,
+                    thousands(t.records as f64),
+                    t.dead,
+                    thousands(t.requests as f64),
+                    errors_note(t.errors, &t.first_error)
+                ),
+            });
+        }
     }
 
     if s.wants("steady") {
