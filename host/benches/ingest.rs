@@ -652,10 +652,9 @@ fn crm_destination(crm: &str) -> String {
          daily = {{ max_requests = 1000000000, window_ms = 86400000 }}\n"
     );
     let body = match crm {
-        "hubspot" => format!(
-            "[destinations.hubspot.config]\nbase-url = \"{{sim}}\"\n\
-             [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
-        ),
+        "hubspot" => "[destinations.hubspot.config]\nbase-url = \"{sim}\"\n\
+                      [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n"
+            .to_string(),
         "salesforce" => oauth("/services/oauth2/token", "refresh_token") + &refresh,
         "zoho" => oauth("/oauth/v2/token", "refresh_token") + &refresh,
         _ => {
