@@ -4,39 +4,26 @@
 
 use std::time::Duration;
 
+mod common;
+
 use leadgate_sim::{
     Crm, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DataverseLimits, Faults, SimConfig, SimHandle,
     Simulator,
 };
-use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+
+use common::Reply;
 
 const TOKEN: &str = "sim-token";
 const V: &str = "/api/data/v9.2";
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
+/// Dataverse's error body.
+trait DataverseError {
+    fn error(&self) -> (String, String);
 }
 
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {} {}", self.status, self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    fn expect(self, status: StatusCode) -> Reply {
-        assert_eq!(self.status, status, "{}", self.text);
-        self
-    }
-
+impl DataverseError for Reply {
     /// `{"error":{"code","message"}}`.
     #[track_caller]
     fn error(&self) -> (String, String) {
@@ -99,12 +86,7 @@ impl Dv {
                 .header("content-type", "application/json")
                 .body(body);
         }
-        let response = request.send().await.expect("request reaches the simulator");
-        Reply {
-            status: response.status(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
+        Reply::of(request).await
     }
 
     async fn call(

@@ -1,40 +1,20 @@
 //! The Salesforce personality over real HTTP: the paths, headers and JSON
 //! a Salesforce client (simple-salesforce, jsforce, an adapter) uses.
 
+mod common;
+
 use leadgate_sim::{
     Crm, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, DuplicateRuleAction,
     Faults, SimConfig, SimHandle, Simulator,
 };
-use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+
+use common::Reply;
 
 const TOKEN: &str = "sim-token";
 /// simple-salesforce's default API version.
 const V: &str = "/services/data/v59.0";
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {} {}", self.status, self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    fn expect(self, status: StatusCode) -> Reply {
-        assert_eq!(self.status, status, "{}", self.text);
-        self
-    }
-}
 
 struct Sf {
     sim: Simulator,
@@ -80,12 +60,7 @@ impl Sf {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request reaches the simulator");
-        Reply {
-            status: response.status(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
+        Reply::of(request).await
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {

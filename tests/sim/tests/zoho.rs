@@ -1,39 +1,19 @@
 //! The Zoho CRM personality over real HTTP: the paths, headers and JSON a
 //! Zoho client (the official SDKs, an adapter) uses.
 
+mod common;
+
 use leadgate_sim::{
     Crm, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, Faults, SimConfig,
     SimHandle, Simulator, Vendor, ZohoLimits,
 };
-use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
+use common::Reply;
+
 const TOKEN: &str = "sim-token";
 const V: &str = "/crm/v8";
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {} {}", self.status, self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    fn expect(self, status: StatusCode) -> Reply {
-        assert_eq!(self.status, status, "{}", self.text);
-        self
-    }
-}
 
 struct Zoho {
     sim: Simulator,
@@ -62,12 +42,7 @@ impl Zoho {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request reaches the simulator");
-        Reply {
-            status: response.status(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
+        Reply::of(request).await
     }
 
     async fn call_as(
