@@ -1,7 +1,7 @@
 """leadgate's Pipedrive adapter, in Python (componentize-py).
 
 Implements the `adapter` export of the WIT world `crm-adapter`
-(wit/leadgate.wit, package leadgate:plugin@0.1.0). The decisions live in
+(wit/leadgate.wit, package leadgate:plugin@0.2.0). The decisions live in
 pipedrive_logic.py, which has no dependency on the generated bindings; this
 module converts between its plain types and the WIT types and supplies the
 host imports.
@@ -80,6 +80,34 @@ class _KvMemory(L.Memory):
         kv.delete(key)
 
 
+_REQUEST_KINDS = {
+    "write": types.RequestKind.WRITE,
+    "read": types.RequestKind.READ,
+    "search": types.RequestKind.SEARCH,
+}
+
+_RETRY_KINDS = {
+    L.TRANSIENT: wa.RetryKind.TRANSIENT,
+    L.HELD_BACK: wa.RetryKind.HELD_BACK,
+    L.READBACK_MISMATCH: wa.RetryKind.READBACK_MISMATCH,
+    L.AUTH_EXPIRED: wa.RetryKind.AUTH_EXPIRED,
+}
+
+_REJECTION_KINDS = {
+    "validation": wa.RejectionKind.VALIDATION,
+    "conflict": wa.RejectionKind.CONFLICT,
+    "forbidden": wa.RejectionKind.FORBIDDEN,
+    "config": wa.RejectionKind.CONFIG,
+    "other": wa.RejectionKind.OTHER,
+}
+
+
+def _request_kind(req: L.Request):
+    if req.kind:
+        return _REQUEST_KINDS[req.kind]
+    return types.RequestKind.READ if req.method in ("GET", "HEAD") else types.RequestKind.WRITE
+
+
 def _send(req: L.Request) -> L.Response:
     """The host's http.send; its http-error becomes L.HttpFailure."""
     wreq = types.HttpRequest(
@@ -88,6 +116,7 @@ def _send(req: L.Request) -> L.Response:
         headers=[types.Header(name=n, value=v) for n, v in req.headers],
         body=req.body,
         timeout_ms=req.timeout_ms,
+        kind=_request_kind(req),
     )
     try:
         resp = http.send(wreq)
@@ -109,13 +138,20 @@ def _to_wit(o) -> wa.Outcome:
     if isinstance(o, L.Updated):
         return wa.Outcome_Updated(o.id)
     if isinstance(o, L.Rejected):
-        return wa.Outcome_Rejected(wa.Rejection(field=o.field, rule=o.rule, message=o.message))
+        return wa.Outcome_Rejected(wa.Rejection(
+            kind=_REJECTION_KINDS[L.rejection_kind(o.rule)],
+            field=o.field, rule=o.rule, message=o.message,
+        ))
     if isinstance(o, L.RateLimited):
         return wa.Outcome_RateLimited(max(0, int(o.after_ms)))
     if isinstance(o, L.Retry):
         after = None if o.after_ms is None else max(0, int(o.after_ms))
-        return wa.Outcome_Retry(wa.RetryInfo(after_ms=after, reason=o.reason))
-    return wa.Outcome_Retry(wa.RetryInfo(after_ms=None, reason=f"adapter produced {o!r}"))
+        return wa.Outcome_Retry(wa.RetryInfo(kind=_RETRY_KINDS[o.kind], after_ms=after, reason=o.reason))
+    return _transient(f"adapter produced {o!r}")
+
+
+def _transient(reason: str) -> wa.Outcome:
+    return wa.Outcome_Retry(wa.RetryInfo(kind=wa.RetryKind.TRANSIENT, after_ms=None, reason=reason))
 
 
 class Adapter(wit_world.exports.Adapter):
@@ -133,8 +169,14 @@ class Adapter(wit_world.exports.Adapter):
             secrets=["api-token", "webhook-password"],
             default_hosts=["api.pipedrive.com"],
             rate_limits=[
-                wa.RateLimit(name=n, max_requests=m, window_ms=w) for n, m, w in L.RATE_LIMITS
+                wa.RateLimit(
+                    name=n, max_requests=m, window_ms=w,
+                    kinds=[types.RequestKind.SEARCH] if n == "search" else [],
+                )
+                for n, m, w in L.RATE_LIMITS
             ],
+            max_concurrent=None,
+            auth=wa.AuthScheme_ApiKey("api-token"),
         )
 
     def push(self, batch: List[wa.Delivery], ctx: wa.PushContext) -> List[wa.DeliveryOutcome]:
@@ -156,7 +198,7 @@ class Adapter(wit_world.exports.Adapter):
             return [
                 wa.DeliveryOutcome(
                     delivery_id=d.id,
-                    outcome=wa.Outcome_Retry(wa.RetryInfo(after_ms=None, reason=reason)),
+                    outcome=_transient(reason),
                 )
                 for d in batch
             ]

@@ -23,8 +23,8 @@ until the search can be trusted instead of creating: the earlier attempt
 Read-back: after Pipedrive reports a person created or updated, the person
 is read back (`GET /api/v2/persons/{id}`) for a configurable share of the
 deliveries and compared with what was sent. A "success" that stored
-nothing, or not what was sent, becomes a retry whose reason starts with
-`readback:` (the host counts those) instead of a delivery.
+nothing, or not what was sent, becomes a read-back-mismatch retry (the host
+counts those) instead of a delivery.
 """
 
 import base64
@@ -65,9 +65,26 @@ DEFAULT_SETTLE_MS = 30_000
 # keys per destination) holds the creates of this window.
 REMEMBER_MS = 10 * 60_000
 
-# How a retry's reason starts when a read-back found a reported write missing
-# or different (`retry-info` in the WIT); the host counts those.
-READBACK_PREFIX = "readback:"
+# Retry kinds (`retry-kind` in the WIT).
+TRANSIENT = "transient"
+HELD_BACK = "held-back"
+READBACK_MISMATCH = "readback-mismatch"
+AUTH_EXPIRED = "auth-expired"
+
+# The rule of a refusal -> its kind (`rejection-kind` in the WIT): leadgate's
+# one taxonomy across CRMs.
+_REJECTION_KINDS = {
+    "required": "validation",
+    "validation": "validation",
+    "forbidden": "forbidden",
+    "config": "config",
+    # The person was deleted or merged away in Pipedrive.
+    "not_found": "conflict",
+}
+
+
+def rejection_kind(rule: str) -> str:
+    return _REJECTION_KINDS.get(rule, "other")
 
 KNOWN_PROPERTIES = ("name", "first_name", "last_name", "email", "phone", "job_title")
 IGNORED_PROPERTIES = ("org_name",)
@@ -86,6 +103,9 @@ class Request:
     headers: List[Tuple[str, str]]
     body: bytes = b""
     timeout_ms: Optional[int] = REQUEST_TIMEOUT_MS
+    # "write", "read" or "search" (`request-kind` in the WIT): what the
+    # host's quota windows count it as; empty: read for GET, else write.
+    kind: str = ""
 
 
 @dataclass
@@ -140,6 +160,7 @@ class Rejected:
 class Retry:
     after_ms: Optional[int]
     reason: str
+    kind: str = TRANSIENT
 
 
 @dataclass
@@ -288,7 +309,7 @@ def classify_error(resp: Response, what: str, person: Person, now_ms=None):
     """Outcome for a non-2xx answer (404 on PATCH is handled by the caller)."""
     s = resp.status
     if s == 401:
-        return Retry(None, "unauthorized: token rejected")
+        return Retry(None, "unauthorized: token rejected", AUTH_EXPIRED)
     if s == 429:
         return RateLimited(throttle_ms(resp, now_ms))
     msg = error_text(resp)
@@ -556,9 +577,9 @@ class Pusher:
             h.append(("content-type", "application/json"))
         return h
 
-    def _call(self, method: str, path: str, body=None) -> Response:
+    def _call(self, method: str, path: str, body=None, kind: str = "") -> Response:
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        req = Request(method, self.base + path, self._headers(body is not None), data)
+        req = Request(method, self.base + path, self._headers(body is not None), data, kind=kind)
         return self.send(req)
 
     def _key(self, person: Person) -> Optional[Tuple[str, str]]:
@@ -579,7 +600,7 @@ class Pusher:
         q = urllib.parse.urlencode({"term": term, "fields": by, "exact_match": "true"})
         what = f"the {by} search"
         try:
-            resp = self._call("GET", "/api/v2/persons/search?" + q)
+            resp = self._call("GET", "/api/v2/persons/search?" + q, kind="search")
         except HttpFailure as e:
             return None, http_failure_outcome(e, what)
         if resp.status == 200:
@@ -700,13 +721,13 @@ class Pusher:
             self.log("warn", f"read-back skipped: {failed}")
             return None
         if held is None:
-            return Retry(None, f"{READBACK_PREFIX} Pipedrive reported person {pid} written, "
-                               "but it does not exist (a silent no-op)")
+            return Retry(None, f"Pipedrive reported person {pid} written, "
+                               "but it does not exist (a silent no-op)", READBACK_MISMATCH)
         differ = readback_differences(person.body, held)
         if not differ:
             return None
-        return Retry(None, f"{READBACK_PREFIX} person {pid} does not hold what was sent "
-                           f"({', '.join(differ)}); Pipedrive reported success")
+        return Retry(None, f"person {pid} does not hold what was sent "
+                           f"({', '.join(differ)}); Pipedrive reported success", READBACK_MISMATCH)
 
     def deliver(self, properties: List[Tuple[str, str]], delivery_id: str = ""):
         person = build_person(properties)

@@ -100,6 +100,7 @@ class PushTest(unittest.TestCase):
         self.assertEqual(out, [L.Updated("456")])
         get, patch = host.requests
         self.assertEqual(get.method, "GET")
+        self.assertEqual(get.kind, "search", "counted by the search quota")
         u = urllib.parse.urlsplit(get.url)
         self.assertEqual((u.scheme, u.netloc, u.path), ("http", "127.0.0.1:9", "/api/v2/persons/search"))
         self.assertEqual(urllib.parse.parse_qs(u.query),
@@ -170,7 +171,7 @@ class PushTest(unittest.TestCase):
     def test_401_retries(self):
         _, out = self.run_push(lambda r: resp(401, {"success": False, "error": "unauthorized access",
                                                     "errorCode": 401}), [("d1", JANE)])
-        self.assertEqual(out, [L.Retry(None, "unauthorized: token rejected")])
+        self.assertEqual(out, [L.Retry(None, "unauthorized: token rejected", L.AUTH_EXPIRED)])
 
     def test_429_defers_rest_of_batch(self):
         host, out = self.run_push(
@@ -370,6 +371,14 @@ class MemoryTest(unittest.TestCase):
 
 
 class HelpersTest(unittest.TestCase):
+    def test_rejection_kinds(self):
+        self.assertEqual(L.rejection_kind("validation"), "validation")
+        self.assertEqual(L.rejection_kind("required"), "validation")
+        self.assertEqual(L.rejection_kind("forbidden"), "forbidden")
+        self.assertEqual(L.rejection_kind("config"), "config")
+        self.assertEqual(L.rejection_kind("not_found"), "conflict")
+        self.assertEqual(L.rejection_kind("unexpected_status"), "other")
+
     def test_guess_field(self):
         self.assertEqual(L.guess_field("First name is too long", []), "first_name")
         self.assertEqual(L.guess_field("Name must be given", []), "name")
@@ -570,7 +579,7 @@ class ReadBackTest(unittest.TestCase):
     def test_a_missing_person_is_a_silent_no_op_and_retried(self):
         _, out, _ = self.run_push(lambda pid: resp(404, {"success": False, "error": "Person not found"}))
         self.assertIsInstance(out[0], L.Retry)
-        self.assertTrue(out[0].reason.startswith("readback:"), out[0].reason)
+        self.assertEqual(out[0].kind, L.READBACK_MISMATCH, out[0])
         self.assertIn("person 457", out[0].reason)
         self.assertIn("silent no-op", out[0].reason)
 
@@ -584,7 +593,8 @@ class ReadBackTest(unittest.TestCase):
             lambda pid: person_doc(int(pid), phones=("+14155550199",), job_title="Intern"),
             deliveries=[("d1", props_)], search=search)
         self.assertIsInstance(out[0], L.Retry)
-        self.assertTrue(out[0].reason.startswith("readback: person 456 does not hold"), out[0].reason)
+        self.assertEqual(out[0].kind, L.READBACK_MISMATCH, out[0])
+        self.assertTrue(out[0].reason.startswith("person 456 does not hold"), out[0].reason)
         self.assertIn("job_title", out[0].reason)
         self.assertIn("phones", out[0].reason)
         self.assertNotIn("emails", out[0].reason)

@@ -10,10 +10,10 @@
 // Everything that needs no host import lives in ./logic.js (unit-tested with
 // `node --test adapters/webhook-js/test/`).
 
-import { send } from 'leadgate:plugin/http@0.1.0';
-import { hmacSha256, constantTimeEq } from 'leadgate:plugin/crypto@0.1.0';
-import { log } from 'leadgate:plugin/log@0.1.0';
-import { nowMs } from 'leadgate:plugin/clock@0.1.0';
+import { send } from 'leadgate:plugin/http@0.2.0';
+import { hmacSha256, constantTimeEq } from 'leadgate:plugin/crypto@0.2.0';
+import { log } from 'leadgate:plugin/log@0.2.0';
+import { nowMs } from 'leadgate:plugin/clock@0.2.0';
 
 import {
   buildBody,
@@ -53,7 +53,11 @@ function describe() {
     secrets: [SIGNING_KEY],
     // No default: the destination's allow-list must name the receiver's host.
     defaultHosts: [],
-    rateLimits: [{ name: 'burst', maxRequests: 50, windowMs: 1000n }],
+    rateLimits: [{ name: 'burst', maxRequests: 50, windowMs: 1000n, kinds: [] }],
+    maxConcurrent: undefined,
+    // The receiver authenticates messages by their signature (the
+    // `signing-key` secret, used through the crypto import).
+    auth: { tag: 'none' },
   };
 }
 

@@ -186,6 +186,7 @@ export function buildRequest(url, id, timestamp, bodyBytes, mac) {
     ],
     body: bodyBytes,
     timeoutMs: 15_000,
+    kind: 'write',
   };
 }
 
@@ -194,13 +195,25 @@ export function buildRequest(url, id, timestamp, bodyBytes, mac) {
 export const created = (id) => ({ tag: 'created', val: id });
 export const duplicateOf = (id) => ({ tag: 'duplicate-of', val: id });
 export const rateLimited = (ms) => ({ tag: 'rate-limited', val: BigInt(ms) });
+/**
+ * The kind of a refusal (`rejection-kind` in the WIT), from its rule: the
+ * receiver refusing our credentials is `forbidden`, a malformed request
+ * `validation`, the destination's own settings `config`.
+ */
+export function rejectionKind(rule) {
+  if (rule === 'config') return 'config';
+  if (rule === 'http_401' || rule === 'http_403') return 'forbidden';
+  if (rule === 'http_400' || rule === 'http_422') return 'validation';
+  if (rule === 'http_412') return 'conflict';
+  return 'other';
+}
 export const rejected = (rule, message, field) => ({
   tag: 'rejected',
-  val: { field, rule, message },
+  val: { kind: rejectionKind(rule), field, rule, message },
 });
 export const retry = (reason, afterMs) => ({
   tag: 'retry',
-  val: { afterMs: afterMs === undefined ? undefined : BigInt(afterMs), reason },
+  val: { kind: 'transient', afterMs: afterMs === undefined ? undefined : BigInt(afterMs), reason },
 });
 
 /** First value of a header, names compared case-insensitively. */

@@ -264,15 +264,11 @@ pub struct OAuthConfig {
     pub scope: Option<String>,
 }
 
-/// How a destination gets its access token.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuthGrant {
-    /// Salesforce, Zoho, delegated Dynamics 365.
-    RefreshToken,
-    /// Dynamics 365 through Entra ID, as an application.
-    ClientCredentials,
-}
+/// How a destination gets its access token: `refresh_token` (Salesforce,
+/// Zoho, delegated Dynamics 365) or `client_credentials` (Dynamics 365
+/// through Entra ID, as an application); the same type adapters declare
+/// the grants they take with.
+pub use leadgate_runtime::OAuthGrant;
 
 impl OAuthConfig {
     /// The key (under `key`) and reason of the first thing wrong.

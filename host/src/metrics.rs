@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use prometheus::proto::{
     Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary,
 };
-use prometheus::{Encoder as _, IntCounter, Registry, TextEncoder};
+use prometheus::{Encoder as _, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::pipeline::route::Priority;
 use crate::store::StoreCounts;
@@ -44,6 +44,9 @@ macro_rules! counters {
             $($(#[$doc])* pub $field: IntCounter,)+
             /// Lead-to-CRM latency and SLA breaches per priority class.
             pub latency: LatencyByClass,
+            /// Adapter outcomes per destination and class of the one
+            /// taxonomy (`delivery::retry::outcome_class`).
+            pub outcomes: IntCounterVec,
         }
 
         impl Default for Metrics {
@@ -55,10 +58,22 @@ macro_rules! counters {
                         .register(Box::new($field.clone()))
                         .expect("each counter once");
                 )+
+                let outcomes = IntCounterVec::new(
+                    Opts::new(
+                        "leadgate_delivery_outcomes_total",
+                        "Adapter outcomes per destination and class: created, updated, duplicate, rejected_<kind>, retry_<kind>, rate_limited.",
+                    ),
+                    &["destination", "class"],
+                )
+                .expect("a valid counter");
+                registry
+                    .register(Box::new(outcomes.clone()))
+                    .expect("each counter once");
                 Metrics {
                     registry,
                     $($field,)+
                     latency: LatencyByClass::default(),
+                    outcomes,
                 }
             }
         }

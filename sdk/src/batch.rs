@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::outcome::{outcome, rejected, retry};
+use crate::outcome::{self, held_back, outcome, retry};
 use crate::types::{Delivery, DeliveryOutcome, Outcome};
 
 /// Splits `batch` into the deliveries to send now, at most one per CRM
@@ -24,10 +24,7 @@ pub fn one_per_record<'a>(
         if seen.insert(key(d), ()).is_some() {
             held.insert(
                 d.id.clone(),
-                retry(
-                    Some(0),
-                    "another update of this record is in the same batch",
-                ),
+                held_back("another update of this record is in the same batch"),
             );
         } else {
             send.push(d);
@@ -59,7 +56,7 @@ pub fn in_order(
 pub fn misconfigured(batch: &[Delivery], why: &str) -> Vec<DeliveryOutcome> {
     batch
         .iter()
-        .map(|d| outcome(&d.id, rejected(None, "config", why)))
+        .map(|d| outcome(&d.id, outcome::misconfigured("config", why)))
         .collect()
 }
 
@@ -157,7 +154,9 @@ mod tests {
         outcomes.insert("1".into(), Outcome::Created("a".into()));
         let out = in_order(&batch, outcomes, "Acme CRM");
         assert_eq!(out[0].outcome, Outcome::Created("a".into()));
-        assert!(matches!(&out[1].outcome, Outcome::Retry(r) if r.after_ms == Some(0)));
+        assert!(
+            matches!(&out[1].outcome, Outcome::Retry(r) if r.kind == crate::types::RetryKind::HeldBack)
+        );
         assert!(
             matches!(&out[2].outcome, Outcome::Retry(r) if r.reason == "Acme CRM's answer did not mention this record")
         );

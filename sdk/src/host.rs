@@ -9,7 +9,7 @@ pub mod http {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    pub use crate::types::{Header, HttpError, HttpRequest, HttpResponse};
+    pub use crate::types::{Header, HttpError, HttpRequest, HttpResponse, RequestKind};
 
     /// Sends a raw request through the host.
     pub fn send(request: &HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -23,19 +23,39 @@ pub mod http {
         }
     }
 
-    /// A request builder.
+    /// A request builder. Its kind (what the host's quota windows count
+    /// it as) is `read` for GET and HEAD and `write` for the rest until
+    /// [`search`](Self::search) or [`kind`](Self::kind) says otherwise.
     #[derive(Clone, Debug)]
     pub struct Request(HttpRequest);
 
     impl Request {
         pub fn new(method: &str, url: impl Into<String>) -> Self {
+            let kind = if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")
+            {
+                RequestKind::Read
+            } else {
+                RequestKind::Write
+            };
             Request(HttpRequest {
                 method: method.to_string(),
                 url: url.into(),
                 headers: Vec::new(),
                 body: Vec::new(),
                 timeout_ms: None,
+                kind,
             })
+        }
+
+        /// Says what the request does at the CRM.
+        pub fn kind(mut self, kind: RequestKind) -> Self {
+            self.0.kind = kind;
+            self
+        }
+
+        /// A query or search: counted by the CRM's search quota, if any.
+        pub fn search(self) -> Self {
+            self.kind(RequestKind::Search)
         }
 
         pub fn get(url: impl Into<String>) -> Self {
@@ -186,6 +206,20 @@ pub mod crypto {
         #[cfg(not(target_arch = "wasm32"))]
         {
             a == b
+        }
+    }
+
+    /// Whether `value` equals the named secret (compared in the host, in
+    /// constant time): for CRMs that authenticate notifications with a
+    /// shared token or key instead of a signature.
+    pub fn secret_equals(secret_name: &str, value: &[u8]) -> Result<bool, CryptoError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            super::imports::crypto::secret_equals(secret_name, value)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            crate::testing::with_host(|h| h.secret_equals(secret_name, value))
         }
     }
 }

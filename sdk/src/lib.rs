@@ -25,9 +25,18 @@
 //! `cargo test`) those calls go to [`testing::TestHost`] instead, so an
 //! adapter can be unit-tested without a host.
 //!
-//! | leadgate-sdk | WIT package | leadgate host |
+//! Which host serves which component:
+//!
+//! | leadgate-sdk | builds components of | served by leadgate hosts |
 //! | --- | --- | --- |
-//! | 0.1 | `leadgate:plugin@0.1.0` | 0.1 |
+//! | 0.1 | `leadgate:plugin@0.1.0` | 0.1 and 0.2 (0.2 converts at one boundary) |
+//! | 0.2 | `leadgate:plugin@0.2.0` | 0.2 |
+//!
+//! 0.2 types what 0.1 left to conventions: a request's kind
+//! ([`http::Request::search`]), retry kinds ([`outcome::held_back`],
+//! [`outcome::readback_mismatch`], [`outcome::auth_expired`]), rejection
+//! kinds ([`outcome::invalid`], [`outcome::conflict`], …), and the CRM's
+//! auth scheme and concurrency in [`AdapterInfo`](types::AdapterInfo).
 
 #[doc(hidden)]
 pub mod bindings {
@@ -52,9 +61,9 @@ pub mod transform_bindings {
         default_bindings_module: "leadgate_sdk::transform_bindings",
         additional_derives: [PartialEq],
         with: {
-            "leadgate:plugin/log@0.1.0": crate::bindings::leadgate::plugin::log,
-            "leadgate:plugin/clock@0.1.0": crate::bindings::leadgate::plugin::clock,
-            "leadgate:plugin/kv@0.1.0": crate::bindings::leadgate::plugin::kv,
+            "leadgate:plugin/log@0.2.0": crate::bindings::leadgate::plugin::log,
+            "leadgate:plugin/clock@0.2.0": crate::bindings::leadgate::plugin::clock,
+            "leadgate:plugin/kv@0.2.0": crate::bindings::leadgate::plugin::kv,
         },
     });
 }
@@ -71,11 +80,12 @@ pub use host::{clock, crypto, http, kv, log};
 /// The types an adapter works with.
 pub mod types {
     pub use crate::bindings::exports::leadgate::plugin::adapter::{
-        AdapterInfo, CrmEvent, Delivery, DeliveryOutcome, Outcome, PushContext, RateLimit,
-        Rejection, RetryInfo, WebhookError, WebhookRequest,
+        AdapterInfo, AuthScheme, CrmEvent, Delivery, DeliveryOutcome, OauthGrant, Outcome,
+        PushContext, RateLimit, Rejection, RejectionKind, RetryInfo, RetryKind, WebhookError,
+        WebhookRequest,
     };
     pub use crate::bindings::leadgate::plugin::types::{
-        Header, HttpError, HttpRequest, HttpResponse, Property,
+        Header, HttpError, HttpRequest, HttpResponse, Property, RequestKind,
     };
     pub use crate::transform_bindings::exports::leadgate::plugin::transform::{
         TransformContext, TransformError, TransformInfo,

@@ -1,6 +1,6 @@
 //! Read-back, shared by adapters: after a CRM reports records written,
 //! read them again and turn each one that is missing, or does not hold
-//! what was sent, into a retry with a `readback:` reason (a silent no-op is
+//! what was sent, into a read-back-mismatch retry (a silent no-op is
 //! not a delivery). The adapter does the CRM's read call; this module
 //! chooses which batches to read, which records to look for and judges
 //! what came back.
@@ -133,11 +133,13 @@ mod tests {
         let mut outcomes = HashMap::new();
         judge(&written, &held, sent, "Email", "Lead", &mut outcomes);
         let reason = |id: &str| match &outcomes[id] {
-            Outcome::Retry(r) => r.reason.clone(),
+            Outcome::Retry(r) if r.kind == crate::types::RetryKind::ReadbackMismatch => {
+                r.reason.clone()
+            }
             other => panic!("{other:?}"),
         };
         assert!(reason("a").contains("Lead 1 was reported written, but it does not exist"));
         assert!(!outcomes.contains_key("b"), "email compared without case");
-        assert!(reason("c").starts_with("readback:") && reason("c").contains("(City)"));
+        assert!(reason("c").contains("(City)"));
     }
 }

@@ -66,6 +66,14 @@ impl TestHost {
         mac.update(data);
         Ok(mac.finalize().into_bytes().to_vec())
     }
+
+    pub(crate) fn secret_equals(&mut self, name: &str, value: &[u8]) -> Result<bool, CryptoError> {
+        let secret = self
+            .secrets
+            .get(name)
+            .ok_or_else(|| CryptoError::SecretNotGranted(name.to_string()))?;
+        Ok(secret.as_bytes() == value)
+    }
 }
 
 thread_local! {

@@ -37,7 +37,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{from_http_error, limit, rejected, retry};
+use leadgate_sdk::outcome::{
+    auth_expired, conflict, forbidden, from_http_error, limit, misconfigured, rejected, retry,
+};
 use leadgate_sdk::prelude::*;
 use leadgate_sdk::{batch, readback};
 use serde_json::{Map, Value};
@@ -84,6 +86,12 @@ impl Adapter for Dynamics {
                 // 5 minutes (a $batch counts as one).
                 limit("burst", 6_000, 300_000),
             ],
+            // Service protection: 52 requests at once per user.
+            max_concurrent: Some(52),
+            auth: AuthScheme::Oauth2(vec![
+                OauthGrant::ClientCredentials,
+                OauthGrant::RefreshToken,
+            ]),
         }
     }
 
@@ -438,22 +446,28 @@ fn status_outcome(status: u16, retry_after: Option<&str>, code: &str, message: &
     // (Seconds in the header; the SDK's parser answers milliseconds.)
     let after_ms = retry_after.and_then(leadgate_sdk::outcome::parse_retry_after_secs);
     match status {
-        401 => retry(None, format!("Dataverse refused the token ({says})")),
+        401 => auth_expired(format!("Dataverse refused the token ({says})")),
         429 => Outcome::RateLimited(after_ms.unwrap_or(DEFAULT_THROTTLE_MS)),
         408 | 500..=599 => retry(after_ms, format!("Dataverse answered {status}: {says}")),
-        403 => rejected(
-            None,
-            "forbidden",
-            format!("Dataverse refused access: {says}"),
-        ),
-        404 => rejected(
-            None,
+        403 => forbidden("forbidden", format!("Dataverse refused access: {says}")),
+        404 => misconfigured(
             "config",
             format!(
                 "Dataverse has no such table or alternate key ({says}): check table and alternate-key"
             ),
         ),
+        412 => conflict(
+            "precondition_failed",
+            format!("Dataverse refused the write to the row as it is now: {says}"),
+        ),
         _ => rejected(
+            // An unknown column (0x80048d19): the mapping names a column
+            // the table does not have.
+            if code == "0x80048d19" {
+                RejectionKind::Config
+            } else {
+                RejectionKind::Validation
+            },
             column_in(message).as_deref(),
             if code.is_empty() { "refused" } else { code },
             format!("Dataverse answered {status}: {says}"),
@@ -482,7 +496,7 @@ fn call_failure(response: &Response) -> Outcome {
 /// A duplicate detection rule refused the row: the row with the same email
 /// is the record, else the refusal stands.
 fn duplicate(s: &Settings, d: &Delivery, message: String) -> Outcome {
-    let refused = || rejected(None, "duplicate_detected", message.clone());
+    let refused = || conflict("duplicate_detected", message.clone());
     let Some(email) = d
         .properties
         .iter()
@@ -496,7 +510,7 @@ fn duplicate(s: &Settings, d: &Delivery, message: String) -> Outcome {
         s.table,
         url_encode(&format!("emailaddress1 eq '{}'", odata_quote(&email.value)))
     );
-    match s.request("GET", &path).send() {
+    match s.request("GET", &path).search().send() {
         Ok(r) if r.status() == 200 => r
             .json::<Value>()
             .ok()

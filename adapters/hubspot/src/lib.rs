@@ -7,7 +7,7 @@
 //! After a batch is written, the records are read back
 //! (`POST /crm/v3/objects/contacts/batch/read`) and compared with what was
 //! sent: a "success" that stored nothing, or not what was sent, becomes a
-//! retry with a `readback:` reason instead of a delivery.
+//! read-back-mismatch retry instead of a delivery.
 //!
 //! Destination configuration: `base-url` (default `https://api.hubapi.com`),
 //! `readback-percent` (0–100, default 100: the share of written batches read
@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use leadgate_sdk::http::{Request, Response};
 use leadgate_sdk::outcome::{
-    from_http_error, limit, outcome, per_day, per_second, readback_mismatch, rejected, retry,
+    CountsOnly, auth_expired, forbidden, from_http_error, held_back, invalid, limit, outcome,
+    per_day, per_second, readback_mismatch, rejected, retry,
 };
 use leadgate_sdk::prelude::*;
 use leadgate_sdk::readback;
@@ -56,8 +57,13 @@ impl Adapter for HubSpot {
                 // 650,000 a day; the search API has its own 5 per second.
                 limit("burst", 190, 10_000),
                 per_day("daily", 650_000),
-                per_second("search", 5),
+                per_second("search", 5).only(&[RequestKind::Search]),
             ],
+            max_concurrent: None,
+            // A private app's token, or an OAuth app's access token (which
+            // the host obtains when the destination has an `[oauth]`
+            // section): either way the secret `access-token`.
+            auth: AuthScheme::ApiKey("access-token".into()),
         }
     }
 
@@ -77,7 +83,7 @@ impl Adapter for HubSpot {
                 None => {
                     outcomes.insert(
                         d.id.clone(),
-                        rejected(
+                        invalid(
                             Some("email"),
                             "required",
                             "HubSpot upserts contacts by email; this record has none",
@@ -90,10 +96,7 @@ impl Adapter for HubSpot {
                         // later update goes in the next call, in order.
                         outcomes.insert(
                             d.id.clone(),
-                            retry(
-                                Some(0),
-                                "another update of this contact is in the same batch",
-                            ),
+                            held_back("another update of this contact is in the same batch"),
                         );
                     } else {
                         sendable.push(d);
@@ -215,18 +218,14 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
             let err = HubSpotError::parse(&response);
             all(
                 records,
-                retry(
-                    Some(30_000),
-                    format!("HubSpot authentication failed: {}", err.message),
-                ),
+                auth_expired(format!("HubSpot authentication failed: {}", err.message)),
             )
         }
         403 => {
             let err = HubSpotError::parse(&response);
             all(
                 records,
-                rejected(
-                    None,
+                forbidden(
                     "forbidden",
                     format!("HubSpot refused access: {}", err.message),
                 ),
@@ -241,6 +240,7 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
             all(
                 records,
                 rejected(
+                    RejectionKind::Other,
                     None,
                     "unexpected_status",
                     format!("HubSpot answered {s}: {}", err.message),
@@ -272,6 +272,7 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
     names.dedup();
     let inputs: Vec<Value> = written.iter().map(|(_, id)| json!({ "id": id })).collect();
     let response = match Request::post(url)
+        .kind(RequestKind::Read)
         .bearer_secret("access-token")
         .json(&json!({ "properties": names, "inputs": inputs }))
         .timeout_ms(30_000)
@@ -449,14 +450,22 @@ impl HubSpotError {
         if self.category == "VALIDATION_ERROR"
             && let Some((field, rule, message)) = property_error(&self.message)
         {
-            return rejected(Some(&field), &rule, message);
+            return invalid(Some(&field), &rule, message);
         }
         let rule = if self.category.is_empty() {
             "rejected".to_string()
         } else {
             self.category.to_ascii_lowercase()
         };
-        rejected(None, &rule, self.message)
+        let kind = match self.category.as_str() {
+            "VALIDATION_ERROR" | "INVALID_EMAIL" | "PROPERTY_DOESNT_EXIST" => {
+                RejectionKind::Validation
+            }
+            "CONFLICT" | "OBJECT_ALREADY_EXISTS" => RejectionKind::Conflict,
+            "MISSING_SCOPES" | "FORBIDDEN" => RejectionKind::Forbidden,
+            _ => RejectionKind::Other,
+        };
+        rejected(kind, None, &rule, self.message)
     }
 }
 
@@ -627,7 +636,7 @@ mod tests {
         ] {
             match o {
                 Outcome::Retry(r) => assert!(
-                    r.reason.starts_with("readback:") && r.reason.contains(needle),
+                    r.kind == RetryKind::ReadbackMismatch && r.reason.contains(needle),
                     "{}",
                     r.reason
                 ),
@@ -719,7 +728,7 @@ mod tests {
         assert_eq!(out[0].outcome, Outcome::Created("11".into()));
         assert_eq!(
             out[1].outcome,
-            rejected(
+            invalid(
                 Some("email"),
                 "invalid_email",
                 "Email address bad@ is invalid"

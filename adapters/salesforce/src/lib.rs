@@ -39,7 +39,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{from_http_error, per_day, rejected, retry};
+use leadgate_sdk::outcome::{
+    auth_expired, forbidden, from_http_error, misconfigured, per_day, rejected, retry,
+};
 use leadgate_sdk::prelude::*;
 use leadgate_sdk::{batch, readback};
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,10 @@ impl Adapter for Salesforce {
                 // destination's rate_limits).
                 per_day("daily", 100_000),
             ],
+            // 25 long-running (over 20 s) requests at once in production
+            // orgs; ordinary calls are not capped.
+            max_concurrent: None,
+            auth: AuthScheme::Oauth2(vec![OauthGrant::RefreshToken]),
         }
     }
 
@@ -297,10 +303,7 @@ fn call_failure(response: &Response) -> Outcome {
     let error = top_error(response);
     let says = |e: &SfError| format!("{}: {}", e.status_code, e.message);
     match status {
-        401 => retry(
-            None,
-            format!("Salesforce refused the session ({})", says(&error)),
-        ),
+        401 => auth_expired(format!("Salesforce refused the session ({})", says(&error))),
         403 if error.status_code == "REQUEST_LIMIT_EXCEEDED" => {
             if error.message.contains("Concurrent") {
                 Outcome::RateLimited(CONCURRENT_LIMIT_WAIT_MS)
@@ -308,13 +311,11 @@ fn call_failure(response: &Response) -> Outcome {
                 Outcome::RateLimited(DAILY_LIMIT_WAIT_MS)
             }
         }
-        403 => rejected(
-            None,
+        403 => forbidden(
             &rule(&error.status_code, "forbidden"),
             format!("Salesforce refused access: {}", says(&error)),
         ),
-        404 => rejected(
-            None,
+        404 => misconfigured(
             "config",
             format!(
                 "Salesforce has no such object or External ID field ({}): check object and external-id-field",
@@ -327,6 +328,7 @@ fn call_failure(response: &Response) -> Outcome {
         ),
         400 => classify(&[error]),
         s => rejected(
+            RejectionKind::Other,
             None,
             &format!("http_{s}"),
             format!("Salesforce answered {s}: {}", says(&error)),
@@ -382,10 +384,34 @@ fn classify(errors: &[SfError]) -> Outcome {
         return Outcome::RateLimited(DAILY_LIMIT_WAIT_MS);
     }
     rejected(
+        rejection_kind(e),
         e.fields.first().map(String::as_str),
         &rule(&e.status_code, "refused"),
         message,
     )
+}
+
+/// Salesforce's status codes in leadgate's taxonomy.
+fn rejection_kind(e: &SfError) -> RejectionKind {
+    match e.status_code.as_str() {
+        // A unique value or External ID another record holds, a record in
+        // a state that forbids the write.
+        "DUPLICATE_VALUE"
+        | "DUPLICATE_EXTERNAL_ID"
+        | "DUPLICATES_DETECTED"
+        | "CANNOT_UPDATE_CONVERTED_LEAD"
+        | "ENTITY_IS_DELETED"
+        | "ENTITY_IS_LOCKED"
+        | "ENTITY_IS_ARCHIVED_AND_NOT_ACCESSIBLE" => RejectionKind::Conflict,
+        "INSUFFICIENT_ACCESS_OR_READONLY"
+        | "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"
+        | "INSUFFICIENT_ACCESS" => RejectionKind::Forbidden,
+        // A field or object the org does not have: the mapping's fault.
+        "INVALID_FIELD" | "INVALID_TYPE" | "NOT_FOUND" | "INVALID_FIELD_FOR_INSERT_UPDATE" => {
+            RejectionKind::Config
+        }
+        _ => RejectionKind::Validation,
+    }
 }
 
 /// A refused record: a duplicate found, a converted lead followed to its
@@ -456,6 +482,7 @@ fn query(s: &Settings, soql: &str) -> Option<Vec<Value>> {
     let url_query = form_encode(soql);
     let response = s
         .request("GET", &format!("/query?q={url_query}"))
+        .search()
         .send()
         .ok()?;
     if response.status() != 200 {
@@ -490,6 +517,7 @@ fn form_encode(v: &str) -> String {
 fn update_converted(s: &Settings, d: &Delivery, error: &SfError) -> Outcome {
     let refused = |why: String| {
         rejected(
+            RejectionKind::Conflict,
             None,
             "cannot_update_converted_lead",
             format!("{}: {}; {why}", error.status_code, error.message),
@@ -669,6 +697,7 @@ mod tests {
         assert_eq!(
             out[1].outcome,
             Outcome::Rejected(Rejection {
+                kind: RejectionKind::Validation,
                 field: Some("Company".into()),
                 rule: "required_field_missing".into(),
                 message: "REQUIRED_FIELD_MISSING: Required fields are missing: [Company]".into(),
@@ -698,7 +727,7 @@ mod tests {
             ctx("0"),
         );
         assert_eq!(out[0].outcome, Outcome::Created("00Q1".into()));
-        assert!(matches!(&out[1].outcome, Outcome::Retry(r) if r.after_ms == Some(0)));
+        assert!(matches!(&out[1].outcome, Outcome::Retry(r) if r.kind == RetryKind::HeldBack));
     }
 
     #[test]
@@ -818,7 +847,7 @@ mod tests {
         );
         assert_eq!(out[0].outcome, Outcome::Created("00Q1".into()));
         assert!(
-            matches!(&out[1].outcome, Outcome::Retry(r) if r.reason.starts_with("readback:")),
+            matches!(&out[1].outcome, Outcome::Retry(r) if r.kind == RetryKind::ReadbackMismatch),
             "{:?}",
             out[1].outcome
         );

@@ -211,7 +211,7 @@ test('3xx: retry, redirects are not followed', () => {
   for (const s of [301, 302, 307, 308]) {
     assert.deepEqual(outcomeForResponse(response(s, '', [{ name: 'location', value: 'https://elsewhere' }]), 'w'), {
       tag: 'retry',
-      val: { afterMs: undefined, reason: 'redirect not followed' },
+      val: { kind: 'transient', afterMs: undefined, reason: 'redirect not followed' },
     });
   }
 });
@@ -221,9 +221,12 @@ test('other 4xx: rejected with the status and the first 200 characters', () => {
   const o = outcomeForResponse(response(422, long), 'w');
   assert.equal(o.tag, 'rejected');
   assert.equal(o.val.rule, 'http_422');
+  assert.equal(o.val.kind, 'validation');
   assert.equal(o.val.message, 'é'.repeat(150) + 'x'.repeat(50));
   assert.equal(outcomeForResponse(response(400, 'bad'), 'w').val.message, 'bad');
   assert.equal(outcomeForResponse(response(401), 'w').val.rule, 'http_401');
+  assert.equal(outcomeForResponse(response(401), 'w').val.kind, 'forbidden', 'the receiver refuses the signature');
+  assert.equal(outcomeForResponse(response(404), 'w').val.kind, 'other');
   assert.equal(outcomeForResponse(response(404), 'w').val.rule, 'http_404');
   assert.equal(excerpt('🚀'.repeat(300)).length, 400, 'code points, not UTF-16 units');
 });

@@ -33,7 +33,9 @@
 use std::collections::HashMap;
 
 use leadgate_sdk::http::{Request, Response};
-use leadgate_sdk::outcome::{from_http_error, limit, rejected, retry};
+use leadgate_sdk::outcome::{
+    CountsOnly, auth_expired, from_http_error, invalid, limit, misconfigured, rejected, retry,
+};
 use leadgate_sdk::prelude::*;
 use leadgate_sdk::{batch, readback};
 use serde::Deserialize;
@@ -86,8 +88,12 @@ impl Adapter for Zoho {
                 // upsert of up to 100 records costs 1 credit per 10, so a
                 // full call costs 10 and the day holds 5,000 of them (raise
                 // it for larger editions in the destination's rate_limits).
-                limit("daily", 5_000, 86_400_000),
+                limit("daily", 5_000, 86_400_000).only(&[RequestKind::Write]),
             ],
+            // Zoho's concurrency limit: 10 calls at once in Standard (15
+            // Professional, 20 Enterprise, 25 Ultimate).
+            max_concurrent: Some(10),
+            auth: AuthScheme::Oauth2(vec![OauthGrant::RefreshToken]),
         }
     }
 
@@ -269,10 +275,26 @@ fn refusal(r: &ZohoResult) -> Outcome {
         code if TRANSIENT.contains(&code) => retry(None, message),
         "" => retry(None, "Zoho refused the record without saying why"),
         code => rejected(
+            rejection_kind(code),
             r.details["api_name"].as_str(),
             &code.to_ascii_lowercase(),
             message,
         ),
+    }
+}
+
+/// Zoho's record error codes in leadgate's taxonomy.
+fn rejection_kind(code: &str) -> RejectionKind {
+    match code {
+        "NO_PERMISSION" | "OAUTH_SCOPE_MISMATCH" | "FEATURE_NOT_SUPPORTED" => {
+            RejectionKind::Forbidden
+        }
+        // A field or module the org does not have: the mapping's fault.
+        "INVALID_MODULE" | "INVALID_URL_PATTERN" | "NOT_SUPPORTED" => RejectionKind::Config,
+        "RECORD_LOCKED" | "CANNOT_PERFORM_ACTION" | "RECORD_NOT_FOUND" | "DUPLICATE_DATA" => {
+            RejectionKind::Conflict
+        }
+        _ => RejectionKind::Validation,
     }
 }
 
@@ -285,19 +307,18 @@ fn call_failure(response: &Response) -> Outcome {
     });
     let says = format!("{}: {}", error.code, error.message);
     match status {
-        401 => retry(None, format!("Zoho refused the token ({says})")),
+        401 => auth_expired(format!("Zoho refused the token ({says})")),
         429 => Outcome::RateLimited(response.retry_after_ms().unwrap_or(CONCURRENCY_WAIT_MS)),
         408 | 500..=599 => retry(
             response.retry_after_ms(),
             format!("Zoho answered {status}: {says}"),
         ),
-        400 if error.code == "LIMIT_EXCEEDED" => rejected(
-            None,
+        400 if error.code == "LIMIT_EXCEEDED" => misconfigured(
             "limit_exceeded",
             format!("Zoho refused the batch size: {says}"),
         ),
         400..=499 => match refusal(&error) {
-            Outcome::Rejected(r) if r.rule.is_empty() => rejected(
+            Outcome::Rejected(r) if r.rule.is_empty() => invalid(
                 None,
                 &format!("http_{status}"),
                 format!("Zoho answered {status}: {says}"),
@@ -449,6 +470,7 @@ mod tests {
         assert_eq!(
             out[1].outcome,
             Outcome::Rejected(Rejection {
+                kind: RejectionKind::Validation,
                 field: Some("Company".into()),
                 rule: "mandatory_not_found".into(),
                 message: "MANDATORY_NOT_FOUND: required field not found".into(),
@@ -522,7 +544,7 @@ mod tests {
         );
         assert_eq!(out[0].outcome, Outcome::Created("11".into()));
         assert!(
-            matches!(&out[1].outcome, Outcome::Retry(r) if r.reason.starts_with("readback:")),
+            matches!(&out[1].outcome, Outcome::Retry(r) if r.kind == RetryKind::ReadbackMismatch),
             "{:?}",
             out[1].outcome
         );

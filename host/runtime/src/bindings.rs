@@ -1,4 +1,6 @@
-//! Host bindings generated from `wit/`, the only copy of the contract.
+//! Host bindings generated from `wit/`, the only copy of the contract: the
+//! current package (`wit/leadgate.wit`) and the frozen 0.1.0 one
+//! (`wit/v0.1.0/`), which `compat.rs` converts to the current types.
 
 pub mod adapter {
     wasmtime::component::bindgen!({
@@ -21,4 +23,30 @@ pub mod transform {
             "leadgate:plugin/kv": super::adapter::leadgate::plugin::kv,
         },
     });
+}
+
+/// `leadgate:plugin@0.1.0`.
+pub mod v0_1 {
+    pub mod adapter {
+        wasmtime::component::bindgen!({
+            world: "crm-adapter",
+            path: "../../wit/v0.1.0",
+            imports: { default: async },
+            exports: { default: async },
+        });
+    }
+
+    pub mod transform {
+        wasmtime::component::bindgen!({
+            world: "source-transform",
+            path: "../../wit/v0.1.0",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "leadgate:plugin/log": super::adapter::leadgate::plugin::log,
+                "leadgate:plugin/clock": super::adapter::leadgate::plugin::clock,
+                "leadgate:plugin/kv": super::adapter::leadgate::plugin::kv,
+            },
+        });
+    }
 }

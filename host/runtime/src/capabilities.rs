@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::types::RequestKind;
 use futures_util::future::BoxFuture;
 
 /// Why a capability check refused a request.
@@ -209,19 +210,19 @@ impl HostPattern {
 /// Paces a plugin's outbound requests: the host's model of the CRM's quota.
 /// Shared by every call (and every worker) of one destination.
 pub trait RequestGate: Send + Sync {
-    /// Waits until `url` may be sent, and counts it; `Err(ms)` when the wait
-    /// would be longer than the gate is willing to hold a call (the host
-    /// then answers the plugin 429 with that `Retry-After`, without calling
-    /// the CRM).
-    fn admit<'a>(&'a self, url: &'a url::Url) -> BoxFuture<'a, Result<(), u64>>;
+    /// Waits until a request of this kind may be sent, and counts it;
+    /// `Err(ms)` when the wait would be longer than the gate is willing to
+    /// hold a call (the host then answers the plugin 429 with that
+    /// `Retry-After`, without calling the CRM).
+    fn admit(&self, kind: RequestKind) -> BoxFuture<'_, Result<(), u64>>;
 
     /// What the CRM answered to an admitted call: its rate-limit headers
     /// and 429s correct the model, and the call is no longer in flight.
-    fn observe(&self, url: &url::Url, status: u16, headers: &[(String, String)]);
+    fn observe(&self, kind: RequestKind, status: u16, headers: &[(String, String)]);
 
-    /// An admitted call to `url` ended without an answer (refused
-    /// connection, timeout): it is no longer in flight.
-    fn failed(&self, url: &url::Url);
+    /// An admitted call ended without an answer (refused connection,
+    /// timeout): it is no longer in flight.
+    fn failed(&self, kind: RequestKind);
 }
 
 /// The capabilities one plugin instance is granted.

@@ -95,6 +95,13 @@ impl PluginEngine {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // 0.1.0 components import the same interfaces at 0.1.0: served by
+        // the conversion boundary (`compat.rs`).
+        bindings::v0_1::adapter::CrmAdapter::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut adapter_linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let mut transform_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut transform_linker)
@@ -103,6 +110,11 @@ impl PluginEngine {
             &mut transform_linker,
             |s| s,
         )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::v0_1::transform::SourceTransform::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<_>,
+        >(&mut transform_linker, |s| s)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let stop = Arc::new(AtomicBool::new(false));

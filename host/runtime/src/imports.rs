@@ -21,6 +21,7 @@ use crate::bindings::adapter::leadgate::plugin::{
 use crate::capabilities::{CallSecrets, Capabilities, CapabilityError};
 use crate::limits::Limiter;
 use crate::outbound::{OutboundError, OutboundHttp, OutboundRequest};
+use crate::types::RequestKind;
 
 /// A plugin's private key-value store, namespaced (by destination: two
 /// destinations running the same adapter never see each other's keys).
@@ -173,6 +174,7 @@ impl http::Host for CallState {
         let cx = &self.cx;
         let started = Instant::now();
         cx.counters.http_requests.fetch_add(1, Ordering::Relaxed);
+        let request_kind = request.kind;
         let prepared = prepare(&cx.capabilities, &cx.services, request);
         let outbound = match prepared {
             Ok(r) => r,
@@ -188,9 +190,10 @@ impl http::Host for CallState {
                 });
             }
         };
+        let kind = from_wit_kind(request_kind);
         let gate = cx.capabilities.gate().cloned();
         if let Some(gate) = &gate
-            && let Err(wait_ms) = gate.admit(&outbound.url).await
+            && let Err(wait_ms) = gate.admit(kind).await
         {
             // The CRM's quota is spent for longer than a call may wait: answer
             // as the CRM would, without spending a request on a sure 429.
@@ -210,12 +213,11 @@ impl http::Host for CallState {
                 body: br#"{"error":"leadgate: the destination's rate limit is spent"}"#.to_vec(),
             });
         }
-        let url = gate.as_ref().map(|_| outbound.url.clone());
         let result = cx.services.outbound.send(outbound).await;
-        if let (Some(gate), Some(url)) = (&gate, &url) {
+        if let Some(gate) = &gate {
             match &result {
-                Ok(r) => gate.observe(url, r.status, &r.headers),
-                Err(_) => gate.failed(url),
+                Ok(r) => gate.observe(kind, r.status, &r.headers),
+                Err(_) => gate.failed(kind),
             }
         }
         if let (Ok(r), Some(call)) = (&result, &cx.call)
@@ -246,6 +248,22 @@ impl http::Host for CallState {
                 })
             }
         }
+    }
+}
+
+pub(crate) fn from_wit_kind(kind: types::RequestKind) -> RequestKind {
+    match kind {
+        types::RequestKind::Write => RequestKind::Write,
+        types::RequestKind::Read => RequestKind::Read,
+        types::RequestKind::Search => RequestKind::Search,
+    }
+}
+
+pub(crate) fn to_wit_kind(kind: RequestKind) -> types::RequestKind {
+    match kind {
+        RequestKind::Write => types::RequestKind::Write,
+        RequestKind::Read => types::RequestKind::Read,
+        RequestKind::Search => types::RequestKind::Search,
     }
 }
 
@@ -295,9 +313,28 @@ impl crypto::Host for CallState {
     }
 
     async fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
-        use subtle::ConstantTimeEq;
-        a.len() == b.len() && bool::from(a.ct_eq(&b))
+        constant_time_eq(&a, &b)
     }
+
+    async fn secret_equals(
+        &mut self,
+        secret_name: String,
+        value: Vec<u8>,
+    ) -> Result<bool, crypto::CryptoError> {
+        let secret = self
+            .cx
+            .capabilities
+            .secret(&secret_name)
+            .map_err(|_| crypto::CryptoError::SecretNotGranted(secret_name.clone()))?;
+        Ok(constant_time_eq(secret.as_bytes(), &value))
+    }
+}
+
+/// Equality in time independent of where the bytes differ (only their
+/// lengths show).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// The HMAC key a secret stands for: a Standard Webhooks secret
@@ -433,6 +470,7 @@ mod tests {
             }],
             body: b"{\"t\":\"{{secret:token}}\"}".to_vec(),
             timeout_ms: Some(60_000),
+            kind: types::RequestKind::Write,
         };
         let out = prepare(&caps, &services, req.clone()).unwrap();
         assert_eq!(out.headers[0].1, "Bearer abc123");

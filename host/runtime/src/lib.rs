@@ -10,6 +10,7 @@
 
 mod bindings;
 pub mod capabilities;
+mod compat;
 mod engine;
 mod imports;
 mod limits;
@@ -31,6 +32,7 @@ pub use url::Url;
 /// A compiled component, as [`PluginEngine::compile`] returns it.
 pub use wasmtime::component::Component;
 
-/// The WIT package version this host serves.
-pub const WIT_PACKAGE: &str = "leadgate:plugin@0.1.0";
-pub use imports::{HostServices, PluginCounters, hmac_key, hmac_sha256};
+/// The WIT package new components target; [`WitVersion::SERVED`] lists
+/// every version this host serves.
+pub const WIT_PACKAGE: &str = "leadgate:plugin@0.2.0";
+pub use imports::{HostServices, PluginCounters, constant_time_eq, hmac_key, hmac_sha256};

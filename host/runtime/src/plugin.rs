@@ -11,11 +11,11 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
-use crate::bindings::adapter::leadgate::plugin::types as wit_types;
 use crate::bindings::adapter::{CrmAdapter, CrmAdapterPre};
-use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
 use crate::bindings::transform::{SourceTransform, SourceTransformPre};
+use crate::bindings::v0_1;
 use crate::capabilities::{CallSecrets, Capabilities};
+use crate::compat;
 use crate::engine::PluginEngine;
 use crate::imports::{CallContext, CallState, PluginCounters};
 use crate::limits::Limiter;
@@ -164,8 +164,68 @@ impl Shared {
 #[derive(Clone)]
 pub struct AdapterPlugin {
     shared: Arc<Shared>,
-    pre: CrmAdapterPre<CallState>,
+    pre: AdapterPre,
     info: Arc<AdapterInfo>,
+}
+
+/// A pre-instantiated adapter of one of the WIT versions the host serves.
+#[derive(Clone)]
+enum AdapterPre {
+    Current(CrmAdapterPre<CallState>),
+    V0_1(v0_1::adapter::CrmAdapterPre<CallState>),
+}
+
+/// An instantiated adapter, ready for one call.
+enum AdapterInstance {
+    Current(CrmAdapter),
+    V0_1(v0_1::adapter::CrmAdapter),
+}
+
+/// The WIT versions of `interface` (`adapter` or `transform`) a component
+/// exports, from its export names (`leadgate:plugin/adapter@0.2.0`).
+fn exported_versions(engine: &PluginEngine, component: &Component, interface: &str) -> Vec<String> {
+    let prefix = format!("leadgate:plugin/{interface}@");
+    component
+        .component_type()
+        .exports(&engine.engine)
+        .filter_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+/// Which served WIT version a component's `interface` export targets, or
+/// why it can be served by none.
+fn served_version(
+    engine: &PluginEngine,
+    component: &Component,
+    interface: &str,
+) -> Result<WitVersion, CallError> {
+    let versions = exported_versions(engine, component, interface);
+    let served = || {
+        WitVersion::SERVED
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    WitVersion::SERVED
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| versions.iter().any(|e| e == v.as_str()))
+        .ok_or_else(|| {
+            CallError::Instantiate(if versions.is_empty() {
+                format!(
+                    "the component exports no leadgate:plugin/{interface} interface (this host serves WIT {})",
+                    served()
+                )
+            } else {
+                format!(
+                    "the component exports leadgate:plugin/{interface}@{}; this host serves WIT {}",
+                    versions.join(", @"),
+                    served()
+                )
+            })
+        })
 }
 
 impl AdapterPlugin {
@@ -176,12 +236,20 @@ impl AdapterPlugin {
         component: &Component,
         capabilities: Capabilities,
     ) -> Result<Self, CallError> {
+        let version = served_version(engine, component, "adapter")?;
         let instance_pre = engine
             .adapter_linker
             .instantiate_pre(component)
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        let pre = CrmAdapterPre::new(instance_pre)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let instantiate = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        let pre = match version {
+            WitVersion::V0_2 => {
+                AdapterPre::Current(CrmAdapterPre::new(instance_pre).map_err(instantiate)?)
+            }
+            WitVersion::V0_1 => AdapterPre::V0_1(
+                v0_1::adapter::CrmAdapterPre::new(instance_pre).map_err(instantiate)?,
+            ),
+        };
         let shared = Arc::new(Shared {
             engine: engine.clone(),
             name: name.into(),
@@ -203,6 +271,8 @@ impl AdapterPlugin {
                 secrets: vec![],
                 default_hosts: vec![],
                 rate_limits: vec![],
+                max_concurrent: None,
+                auth: AuthScheme::Undeclared,
             }),
         };
         plugin.info = Arc::new(plugin.describe().await?);
@@ -211,6 +281,14 @@ impl AdapterPlugin {
 
     pub fn info(&self) -> &AdapterInfo {
         &self.info
+    }
+
+    /// The WIT version the component targets.
+    pub fn wit_version(&self) -> WitVersion {
+        match self.pre {
+            AdapterPre::Current(_) => WitVersion::V0_2,
+            AdapterPre::V0_1(_) => WitVersion::V0_1,
+        }
     }
 
     /// The same compiled adapter with other capabilities (and fresh
@@ -235,9 +313,19 @@ impl AdapterPlugin {
     async fn instance(
         &self,
         call: Option<Arc<CallSecrets>>,
-    ) -> Result<(Store<CallState>, CrmAdapter), CallError> {
+    ) -> Result<(Store<CallState>, AdapterInstance), CallError> {
         let mut store = self.shared.new_store(call);
-        match self.pre.instantiate_async(&mut store).await {
+        let instance = match &self.pre {
+            AdapterPre::Current(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(AdapterInstance::Current),
+            AdapterPre::V0_1(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(AdapterInstance::V0_1),
+        };
+        match instance {
             Ok(instance) => Ok((store, instance)),
             Err(e) => Err(match self.shared.classify(&store, e) {
                 CallError::Trap(m) => CallError::Instantiate(m),
@@ -249,17 +337,25 @@ impl AdapterPlugin {
     async fn describe(&self) -> Result<AdapterInfo, CallError> {
         let started = Instant::now();
         let (mut store, instance) = self.instance(None).await?;
-        let result = instance
-            .leadgate_plugin_adapter()
-            .call_describe(&mut store)
-            .await;
+        let result = match instance {
+            AdapterInstance::Current(i) => i
+                .leadgate_plugin_adapter()
+                .call_describe(&mut store)
+                .await
+                .map(from_wit_info),
+            AdapterInstance::V0_1(i) => i
+                .leadgate_plugin_adapter()
+                .call_describe(&mut store)
+                .await
+                .map(compat::info),
+        };
         let out = match result {
             Ok(info) => {
                 let size = info.name.len()
                     + info.description.len()
                     + info.config_keys.iter().map(String::len).sum::<usize>()
                     + info.default_hosts.iter().map(String::len).sum::<usize>();
-                self.shared.check_output(size).map(|()| from_wit_info(info))
+                self.shared.check_output(size).map(|()| info)
             }
             Err(e) => Err(self.shared.classify(&store, e)),
         };
@@ -299,32 +395,35 @@ impl AdapterPlugin {
         call: Option<Arc<CallSecrets>>,
     ) -> Result<Vec<Outcome>, CallError> {
         let (mut store, instance) = self.instance(call).await?;
-        let wit_batch: Vec<wit::Delivery> = batch
-            .iter()
-            .map(|d| wit::Delivery {
-                id: d.id.clone(),
-                idempotency_key: d.idempotency_key.clone(),
-                properties: d
-                    .properties
-                    .iter()
-                    .map(|(name, value)| wit_types::Property {
-                        name: name.clone(),
-                        value: value.clone(),
+        let outcomes = match instance {
+            AdapterInstance::Current(i) => {
+                let (wit_batch, wit_ctx) = current::push_args(batch, ctx);
+                i.leadgate_plugin_adapter()
+                    .call_push(&mut store, &wit_batch, &wit_ctx)
+                    .await
+                    .map(|o| {
+                        o.into_iter()
+                            .map(|o| (o.delivery_id, from_wit_outcome(o.outcome)))
+                            .collect::<Vec<_>>()
                     })
-                    .collect(),
-            })
-            .collect();
-        let wit_ctx = wit::PushContext {
-            destination: ctx.destination.clone(),
-            config: ctx.config.clone(),
-            attempt: ctx.attempt,
-        };
-        let outcomes = instance
-            .leadgate_plugin_adapter()
-            .call_push(&mut store, &wit_batch, &wit_ctx)
-            .await
-            .map_err(|e| self.shared.classify(&store, e))?;
-        let size: usize = outcomes.iter().map(outcome_size).sum();
+            }
+            AdapterInstance::V0_1(i) => {
+                let (wit_batch, wit_ctx) = legacy::push_args(batch, ctx);
+                i.leadgate_plugin_adapter()
+                    .call_push(&mut store, &wit_batch, &wit_ctx)
+                    .await
+                    .map(|o| {
+                        o.into_iter()
+                            .map(|o| (o.delivery_id, compat::outcome(o.outcome)))
+                            .collect::<Vec<_>>()
+                    })
+            }
+        }
+        .map_err(|e| self.shared.classify(&store, e))?;
+        let size: usize = outcomes
+            .iter()
+            .map(|(id, o)| id.len() + outcome_size(o))
+            .sum();
         self.shared.check_output(size)?;
         order_outcomes(batch, outcomes)
     }
@@ -337,52 +436,32 @@ impl AdapterPlugin {
         let started = Instant::now();
         let out = async {
             let (mut store, instance) = self.instance(None).await?;
-            let req = wit::WebhookRequest {
-                method: request.method.clone(),
-                url: request.url.clone(),
-                headers: request
-                    .headers
+            let result = match instance {
+                AdapterInstance::Current(i) => i
+                    .leadgate_plugin_adapter()
+                    .call_verify_webhook(&mut store, &current::webhook_request(request))
+                    .await
+                    .map(current::webhook_result),
+                AdapterInstance::V0_1(i) => i
+                    .leadgate_plugin_adapter()
+                    .call_verify_webhook(&mut store, &legacy::webhook_request(request))
+                    .await
+                    .map(legacy::webhook_result),
+            }
+            .map_err(|e| self.shared.classify(&store, e))?;
+            if let Ok(events) = &result {
+                let size: usize = events
                     .iter()
-                    .map(|(name, value)| wit_types::Header {
-                        name: name.clone(),
-                        value: value.clone(),
+                    .map(|e| {
+                        e.kind.len()
+                            + e.object_id.len()
+                            + e.property_name.as_ref().map_or(0, String::len)
+                            + e.property_value.as_ref().map_or(0, String::len)
                     })
-                    .collect(),
-                body: request.body.clone(),
-            };
-            let result = instance
-                .leadgate_plugin_adapter()
-                .call_verify_webhook(&mut store, &req)
-                .await
-                .map_err(|e| self.shared.classify(&store, e))?;
-            Ok(match result {
-                Ok(events) => {
-                    let size: usize = events
-                        .iter()
-                        .map(|e| {
-                            e.kind.len()
-                                + e.object_id.len()
-                                + e.property_name.as_ref().map_or(0, String::len)
-                                + e.property_value.as_ref().map_or(0, String::len)
-                        })
-                        .sum();
-                    self.shared.check_output(size)?;
-                    Ok(events
-                        .into_iter()
-                        .map(|e| CrmEvent {
-                            kind: e.kind,
-                            object_id: e.object_id,
-                            occurred_at_ms: e.occurred_at_ms,
-                            property_name: e.property_name,
-                            property_value: e.property_value,
-                        })
-                        .collect())
-                }
-                Err(wit::WebhookError::Unsupported) => Err(WebhookError::Unsupported),
-                Err(wit::WebhookError::BadSignature) => Err(WebhookError::BadSignature),
-                Err(wit::WebhookError::StaleTimestamp) => Err(WebhookError::StaleTimestamp),
-                Err(wit::WebhookError::Malformed(m)) => Err(WebhookError::Malformed(m)),
-            })
+                    .sum();
+                self.shared.check_output(size)?;
+            }
+            Ok(result)
         }
         .await;
         self.shared.record(started, out.is_ok());
@@ -394,7 +473,7 @@ impl AdapterPlugin {
 /// delivery.
 fn order_outcomes(
     batch: &[Delivery],
-    outcomes: Vec<wit::DeliveryOutcome>,
+    outcomes: Vec<(String, Outcome)>,
 ) -> Result<Vec<Outcome>, CallError> {
     if outcomes.len() != batch.len() {
         return Err(CallError::BadOutput(format!(
@@ -404,47 +483,37 @@ fn order_outcomes(
         )));
     }
     let mut slots: Vec<Option<Outcome>> = vec![None; batch.len()];
-    let fast = outcomes
-        .iter()
-        .zip(batch)
-        .all(|(o, d)| o.delivery_id == d.id);
-    for (i, o) in outcomes.into_iter().enumerate() {
+    let fast = outcomes.iter().zip(batch).all(|((id, _), d)| *id == d.id);
+    for (i, (delivery_id, outcome)) in outcomes.into_iter().enumerate() {
         let idx = if fast {
             i
         } else {
             batch
                 .iter()
-                .position(|d| d.id == o.delivery_id)
+                .position(|d| d.id == delivery_id)
                 .ok_or_else(|| {
-                    CallError::BadOutput(format!(
-                        "outcome for unknown delivery {:?}",
-                        o.delivery_id
-                    ))
+                    CallError::BadOutput(format!("outcome for unknown delivery {delivery_id:?}"))
                 })?
         };
         if slots[idx].is_some() {
             return Err(CallError::BadOutput(format!(
-                "two outcomes for delivery {:?}",
-                o.delivery_id
+                "two outcomes for delivery {delivery_id:?}"
             )));
         }
-        slots[idx] = Some(from_wit_outcome(o.outcome));
+        slots[idx] = Some(outcome);
     }
     Ok(slots.into_iter().map(|o| o.expect("filled")).collect())
 }
 
-fn outcome_size(o: &wit::DeliveryOutcome) -> usize {
-    o.delivery_id.len()
-        + match &o.outcome {
-            wit::Outcome::Created(s) | wit::Outcome::Updated(s) | wit::Outcome::DuplicateOf(s) => {
-                s.len()
-            }
-            wit::Outcome::Rejected(r) => {
-                r.field.as_ref().map_or(0, String::len) + r.rule.len() + r.message.len()
-            }
-            wit::Outcome::Retry(r) => r.reason.len(),
-            wit::Outcome::RateLimited(_) => 8,
+fn outcome_size(o: &Outcome) -> usize {
+    match o {
+        Outcome::Created(s) | Outcome::Updated(s) | Outcome::DuplicateOf(s) => s.len(),
+        Outcome::Rejected(r) => {
+            r.field.as_ref().map_or(0, String::len) + r.rule.len() + r.message.len()
         }
+        Outcome::Retry { reason, .. } => reason.len(),
+        Outcome::RateLimited { .. } => 8,
+    }
 }
 
 fn from_wit_outcome(o: wit::Outcome) -> Outcome {
@@ -453,16 +522,136 @@ fn from_wit_outcome(o: wit::Outcome) -> Outcome {
         wit::Outcome::Updated(id) => Outcome::Updated(id),
         wit::Outcome::DuplicateOf(id) => Outcome::DuplicateOf(id),
         wit::Outcome::Rejected(r) => Outcome::Rejected(Rejection {
+            kind: match r.kind {
+                wit::RejectionKind::Validation => RejectionKind::Validation,
+                wit::RejectionKind::Conflict => RejectionKind::Conflict,
+                wit::RejectionKind::Forbidden => RejectionKind::Forbidden,
+                wit::RejectionKind::Config => RejectionKind::Config,
+                wit::RejectionKind::Other => RejectionKind::Other,
+            },
             field: r.field,
             rule: r.rule,
             message: r.message,
         }),
         wit::Outcome::Retry(r) => Outcome::Retry {
+            kind: match r.kind {
+                wit::RetryKind::Transient => RetryKind::Transient,
+                wit::RetryKind::HeldBack => RetryKind::HeldBack,
+                wit::RetryKind::ReadbackMismatch => RetryKind::ReadbackMismatch,
+                wit::RetryKind::AuthExpired => RetryKind::AuthExpired,
+            },
             after_ms: r.after_ms,
             reason: r.reason,
         },
         wit::Outcome::RateLimited(ms) => Outcome::RateLimited { after_ms: ms },
     }
+}
+
+/// Conversions of the types 0.1.0 and 0.2.0 share unchanged, written once
+/// for the bindings of both (`wit` is the version's adapter interface).
+macro_rules! same_shape_conversions {
+    () => {
+        pub(super) fn push_args(
+            batch: &[Delivery],
+            ctx: &PushContext,
+        ) -> (Vec<wit::Delivery>, wit::PushContext) {
+            let batch = batch
+                .iter()
+                .map(|d| wit::Delivery {
+                    id: d.id.clone(),
+                    idempotency_key: d.idempotency_key.clone(),
+                    properties: d
+                        .properties
+                        .iter()
+                        .map(|(name, value)| wit::Property {
+                            name: name.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            let ctx = wit::PushContext {
+                destination: ctx.destination.clone(),
+                config: ctx.config.clone(),
+                attempt: ctx.attempt,
+            };
+            (batch, ctx)
+        }
+
+        pub(super) fn webhook_request(request: &WebhookRequest) -> wit::WebhookRequest {
+            wit::WebhookRequest {
+                method: request.method.clone(),
+                url: request.url.clone(),
+                headers: request
+                    .headers
+                    .iter()
+                    .map(|(name, value)| wit::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                body: request.body.clone(),
+            }
+        }
+
+        pub(super) fn webhook_result(
+            result: Result<Vec<wit::CrmEvent>, wit::WebhookError>,
+        ) -> Result<Vec<CrmEvent>, WebhookError> {
+            match result {
+                Ok(events) => Ok(events
+                    .into_iter()
+                    .map(|e| CrmEvent {
+                        kind: e.kind,
+                        object_id: e.object_id,
+                        occurred_at_ms: e.occurred_at_ms,
+                        property_name: e.property_name,
+                        property_value: e.property_value,
+                    })
+                    .collect()),
+                Err(wit::WebhookError::Unsupported) => Err(WebhookError::Unsupported),
+                Err(wit::WebhookError::BadSignature) => Err(WebhookError::BadSignature),
+                Err(wit::WebhookError::StaleTimestamp) => Err(WebhookError::StaleTimestamp),
+                Err(wit::WebhookError::Malformed(m)) => Err(WebhookError::Malformed(m)),
+            }
+        }
+
+        pub(super) fn transform_context(
+            source: &str,
+            config: &[(String, String)],
+        ) -> wit_transform::TransformContext {
+            wit_transform::TransformContext {
+                source: source.to_string(),
+                config: config.to_vec(),
+            }
+        }
+
+        pub(super) fn transform_result(
+            result: Result<Vec<String>, wit_transform::TransformError>,
+        ) -> Result<Vec<String>, TransformError> {
+            result.map_err(|e| match e {
+                wit_transform::TransformError::Malformed(m) => TransformError::Malformed(m),
+                wit_transform::TransformError::InvalidField((field, reason)) => {
+                    TransformError::InvalidField { field, reason }
+                }
+            })
+        }
+    };
+}
+
+/// The current package's shared shapes.
+mod current {
+    use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
+    use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
+    use crate::types::*;
+    same_shape_conversions!();
+}
+
+/// 0.1.0's shared shapes (what differs is in `compat.rs`).
+mod legacy {
+    use crate::bindings::v0_1::adapter::exports::leadgate::plugin::adapter as wit;
+    use crate::bindings::v0_1::transform::exports::leadgate::plugin::transform as wit_transform;
+    use crate::types::*;
+    same_shape_conversions!();
 }
 
 fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
@@ -484,8 +673,27 @@ fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
                 name: r.name,
                 max_requests: r.max_requests,
                 window_ms: r.window_ms,
+                kinds: r
+                    .kinds
+                    .into_iter()
+                    .map(crate::imports::from_wit_kind)
+                    .collect(),
             })
             .collect(),
+        max_concurrent: i.max_concurrent,
+        auth: match i.auth {
+            wit::AuthScheme::None => AuthScheme::None,
+            wit::AuthScheme::ApiKey(secret) => AuthScheme::ApiKey { secret },
+            wit::AuthScheme::Oauth2(grants) => AuthScheme::OAuth2 {
+                grants: grants
+                    .into_iter()
+                    .map(|g| match g {
+                        wit::OauthGrant::RefreshToken => OAuthGrant::RefreshToken,
+                        wit::OauthGrant::ClientCredentials => OAuthGrant::ClientCredentials,
+                    })
+                    .collect(),
+            },
+        },
     }
 }
 
@@ -493,8 +701,19 @@ fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
 #[derive(Clone)]
 pub struct TransformPlugin {
     shared: Arc<Shared>,
-    pre: SourceTransformPre<CallState>,
+    pre: TransformPre,
     info: Arc<TransformInfo>,
+}
+
+#[derive(Clone)]
+enum TransformPre {
+    Current(SourceTransformPre<CallState>),
+    V0_1(v0_1::transform::SourceTransformPre<CallState>),
+}
+
+enum TransformInstance {
+    Current(SourceTransform),
+    V0_1(v0_1::transform::SourceTransform),
 }
 
 impl TransformPlugin {
@@ -503,12 +722,20 @@ impl TransformPlugin {
         name: &str,
         component: &Component,
     ) -> Result<Self, CallError> {
+        let version = served_version(engine, component, "transform")?;
         let instance_pre = engine
             .transform_linker
             .instantiate_pre(component)
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        let pre = SourceTransformPre::new(instance_pre)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let instantiate = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        let pre = match version {
+            WitVersion::V0_2 => {
+                TransformPre::Current(SourceTransformPre::new(instance_pre).map_err(instantiate)?)
+            }
+            WitVersion::V0_1 => TransformPre::V0_1(
+                v0_1::transform::SourceTransformPre::new(instance_pre).map_err(instantiate)?,
+            ),
+        };
         let shared = Arc::new(Shared {
             engine: engine.clone(),
             name: name.into(),
@@ -526,16 +753,25 @@ impl TransformPlugin {
         };
         let started = Instant::now();
         let (mut store, instance) = plugin.instance().await?;
-        let info = instance
-            .leadgate_plugin_transform()
-            .call_describe(&mut store)
-            .await
-            .map_err(|e| plugin.shared.classify(&store, e))?;
+        let info = match instance {
+            TransformInstance::Current(i) => i
+                .leadgate_plugin_transform()
+                .call_describe(&mut store)
+                .await
+                .map(|i| (i.name, i.version, i.description)),
+            TransformInstance::V0_1(i) => i
+                .leadgate_plugin_transform()
+                .call_describe(&mut store)
+                .await
+                .map(|i| (i.name, i.version, i.description)),
+        }
+        .map_err(|e| plugin.shared.classify(&store, e))?;
         plugin.shared.record(started, true);
+        let (name, version, description) = info;
         plugin.info = Arc::new(TransformInfo {
-            name: info.name,
-            version: info.version,
-            description: info.description,
+            name,
+            version,
+            description,
         });
         Ok(plugin)
     }
@@ -544,9 +780,27 @@ impl TransformPlugin {
         &self.info
     }
 
-    async fn instance(&self) -> Result<(Store<CallState>, SourceTransform), CallError> {
+    /// The WIT version the component targets.
+    pub fn wit_version(&self) -> WitVersion {
+        match self.pre {
+            TransformPre::Current(_) => WitVersion::V0_2,
+            TransformPre::V0_1(_) => WitVersion::V0_1,
+        }
+    }
+
+    async fn instance(&self) -> Result<(Store<CallState>, TransformInstance), CallError> {
         let mut store = self.shared.new_store(None);
-        match self.pre.instantiate_async(&mut store).await {
+        let instance = match &self.pre {
+            TransformPre::Current(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(TransformInstance::Current),
+            TransformPre::V0_1(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(TransformInstance::V0_1),
+        };
+        match instance {
             Ok(instance) => Ok((store, instance)),
             Err(e) => Err(self.shared.classify(&store, e)),
         }
@@ -562,28 +816,32 @@ impl TransformPlugin {
         let started = Instant::now();
         let out = async {
             let (mut store, instance) = self.instance().await?;
-            let ctx = wit_transform::TransformContext {
-                source: source.to_string(),
-                config: config.to_vec(),
-            };
-            let result = instance
-                .leadgate_plugin_transform()
-                .call_transform(&mut store, payload, &ctx)
-                .await
-                .map_err(|e| self.shared.classify(&store, e))?;
-            Ok(match result {
-                Ok(leads) => {
-                    self.shared
-                        .check_output(leads.iter().map(String::len).sum())?;
-                    Ok(leads)
-                }
-                Err(wit_transform::TransformError::Malformed(m)) => {
-                    Err(TransformError::Malformed(m))
-                }
-                Err(wit_transform::TransformError::InvalidField((field, reason))) => {
-                    Err(TransformError::InvalidField { field, reason })
-                }
-            })
+            let result = match instance {
+                TransformInstance::Current(i) => i
+                    .leadgate_plugin_transform()
+                    .call_transform(
+                        &mut store,
+                        payload,
+                        &current::transform_context(source, config),
+                    )
+                    .await
+                    .map(current::transform_result),
+                TransformInstance::V0_1(i) => i
+                    .leadgate_plugin_transform()
+                    .call_transform(
+                        &mut store,
+                        payload,
+                        &legacy::transform_context(source, config),
+                    )
+                    .await
+                    .map(legacy::transform_result),
+            }
+            .map_err(|e| self.shared.classify(&store, e))?;
+            if let Ok(leads) = &result {
+                self.shared
+                    .check_output(leads.iter().map(String::len).sum())?;
+            }
+            Ok(result)
         }
         .await;
         self.shared.record(started, out.is_ok());

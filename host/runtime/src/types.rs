@@ -1,5 +1,7 @@
-//! Plain Rust mirrors of the WIT types, so that the rest of the host never
-//! touches generated bindings. Conversions live in `plugin.rs`.
+//! Plain Rust mirrors of the WIT types (of the current package,
+//! `leadgate:plugin@0.2.0`), so that the rest of the host never touches
+//! generated bindings. Conversions live in `plugin.rs` (current package)
+//! and `compat.rs` (0.1.0).
 
 use std::fmt;
 
@@ -19,6 +21,67 @@ pub struct AdapterInfo {
     pub secrets: Vec<String>,
     pub default_hosts: Vec<String>,
     pub rate_limits: Vec<RateLimit>,
+    /// Most requests the CRM takes at once from one account.
+    pub max_concurrent: Option<u32>,
+    pub auth: AuthScheme,
+}
+
+/// The WIT package a component targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum WitVersion {
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl WitVersion {
+    /// Every version this host serves, oldest first.
+    pub const SERVED: [WitVersion; 2] = [WitVersion::V0_1, WitVersion::V0_2];
+    pub const CURRENT: WitVersion = WitVersion::V0_2;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The package name with its version, as in the component's export
+    /// names: `leadgate:plugin@0.2.0`.
+    pub fn package(self) -> String {
+        format!("leadgate:plugin@{}", self.as_str())
+    }
+}
+
+impl fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an outbound request does at the CRM; quota windows count by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    Write,
+    Read,
+    Search,
+}
+
+impl RequestKind {
+    /// The kind of a request from a 0.1.0 component, which does not say:
+    /// a path with `/search` in it is a search (the convention 0.1.0 quota
+    /// windows relied on), a GET or HEAD a read, anything else a write.
+    pub fn guess(method: &str, path: &str) -> RequestKind {
+        if path.contains("/search") {
+            RequestKind::Search
+        } else if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") {
+            RequestKind::Read
+        } else {
+            RequestKind::Write
+        }
+    }
 }
 
 /// One rate-limit window a CRM enforces.
@@ -27,6 +90,48 @@ pub struct RateLimit {
     pub name: String,
     pub max_requests: u32,
     pub window_ms: u64,
+    /// The request kinds it counts; empty: every request.
+    pub kinds: Vec<RequestKind>,
+}
+
+impl RateLimit {
+    /// Whether a request of this kind counts in the window.
+    pub fn counts(&self, kind: RequestKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+}
+
+/// An OAuth 2.0 grant an adapter's CRM accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrant {
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl OAuthGrant {
+    /// The grant's name in OAuth 2.0 (and in leadgate's configuration).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthGrant::RefreshToken => "refresh_token",
+            OAuthGrant::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// How a CRM authenticates an adapter's requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "scheme")]
+pub enum AuthScheme {
+    /// No credential, or one the adapter uses through the crypto import.
+    None,
+    /// A long-lived key or token granted as the named secret.
+    ApiKey { secret: String },
+    /// An OAuth 2.0 access token the host obtains with one of these grants.
+    #[serde(rename = "oauth2")]
+    OAuth2 { grants: Vec<OAuthGrant> },
+    /// Not declared: a 0.1.0 component, whose `secrets` say what it needs.
+    Undeclared,
 }
 
 /// What a source transform says about itself.
@@ -53,9 +158,51 @@ pub struct PushContext {
     pub attempt: u32,
 }
 
+/// Why a record is refused for good: one taxonomy across CRMs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionKind {
+    /// A value breaks a rule of the CRM; `field` names the property.
+    Validation,
+    /// The record's state in the CRM forbids the write.
+    Conflict,
+    /// The credential lacks the permission.
+    Forbidden,
+    /// The destination is misconfigured.
+    Config,
+    Other,
+}
+
+impl RejectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionKind::Validation => "validation",
+            RejectionKind::Conflict => "conflict",
+            RejectionKind::Forbidden => "forbidden",
+            RejectionKind::Config => "config",
+            RejectionKind::Other => "other",
+        }
+    }
+}
+
+/// Why a record is to be tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryKind {
+    /// A failure that may pass; uses an attempt.
+    Transient,
+    /// Held back by the adapter so that another record goes first.
+    HeldBack,
+    /// A read-back found the write missing or different.
+    ReadbackMismatch,
+    /// The CRM refused the credential.
+    AuthExpired,
+}
+
 /// Why a CRM refused a record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejection {
+    pub kind: RejectionKind,
     pub field: Option<String>,
     pub rule: String,
     pub message: String,
@@ -70,6 +217,7 @@ pub enum Outcome {
     DuplicateOf(String),
     Rejected(Rejection),
     Retry {
+        kind: RetryKind,
         after_ms: Option<u64>,
         reason: String,
     },
@@ -84,14 +232,29 @@ impl fmt::Display for Outcome {
             Outcome::Created(id) => write!(f, "created {id}"),
             Outcome::Updated(id) => write!(f, "updated {id}"),
             Outcome::DuplicateOf(id) => write!(f, "duplicate of {id}"),
-            Outcome::Rejected(r) => match &r.field {
-                Some(field) => write!(f, "rejected: {field}: {} ({})", r.rule, r.message),
-                None => write!(f, "rejected: {} ({})", r.rule, r.message),
-            },
-            Outcome::Retry { after_ms, reason } => match after_ms {
-                Some(ms) => write!(f, "retry after {ms} ms: {reason}"),
-                None => write!(f, "retry: {reason}"),
-            },
+            Outcome::Rejected(r) => {
+                write!(f, "rejected ({}): ", r.kind.as_str())?;
+                match &r.field {
+                    Some(field) => write!(f, "{field}: {} ({})", r.rule, r.message),
+                    None => write!(f, "{} ({})", r.rule, r.message),
+                }
+            }
+            Outcome::Retry {
+                kind,
+                after_ms,
+                reason,
+            } => {
+                let what = match kind {
+                    RetryKind::Transient => "retry",
+                    RetryKind::HeldBack => "held back",
+                    RetryKind::ReadbackMismatch => "read-back mismatch, retry",
+                    RetryKind::AuthExpired => "credential refused, retry",
+                };
+                match after_ms {
+                    Some(ms) => write!(f, "{what} after {ms} ms: {reason}"),
+                    None => write!(f, "{what}: {reason}"),
+                }
+            }
             Outcome::RateLimited { after_ms } => write!(f, "rate limited for {after_ms} ms"),
         }
     }

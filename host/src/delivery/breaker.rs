@@ -87,9 +87,13 @@ impl Verdict {
                 Action::Delivered => return Verdict::Success,
                 Action::Transient { .. } | Action::ReadbackMismatch { .. } => failed = true,
                 // Held back by the adapter so another record goes first; a
-                // rejection may be the adapter's own (no call made), and a
-                // rate limit is the limiter's business.
-                Action::HeldBack | Action::Reject | Action::RateLimited { .. } => {}
+                // rejection may be the adapter's own (no call made), a rate
+                // limit is the limiter's business, and a refused credential
+                // the token source's.
+                Action::HeldBack
+                | Action::Reject
+                | Action::RateLimited { .. }
+                | Action::AuthExpired { .. } => {}
             }
         }
         if failed {
@@ -315,7 +319,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leadgate_runtime::Rejection;
+    use leadgate_runtime::{Rejection, RejectionKind, RetryKind};
 
     const CONFIG: BreakerConfig = BreakerConfig {
         failures: 3,
@@ -484,10 +488,17 @@ mod tests {
     #[test]
     fn verdicts() {
         let retry = |after_ms| Outcome::Retry {
+            kind: RetryKind::Transient,
             after_ms,
             reason: "503".into(),
         };
+        let held_back = Outcome::Retry {
+            kind: RetryKind::HeldBack,
+            after_ms: None,
+            reason: "another first".into(),
+        };
         let rejected = Outcome::Rejected(Rejection {
+            kind: RejectionKind::Validation,
             field: None,
             rule: "invalid".into(),
             message: "bad".into(),
@@ -509,7 +520,7 @@ mod tests {
             Verdict::of(&[rejected.clone(), limited.clone()]),
             Verdict::Inconclusive
         );
-        assert_eq!(Verdict::of(&[retry(Some(0))]), Verdict::Inconclusive);
+        assert_eq!(Verdict::of(&[held_back]), Verdict::Inconclusive);
         assert_eq!(Verdict::of(&[rejected, retry(None)]), Verdict::Failure);
         assert_eq!(Verdict::of(&[limited]), Verdict::Inconclusive);
         assert_eq!(Verdict::of(&[]), Verdict::Inconclusive);

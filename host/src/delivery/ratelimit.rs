@@ -7,8 +7,11 @@
 //! by all its workers and every call, admits each outbound request through
 //! the host's HTTP import:
 //!
-//! - a window named `search` applies to requests whose path contains
-//!   `/search`; every other window applies to every request;
+//! - a window counts the request kinds it declares (a CRM's search quota
+//!   counts searches only; the adapter says what each request is); one
+//!   that declares none counts every request;
+//! - a CRM that caps requests in flight (Zoho CRM: 10; Dataverse: 52) has
+//!   that cap kept: a request waits for one in flight to be answered;
 //! - windows up to an hour are rolling logs: a request holds its place in
 //!   a window from the moment it is sent until one window after its answer
 //!   (the CRM counted it when it arrived, somewhere in between), so no
@@ -28,7 +31,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use leadgate_runtime::{RateLimit, RequestGate, Url};
+use leadgate_runtime::{RateLimit, RequestGate, RequestKind};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Longest a window is kept as a log of send times.
@@ -51,7 +55,8 @@ struct Window {
     name: String,
     max: u32,
     window: Duration,
-    search_only: bool,
+    /// The request kinds it counts; empty: all.
+    kinds: Vec<RequestKind>,
     usage: Usage,
 }
 
@@ -80,13 +85,13 @@ impl Window {
             name: limit.name.clone(),
             max: limit.max_requests,
             window,
-            search_only: limit.name.eq_ignore_ascii_case("search"),
+            kinds: limit.kinds.clone(),
             usage,
         })
     }
 
-    fn applies(&self, search: bool) -> bool {
-        !self.search_only || search
+    fn applies(&self, kind: RequestKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
     }
 
     /// When the window has room again (now if it has).
@@ -168,12 +173,25 @@ struct State {
     windows: Vec<Window>,
     /// The CRM said to stop until then.
     blocked_until: Option<Instant>,
+    /// Requests sent and not answered yet, and the CRM's cap on them.
+    in_flight: u32,
+    max_concurrent: Option<u32>,
+}
+
+/// Why a request cannot go now.
+enum Wait {
+    /// A window has room (or the CRM's pause ends) then.
+    Until(Instant),
+    /// As many requests are in flight as the CRM takes at once.
+    Busy,
 }
 
 /// One destination's model of its CRM's quota.
 #[derive(Debug)]
 pub struct Limiter {
     state: Mutex<State>,
+    /// Signalled when a request in flight is answered.
+    freed: Notify,
     max_wait: Duration,
 }
 
@@ -183,32 +201,47 @@ pub struct WindowStatus {
     pub name: String,
     pub max_requests: u32,
     pub window_ms: u64,
+    /// The request kinds it counts; empty: all.
+    pub kinds: Vec<RequestKind>,
     pub used: u32,
+}
+
+/// Requests in flight, and the CRM's cap on them.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct InFlight {
+    pub now: u32,
+    pub max: Option<u32>,
 }
 
 impl Limiter {
     /// A limiter for `limits`; calls wait at most `max_wait` for room.
-    pub fn new(limits: &[RateLimit], max_wait: Duration) -> Limiter {
+    pub fn new(limits: &[RateLimit], max_concurrent: Option<u32>, max_wait: Duration) -> Limiter {
         let limiter = Limiter {
             state: Mutex::new(State::default()),
+            freed: Notify::new(),
             max_wait,
         };
-        limiter.set_limits(limits);
+        limiter.set_limits(limits, max_concurrent);
         limiter
     }
 
     /// Adopts the limits a reloaded adapter declares, keeping the usage of
     /// windows that did not change.
-    pub fn set_limits(&self, limits: &[RateLimit]) {
+    pub fn set_limits(&self, limits: &[RateLimit], max_concurrent: Option<u32>) {
         let now = Instant::now();
         let mut state = self.lock();
+        state.max_concurrent = max_concurrent.filter(|&n| n > 0);
+        self.freed.notify_waiters();
         let mut old = std::mem::take(&mut state.windows);
         state.windows = limits
             .iter()
             .filter_map(|l| {
                 let fresh = Window::new(l, now)?;
                 match old.iter().position(|w| {
-                    w.name == fresh.name && w.max == fresh.max && w.window == fresh.window
+                    w.name == fresh.name
+                        && w.max == fresh.max
+                        && w.window == fresh.window
+                        && w.kinds == fresh.kinds
                 }) {
                     Some(i) => Some(old.swap_remove(i)),
                     None => Some(fresh),
@@ -221,9 +254,9 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a request now if every window it falls under has room; else
-    /// says when to try again.
-    fn try_admit(&self, search: bool, now: Instant) -> Result<(), Instant> {
+    /// Counts a request now if every window it falls under has room and
+    /// the CRM takes another at once; else says what it waits for.
+    fn try_admit(&self, kind: RequestKind, now: Instant) -> Result<(), Wait> {
         let mut state = self.lock();
         let mut at = now;
         if let Some(until) = state.blocked_until {
@@ -233,39 +266,61 @@ impl Limiter {
                 state.blocked_until = None;
             }
         }
-        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+        for w in state.windows.iter_mut().filter(|w| w.applies(kind)) {
             at = at.max(w.free_at(now));
         }
         if at > now {
-            return Err(at);
+            return Err(Wait::Until(at));
         }
-        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+        if state
+            .max_concurrent
+            .is_some_and(|max| state.in_flight >= max)
+        {
+            return Err(Wait::Busy);
+        }
+        for w in state.windows.iter_mut().filter(|w| w.applies(kind)) {
             w.record();
         }
+        state.in_flight += 1;
         Ok(())
     }
 
     /// An admitted request is no longer in flight.
-    fn answered(&self, search: bool) {
+    fn answered(&self, kind: RequestKind) {
         let mut state = self.lock();
         // Taken under the lock, so answers go into the logs in time order.
         let now = Instant::now();
-        for w in state.windows.iter_mut().filter(|w| w.applies(search)) {
+        for w in state.windows.iter_mut().filter(|w| w.applies(kind)) {
             w.answered(now);
         }
+        state.in_flight = state.in_flight.saturating_sub(1);
+        drop(state);
+        self.freed.notify_one();
     }
 
     /// Waits for room (at most `max_wait`) and counts the request.
-    pub async fn acquire(&self, search: bool) -> Result<(), u64> {
+    pub async fn acquire(&self, kind: RequestKind) -> Result<(), u64> {
+        /// What a request refused for concurrency is told to wait.
+        const BUSY_RETRY_MS: u64 = 1_000;
         let deadline = Instant::now() + self.max_wait;
         loop {
+            // Registered before the check, so an answer between the check
+            // and the wait is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let now = Instant::now();
-            match self.try_admit(search, now) {
+            match self.try_admit(kind, now) {
                 Ok(()) => return Ok(()),
-                Err(at) if at > deadline => {
+                Err(Wait::Until(at)) if at > deadline => {
                     return Err(at.duration_since(now).as_millis() as u64);
                 }
-                Err(at) => tokio::time::sleep_until(at).await,
+                Err(Wait::Until(at)) => tokio::time::sleep_until(at).await,
+                Err(Wait::Busy) => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(BUSY_RETRY_MS);
+                    }
+                }
             }
         }
     }
@@ -277,10 +332,16 @@ impl Limiter {
         if state.blocked_until.is_some_and(|u| u > now) {
             return false;
         }
+        if state
+            .max_concurrent
+            .is_some_and(|max| state.in_flight >= max)
+        {
+            return false;
+        }
         state
             .windows
             .iter_mut()
-            .filter(|w| !w.search_only)
+            .filter(|w| w.applies(RequestKind::Write))
             .all(|w| w.free_at(now) <= now)
     }
 
@@ -303,10 +364,19 @@ impl Limiter {
                     name: w.name.clone(),
                     max_requests: w.max,
                     window_ms: w.window.as_millis() as u64,
+                    kinds: w.kinds.clone(),
                     used: w.used(),
                 }
             })
             .collect()
+    }
+
+    pub fn in_flight(&self) -> InFlight {
+        let state = self.lock();
+        InFlight {
+            now: state.in_flight,
+            max: state.max_concurrent,
+        }
     }
 }
 
@@ -371,19 +441,15 @@ pub fn stop_for(status: u16, headers: &[(String, String)]) -> Option<Duration> {
     })
 }
 
-fn is_search(url: &Url) -> bool {
-    url.path().contains("/search")
-}
-
 impl RequestGate for Limiter {
-    fn admit<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<(), u64>> {
-        Box::pin(self.acquire(is_search(url)))
+    fn admit(&self, kind: RequestKind) -> BoxFuture<'_, Result<(), u64>> {
+        Box::pin(self.acquire(kind))
     }
 
-    fn observe(&self, url: &Url, status: u16, headers: &[(String, String)]) {
-        self.answered(is_search(url));
+    fn observe(&self, kind: RequestKind, status: u16, headers: &[(String, String)]) {
+        self.answered(kind);
         // A search's own window running out does not stop other calls.
-        if is_search(url) && status != 429 {
+        if kind == RequestKind::Search && status != 429 {
             return;
         }
         if let Some(wait) = stop_for(status, headers) {
@@ -391,36 +457,46 @@ impl RequestGate for Limiter {
         }
     }
 
-    fn failed(&self, url: &Url) {
-        self.answered(is_search(url));
+    fn failed(&self, kind: RequestKind) {
+        self.answered(kind);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    const WRITE: RequestKind = RequestKind::Write;
+    const SEARCH: RequestKind = RequestKind::Search;
 
     fn limit(name: &str, max: u32, ms: u64) -> RateLimit {
         RateLimit {
             name: name.into(),
             max_requests: max,
             window_ms: ms,
+            kinds: if name == "search" {
+                vec![SEARCH]
+            } else {
+                vec![]
+            },
         }
     }
 
     /// A request sent and answered at once.
-    async fn send(limiter: &Limiter, search: bool) {
-        limiter.acquire(search).await.unwrap();
-        limiter.answered(search);
+    async fn send(limiter: &Limiter, kind: RequestKind) {
+        limiter.acquire(kind).await.unwrap();
+        limiter.answered(kind);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_rolling_window_is_never_exceeded() {
-        let limiter = Limiter::new(&[limit("burst", 5, 1_000)], Duration::from_secs(10));
+        let limiter = Limiter::new(&[limit("burst", 5, 1_000)], None, Duration::from_secs(10));
         let start = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..12 {
-            send(&limiter, false).await;
+            send(&limiter, WRITE).await;
             sent.push(Instant::now().duration_since(start));
         }
         // Of any six consecutive sends, the last is a full window after the
@@ -438,15 +514,16 @@ mod tests {
     async fn searches_have_their_own_window_on_top() {
         let limiter = Limiter::new(
             &[limit("burst", 100, 2_000), limit("search", 2, 2_000)],
+            None,
             Duration::from_secs(10),
         );
         let t0 = Instant::now();
-        send(&limiter, true).await;
-        send(&limiter, true).await;
+        send(&limiter, SEARCH).await;
+        send(&limiter, SEARCH).await;
         // Writes are not held by the spent search window.
-        send(&limiter, false).await;
+        send(&limiter, WRITE).await;
         assert_eq!(Instant::now(), t0);
-        send(&limiter, true).await;
+        send(&limiter, SEARCH).await;
         assert!(Instant::now() - t0 >= Duration::from_secs(2));
         // The three sends at t0 have left the rolling window since.
         assert_eq!(limiter.status()[0].used, 1);
@@ -458,59 +535,88 @@ mod tests {
     /// of the CRM's sees one request too many.
     #[tokio::test(start_paused = true)]
     async fn a_request_holds_its_place_until_a_window_after_its_answer() {
-        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], Duration::from_secs(10));
-        let url: Url = "https://api.example.com/crm/v3/objects/contacts"
-            .parse()
-            .unwrap();
+        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], None, Duration::from_secs(10));
         let t0 = Instant::now();
-        limiter.acquire(false).await.unwrap();
-        limiter.acquire(false).await.unwrap();
+        limiter.acquire(WRITE).await.unwrap();
+        limiter.acquire(WRITE).await.unwrap();
         // Both in flight for 3 s, longer than the window: still no room.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!limiter.has_room());
         assert_eq!(limiter.status()[0].used, 2);
-        limiter.observe(&url, 200, &[]);
+        limiter.observe(WRITE, 200, &[]);
         // One answered at t0 + 3 s (a failure ends a call as well).
-        limiter.failed(&url);
-        limiter.acquire(false).await.unwrap();
+        limiter.failed(WRITE);
+        limiter.acquire(WRITE).await.unwrap();
         assert_eq!(Instant::now() - t0, Duration::from_secs(4));
     }
 
     #[tokio::test(start_paused = true)]
     async fn long_waits_are_refused_not_held() {
-        let limiter = Limiter::new(&[limit("daily", 2, 86_400_000)], Duration::from_secs(5));
-        limiter.acquire(false).await.unwrap();
-        limiter.acquire(false).await.unwrap();
-        let wait = limiter.acquire(false).await.unwrap_err();
+        let limiter = Limiter::new(
+            &[limit("daily", 2, 86_400_000)],
+            None,
+            Duration::from_secs(5),
+        );
+        limiter.acquire(WRITE).await.unwrap();
+        limiter.acquire(WRITE).await.unwrap();
+        let wait = limiter.acquire(WRITE).await.unwrap_err();
         assert!(wait > 86_000_000, "{wait}");
         assert!(!limiter.has_room());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_crm_corrects_the_model() {
-        let limiter = Limiter::new(&[limit("burst", 100, 10_000)], Duration::from_secs(30));
-        let url: Url = "https://api.example.com/crm/v3/objects/contacts"
-            .parse()
-            .unwrap();
+        let limiter = Limiter::new(
+            &[limit("burst", 100, 10_000)],
+            None,
+            Duration::from_secs(30),
+        );
         let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect()
         };
-        limiter.observe(&url, 200, &h(&[("X-HubSpot-RateLimit-Remaining", "57")]));
+        limiter.observe(WRITE, 200, &h(&[("X-HubSpot-RateLimit-Remaining", "57")]));
         assert!(limiter.has_room());
-        limiter.observe(&url, 429, &h(&[("Retry-After", "3")]));
+        limiter.observe(WRITE, 429, &h(&[("Retry-After", "3")]));
         assert!(!limiter.has_room());
         let t0 = Instant::now();
-        limiter.acquire(false).await.unwrap();
+        limiter.acquire(WRITE).await.unwrap();
         assert!(Instant::now() - t0 >= Duration::from_secs(3));
         limiter.observe(
-            &url,
+            WRITE,
             200,
             &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")]),
         );
         assert!(!limiter.has_room());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_stay_under_the_crms_cap() {
+        let limiter = Arc::new(Limiter::new(
+            &[limit("burst", 1_000, 10_000)],
+            Some(2),
+            Duration::from_secs(5),
+        ));
+        limiter.acquire(WRITE).await.unwrap();
+        limiter.acquire(SEARCH).await.unwrap();
+        assert!(!limiter.has_room(), "two in flight of two");
+        let third = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire(WRITE).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished(), "the third waits for an answer");
+        limiter.answered(SEARCH);
+        assert_eq!(third.await.unwrap(), Ok(()));
+        // Nobody answers now: a wait past max_wait is refused, not held.
+        let t0 = Instant::now();
+        assert_eq!(limiter.acquire(WRITE).await, Err(1_000));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(5));
+        // A reload lifting the cap lets it through at once.
+        limiter.set_limits(&[limit("burst", 1_000, 10_000)], None);
+        limiter.acquire(WRITE).await.unwrap();
     }
 
     #[test]
@@ -546,9 +652,12 @@ mod tests {
 
     #[test]
     fn reloads_keep_the_usage_of_unchanged_windows() {
-        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], Duration::ZERO);
-        assert!(limiter.try_admit(false, Instant::now()).is_ok());
-        limiter.set_limits(&[limit("burst", 2, 1_000), limit("daily", 10, 86_400_000)]);
+        let limiter = Limiter::new(&[limit("burst", 2, 1_000)], None, Duration::ZERO);
+        assert!(limiter.try_admit(WRITE, Instant::now()).is_ok());
+        limiter.set_limits(
+            &[limit("burst", 2, 1_000), limit("daily", 10, 86_400_000)],
+            None,
+        );
         let status = limiter.status();
         assert_eq!((status[0].used, status[1].used), (1, 0));
     }

@@ -7,15 +7,10 @@
 //! and a caller's RNG: exponential backoff with full jitter, capped; a
 //! CRM's `Retry-After` wins; an age limit ends a job the CRM never takes.
 
-use leadgate_runtime::{CallError, Outcome};
+use leadgate_runtime::{CallError, Outcome, RejectionKind, RetryKind};
 use rand::Rng;
 
 use crate::store::JobResult;
-
-/// How an adapter's retry reason starts when a read-back found a write the
-/// CRM reported as done missing or different (`retry-info` in the WIT 0.1;
-/// a typed retry kind from 0.2 on).
-pub const READBACK_PREFIX: &str = "readback:";
 
 /// What one adapter outcome asks of the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +27,10 @@ pub enum Action {
     /// A read-back found the write missing or different: retry, an attempt
     /// used.
     ReadbackMismatch { after_ms: Option<u64> },
+    /// The CRM refused the credential: the worker renews an OAuth token
+    /// and sends the record again at once; if it is refused again, a retry
+    /// with an attempt used.
+    AuthExpired { after_ms: Option<u64> },
     /// A transient failure (5xx, timeout, transport, a failed plugin call):
     /// retry after `after_ms` or the backoff, an attempt used.
     Transient { after_ms: Option<u64> },
@@ -42,7 +41,7 @@ impl Action {
     pub fn counts_attempt(&self) -> bool {
         matches!(
             self,
-            Action::Transient { .. } | Action::ReadbackMismatch { .. }
+            Action::Transient { .. } | Action::ReadbackMismatch { .. } | Action::AuthExpired { .. }
         )
     }
 }
@@ -52,26 +51,49 @@ pub fn classify(outcome: &Outcome) -> Action {
     match outcome {
         Outcome::Created(_) | Outcome::Updated(_) | Outcome::DuplicateOf(_) => Action::Delivered,
         Outcome::Rejected(_) => Action::Reject,
-        Outcome::Retry {
-            after_ms: Some(0), ..
-        } => Action::HeldBack,
-        Outcome::Retry { after_ms, reason } if reason.starts_with(READBACK_PREFIX) => {
-            Action::ReadbackMismatch {
-                after_ms: *after_ms,
+        Outcome::Retry { kind, after_ms, .. } => {
+            let after_ms = *after_ms;
+            match kind {
+                RetryKind::HeldBack => Action::HeldBack,
+                RetryKind::ReadbackMismatch => Action::ReadbackMismatch { after_ms },
+                RetryKind::AuthExpired => Action::AuthExpired { after_ms },
+                RetryKind::Transient => Action::Transient { after_ms },
             }
         }
-        Outcome::Retry { after_ms, .. } => Action::Transient {
-            after_ms: *after_ms,
-        },
         Outcome::RateLimited { after_ms } => Action::RateLimited {
             after_ms: *after_ms,
         },
     }
 }
 
+/// An outcome's class in leadgate's one error taxonomy, as
+/// `leadgate_delivery_outcomes_total` counts it.
+pub fn outcome_class(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Created(_) => "created",
+        Outcome::Updated(_) => "updated",
+        Outcome::DuplicateOf(_) => "duplicate",
+        Outcome::Rejected(r) => match r.kind {
+            RejectionKind::Validation => "rejected_validation",
+            RejectionKind::Conflict => "rejected_conflict",
+            RejectionKind::Forbidden => "rejected_forbidden",
+            RejectionKind::Config => "rejected_config",
+            RejectionKind::Other => "rejected_other",
+        },
+        Outcome::Retry { kind, .. } => match kind {
+            RetryKind::Transient => "retry_transient",
+            RetryKind::HeldBack => "retry_held_back",
+            RetryKind::ReadbackMismatch => "retry_readback_mismatch",
+            RetryKind::AuthExpired => "retry_auth_expired",
+        },
+        Outcome::RateLimited { .. } => "rate_limited",
+    }
+}
+
 /// A failed plugin call is a transient failure of every job in the batch.
 pub fn call_error_outcome(e: &CallError) -> Outcome {
     Outcome::Retry {
+        kind: RetryKind::Transient,
         after_ms: None,
         reason: format!("adapter call failed: {e}"),
     }
@@ -145,9 +167,9 @@ pub fn decide(
         Action::RateLimited { after_ms } => {
             (Some(*after_ms), format!("rate limited for {after_ms} ms"))
         }
-        Action::ReadbackMismatch { after_ms } | Action::Transient { after_ms } => {
-            (*after_ms, retry_reason(outcome))
-        }
+        Action::ReadbackMismatch { after_ms }
+        | Action::Transient { after_ms }
+        | Action::AuthExpired { after_ms } => (*after_ms, retry_reason(outcome)),
     };
     let counts = action.counts_attempt() && attempt.probe.is_none();
     let this = attempt.attempts + 1;
@@ -246,6 +268,7 @@ mod tests {
         );
         assert!(matches!(r, JobResult::Delivered { crm_id, .. } if crm_id == "9"));
         let rejected = Outcome::Rejected(Rejection {
+            kind: RejectionKind::Validation,
             field: Some("email".into()),
             rule: "invalid_email".into(),
             message: "bad".into(),
@@ -255,6 +278,7 @@ mod tests {
             JobResult::Dead { .. }
         ));
         let retry = Outcome::Retry {
+            kind: RetryKind::Transient,
             after_ms: Some(2_500),
             reason: "503".into(),
         };
@@ -289,6 +313,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let limited = Outcome::RateLimited { after_ms: 1_000 };
         let retry = Outcome::Retry {
+            kind: RetryKind::Transient,
             after_ms: None,
             reason: "503".into(),
         };
@@ -329,23 +354,32 @@ mod tests {
 
     #[test]
     fn one_classification_of_every_outcome() {
-        let retry = |after_ms, reason: &str| Outcome::Retry {
+        let retry = |kind, after_ms| Outcome::Retry {
+            kind,
             after_ms,
-            reason: reason.into(),
+            reason: "why".into(),
         };
         assert_eq!(
             classify(&Outcome::DuplicateOf("7".into())),
             Action::Delivered
         );
-        assert_eq!(classify(&retry(Some(0), "after 1")), Action::HeldBack);
         assert_eq!(
-            classify(&retry(None, "readback: contact 7 missing")),
+            classify(&retry(RetryKind::HeldBack, None)),
+            Action::HeldBack
+        );
+        assert_eq!(
+            classify(&retry(RetryKind::ReadbackMismatch, None)),
             Action::ReadbackMismatch { after_ms: None }
         );
         assert_eq!(
-            classify(&retry(Some(5), "503")),
+            classify(&retry(RetryKind::Transient, Some(5))),
             Action::Transient { after_ms: Some(5) }
         );
+        assert_eq!(
+            classify(&retry(RetryKind::AuthExpired, None)),
+            Action::AuthExpired { after_ms: None }
+        );
+        assert!(Action::AuthExpired { after_ms: None }.counts_attempt());
         assert!(!Action::HeldBack.counts_attempt());
         assert!(!Action::RateLimited { after_ms: 1 }.counts_attempt());
         assert!(Action::ReadbackMismatch { after_ms: None }.counts_attempt());
@@ -355,6 +389,7 @@ mod tests {
     fn a_failed_probe_uses_no_attempt_and_waits_past_the_next_probe() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let failed = Outcome::Retry {
+            kind: RetryKind::Transient,
             after_ms: Some(10),
             reason: "503".into(),
         };

@@ -14,7 +14,9 @@ use tokio::sync::{Notify, watch};
 
 use super::breaker::{BreakerState, Permit, Verdict};
 use super::oauth::{AccessToken, OAuthError, TokenSource};
-use super::retry::{Action, Attempt, Probe, RetryPolicy, call_error_outcome, classify, decide};
+use super::retry::{
+    Action, Attempt, Probe, RetryPolicy, call_error_outcome, classify, decide, outcome_class,
+};
 use crate::config::OAUTH_ACCESS_TOKEN;
 use crate::metrics::Metrics;
 use crate::plugins::{Destination, Registry};
@@ -262,6 +264,10 @@ impl Worker {
         }
         for (job, outcome) in batch.sendable.into_iter().zip(outcomes) {
             let action = classify(&outcome);
+            self.metrics
+                .outcomes
+                .with_label_values(&[self.destination.as_str(), outcome_class(&outcome)])
+                .inc();
             // A throttled destination pauses for all its workers: its
             // limiter admits nothing (and no lease is taken) until then.
             if let Action::RateLimited { after_ms } = action {
@@ -461,7 +467,13 @@ async fn push_authorized(
     };
     let call = auth.apply(&mut ctx);
     let mut outcomes = push_splitting(adapter, deliveries, &ctx, Some(&call)).await?;
-    if !call.refused() {
+    // The runtime saw a 401, or the adapter read the CRM's answer as a
+    // refused credential (a CRM that says so with another status).
+    let refused = call.refused()
+        || outcomes
+            .iter()
+            .any(|o| matches!(classify(o), Action::AuthExpired { .. }));
+    if !refused {
         return Ok(outcomes);
     }
     let token = match auth.source.refused(auth.token.generation).await {

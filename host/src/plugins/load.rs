@@ -21,13 +21,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use leadgate_runtime::{
-    AdapterPlugin, Capabilities, Component, EngineOptions, ExternalCompiler, HostServices, KvStore,
-    MemoryKv, PluginEngine, RequestGate, ReqwestOutbound, Secrets, TransformPlugin,
+    AdapterInfo, AdapterPlugin, AuthScheme, Capabilities, Component, EngineOptions,
+    ExternalCompiler, HostServices, KvStore, MemoryKv, PluginEngine, RequestGate, RequestKind,
+    ReqwestOutbound, Secrets, TransformPlugin,
 };
 use tokio::sync::broadcast;
 
 use super::{Destination, LoadedTransform, PluginError, Registry, State};
-use crate::config::{Config, DestinationConfig, OAUTH_ACCESS_TOKEN, PluginsConfig, resolve_secret};
+use crate::config::{
+    Config, DestinationConfig, OAUTH_ACCESS_TOKEN, OAuthGrant, PluginsConfig, resolve_secret,
+};
 use crate::delivery::breaker::{Breaker, BreakerConfig};
 use crate::delivery::oauth::TokenSource;
 use crate::delivery::ratelimit::Limiter;
@@ -52,6 +55,8 @@ pub enum LoadError {
         "declares itself adapter {found:?}, but this destination's adapter is {expected:?}; refused (set expect_adapter to change it)"
     )]
     WrongAdapter { expected: String, found: String },
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 /// A component file, read and compiled.
@@ -153,18 +158,23 @@ impl Registry {
     }
 
     /// The destination's limiter, set to the limits its adapter declares.
-    fn limiter(&self, destination: &str, limits: &[leadgate_runtime::RateLimit]) -> Arc<Limiter> {
+    fn limiter(
+        &self,
+        destination: &str,
+        limits: &[leadgate_runtime::RateLimit],
+        max_concurrent: Option<u32>,
+    ) -> Arc<Limiter> {
         let mut all = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
         match all.get(destination) {
             Some(l) => {
-                l.set_limits(limits);
+                l.set_limits(limits, max_concurrent);
                 l.clone()
             }
             None => {
                 // A call may wait for room up to a third of its deadline;
                 // longer, and the worker pauses the destination instead.
                 let max_wait = (self.engine.limits().deadline / 3).min(Duration::from_secs(10));
-                let l = Arc::new(Limiter::new(limits, max_wait));
+                let l = Arc::new(Limiter::new(limits, max_concurrent, max_wait));
                 all.insert(destination.to_string(), l.clone());
                 l
             }
@@ -208,6 +218,7 @@ impl Registry {
             .await
             .map_err(load_err)?;
         let info = probe.info().clone();
+        check_auth(name, dest, &info).map_err(load_err)?;
         let hosts = dest
             .allowed_hosts
             .clone()
@@ -219,7 +230,11 @@ impl Registry {
                 tracing::warn!(destination = %name, secret = %needed, "adapter declares a secret the destination does not grant");
             }
         }
-        let limiter = self.limiter(name, &rate_limits(&info.rate_limits, dest));
+        let limiter = self.limiter(
+            name,
+            &rate_limits(&info.rate_limits, dest),
+            info.max_concurrent,
+        );
         let adapter = probe.with_capabilities(
             Capabilities::new(&hosts, secrets)
                 .with_gate(limiter.clone() as Arc<dyn RequestGate>)
@@ -283,6 +298,42 @@ fn destination_secrets(name: &str, dest: &DestinationConfig) -> Result<Secrets, 
     Ok(secrets)
 }
 
+/// Whether the destination's credentials are what the adapter says its
+/// CRM takes: an OAuth grant the adapter does not declare, or OAuth for an
+/// adapter that takes no access token, is refused (the token would never
+/// be used, or be the wrong kind); missing credentials are warned about,
+/// as missing secrets are (the first calls will say 401).
+fn check_auth(name: &str, dest: &DestinationConfig, info: &AdapterInfo) -> Result<(), LoadError> {
+    let grants = |g: &[OAuthGrant]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
+    match (&info.auth, &dest.oauth) {
+        (AuthScheme::OAuth2 { grants: taken }, Some(o)) if !taken.contains(&o.grant) => {
+            Err(LoadError::Auth(format!(
+                "the destination's oauth.grant is {}, but {} takes only {}",
+                o.grant.as_str(),
+                info.name,
+                grants(taken)
+            )))
+        }
+        (AuthScheme::OAuth2 { grants: taken }, None)
+            if !dest.secrets.contains_key(OAUTH_ACCESS_TOKEN) =>
+        {
+            tracing::warn!(destination = %name, adapter = %info.name, grants = %grants(taken), "the adapter authenticates with OAuth 2.0 and the destination has no [destinations.NAME.oauth] section");
+            Ok(())
+        }
+        (AuthScheme::None, Some(_)) => Err(LoadError::Auth(format!(
+            "the destination configures OAuth 2.0, but {} takes no credential",
+            info.name
+        ))),
+        (AuthScheme::ApiKey { secret }, Some(_)) if secret != OAUTH_ACCESS_TOKEN => {
+            Err(LoadError::Auth(format!(
+                "the destination configures OAuth 2.0, but {} authenticates with the secret {secret}",
+                info.name
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The adapter's declared rate-limit windows with the destination's
 /// overrides (an account's real quota) in their place.
 fn rate_limits(
@@ -291,11 +342,19 @@ fn rate_limits(
 ) -> Vec<leadgate_runtime::RateLimit> {
     let mut limits = declared.to_vec();
     for (window, o) in &dest.rate_limits {
+        // An override keeps what the window counts; a new window named
+        // `search` counts searches, any other every request.
+        let kinds = match declared.iter().find(|l| &l.name == window) {
+            Some(l) => l.kinds.clone(),
+            None if window.eq_ignore_ascii_case("search") => vec![RequestKind::Search],
+            None => vec![],
+        };
         limits.retain(|l| &l.name != window);
         limits.push(leadgate_runtime::RateLimit {
             name: window.clone(),
             max_requests: o.max_requests,
             window_ms: o.window_ms,
+            kinds,
         });
     }
     limits

@@ -96,6 +96,11 @@ pub struct PluginStatus {
     pub destination: String,
     pub adapter: String,
     pub version: String,
+    /// The WIT package version the component targets (`0.1.0` components
+    /// are served through the conversion boundary).
+    pub wit: leadgate_runtime::WitVersion,
+    /// How the CRM authenticates, as the adapter declares it.
+    pub auth: leadgate_runtime::AuthScheme,
     pub hash: String,
     pub mapping: String,
     pub mapping_version: String,
@@ -116,6 +121,8 @@ pub struct PluginStatus {
     pub http_throttled: u64,
     /// The CRM's rate-limit windows as the limiter sees them now.
     pub rate_limits: Vec<crate::delivery::ratelimit::WindowStatus>,
+    /// Requests to the CRM in flight now, and the CRM's cap on them.
+    pub in_flight: crate::delivery::ratelimit::InFlight,
     /// The destination's circuit breaker.
     pub breaker: BreakerStatus,
     /// The destination's OAuth 2.0 token source, when it has one.
@@ -296,6 +303,8 @@ impl Registry {
                     destination: d.name.clone(),
                     adapter: d.adapter.info().name.clone(),
                     version: d.adapter.info().version.clone(),
+                    wit: d.adapter.wit_version(),
+                    auth: d.adapter.info().auth.clone(),
                     hash: d.adapter_hash.clone(),
                     mapping: d.mapping.name.clone(),
                     mapping_version: d.mapping.version.clone(),
@@ -312,6 +321,7 @@ impl Registry {
                     http_denied: c.http_denied.load(Relaxed),
                     http_throttled: c.http_throttled.load(Relaxed),
                     rate_limits: d.limiter.status(),
+                    in_flight: d.limiter.in_flight(),
                     breaker: d.breaker.status(),
                     oauth,
                 }

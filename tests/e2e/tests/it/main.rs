@@ -15,4 +15,5 @@ mod skeleton;
 mod split;
 mod transforms;
 mod vendor_clients;
+mod wit_compat;
 mod zoho;

@@ -220,7 +220,9 @@ async fn a_bad_signing_key_is_refused_by_the_receiver_and_dead_letters() -> anyh
     assert_eq!(job["attempts"], 1, "{dead:#}");
     let error = job["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.starts_with("rejected: http_401") && error.contains("no valid signature"),
+        // The receiver refusing the signature: class `forbidden` of the
+        // one taxonomy.
+        error.starts_with("rejected (forbidden): http_401") && error.contains("no valid signature"),
         "{error}"
     );
     assert!(env.sim().hook_messages("leads").is_empty());

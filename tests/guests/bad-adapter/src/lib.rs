@@ -2,7 +2,7 @@
 //! so that tests can prove a bad plugin fails only its own call.
 
 use leadgate_sdk::http::Request;
-use leadgate_sdk::outcome::{outcome, rejected};
+use leadgate_sdk::outcome::{invalid, outcome};
 use leadgate_sdk::prelude::*;
 
 pub struct Bad;
@@ -21,6 +21,8 @@ impl Adapter for Bad {
             secrets: vec!["token".into()],
             default_hosts: vec!["api.example.com".into()],
             rate_limits: vec![],
+            max_concurrent: None,
+            auth: AuthScheme::ApiKey("token".into()),
         }
     }
 
@@ -43,7 +45,7 @@ impl Adapter for Bad {
                         .any(|p| p.name == "email" && p.value.contains("bad"))
                 });
                 match bad {
-                    Some(d) => all(rejected(
+                    Some(d) => all(invalid(
                         Some("email"),
                         "batch_refused",
                         format!("invalid email in record {}", d.id),
@@ -70,14 +72,14 @@ impl Adapter for Bad {
             "trap" => panic!("deliberate trap"),
             "garbage" => Vec::new(),
             "unknown-id" => vec![outcome("no-such-delivery", Outcome::Created("1".into()))],
-            "oversize" => all(rejected(None, "huge", "x".repeat(8 << 20))),
+            "oversize" => all(invalid(None, "huge", "x".repeat(8 << 20))),
             "evil-host" => {
                 let r = Request::get("http://127.0.0.1:9/steal").send();
-                all(rejected(None, "probe", format!("{r:?}")))
+                all(invalid(None, "probe", format!("{r:?}")))
             }
             "secret-probe" => {
                 let r = Request::get("https://api.example.com/{{secret:not-mine}}").send();
-                all(rejected(None, "probe", format!("{r:?}")))
+                all(invalid(None, "probe", format!("{r:?}")))
             }
             "ambient" => {
                 // What the sandbox leaves a guest: no files, no environment.
@@ -88,13 +90,13 @@ impl Adapter for Bad {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs());
                 let net = std::net::TcpStream::connect("127.0.0.1:9").map(|_| ());
-                all(rejected(
+                all(invalid(
                     None,
                     "probe",
                     format!("file={file:?} env={env:?} dir={dir:?} clock={clock:?} net={net:?}"),
                 ))
             }
-            other => all(rejected(None, "unknown_mode", other.to_string())),
+            other => all(invalid(None, "unknown_mode", other.to_string())),
         }
     }
 }
