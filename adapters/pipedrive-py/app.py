@@ -203,7 +203,7 @@ class Adapter(wit_world.exports.Adapter):
                 for d in batch
             ]
 
-    def verify_webhook(self, request: wa.WebhookRequest) -> List[wa.CrmEvent]:
+    def verify_webhook(self, request: wa.WebhookRequest) -> wa.WebhookReceipt:
         # Err(...) raised here is the export's result error; anything else
         # would trap, so it is turned into malformed.
         try:
@@ -227,7 +227,7 @@ class Adapter(wit_world.exports.Adapter):
             raise Err(wa.WebhookError_Malformed(str(e)))
         except Exception as e:
             raise Err(wa.WebhookError_Malformed(f"adapter error: {type(e).__name__}: {e}"))
-        return [
+        return wa.WebhookReceipt(events=[
             wa.CrmEvent(
                 kind=ev["kind"],
                 object_id=ev["object_id"],
@@ -236,4 +236,4 @@ class Adapter(wit_world.exports.Adapter):
                 property_value=ev["property_value"],
             )
             for ev in events
-        ]
+        ], answer=None)

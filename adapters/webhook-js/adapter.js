@@ -115,7 +115,7 @@ function push(batch, ctx) {
   return out;
 }
 
-/** Returns `list<crm-event>`; throws a `webhook-error` variant (the `err` case). */
+/** Returns a `webhook-receipt`; throws a `webhook-error` variant (the `err` case). */
 function verifyWebhook(request) {
   try {
     const { id, timestamp, signature } = webhookHeaders(request.headers);
@@ -135,7 +135,7 @@ function verifyWebhook(request) {
       if (constantTimeEq(candidate, expected)) ok = true;
     }
     if (!ok) throw badSignature();
-    return [parseEvent(request.body, id, timestamp)];
+    return { events: [parseEvent(request.body, id, timestamp)], answer: undefined };
   } catch (e) {
     if (e instanceof WebhookError) throw e.payload;
     throw { tag: 'malformed', val: `adapter error: ${e && e.message ? e.message : String(e)}` };

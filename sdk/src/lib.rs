@@ -81,8 +81,8 @@ pub use host::{clock, crypto, http, kv, log};
 pub mod types {
     pub use crate::bindings::exports::leadgate::plugin::adapter::{
         AdapterInfo, AuthScheme, CrmEvent, Delivery, DeliveryOutcome, OauthGrant, Outcome,
-        PushContext, RateLimit, Rejection, RejectionKind, RetryInfo, RetryKind, WebhookError,
-        WebhookRequest,
+        PushContext, RateLimit, Rejection, RejectionKind, RetryInfo, RetryKind, WebhookAnswer,
+        WebhookError, WebhookReceipt, WebhookRequest,
     };
     pub use crate::bindings::leadgate::plugin::types::{
         Header, HttpError, HttpRequest, HttpResponse, Property, RequestKind,
@@ -135,10 +135,36 @@ pub trait Adapter {
     /// Delivers a batch; must return exactly one outcome per delivery.
     fn push(batch: Vec<Delivery>, ctx: PushContext) -> Vec<DeliveryOutcome>;
 
-    /// Verifies a signed CRM webhook and parses its events.
-    fn verify_webhook(request: WebhookRequest) -> Result<Vec<CrmEvent>, WebhookError> {
+    /// Verifies a CRM webhook (its signature, or the token or key it
+    /// carries: [`crypto::secret_equals`]) and parses its events.
+    fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         let _ = request;
         Err(WebhookError::Unsupported)
+    }
+}
+
+impl WebhookReceipt {
+    /// Events, answered with the host's JSON count (what most CRMs take).
+    pub fn events(events: Vec<CrmEvent>) -> WebhookReceipt {
+        WebhookReceipt {
+            events,
+            answer: None,
+        }
+    }
+
+    /// Events, answered with this body (status 200).
+    pub fn answered(
+        events: Vec<CrmEvent>,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> WebhookReceipt {
+        WebhookReceipt {
+            events,
+            answer: Some(WebhookAnswer {
+                content_type: content_type.to_string(),
+                body: body.into(),
+            }),
+        }
     }
 }
 
@@ -169,10 +195,8 @@ macro_rules! export_adapter {
                 }
                 fn verify_webhook(
                     request: $crate::types::WebhookRequest,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::types::CrmEvent>,
-                    $crate::types::WebhookError,
-                > {
+                ) -> ::std::result::Result<$crate::types::WebhookReceipt, $crate::types::WebhookError>
+                {
                     <$ty as $crate::Adapter>::verify_webhook(request)
                 }
             }

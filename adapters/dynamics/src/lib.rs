@@ -44,6 +44,8 @@ use leadgate_sdk::prelude::*;
 use leadgate_sdk::{batch, readback};
 use serde_json::{Map, Value};
 
+mod webhook;
+
 pub struct Dynamics;
 
 const DEFAULT_API_VERSION: &str = "v9.2";
@@ -70,7 +72,8 @@ impl Adapter for Dynamics {
             max_batch_size: MAX_BATCH,
             upsert_key: DEFAULT_ALTERNATE_KEY.into(),
             required_properties: vec!["lastname".into()],
-            supports_webhooks: false,
+            // Service-endpoint webhooks, verified by their key.
+            supports_webhooks: true,
             config_keys: vec![
                 "org-url".into(),
                 "api-version".into(),
@@ -79,7 +82,7 @@ impl Adapter for Dynamics {
                 "duplicate-detection".into(),
                 "readback-percent".into(),
             ],
-            secrets: vec!["access-token".into()],
+            secrets: vec!["access-token".into(), webhook::WEBHOOK_KEY.into()],
             default_hosts: vec!["*.dynamics.com".into()],
             rate_limits: vec![
                 // Service protection, per user: 6,000 requests in a sliding
@@ -115,6 +118,10 @@ impl Adapter for Dynamics {
             }
         }
         batch::in_order(&batch, outcomes, "Dataverse")
+    }
+
+    fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
+        webhook::verify(&request)
     }
 }
 

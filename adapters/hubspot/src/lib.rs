@@ -127,9 +127,9 @@ impl Adapter for HubSpot {
             .collect()
     }
 
-    fn verify_webhook(request: WebhookRequest) -> Result<Vec<CrmEvent>, WebhookError> {
+    fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         verify_v3(&request)?;
-        parse_events(&request.body)
+        parse_events(&request.body).map(WebhookReceipt::events)
     }
 }
 
@@ -847,7 +847,7 @@ mod tests {
             ],
             body: body.to_vec(),
         };
-        let events = HubSpot::verify_webhook(request(&sig, ts)).unwrap();
+        let events = HubSpot::verify_webhook(request(&sig, ts)).unwrap().events;
         assert_eq!(events[0].kind, "contact.creation");
         assert_eq!(events[0].object_id, "512");
         assert_eq!(

@@ -47,6 +47,8 @@ use leadgate_sdk::{batch, readback};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod outbound_message;
+
 pub struct Salesforce;
 
 const DEFAULT_API_VERSION: &str = "v62.0";
@@ -71,7 +73,8 @@ impl Adapter for Salesforce {
             max_batch_size: MAX_BATCH,
             upsert_key: DEFAULT_EXTERNAL_ID.into(),
             required_properties: vec!["LastName".into()],
-            supports_webhooks: false,
+            // Outbound Messages (SOAP), identified by the org id.
+            supports_webhooks: true,
             config_keys: vec![
                 "instance-url".into(),
                 "api-version".into(),
@@ -80,7 +83,10 @@ impl Adapter for Salesforce {
                 "allow-duplicates".into(),
                 "readback-percent".into(),
             ],
-            secrets: vec!["access-token".into()],
+            secrets: vec![
+                "access-token".into(),
+                outbound_message::ORGANIZATION_ID.into(),
+            ],
             default_hosts: vec!["*.salesforce.com".into(), "*.force.com".into()],
             rate_limits: vec![
                 // Enterprise Edition's base allocation: 100,000 requests per
@@ -118,6 +124,10 @@ impl Adapter for Salesforce {
             }
         }
         batch::in_order(&batch, outcomes, "Salesforce")
+    }
+
+    fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
+        outbound_message::verify(&request, clock::now_ms())
     }
 }
 

@@ -41,6 +41,8 @@ use leadgate_sdk::{batch, readback};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+mod notification;
+
 pub struct Zoho;
 
 const DEFAULT_API_VERSION: &str = "v8";
@@ -64,7 +66,8 @@ impl Adapter for Zoho {
             max_batch_size: MAX_BATCH,
             upsert_key: DEFAULT_EXTERNAL_ID.into(),
             required_properties: vec!["Last_Name".into()],
-            supports_webhooks: false,
+            // Notifications (`actions/watch`), verified by the channel token.
+            supports_webhooks: true,
             config_keys: vec![
                 "api-domain".into(),
                 "api-version".into(),
@@ -72,7 +75,10 @@ impl Adapter for Zoho {
                 "external-id-field".into(),
                 "readback-percent".into(),
             ],
-            secrets: vec!["access-token".into()],
+            secrets: vec![
+                "access-token".into(),
+                notification::NOTIFICATION_TOKEN.into(),
+            ],
             default_hosts: vec![
                 "www.zohoapis.com".into(),
                 "www.zohoapis.eu".into(),
@@ -114,6 +120,10 @@ impl Adapter for Zoho {
             }
         }
         batch::in_order(&batch, outcomes, "Zoho")
+    }
+
+    fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
+        notification::verify(&request)
     }
 }
 

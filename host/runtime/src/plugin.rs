@@ -432,7 +432,7 @@ impl AdapterPlugin {
     pub async fn verify_webhook(
         &self,
         request: &WebhookRequest,
-    ) -> Result<Result<Vec<CrmEvent>, WebhookError>, CallError> {
+    ) -> Result<Result<WebhookReceipt, WebhookError>, CallError> {
         let started = Instant::now();
         let out = async {
             let (mut store, instance) = self.instance(None).await?;
@@ -449,8 +449,9 @@ impl AdapterPlugin {
                     .map(legacy::webhook_result),
             }
             .map_err(|e| self.shared.classify(&store, e))?;
-            if let Ok(events) = &result {
-                let size: usize = events
+            if let Ok(receipt) = &result {
+                let size: usize = receipt
+                    .events
                     .iter()
                     .map(|e| {
                         e.kind.len()
@@ -458,7 +459,11 @@ impl AdapterPlugin {
                             + e.property_name.as_ref().map_or(0, String::len)
                             + e.property_value.as_ref().map_or(0, String::len)
                     })
-                    .sum();
+                    .sum::<usize>()
+                    + receipt
+                        .answer
+                        .as_ref()
+                        .map_or(0, |a| a.content_type.len() + a.body.len());
                 self.shared.check_output(size)?;
             }
             Ok(result)
@@ -594,24 +599,25 @@ macro_rules! same_shape_conversions {
             }
         }
 
-        pub(super) fn webhook_result(
-            result: Result<Vec<wit::CrmEvent>, wit::WebhookError>,
-        ) -> Result<Vec<CrmEvent>, WebhookError> {
-            match result {
-                Ok(events) => Ok(events
-                    .into_iter()
-                    .map(|e| CrmEvent {
-                        kind: e.kind,
-                        object_id: e.object_id,
-                        occurred_at_ms: e.occurred_at_ms,
-                        property_name: e.property_name,
-                        property_value: e.property_value,
-                    })
-                    .collect()),
-                Err(wit::WebhookError::Unsupported) => Err(WebhookError::Unsupported),
-                Err(wit::WebhookError::BadSignature) => Err(WebhookError::BadSignature),
-                Err(wit::WebhookError::StaleTimestamp) => Err(WebhookError::StaleTimestamp),
-                Err(wit::WebhookError::Malformed(m)) => Err(WebhookError::Malformed(m)),
+        pub(super) fn webhook_events(events: Vec<wit::CrmEvent>) -> Vec<CrmEvent> {
+            events
+                .into_iter()
+                .map(|e| CrmEvent {
+                    kind: e.kind,
+                    object_id: e.object_id,
+                    occurred_at_ms: e.occurred_at_ms,
+                    property_name: e.property_name,
+                    property_value: e.property_value,
+                })
+                .collect()
+        }
+
+        pub(super) fn webhook_error(e: wit::WebhookError) -> WebhookError {
+            match e {
+                wit::WebhookError::Unsupported => WebhookError::Unsupported,
+                wit::WebhookError::BadSignature => WebhookError::BadSignature,
+                wit::WebhookError::StaleTimestamp => WebhookError::StaleTimestamp,
+                wit::WebhookError::Malformed(m) => WebhookError::Malformed(m),
             }
         }
 
@@ -638,20 +644,46 @@ macro_rules! same_shape_conversions {
     };
 }
 
-/// The current package's shared shapes.
+/// The current package's shared shapes, and its webhook receipt.
 mod current {
     use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
     use crate::bindings::transform::exports::leadgate::plugin::transform as wit_transform;
     use crate::types::*;
     same_shape_conversions!();
+
+    pub(super) fn webhook_result(
+        result: Result<wit::WebhookReceipt, wit::WebhookError>,
+    ) -> Result<WebhookReceipt, WebhookError> {
+        result
+            .map(|r| WebhookReceipt {
+                events: webhook_events(r.events),
+                answer: r.answer.map(|a| WebhookAnswer {
+                    content_type: a.content_type,
+                    body: a.body,
+                }),
+            })
+            .map_err(webhook_error)
+    }
 }
 
-/// 0.1.0's shared shapes (what differs is in `compat.rs`).
+/// 0.1.0's shared shapes (what differs is in `compat.rs`); its webhooks
+/// give events only.
 mod legacy {
     use crate::bindings::v0_1::adapter::exports::leadgate::plugin::adapter as wit;
     use crate::bindings::v0_1::transform::exports::leadgate::plugin::transform as wit_transform;
     use crate::types::*;
     same_shape_conversions!();
+
+    pub(super) fn webhook_result(
+        result: Result<Vec<wit::CrmEvent>, wit::WebhookError>,
+    ) -> Result<WebhookReceipt, WebhookError> {
+        result
+            .map(|events| WebhookReceipt {
+                events: webhook_events(events),
+                answer: None,
+            })
+            .map_err(webhook_error)
+    }
 }
 
 fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {

@@ -279,6 +279,22 @@ pub struct CrmEvent {
     pub property_value: Option<String>,
 }
 
+/// A verified webhook: its events, and what to answer the CRM when it
+/// expects more than a 200 (None: the host's JSON count of events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookReceipt {
+    pub events: Vec<CrmEvent>,
+    pub answer: Option<WebhookAnswer>,
+}
+
+/// The body (status 200) a CRM expects in answer to its notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookAnswer {
+    pub content_type: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
 /// Why a webhook was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {

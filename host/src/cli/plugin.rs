@@ -194,8 +194,15 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", body.display()))?,
             };
             match adapter.verify_webhook(&request).await? {
-                Ok(events) => {
-                    println!("{}", serde_json::to_string_pretty(&events)?);
+                Ok(receipt) => {
+                    println!("{}", serde_json::to_string_pretty(&receipt.events)?);
+                    if let Some(answer) = receipt.answer {
+                        eprintln!(
+                            "answer the CRM expects ({}):\n{}",
+                            answer.content_type,
+                            String::from_utf8_lossy(&answer.body)
+                        );
+                    }
                     Ok(())
                 }
                 Err(e) => bail!("webhook refused: {e}"),

@@ -1,14 +1,16 @@
 //! Webhooks: `POST /v1/webhooks/{destination}`. The destination's adapter
-//! verifies the CRM's signature (with a secret that stays in the host) and
-//! parses the events; a bad signature or a stale timestamp is refused with
-//! 401, a malformed body with 400.
+//! verifies the CRM's signature or shared token (with a secret that stays
+//! in the host) and parses the events; a bad signature or a stale
+//! timestamp is refused with 401, a malformed body with 400. The answer is
+//! the count of events as JSON, or the acknowledgement the CRM expects
+//! when the adapter gives one (Salesforce's SOAP `<Ack>true</Ack>`).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use leadgate_runtime::{WebhookError, WebhookRequest};
 
@@ -51,16 +53,25 @@ pub async fn receive(
         .await
         .map_err(ApiError::internal)?;
     match verdict {
-        Ok(events) => {
+        Ok(receipt) => {
+            let events = &receipt.events;
             Metrics::add(&state.metrics.webhook_events, events.len() as u64);
-            for e in &events {
+            for e in events {
                 tracing::info!(destination = %destination, kind = %e.kind, object = %e.object_id, "CRM event");
             }
-            Ok((
-                StatusCode::OK,
-                Json(serde_json::json!({ "received": events.len() })),
-            )
-                .into_response())
+            Ok(match receipt.answer {
+                Some(answer) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, answer.content_type)],
+                    answer.body,
+                )
+                    .into_response(),
+                None => (
+                    StatusCode::OK,
+                    Json(serde_json::json!({ "received": events.len() })),
+                )
+                    .into_response(),
+            })
         }
         Err(e) => {
             Metrics::add(&state.metrics.webhook_rejected, 1);
