@@ -190,7 +190,10 @@ fn upsert(url: &str, records: &[&Delivery]) -> Vec<(String, Outcome)> {
     };
 
     match response.status() {
-        200 | 201 | 207 => read_batch_response(&response, records),
+        200 | 201 | 207 => {
+            let read_url = format!("{}{READ_PATH}", url.trim_end_matches(UPSERT_PATH));
+            read_batch_response(&response, records, &read_url)
+        }
         429 => {
             let after = response
                 .retry_after_ms()
@@ -268,6 +271,10 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
         .iter()
         .flat_map(|(d, _)| d.properties.iter().map(|p| p.name.as_str()))
         .collect();
+    // A contact matched on a secondary email keeps its primary one.
+    if names.contains(&"email") {
+        names.push("hs_additional_emails");
+    }
     names.sort_unstable();
     names.dedup();
     let inputs: Vec<Value> = written.iter().map(|(_, id)| json!({ "id": id })).collect();
@@ -311,11 +318,15 @@ fn read_back(url: &str, records: &[&Delivery], outcomes: &mut HashMap<String, Ou
                     .iter()
                     .filter(|p| {
                         let held = props.get(&p.name).and_then(|v| v.as_deref());
-                        match held {
-                            Some(v) if p.name == "email" => !v.eq_ignore_ascii_case(&p.value),
-                            Some(v) => v != p.value,
-                            None => true,
+                        if p.name == "email" {
+                            let secondary =
+                                props.get("hs_additional_emails").and_then(|v| v.as_deref());
+                            return !held
+                                .into_iter()
+                                .chain(additional_emails(secondary))
+                                .any(|e| e.eq_ignore_ascii_case(&p.value));
                         }
+                        held != Some(p.value.as_str())
                     })
                     .map(|p| p.name.as_str())
                     .collect();
@@ -358,11 +369,36 @@ struct SimpleObject<P> {
 }
 
 /// An upsert's answer echoes every property; matching it to the batch
-/// needs only the email (the rest is skipped, not stored).
+/// needs only the emails (the rest is skipped, not stored).
 #[derive(Default, Deserialize)]
 struct EmailOnly {
     #[serde(default)]
     email: Option<String>,
+    /// A contact's secondary emails, `;`-separated (what a merge leaves of
+    /// the merged contact's address): HubSpot's upsert by email matches
+    /// them too, and then answers with the contact's primary email.
+    #[serde(default)]
+    hs_additional_emails: Option<String>,
+}
+
+impl EmailOnly {
+    /// The primary email and the secondary ones, lowercased.
+    fn all(&self) -> impl Iterator<Item = String> + '_ {
+        self.email
+            .iter()
+            .map(String::as_str)
+            .chain(additional_emails(self.hs_additional_emails.as_deref()))
+            .map(str::to_lowercase)
+    }
+}
+
+/// The addresses of `hs_additional_emails` (`a@x.com;b@y.com`).
+fn additional_emails(value: Option<&str>) -> impl Iterator<Item = &str> {
+    value
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
 }
 
 /// What a read-back compares: every property read.
@@ -378,7 +414,11 @@ struct BatchError {
     context: HashMap<String, Vec<String>>,
 }
 
-fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(String, Outcome)> {
+fn read_batch_response(
+    response: &Response,
+    records: &[&Delivery],
+    read_url: &str,
+) -> Vec<(String, Outcome)> {
     let body: BatchResponse<EmailOnly> = match response.json() {
         Ok(b) => b,
         Err(e) => {
@@ -396,16 +436,31 @@ fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(Strin
         .filter_map(|d| Some((email_of(d)?.to_lowercase(), d.id.as_str())))
         .collect();
     let mut out = Vec::with_capacity(records.len());
+    let mut unmatched = Vec::new();
     for result in body.results {
-        let email = result.properties.email.as_deref().map(str::to_lowercase);
-        if let Some(id) = email.and_then(|e| by_email.get(&e)) {
-            let o = if result.new.unwrap_or(false) {
-                Outcome::Created(result.id)
-            } else {
-                Outcome::Updated(result.id)
-            };
-            out.push((id.to_string(), o));
+        // By the primary email, or by a secondary one: a contact HubSpot
+        // matched on `hs_additional_emails` is the same person, and its
+        // answer names the primary email.
+        let matched: Vec<&str> = result
+            .properties
+            .all()
+            .filter_map(|e| by_email.get(&e).copied())
+            .collect();
+        if matched.is_empty() {
+            unmatched.push(result.id);
+            continue;
         }
+        for delivery in matched {
+            let o = if result.new.unwrap_or(false) {
+                Outcome::Created(result.id.clone())
+            } else {
+                Outcome::Updated(result.id.clone())
+            };
+            out.push((delivery.to_string(), o));
+        }
+    }
+    if !unmatched.is_empty() {
+        out.extend(match_by_reading(read_url, &unmatched, &by_email));
     }
     for error in body.errors {
         let err = HubSpotError {
@@ -422,6 +477,42 @@ fn read_batch_response(response: &Response, records: &[&Delivery]) -> Vec<(Strin
         }
     }
     out
+}
+
+/// Contacts an upsert answered for that matched no email of the batch
+/// (an answer that leaves out `hs_additional_emails`): read back with
+/// their secondary emails and matched by those. A record still unmatched
+/// is left out, and so retried.
+fn match_by_reading(
+    read_url: &str,
+    contacts: &[String],
+    by_email: &HashMap<String, &str>,
+) -> Vec<(String, Outcome)> {
+    let inputs: Vec<Value> = contacts.iter().map(|id| json!({ "id": id })).collect();
+    let body = Request::post(read_url)
+        .kind(RequestKind::Read)
+        .bearer_secret("access-token")
+        .json(&json!({ "properties": ["email", "hs_additional_emails"], "inputs": inputs }))
+        .timeout_ms(30_000)
+        .send()
+        .ok()
+        .filter(|r| matches!(r.status(), 200 | 207))
+        .and_then(|r| r.json::<BatchResponse<EmailOnly>>().ok());
+    let Some(body) = body else {
+        log::warn("reading unmatched contacts failed; their records are retried");
+        return Vec::new();
+    };
+    body.results
+        .iter()
+        .filter(|c| contacts.contains(&c.id))
+        .flat_map(|c| {
+            c.properties
+                .all()
+                .filter_map(|e| by_email.get(&e).copied())
+                .map(|delivery| (delivery.to_string(), Outcome::Updated(c.id.clone())))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// HubSpot's error envelope.
@@ -595,6 +686,60 @@ mod tests {
     }
 
     #[test]
+    fn a_contact_matched_on_a_secondary_email_is_the_same_person() {
+        testing::install(TestHost::new(|req| {
+            if req.url.ends_with("/batch/upsert") {
+                // HubSpot matched b@x.com on contact 12's hs_additional_emails
+                // and answers with its primary email, leaving the secondary
+                // ones out.
+                return Ok(json_response(
+                    200,
+                    &json!({"status":"COMPLETE","results":[
+                        {"id":"11","new":true,"properties":{"email":"a@x.com"}},
+                        {"id":"12","new":false,"properties":{"email":"bea@old.example"}}]}),
+                ));
+            }
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let ids: Vec<&str> = body["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap())
+                .collect();
+            if body["properties"] == json!(["email", "hs_additional_emails"]) {
+                assert_eq!(ids, ["12"], "only the unmatched contact is read");
+            }
+            Ok(json_response(
+                200,
+                &json!({"status":"COMPLETE","results":[
+                    {"id":"11","properties":{"email":"a@x.com","firstname":"A"}},
+                    {"id":"12","properties":{"email":"bea@old.example",
+                        "hs_additional_emails":"x@y.example;B@x.com","firstname":"B"}}]}),
+            ))
+        }));
+        let mut ctx = ctx();
+        ctx.config.push(("readback-percent".into(), "100".into()));
+        let with_name = |id: &str, email: &str, name: &str| {
+            let mut d = delivery(id, email);
+            d.properties[1].value = name.into();
+            d
+        };
+        let out = HubSpot::push(
+            vec![
+                with_name("1", "a@x.com", "A"),
+                with_name("2", "b@x.com", "B"),
+            ],
+            ctx,
+        );
+        assert_eq!(out[0].outcome, Outcome::Created("11".into()));
+        assert_eq!(
+            out[1].outcome,
+            Outcome::Updated("12".into()),
+            "and its read-back holds the email as a secondary one"
+        );
+    }
+
+    #[test]
     fn a_write_that_did_not_stick_is_retried_after_the_read_back() {
         testing::install(TestHost::new(|req| {
             if req.url.ends_with("/batch/upsert") {
@@ -608,7 +753,10 @@ mod tests {
             }
             assert!(req.url.ends_with("/crm/v3/objects/contacts/batch/read"));
             let body: Value = serde_json::from_slice(&req.body).unwrap();
-            assert_eq!(body["properties"], json!(["email", "firstname"]));
+            assert_eq!(
+                body["properties"],
+                json!(["email", "firstname", "hs_additional_emails"])
+            );
             assert_eq!(body["inputs"].as_array().unwrap().len(), 3);
             // 11 was never stored; 12 holds another email; 13 is right.
             Ok(json_response(

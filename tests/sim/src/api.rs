@@ -506,6 +506,19 @@ impl SimState {
             ..
         } = input;
         let target = match (self.store.resolve(&id, by), by) {
+            (Some(found), IdProperty::Email) => {
+                // Matched on a secondary email: the contact keeps its
+                // primary one, whatever the input's `email` says.
+                let primary = self.store.get(found).and_then(|c| c.email());
+                if !primary.is_some_and(|p| p.eq_ignore_ascii_case(&id))
+                    && props
+                        .get("email")
+                        .is_some_and(|v| v.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&id)))
+                {
+                    props.remove("email");
+                }
+                Ok(Some(found))
+            }
             (Some(found), _) => Ok(Some(found)),
             (None, IdProperty::Email) if !is_valid_email(&id) || has_outer_whitespace(&id) => {
                 Err(InputError::Properties(vec![crate::errors::PropError::new(

@@ -394,6 +394,21 @@ impl SimHandle {
         self.shared.lock().store.find_by_email(email)
     }
 
+    /// Gives the contact whose primary email is `primary` the secondary
+    /// email `additional` (`hs_additional_emails`), as a merge in HubSpot
+    /// leaves the merged contact's address. Returns the contact's id.
+    pub fn add_additional_email(&self, primary: &str, additional: &str) -> Result<String, String> {
+        let mut shared = self.shared.lock();
+        let id = shared
+            .store
+            .find_by_email(primary)
+            .first()
+            .and_then(|c| c.id.parse::<u64>().ok())
+            .ok_or_else(|| format!("no contact with the email {primary}"))?;
+        shared.store.add_additional_email(id, additional)?;
+        Ok(id.to_string())
+    }
+
     /// A contact by id.
     pub fn contact(&self, id: &str) -> Option<Contact> {
         let id = id.parse::<u64>().ok()?;

@@ -95,6 +95,12 @@ pub struct Person {
     pub custom_fields: BTreeMap<String, Value>,
     pub add_time: String,
     pub update_time: String,
+    /// Always `false` here: a deleted person is gone at once (Pipedrive
+    /// keeps it 30 days), but the field is part of every v2 person.
+    pub is_deleted: bool,
+    pub label_ids: Vec<u64>,
+    /// No pictures in the simulator: always `None` (`null`).
+    pub picture_id: Option<u64>,
 }
 
 impl Person {
@@ -121,6 +127,7 @@ struct PersonInput {
     owner_id: Option<u64>,
     visible_to: Option<u8>,
     job_title: Option<String>,
+    label_ids: Option<Vec<u64>>,
     custom_fields: Option<Map<String, Value>>,
 }
 
@@ -540,6 +547,9 @@ async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             .collect(),
         add_time: now.clone(),
         update_time: now,
+        is_deleted: false,
+        label_ids: input.label_ids.unwrap_or_default(),
+        picture_id: None,
     };
     let data = serde_json::to_value(&person).unwrap_or(Value::Null);
     if silent {
@@ -641,6 +651,9 @@ async fn update(
     }
     if let Some(v) = input.job_title {
         person.job_title = Some(v);
+    }
+    if let Some(v) = input.label_ids {
+        person.label_ids = v;
     }
     for (k, v) in input.custom_fields.unwrap_or_default() {
         person.custom_fields.insert(k, v);
@@ -902,7 +915,52 @@ mod tests {
             custom_fields: BTreeMap::new(),
             add_time: String::new(),
             update_time: String::new(),
+            is_deleted: false,
+            label_ids: Vec::new(),
+            picture_id: None,
         }
+    }
+
+    /// Every field of the `Person` model of Pipedrive's own clients
+    /// (`pipedrive` on npm, `models/person.d.ts`) that a person without
+    /// contact sync carries.
+    #[test]
+    fn a_person_shows_the_v2_models_fields() {
+        let v = serde_json::to_value(person(7, "a@example.com")).unwrap();
+        for key in [
+            "id",
+            "name",
+            "first_name",
+            "last_name",
+            "owner_id",
+            "org_id",
+            "add_time",
+            "update_time",
+            "emails",
+            "phones",
+            "is_deleted",
+            "visible_to",
+            "label_ids",
+            "picture_id",
+            "custom_fields",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
+        assert_eq!(v["is_deleted"], json!(false));
+        assert_eq!(v["label_ids"], json!([]));
+        assert_eq!(v["picture_id"], Value::Null);
+        assert_eq!(
+            v["emails"],
+            json!([{"value": "a@example.com", "primary": true, "label": "work"}])
+        );
+    }
+
+    #[test]
+    fn label_ids_are_an_array_of_ids() {
+        let input = parse_input(&Bytes::from_static(br#"{"name":"A","label_ids":[3,5]}"#));
+        assert_eq!(input.unwrap().label_ids, Some(vec![3, 5]));
+        let bad = parse_input(&Bytes::from_static(br#"{"name":"A","label_ids":"3"}"#));
+        assert!(bad.is_err(), "label_ids is an array of integers");
     }
 
     fn found(pd: &mut PipedriveState, at: Instant) -> Vec<(u64, Vec<String>)> {

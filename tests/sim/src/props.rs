@@ -35,7 +35,13 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
 ];
 
 /// Properties HubSpot computes; they can be read and searched but not written.
-pub const READ_ONLY_PROPERTIES: &[&str] = &["hs_object_id", "createdate", "lastmodifieddate"];
+pub const READ_ONLY_PROPERTIES: &[&str] = &[
+    "hs_object_id",
+    "createdate",
+    "lastmodifieddate",
+    // Secondary emails: set by merges (and the v1 secondary-email API).
+    "hs_additional_emails",
+];
 
 /// Internal values of HubSpot's default `lifecyclestage` options.
 pub const LIFECYCLE_STAGES: &[&str] = &[

@@ -12,6 +12,8 @@ use crate::props::Props;
 
 /// First id handed out; HubSpot contact ids are large numbers.
 pub const FIRST_ID: u64 = 51_000_000_001;
+/// The property HubSpot keeps a contact's secondary emails in.
+pub const ADDITIONAL_EMAILS: &str = "hs_additional_emails";
 
 /// A stored contact, as [`crate::SimHandle::contacts`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,16 @@ impl Contact {
     /// The email property, if set.
     pub fn email(&self) -> Option<&str> {
         self.properties.get("email").map(String::as_str)
+    }
+
+    /// The secondary emails (`hs_additional_emails`, `;`-separated).
+    pub fn additional_emails(&self) -> impl Iterator<Item = &str> {
+        self.properties
+            .get(ADDITIONAL_EMAILS)
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(';')
+            .filter(|e| !e.is_empty())
     }
 }
 
@@ -175,12 +187,39 @@ impl Store {
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Contact> {
         let removed = self.records.remove(&id)?;
-        if let Some(email) = removed.email()
-            && self.by_email.get(email) == Some(&id)
+        for email in removed
+            .email()
+            .into_iter()
+            .chain(removed.additional_emails())
         {
-            self.by_email.remove(email);
+            if self.by_email.get(email) == Some(&id) {
+                self.by_email.remove(email);
+            }
         }
         Some(removed)
+    }
+
+    /// Gives contact `id` a secondary email (`hs_additional_emails`), as a
+    /// merge in HubSpot does with the merged contact's address: lookups
+    /// by email (upserts, batch reads, the uniqueness check) find the
+    /// contact by it from then on; its primary email stays.
+    pub(crate) fn add_additional_email(&mut self, id: u64, email: &str) -> Result<(), String> {
+        let email = email.trim().to_ascii_lowercase();
+        if let Some(owner) = self.id_by_email(&email) {
+            return Err(format!("{email} belongs to contact {owner}"));
+        }
+        let contact = self
+            .records
+            .get_mut(&id)
+            .ok_or_else(|| format!("no contact {id}"))?;
+        let mut all: Vec<&str> = contact.additional_emails().collect();
+        all.push(&email);
+        let joined = all.join(";");
+        contact
+            .properties
+            .insert(ADDITIONAL_EMAILS.to_owned(), joined);
+        self.by_email.insert(email, id);
+        Ok(())
     }
 
     /// Starts planning a set of writes against the current state.

@@ -414,3 +414,38 @@ async fn the_demo_file_ends_with_one_contact_per_person() -> anyhow::Result<()> 
     assert_eq!(s.crm_duplicate_emails, 0);
     Ok(())
 }
+
+/// HubSpot's trap: a contact keeps the address of a contact merged into
+/// it as a secondary email (`hs_additional_emails`), and an upsert by that
+/// address updates it, answering with the contact's primary email. The
+/// adapter must take that contact as the record (not retry, not create a
+/// second one) and its read-back must accept the address as a secondary.
+#[tokio::test]
+async fn a_contact_known_by_a_secondary_email_is_updated_not_duplicated() -> anyhow::Result<()> {
+    let env = TestEnv::default().await?;
+    let first = json!({"email": "ada@old.example", "first_name": "Ada", "last_name": "Byron",
+                       "company": "Analytical Engines"});
+    env.post_accepted(SCRAPER_KEY, &[first]).await?;
+    env.drain(30).await?;
+    // In HubSpot, someone merged a contact with ada@new.example into hers.
+    let contact = env
+        .sim()
+        .add_additional_email("ada@old.example", "ada@new.example")
+        .map_err(anyhow::Error::msg)?;
+    // To leadgate this lead is someone else (other name, no shared key).
+    let second = json!({"email": "ada@new.example", "first_name": "Augusta", "last_name": "King",
+                        "company": "Lovelace Consulting", "title": "Countess"});
+    env.post_accepted(SCRAPER_KEY, &[second]).await?;
+    let counts = env.drain(30).await?;
+    assert_eq!((counts.jobs_delivered, counts.jobs_dead), (2, 0));
+    assert_eq!(env.sim().contact_count(), 1, "no second contact");
+    let stored = env.sim().contact(&contact).expect("the contact");
+    assert_eq!(stored.email(), Some("ada@old.example"), "the primary stays");
+    assert_eq!(stored.properties["jobtitle"], "Countess");
+    let mismatches = env
+        .metric("leadgate_delivery_readback_mismatches_total")
+        .await?
+        .unwrap_or(0.0);
+    assert_eq!(mismatches, 0.0, "the read-back accepts the secondary email");
+    env.stop().await
+}

@@ -1,8 +1,9 @@
 //! Clients nobody on this team wrote drive the simulator: the CRM vendors'
-//! own (or most used) client libraries, installed from PyPI by
-//! `tests/vendor-clients/setup.sh`, must accept the simulator's answers as
-//! they accept the real API's. An adapter that passes against a simulator
-//! these clients accept speaks the real wire format.
+//! own (or most used) client libraries, installed pinned from PyPI by
+//! `tests/vendor-clients/setup.sh` and from npm by
+//! `tests/vendor-clients/setup-js.sh`, must accept the simulator's answers
+//! as they accept the real API's. An adapter that passes against a
+//! simulator these clients accept speaks the real wire format.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,41 +14,51 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The vendor-clients venv's python (installed on first use).
-fn python() -> String {
-    let setup = workspace().join("tests/vendor-clients/setup.sh");
+/// Runs `tests/vendor-clients/<setup>` (which installs the vendors' clients
+/// on first use) and returns the one line it prints.
+fn setup(setup: &str, registry: &str) -> String {
+    let setup = workspace().join("tests/vendor-clients").join(setup);
     let out = Command::new("bash")
         .arg(&setup)
         .output()
         .unwrap_or_else(|e| panic!("bash is needed to run {}: {e}", setup.display()));
     assert!(
         out.status.success(),
-        "{} failed (it installs the vendors' clients from PyPI):\n{}",
+        "{} failed (it installs the vendors' clients from {registry}):\n{}",
         setup.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The command that runs `script`: the vendor-clients venv's python for a
+/// `.py`, `node` with the vendor-clients `node_modules` on `NODE_PATH` for
+/// a `.mjs`.
+fn interpreter(script: &str) -> Command {
+    match Path::new(script).extension().and_then(|e| e.to_str()) {
+        Some("py") => Command::new(setup("setup.sh", "PyPI")),
+        Some("mjs") => {
+            let mut node = Command::new("node");
+            node.env("NODE_PATH", setup("setup-js.sh", "npm"));
+            node
+        }
+        _ => panic!("{script}: no interpreter known for it (.py or .mjs)"),
+    }
+}
+
 /// Runs `script` (in tests/vendor-clients) against a fresh simulator, with
 /// the simulator's base URL and a scratch folder as its arguments.
 async fn drive(script: &str) -> Simulator {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let python = python();
+    let mut command = interpreter(script);
     let path = workspace().join("tests/vendor-clients").join(script);
     let base = sim.base_url();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(&path)
-            .arg(&base)
-            .arg(&dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || command.arg(&path).arg(&base).arg(&dir).output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot run {script} (is its interpreter installed?): {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -104,5 +115,27 @@ async fn zohos_own_python_sdk_accepts_the_simulators_zoho_crm() {
         .expect("lg-1");
     assert_eq!(first.fields["Last_Name"], "Doe-Smith");
     assert_eq!(first.fields["City"], "Oslo");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_pipedrive_client_accepts_the_simulator() {
+    let sim = drive("pipedrive_client.mjs").await;
+    let h = sim.handle();
+    // Exactly the person the client created and updated (no duplicate from
+    // a retry), its look-alike, and not the one it deleted.
+    assert_eq!(h.pipedrive_count_by_email("vendor.pd@example.com"), 1);
+    assert_eq!(h.pipedrive_count_by_email("other.vendor.pd@example.com"), 1);
+    assert_eq!(h.pipedrive_persons().len(), 2);
+    let person = h
+        .pipedrive_persons()
+        .into_iter()
+        .find(|p| p.has_email("vendor.pd@example.com"))
+        .expect("the created person");
+    assert_eq!(person.name, "Vendor Pipedrive-Client");
+    assert_eq!(person.job_title.as_deref(), Some("CEO"));
+    let phones: Vec<_> = person.phones.iter().map(|p| p.value.as_str()).collect();
+    assert_eq!(phones, ["+4722334455", "+4799887766"]);
+    assert!(person.phones[1].primary);
     sim.shutdown().await;
 }
