@@ -256,3 +256,132 @@ async fn an_unreachable_token_endpoint_is_retried_later_not_paused() {
     // The second round came within the back-off: the same error, no call.
     assert_eq!(source.calls(), 1);
 }
+
+/// A host process killed with SIGKILL right after a refresh that rotated
+/// the refresh token (the first write with the new access token has
+/// reached the CRM) must come back with the rotated token: the one in its
+/// configuration was spent by that refresh. Three rounds, each a fresh
+/// process that must refresh (and rotate) again; then every lead is in
+/// Salesforce once and the destination never paused.
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_kill_9_right_after_the_refresh() {
+    use std::time::{Duration, Instant};
+
+    use crate::support::{Host, free_port, host_config_with, wait_ready};
+
+    leadgate_runtime::outbound::install_crypto_provider();
+    let f = Fixture::new().await;
+    let sim = f.handle();
+    sim.set_oauth_rotation(Vendor::Salesforce, true);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let destination = format!(
+        "[destinations.salesforce]\nadapter = \"salesforce\"\nmapping = \"salesforce.yaml\"\n\
+         allowed_hosts = [\"127.0.0.1\"]\n\
+         [destinations.salesforce.oauth]\ngrant = \"refresh_token\"\n\
+         token_url = \"{}/services/oauth2/token\"\nclient_id = \"{DEFAULT_CLIENT_ID}\"\n\
+         client_secret = \"{DEFAULT_CLIENT_SECRET}\"\nrefresh_token = \"{DEFAULT_REFRESH_TOKEN}\"\n",
+        f.sim.base_url()
+    );
+    let config = dir.path().join("leadgate.toml");
+    std::fs::write(
+        &config,
+        host_config_with(
+            port,
+            &dir.path().join("leadgate.db"),
+            "oauth-kill-key-0001",
+            "poll_ms = 10\nlinger_ms = 5",
+            &destination,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("host.log");
+    let client = reqwest::Client::new();
+    let post = |from: u32, n: u32| {
+        let leads: Vec<serde_json::Value> = (from..from + n)
+            .map(|i| {
+                serde_json::json!({"email": format!("rotated.{i}@example.com"),
+                    "first_name": "Rot", "last_name": format!("Ated{i}"),
+                    "company": format!("Rotation {i} Ltd"), "phone": format!("+1415555{i:04}")})
+            })
+            .collect();
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client
+                .post(format!("{url}/v1/leads"))
+                .bearer_auth("oauth-kill-key-0001")
+                .json(&leads)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        }
+    };
+    let stored = |sim: &SimHandle| sim.salesforce_records("Lead").len();
+
+    let rounds = 3u32;
+    for round in 0..rounds {
+        let calls = sim.oauth_calls(Vendor::Salesforce);
+        let host = Host::spawn(&config, &log);
+        wait_ready(&client, &url).await;
+        let before = stored(&sim);
+        post(round * 10, 10).await;
+        // The moment the first write made with the new token lands.
+        let started = Instant::now();
+        while stored(&sim) == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: nothing reached Salesforce; host log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        host.kill9();
+        assert!(
+            sim.oauth_calls(Vendor::Salesforce) > calls,
+            "round {round}: the new process refreshed"
+        );
+        let live = sim.refresh_tokens(Vendor::Salesforce);
+        assert_eq!(live.len(), 1, "rotation leaves one live token: {live:?}");
+        assert_ne!(live[0], DEFAULT_REFRESH_TOKEN, "the configured one is spent");
+    }
+
+    // A last process finishes the work with the token the store kept.
+    let host = Host::spawn(&config, &log);
+    wait_ready(&client, &url).await;
+    post(rounds * 10, 5).await;
+    let total = (rounds * 10 + 5) as usize;
+    let started = Instant::now();
+    loop {
+        let records = sim.salesforce_records("Lead");
+        let done = (0..total as u32).all(|i| {
+            sim.salesforce_count_by_email("Lead", &format!("rotated.{i}@example.com")) == 1
+        });
+        if done {
+            assert_eq!(records.len(), total, "one record per person");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {total} leads in Salesforce; host log:\n{}",
+            records.len(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let plugins: serde_json::Value = client
+        .get(format!("{url}/v1/plugins"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oauth = &plugins["plugins"][0]["oauth"];
+    assert_eq!(oauth["paused"], false, "{plugins}");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log_text.contains("invalid_grant"), "{log_text}");
+    host.terminate(Duration::from_secs(10)).await;
+}
