@@ -84,3 +84,30 @@ async fn an_expired_zoho_token_costs_one_token_call_and_loses_nothing() -> anyho
     );
     env.stop().await
 }
+
+/// Zoho takes 10 calls at once per org (Standard edition) and answers the
+/// eleventh 429 `TOO_MANY_REQUESTS`. The adapter declares the cap, and the
+/// host's limiter keeps it across every worker of the destination: with 16
+/// batches in flight wanted and every call slow, Zoho never says 429.
+#[tokio::test]
+async fn sixteen_workers_stay_under_zohos_ten_calls_at_once() -> anyhow::Result<()> {
+    let config = "[delivery]\nconcurrency = 16\npoll_ms = 10\nlinger_ms = 0\n\
+                  [destinations.zoho]\nadapter = \"zoho\"\nmapping = \"zoho.yaml\"\n\
+                  allowed_hosts = [\"127.0.0.1\"]\nbatch_size = 2\n"
+        .to_string()
+        + &refresh_token_grant("zoho", "/oauth/v2/token");
+    let env = TestEnv::start(SimConfig::default(), &config).await?;
+    let sim = env.sim();
+    sim.set_faults(leadgate_sim::Faults {
+        latency_ms: 40,
+        ..Default::default()
+    });
+    let leads: Vec<Value> = (0..120).map(person).collect();
+    post(&env, &leads).await?;
+    let counts = env.drain(90).await?;
+    let zoho = &counts.destinations["zoho"];
+    assert_eq!((zoho.delivered, zoho.dead), (120, 0));
+    assert_one_lead_each(&sim, 0..120);
+    assert_eq!(sim.stats().rate_limited, 0, "{:?}", sim.stats());
+    env.stop().await
+}
