@@ -227,6 +227,11 @@ pub struct DestinationConfig {
     /// adapter does not declare adds a window.
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitOverride>,
+    /// This account's cap on requests in flight at once, where it differs
+    /// from what the adapter declares (Zoho CRM: 10 in Standard, 15, 20
+    /// or 25 in higher editions).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
     /// OAuth 2.0: the host obtains, caches and renews the access token and
     /// hands it to the adapter as the secret `access-token`; the token
     /// answer's `instance_url` (Salesforce) and `api_domain` (Zoho) reach
@@ -385,6 +390,12 @@ impl Config {
             for (secret, value) in &dest.secrets {
                 resolve_secret(value)
                     .map_err(|r| invalid(format!("destinations.{name}.secrets.{secret}"), r))?;
+            }
+            if dest.max_concurrent == Some(0) {
+                return Err(invalid(
+                    format!("destinations.{name}.max_concurrent"),
+                    "must be at least 1",
+                ));
             }
             if dest.batch_size == Some(0) {
                 return Err(invalid(

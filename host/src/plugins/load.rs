@@ -233,7 +233,7 @@ impl Registry {
         let limiter = self.limiter(
             name,
             &rate_limits(&info.rate_limits, dest),
-            info.max_concurrent,
+            dest.max_concurrent.or(info.max_concurrent),
         );
         let adapter = probe.with_capabilities(
             Capabilities::new(&hosts, secrets)

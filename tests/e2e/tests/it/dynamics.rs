@@ -144,3 +144,43 @@ async fn a_detected_duplicate_is_the_row_dataverse_already_had() -> anyhow::Resu
     assert!(lead.to_string().contains(&existing), "{lead}");
     env.stop().await
 }
+
+/// Service protection as Dataverse enforces it, scaled down so a test
+/// meets it: 60 requests per 3 s and 4 at once per user (the real ones:
+/// 6,000 per 5 minutes, 52 at once), set for this account in the
+/// destination's configuration. Sixteen workers, slow answers, every
+/// batch read back: the host keeps both limits and Dataverse never
+/// answers 429.
+#[tokio::test]
+async fn service_protection_limits_are_kept_with_zero_429s() -> anyhow::Result<()> {
+    let sim = SimConfig {
+        dataverse: leadgate_sim::DataverseLimits {
+            requests: 60,
+            window_ms: 3_000,
+            concurrent: 4,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    };
+    let config = dynamics("")
+        .replace(
+            "allowed_hosts = [\"127.0.0.1\"]\n",
+            "allowed_hosts = [\"127.0.0.1\"]\nbatch_size = 5\nmax_concurrent = 4\n\
+             rate_limits = { burst = { max_requests = 60, window_ms = 3000 } }\n",
+        )
+        + "[delivery]\nconcurrency = 16\npoll_ms = 10\nlinger_ms = 0\n";
+    let env = TestEnv::start(sim, &config).await?;
+    let sim = env.sim();
+    sim.set_faults(leadgate_sim::Faults {
+        latency_ms: 30,
+        ..Default::default()
+    });
+    let leads: Vec<Value> = (0..250).map(person).collect();
+    post(&env, &leads).await?;
+    let counts = env.drain(90).await?;
+    let dynamics = &counts.destinations["dynamics"];
+    assert_eq!((dynamics.delivered, dynamics.dead), (250, 0));
+    assert_one_row_each(&sim, 0..250);
+    assert_eq!(sim.stats().rate_limited, 0, "{:?}", sim.stats());
+    env.stop().await
+}
