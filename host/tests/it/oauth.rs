@@ -345,7 +345,10 @@ async fn a_rotated_refresh_token_survives_a_kill_9_right_after_the_refresh() {
         );
         let live = sim.refresh_tokens(Vendor::Salesforce);
         assert_eq!(live.len(), 1, "rotation leaves one live token: {live:?}");
-        assert_ne!(live[0], DEFAULT_REFRESH_TOKEN, "the configured one is spent");
+        assert_ne!(
+            live[0], DEFAULT_REFRESH_TOKEN,
+            "the configured one is spent"
+        );
     }
 
     // A last process finishes the work with the token the store kept.
