@@ -71,3 +71,48 @@ async fn a_0_1_0_component_still_loads_and_delivers() -> anyhow::Result<()> {
     assert!(typed >= 1.0, "counted in the taxonomy: {typed}");
     env.stop().await
 }
+
+/// The same for a source transform built for 0.1.0
+/// (`tests/guests/wit-0-1-transform`): its leads, its filtering and its
+/// errors come through as a 0.2.0 transform's do.
+#[tokio::test]
+async fn a_0_1_0_transform_still_loads_and_transforms() -> anyhow::Result<()> {
+    const KEY: &str = "test-legacy-form-key-0009";
+    let plugins = tempfile::tempdir()?;
+    let bundled = leadgate::config::Config::load(None)?.plugins_dir();
+    std::fs::copy(
+        bundled.join("hubspot.wasm"),
+        plugins.path().join("hubspot.wasm"),
+    )?;
+    std::fs::copy(
+        leadgate_test_guests::WIT_0_1_TRANSFORM,
+        plugins.path().join("legacy-form.wasm"),
+    )?;
+    let extra = format!(
+        "[plugins]\ndir = \"{}\"\n\
+         [sources.legacy]\napi_key = \"{KEY}\"\ntransform = \"legacy-form\"\n",
+        plugins.path().display()
+    );
+    let env = TestEnv::start(SimConfig::default(), &extra).await?;
+    let submission = serde_json::json!({"submission": {"fields":
+        {"Email": "Legacy.Form@Example.com", "Name": "Lee Gacy"}}});
+    let (status, answer) = env.post_leads(Some(KEY), &submission.to_string()).await?;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let test_entry = serde_json::json!({"submission": {"test": true, "fields": {}}});
+    let (_, answer) = env.post_leads(Some(KEY), &test_entry.to_string()).await?;
+    assert_eq!(answer["accepted"], 0, "filtered: {answer}");
+    let (status, answer) = env.post_leads(Some(KEY), r#"{"submission": {}}"#).await?;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("submission.fields")),
+        "{answer}"
+    );
+    env.drain(20).await?;
+    let contact = &env.sim().contacts_by_email("legacy.form@example.com")[0];
+    assert_eq!(contact.properties["firstname"], "Lee");
+    assert_eq!(contact.properties["lastname"], "Gacy");
+    env.stop().await
+}
