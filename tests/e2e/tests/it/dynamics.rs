@@ -162,13 +162,11 @@ async fn service_protection_limits_are_kept_with_zero_429s() -> anyhow::Result<(
         },
         ..SimConfig::default()
     };
-    let config = dynamics("")
-        .replace(
-            "allowed_hosts = [\"127.0.0.1\"]\n",
-            "allowed_hosts = [\"127.0.0.1\"]\nbatch_size = 5\nmax_concurrent = 4\n\
+    let config = dynamics("").replace(
+        "allowed_hosts = [\"127.0.0.1\"]\n",
+        "allowed_hosts = [\"127.0.0.1\"]\nbatch_size = 5\nmax_concurrent = 4\n\
              rate_limits = { burst = { max_requests = 60, window_ms = 3000 } }\n",
-        )
-        + "[delivery]\nconcurrency = 16\npoll_ms = 10\nlinger_ms = 0\n";
+    ) + "[delivery]\nconcurrency = 16\npoll_ms = 10\nlinger_ms = 0\n";
     let env = TestEnv::start(sim, &config).await?;
     let sim = env.sim();
     sim.set_faults(leadgate_sim::Faults {
