@@ -17,6 +17,7 @@
 //! | any other `rejected` | rejection kind `other` |
 //! | no auth declaration | auth scheme `undeclared` |
 
+use crate::bindings::adapter::exports::leadgate::plugin::adapter as now_adapter;
 use crate::bindings::adapter::leadgate::plugin as now;
 use crate::bindings::v0_1::adapter::exports::leadgate::plugin::adapter as wit;
 use crate::bindings::v0_1::adapter::leadgate::plugin::{clock, crypto, http, kv, log, types};
@@ -129,13 +130,15 @@ impl kv::Host for CallState {
     }
 }
 
-/// A 0.1.0 adapter's self-description.
+/// A 0.1.0 adapter's self-description, read as a 0.2.0 one: a window
+/// named `search` counts searches; no concurrency cap; the auth scheme
+/// undeclared.
 pub(crate) fn info(i: wit::AdapterInfo) -> AdapterInfo {
-    AdapterInfo {
+    let current = now_adapter::AdapterInfo {
         name: i.name,
         version: i.version,
         description: i.description,
-        max_batch_size: i.max_batch_size.max(1),
+        max_batch_size: i.max_batch_size,
         upsert_key: i.upsert_key,
         required_properties: i.required_properties,
         supports_webhooks: i.supports_webhooks,
@@ -145,9 +148,9 @@ pub(crate) fn info(i: wit::AdapterInfo) -> AdapterInfo {
         rate_limits: i
             .rate_limits
             .into_iter()
-            .map(|r| RateLimit {
+            .map(|r| now_adapter::RateLimit {
                 kinds: if r.name.eq_ignore_ascii_case("search") {
-                    vec![RequestKind::Search]
+                    vec![now::types::RequestKind::Search]
                 } else {
                     vec![]
                 },
@@ -157,7 +160,11 @@ pub(crate) fn info(i: wit::AdapterInfo) -> AdapterInfo {
             })
             .collect(),
         max_concurrent: None,
+        auth: now_adapter::AuthScheme::None,
+    };
+    AdapterInfo {
         auth: AuthScheme::Undeclared,
+        ..crate::plugin::from_wit_info(current)
     }
 }
 

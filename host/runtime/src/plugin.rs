@@ -686,7 +686,7 @@ mod legacy {
     }
 }
 
-fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
+pub(crate) fn from_wit_info(i: wit::AdapterInfo) -> AdapterInfo {
     AdapterInfo {
         name: i.name,
         version: i.version,
