@@ -32,7 +32,8 @@
 //! `contacts`, default `leads`), `alternate-key` (default
 //! `new_leadgateid`), `duplicate-detection` (`true`: apply the org's
 //! duplicate detection rules), `readback-percent` (0–100, default 100).
-//! Secret: `access-token` (the host's OAuth token).
+//! Secrets: `access-token` (the host's OAuth token); for notifications,
+//! `webhook-key` (the service endpoint's key; see `webhook.rs`).
 
 use std::collections::HashMap;
 

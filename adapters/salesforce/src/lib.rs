@@ -34,7 +34,9 @@
 //! `Leadgate_Id__c`), `allow-duplicates` (`true`: send
 //! `Sforce-Duplicate-Rule-Header: allowSave=true`, so "Alert" duplicate
 //! rules let the record in), `readback-percent` (0–100, default 100).
-//! Secret: `access-token` (the host's OAuth token).
+//! Secrets: `access-token` (the host's OAuth token); for notifications,
+//! `organization-id` (outbound messages must come from this org; see
+//! `outbound_message.rs`).
 
 use std::collections::HashMap;
 

@@ -28,7 +28,8 @@
 //! set it only without OAuth), `api-version` (default `v8`), `module`
 //! (`Leads` or `Contacts`, default `Leads`), `external-id-field` (default
 //! `Leadgate_Id`), `readback-percent` (0–100, default 100).
-//! Secret: `access-token` (the host's OAuth token).
+//! Secrets: `access-token` (the host's OAuth token); for notifications,
+//! `notification-token` (the watch channel's token; see `notification.rs`).
 
 use std::collections::HashMap;
 
