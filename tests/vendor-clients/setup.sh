@@ -12,6 +12,7 @@ PINS=(
   "simple-salesforce==1.12.10"
   "hubspot-api-client==12.0.0"
   "zohocrmsdk8-0==7.0.0"
+  "PowerPlatform-Dataverse-Client==1.1.0"
 )
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }

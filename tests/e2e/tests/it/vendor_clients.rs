@@ -139,3 +139,45 @@ async fn the_official_pipedrive_client_accepts_the_simulator() {
     assert!(person.phones[1].primary);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dataverse_client_accepts_the_simulator() {
+    // Microsoft's PowerPlatform-Dataverse-Client (https only: the script
+    // puts a TLS front on 127.0.0.1 before the simulator).
+    let sim = drive("dataverse_client.py").await;
+    let h = sim.handle();
+    // The lead created, updated and upserted by its alternate key is one
+    // row; the one created by UpsertMultiple another; the one the $batch
+    // created was deleted.
+    assert_eq!(h.dataverse_count_by_email("leads", "ada.dv@example.com"), 1);
+    assert_eq!(
+        h.dataverse_count_by_email("leads", "grace.dv@example.com"),
+        1
+    );
+    assert_eq!(
+        h.dataverse_count_by_email("leads", "alan.dv@example.com"),
+        0
+    );
+    assert_eq!(h.dataverse_records("leads").len(), 2);
+    assert!(h.dataverse_records("contacts").is_empty());
+    let ada = h
+        .dataverse_records("leads")
+        .into_iter()
+        .find(|r| r.text("emailaddress1") == Some("ada.dv@example.com"))
+        .expect("the created lead");
+    assert_eq!(ada.text("new_leadgateid"), Some("dv-1"));
+    assert_eq!(ada.text("firstname"), Some("Ada"));
+    assert_eq!(ada.text("lastname"), Some("King"));
+    assert_eq!(ada.text("companyname"), Some("Analytical Society"));
+    assert_eq!(ada.text("jobtitle"), Some("Countess"));
+    assert_eq!(ada.text("address1_city"), Some("London"));
+    // "Web", resolved by the client from the choice column's metadata.
+    assert_eq!(ada.get("leadsourcecode"), Some(&serde_json::json!(8)));
+    let grace = h
+        .dataverse_records("leads")
+        .into_iter()
+        .find(|r| r.text("emailaddress1") == Some("grace.dv@example.com"))
+        .expect("the upserted lead");
+    assert_eq!(grace.text("new_leadgateid"), Some("o'hopper-2"));
+    sim.shutdown().await;
+}
