@@ -964,11 +964,7 @@ impl SimHandle {
         let Some(table) = Table::parse(table) else {
             return false;
         };
-        self.shared
-            .lock()
-            .dataverse
-            .schema
-            .define_key(table, columns)
+        self.shared.lock().dataverse.define_key(table, columns)
     }
 
     /// Adds a custom text column (`new_…`) to `table`.

@@ -33,6 +33,7 @@ mod errors;
 mod faults;
 mod gate;
 mod hooks;
+mod index;
 mod oauth;
 mod pipedrive;
 mod props;
@@ -551,8 +552,7 @@ impl SimHandle {
         self.shared
             .lock()
             .salesforce
-            .schema
-            .define(object, name, external_id)
+            .define_field(object, name, external_id)
     }
 
     /// Turns the Lead duplicate rule (on by default) on or off.
@@ -654,8 +654,7 @@ impl SimHandle {
         self.shared
             .lock()
             .zoho
-            .schema
-            .define(module, api_name, unique)
+            .define_field(module, api_name, unique)
     }
 
     /// Messages `/hooks/{endpoint}` accepted, in arrival order.

@@ -649,7 +649,7 @@ fn read_by_external_id(ctx: &Ctx, object: SObject, field: &str, value: &str) -> 
 /// Logs and counts the records a transaction created and updated.
 fn committed(state: &mut SimState, created: &[String], updated: usize) {
     for id in created {
-        let Some(record) = state.salesforce.records.get(id) else {
+        let Some(record) = state.salesforce.record(id) else {
             continue;
         };
         let emails: Vec<String> = record.email().map(str::to_owned).into_iter().collect();
@@ -724,7 +724,7 @@ fn delete(ctx: &Ctx, object: SObject, id: &str) -> Response {
     if state.faults.take_silent_write() {
         state.stats.writes_dropped += 1;
     } else {
-        state.salesforce.records.remove(&id);
+        state.salesforce.take(&id);
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -1127,9 +1127,8 @@ fn query(ctx: &Ctx) -> Response {
         Err(e) => return e.into_response(),
     };
     let records: Vec<Value> = sf
-        .of(parsed.object)
-        .filter(|r| parsed.matches(|f| r.fields.get(f).cloned()))
-        .take(parsed.limit.unwrap_or(usize::MAX))
+        .select(&parsed)
+        .into_iter()
         .map(|r| {
             let mut out = Map::new();
             out.insert(

@@ -445,8 +445,7 @@ fn update_one(ctx: &Ctx, module: Module, id: &str) -> Response {
         ctx.shared
             .lock()
             .zoho
-            .records
-            .get(&key)
+            .get(key)
             .is_some_and(|s| s.module == module)
     });
     if !known {
@@ -632,7 +631,7 @@ fn get_one(ctx: &Ctx, module: Module, id: &str) -> Response {
     };
     let state = ctx.shared.lock();
     let zoho = &state.zoho;
-    match zoho.records.get(&key).filter(|s| s.module == module) {
+    match zoho.get(key).filter(|s| s.module == module) {
         Some(stored) => {
             let record = render(&zoho.schema, stored, fields.as_deref());
             drop(state);
@@ -806,7 +805,11 @@ fn search(ctx: &Ctx, module: Module) -> Response {
         Err(e) => return e.into_response(),
     };
     let now = crate::now_ms();
-    let state = ctx.shared.lock();
+    let mut state = ctx.shared.lock();
+    let narrowed = match &lookup {
+        Lookup::Criteria(c) => state.zoho.criteria_candidates(module, c),
+        _ => None,
+    };
     let zoho = &state.zoho;
     let schema = &zoho.schema;
     let kinds = |pick: &dyn Fn(FieldType) -> bool| -> Vec<String> {
@@ -840,8 +843,29 @@ fn search(ctx: &Ctx, module: Module) -> Response {
                 .any(|f| text(f).is_some_and(|v| v.to_lowercase().contains(word))),
         }
     };
-    let matched: Vec<&Stored> = zoho
-        .of(module)
+    // The records that may match: from the indexes for criteria on
+    // indexed fields and for an email (every email field indexed), else
+    // every record of the module.
+    let narrowed = match &lookup {
+        Lookup::Email(email) => {
+            email_fields
+                .iter()
+                .try_fold(std::collections::BTreeSet::new(), |mut keys, f| {
+                    keys.extend(zoho.candidates(module, f, email)?);
+                    Some(keys)
+                })
+        }
+        _ => narrowed,
+    };
+    let pool: Box<dyn DoubleEndedIterator<Item = &Stored>> = match narrowed {
+        Some(keys) => Box::new(
+            keys.into_iter()
+                .filter_map(|k| zoho.get(k))
+                .filter(|s| s.module == module),
+        ),
+        None => Box::new(zoho.of(module)),
+    };
+    let matched: Vec<&Stored> = pool
         .rev()
         .filter(|s| s.searchable_at_ms <= now)
         .filter(|s| matches(s))

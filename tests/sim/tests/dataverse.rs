@@ -1279,3 +1279,163 @@ async fn entity_definitions_name_the_entity_sets_keys_and_choices() {
     assert_eq!(keys["value"][0]["KeyAttributes"], json!(["new_leadgateid"]));
     assert_eq!(keys["value"][0]["EntityKeyIndexStatus"], "Active");
 }
+
+/// The lookups the store answers from its indexes (upsert by alternate
+/// key, duplicate detection, the key check, `$filter` equality) follow
+/// every change: a changed email or key value, a delete, a dropped write
+/// rolled back, a key defined later, a reset.
+#[tokio::test]
+async fn lookups_follow_changed_deleted_and_rolled_back_rows() {
+    let dv = Dv::start().await;
+    let h = dv.handle();
+    let detect = [("MSCRM.SuppressDuplicateDetection", "false")];
+    let representation = [("Prefer", "return=representation")];
+    let ids = |reply: Reply| -> Vec<String> {
+        reply.expect(StatusCode::OK).json()["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["leadid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let filter = |text: &str| format!("/leads?$select=leadid&$filter={}", text.replace(' ', "%20"));
+    let first = dv
+        .patch(
+            "/leads(new_leadgateid='k1')",
+            json!({"lastname": "Doe", "emailaddress1": "a@x.io"}),
+            &representation,
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["leadid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The email changes: duplicate detection and $filter follow it.
+    dv.patch(
+        &format!("/leads({first})"),
+        json!({"emailaddress1": "b@x.io"}),
+        &[],
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let refused = dv
+        .post(
+            "/leads",
+            json!({"lastname": "B", "emailaddress1": "B@x.io"}),
+            &detect,
+        )
+        .await
+        .expect(StatusCode::INTERNAL_SERVER_ERROR)
+        .error();
+    assert_eq!(refused.0, "0x80040333");
+    assert_eq!(
+        ids(dv.get(&filter("emailaddress1 eq 'b@x.io'")).await),
+        vec![first.clone()]
+    );
+    dv.post(
+        "/leads",
+        json!({"lastname": "F", "emailaddress1": "a@x.io"}),
+        &detect,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let fresh = ids(dv.get(&filter("emailaddress1 eq 'A@x.io'")).await);
+    assert_eq!(fresh.len(), 1);
+    assert_ne!(fresh[0], first);
+
+    // The key value changes: the old one addresses nothing, the new one
+    // the row.
+    dv.patch(
+        &format!("/leads({first})"),
+        json!({"new_leadgateid": "k2"}),
+        &[],
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    dv.get("/leads(new_leadgateid='k1')")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    let k2 = dv
+        .get("/leads(new_leadgateid='K2')")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(k2["leadid"], json!(first));
+
+    // A write the fault injector drops is rolled back with its index
+    // entries: the row keeps its email.
+    h.set_faults(Faults {
+        fail_silently_next: 1,
+        ..Faults::default()
+    });
+    dv.patch(
+        &format!("/leads({first})"),
+        json!({"emailaddress1": "c@x.io"}),
+        &[],
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    assert!(ids(dv.get(&filter("emailaddress1 eq 'c@x.io'")).await).is_empty());
+    assert_eq!(
+        ids(dv.get(&filter("emailaddress1 eq 'b@x.io'")).await),
+        vec![first.clone()]
+    );
+
+    // Deleted, then upserted by the same key: a new row.
+    dv.call(Method::DELETE, &format!("/leads({first})"), None, &[])
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert!(
+        ids(dv
+            .get(&filter(
+                "new_leadgateid eq 'k2' or emailaddress1 eq 'b@x.io'"
+            ))
+            .await)
+        .is_empty()
+    );
+    let again = dv
+        .patch(
+            "/leads(new_leadgateid='k2')",
+            json!({"lastname": "Doe", "emailaddress1": "b@x.io"}),
+            &representation,
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["leadid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(again, first);
+
+    // A key defined after rows hold values addresses them at once.
+    assert!(h.define_dataverse_column("lead", "new_code", 20));
+    dv.patch(&format!("/leads({again})"), json!({"new_code": "C-1"}), &[])
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert!(h.define_dataverse_alternate_key("lead", "new_code"));
+    let by_code = dv
+        .get("/leads(new_code='c-1')")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(by_code["leadid"], json!(again));
+    let taken = dv
+        .post("/leads", json!({"lastname": "T", "new_code": "c-1"}), &[])
+        .await
+        .expect(StatusCode::PRECONDITION_FAILED)
+        .error();
+    assert_eq!(taken.0, "0x80060892");
+
+    // Reset: nothing is found, the key creates again.
+    h.reset();
+    assert!(ids(dv.get(&filter("emailaddress1 eq 'b@x.io'")).await).is_empty());
+    dv.patch(
+        "/leads(new_leadgateid='k2')",
+        json!({"lastname": "Doe"}),
+        &representation,
+    )
+    .await
+    .expect(StatusCode::CREATED);
+}

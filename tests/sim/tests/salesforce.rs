@@ -1053,3 +1053,173 @@ async fn silent_writes_and_control_routes() {
     assert!(sf.handle().salesforce_records("Lead").is_empty());
     assert_eq!(sf.handle().salesforce_api_usage(), (0, 50));
 }
+
+/// The lookups the store answers from its indexes (External ID, duplicate
+/// rule, SOQL equality) follow every change: a changed email or External
+/// ID, a delete, a conversion, a field made an External ID later, a reset.
+#[tokio::test]
+async fn lookups_follow_changed_deleted_and_converted_records() {
+    let sf = Sf::start().await;
+    let q = |soql: &str| {
+        let mut url = reqwest::Url::parse("http://x/q").unwrap();
+        url.query_pairs_mut().append_pair("q", soql);
+        format!("/query?{}", url.query().unwrap())
+    };
+    let ids = |reply: Value| -> Vec<String> {
+        reply["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let lead = |email: &str| json!({"LastName": "Doe", "Company": "Acme", "Email": email});
+    let first = sf
+        .patch("/sobjects/Lead/Leadgate_Id__c/k1", lead("a@example.com"))
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The email changes: the duplicate rule and SOQL follow it.
+    sf.patch(
+        &format!("/sobjects/Lead/{first}"),
+        json!({"Email": "b@example.com"}),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let e = sf
+        .post("/sobjects/Lead", lead("B@example.com"))
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    assert_eq!(
+        e[0]["duplicateResult"]["matchResults"][0]["matchRecords"][0]["record"]["Id"],
+        json!(first)
+    );
+    let by_new = sf
+        .get(&q("SELECT Id FROM Lead WHERE Email = 'b@EXAMPLE.com'"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(ids(by_new), vec![first.clone()]);
+    let fresh = sf.lead("a@example.com").await;
+    let by_old = sf
+        .get(&q("SELECT Id FROM Lead WHERE Email = 'a@example.com'"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(ids(by_old), vec![fresh.clone()]);
+
+    // The External ID changes: the old value is free, the new one matches.
+    sf.patch(
+        &format!("/sobjects/Lead/{first}"),
+        json!({"Leadgate_Id__c": "k2"}),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    sf.get("/sobjects/Lead/Leadgate_Id__c/k1")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    let k2 = sf
+        .get("/sobjects/Lead/Leadgate_Id__c/K2")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(k2["Id"], json!(first));
+
+    // Deleted, then upserted by the same value: a new record.
+    sf.call(Method::DELETE, &format!("{V}/sobjects/Lead/{first}"), None)
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let gone = sf
+        .get(&q(
+            "SELECT Id FROM Lead WHERE Leadgate_Id__c = 'k2' OR Email = 'b@example.com'",
+        ))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(gone["totalSize"], 0);
+    let again = sf
+        .patch("/sobjects/Lead/Leadgate_Id__c/k2", lead("b@example.com"))
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(again, first);
+
+    // Converted, then upserted again: the lead is still the match (and
+    // refuses the write); a new lead with its email matches the contact.
+    let contact = sf.handle().convert_salesforce_lead(&again).unwrap();
+    let e = sf
+        .patch("/sobjects/Lead/Leadgate_Id__c/k2", json!({"Title": "x"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    assert_eq!(e[0]["errorCode"], "CANNOT_UPDATE_CONVERTED_LEAD");
+    let e = sf
+        .post("/sobjects/Lead", lead("b@example.com"))
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    let matches = &e[0]["duplicateResult"]["matchResults"];
+    assert_eq!(matches.as_array().unwrap().len(), 1);
+    assert_eq!(
+        matches[0]["matchRecords"][0]["record"]["Id"],
+        json!(contact)
+    );
+    let contacts = sf
+        .get(&q("SELECT Id FROM Contact WHERE Email = 'b@example.com'"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(ids(contacts), vec![contact]);
+
+    // A field made an External ID after records hold values is looked up
+    // by them at once.
+    assert!(
+        sf.handle()
+            .define_salesforce_field("Lead", "Crm_Key__c", false)
+    );
+    sf.patch(
+        &format!("/sobjects/Lead/{fresh}"),
+        json!({"Crm_Key__c": "crm-7"}),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    assert!(
+        sf.handle()
+            .define_salesforce_field("Lead", "Crm_Key__c", true)
+    );
+    let by_key = sf
+        .get("/sobjects/Lead/Crm_Key__c/CRM-7")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(by_key["Id"], json!(fresh));
+    let e = sf
+        .post(
+            "/sobjects/Lead",
+            json!({"LastName": "Doe", "Company": "Acme", "Crm_Key__c": "crm-7"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    assert_eq!(e[0]["errorCode"], "DUPLICATE_VALUE");
+
+    // Reset: nothing is found, the values are free again.
+    sf.handle().reset();
+    let none = sf
+        .get(&q("SELECT Id FROM Lead WHERE Email = 'a@example.com'"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(none["totalSize"], 0);
+    sf.patch("/sobjects/Lead/Leadgate_Id__c/k2", lead("b@example.com"))
+        .await
+        .expect(StatusCode::CREATED);
+}

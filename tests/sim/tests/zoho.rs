@@ -1030,3 +1030,148 @@ async fn hubspot_paths_under_crm_v3_stay_hubspot() {
         .await;
     assert_eq!(zoho.status, StatusCode::NO_CONTENT);
 }
+
+/// The lookups the store answers from its indexes (the duplicate check, an
+/// upsert's match, searches by email and criteria) follow every change: a
+/// changed email or unique value, a delete, a field made unique later, a
+/// reset.
+#[tokio::test]
+async fn lookups_follow_changed_and_deleted_records() {
+    let z = Zoho::start().await;
+    let h = z.handle();
+    let ids = |reply: Reply| -> Vec<String> {
+        if reply.status == StatusCode::NO_CONTENT {
+            return Vec::new();
+        }
+        reply.expect(StatusCode::OK).json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let upsert = |email: &str, key: &str| json!({"data": [{"Last_Name": "Doe", "Email": email, "Leadgate_Id": key}], "duplicate_check_fields": ["Leadgate_Id"]});
+    let first = z
+        .post("/Leads/upsert", upsert("a@x.io", "k1"))
+        .await
+        .expect(StatusCode::OK)
+        .json()["data"][0]["details"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A criteria search first, so its index exists before the changes.
+    assert_eq!(
+        ids(z.get("/Leads/search?criteria=(Email:equals:a@x.io)").await),
+        vec![first.clone()]
+    );
+
+    // The email changes: the duplicate check and both searches follow.
+    z.put(
+        &format!("/Leads/{first}"),
+        json!({"data": [{"Email": "b@x.io"}]}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let clash = z
+        .post("/Leads", json!({"data": [lead("B", "B@X.io")]}))
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    assert_eq!(
+        clash["data"][0]["details"]["duplicate_record"]["id"],
+        json!(first)
+    );
+    assert_eq!(
+        ids(z.get("/Leads/search?email=b@x.io").await),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        ids(z.get("/Leads/search?criteria=(Email:equals:b@x.io)").await),
+        vec![first.clone()]
+    );
+    assert!(ids(z.get("/Leads/search?email=a@x.io").await).is_empty());
+    assert!(ids(z.get("/Leads/search?criteria=(Email:equals:a@x.io)").await).is_empty());
+    let fresh = z.lead("a@x.io").await;
+    assert_eq!(
+        ids(z.get("/Leads/search?email=A@x.io").await),
+        vec![fresh.clone()]
+    );
+
+    // The unique value changes: the old one is free, the new one matches.
+    z.put(
+        &format!("/Leads/{first}"),
+        json!({"data": [{"Leadgate_Id": "k2"}]}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let moved = z
+        .post("/Leads/upsert", upsert("b@x.io", "K2"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(moved["data"][0]["action"], "update");
+    assert_eq!(moved["data"][0]["details"]["id"], json!(first));
+    let freed = z
+        .post("/Leads/upsert", upsert("k1@x.io", "k1"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(freed["data"][0]["action"], "insert");
+
+    // Deleted, then upserted by the same key and email: a new record.
+    z.call(Method::DELETE, &format!("/Leads/{first}"), None)
+        .await
+        .expect(StatusCode::OK);
+    assert!(ids(z.get("/Leads/search?email=b@x.io").await).is_empty());
+    assert!(ids(z.get("/Leads/search?criteria=(Leadgate_Id:in:k2,k9)").await).is_empty());
+    let again = z
+        .post("/Leads/upsert", upsert("b@x.io", "k2"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(again["data"][0]["action"], "insert");
+    let again = again["data"][0]["details"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(again, first);
+    assert_eq!(
+        ids(z
+            .get("/Leads/search?criteria=((Email:equals:b@x.io)and(Leadgate_Id:in:k2))")
+            .await),
+        vec![again.clone()]
+    );
+
+    // A field made unique after records hold values checks them at once.
+    z.put(
+        &format!("/Leads/{fresh}"),
+        json!({"data": [{"Phone": "+1 555 0100"}]}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert!(h.define_zoho_field("Leads", "Phone", true));
+    let clash = z
+        .post(
+            "/Leads",
+            json!({"data": [{"Last_Name": "P", "Phone": "+1 555 0100"}]}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
+    assert_eq!(clash["data"][0]["details"]["api_name"], "Phone");
+    assert_eq!(
+        clash["data"][0]["details"]["duplicate_record"]["id"],
+        json!(fresh)
+    );
+
+    // Reset: nothing is found, the values are free again.
+    h.reset();
+    assert!(ids(z.get("/Leads/search?email=a@x.io").await).is_empty());
+    assert!(ids(z.get("/Leads/search?criteria=(Email:equals:b@x.io)").await).is_empty());
+    let after = z
+        .post("/Leads/upsert", upsert("b@x.io", "k2"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(after["data"][0]["action"], "insert");
+}

@@ -7,16 +7,25 @@
 //!
 //! Every change is journaled, so a change set that fails (or a write the
 //! fault injector drops) is undone whole.
+//!
+//! The rows are indexed per table ([`FieldIndex`]) by `emailaddress1` and
+//! by every alternate key column, so an upsert by key, the key and
+//! duplicate checks and a `$filter` equality on those columns look rows up
+//! instead of scanning the table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::limits::{DataverseLimits, Usage};
-use super::odata::{Filter, Key, compare, is_guid};
+use super::odata::{Filter, Key, Literal, Op, compare, is_guid};
 use super::schema::{Kind, Schema, Table};
 use super::wire::{DvError, etag};
+use crate::index::{self, FieldIndex};
+
+/// The column duplicate detection compares.
+const EMAIL: &str = "emailaddress1";
 
 /// A stored row, as [`crate::SimHandle::dataverse_records`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +135,9 @@ pub(crate) struct DataverseState {
     rows: [BTreeMap<u64, DataverseRecord>; 2],
     /// id → (table, sequence).
     ids: HashMap<String, (Table, u64)>,
+    /// Per table: `emailaddress1` and the alternate key columns → rows
+    /// (by sequence). Kept current by every change of `rows`.
+    indexes: [FieldIndex<u64>; 2],
     next_seq: u64,
     next_version: u64,
     /// Whether the org's duplicate detection rules are published (on by
@@ -137,10 +149,19 @@ pub(crate) struct DataverseState {
 
 impl DataverseState {
     pub fn new(limits: DataverseLimits) -> Self {
+        let schema = Schema::default();
+        let indexes = Table::ALL.map(|table| {
+            let mut columns = vec![EMAIL];
+            for key in schema.keys(table) {
+                columns.extend(key.columns.iter().map(String::as_str));
+            }
+            FieldIndex::new(&columns)
+        });
         DataverseState {
-            schema: Schema::default(),
+            schema,
             rows: [BTreeMap::new(), BTreeMap::new()],
             ids: HashMap::new(),
+            indexes,
             next_seq: 1,
             next_version: 1_000_000,
             duplicate_detection: true,
@@ -154,7 +175,107 @@ impl DataverseState {
     pub fn clear(&mut self) {
         self.rows = [BTreeMap::new(), BTreeMap::new()];
         self.ids.clear();
+        for index in &mut self.indexes {
+            index.clear();
+        }
         self.usage.clear();
+    }
+
+    /// Defines an alternate key (see [`Schema::define_key`]); its columns
+    /// get indexed.
+    pub fn define_key(&mut self, table: Table, columns: &[&str]) -> bool {
+        if !self.schema.define_key(table, columns) {
+            return false;
+        }
+        let rows = &self.rows[table.index()];
+        for column in columns {
+            self.indexes[table.index()]
+                .watch(column, rows.iter().map(|(seq, r)| (*seq, &r.fields)));
+        }
+        true
+    }
+
+    /// Stores a row, keeping the indexes current.
+    fn put_row(&mut self, table: Table, seq: u64, row: DataverseRecord) {
+        let i = table.index();
+        if let Some(old) = self.rows[i].remove(&seq) {
+            self.indexes[i].remove(&seq, &old.fields);
+        }
+        self.indexes[i].add(&seq, &row.fields);
+        self.ids.insert(row.id.clone(), (table, seq));
+        self.rows[i].insert(seq, row);
+    }
+
+    /// Removes a row, keeping the indexes current.
+    fn take_row(&mut self, table: Table, seq: u64) -> Option<DataverseRecord> {
+        let row = self.rows[table.index()].remove(&seq)?;
+        self.ids.remove(&row.id);
+        self.indexes[table.index()].remove(&seq, &row.fields);
+        Some(row)
+    }
+
+    /// Replaces a stored row's columns, keeping the indexes current.
+    fn set_fields(&mut self, table: Table, seq: u64, fields: BTreeMap<String, Value>) {
+        if let Some(row) = self.rows[table.index()].get_mut(&seq) {
+            self.indexes[table.index()].replace(&seq, &row.fields, &fields);
+            row.fields = fields;
+        }
+    }
+
+    /// The rows of `table` that may hold `text` in `column` (a superset of
+    /// those equal to it ignoring case, in creation order): the index's
+    /// candidates, or every row when the column is not indexed. Callers
+    /// check each with their comparison.
+    fn lookup<'s>(
+        &'s self,
+        table: Table,
+        column: &str,
+        text: &str,
+    ) -> Box<dyn Iterator<Item = &'s DataverseRecord> + 's> {
+        self.pool(table, self.indexes[table.index()].candidates(column, text))
+    }
+
+    /// The rows of `table` that may hold every `(column, text)` of `pairs`:
+    /// [`DataverseState::lookup`] by the first indexed column among them.
+    fn lookup_all<'s>(
+        &'s self,
+        table: Table,
+        pairs: &[(&str, &str)],
+    ) -> Box<dyn Iterator<Item = &'s DataverseRecord> + 's> {
+        let index = &self.indexes[table.index()];
+        match pairs.iter().find(|(column, _)| index.watches(column)) {
+            Some((column, text)) => self.lookup(table, column, text),
+            None => Box::new(self.rows(table)),
+        }
+    }
+
+    /// The rows of `table` at these sequence numbers, in creation order;
+    /// every row of the table for `None`.
+    fn pool(
+        &self,
+        table: Table,
+        seqs: Option<BTreeSet<u64>>,
+    ) -> Box<dyn Iterator<Item = &DataverseRecord> + '_> {
+        let rows = &self.rows[table.index()];
+        match seqs {
+            Some(seqs) => Box::new(seqs.into_iter().filter_map(move |seq| rows.get(&seq))),
+            None => Box::new(rows.values()),
+        }
+    }
+
+    /// The rows of `table` that may match `filter` (a superset, by
+    /// sequence) from the indexes: `eq` with a text literal on an indexed
+    /// column, through `and` (either side) and `or` (both sides). `None`
+    /// when the filter has to be answered by a scan.
+    fn narrowed(&self, table: Table, filter: &Filter) -> Option<BTreeSet<u64>> {
+        match filter {
+            Filter::Compare(column, Op::Eq, Literal::Text(text)) => {
+                self.indexes[table.index()].candidates(column, text)
+            }
+            Filter::And(a, b) => index::both(self.narrowed(table, a), self.narrowed(table, b)),
+            Filter::Or(a, b) => index::either(self.narrowed(table, a), self.narrowed(table, b)),
+            _ => None,
+        }
     }
 
     /// Rows of `table` in creation order.
@@ -187,7 +308,11 @@ impl DataverseState {
                 if self.schema.key_for(table, &names).is_none() {
                     return Err(DvError::key_not_defined(table));
                 }
-                Ok(self.rows(table).find(|r| {
+                let wanted: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                Ok(self.lookup_all(table, &wanted).find(|r| {
                     pairs
                         .iter()
                         .all(|(n, v)| r.text(n).is_some_and(|held| held.eq_ignore_ascii_case(v)))
@@ -203,8 +328,9 @@ impl DataverseState {
         filter: Option<&Filter>,
         order: &[(String, bool)],
     ) -> Vec<&DataverseRecord> {
+        let narrowed = filter.and_then(|f| self.narrowed(table, f));
         let mut rows: Vec<&DataverseRecord> = self
-            .rows(table)
+            .pool(table, narrowed)
             .filter(|r| filter.is_none_or(|f| f.matches(&|c: &str| r.fields.get(c).cloned())))
             .collect();
         if !order.is_empty() {
@@ -349,7 +475,8 @@ impl DataverseState {
         fields.insert("versionnumber".into(), Value::from(self.next_version));
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.rows[table.index()].insert(
+        self.put_row(
+            table,
             seq,
             DataverseRecord {
                 id: id.clone(),
@@ -357,7 +484,6 @@ impl DataverseState {
                 fields,
             },
         );
-        self.ids.insert(id.clone(), (table, seq));
         journal.undo.push(Undo::Created(id.clone()));
         journal.created.push(id.clone());
         Ok(id)
@@ -382,9 +508,7 @@ impl DataverseState {
         fields.insert("versionnumber".into(), Value::from(self.next_version));
         fields.insert("modifiedon".into(), Value::String(now_stamp()));
         let (_, seq) = self.ids[&before.id];
-        if let Some(row) = self.rows[table.index()].get_mut(&seq) {
-            row.fields = fields;
-        }
+        self.set_fields(table, seq, fields);
         journal.undo.push(Undo::Updated(Box::new(before)));
         journal.updated += 1;
         Ok(())
@@ -396,8 +520,7 @@ impl DataverseState {
         let Some((t, seq)) = self.ids.get(id).copied().filter(|(t, _)| *t == table) else {
             return Err(DvError::not_found_id(table, id));
         };
-        if let Some(row) = self.rows[t.index()].remove(&seq) {
-            self.ids.remove(id);
+        if let Some(row) = self.take_row(t, seq) {
             journal.undo.push(Undo::Deleted(seq, Box::new(row)));
         }
         Ok(())
@@ -408,21 +531,18 @@ impl DataverseState {
         for step in journal.undo.into_iter().rev() {
             match step {
                 Undo::Created(id) => {
-                    if let Some((t, seq)) = self.ids.remove(&id) {
-                        self.rows[t.index()].remove(&seq);
+                    if let Some((t, seq)) = self.ids.get(&id).copied() {
+                        self.take_row(t, seq);
                     }
                 }
                 Undo::Updated(before) => {
-                    if let Some((t, seq)) = self.ids.get(&before.id).copied()
-                        && let Some(row) = self.rows[t.index()].get_mut(&seq)
-                    {
-                        *row = *before;
+                    if let Some((t, seq)) = self.ids.get(&before.id).copied() {
+                        self.put_row(t, seq, *before);
                     }
                 }
                 Undo::Deleted(seq, row) => {
                     if let Some(table) = Table::parse(&row.table) {
-                        self.ids.insert(row.id.clone(), (table, seq));
-                        self.rows[table.index()].insert(seq, *row);
+                        self.put_row(table, seq, *row);
                     }
                 }
             }
@@ -481,7 +601,7 @@ impl DataverseState {
         if options.detect_duplicates
             && self.duplicate_detection
             && let Some(email) = email
-            && self.rows(table).any(|r| {
+            && self.lookup(table, EMAIL, email).any(|r| {
                 r.id != id
                     && r.email()
                         .is_some_and(|e| e.trim().eq_ignore_ascii_case(email))
@@ -496,8 +616,14 @@ impl DataverseState {
                 .map(|c| fields.get(c).and_then(Value::as_str))
                 .collect();
             let Some(values) = values else { continue };
+            let wanted: Vec<(&str, &str)> = key
+                .columns
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().copied())
+                .collect();
             let taken =
-                self.rows(table).any(|r| {
+                self.lookup_all(table, &wanted).any(|r| {
                     r.id != id
                         && key.columns.iter().zip(&values).all(|(c, v)| {
                             r.text(c).is_some_and(|held| held.eq_ignore_ascii_case(v))
@@ -554,6 +680,22 @@ impl DataverseState {
                 let id = self.create(table, &changes, id, options, journal)?;
                 Ok((id, true))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl DataverseState {
+    /// Panics unless every index is the one the rows make now.
+    pub(crate) fn check_indexes(&self) {
+        for table in Table::ALL {
+            let index = &self.indexes[table.index()];
+            let columns: Vec<&str> = index.watched().collect();
+            let mut fresh = FieldIndex::new(&columns);
+            for (seq, row) in &self.rows[table.index()] {
+                fresh.add(seq, &row.fields);
+            }
+            assert_eq!(index, &fresh, "the {} index is stale", table.logical_name());
         }
     }
 }
@@ -669,6 +811,7 @@ pub fn now_stamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LEADGATE_KEY_COLUMN;
     use axum::http::StatusCode;
 
     fn state() -> DataverseState {
@@ -909,5 +1052,268 @@ mod tests {
                 .text("_parentcontactid_value"),
             Some(cid.as_str())
         );
+    }
+
+    fn create(s: &mut DataverseState, table: Table, body: &str) -> Result<String, DvError> {
+        let mut journal = Journal::default();
+        let body = changes(s, table, body)?;
+        s.create(table, &body, None, WriteOptions::default(), &mut journal)
+    }
+
+    fn key(value: &str) -> Key {
+        Key::Alternate(vec![(LEADGATE_KEY_COLUMN.into(), value.into())])
+    }
+
+    fn found(s: &DataverseState, key: &Key) -> Option<String> {
+        s.find(Table::Lead, key).unwrap().map(|r| r.id.clone())
+    }
+
+    fn filtered(s: &DataverseState, filter: &str) -> Vec<String> {
+        let filter = super::super::odata::filter(&s.schema, Table::Lead, Some(filter)).unwrap();
+        s.query(Table::Lead, filter.as_ref(), &[])
+            .iter()
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn indexes_follow_updates_deletes_rollbacks_definitions_and_clears() {
+        let mut s = state();
+        let detect = WriteOptions {
+            detect_duplicates: true,
+        };
+        let a = create(
+            &mut s,
+            Table::Lead,
+            r#"{"lastname":"A","emailaddress1":"a@x.io","new_leadgateid":"k1"}"#,
+        )
+        .unwrap();
+        s.check_indexes();
+
+        // A changed email moves: duplicate detection and $filter find the
+        // new one, the old one is free.
+        let mut journal = Journal::default();
+        let patch = changes(&s, Table::Lead, r#"{"emailaddress1":" B@x.io "}"#).unwrap();
+        s.update(Table::Lead, &a, &patch, detect, &mut journal)
+            .unwrap();
+        s.check_indexes();
+        let dup = changes(
+            &s,
+            Table::Lead,
+            r#"{"lastname":"B","emailaddress1":"b@X.io"}"#,
+        )
+        .unwrap();
+        let err = s
+            .create(Table::Lead, &dup, None, detect, &mut journal)
+            .unwrap_err();
+        assert_eq!(err.code, "0x80040333");
+        assert_eq!(filtered(&s, "emailaddress1 eq ' b@x.io '"), vec![a.clone()]);
+        assert_eq!(
+            filtered(&s, "emailaddress1 eq 'a@x.io'"),
+            Vec::<String>::new()
+        );
+        let free = changes(
+            &s,
+            Table::Lead,
+            r#"{"lastname":"F","emailaddress1":"A@x.io"}"#,
+        )
+        .unwrap();
+        let fresh = s
+            .create(Table::Lead, &free, None, detect, &mut journal)
+            .unwrap();
+        assert_eq!(
+            filtered(&s, "emailaddress1 eq 'a@x.io'"),
+            vec![fresh.clone()]
+        );
+
+        // A changed key value moves too.
+        let patch = changes(&s, Table::Lead, r#"{"new_leadgateid":"k2"}"#).unwrap();
+        s.update(
+            Table::Lead,
+            &a,
+            &patch,
+            WriteOptions::default(),
+            &mut journal,
+        )
+        .unwrap();
+        s.check_indexes();
+        assert_eq!(found(&s, &key("k1")), None);
+        assert_eq!(found(&s, &key("K2")), Some(a.clone()));
+        let taken = changes(&s, Table::Lead, r#"{"lastname":"T","new_leadgateid":"k2"}"#).unwrap();
+        let err = s
+            .create(
+                Table::Lead,
+                &taken,
+                None,
+                WriteOptions::default(),
+                &mut journal,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "0x80060892");
+
+        // Deleted, then an upsert by the same key creates a new row.
+        s.delete(Table::Lead, &a, &mut journal).unwrap();
+        s.check_indexes();
+        assert_eq!(found(&s, &key("k2")), None);
+        let body = changes(&s, Table::Lead, r#"{"lastname":"A2"}"#).unwrap();
+        let (again, created) = s
+            .upsert(
+                Table::Lead,
+                &key("k2"),
+                &body,
+                &Condition::None,
+                WriteOptions::default(),
+                &mut journal,
+            )
+            .unwrap();
+        assert!(created && again != a);
+        assert_eq!(filtered(&s, "new_leadgateid eq 'k2'"), vec![again.clone()]);
+
+        // Rolled back: the create, the updates, the delete and the upsert
+        // are undone, and so are their index entries.
+        s.rollback(journal);
+        s.check_indexes();
+        assert_eq!(found(&s, &key("k1")), Some(a.clone()));
+        assert_eq!(found(&s, &key("k2")), None);
+        assert_eq!(filtered(&s, "emailaddress1 eq 'a@x.io'"), vec![a.clone()]);
+        assert_eq!(
+            filtered(&s, "emailaddress1 eq 'b@x.io'"),
+            Vec::<String>::new()
+        );
+
+        // A key defined later indexes the values rows hold.
+        let patch = changes(&s, Table::Lead, r#"{"leadsourcecode":3}"#).unwrap();
+        let mut journal = Journal::default();
+        s.update(
+            Table::Lead,
+            &a,
+            &patch,
+            WriteOptions::default(),
+            &mut journal,
+        )
+        .unwrap();
+        assert!(s.define_key(Table::Lead, &["new_code", "leadsourcecode"]));
+        s.check_indexes();
+        let patch = changes(&s, Table::Lead, r#"{"new_code":"C-1"}"#).unwrap();
+        s.update(
+            Table::Lead,
+            &a,
+            &patch,
+            WriteOptions::default(),
+            &mut journal,
+        )
+        .unwrap();
+        s.check_indexes();
+        assert_eq!(filtered(&s, "new_code eq 'c-1'"), vec![a.clone()]);
+        assert_eq!(filtered(&s, "leadsourcecode eq '3'"), vec![a.clone()]);
+
+        // Cleared: nothing is found.
+        s.clear();
+        s.check_indexes();
+        assert_eq!(found(&s, &key("k1")), None);
+        assert_eq!(
+            filtered(&s, "emailaddress1 eq 'a@x.io'"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn filters_through_the_indexes_answer_as_a_scan() {
+        let mut s = state();
+        assert!(s.define_key(Table::Lead, &["leadsourcecode"]));
+        for (i, (email, key)) in [
+            ("jane@x.io", "k1"),
+            (" JANE@x.io", "k2"),
+            ("\u{212A}ate@x.io", "k3"), // a Kelvin sign: lowercase "kate@x.io"
+            ("kate@x.io", "k4"),
+            ("bob@x.io", "k5"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let body = format!(
+                r#"{{"lastname":"L{i}","emailaddress1":"{email}","new_leadgateid":"{key}","leadsourcecode":{}}}"#,
+                i % 2 + 1
+            );
+            create(&mut s, Table::Lead, &body).unwrap();
+        }
+        create(&mut s, Table::Lead, r#"{"lastname":"none"}"#).unwrap();
+        s.check_indexes();
+        for filter in [
+            "emailaddress1 eq 'jane@x.io'",
+            "emailaddress1 eq ' jane@x.io'",
+            "emailaddress1 eq 'KATE@x.io'",
+            "emailaddress1 ne 'kate@x.io'",
+            "emailaddress1 eq null",
+            "new_leadgateid eq 'k1' or new_leadgateid eq 'K3' or new_leadgateid eq 'k9'",
+            "new_leadgateid eq 'k1' or lastname eq 'L4'",
+            "emailaddress1 eq 'bob@x.io' and lastname eq 'L4'",
+            "lastname eq 'L0' and (new_leadgateid eq 'k1' or new_leadgateid eq 'k2')",
+            "not (new_leadgateid eq 'k1')",
+            "contains(emailaddress1,'jane')",
+            "leadsourcecode eq '2'",
+            "leadsourcecode eq 2",
+        ] {
+            let parsed = super::super::odata::filter(&s.schema, Table::Lead, Some(filter))
+                .unwrap()
+                .unwrap();
+            let scan: Vec<String> = s
+                .rows(Table::Lead)
+                .filter(|r| parsed.matches(&|c: &str| r.fields.get(c).cloned()))
+                .map(|r| r.id.clone())
+                .collect();
+            assert_eq!(filtered(&s, filter), scan, "{filter}");
+        }
+        assert_eq!(filtered(&s, "emailaddress1 eq 'kate@x.io'").len(), 2);
+        assert_eq!(filtered(&s, "leadsourcecode eq '2'").len(), 2);
+        let narrows = |filter: &str| {
+            let parsed = super::super::odata::filter(&s.schema, Table::Lead, Some(filter))
+                .unwrap()
+                .unwrap();
+            s.narrowed(Table::Lead, &parsed).is_some()
+        };
+        assert!(narrows("new_leadgateid eq 'k1' or new_leadgateid eq 'k2'"));
+        assert!(narrows("lastname eq 'L0' and emailaddress1 eq 'a'"));
+        assert!(!narrows("new_leadgateid eq 'k1' or lastname eq 'L4'"));
+        assert!(!narrows("lastname eq 'L0'"));
+    }
+
+    #[test]
+    fn twenty_thousand_upserts_each_find_their_one_row() {
+        const N: usize = 20_000;
+        let mut s = state();
+        for round in 0..2 {
+            for i in 0..N {
+                let body = changes(
+                    &s,
+                    Table::Lead,
+                    &format!(r#"{{"lastname":"L{i}","emailaddress1":"lead{i}@example.com"}}"#),
+                )
+                .unwrap();
+                let mut journal = Journal::default();
+                let (_, created) = s
+                    .upsert(
+                        Table::Lead,
+                        &key(&format!("LG-{i}")),
+                        &body,
+                        &Condition::None,
+                        WriteOptions {
+                            detect_duplicates: true,
+                        },
+                        &mut journal,
+                    )
+                    .unwrap();
+                assert_eq!(created, round == 0, "round {round}: LG-{i}");
+            }
+        }
+        assert_eq!(s.rows(Table::Lead).count(), N);
+        s.check_indexes();
+        for i in (0..N).step_by(7) {
+            assert!(found(&s, &key(&format!("lg-{i}"))).is_some(), "LG-{i}");
+            assert_eq!(
+                filtered(&s, &format!("new_leadgateid eq 'LG-{i}'")).len(),
+                1
+            );
+        }
     }
 }

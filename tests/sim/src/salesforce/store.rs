@@ -10,15 +10,26 @@
 //! only records committed before the call: the simulator does not flag
 //! two new duplicates inside one call (how Salesforce treats that is not
 //! documented; see the module notes in `salesforce.rs`).
+//!
+//! The committed records are indexed per object ([`FieldIndex`]) by
+//! `Email` and by every External ID field, so the External ID match of an
+//! upsert, the unique-value check, the duplicate rule and a SOQL equality
+//! on those fields look records up instead of scanning the org.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::schema::{CONVERTED_LEAD_STATUS, DEFAULT_LEAD_STATUS, Field, SObject, Schema};
+use super::soql::{self, Join, Literal};
 use super::wire::{DUPLICATE_ALERT, SfError, record_url};
+use crate::index::{self, FieldIndex};
+
+/// The field the duplicate rule matches on, indexed on every object.
+const EMAIL: &str = "Email";
 
 /// A stored record, as [`crate::SimHandle::salesforce_records`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +144,11 @@ pub(crate) fn looks_like_id(text: &str) -> bool {
 /// Salesforce's part of the simulator state.
 #[derive(Debug)]
 pub(crate) struct SalesforceState {
-    pub records: BTreeMap<String, SalesforceRecord>,
+    /// Every record by id; changed only through [`SalesforceState::put`]
+    /// and [`SalesforceState::take`], which keep `indexes` current.
+    records: BTreeMap<String, SalesforceRecord>,
+    /// Per object: `Email` and the External ID fields → record ids.
+    indexes: BTreeMap<SObject, FieldIndex<String>>,
     pub schema: Schema,
     next_id: u64,
     /// `None`: the Lead duplicate rule is off.
@@ -148,9 +163,25 @@ const DAY_MS: u64 = 86_400_000;
 
 impl SalesforceState {
     pub(crate) fn new(daily_limit: u32) -> Self {
+        let schema = Schema::default();
+        let indexes = SObject::ALL
+            .into_iter()
+            .map(|object| {
+                let mut fields = vec![EMAIL];
+                fields.extend(
+                    schema
+                        .fields(object)
+                        .iter()
+                        .filter(|f| f.is_external_id())
+                        .map(|f| f.name.as_str()),
+                );
+                (object, FieldIndex::new(&fields))
+            })
+            .collect();
         SalesforceState {
             records: BTreeMap::new(),
-            schema: Schema::default(),
+            indexes,
+            schema,
             next_id: 1,
             duplicate_rule: Some(DuplicateRuleAction::Alert),
             daily_limit,
@@ -161,7 +192,128 @@ impl SalesforceState {
     /// Drops records and usage; ids keep increasing.
     pub(crate) fn clear(&mut self) {
         self.records.clear();
+        for index in self.indexes.values_mut() {
+            index.clear();
+        }
         self.usage.clear();
+    }
+
+    /// Stores a record (new, or replacing the one with its id), keeping
+    /// the indexes current.
+    fn put(&mut self, record: SalesforceRecord) {
+        self.take(&record.id);
+        if let Some(index) = record
+            .sobject()
+            .and_then(|object| self.indexes.get_mut(&object))
+        {
+            index.add(&record.id, &record.fields);
+        }
+        self.records.insert(record.id.clone(), record);
+    }
+
+    /// Removes the record with exactly this id, keeping the indexes
+    /// current.
+    pub(crate) fn take(&mut self, id: &str) -> Option<SalesforceRecord> {
+        let record = self.records.remove(id)?;
+        if let Some(index) = record
+            .sobject()
+            .and_then(|object| self.indexes.get_mut(&object))
+        {
+            index.remove(&record.id, &record.fields);
+        }
+        Some(record)
+    }
+
+    /// The record with exactly this id.
+    pub(crate) fn record(&self, id: &str) -> Option<&SalesforceRecord> {
+        self.records.get(id)
+    }
+
+    /// Adds a custom field to `object` or changes one (see
+    /// [`Schema::define`]); an External ID field gets indexed.
+    pub(crate) fn define_field(
+        &mut self,
+        object: SObject,
+        name: &str,
+        external_id: Option<bool>,
+    ) -> bool {
+        if !self.schema.define(object, name, external_id) {
+            return false;
+        }
+        if let Some(field) = self
+            .schema
+            .field(object, name)
+            .filter(|f| f.is_external_id())
+            && let Some(index) = self.indexes.get_mut(&object)
+        {
+            let records = self
+                .records
+                .values()
+                .filter(|r| r.sobject() == Some(object))
+                .map(|r| (r.id.clone(), &r.fields));
+            index.watch(&field.name, records);
+        }
+        true
+    }
+
+    /// The records of `object` that may hold `text` in `field`, in id
+    /// order: the index's candidates when the field is indexed, else every
+    /// record of the object. Callers check each with their comparison.
+    pub(crate) fn lookup<'s>(
+        &'s self,
+        object: SObject,
+        field: &str,
+        text: &str,
+    ) -> Box<dyn DoubleEndedIterator<Item = &'s SalesforceRecord> + 's> {
+        self.pool(object, self.candidates(object, field, text))
+    }
+
+    /// The records of `object` with these ids, in id order; every record
+    /// of the object for `None`.
+    fn pool(
+        &self,
+        object: SObject,
+        ids: Option<BTreeSet<String>>,
+    ) -> Box<dyn DoubleEndedIterator<Item = &SalesforceRecord> + '_> {
+        match ids {
+            Some(ids) => Box::new(
+                ids.into_iter()
+                    .filter_map(|id| self.records.get(&id))
+                    .filter(move |r| r.sobject() == Some(object)),
+            ),
+            None => Box::new(self.of(object)),
+        }
+    }
+
+    fn candidates(&self, object: SObject, field: &str, text: &str) -> Option<BTreeSet<String>> {
+        self.indexes.get(&object)?.candidates(field, text)
+    }
+
+    /// The records a SOQL query selects, in id (creation) order, at most
+    /// its `LIMIT`. An equality on an indexed field (`WHERE Email = 'x'`,
+    /// `WHERE Leadgate_Id__c = 'k' OR Leadgate_Id__c = 'j'`) narrows the
+    /// records through the index; every record is still checked against
+    /// the whole WHERE clause.
+    pub(crate) fn select(&self, query: &soql::Query) -> Vec<&SalesforceRecord> {
+        let object = query.object;
+        let narrowed = |c: &soql::Condition| match &c.value {
+            Literal::Text(text) | Literal::Number(text) if !c.negated => {
+                self.candidates(object, &c.field, text)
+            }
+            _ => None,
+        };
+        let mut conditions = query.conditions.iter().map(narrowed);
+        let candidates = match query.join {
+            Join::And => conditions.fold(None, index::both),
+            Join::Or => conditions
+                .next()
+                .flatten()
+                .and_then(|first| conditions.try_fold(first, |acc, c| index::either(Some(acc), c))),
+        };
+        self.pool(object, candidates)
+            .filter(|r| query.matches(|f| r.fields.get(f).cloned()))
+            .take(query.limit.unwrap_or(usize::MAX))
+            .collect()
     }
 
     fn prune(&mut self, now_ms: u64) {
@@ -202,7 +354,13 @@ impl SalesforceState {
                     .values()
                     .find(|r| r.id.eq_ignore_ascii_case(id))
             }),
-            15 => self.records.values().find(|r| r.id.starts_with(id)),
+            // The ids starting with `id` sort right after it.
+            15 => self
+                .records
+                .range::<str, _>((Bound::Included(id), Bound::Unbounded))
+                .next()
+                .map(|(_, r)| r)
+                .filter(|r| r.id.starts_with(id)),
             _ => None,
         }
     }
@@ -267,15 +425,12 @@ impl SalesforceState {
         fields.insert("CreatedDate".into(), now.clone().into());
         fields.insert("LastModifiedDate".into(), now.clone().into());
         fields.insert("SystemModstamp".into(), now.clone().into());
-        self.records.insert(
-            contact_id.clone(),
-            SalesforceRecord {
-                id: contact_id.clone(),
-                object: SObject::Contact.name().into(),
-                fields,
-            },
-        );
-        let stored = self.records.get_mut(&lead.id)?;
+        self.put(SalesforceRecord {
+            id: contact_id.clone(),
+            object: SObject::Contact.name().into(),
+            fields,
+        });
+        let mut stored = lead;
         let today = now.get(..10).unwrap_or_default().to_owned();
         for (name, value) in [
             ("IsConverted", Value::Bool(true)),
@@ -288,6 +443,7 @@ impl SalesforceState {
         ] {
             stored.fields.insert(name.to_owned(), value);
         }
+        self.put(stored);
         Some(contact_id)
     }
 
@@ -309,10 +465,25 @@ impl SalesforceState {
             } else {
                 updated += 1;
             }
-            self.records.insert(id, record);
+            self.put(record);
         }
         created.sort();
         (created, updated)
+    }
+}
+
+#[cfg(test)]
+impl SalesforceState {
+    /// Panics unless every index is the one the records make now.
+    pub(crate) fn check_indexes(&self) {
+        for (object, index) in &self.indexes {
+            let fields: Vec<&str> = index.watched().collect();
+            let mut fresh = FieldIndex::new(&fields);
+            for record in self.of(*object) {
+                fresh.add(&record.id, &record.fields);
+            }
+            assert_eq!(index, &fresh, "the {} index is stale", object.name());
+        }
     }
 }
 
@@ -394,8 +565,7 @@ impl<'a> Tx<'a> {
         };
         let mut ids: Vec<String> = self
             .base
-            .records
-            .values()
+            .lookup(object, field, value)
             .filter(|r| !self.pending.contains_key(&r.id))
             .chain(self.pending.values())
             .filter(|r| matches(r))
@@ -577,12 +747,15 @@ impl<'a> Tx<'a> {
         let same = |r: &&SalesforceRecord| r.email().is_some_and(|e| e.eq_ignore_ascii_case(email));
         let leads: Vec<&SalesforceRecord> = self
             .base
-            .of(SObject::Lead)
+            .lookup(SObject::Lead, EMAIL, email)
             .filter(|r| !r.is_converted())
             .filter(same)
             .collect();
-        let contacts: Vec<&SalesforceRecord> =
-            self.base.of(SObject::Contact).filter(same).collect();
+        let contacts: Vec<&SalesforceRecord> = self
+            .base
+            .lookup(SObject::Contact, EMAIL, email)
+            .filter(same)
+            .collect();
         if leads.is_empty() && contacts.is_empty() {
             return None;
         }
@@ -744,6 +917,291 @@ mod tests {
         let mut tx = Tx::new(&state, "59.0", WriteOptions::default());
         let err = tx.update(&lead, &body(json!({"Title": "x"}))).unwrap_err();
         assert_eq!(err[0].code, "CANNOT_UPDATE_CONVERTED_LEAD");
+    }
+
+    /// Runs `work` in a transaction and commits it.
+    fn commit<R>(
+        state: &mut SalesforceState,
+        allow_save: bool,
+        work: impl FnOnce(&mut Tx<'_>) -> R,
+    ) -> R {
+        let (result, staged) = {
+            let mut tx = Tx::new(state, "59.0", WriteOptions { allow_save });
+            let result = work(&mut tx);
+            (result, tx.finish())
+        };
+        state.commit(staged);
+        result
+    }
+
+    /// [`commit`], then checks the indexes.
+    fn write<R>(
+        state: &mut SalesforceState,
+        allow_save: bool,
+        work: impl FnOnce(&mut Tx<'_>) -> R,
+    ) -> R {
+        let result = commit(state, allow_save, work);
+        state.check_indexes();
+        result
+    }
+
+    fn lead(email: &str) -> Map<String, Value> {
+        body(json!({"LastName": "L", "Company": "C", "Email": email}))
+    }
+
+    fn soql_ids(state: &SalesforceState, query: &str) -> Vec<String> {
+        let query = soql::parse(query, &state.schema).unwrap();
+        state.select(&query).iter().map(|r| r.id.clone()).collect()
+    }
+
+    /// The ids the duplicate rule names for a new lead with `email`, or
+    /// the error code when it is another.
+    fn duplicates_of(state: &mut SalesforceState, email: &str) -> Result<Vec<String>, String> {
+        match write(state, false, |tx| {
+            tx.create(SObject::Lead, &lead(email), &[])
+        }) {
+            Ok(id) => Err(format!("created {id}")),
+            Err(errors) if errors[0].code == "DUPLICATES_DETECTED" => {
+                let result = errors[0].duplicate_result.clone().unwrap();
+                Ok(result["matchResults"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|m| m["matchRecords"].as_array().unwrap().clone())
+                    .map(|m| m["record"]["Id"].as_str().unwrap().to_owned())
+                    .collect())
+            }
+            Err(errors) => Err(errors[0].code.to_owned()),
+        }
+    }
+
+    #[test]
+    fn indexes_follow_updates_deletes_conversions_and_clears() {
+        let mut state = SalesforceState::new(10);
+        let key = state
+            .schema
+            .field(SObject::Lead, "Leadgate_Id__c")
+            .unwrap()
+            .clone();
+        let upsert = |state: &mut SalesforceState, value: &str, body: Map<String, Value>| {
+            write(state, false, |tx| {
+                tx.upsert(SObject::Lead, &key, value, &body, false)
+            })
+        };
+        let (a, created) = upsert(&mut state, "k1", lead("a@x.io")).unwrap();
+        assert!(created);
+
+        // A changed email moves: the duplicate rule and SOQL find the new
+        // one, the old one is free.
+        write(&mut state, false, |tx| {
+            tx.update(&a, &body(json!({"Email": "B@x.io"})))
+        })
+        .unwrap();
+        assert_eq!(duplicates_of(&mut state, "b@X.io"), Ok(vec![a.clone()]));
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Lead WHERE Email = 'a@x.io'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Lead WHERE Email = 'b@x.io'"),
+            vec![a.clone()]
+        );
+        let fresh = duplicates_of(&mut state, "a@x.io").unwrap_err();
+        assert!(fresh.starts_with("created"), "{fresh}");
+
+        // A changed External ID moves too.
+        write(&mut state, false, |tx| {
+            tx.update(&a, &body(json!({"Leadgate_Id__c": "k2"})))
+        })
+        .unwrap();
+        {
+            let tx = Tx::new(&state, "59.0", WriteOptions::default());
+            assert!(tx.find_by(SObject::Lead, "Leadgate_Id__c", "k1").is_empty());
+            assert_eq!(
+                tx.find_by(SObject::Lead, "Leadgate_Id__c", "K2"),
+                vec![a.clone()]
+            );
+        }
+        let (same, created) = upsert(&mut state, "K2", body(json!({"Title": "CEO"}))).unwrap();
+        assert_eq!((same.as_str(), created), (a.as_str(), false));
+
+        // Deleted, then the same External ID creates a new record.
+        assert!(state.take(&a).is_some());
+        state.check_indexes();
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Lead WHERE Leadgate_Id__c = 'k2'"),
+            Vec::<String>::new()
+        );
+        let (b, created) = upsert(&mut state, "k2", lead("b@x.io")).unwrap();
+        assert!(created && b != a);
+
+        // Converted: the lead keeps its values (and stays found), the
+        // contact is found by email, an upsert of the lead is refused.
+        let contact = state.convert_lead(&b).unwrap();
+        state.check_indexes();
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Contact WHERE Email = 'B@X.IO'"),
+            vec![contact.clone()]
+        );
+        assert_eq!(
+            soql_ids(
+                &state,
+                "SELECT Id FROM Lead WHERE Leadgate_Id__c = 'k2' AND IsConverted = true"
+            ),
+            vec![b.clone()]
+        );
+        let UpsertFailure::Errors(errors) =
+            upsert(&mut state, "k2", body(json!({"Title": "x"}))).unwrap_err()
+        else {
+            panic!("not a write error");
+        };
+        assert_eq!(errors[0].code, "CANNOT_UPDATE_CONVERTED_LEAD");
+        assert_eq!(
+            duplicates_of(&mut state, "b@x.io"),
+            Ok(vec![contact.clone()])
+        );
+        let taken = write(&mut state, true, |tx| {
+            tx.create(
+                SObject::Lead,
+                &body(json!({"LastName": "L", "Company": "C", "Leadgate_Id__c": "K2"})),
+                &[],
+            )
+        })
+        .unwrap_err();
+        assert_eq!(taken[0].code, "DUPLICATE_VALUE");
+        assert!(taken[0].message.ends_with(&b));
+
+        // A field made an External ID later is indexed with its values.
+        write(&mut state, false, |tx| {
+            tx.update(&contact, &body(json!({"Department": "Sales"})))
+        })
+        .unwrap();
+        assert!(state.define_field(SObject::Lead, "Crm_Key__c", None));
+        write(&mut state, true, |tx| {
+            tx.create(
+                SObject::Lead,
+                &body(json!({"LastName": "L", "Company": "C", "Crm_Key__c": "c-1"})),
+                &[],
+            )
+        })
+        .unwrap();
+        assert!(state.define_field(SObject::Lead, "Crm_Key__c", Some(false)));
+        state.check_indexes();
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Lead WHERE Crm_Key__c = 'C-1'").len(),
+            1
+        );
+
+        // Cleared: nothing is found, the key creates again.
+        state.clear();
+        state.check_indexes();
+        assert!(
+            duplicates_of(&mut state, "b@x.io")
+                .unwrap_err()
+                .starts_with("created")
+        );
+        let (_, created) = upsert(&mut state, "k2", lead("z@x.io")).unwrap();
+        assert!(created);
+    }
+
+    #[test]
+    fn soql_through_the_index_answers_as_a_scan() {
+        let mut state = SalesforceState::new(10);
+        let rows = [
+            json!({"LastName": "A", "Company": "C", "Email": "a@x.io", "Leadgate_Id__c": "1"}),
+            json!({"LastName": "B", "Company": "C", "Email": "A@X.io", "Leadgate_Id__c": "2", "Title": "CEO"}),
+            json!({"LastName": "C", "Company": "C", "Email": "c@x.io", "Leadgate_Id__c": "3"}),
+            json!({"LastName": "D", "Company": "C", "Leadgate_Id__c": "x'y"}),
+            json!({"LastName": "E", "Company": "C", "Email": "a@x.io", "Title": "CEO"}),
+        ];
+        write(&mut state, true, |tx| {
+            for row in &rows {
+                tx.create(SObject::Lead, &body(row.clone()), &[]).unwrap();
+            }
+        });
+        write(&mut state, true, |tx| {
+            tx.create(
+                SObject::Contact,
+                &body(json!({"LastName": "K", "Email": "a@x.io"})),
+                &[],
+            )
+            .unwrap();
+        });
+        for query in [
+            "SELECT Id FROM Lead WHERE Email = 'A@x.io'",
+            "SELECT Id FROM Lead WHERE Email = 'a@x.io' LIMIT 2",
+            "SELECT Id FROM Lead WHERE Email = 'a@x.io' AND Title = 'ceo'",
+            "SELECT Id FROM Lead WHERE Title = 'CEO' AND Email = 'a@x.io'",
+            "SELECT Id FROM Lead WHERE Email = 'a@x.io' OR Leadgate_Id__c = '3'",
+            "SELECT Id FROM Lead WHERE Leadgate_Id__c = 1 OR Leadgate_Id__c = 'X\\'Y'",
+            "SELECT Id FROM Lead WHERE Email = 'a@x.io' OR Title = 'CEO'",
+            "SELECT Id FROM Lead WHERE Email != 'a@x.io'",
+            "SELECT Id FROM Lead WHERE Email = null",
+            "SELECT Id FROM Lead WHERE Email = 'nobody@x.io'",
+            "SELECT Id FROM Contact WHERE Email = 'a@x.io'",
+            "SELECT Id FROM Lead",
+        ] {
+            let parsed = soql::parse(query, &state.schema).unwrap();
+            let scan: Vec<String> = state
+                .of(parsed.object)
+                .filter(|r| parsed.matches(|f| r.fields.get(f).cloned()))
+                .take(parsed.limit.unwrap_or(usize::MAX))
+                .map(|r| r.id.clone())
+                .collect();
+            assert_eq!(soql_ids(&state, query), scan, "{query}");
+        }
+        assert_eq!(
+            soql_ids(&state, "SELECT Id FROM Lead WHERE Email = 'a@x.io'").len(),
+            3
+        );
+    }
+
+    #[test]
+    fn twenty_thousand_upserts_each_find_their_one_record() {
+        const N: usize = 20_000;
+        let mut state = SalesforceState::new(10);
+        let key = state
+            .schema
+            .field(SObject::Lead, "Leadgate_Id__c")
+            .unwrap()
+            .clone();
+        for round in 0..2 {
+            // In calls of 200, as sObject Collections carries them.
+            for start in (0..N).step_by(200) {
+                let outcomes = commit(&mut state, false, |tx| {
+                    (start..start + 200)
+                        .map(|i| {
+                            let body = lead(&format!("lead{i}@example.com"));
+                            tx.upsert(SObject::Lead, &key, &format!("LG-{i}"), &body, false)
+                                .map(|(_, created)| created)
+                                .map_err(|e| format!("{e:?}"))
+                        })
+                        .collect::<Vec<_>>()
+                });
+                assert!(
+                    outcomes.iter().all(|o| o == &Ok(round == 0)),
+                    "round {round}: {outcomes:?}"
+                );
+            }
+        }
+        assert_eq!(state.of(SObject::Lead).count(), N);
+        state.check_indexes();
+        let tx = Tx::new(&state, "59.0", WriteOptions::default());
+        for i in (0..N).step_by(7) {
+            assert_eq!(
+                tx.find_by(SObject::Lead, "Leadgate_Id__c", &format!("lg-{i}"))
+                    .len(),
+                1
+            );
+        }
+        assert_eq!(
+            soql_ids(
+                &state,
+                "SELECT Id FROM Lead WHERE Email = 'LEAD19999@example.com'"
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! earlier ones (two records with one email in one insert: the second is
 //! `DUPLICATE_DATA` naming the first), and so a silently failed write
 //! (`Faults::fail_silently_next`) can be thrown away whole.
+//!
+//! The stored records are indexed per module ([`FieldIndex`]) by their
+//! duplicate-check fields (`Email` and every unique field), so the
+//! duplicate check, an upsert's match and a search by email look records
+//! up instead of scanning the org. A criteria search's `equals` on one of
+//! those fields (which Zoho runs as *contains* on text) goes through a
+//! [`Substrings`] index, built the first time such a search comes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -16,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::schema::{Field, FieldType, Module, Schema, check_value};
+use super::search::{Criteria, Op};
 use super::wire::{USER_ID, ZohoError, owner, user, written_details};
+use crate::index::{self, FieldIndex, Substrings};
 
 /// Zoho's limits for one simulated org.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +100,14 @@ const DAY_MS: u64 = 86_400_000;
 /// Zoho's part of the simulator state.
 #[derive(Debug)]
 pub(crate) struct ZohoState {
-    pub records: BTreeMap<u64, Stored>,
+    /// Every record by key; changed only through [`ZohoState::put`] and
+    /// [`ZohoState::take`], which keep the indexes current.
+    records: BTreeMap<u64, Stored>,
+    /// Per module: the duplicate-check fields' values → record keys.
+    indexes: BTreeMap<Module, FieldIndex<u64>>,
+    /// Substring indexes of indexed fields, made by the first criteria
+    /// search that needs one.
+    substrings: BTreeMap<(Module, String), Substrings<u64>>,
     pub schema: Schema,
     next_seq: u64,
     pub limits: ZohoLimits,
@@ -103,9 +119,23 @@ pub(crate) struct ZohoState {
 
 impl ZohoState {
     pub(crate) fn new(limits: ZohoLimits) -> Self {
+        let schema = Schema::default();
+        let indexes = Module::ALL
+            .into_iter()
+            .map(|module| {
+                let fields: Vec<&str> = schema
+                    .duplicate_check_fields(module)
+                    .iter()
+                    .map(|f| f.api_name.as_str())
+                    .collect();
+                (module, FieldIndex::new(&fields))
+            })
+            .collect();
         ZohoState {
             records: BTreeMap::new(),
-            schema: Schema::default(),
+            indexes,
+            substrings: BTreeMap::new(),
+            schema,
             next_seq: 1,
             limits,
             usage: VecDeque::new(),
@@ -116,7 +146,147 @@ impl ZohoState {
     /// Drops records and credit usage; ids keep increasing.
     pub(crate) fn clear(&mut self) {
         self.records.clear();
+        for index in self.indexes.values_mut() {
+            index.clear();
+        }
+        self.substrings.clear();
         self.usage.clear();
+    }
+
+    /// Stores a record under `key` (new, or replacing one), keeping the
+    /// indexes current.
+    fn put(&mut self, key: u64, stored: Stored) {
+        self.take(key);
+        if let Some(index) = self.indexes.get_mut(&stored.module) {
+            index.add(&key, &stored.record.fields);
+        }
+        for ((module, _), substrings) in &mut self.substrings {
+            if *module == stored.module {
+                substrings.add(&key, &stored.record.fields);
+            }
+        }
+        self.records.insert(key, stored);
+    }
+
+    /// Removes the record under `key`, keeping the indexes current.
+    fn take(&mut self, key: u64) -> Option<Stored> {
+        let stored = self.records.remove(&key)?;
+        if let Some(index) = self.indexes.get_mut(&stored.module) {
+            index.remove(&key, &stored.record.fields);
+        }
+        for ((module, _), substrings) in &mut self.substrings {
+            if *module == stored.module {
+                substrings.remove(&key, &stored.record.fields);
+            }
+        }
+        Some(stored)
+    }
+
+    /// The record under `key`, in any module.
+    pub(crate) fn get(&self, key: u64) -> Option<&Stored> {
+        self.records.get(&key)
+    }
+
+    /// Adds a custom field or marks one unique or not (see
+    /// [`Schema::define`]); a unique field gets indexed.
+    pub(crate) fn define_field(&mut self, module: Module, api_name: &str, unique: bool) -> bool {
+        if !self.schema.define(module, api_name, unique) {
+            return false;
+        }
+        if let Some(field) = self.schema.field(module, api_name).filter(|f| f.unique)
+            && let Some(index) = self.indexes.get_mut(&module)
+        {
+            let records = self
+                .records
+                .iter()
+                .filter(|(_, s)| s.module == module)
+                .map(|(k, s)| (*k, &s.record.fields));
+            index.watch(&field.api_name, records);
+        }
+        true
+    }
+
+    /// The keys of the records of `module` that may hold `text` in
+    /// `field` (a superset of those equal to it ignoring case and
+    /// surrounding space, in key order); `None` when the field is not
+    /// indexed.
+    pub(crate) fn candidates(
+        &self,
+        module: Module,
+        field: &str,
+        text: &str,
+    ) -> Option<BTreeSet<u64>> {
+        self.indexes.get(&module)?.candidates(field, text)
+    }
+
+    /// The keys of the records of `module` that may match `criteria` (a
+    /// superset, in key order), from the indexes; `None` when it has to
+    /// be answered by a scan. Narrows on `equals` and `in` conditions of
+    /// indexed fields, through `and` (either side) and `or` (both sides).
+    pub(crate) fn criteria_candidates(
+        &mut self,
+        module: Module,
+        criteria: &Criteria,
+    ) -> Option<BTreeSet<u64>> {
+        match criteria {
+            Criteria::And(a, b) => {
+                let a = self.criteria_candidates(module, a);
+                let b = self.criteria_candidates(module, b);
+                index::both(a, b)
+            }
+            Criteria::Or(a, b) => {
+                let a = self.criteria_candidates(module, a)?;
+                let b = self.criteria_candidates(module, b)?;
+                index::either(Some(a), Some(b))
+            }
+            Criteria::Condition {
+                field,
+                kind,
+                op,
+                values,
+            } => {
+                if !self.indexes.get(&module)?.watches(field) {
+                    return None;
+                }
+                let contains = matches!(
+                    kind,
+                    FieldType::Text
+                        | FieldType::TextArea
+                        | FieldType::Email
+                        | FieldType::Phone
+                        | FieldType::Website
+                );
+                let exact = !matches!(kind, FieldType::DateTime | FieldType::OwnerLookup);
+                match op {
+                    Op::Equals if contains => {
+                        let needle = values.first()?.to_lowercase();
+                        Some(self.substrings(module, field).containing(&needle))
+                    }
+                    Op::Equals if exact => self.candidates(module, field, values.first()?),
+                    Op::In if exact => values.iter().try_fold(BTreeSet::new(), |mut keys, v| {
+                        keys.extend(self.candidates(module, field, v)?);
+                        Some(keys)
+                    }),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The substring index of `field` in `module`, made now if needed.
+    fn substrings(&mut self, module: Module, field: &str) -> &Substrings<u64> {
+        let records = &self.records;
+        self.substrings
+            .entry((module, field.to_owned()))
+            .or_insert_with(|| {
+                Substrings::build(
+                    field,
+                    records
+                        .iter()
+                        .filter(|(_, s)| s.module == module)
+                        .map(|(k, s)| (*k, &s.record.fields)),
+                )
+            })
     }
 
     fn prune(&mut self, now_ms: u64) {
@@ -159,7 +329,7 @@ impl ZohoState {
     pub(crate) fn commit(&mut self, staged: Staged) -> (Vec<ZohoRecord>, usize) {
         self.next_seq = self.next_seq.max(staged.next_seq);
         for key in &staged.deleted {
-            self.records.remove(key);
+            self.take(*key);
         }
         let created: Vec<ZohoRecord> = staged
             .created
@@ -167,13 +337,40 @@ impl ZohoState {
             .filter_map(|k| staged.changed.get(k).map(|s| s.record.clone()))
             .collect();
         let updated = staged.updated.len();
-        self.records.extend(staged.changed);
+        for (key, stored) in staged.changed {
+            self.put(key, stored);
+        }
         (created, updated)
     }
 
     /// Drops a finished transaction but keeps its ids used.
     pub(crate) fn discard(&mut self, staged: &Staged) {
         self.next_seq = self.next_seq.max(staged.next_seq);
+    }
+}
+
+#[cfg(test)]
+impl ZohoState {
+    /// Panics unless every index is the one the records make now.
+    pub(crate) fn check_indexes(&self) {
+        let of = |module: Module| {
+            self.records
+                .iter()
+                .filter(move |(_, s)| s.module == module)
+                .map(|(k, s)| (*k, &s.record.fields))
+        };
+        for (module, index) in &self.indexes {
+            let fields: Vec<&str> = index.watched().collect();
+            let mut fresh = FieldIndex::new(&fields);
+            for (key, fields) in of(*module) {
+                fresh.add(&key, fields);
+            }
+            assert_eq!(index, &fresh, "the {} index is stale", module.name());
+        }
+        for ((module, field), substrings) in &self.substrings {
+            let fresh = Substrings::build(field, of(*module));
+            assert_eq!(substrings, &fresh, "the {field} substrings are stale");
+        }
     }
 }
 
@@ -318,16 +515,26 @@ impl<'a> Tx<'a> {
         self.staged
     }
 
-    /// The module's records as this transaction sees them, in id order.
-    fn records(&self) -> impl Iterator<Item = (u64, &Stored)> {
+    /// The module's records as this transaction sees them that may hold
+    /// `value` in `field`: the stored ones the index names (all of them
+    /// when the field is not indexed) and the staged ones.
+    fn records(&self, field: &str, value: &Value) -> impl Iterator<Item = (u64, &Stored)> {
         let module = self.module;
         let staged = &self.staged;
-        let base = self
-            .state
-            .records
-            .iter()
-            .filter(move |(k, _)| !staged.changed.contains_key(k) && !staged.deleted.contains(k))
-            .map(|(k, s)| (*k, s));
+        let state = self.state;
+        let stored: Box<dyn Iterator<Item = (u64, &Stored)>> = match state
+            .indexes
+            .get(&module)
+            .and_then(|index| index.candidates_of(field, value))
+        {
+            Some(keys) => Box::new(
+                keys.into_iter()
+                    .filter_map(move |k| state.records.get(&k).map(|s| (k, s))),
+            ),
+            None => Box::new(state.records.iter().map(|(k, s)| (*k, s))),
+        };
+        let base = stored
+            .filter(move |(k, _)| !staged.changed.contains_key(k) && !staged.deleted.contains(k));
         let changed = staged.changed.iter().map(|(k, s)| (*k, s));
         base.chain(changed).filter(move |(_, s)| s.module == module)
     }
@@ -352,7 +559,7 @@ impl<'a> Tx<'a> {
     /// Records whose `field` equals `value`, oldest first.
     pub(crate) fn find_by(&self, field: &str, value: &Value, except: Option<u64>) -> Vec<u64> {
         let mut keys: Vec<u64> = self
-            .records()
+            .records(field, value)
             .filter(|(k, s)| {
                 Some(*k) != except
                     && s.record
@@ -626,6 +833,281 @@ mod tests {
         assert_eq!(record.text("Full_Name"), Some("A"));
         assert!(record.get("Foo").is_none(), "unknown keys are ignored");
         assert_eq!(record.get("Owner").unwrap()["id"], USER_ID);
+    }
+
+    /// Runs `work` in a transaction on Leads and commits it.
+    fn commit<R>(state: &mut ZohoState, work: impl FnOnce(&mut Tx<'_>) -> R) -> R {
+        let (result, staged) = {
+            let mut tx = Tx::new(state, Module::Leads, 1_000);
+            let result = work(&mut tx);
+            (result, tx.finish())
+        };
+        state.commit(staged);
+        result
+    }
+
+    /// [`commit`], then checks the indexes.
+    fn write<R>(state: &mut ZohoState, work: impl FnOnce(&mut Tx<'_>) -> R) -> R {
+        let result = commit(state, work);
+        state.check_indexes();
+        result
+    }
+
+    fn input(tx: &Tx<'_>, input: Value) -> Prepared {
+        prepare(tx.schema(), Module::Leads, 0, &input).unwrap()
+    }
+
+    /// Upserts as `POST /Leads/upsert` with `duplicate_check_fields:
+    /// [Leadgate_Id]` does; returns the id and whether it was added.
+    fn upsert(tx: &mut Tx<'_>, record: Value) -> Result<(String, bool), ZohoError> {
+        let p = input(tx, record);
+        let matched = p
+            .value("Leadgate_Id")
+            .and_then(|v| tx.find_by("Leadgate_Id", v, None).first().copied());
+        match matched {
+            Some(key) => tx
+                .update(0, key, &p, Some("Leadgate_Id"))
+                .map(|d| (d["id"].as_str().unwrap().to_owned(), false)),
+            None => tx.insert(0, &p).map(|(id, _)| (id, true)),
+        }
+    }
+
+    /// The keys a criteria search finds through the indexes (when it can)
+    /// and the ones a scan finds, both in key order.
+    fn searched(state: &mut ZohoState, criteria: &str) -> (Vec<u64>, Vec<u64>) {
+        let c = super::super::search::parse(criteria, &state.schema, Module::Leads).unwrap();
+        let narrowed = state.criteria_candidates(Module::Leads, &c);
+        let matches = |s: &Stored| c.matches(&|f| s.record.fields.get(f).cloned());
+        let scan: Vec<u64> = state
+            .of(Module::Leads)
+            .filter(|s| matches(s))
+            .filter_map(|s| key_of(&s.record.id))
+            .collect();
+        let found = match narrowed {
+            Some(keys) => keys
+                .into_iter()
+                .filter(|k| {
+                    state
+                        .get(*k)
+                        .is_some_and(|s| s.module == Module::Leads && matches(s))
+                })
+                .collect(),
+            None => scan.clone(),
+        };
+        (found, scan)
+    }
+
+    #[test]
+    fn indexes_follow_updates_deletes_definitions_and_clears() {
+        let mut state = ZohoState::new(ZohoLimits::default());
+        let (a, added) = write(&mut state, |tx| {
+            upsert(
+                tx,
+                json!({"Last_Name": "A", "Email": "a@x.io", "Leadgate_Id": "k1"}),
+            )
+        })
+        .unwrap();
+        assert!(added);
+        let key_a = key_of(&a).unwrap();
+        // A criteria search builds the Email substrings; they follow too.
+        assert_eq!(searched(&mut state, "(Email:equals:a@x.io)").0, vec![key_a]);
+        state.check_indexes();
+
+        // A changed email moves: the duplicate check and the searches find
+        // the new one, the old one is free.
+        write(&mut state, |tx| {
+            let p = input(tx, json!({"Email": " B@x.io "}));
+            tx.update(0, key_a, &p, None)
+        })
+        .unwrap();
+        let err = write(&mut state, |tx| {
+            let p = input(tx, json!({"Last_Name": "B", "Email": "b@X.IO"}));
+            tx.insert(0, &p)
+        })
+        .unwrap_err();
+        assert_eq!(err.code, "DUPLICATE_DATA");
+        assert_eq!(err.details["duplicate_record"]["id"], json!(a));
+        assert_eq!(searched(&mut state, "(Email:equals:b@x.io)").0, vec![key_a]);
+        assert_eq!(
+            searched(&mut state, "(Email:equals:a@x.io)").0,
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            state.candidates(Module::Leads, "Email", "B@x.io"),
+            Some([key_a].into())
+        );
+        let (fresh, _) = write(&mut state, |tx| {
+            let p = input(tx, json!({"Last_Name": "F", "Email": "a@x.io"}));
+            tx.insert(0, &p)
+        })
+        .unwrap();
+        let key_fresh = key_of(&fresh).unwrap();
+        assert_eq!(
+            searched(&mut state, "(Email:equals:a@x.io)").0,
+            vec![key_fresh]
+        );
+
+        // A changed unique value moves too.
+        write(&mut state, |tx| {
+            let p = input(tx, json!({"Leadgate_Id": "k2"}));
+            tx.update(0, key_a, &p, None)
+        })
+        .unwrap();
+        let (same, added) = write(&mut state, |tx| {
+            upsert(tx, json!({"Last_Name": "A2", "Leadgate_Id": "K2"}))
+        })
+        .unwrap();
+        assert_eq!((same.as_str(), added), (a.as_str(), false));
+        let (other, added) = write(&mut state, |tx| {
+            upsert(tx, json!({"Last_Name": "O", "Leadgate_Id": "k1"}))
+        })
+        .unwrap();
+        assert!(added && other != a);
+
+        // Deleted, then the same key and email make a new record.
+        assert!(write(&mut state, |tx| tx.delete(key_a)));
+        assert_eq!(
+            searched(&mut state, "(Email:equals:b@x.io)").0,
+            Vec::<u64>::new()
+        );
+        let (again, added) = write(&mut state, |tx| {
+            upsert(
+                tx,
+                json!({"Last_Name": "A3", "Email": "b@x.io", "Leadgate_Id": "k2"}),
+            )
+        })
+        .unwrap();
+        assert!(added && again != a);
+
+        // A field made unique later is indexed with the values it holds.
+        write(&mut state, |tx| {
+            let p = input(tx, json!({"Phone": "+1 555 0100"}));
+            tx.update(0, key_of(&again).unwrap(), &p, None)
+        })
+        .unwrap();
+        assert!(state.define_field(Module::Leads, "phone", true));
+        state.check_indexes();
+        assert_eq!(
+            state.candidates(Module::Leads, "Phone", "+1 555 0100"),
+            Some([key_of(&again).unwrap()].into())
+        );
+        let err = write(&mut state, |tx| {
+            let p = input(tx, json!({"Last_Name": "P", "Phone": "+1 555 0100"}));
+            tx.insert(0, &p)
+        })
+        .unwrap_err();
+        assert_eq!(err.details["duplicate_record"]["id"], json!(again));
+
+        // Cleared: nothing is found.
+        state.clear();
+        state.check_indexes();
+        assert_eq!(
+            searched(&mut state, "(Email:equals:b@x.io)").0,
+            Vec::<u64>::new()
+        );
+        let (_, added) = write(&mut state, |tx| {
+            upsert(
+                tx,
+                json!({"Last_Name": "A", "Email": "b@x.io", "Leadgate_Id": "k2"}),
+            )
+        })
+        .unwrap();
+        assert!(added);
+    }
+
+    #[test]
+    fn criteria_through_the_indexes_answer_as_a_scan() {
+        let mut state = ZohoState::new(ZohoLimits::default());
+        let rows = [
+            ("jane@x.io", "k1"),
+            ("JANE@x.io.uk", "k1 x"),
+            ("xjane@y.org", "k2"),
+            ("\u{212A}ate@x.io", "k3"), // a Kelvin sign: lowercase "kate@x.io"
+            ("kate@x.io", "k4"),
+            ("bob@x.io", "k5"),
+        ];
+        write(&mut state, |tx| {
+            for (i, (email, id)) in rows.into_iter().enumerate() {
+                let p = input(
+                    tx,
+                    json!({"Last_Name": format!("L{i}"), "Company": "ABC Inc", "Email": email, "Leadgate_Id": id}),
+                );
+                tx.insert(i, &p).unwrap();
+            }
+        });
+        for criteria in [
+            "(Email:equals:jane@x.io)",
+            "(Email:equals:JANE)",
+            "(Email:equals:kate@x.io)",
+            "(Email:in:kate@x.io,bob@x.io)",
+            "(Email:starts_with:jane)",
+            "(Email:not_equal:jane@x.io)",
+            "(Leadgate_Id:equals:k1)",
+            "(Leadgate_Id:in:k1,k5)",
+            "((Email:equals:x.io)and(Last_Name:equals:L1))",
+            "((Last_Name:equals:L0)or(Email:equals:bob))",
+            "((Leadgate_Id:equals:k2)or(Email:equals:bob))",
+            "(Company:equals:ABC)",
+        ] {
+            let (found, scan) = searched(&mut state, criteria);
+            assert_eq!(found, scan, "{criteria}");
+        }
+        assert_eq!(searched(&mut state, "(Email:equals:kate@x.io)").0.len(), 2);
+        assert_eq!(searched(&mut state, "(Email:in:kate@x.io)").0.len(), 2);
+        assert_eq!(searched(&mut state, "(Leadgate_Id:equals:k1)").0.len(), 2);
+        let narrows = |state: &mut ZohoState, criteria: &str| {
+            let c = super::super::search::parse(criteria, &state.schema, Module::Leads).unwrap();
+            state.criteria_candidates(Module::Leads, &c).is_some()
+        };
+        assert!(narrows(&mut state, "(Email:equals:JANE)"));
+        assert!(narrows(
+            &mut state,
+            "((Email:in:a@x.io)and(Last_Name:equals:L1))"
+        ));
+        assert!(!narrows(&mut state, "(Company:equals:ABC)"));
+        assert!(!narrows(
+            &mut state,
+            "((Email:equals:a)or(Company:equals:ABC))"
+        ));
+        state.check_indexes();
+    }
+
+    #[test]
+    fn twenty_thousand_upserts_each_find_their_one_record() {
+        const N: usize = 20_000;
+        let mut state = ZohoState::new(ZohoLimits::default());
+        for round in 0..2 {
+            // In calls of 100, as Zoho's upsert takes them.
+            for start in (0..N).step_by(100) {
+                let outcomes = commit(&mut state, |tx| {
+                    (start..start + 100)
+                        .map(|i| {
+                            let record = json!({"Last_Name": format!("L{i}"), "Email": format!("lead{i}@example.com"), "Leadgate_Id": format!("LG-{i}")});
+                            upsert(tx, record)
+                                .map(|(_, added)| added)
+                                .map_err(|e| e.code)
+                        })
+                        .collect::<Vec<_>>()
+                });
+                assert!(
+                    outcomes.iter().all(|o| o == &Ok(round == 0)),
+                    "round {round}: {outcomes:?}"
+                );
+            }
+        }
+        assert_eq!(state.of(Module::Leads).count(), N);
+        state.check_indexes();
+        let tx = Tx::new(&state, Module::Leads, 1_000);
+        for i in (0..N).step_by(7) {
+            let found = tx.find_by("Leadgate_Id", &json!(format!("lg-{i}")), None);
+            assert_eq!(found.len(), 1, "LG-{i}");
+        }
+        assert_eq!(
+            state
+                .candidates(Module::Leads, "Email", "LEAD19999@example.com")
+                .map(|k| k.len()),
+            Some(1)
+        );
     }
 
     #[test]
