@@ -2,6 +2,13 @@
 //! in Dataverse through the Web API by an alternate key, a batch at a time
 //! in one `$batch` request (`Prefer: odata.continue-on-error`, so each
 //! record has its own answer and one bad record never holds up the rest).
+//! The records are not put in a change set on purpose: a change set is
+//! all or nothing, so one bad record would roll back every other one.
+//!
+//! A lookup is mapped as its navigation property bound to a row:
+//! `parentaccountid@odata.bind: "/accounts(GUID)"` (Dataverse refuses a
+//! row that does not exist); lookups are sent as they are and not read
+//! back (they read as another column, `_parentaccountid_value`).
 //!
 //! Each record is `PATCH {org}/api/data/v9.2/leads(new_leadgateid='KEY')`
 //! with `Prefer: return=representation`: 201 is a new row, 200 an updated
@@ -13,6 +20,7 @@
 //! - 500 `0x80040333` (a duplicate detection rule matched, when
 //!   `duplicate-detection = "true"` asks Dataverse to apply them): the
 //!   duplicate of the row with the same email;
+//! - 412 (a precondition the row no longer meets): a conflict;
 //! - 400 validation errors (`0x80060888` unknown column, `0x80044331` too
 //!   long, `0x8004431a` bad option, …): rejected, naming the column the
 //!   message names;
@@ -21,7 +29,8 @@
 //! - 5xx and a part the batch never reached: retried.
 //!
 //! The host owns the Entra ID token (client credentials, or a delegated
-//! refresh token); a 401 is a retry after the host renews it.
+//! refresh token); a 401 is `auth-expired`: the host renews the token once
+//! and sends the record again.
 //!
 //! After a batch is written the rows are read back by their keys
 //! (`GET …/leads?$select=…&$filter=new_leadgateid eq '…' or …`) and
@@ -226,6 +235,16 @@ fn columns(d: &Delivery, s: &Settings) -> Map<String, Value> {
         }
         out.insert(p.name.clone(), Value::String(p.value.clone()));
     }
+    out
+}
+
+/// What a read-back compares: the row's columns without its lookups
+/// (`parentaccountid@odata.bind: "/accounts(…)"` is written through a
+/// navigation property and read as another column, `_x_value`, under a
+/// name the navigation property does not always give).
+fn compared(d: &Delivery, s: &Settings) -> Map<String, Value> {
+    let mut out = columns(d, s);
+    out.retain(|name, _| !name.contains('@'));
     out
 }
 
@@ -543,7 +562,7 @@ fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String,
     let id_column = s.id_column();
     let mut names: Vec<String> = written
         .iter()
-        .flat_map(|(d, _)| columns(d, s).into_iter().map(|(k, _)| k))
+        .flat_map(|(d, _)| compared(d, s).into_iter().map(|(k, _)| k))
         .collect();
     names.push(id_column.clone());
     names.push(s.key.clone());
@@ -587,7 +606,7 @@ fn read_back(s: &Settings, records: &[&Delivery], outcomes: &mut HashMap<String,
     readback::judge(
         &written,
         &by_id,
-        |d| columns(d, s),
+        |d| compared(d, s),
         "emailaddress1",
         &format!("Dataverse {} row", s.table),
         outcomes,
@@ -646,6 +665,44 @@ mod tests {
             }],
             body: body.into_bytes(),
         }
+    }
+
+    #[test]
+    fn a_lookup_is_bound_and_not_read_back() {
+        testing::install(TestHost::new(|req| {
+            if req.method == "POST" {
+                let body = String::from_utf8(req.body.clone()).unwrap();
+                assert!(
+                    body.contains(r#""parentaccountid@odata.bind":"/accounts(00000000-0000-0000-0000-0000000000aa)""#),
+                    "{body}"
+                );
+                return Ok(multipart(&[
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\r\n{\"leadid\":\"00000000-0000-0000-0000-000000000001\"}",
+                ]));
+            }
+            // The read-back selects columns, not navigation properties.
+            assert!(!req.url.contains("odata.bind"), "{}", req.url);
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: json!({"value": [{"leadid": "00000000-0000-0000-0000-000000000001",
+                    "new_leadgateid": "p1/dyn/v1", "lastname": "Doe", "emailaddress1": "a@x.com",
+                    "companyname": "Acme", "address1_city": "Oslo",
+                    "_parentaccountid_value": "00000000-0000-0000-0000-0000000000aa"}]})
+                .to_string()
+                .into_bytes(),
+            })
+        }));
+        let mut d = delivery("1", "p1/dyn/v1", "a@x.com");
+        d.properties.push(Property {
+            name: "parentaccountid@odata.bind".into(),
+            value: "/accounts(00000000-0000-0000-0000-0000000000aa)".into(),
+        });
+        let out = Dynamics::push(vec![d], ctx("100"));
+        assert_eq!(
+            out[0].outcome,
+            Outcome::Created("00000000-0000-0000-0000-000000000001".into())
+        );
     }
 
     #[test]
