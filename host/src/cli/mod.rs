@@ -146,6 +146,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { config: path } => {
+                private_files();
                 let config = Config::load(path.as_deref())?;
                 match std::env::current_exe() {
                     Ok(exe) => crate::plugins::compile_in_child(exe, path),
@@ -206,6 +207,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The files and folders the service creates (the store and its WAL, the
+/// compiled-plugin cache, the compiler child's output) hold personal data
+/// or what serves it: readable and writable by the owner only (0600 and
+/// 0700), whatever the umask it was started with. Only for the service:
+/// `leadgate new` writes source files the user shares.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets this process's file-mode creation mask.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 

@@ -198,6 +198,53 @@ fn chunked<const W: usize>(
     Ok(())
 }
 
+/// Creates `dir` (and its parents) as the owner's alone (0700).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The database file is the owner's alone (0600): created so when missing
+/// (SQLite takes an empty file as an empty database, and gives its WAL and
+/// shared-memory files the database file's permissions), and narrowed
+/// when an older version left it readable by others.
+fn private_database(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the store was readable by others; narrowed to 0600");
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                    if file.exists() {
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub async fn open(url: &str, durability: Durability) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -212,11 +259,13 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("cache_size", format!("-{}", OTHER_CACHE_KIB))
             .pragma("temp_store", "memory");
+        let io = |e: std::io::Error| StoreError::Database(sqlx::Error::Io(e));
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            private_dir(dir).map_err(io)?;
         }
+        private_database(options.get_filename()).map_err(io)?;
         let admin = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())

@@ -7,6 +7,7 @@ mod config_layers;
 mod dedupe_fake1000;
 mod dedupe_restart;
 mod demo_cli;
+mod file_modes;
 mod oauth;
 mod plugin_cache;
 mod scaffold;
