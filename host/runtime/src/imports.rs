@@ -369,6 +369,8 @@ impl log::Host for CallState {
             }
             message.truncate(cut);
         }
+        // A CRM's error quotes the email or phone it refused.
+        let message = crate::mask::mask_pii(&message);
         let plugin = &*self.cx.plugin;
         match level {
             log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),

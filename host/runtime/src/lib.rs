@@ -14,6 +14,7 @@ mod compat;
 mod engine;
 mod imports;
 mod limits;
+pub mod mask;
 pub mod outbound;
 mod plugin;
 pub mod types;

@@ -253,7 +253,7 @@ impl Worker {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 Metrics::add(&self.metrics.plugin_call_errors, 1);
-                tracing::warn!(destination = %self.destination, error = %e, "adapter call failed");
+                tracing::warn!(destination = %self.destination, error = %leadgate_runtime::mask::mask_pii(&e.to_string()), "adapter call failed");
                 vec![call_error_outcome(&e); batch.sendable.len()]
             }
         };
