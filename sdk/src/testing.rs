@@ -111,3 +111,21 @@ pub fn json_response(status: u16, body: &serde_json::Value) -> HttpResponse {
         body: serde_json::to_vec(body).expect("JSON"),
     }
 }
+
+/// Webhook events as `(kind, object id, property name, property value)`
+/// rows, to compare with what a test expects in one `assert_eq!`.
+pub fn event_rows(
+    events: &[crate::types::CrmEvent],
+) -> Vec<(&str, &str, Option<&str>, Option<&str>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.object_id.as_str(),
+                e.property_name.as_deref(),
+                e.property_value.as_deref(),
+            )
+        })
+        .collect()
+}

@@ -197,23 +197,14 @@ mod tests {
             &context("Update"),
         );
         let receipt = verify(&by_query).unwrap();
-        let seen: Vec<(&str, Option<&str>, Option<&str>)> = receipt
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind.as_str(),
-                    e.property_name.as_deref(),
-                    e.property_value.as_deref(),
-                )
-            })
-            .collect();
+        const ROW: &str = "6f3e1c2a-0000-4000-8000-000000000001";
         assert_eq!(
-            seen,
+            leadgate_sdk::testing::event_rows(&receipt.events),
             vec![
-                ("lead.update", Some("firstname"), Some("Jane")),
+                ("lead.update", ROW, Some("firstname"), Some("Jane")),
                 (
                     "lead.update",
+                    ROW,
                     Some("parentcontactid"),
                     Some("c0ffee00-0000-4000-8000-000000000002")
                 ),

@@ -168,20 +168,8 @@ mod tests {
                 .contains("<Ack>true</Ack>")
         );
         assert!(answer.content_type.starts_with("text/xml"));
-        let seen: Vec<(&str, &str, Option<&str>, Option<&str>)> = receipt
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind.as_str(),
-                    e.object_id.as_str(),
-                    e.property_name.as_deref(),
-                    e.property_value.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            seen,
+            leadgate_sdk::testing::event_rows(&receipt.events),
             vec![
                 (
                     "lead.outbound_message",

@@ -129,23 +129,12 @@ mod tests {
         install(TestHost::new(|_| unreachable!()).with_secret(NOTIFICATION_TOKEN, TOKEN));
         let receipt = verify(&request(&notification(TOKEN))).unwrap();
         assert_eq!(receipt.answer, None);
-        let seen: Vec<(&str, &str, Option<&str>)> = receipt
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind.as_str(),
-                    e.object_id.as_str(),
-                    e.property_name.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            seen,
+            leadgate_sdk::testing::event_rows(&receipt.events),
             vec![
-                ("Leads.update", "4150868000001234001", Some("Email")),
-                ("Leads.update", "4150868000001234001", Some("Phone")),
-                ("Leads.update", "4150868000001234002", None),
+                ("Leads.update", "4150868000001234001", Some("Email"), None),
+                ("Leads.update", "4150868000001234001", Some("Phone"), None),
+                ("Leads.update", "4150868000001234002", None, None),
             ]
         );
         assert!(
