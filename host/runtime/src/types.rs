@@ -38,19 +38,12 @@ pub enum WitVersion {
 impl WitVersion {
     /// Every version this host serves, oldest first.
     pub const SERVED: [WitVersion; 2] = [WitVersion::V0_1, WitVersion::V0_2];
-    pub const CURRENT: WitVersion = WitVersion::V0_2;
 
     pub fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1 => "0.1.0",
             WitVersion::V0_2 => "0.2.0",
         }
-    }
-
-    /// The package name with its version, as in the component's export
-    /// names: `leadgate:plugin@0.2.0`.
-    pub fn package(self) -> String {
-        format!("leadgate:plugin@{}", self.as_str())
     }
 }
 
@@ -92,13 +85,6 @@ pub struct RateLimit {
     pub window_ms: u64,
     /// The request kinds it counts; empty: every request.
     pub kinds: Vec<RequestKind>,
-}
-
-impl RateLimit {
-    /// Whether a request of this kind counts in the window.
-    pub fn counts(&self, kind: RequestKind) -> bool {
-        self.kinds.is_empty() || self.kinds.contains(&kind)
-    }
 }
 
 /// An OAuth 2.0 grant an adapter's CRM accepts.
