@@ -1,17 +1,18 @@
 //! Wiring: opens the store, loads the plugins, starts the outbox writer,
 //! the delivery workers and the HTTP server, and stops them in order.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use crate::config::{Config, resolve_secret};
+use crate::config::{Config, Scope, resolve_secret};
 use crate::delivery::Workers;
-use crate::http::{AppState, router};
+use crate::http::auth::Credentials;
+use crate::http::serve::{ServeOptions, serve, tls_config};
+use crate::http::{AppState, Limits, metrics_router, router};
 use crate::metrics::Metrics;
 use crate::outbox::{Merging, Outbox};
 use crate::pipeline::backlog::Backlog;
@@ -25,8 +26,14 @@ pub struct RunningHost {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    stop_server: oneshot::Sender<()>,
+    /// Where `/metrics` is served without a token (`server.metrics_listen`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// The generated admin token's file, when no token is configured.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// HTTPS on `addr`.
+    pub tls: bool,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop_server: tokio::sync::watch::Sender<bool>,
     outbox_task: tokio::task::JoinHandle<()>,
     workers: Workers,
     backlog_refresh: tokio::task::JoinHandle<()>,
@@ -71,8 +78,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         metrics.clone(),
     );
     let backlog = start_backlog(&config, &store).await?;
+    let (credentials, admin_token_file) = credentials(&config)?;
     let state = Arc::new(AppState {
-        sources: sources(&config)?,
+        credentials,
         ingest: Ingest {
             outbox,
             renderer: registry.clone(),
@@ -86,32 +94,107 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         metrics: metrics.clone(),
     });
     let backlog_refresh = backlog.spawn_refresh(store.clone());
+    let (stop_server, stopped) = tokio::sync::watch::channel(false);
+    let options = serve_options(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let (stop_server, stopped) = oneshot::channel::<()>();
-    let app = router(state, config.server.max_body_bytes);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
+    let mut servers = Vec::new();
+    let mut metrics_addr = None;
+    if let Some(listen) = config.server.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-    });
-    tracing::info!(%addr, "leadgate listening");
+            .with_context(|| format!("binding server.metrics_listen {listen}"))?;
+        metrics_addr = Some(listener.local_addr()?);
+        let options = ServeOptions {
+            tls: None,
+            ..options.clone()
+        };
+        servers.push(tokio::spawn(serve(
+            listener,
+            metrics_router(state.clone()),
+            options,
+            until_stopped(stopped.clone()),
+        )));
+        tracing::info!(addr = %metrics_addr.unwrap(), "metrics listening (no token asked)");
+    }
+    let tls = options.tls.is_some();
+    let limits = Limits {
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+    };
+    servers.push(tokio::spawn(serve(
+        listener,
+        router(state, &limits),
+        options,
+        until_stopped(stopped),
+    )));
+    tracing::info!(%addr, tls, "leadgate listening");
     Ok(RunningHost {
         addr,
         store,
         registry,
         metrics,
-        server,
+        metrics_addr,
+        admin_token_file,
+        tls,
+        servers,
         stop_server,
         outbox_task,
         workers,
         backlog_refresh,
         _watcher: watcher,
     })
+}
+
+/// Resolves once the host is told to stop.
+async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+fn serve_options(config: &Config) -> anyhow::Result<ServeOptions> {
+    let server = &config.server;
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    Ok(ServeOptions {
+        max_connections: server.max_connections,
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+        tls,
+    })
+}
+
+/// Every credential: the sources' API keys and the admin tokens; with no
+/// admin token configured, the generated one (and the file it is in).
+fn credentials(config: &Config) -> anyhow::Result<(Credentials, Option<std::path::PathBuf>)> {
+    let mut credentials = Credentials::default();
+    for (name, source) in sources(config)? {
+        let key = resolve_secret(&config.sources[&name].api_key)
+            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
+        credentials.add_source(&key, source);
+    }
+    for (name, token) in &config.auth.tokens {
+        let value = resolve_secret(&token.token)
+            .map_err(|e| anyhow::anyhow!("auth.tokens.{name}.token: {e}"))?;
+        credentials.add_admin(name, &value, token.scopes.clone());
+    }
+    if credentials.admin_count() > 0 {
+        return Ok((credentials, None));
+    }
+    let path = config
+        .admin_token_file()
+        .context("auth.token_file: no admin token is configured and no file for one")?;
+    let (token, fresh) = crate::http::auth::generated_token(&path)
+        .with_context(|| format!("the generated admin token at {}", path.display()))?;
+    if fresh {
+        tracing::info!(path = %path.display(), "no admin token is configured: generated one with every scope into this file (mode 0600); the CLI reads it there");
+    } else {
+        tracing::info!(path = %path.display(), "no admin token is configured: using the generated one in this file");
+    }
+    credentials.add_admin("generated", &token, Scope::ALL.to_vec());
+    Ok((credentials, Some(path)))
 }
 
 /// Watches the plugin folders when hot reload is on and a plugin is used.
@@ -129,18 +212,19 @@ fn watch_plugins(
     ))
 }
 
-/// The configured sources by API key.
-fn sources(config: &Config) -> anyhow::Result<HashMap<String, Arc<Source>>> {
-    let mut sources = HashMap::new();
+/// The configured sources by name.
+fn sources(config: &Config) -> anyhow::Result<Vec<(String, Arc<Source>)>> {
+    let mut sources = Vec::new();
     for (name, s) in &config.sources {
-        let key = resolve_secret(&s.api_key)
-            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
         let source = Source {
             name: name.clone(),
             options: s
                 .normalize_options()
                 .map_err(|e| anyhow::anyhow!("sources.{name}.default_region: {e}"))?,
             priority: s.priority,
+            quota: s
+                .rate_limit
+                .and_then(crate::pipeline::quota::SourceQuota::new),
             transform: s.transform.clone().map(|plugin| SourceTransform {
                 plugin,
                 config: s
@@ -150,7 +234,7 @@ fn sources(config: &Config) -> anyhow::Result<HashMap<String, Arc<Source>>> {
                     .collect(),
             }),
         };
-        sources.insert(key, Arc::new(source));
+        sources.push((name.clone(), Arc::new(source)));
     }
     Ok(sources)
 }
@@ -176,7 +260,8 @@ async fn start_backlog(config: &Config, store: &Arc<dyn Store>) -> anyhow::Resul
 
 impl RunningHost {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Waits until no job is pending or leased, or `timeout` passes.
@@ -201,8 +286,10 @@ impl RunningHost {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         // No new batch starts; the grace period runs from here.
         self.workers.stop_leasing();
-        let _ = self.stop_server.send(());
-        self.server.await??;
+        let _ = self.stop_server.send(true);
+        for server in self.servers {
+            server.await?;
+        }
         // The server's state held the last outbox sender: the writer drains
         // its queue and ends.
         self.outbox_task.await?;

@@ -38,6 +38,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub plugins: PluginsConfig,
     pub delivery: DeliveryConfig,
+    /// Admin API tokens and their scopes (`[auth]`).
+    pub auth: AuthConfig,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
@@ -59,6 +61,75 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most leads in one request.
     pub max_leads_per_request: usize,
+    /// `/metrics` without a token on an address of its own; unset, it is
+    /// on `listen` behind the `read` scope.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// HTTPS: the certificate chain (PEM).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Most client connections open at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long of connecting or
+    /// of the previous answer on the connection.
+    pub header_read_timeout_ms: u64,
+    /// The longest a request may take, body included.
+    pub request_timeout_ms: u64,
+}
+
+/// What an admin token may do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Scope {
+    /// Read leads, persons, dead letters, plugins, stats and metrics.
+    Read,
+    /// Replay and discard dead letters, resume a destination.
+    Operate,
+    /// Erase a person, rotate keys.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Operate, Scope::Admin];
+}
+
+/// `[auth]`: who may use the admin API.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Admin tokens by name.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, AdminTokenConfig>,
+    /// Where the host keeps the token it generates when none is
+    /// configured. Empty: `admin-token` beside an SQLite store.
+    pub token_file: PathBuf,
+}
+
+/// One admin token (`[auth.tokens.NAME]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenConfig {
+    /// A value, `env:VAR` or `file:/path`; at least 16 characters.
+    pub token: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// How many leads a source's key may post: a token bucket refilled at
+/// `leads_per_second`, holding at most `burst`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestRateLimit {
+    pub leads_per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -160,6 +231,9 @@ pub struct SourceConfig {
     /// this source's own jobs count (`[delivery] max_backlog` bounds all).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
+    /// Leads this source's key may post; above it, 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: Option<IngestRateLimit>,
 }
 
 impl SourceConfig {
@@ -359,15 +433,59 @@ impl Config {
         if self.store.group_commit_max == 0 {
             return Err(invalid("store.group_commit_max", "must be at least 1"));
         }
+        self.validate_server()?;
+        // Every credential is distinct: a source key, an admin token.
         let mut keys = BTreeMap::new();
+        for (name, token) in &self.auth.tokens {
+            let key = format!("auth.tokens.{name}.token");
+            let value = resolve_secret(&token.token).map_err(|r| invalid(&key, r))?;
+            if value.len() < MIN_ADMIN_TOKEN_LEN {
+                return Err(invalid(
+                    key,
+                    format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
+                ));
+            }
+            if let Some(other) = keys.insert(value, key.clone()) {
+                return Err(invalid(key, format!("is the same as {other}")));
+            }
+            if token.scopes.is_empty() {
+                return Err(invalid(
+                    format!("auth.tokens.{name}.scopes"),
+                    "name at least one of read, operate, admin",
+                ));
+            }
+        }
+        if self.auth.tokens.is_empty() && self.admin_token_file().is_none() {
+            return Err(invalid(
+                "auth.token_file",
+                "no admin token is configured and the store is not SQLite: \
+                 configure [auth.tokens.NAME] or a file for the generated token",
+            ));
+        }
         for (name, source) in &self.sources {
             let key = format!("sources.{name}.api_key");
             let api_key = resolve_secret(&source.api_key).map_err(|r| invalid(&key, r))?;
             if api_key.len() < 8 {
                 return Err(invalid(key, "must be at least 8 characters"));
             }
-            if let Some(other) = keys.insert(api_key, name) {
-                return Err(invalid(key, format!("is the same as source {other}'s")));
+            if let Some(other) = keys.insert(api_key, key.clone()) {
+                return Err(invalid(key, format!("is the same as {other}")));
+            }
+            if let Some(limit) = source.rate_limit {
+                let key = format!("sources.{name}.rate_limit");
+                if limit.leads_per_second == 0 {
+                    return Err(invalid(key, "leads_per_second must be at least 1"));
+                }
+                if (limit.burst as usize) < self.server.max_leads_per_request {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "burst {} is below server.max_leads_per_request ({}): \
+                             a full request could never pass",
+                            limit.burst, self.server.max_leads_per_request
+                        ),
+                    ));
+                }
             }
             if phonenumber::country::Id::from_str_ci(&source.default_region).is_none() {
                 return Err(invalid(
@@ -426,6 +544,55 @@ impl Config {
         Ok(())
     }
 
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        match (&server.tls_cert, &server.tls_key) {
+            (Some(_), None) => return Err(invalid("server.tls_key", "tls_cert needs its key")),
+            (None, Some(_)) => {
+                return Err(invalid("server.tls_cert", "tls_key needs its certificate"));
+            }
+            _ => {}
+        }
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.header_read_timeout_ms",
+                server.header_read_timeout_ms,
+            ),
+            ("server.request_timeout_ms", server.request_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if server
+            .metrics_listen
+            .is_some_and(|m| m == server.listen && m.port() != 0)
+        {
+            return Err(invalid(
+                "server.metrics_listen",
+                "must differ from server.listen",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the generated admin token is kept: `auth.token_file`, or
+    /// `admin-token` beside an SQLite store.
+    pub fn admin_token_file(&self) -> Option<PathBuf> {
+        if !self.auth.token_file.as_os_str().is_empty() {
+            return Some(self.auth.token_file.clone());
+        }
+        Some(self.sqlite_dir()?.join("admin-token"))
+    }
+
+    /// The folder of an SQLite store's file.
+    fn sqlite_dir(&self) -> Option<PathBuf> {
+        let path = self.store.url.strip_prefix("sqlite://")?;
+        let path = path.split('?').next().unwrap_or(path);
+        Some(Path::new(path).parent()?.to_path_buf())
+    }
+
     /// The plugin folder, defaulting to the adapters this build compiled.
     pub fn plugins_dir(&self) -> PathBuf {
         if self.plugins.dir.as_os_str().is_empty() {
@@ -441,9 +608,7 @@ impl Config {
         if !self.plugins.cache_dir.as_os_str().is_empty() {
             return Some(self.plugins.cache_dir.clone());
         }
-        let path = self.store.url.strip_prefix("sqlite://")?;
-        let path = path.split('?').next().unwrap_or(path);
-        Some(Path::new(path).parent()?.join("plugin-cache"))
+        Some(self.sqlite_dir()?.join("plugin-cache"))
     }
 
     /// The mappings folder, defaulting to the source tree's `mappings/`.

@@ -88,6 +88,9 @@ counters! {
     /// Posts answered 429 because the backlog was full.
     ingest_backlog_refused: "leadgate_ingest_backlog_refused_total",
         "POST /v1/leads answered 429 because the outbox backlog was over its limit.";
+    /// Posts answered 429 because their source was over its rate limit.
+    ingest_rate_limited: "leadgate_ingest_rate_limited_total",
+        "POST /v1/leads answered 429 because its source was over its rate limit.";
     delivery_batches: "leadgate_delivery_batches_total", "Adapter push calls.";
     delivery_delivered: "leadgate_delivery_delivered_total", "Jobs delivered.";
     delivery_retries: "leadgate_delivery_retries_total", "Jobs rescheduled.";

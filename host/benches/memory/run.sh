@@ -80,7 +80,7 @@ start_host() {
   for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.2; done
 }
 outstanding() {
-  curl -s http://127.0.0.1:18080/v1/health | python3 -c \
+  curl -s -H "Authorization: Bearer $(cat "$DIR/admin-token")" http://127.0.0.1:18080/v1/stats | python3 -c \
     'import json,sys; s=json.load(sys.stdin)["store"]; print(s["jobs_pending"]+s["jobs_leased"])'
 }
 start_host
@@ -92,7 +92,7 @@ echo "after ${i} s: $(outstanding) jobs outstanding"
 echo -n "drained (or 10 s later):  "; rss $HOSTPID
 sleep 5
 echo -n "5 s later:                "; rss $HOSTPID
-curl -s http://127.0.0.1:18080/v1/health | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])'
+curl -s -H "Authorization: Bearer $(cat "$DIR/admin-token")" http://127.0.0.1:18080/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])'
 kill -TERM $HOSTPID; wait $HOSTPID || true
 start_host
 sleep 2

@@ -3,6 +3,8 @@
 
 use clap::Subcommand;
 
+use super::api::{Api, call};
+
 #[derive(Subcommand)]
 pub enum DestinationCommand {
     /// Let a destination whose OAuth grant was refused (`invalid_grant`,
@@ -11,16 +13,13 @@ pub enum DestinationCommand {
     Resume { name: String },
 }
 
-/// Runs a `destination` command against the host at `server`.
-pub async fn run(server: &str, command: DestinationCommand) -> anyhow::Result<()> {
-    let server = server.trim_end_matches('/');
-    leadgate_runtime::outbound::install_crypto_provider();
-    let client = reqwest::Client::new();
+/// Runs a `destination` command against a host's API.
+pub async fn run(api: Api, command: DestinationCommand) -> anyhow::Result<()> {
     match command {
         DestinationCommand::Resume { name } => {
-            let url = reqwest::Url::parse(&format!("{server}/v1/destinations/"))?
+            let url = reqwest::Url::parse(&api.url("/v1/destinations/"))?
                 .join(&format!("{}/resume", urlencoding(&name)))?;
-            let answer = super::dlq::call(client.post(url)).await?;
+            let answer = call(api.client.post(url)).await?;
             match (answer["oauth"].as_bool(), answer["was_paused"].as_bool()) {
                 (Some(false), _) => println!("{name}: no OAuth grant to resume"),
                 (_, Some(true)) => println!("{name}: resumed; the token endpoint is called again"),

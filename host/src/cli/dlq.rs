@@ -1,9 +1,11 @@
 //! `leadgate dlq …`: the dead-letter queue of a running host, through its
 //! HTTP API ([`crate::http::dlq`]), so the CLI and the API can never disagree.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
+
+use super::api::{Api, call};
 
 #[derive(Subcommand)]
 pub enum DlqCommand {
@@ -64,11 +66,9 @@ impl Selection {
     }
 }
 
-/// Runs a `dlq` command against the host at `server` (`http://host:port`).
-pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
-    let server = server.trim_end_matches('/');
-    leadgate_runtime::outbound::install_crypto_provider();
-    let client = reqwest::Client::new();
+/// Runs a `dlq` command against a host's API.
+pub async fn run(api: Api, command: DlqCommand) -> anyhow::Result<()> {
+    let Api { server, client } = api;
     match command {
         DlqCommand::List {
             destination,
@@ -123,26 +123,6 @@ pub async fn run(server: &str, command: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Sends an API request to the host and reads its JSON answer; an error
-/// answer becomes an error naming its code and message.
-pub(super) async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let response = request
-        .send()
-        .await
-        .context("reaching the leadgate host (is it running? see --server)")?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let error = &answer["error"];
-        bail!(
-            "{status}: {} {}",
-            error["code"].as_str().unwrap_or("error"),
-            error["message"].as_str().unwrap_or("")
-        );
-    }
-    Ok(answer)
 }
 
 /// One line per dead letter: job, destination, attempts, age of the last

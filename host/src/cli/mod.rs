@@ -1,5 +1,6 @@
 //! The `leadgate` command line: one file per command.
 
+pub mod api;
 pub mod dedupe;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -79,27 +80,15 @@ enum Command {
     /// The dead-letter queue of a running host: list, show, replay,
     /// discard.
     Dlq {
-        /// The host's base URL.
-        #[arg(
-            long,
-            global = true,
-            env = "LEADGATE_SERVER",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        server: String,
+        #[command(flatten)]
+        host: api::HostArgs,
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
     /// Operator actions on a destination of a running host.
     Destination {
-        /// The host's base URL.
-        #[arg(
-            long,
-            global = true,
-            env = "LEADGATE_SERVER",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        server: String,
+        #[command(flatten)]
+        host: api::HostArgs,
         #[command(subcommand)]
         command: destination::DestinationCommand,
     },
@@ -173,8 +162,10 @@ pub fn main() -> ExitCode {
                 config,
             } => normalize::main(&input, &output, &region, source, config),
             Command::Plugin(command) => plugin::run(command).await,
-            Command::Dlq { server, command } => dlq::run(&server, command).await,
-            Command::Destination { server, command } => destination::run(&server, command).await,
+            Command::Dlq { host, command } => dlq::run(host.connect()?, command).await,
+            Command::Destination { host, command } => {
+                destination::run(host.connect()?, command).await
+            }
             Command::New(NewCommand::Adapter { name, dir, sdk }) => {
                 let made = new::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
                 let dir = made.crate_dir.display();

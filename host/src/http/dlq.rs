@@ -19,12 +19,18 @@ use crate::store::{DlqOutcome, DlqStatus};
 /// Most dead letters one list or `all` replay covers.
 const MAX_LIST: u32 = 10_000;
 
-pub fn routes() -> axum::Router<Arc<AppState>> {
+/// Listing and inspecting (scope `read`).
+pub fn read_routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/v1/dead-letters", get(list))
+        .route("/v1/dead-letters/{id}", get(show))
+}
+
+/// Replaying and discarding (scope `operate`).
+pub fn operate_routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
         .route("/v1/dead-letters/replay", post(replay))
         .route("/v1/dead-letters/discard", post(discard))
-        .route("/v1/dead-letters/{id}", get(show))
 }
 
 #[derive(Deserialize)]

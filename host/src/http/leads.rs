@@ -8,12 +8,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, ErrorCode};
 use crate::metrics::Metrics;
-use crate::pipeline::ingest::{IngestError, PayloadError, Source, TransformFailure};
+use crate::pipeline::ingest::{IngestError, PayloadError, TransformFailure};
 
 pub async fn post_leads(
     State(state): State<Arc<AppState>>,
@@ -22,7 +22,7 @@ pub async fn post_leads(
 ) -> Result<Response, ApiError> {
     // Every post counts, refused ones included.
     Metrics::add(&state.metrics.ingest_requests, 1);
-    let source = authenticate(&state, &headers)?;
+    let source = state.credentials.source(&headers)?;
     let report = state.ingest.accept(&source, &body).await?;
     let status = match (report.accepted, report.rejected) {
         (_, 0) => StatusCode::ACCEPTED,
@@ -30,27 +30,6 @@ pub async fn post_leads(
         _ => StatusCode::MULTI_STATUS,
     };
     Ok((status, Json(report)).into_response())
-}
-
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Source>, ApiError> {
-    let unauthorized = |message: &str| ApiError::new(ErrorCode::Unauthorized, message);
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing Authorization: Bearer <source API key>"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| unauthorized("Authorization must be Bearer <source API key>"))?;
-    state
-        .sources
-        .get(token)
-        .cloned()
-        .ok_or_else(|| unauthorized("unknown API key"))
 }
 
 impl From<IngestError> for ApiError {
@@ -69,6 +48,24 @@ impl From<IngestError> for ApiError {
                 err.details
                     .insert("retry_after_s".into(), retry_after_s.into());
                 err.retry_after_s = Some(retry_after_s);
+                err
+            }
+            IngestError::RateLimited {
+                leads,
+                leads_per_second,
+                burst,
+                retry_after_s,
+                ..
+            } => {
+                let mut err = ApiError::new(ErrorCode::RateLimited, message);
+                err.details.insert("leads".into(), leads.into());
+                err.details
+                    .insert("leads_per_second".into(), leads_per_second.into());
+                err.details.insert("burst".into(), burst.into());
+                if let Some(s) = retry_after_s {
+                    err.details.insert("retry_after_s".into(), s.into());
+                }
+                err.retry_after_s = retry_after_s;
                 err
             }
             IngestError::Payload(PayloadError::Empty) => {
@@ -122,7 +119,7 @@ mod tests {
         })
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .unwrap();

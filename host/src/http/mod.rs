@@ -4,13 +4,14 @@
 //! Handlers only translate: the work is done by the pipeline, the outbox
 //! and the store, which know nothing of HTTP.
 
+pub mod auth;
 pub mod destinations;
 pub mod dlq;
 pub mod leads;
 pub mod read;
+pub mod serve;
 pub mod webhooks;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,33 +21,53 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use crate::config::Scope;
 use crate::metrics::Metrics;
-use crate::pipeline::ingest::{Ingest, Source};
+use crate::pipeline::ingest::Ingest;
 use crate::plugins::Registry;
 use crate::store::Store;
 
 /// State shared by the handlers.
 pub struct AppState {
-    /// API key → source.
-    pub sources: HashMap<String, Arc<Source>>,
+    /// Sources' API keys and admin tokens.
+    pub credentials: auth::Credentials,
     pub ingest: Ingest,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> axum::Router {
-    axum::Router::new()
+/// Every route, grouped by what it asks of the caller: nothing (health),
+/// a source's API key (ingest), the CRM's signature (webhooks), or an
+/// admin token with a scope.
+pub fn router(state: Arc<AppState>, limits: &Limits) -> axum::Router {
+    let open = axum::Router::new()
+        .route("/v1/health", get(read::health))
         .route("/v1/leads", post(leads::post_leads))
+        .route("/v1/webhooks/{destination}", post(webhooks::receive));
+    let read = axum::Router::new()
         .route("/v1/leads/{id}", get(read::lead))
         .route("/v1/persons/{id}", get(read::person))
-        .merge(dlq::routes())
-        .merge(destinations::routes())
         .route("/v1/plugins", get(read::plugins))
-        .route("/v1/health", get(read::health))
-        .route("/v1/webhooks/{destination}", post(webhooks::receive))
+        .route("/v1/stats", get(read::stats))
         .route("/metrics", get(read::metrics))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .merge(dlq::read_routes());
+    let operate = axum::Router::new()
+        .merge(dlq::operate_routes())
+        .merge(destinations::routes());
+    axum::Router::new()
+        .merge(open)
+        .merge(guarded(read, Scope::Read, &state))
+        .merge(guarded(operate, Scope::Operate, &state))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.request_timeout,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         // A bug must cost one request a 500, never the connection or a worker.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
@@ -54,11 +75,39 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> axum::Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, without a token, for `server.metrics_listen`.
+pub fn metrics_router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(read::metrics))
+        .with_state(state)
+}
+
+/// What one request may take.
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// The whole request, body included.
+    pub request_timeout: std::time::Duration,
+}
+
+/// `routes` behind an admin token with `scope`.
+fn guarded(
+    routes: axum::Router<Arc<AppState>>,
+    scope: Scope,
+    state: &Arc<AppState>,
+) -> axum::Router<Arc<AppState>> {
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        (state.clone(), scope),
+        auth::require,
+    ))
+}
+
 /// Every error code the API answers with; each has one HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Unauthorized,
+    Forbidden,
+    RateLimited,
     NotFound,
     MalformedJson,
     EmptyBody,
@@ -82,10 +131,11 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unauthorized | BadSignature | StaleTimestamp => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
             NotFound | WebhooksUnsupported => StatusCode::NOT_FOUND,
             MalformedJson | EmptyBody | MalformedWebhook => StatusCode::BAD_REQUEST,
             TooManyLeads => StatusCode::PAYLOAD_TOO_LARGE,
-            BacklogFull => StatusCode::TOO_MANY_REQUESTS,
+            BacklogFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
             TransformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TransformMalformed | TransformInvalidField | InvalidSelection | ReasonRequired => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -167,6 +217,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status(), Json(body)).into_response();
+        if self.code == ErrorCode::Unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"leadgate\""),
+            );
+        }
         if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()

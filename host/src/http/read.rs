@@ -1,5 +1,6 @@
 //! The read side of the API: a lead with its deliveries and audit trail, a
-//! person's golden record, the loaded plugins, health and `/metrics`.
+//! person's golden record, the loaded plugins, the store's counts,
+//! `/metrics`, and the open health check.
 
 use std::sync::Arc;
 
@@ -49,10 +50,21 @@ pub async fn plugins(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// Open to anyone: says the host is up and its store answers, nothing
+/// more (no counts, no names).
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    state
+        .store
+        .outstanding_jobs()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "status": "ok" })).into_response())
+}
+
+/// The store's counts and the pipeline's latency summaries.
+pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let counts = state.store.counts().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
-        "status": "ok",
         "store": counts,
         "latency": state.metrics.latency.summaries(),
     }))

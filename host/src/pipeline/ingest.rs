@@ -36,6 +36,8 @@ pub struct Source {
     pub priority: Priority,
     /// The transform plugin that reads this source's payloads, if any.
     pub transform: Option<SourceTransform>,
+    /// How many leads this source may post.
+    pub quota: Option<crate::pipeline::quota::SourceQuota>,
 }
 
 /// A source's transform plugin and its settings.
@@ -81,6 +83,18 @@ pub enum IngestError {
         outstanding: u64,
         limit: u64,
         retry_after_s: u64,
+    },
+    #[error(
+        "source {source_name} posted {leads} leads, over its rate limit of {leads_per_second} leads/s (burst {burst}); nothing was accepted{}",
+        match retry_after_s { Some(s) => format!(", retry after {s} s"), None => String::new() }
+    )]
+    RateLimited {
+        source_name: String,
+        leads: usize,
+        leads_per_second: u32,
+        burst: u32,
+        /// None: the payload is larger than the burst and never fits.
+        retry_after_s: Option<u64>,
     },
     #[error("{0}")]
     Payload(#[from] PayloadError),
@@ -171,6 +185,18 @@ impl Ingest {
             return Err(IngestError::TooManyLeads {
                 count: leads.len(),
                 limit: self.max_leads_per_payload,
+            });
+        }
+        if let Some(quota) = &source.quota
+            && let Err(wait) = quota.take(leads.len())
+        {
+            Metrics::add(&self.metrics.ingest_rate_limited, 1);
+            return Err(IngestError::RateLimited {
+                source_name: source.name.clone(),
+                leads: leads.len(),
+                leads_per_second: quota.limit.leads_per_second,
+                burst: quota.limit.burst,
+                retry_after_s: wait.map(|w| w.as_secs_f64().ceil().max(1.0) as u64),
             });
         }
         let now = crate::now_ms();

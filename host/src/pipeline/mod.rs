@@ -12,4 +12,5 @@ pub mod ingest;
 pub mod mapping;
 pub mod merge;
 pub mod normalize;
+pub mod quota;
 pub mod route;

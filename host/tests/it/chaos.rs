@@ -38,7 +38,10 @@ use leadgate_sim::{Crm, Faults, PipedriveLimits, SimConfig, SimHandle, Simulator
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::support::{Host, free_port, host_config_with, hubspot_destination, wait_ready};
+use crate::support::{
+    Host, free_port, generated_admin_token, get_admin_json, host_config_with, hubspot_destination,
+    wait_ready,
+};
 
 const KEY: &str = "chaos-source-key-0001";
 
@@ -382,6 +385,7 @@ async fn chaos(target: Target) {
     // The last life: the rest of the leads, no faults, until drained.
     let host = Host::spawn(&config, &log);
     wait_ready(&client, &url).await;
+    let token = generated_admin_token(&db);
     while let Some(batch) = batches.pop() {
         let ids = post(&client, &url, &batch)
             .await
@@ -392,7 +396,7 @@ async fn chaos(target: Target) {
     }
     let drained = Instant::now();
     loop {
-        let health = get_json(&client, &format!("{url}/v1/health")).await;
+        let health = get_admin_json(&client, &token, &format!("{url}/v1/stats")).await;
         let store = &health["store"];
         if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
             assert_eq!(store["jobs_dead"], 0, "{health}");
@@ -409,7 +413,7 @@ async fn chaos(target: Target) {
     // Every acknowledged lead is stored, and delivered or merged.
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for id in acknowledged.keys() {
-        let view = get_json(&client, &format!("{url}/v1/leads/{id}")).await;
+        let view = get_admin_json(&client, &token, &format!("{url}/v1/leads/{id}")).await;
         let status = view["status"].as_str().unwrap_or("lost").to_string();
         assert_ne!(status, "lost", "acknowledged lead {id} is not stored");
         for job in view["deliveries"].as_array().unwrap() {
@@ -495,10 +499,6 @@ async fn chaos(target: Target) {
         eprintln!("  {line}");
     }
     sim.shutdown().await;
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Posts one batch; the lead ids in order, or None if it was not

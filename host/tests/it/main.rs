@@ -2,6 +2,7 @@
 //! SQLite instead of one per file). `cargo test -p leadgate --test it
 //! chaos` runs one module.
 
+mod admin_token;
 mod chaos;
 mod config_layers;
 mod dedupe_fake1000;

@@ -267,7 +267,9 @@ async fn an_unreachable_token_endpoint_is_retried_later_not_paused() {
 async fn a_rotated_refresh_token_survives_a_kill_9_right_after_the_refresh() {
     use std::time::{Duration, Instant};
 
-    use crate::support::{Host, free_port, host_config_with, wait_ready};
+    use crate::support::{
+        Host, free_port, generated_admin_token, get_admin_json, host_config_with, wait_ready,
+    };
 
     leadgate_runtime::outbound::install_crypto_provider();
     let f = Fixture::new().await;
@@ -374,14 +376,12 @@ async fn a_rotated_refresh_token_survives_a_kill_9_right_after_the_refresh() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let plugins: serde_json::Value = client
-        .get(format!("{url}/v1/plugins"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins = get_admin_json(
+        &client,
+        &generated_admin_token(&dir.path().join("leadgate.db")),
+        &format!("{url}/v1/plugins"),
+    )
+    .await;
     let oauth = &plugins["plugins"][0]["oauth"];
     assert_eq!(oauth["paused"], false, "{plugins}");
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -9,7 +9,9 @@ use leadgate::store::{Durability, SqliteStore, Store};
 use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::support::{Host, free_port, host_config, wait_ready};
+use crate::support::{
+    Host, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
+};
 
 const KEY: &str = "sigterm-source-key-0001";
 const PERSONS: usize = 20;
@@ -94,16 +96,10 @@ async fn sigterm_mid_delivery_gives_every_lease_back_and_loses_nothing() {
     handle.set_faults(Faults::default());
     let host = Host::spawn(&config, &log);
     wait_ready(&client, &url).await;
+    let token = generated_admin_token(&db);
     let started = Instant::now();
     loop {
-        let health: Value = client
-            .get(format!("{url}/v1/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = get_admin_json(&client, &token, &format!("{url}/v1/stats")).await;
         let s = &health["store"];
         if s["jobs_pending"] == 0 && s["jobs_leased"] == 0 {
             assert_eq!(s["jobs_delivered"], PERSONS, "{health}");

@@ -103,6 +103,27 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     }
 }
 
+/// The admin token a host with no token configured generated beside its
+/// store `db` (what `leadgate dlq` reads), once the host is up.
+pub fn generated_admin_token(db: &std::path::Path) -> String {
+    let path = db.parent().unwrap().join("admin-token");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the generated admin token at {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// GETs an admin API `url` with `token`, and reads the JSON answer.
+pub async fn get_admin_json(client: &reqwest::Client, token: &str, url: &str) -> serde_json::Value {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
 /// A host configuration: one source (`test`, API key `key`), the SQLite
 /// store at `db`, the HubSpot adapter delivering to the simulator at `crm`,
 /// and the `[delivery]` lines given.

@@ -13,11 +13,16 @@ use serde_json::Value;
 pub const SCRAPER_KEY: &str = "test-scraper-key-0001";
 pub const WEBFORM_KEY: &str = "test-webform-key-0002";
 pub const WEBHOOK_SECRET: &str = "test-client-secret";
+/// The admin token of the test host, with every scope.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0003-all-scopes";
 
 pub struct TestEnv {
     pub sim: Simulator,
     pub host: RunningHost,
+    /// A client with no credentials (sources and webhooks add their own).
     pub client: reqwest::Client,
+    /// A client that sends [`ADMIN_TOKEN`] (the admin API).
+    pub admin: reqwest::Client,
     dir: std::path::PathBuf,
 }
 
@@ -35,6 +40,7 @@ impl TestEnv {
              [store]\nurl = \"sqlite://{db}\"\n\
              [plugins]\ncache_dir = \"{cache}\"\n\
              [delivery]\npoll_ms = 10\nlinger_ms = 5\nbackoff_base_ms = 20\nbackoff_cap_ms = 200\n\
+             [auth.tokens.test]\ntoken = \"{ADMIN_TOKEN}\"\nscopes = [\"read\", \"operate\", \"admin\"]\n\
              [sources.scraper]\napi_key = \"{SCRAPER_KEY}\"\ndefault_region = \"US\"\n\
              [sources.webform]\napi_key = \"{WEBFORM_KEY}\"\ndefault_region = \"GB\"\n\
              [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\nallowed_hosts = [\"127.0.0.1\"]\n\
@@ -55,6 +61,7 @@ impl TestEnv {
             sim,
             host,
             client: reqwest::Client::new(),
+            admin: admin_client(ADMIN_TOKEN),
             dir,
         })
     }
@@ -65,6 +72,18 @@ impl TestEnv {
 
     pub fn sim(&self) -> SimHandle {
         self.sim.handle()
+    }
+
+    /// What `leadgate dlq …` is given to reach this host: its URL and the
+    /// admin token.
+    pub fn cli_api(&self) -> anyhow::Result<leadgate::cli::api::Api> {
+        leadgate::cli::api::HostArgs {
+            server: self.host.url(),
+            token: Some(ADMIN_TOKEN.into()),
+            config: None,
+            ca_cert: None,
+        }
+        .connect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -99,8 +118,9 @@ impl TestEnv {
         Ok(answer)
     }
 
+    /// GETs an admin API path with [`ADMIN_TOKEN`].
     pub async fn get_json(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let resp = self.client.get(self.url(path)).send().await?;
+        let resp = self.admin.get(self.url(path)).send().await?;
         let status = resp.status();
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
@@ -109,7 +129,7 @@ impl TestEnv {
     /// labels, as written there) is `series`; None when there is none.
     pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
         let text = self
-            .client
+            .admin
             .get(self.url("/metrics"))
             .send()
             .await?
@@ -139,6 +159,19 @@ impl TestEnv {
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }
+}
+
+/// A client that sends `token` as its bearer token on every request.
+pub fn admin_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 /// The shipped HubSpot mapping.

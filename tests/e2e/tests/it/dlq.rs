@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn post_json(env: &TestEnv, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
-    let resp = env.client.post(env.url(path)).json(&body).send().await?;
+    let resp = env.admin.post(env.url(path)).json(&body).send().await?;
     let status = resp.status();
     Ok((status, resp.json().await?))
 }
@@ -124,7 +124,7 @@ async fn a_replayed_dead_letter_makes_one_record() -> anyhow::Result<()> {
 
     // The CLI replays the rest with the current mapping.
     run(
-        &env.host.url(),
+        env.cli_api()?,
         DlqCommand::Replay {
             selection: Selection {
                 jobs: vec![],
@@ -164,7 +164,7 @@ async fn a_discarded_dead_letter_leaves_the_queue_with_its_reason() -> anyhow::R
     );
     assert_eq!(answer["error"]["code"], "reason_required");
     run(
-        &env.host.url(),
+        env.cli_api()?,
         DlqCommand::Discard {
             selection: Selection {
                 jobs: vec![ids[0].clone()],

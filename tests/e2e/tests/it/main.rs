@@ -2,6 +2,7 @@
 //! the simulator instead of one per file). `cargo test -p leadgate-e2e
 //! --test it dlq` runs one module.
 
+mod access;
 mod crm_webhooks;
 mod dlq;
 mod dynamics;

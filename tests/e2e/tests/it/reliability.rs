@@ -126,7 +126,7 @@ async fn the_breaker_opens_during_an_outage_and_every_lead_lands_once() -> anyho
         );
     }
     let metrics = env
-        .client
+        .admin
         .get(env.url("/metrics"))
         .send()
         .await?
@@ -231,7 +231,7 @@ async fn a_full_backlog_turns_ingest_to_429_and_loses_nothing() -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = env
-        .client
+        .admin
         .get(env.url("/metrics"))
         .send()
         .await?
@@ -393,7 +393,7 @@ async fn a_job_the_crm_never_takes_is_dead_lettered_at_the_age_limit() -> anyhow
     sim.set_faults(Faults::default());
     let id = dead["id"].as_str().unwrap();
     let resp = env
-        .client
+        .admin
         .post(env.url("/v1/dead-letters/replay"))
         .json(&json!({ "ids": [id] }))
         .send()
@@ -466,7 +466,7 @@ async fn no_job_is_leased_while_the_quota_is_spent() -> anyhow::Result<()> {
         .await?;
     let mut polls = 0;
     while spent.elapsed() < Duration::from_millis(1_500) {
-        let (_, health) = env.get_json("/v1/health").await?;
+        let (_, health) = env.get_json("/v1/stats").await?;
         let store = &health["store"];
         assert_eq!(store["jobs_leased"], 0, "leased with no quota: {health}");
         assert_eq!(store["jobs_pending"], 3, "{health}");

@@ -162,7 +162,7 @@ async fn a_revoked_grant_pauses_the_destination_until_resumed() -> anyhow::Resul
             .await?,
         Some(1.0)
     );
-    let (_, health) = env.get_json("/v1/health").await?;
+    let (_, health) = env.get_json("/v1/stats").await?;
     assert_eq!(
         health["store"]["jobs_dead"], 0,
         "nothing dead-lettered: {health}"
@@ -171,7 +171,8 @@ async fn a_revoked_grant_pauses_the_destination_until_resumed() -> anyhow::Resul
 
     // The customer authorizes again; the operator resumes the destination.
     sim.add_refresh_token(DEFAULT_REFRESH_TOKEN, Some(Vendor::Salesforce));
-    let resumed = reqwest::Client::new()
+    let resumed = env
+        .admin
         .post(env.url("/v1/destinations/salesforce/resume"))
         .send()
         .await?;
