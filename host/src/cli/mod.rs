@@ -225,6 +225,79 @@ fn init_tracing(quiet: bool) {
         EnvFilter::try_from_env("LEADGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(Masked(std::io::stderr))
         .try_init();
+}
+
+/// The log's last line of defence: every line the host (or a crate it
+/// uses, at any level) writes passes through
+/// [`leadgate_runtime::mask::mask_pii`], so an email or phone number that
+/// reached a message, a field or an error is masked on its way out. (The
+/// host never formats a lead's fields into a log line in the first place.)
+struct Masked<W>(W);
+
+impl<'a, W: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Masked<W>
+{
+    type Writer = MaskedWriter<W::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        MaskedWriter(self.0.make_writer())
+    }
+}
+
+/// One log line's writer (the formatter writes a whole line at once).
+struct MaskedWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for MaskedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let masked = leadgate_runtime::mask::mask_pii(&String::from_utf8_lossy(buf));
+        self.0.write_all(masked.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whatever_reaches_a_log_line_is_masked() {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Masked({
+                let b = buffer.clone();
+                move || b.clone()
+            }))
+            .with_ansi(true)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(
+                error = "CRM said: jane.doe@example.com / +1 415 555 0123 is a duplicate",
+                "adapter call failed for {}",
+                "ops.lead@corp.example"
+            );
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("adapter call failed"), "{text}");
+        for secret in ["jane.doe", "ops.lead", "555 0123"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("j***@example.com"), "{text}");
+    }
 }

@@ -34,7 +34,7 @@ impl KvStore for StoreKv {
             match self.store.kv_get(namespace, key, crate::now_ms()).await {
                 Ok(value) => value,
                 Err(e) => {
-                    tracing::warn!(namespace, key, error = %e, "plugin kv read failed");
+                    tracing::warn!(namespace, error = %e, "plugin kv read failed");
                     None
                 }
             }
@@ -75,7 +75,7 @@ impl KvStore for StoreKv {
                         "plugin kv key refused: namespace full"
                     )
                 }
-                Err(e) => tracing::warn!(namespace, key, error = %e, "plugin kv write failed"),
+                Err(e) => tracing::warn!(namespace, error = %e, "plugin kv write failed"),
             }
         })
     }
@@ -83,7 +83,7 @@ impl KvStore for StoreKv {
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Err(e) = self.store.kv_delete(namespace, key).await {
-                tracing::warn!(namespace, key, error = %e, "plugin kv delete failed");
+                tracing::warn!(namespace, error = %e, "plugin kv delete failed");
             }
         })
     }
