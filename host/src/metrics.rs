@@ -105,6 +105,8 @@ counters! {
         "Plugin calls that trapped, timed out or misbehaved.";
     webhook_events: "leadgate_webhook_events_total", "Verified webhook events.";
     webhook_rejected: "leadgate_webhook_rejected_total", "Webhooks refused.";
+    webhook_replays: "leadgate_webhook_replays_total",
+        "Verified webhook deliveries seen before (answered, events not taken again).";
     /// Writes the CRM reported as done that a read-back found missing or
     /// different (retried).
     delivery_readback_mismatches: "leadgate_delivery_readback_mismatches_total",

@@ -4,6 +4,10 @@
 //! timestamp is refused with 401, a malformed body with 400. The answer is
 //! the count of events as JSON, or the acknowledgement the CRM expects
 //! when the adapter gives one (Salesforce's SOAP `<Ack>true</Ack>`).
+//! A verified delivery seen before (the same body for the same
+//! destination: a captured request sent again, or the CRM retrying after
+//! a lost answer) is answered the same way and its events are not taken
+//! again.
 
 use std::sync::Arc;
 
@@ -14,8 +18,15 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use leadgate_runtime::{WebhookError, WebhookRequest};
 
+use sha2::{Digest, Sha256};
+
 use super::{ApiError, AppState, ErrorCode};
 use crate::metrics::Metrics;
+
+/// How long a verified delivery is remembered: longer than any CRM
+/// retries one (Salesforce resends an unacknowledged outbound message for
+/// 24 hours, HubSpot retries for up to 3 days).
+const REPLAY_WINDOW_MS: i64 = 4 * 24 * 3600 * 1000;
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
@@ -55,9 +66,21 @@ pub async fn receive(
     match verdict {
         Ok(receipt) => {
             let events = &receipt.events;
-            Metrics::add(&state.metrics.webhook_events, events.len() as u64);
-            for e in events {
-                tracing::info!(destination = %destination, kind = %e.kind, object = %e.object_id, "CRM event");
+            let now = crate::now_ms();
+            let digest: [u8; 32] = Sha256::digest(&body).into();
+            let first = state
+                .store
+                .remember_webhook(&destination, &digest, now, now - REPLAY_WINDOW_MS)
+                .await
+                .map_err(ApiError::internal)?;
+            if first {
+                Metrics::add(&state.metrics.webhook_events, events.len() as u64);
+                for e in events {
+                    tracing::info!(destination = %destination, kind = %e.kind, object = %e.object_id, "CRM event");
+                }
+            } else {
+                Metrics::add(&state.metrics.webhook_replays, 1);
+                tracing::info!(destination = %destination, "webhook delivery replayed: answered, its events not taken again");
             }
             Ok(match receipt.answer {
                 Some(answer) => (
@@ -68,7 +91,7 @@ pub async fn receive(
                     .into_response(),
                 None => (
                     StatusCode::OK,
-                    Json(serde_json::json!({ "received": events.len() })),
+                    Json(serde_json::json!({ "received": events.len(), "replayed": !first })),
                 )
                     .into_response(),
             })

@@ -545,6 +545,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a plugin's key-value entry.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
 
+    /// Records a verified webhook delivery of `destination` by its digest;
+    /// false when it was already recorded (a replay). Deliveries received
+    /// before `forget_before_ms` are forgotten.
+    async fn remember_webhook(
+        &self,
+        destination: &str,
+        digest: &[u8],
+        now_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<bool, StoreError>;
+
     /// The refresh token kept for `destination`, if any.
     async fn oauth_refresh_token(
         &self,

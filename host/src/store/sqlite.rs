@@ -773,6 +773,33 @@ impl Store for SqliteStore {
         Ok(!rows.is_empty())
     }
 
+    async fn remember_webhook(
+        &self,
+        destination: &str,
+        digest: &[u8],
+        now_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .write(
+                "BEGIN IMMEDIATE;
+                 DELETE FROM webhook_receipts WHERE received_at < ?4;
+                 INSERT INTO webhook_receipts (destination, digest, received_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, digest) DO NOTHING
+                 RETURNING 1;
+                 COMMIT;",
+                args([
+                    destination.to_string().into(),
+                    digest.to_vec().into(),
+                    now_ms.into(),
+                    forget_before_ms.into(),
+                ])?,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     async fn oauth_refresh_token(
         &self,
         destination: &str,
@@ -1465,6 +1492,29 @@ mod tests {
         assert_eq!(
             by_source,
             vec![("other".to_string(), 1), ("test".to_string(), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_delivery_is_taken_once_per_destination_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let d = [7u8; 32];
+        assert!(store.remember_webhook("crm", &d, 1_000, 0).await.unwrap());
+        assert!(!store.remember_webhook("crm", &d, 2_000, 0).await.unwrap());
+        assert!(store.remember_webhook("other", &d, 2_000, 0).await.unwrap());
+        assert!(
+            store
+                .remember_webhook("crm", &[8u8; 32], 2_000, 0)
+                .await
+                .unwrap()
+        );
+        // Past the window it is forgotten (and taken again).
+        assert!(
+            store
+                .remember_webhook("crm", &d, 9_000, 5_000)
+                .await
+                .unwrap()
         );
     }
 

@@ -68,13 +68,14 @@ fn zoho_notification(token: &str) -> Value {
            "operation":"update","channel_id":"1000000068001","token":token})
 }
 
-fn dataverse_context() -> Value {
+/// A Dataverse notification about lead `n`.
+fn dataverse_context(n: u32) -> Value {
     json!({"MessageName":"Update","PrimaryEntityName":"lead",
-           "PrimaryEntityId":"6f3e1c2a-0000-4000-8000-000000000001","Stage":40,"Mode":1,"Depth":1,
+           "PrimaryEntityId":format!("6f3e1c2a-0000-4000-8000-00000000000{n}"),"Stage":40,"Mode":1,"Depth":1,
            "OrganizationId":"0b1e0c2a-0000-4000-8000-0000000000aa","OrganizationName":"org",
            "OperationCreatedOn":"/Date(1506409448000-0700)/",
            "InputParameters":[{"key":"Target","value":{"LogicalName":"lead",
-               "Id":"6f3e1c2a-0000-4000-8000-000000000001",
+               "Id":format!("6f3e1c2a-0000-4000-8000-00000000000{n}"),
                "Attributes":[{"key":"statuscode","value":{"Value":2}}]}}],
            "OutputParameters":[],"PreEntityImages":[],"PostEntityImages":[],"SharedVariables":[]})
 }
@@ -155,7 +156,7 @@ async fn each_crms_own_notifications_are_verified_with_host_held_secrets() -> an
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Dataverse: the service endpoint's key, in the query or a header.
-    let context = dataverse_context().to_string();
+    let context = dataverse_context(1).to_string();
     let (status, _, body) = post(
         &env,
         &format!("/v1/webhooks/dynamics?code={DATAVERSE_KEY}"),
@@ -170,12 +171,73 @@ async fn each_crms_own_notifications_are_verified_with_host_held_secrets() -> an
         "/v1/webhooks/dynamics",
         json_type,
         &[("x-webhook-key", DATAVERSE_KEY)],
+        dataverse_context(2).to_string(),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = post(
+        &env,
+        "/v1/webhooks/dynamics",
+        json_type,
+        &[],
+        context.clone(),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no key");
+
+    // Each delivery again (a captured request replayed, or the CRM
+    // retrying after a lost answer): answered as before, nothing taken
+    // twice. A replay with a wrong secret is still refused.
+    let (status, _, body) = post(
+        &env,
+        "/v1/webhooks/salesforce",
+        xml,
+        &[("soapaction", "\"\"")],
+        outbound_message(ORG_ID),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("<Ack>true</Ack>"),
+        "acknowledged again: {body}"
+    );
+    let (status, _, body) = post(
+        &env,
+        "/v1/webhooks/zoho",
+        json_type,
+        &[],
+        zoho_notification(ZOHO_TOKEN).to_string(),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body)?["replayed"], true);
+    let (status, _, body) = post(
+        &env,
+        &format!("/v1/webhooks/dynamics?code={DATAVERSE_KEY}"),
+        json_type,
+        &[],
         context.clone(),
     )
     .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _, _) = post(&env, "/v1/webhooks/dynamics", json_type, &[], context).await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "no key");
+    assert_eq!(serde_json::from_str::<Value>(&body)?["replayed"], true);
+    let (status, _, _) = post(
+        &env,
+        "/v1/webhooks/dynamics?code=guessed",
+        json_type,
+        &[],
+        context,
+    )
+    .await?;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a replay with a wrong key"
+    );
+    assert_eq!(
+        env.metric("leadgate_webhook_replays_total").await?,
+        Some(3.0)
+    );
 
     // One field event each: Salesforce Status, Zoho Lead_Status and
     // Dataverse statuscode twice.
@@ -188,6 +250,6 @@ async fn each_crms_own_notifications_are_verified_with_host_held_secrets() -> an
         .metric("leadgate_webhook_rejected_total")
         .await?
         .unwrap_or(0.0);
-    assert_eq!(refused, 3.0);
+    assert_eq!(refused, 4.0);
     env.stop().await
 }

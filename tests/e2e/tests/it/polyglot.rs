@@ -363,6 +363,13 @@ async fn webhooks_are_verified_by_the_python_and_javascript_components() -> anyh
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["received"], 1, "{answer}");
     let (status, answer) =
+        code(post("/v1/webhooks/pipedrive", basic("leadgate", &good), body).await?).await?;
+    assert_eq!(
+        (status, &answer["replayed"]),
+        (StatusCode::OK, &json!(true)),
+        "a replay: {answer}"
+    );
+    let (status, answer) =
         code(post("/v1/webhooks/pipedrive", basic("other", &good), body).await?).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "another user: {answer}");
     assert_eq!(answer["error"]["code"], "bad_signature", "{answer}");
@@ -388,6 +395,13 @@ async fn webhooks_are_verified_by_the_python_and_javascript_components() -> anyh
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["received"], 1, "{answer}");
     let (status, answer) =
+        code(post("/v1/webhooks/webhook", signed("msg_1", now, body), body).await?).await?;
+    assert_eq!(
+        (status, &answer["replayed"]),
+        (StatusCode::OK, &json!(true)),
+        "msg_1 again: {answer}"
+    );
+    let (status, answer) =
         code(post("/v1/webhooks/webhook", signed("msg_2", now, "{}"), body).await?).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "tampered body: {answer}");
     assert_eq!(answer["error"]["code"], "bad_signature", "{answer}");
@@ -396,6 +410,14 @@ async fn webhooks_are_verified_by_the_python_and_javascript_components() -> anyh
         code(post("/v1/webhooks/webhook", signed("msg_3", stale, body), body).await?).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "stale: {answer}");
     assert_eq!(answer["error"]["code"], "stale_timestamp", "{answer}");
+    assert_eq!(
+        env.metric("leadgate_webhook_events_total").await?,
+        Some(2.0)
+    );
+    assert_eq!(
+        env.metric("leadgate_webhook_replays_total").await?,
+        Some(2.0)
+    );
     env.stop().await
 }
 

@@ -370,6 +370,16 @@ async fn signed_webhooks_are_verified_by_the_adapter() -> anyhow::Result<()> {
     let ok = send(sign("POST", &url, body, &ts), ts.clone()).await?;
     assert_eq!(ok.status(), StatusCode::OK);
     assert_eq!(ok.json::<Value>().await?["received"], 1);
+    // The same delivery again, even freshly signed (HubSpot retries with a
+    // new timestamp): answered, not taken twice.
+    let later = (leadgate::now_ms() + 1).to_string();
+    let again = send(sign("POST", &url, body, &later), later).await?;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await?["replayed"], true);
+    assert_eq!(
+        env.metric("leadgate_webhook_events_total").await?,
+        Some(1.0)
+    );
     let forged = send(sign("POST", &url, "[]", &ts), ts.clone()).await?;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
