@@ -81,6 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let (credentials, admin_token_file) = credentials(&config)?;
     let state = Arc::new(AppState {
         credentials,
+        max_body_bytes: config.server.max_body_bytes,
         ingest: Ingest {
             outbox,
             renderer: registry.clone(),

@@ -16,7 +16,22 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new().route("/v1/destinations/{name}/resume", post(resume))
 }
 
-async fn resume(
+/// Lets a destination paused by a refused OAuth grant call its token
+/// endpoint again.
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{name}/resume",
+    tag = "operate",
+    params(("name" = String, Path, description = "The destination's name")),
+    responses(
+        (status = 200, description = "`destination`, `oauth` (whether it has a grant) and `was_paused`", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope operate (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 404, description = "No such destination", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["operate"]))
+)]
+pub async fn resume(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {

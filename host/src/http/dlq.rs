@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,16 +33,42 @@ pub fn operate_routes() -> axum::Router<Arc<AppState>> {
         .route("/v1/dead-letters/discard", post(discard))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this destination's dead letters.
     destination: Option<String>,
+    /// Most dead letters listed (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
-async fn list(
+/// Dead letters, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "read",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`dead_letters`: each with its `lead_id` and `job` (destination, attempts, last error, payload)", body = Object),
+        (status = 400, description = "A query parameter that does not parse (`invalid_query`)", body = super::openapi::ErrorAnswer),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
+pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))?;
+    if q.limit.is_some_and(|l| l == 0 || l > MAX_LIST) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_LIST}"),
+        )
+        .on_field("limit"));
+    }
     let rows = state
         .store
         .dead_letters(
@@ -58,7 +84,21 @@ async fn list(
     Ok(Json(serde_json::json!({ "dead_letters": items })).into_response())
 }
 
-async fn show(
+/// One job: its payload, every attempt and error, replays.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters/{id}",
+    tag = "read",
+    params(("id" = String, Path, description = "The job's id (see the list)")),
+    responses(
+        (status = 200, description = "The job with its attempts and audit", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 404, description = "No such job", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
+pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -71,7 +111,7 @@ async fn show(
 /// Which dead letters: listed ids, or every one of a destination.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Selection {
+pub struct Selection {
     #[serde(default)]
     ids: Vec<String>,
     /// With `all`: every dead letter of this destination.
@@ -79,6 +119,54 @@ struct Selection {
     #[serde(default)]
     all: bool,
 }
+
+/// Documented as what it accepts: either `ids` (at least one) or `all:
+/// true` with an optional `destination`, never both.
+impl utoipa::PartialSchema for Selection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+        };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let by_ids = ObjectBuilder::new()
+            .property(
+                "ids",
+                ArrayBuilder::new().items(string()).min_items(Some(1)),
+            )
+            .required("ids")
+            .property(
+                "all",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([false])),
+            )
+            .description(Some("These jobs"));
+        let all = ObjectBuilder::new()
+            .property(
+                "all",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([true])),
+            )
+            .required("all")
+            .property(
+                "destination",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some("Only this destination's")),
+            )
+            .property(
+                "ids",
+                ArrayBuilder::new().items(string()).max_items(Some(0)),
+            )
+            .description(Some("Every dead letter (of a destination)"));
+        utoipa::openapi::RefOr::T(Schema::OneOf(
+            OneOfBuilder::new().item(by_ids).item(all).build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for Selection {}
 
 impl Selection {
     async fn ids(self, state: &AppState) -> Result<Vec<String>, ApiError> {
@@ -101,15 +189,32 @@ impl Selection {
     }
 }
 
-#[derive(Deserialize)]
-struct ReplayRequest {
+/// Dead letters to put back in the queue.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ReplayRequest {
     #[serde(flatten)]
     selection: Selection,
     #[serde(default)]
     mapping: MappingChoice,
 }
 
-async fn replay(
+/// Puts dead letters back in the queue (idempotent: only a job still dead
+/// goes back).
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/replay",
+    tag = "operate",
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "`counts` by status and each job's `results` (`replayed`, `not_dead`, `unknown`, …)", body = Object),
+        (status = 400, description = "Not the JSON this takes (`malformed_json`)", body = super::openapi::ErrorAnswer),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope operate (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 422, description = "Neither `ids` nor `all` (`invalid_selection`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["operate"]))
+)]
+pub async fn replay(
     State(state): State<Arc<AppState>>,
     req: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -131,11 +236,14 @@ async fn replay(
     Ok(Json(summary(results)).into_response())
 }
 
-#[derive(Deserialize)]
-struct DiscardRequest {
+/// Dead letters to take out of the queue for good, and why.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct DiscardRequest {
     #[serde(flatten)]
     selection: Selection,
+    /// Why (kept in the audit trail).
     #[serde(default)]
+    #[schema(required = true, min_length = 1, pattern = r"\S")]
     reason: String,
 }
 
@@ -146,7 +254,23 @@ fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(ErrorCode::MalformedJson, e.body_text()))
 }
 
-async fn discard(
+/// Takes dead letters out of the queue for good, with a reason kept in
+/// the audit trail.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/discard",
+    tag = "operate",
+    request_body = DiscardRequest,
+    responses(
+        (status = 200, description = "`counts` by status and each job's `results`", body = Object),
+        (status = 400, description = "Not the JSON this takes (`malformed_json`)", body = super::openapi::ErrorAnswer),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope operate (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 422, description = "No reason (`reason_required`), or neither `ids` nor `all` (`invalid_selection`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["operate"]))
+)]
+pub async fn discard(
     State(state): State<Arc<AppState>>,
     req: Result<Json<DiscardRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {

@@ -6,23 +6,62 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, ErrorCode};
 use crate::metrics::Metrics;
-use crate::pipeline::ingest::{IngestError, PayloadError, TransformFailure};
+use crate::pipeline::ingest::{IngestError, IngestReport, PayloadError, TransformFailure};
 
+/// Posts leads as a source.
+#[utoipa::path(
+    post,
+    path = "/v1/leads",
+    tag = "ingest",
+    request_body(
+        content(
+            (super::openapi::LeadPayloadDoc = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+        description = "One lead, a JSON array of leads, or NDJSON (one lead per line)",
+    ),
+    responses(
+        (status = 202, description = "Every lead stored (new persons and duplicates)", body = IngestReport),
+        (status = 207, description = "Some leads stored, some rejected (see each result's errors)", body = IngestReport),
+        (status = 422, description = "No lead stored: each result says why; or the source's transform refused the payload", body = IngestReport),
+        (status = 400, description = "Not one lead, a JSON array or NDJSON (`malformed_json`, `empty_body`)", body = super::openapi::ErrorAnswer),
+        (status = 401, description = "No or an unknown API key", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "An admin token: only sources post leads", body = super::openapi::ErrorAnswer),
+        (status = 413, description = "Body over `server.max_body_bytes` or more leads than `server.max_leads_per_request`", body = super::openapi::ErrorAnswer),
+        (status = 429, description = "The source's backlog is full or it is over its rate limit; see `Retry-After`", body = super::openapi::ErrorAnswer),
+        (status = 502, description = "The source's transform failed", body = super::openapi::ErrorAnswer),
+        (status = 503, description = "The source's transform is not loaded", body = super::openapi::ErrorAnswer),
+    ),
+    security(("source_key" = []))
+)]
 pub async fn post_leads(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     // Every post counts, refused ones included.
     Metrics::add(&state.metrics.ingest_requests, 1);
-    let source = state.credentials.source(&headers)?;
+    // The caller is known before its body is read.
+    let source = state.credentials.source(request.headers())?;
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::new(
+                    ErrorCode::BodyTooLarge,
+                    format!("the body is over {} bytes", state.max_body_bytes),
+                )
+            } else {
+                ApiError::new(ErrorCode::UnreadableBody, format!("reading the body: {e}"))
+            }
+        })?;
     let report = state.ingest.accept(&source, &body).await?;
     let status = match (report.accepted, report.rejected) {
         (_, 0) => StatusCode::ACCEPTED,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod destinations;
 pub mod dlq;
 pub mod leads;
+pub mod openapi;
 pub mod read;
 pub mod serve;
 pub mod webhooks;
@@ -31,6 +32,8 @@ use crate::store::Store;
 pub struct AppState {
     /// Sources' API keys and admin tokens.
     pub credentials: auth::Credentials,
+    /// Largest request body read.
+    pub max_body_bytes: usize,
     pub ingest: Ingest,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
@@ -43,6 +46,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>, limits: &Limits) -> axum::Router {
     let open = axum::Router::new()
         .route("/v1/health", get(read::health))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/leads", post(leads::post_leads))
         .route("/v1/webhooks/{destination}", post(webhooks::receive));
     let read = axum::Router::new()
@@ -102,12 +106,15 @@ fn guarded(
 }
 
 /// Every error code the API answers with; each has one HTTP status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     RateLimited,
+    BodyTooLarge,
+    UnreadableBody,
+    InvalidQuery,
     NotFound,
     MalformedJson,
     EmptyBody,
@@ -133,8 +140,10 @@ impl ErrorCode {
             Unauthorized | BadSignature | StaleTimestamp => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound | WebhooksUnsupported => StatusCode::NOT_FOUND,
-            MalformedJson | EmptyBody | MalformedWebhook => StatusCode::BAD_REQUEST,
-            TooManyLeads => StatusCode::PAYLOAD_TOO_LARGE,
+            MalformedJson | EmptyBody | MalformedWebhook | UnreadableBody | InvalidQuery => {
+                StatusCode::BAD_REQUEST
+            }
+            TooManyLeads | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             BacklogFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
             TransformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TransformMalformed | TransformInvalidField | InvalidSelection | ReasonRequired => {

@@ -11,6 +11,21 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 use crate::store::load_person;
 
+/// A lead: normalized, its dedupe decision, each delivery and its audit
+/// trail.
+#[utoipa::path(
+    get,
+    path = "/v1/leads/{id}",
+    tag = "read",
+    params(("id" = String, Path, description = "The lead's id (from its ingest result)")),
+    responses(
+        (status = 200, description = "The lead, its decision, deliveries and audit trail", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 404, description = "No such lead", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
 pub async fn lead(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -22,6 +37,19 @@ pub async fn lead(
 }
 
 /// A person's golden record with each field's provenance, and its leads.
+#[utoipa::path(
+    get,
+    path = "/v1/persons/{id}",
+    tag = "read",
+    params(("id" = String, Path, description = "The person's id: the id of its first lead")),
+    responses(
+        (status = 200, description = "`person` (the golden record, each field's source, lead, time and rule) and `leads`", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+        (status = 404, description = "No such person", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
 pub async fn person(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -42,6 +70,18 @@ pub async fn person(
     Ok(Json(serde_json::json!({ "person": person, "leads": leads })).into_response())
 }
 
+/// The loaded adapters and transforms.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "read",
+    responses(
+        (status = 200, description = "`plugins` (each destination's adapter: version, hash, WIT version, calls, rate-limit windows, breaker, OAuth state) and `transforms`", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
 pub async fn plugins(State(state): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({
         "plugins": state.registry.status(),
@@ -52,6 +92,15 @@ pub async fn plugins(State(state): State<Arc<AppState>>) -> Response {
 
 /// Open to anyone: says the host is up and its store answers, nothing
 /// more (no counts, no names).
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "meta",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = Object, example = json!({"status": "ok"})),
+        (status = 500, description = "The store does not answer", body = super::openapi::ErrorAnswer),
+    )
+)]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     state
         .store
@@ -62,6 +111,17 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiE
 }
 
 /// The store's counts and the pipeline's latency summaries.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "read",
+    responses(
+        (status = 200, description = "`store` (leads, duplicates, jobs by state, per destination) and `latency` (lead-to-CRM per priority class)", body = Object),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
 pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let counts = state.store.counts().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
@@ -71,6 +131,18 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
     .into_response())
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "read",
+    responses(
+        (status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No admin token, or an unknown one", body = super::openapi::ErrorAnswer),
+        (status = 403, description = "The token lacks the scope read (named in the error's `scope`)", body = super::openapi::ErrorAnswer),
+    ),
+    security(("admin_token" = ["read"]))
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let counts = state.store.counts().await.ok();
     let destinations: Vec<_> = state

@@ -28,6 +28,20 @@ use crate::metrics::Metrics;
 /// 24 hours, HubSpot retries for up to 3 days).
 const REPLAY_WINDOW_MS: i64 = 4 * 24 * 3600 * 1000;
 
+/// A CRM's notification, verified by the destination's adapter.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{destination}",
+    tag = "webhooks",
+    params(("destination" = String, Path, description = "The destination whose CRM notifies")),
+    request_body(content = String, description = "The CRM's body, as signed", content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Verified: `received` events and `replayed`, or the acknowledgement the CRM expects (Salesforce: a SOAP `<Ack>true</Ack>`, text/xml)", body = Object),
+        (status = 400, description = "Verified but not the CRM's format (`malformed_webhook`)", body = super::openapi::ErrorAnswer),
+        (status = 401, description = "A bad signature or shared secret (`bad_signature`), or a timestamp outside the tolerance (`stale_timestamp`)", body = super::openapi::ErrorAnswer),
+        (status = 404, description = "No such destination, or its adapter takes no webhooks", body = super::openapi::ErrorAnswer),
+    )
+)]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(destination): Path<String>,

@@ -17,7 +17,7 @@ use crate::pipeline::route::Route;
 use crate::store::{DlqOutcome, DlqStatus, JobPayload, Replay, Store, StoreError, load_person};
 
 /// Which payload a replayed job is delivered with.
-#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MappingChoice {
     /// The payload the job was made with.

@@ -116,7 +116,7 @@ pub enum PayloadError {
 }
 
 /// What became of one lead of a payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
     /// Stored, a new person.
@@ -128,7 +128,7 @@ pub enum LeadStatus {
 }
 
 /// One lead's answer, by its index in the payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeadOutcome {
     pub index: usize,
     pub status: LeadStatus,
@@ -143,7 +143,7 @@ pub struct LeadOutcome {
 }
 
 /// What ingest did with a payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     /// Stored (new persons and duplicates).
     pub accepted: usize,

@@ -47,7 +47,7 @@ pub use phone::{PhoneInfo, normalize_phone, parse_phone};
 pub const RULES_VERSION: u32 = 2;
 
 /// A field that is wrong, and the rule it breaks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldIssue {
     pub field: String,
     pub rule: String,

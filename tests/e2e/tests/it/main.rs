@@ -3,6 +3,7 @@
 //! --test it dlq` runs one module.
 
 mod access;
+mod contract;
 mod crm_webhooks;
 mod dlq;
 mod dynamics;
