@@ -52,16 +52,15 @@ async fn schemathesis_finds_no_5xx_and_no_answer_off_the_document() -> anyhow::R
     let examples = long.unwrap_or_else(|| "25".into());
     let url = env.url("/openapi.json");
     let config = dir.join("schemathesis.toml");
+    // Schemathesis keeps a cache where it runs: not in the source tree.
+    let scratch = tempfile::tempdir()?;
+    let cwd = scratch.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         let mut st = Command::new(st);
-        st.args(["--config-file"]).arg(&config).args([
-            "run",
-            &url,
-            "--max-examples",
-            &examples,
-            "--workers",
-            "2",
-        ]);
+        st.current_dir(cwd)
+            .args(["--config-file"])
+            .arg(&config)
+            .args(["run", &url, "--max-examples", &examples, "--workers", "2"]);
         if deterministic {
             st.arg("--generation-deterministic");
         }
