@@ -150,6 +150,27 @@ fn lead_schema() -> Schema {
             ])),
         );
     }
+    let text = || {
+        ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+    };
+    lead = lead.property(
+        "consent",
+        ObjectBuilder::new()
+            .description(Some(
+                "The consent given, the same as the flat consent_* fields: `basis` (a GDPR \
+                 art. 6 lawful basis), `given_at` (RFC 3339 or a date), `text`, `version`, \
+                 `collected_by`.",
+            ))
+            .property("basis", text())
+            .property("given_at", text())
+            .property("text", text())
+            .property("version", text())
+            .property("collected_by", text())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+    );
     Schema::Object(lead.build())
 }
 

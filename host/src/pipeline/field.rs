@@ -58,6 +58,24 @@ pub enum LeadField {
     Country,
     DateOfBirth,
     Priority,
+    /// Provenance: the page the lead was collected on (an http(s) URL).
+    SourceUrl,
+    /// Provenance: when the lead was collected (RFC 3339, UTC).
+    CollectedAt,
+    /// Provenance: who or what collected it (a scraper, a form, a person).
+    Collector,
+    /// Consent: the lawful basis (GDPR art. 6: `consent`, `contract`,
+    /// `legal_obligation`, `vital_interests`, `public_task`,
+    /// `legitimate_interests`). Posted flat or as `consent.basis`.
+    ConsentBasis,
+    /// Consent: when it was given (RFC 3339, UTC).
+    ConsentGivenAt,
+    /// Consent: the wording the person agreed to.
+    ConsentText,
+    /// Consent: the version of that wording.
+    ConsentVersion,
+    /// Consent: who collected it.
+    ConsentCollectedBy,
 }
 
 use LeadField::*;
@@ -80,9 +98,9 @@ impl LeadField {
         match self {
             FullName => Some("name"),
             Email | Phone | FirstName | MiddleName | LastName | Company | Title | Website
-            | Street | City | Region | Postcode | Country | DateOfBirth | Priority => {
-                Some(self.name())
-            }
+            | Street | City | Region | Postcode | Country | DateOfBirth | Priority | SourceUrl
+            | CollectedAt | Collector | ConsentBasis | ConsentGivenAt | ConsentText
+            | ConsentVersion | ConsentCollectedBy => Some(self.name()),
             EmailSuggestion | EmailRole | EmailDisposable | PhoneExtension | PhoneType
             | NamePrefix | NameSuffix | CompanyKey | CompanyDomain => None,
         }
@@ -168,6 +186,14 @@ impl LeadField {
             Country => &lead.country,
             DateOfBirth => &lead.date_of_birth,
             Priority => &lead.priority,
+            SourceUrl => &lead.source_url,
+            CollectedAt => &lead.collected_at,
+            Collector => &lead.collector,
+            ConsentBasis => &lead.consent_basis,
+            ConsentGivenAt => &lead.consent_given_at,
+            ConsentText => &lead.consent_text,
+            ConsentVersion => &lead.consent_version,
+            ConsentCollectedBy => &lead.consent_collected_by,
             EmailRole | EmailDisposable => NONE,
         }
     }
@@ -197,6 +223,14 @@ impl LeadField {
             Country => &mut lead.country,
             DateOfBirth => &mut lead.date_of_birth,
             Priority => &mut lead.priority,
+            SourceUrl => &mut lead.source_url,
+            CollectedAt => &mut lead.collected_at,
+            Collector => &mut lead.collector,
+            ConsentBasis => &mut lead.consent_basis,
+            ConsentGivenAt => &mut lead.consent_given_at,
+            ConsentText => &mut lead.consent_text,
+            ConsentVersion => &mut lead.consent_version,
+            ConsentCollectedBy => &mut lead.consent_collected_by,
             EmailRole | EmailDisposable => return None,
         })
     }
@@ -222,8 +256,8 @@ mod tests {
         }
         assert_eq!(LeadField::parse("name"), Some(LeadField::FullName));
         assert_eq!(LeadField::from_posted("full_name"), None, "a custom key");
-        assert_eq!(LeadField::posted().count(), 16);
-        assert_eq!(LeadField::all().count(), 25);
+        assert_eq!(LeadField::posted().count(), 24);
+        assert_eq!(LeadField::all().count(), 33);
     }
 
     #[test]

@@ -430,6 +430,37 @@ properties:
     }
 
     #[test]
+    fn provenance_and_consent_map_like_any_field() {
+        let m = Mapping::parse(
+            "t.yaml",
+            r#"
+version: 1
+crm: test
+properties:
+  email: { from: email }
+  gdpr_basis: { from: consent_basis }
+  consent_date: { from: consent_given_at }
+  lead_source_page: { from: source_url }
+"#,
+        )
+        .unwrap();
+        let normalized = crate::pipeline::normalize::normalize(
+            &json!({"email": "a@b.com", "source_url": "https://example.com/form",
+                    "consent": {"basis": "consent", "given_at": "2026-12-01"}}),
+            &crate::pipeline::normalize::NormalizeOptions::with_region("US".parse().unwrap()),
+        )
+        .unwrap();
+        let props: std::collections::HashMap<String, String> = m
+            .render(&lead(serde_json::to_value(&normalized).unwrap()), &[])
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(props["gdpr_basis"], "consent");
+        assert_eq!(props["consent_date"], "2026-12-01T00:00:00Z");
+        assert_eq!(props["lead_source_page"], "https://example.com/form");
+    }
+
+    #[test]
     fn missing_required_is_named() {
         let m = Mapping::parse(
             "hubspot.yaml",

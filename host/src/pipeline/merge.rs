@@ -69,7 +69,8 @@ pub struct MergeConfig {
     /// The rule of every group not named in `fields`.
     pub default: Rule,
     /// Rules per field group (`email`, `phone`, `name`, `company`, `title`,
-    /// `website`, `address`, `date_of_birth`, `priority`, `custom`).
+    /// `website`, `address`, `date_of_birth`, `priority`, `provenance`,
+    /// `consent`, `custom`).
     pub fields: BTreeMap<String, Rule>,
     /// Trust per source name for `most_trusted` (higher wins; default 0).
     pub trust: BTreeMap<String, i64>,
@@ -515,6 +516,27 @@ static GROUPS: &[Group] = &[
     Group {
         name: "priority",
         fields: &[Priority],
+        text: None,
+        alternates: None,
+    },
+    // Where and when the person's data was collected, and the consent
+    // given: each moves as one (a newer consent replaces the whole
+    // record of the older one, never half of it).
+    Group {
+        name: "provenance",
+        fields: &[SourceUrl, CollectedAt, Collector],
+        text: None,
+        alternates: None,
+    },
+    Group {
+        name: "consent",
+        fields: &[
+            ConsentBasis,
+            ConsentGivenAt,
+            ConsentText,
+            ConsentVersion,
+            ConsentCollectedBy,
+        ],
         text: None,
         alternates: None,
     },

@@ -110,6 +110,30 @@ pub struct NormalizedLead {
     /// Suffix(es) after the name: `Jr`, `III`, `PhD`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name_suffix: Option<String>,
+    /// Provenance: the page the lead was collected on.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_url: Option<String>,
+    /// Provenance: when it was collected (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub collected_at: Option<String>,
+    /// Provenance: who or what collected it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub collector: Option<String>,
+    /// Consent: the lawful basis ([`consent_basis`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_basis: Option<String>,
+    /// Consent: when it was given (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_given_at: Option<String>,
+    /// Consent: the wording agreed to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_text: Option<String>,
+    /// Consent: the version of the wording.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_version: Option<String>,
+    /// Consent: who collected it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_collected_by: Option<String>,
     /// The company's matching key ([`company_key`]).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub company_key: Option<String>,
@@ -248,9 +272,77 @@ pub fn normalize(
         postcode_text: None,
     };
     for (key, value) in obj {
-        n.read(key, value);
+        match (key.as_str(), value) {
+            ("consent", Value::Object(consent)) => n.read_consent(consent),
+            ("consent", Value::Null) => {}
+            ("consent", other) => n.errors.push(FieldIssue::new(
+                "consent",
+                "wrong_type",
+                format!(
+                    "consent must be an object ({{basis, given_at, text, version, collected_by}}), not {}",
+                    json_type(other)
+                ),
+            )),
+            _ => n.read(key, value),
+        }
     }
     n.finish()
+}
+
+/// The lawful bases of GDPR article 6, as `consent_basis` holds them.
+pub const CONSENT_BASES: [&str; 6] = [
+    "consent",
+    "contract",
+    "legal_obligation",
+    "vital_interests",
+    "public_task",
+    "legitimate_interests",
+];
+
+/// A lawful basis as written (`Legitimate interests`, `legal-obligation`,
+/// `CONSENT`) in its canonical form.
+pub fn consent_basis(text: &str) -> Option<&'static str> {
+    let key: String = text
+        .trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    let key = key
+        .strip_suffix("_interest")
+        .map_or(key.clone(), |k| format!("{k}_interests"));
+    CONSENT_BASES.iter().copied().find(|b| *b == key)
+}
+
+/// An http(s) URL, normalized (scheme and host lower case).
+pub fn source_url(text: &str) -> Option<String> {
+    let url = leadgate_runtime::Url::parse(text.trim()).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then(|| url.to_string())
+}
+
+/// A point in time as RFC 3339 in UTC: from RFC 3339 with any offset, a
+/// date and time without one (taken as UTC, `T` or a space between), or a
+/// date (midnight UTC).
+pub fn timestamp(text: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let text = text.trim();
+    let utc = if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        t.to_offset(time::UtcOffset::UTC)
+    } else if let Ok(t) = time::PrimitiveDateTime::parse(
+        &text.replacen(' ', "T", 1),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ) {
+        t.assume_utc()
+    } else {
+        time::Date::parse(text, format_description!("[year]-[month]-[day]"))
+            .ok()?
+            .midnight()
+            .assume_utc()
+    };
+    utc.format(&Rfc3339).ok()
 }
 
 /// One lead being normalized: its fields as they are read, the errors
@@ -265,6 +357,24 @@ struct Normalizer<'a> {
 }
 
 impl Normalizer<'_> {
+    /// Reads a nested `consent` object: `{basis, given_at, text, version,
+    /// collected_by}`, the same as the flat `consent_*` keys.
+    fn read_consent(&mut self, consent: &serde_json::Map<String, Value>) {
+        for (key, value) in consent {
+            let flat = format!("consent_{key}");
+            match LeadField::from_posted(&flat) {
+                Some(_) => self.read(&flat, value),
+                None => self.errors.push(FieldIssue::new(
+                    &format!("consent.{key}"),
+                    "unknown_field",
+                    format!(
+                        "consent.{key} is not a consent field (basis, given_at, text, version, collected_by)"
+                    ),
+                )),
+            }
+        }
+    }
+
     /// Reads one posted key: a known field is normalized (a wrong type is
     /// an error, a value that normalizes to nothing a flag), any other key
     /// is kept as a custom attribute.
@@ -404,6 +514,71 @@ impl Normalizer<'_> {
             LeadField::DateOfBirth => {
                 self.lead.date_of_birth = Some(text.to_string());
                 outcome(self.lead.date_of_birth.as_deref())
+            }
+            LeadField::SourceUrl => match source_url(text) {
+                Some(url) => {
+                    let changed = url != raw_text;
+                    self.lead.source_url = Some(url);
+                    (true, changed)
+                }
+                None => {
+                    self.lead.flags.push(FieldIssue::new(
+                        "source_url",
+                        "invalid_url",
+                        format!("{text:?}: not an http(s) URL"),
+                    ));
+                    (false, true)
+                }
+            },
+            LeadField::CollectedAt | LeadField::ConsentGivenAt => match timestamp(text) {
+                Some(at) => {
+                    let changed = at != raw_text;
+                    let slot = if field == LeadField::CollectedAt {
+                        &mut self.lead.collected_at
+                    } else {
+                        &mut self.lead.consent_given_at
+                    };
+                    *slot = Some(at);
+                    (true, changed)
+                }
+                None => {
+                    self.lead.flags.push(FieldIssue::new(
+                        field.name(),
+                        "invalid_timestamp",
+                        format!("{text:?}: not an RFC 3339 time or a date (2026-12-05T10:00:00Z)"),
+                    ));
+                    (false, true)
+                }
+            },
+            LeadField::ConsentBasis => match consent_basis(text) {
+                Some(basis) => {
+                    self.lead.consent_basis = Some(basis.to_string());
+                    outcome(Some(basis))
+                }
+                None => {
+                    self.lead.flags.push(FieldIssue::new(
+                        "consent_basis",
+                        "invalid_consent_basis",
+                        format!(
+                            "{text:?}: not a lawful basis ({})",
+                            CONSENT_BASES.join(", ")
+                        ),
+                    ));
+                    (false, true)
+                }
+            },
+            LeadField::Collector
+            | LeadField::ConsentText
+            | LeadField::ConsentVersion
+            | LeadField::ConsentCollectedBy => {
+                let slot = match field {
+                    LeadField::Collector => &mut self.lead.collector,
+                    LeadField::ConsentText => &mut self.lead.consent_text,
+                    LeadField::ConsentVersion => &mut self.lead.consent_version,
+                    _ => &mut self.lead.consent_collected_by,
+                };
+                *slot = Some(text.to_string());
+                outcome(slot.as_deref())
             }
             LeadField::Priority => match text.to_ascii_uppercase().as_str() {
                 p @ ("P0" | "P1" | "P2") => {
@@ -857,6 +1032,115 @@ mod lead_tests {
             }
         }
         assert_eq!(rejected, 55);
+    }
+}
+
+#[cfg(test)]
+mod provenance_and_consent {
+    use super::*;
+    use serde_json::json;
+
+    fn norm(raw: Value) -> Result<NormalizedLead, Vec<FieldIssue>> {
+        normalize(&raw, &NormalizeOptions::with_region("US".parse().unwrap()))
+    }
+
+    #[test]
+    fn provenance_and_consent_are_first_class_fields() {
+        let lead = norm(json!({
+            "email": "ann@example.com",
+            "source_url": "HTTPS://Example.COM/contact?utm=x",
+            "collected_at": "2026-12-01T10:30:00+01:00",
+            "collector": "  webform-eu  ",
+            "consent": {
+                "basis": "Legitimate Interest",
+                "given_at": "2026-12-01",
+                "text": "You may contact me about offers.",
+                "version": "v3",
+                "collected_by": "Acme GmbH"
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            lead.source_url.as_deref(),
+            Some("https://example.com/contact?utm=x")
+        );
+        assert_eq!(lead.collected_at.as_deref(), Some("2026-12-01T09:30:00Z"));
+        assert_eq!(lead.collector.as_deref(), Some("webform-eu"));
+        assert_eq!(lead.consent_basis.as_deref(), Some("legitimate_interests"));
+        assert_eq!(
+            lead.consent_given_at.as_deref(),
+            Some("2026-12-01T00:00:00Z")
+        );
+        assert_eq!(lead.consent_version.as_deref(), Some("v3"));
+        assert_eq!(lead.consent_collected_by.as_deref(), Some("Acme GmbH"));
+        // The flat keys are the same fields.
+        let flat = norm(
+            json!({"email": "ann@example.com", "consent_basis": "CONSENT",
+                               "consent_given_at": "2026-12-01 10:00:00"}),
+        )
+        .unwrap();
+        assert_eq!(flat.consent_basis.as_deref(), Some("consent"));
+        assert_eq!(
+            flat.consent_given_at.as_deref(),
+            Some("2026-12-01T10:00:00Z")
+        );
+        // Every field reads and writes through LeadField.
+        for field in [
+            LeadField::SourceUrl,
+            LeadField::CollectedAt,
+            LeadField::ConsentBasis,
+            LeadField::ConsentText,
+        ] {
+            assert!(field.is_present(&lead), "{field:?}");
+            assert_eq!(LeadField::from_posted(field.name()), Some(field));
+        }
+    }
+
+    #[test]
+    fn bad_provenance_or_consent_is_named_and_never_kept() {
+        let lead = norm(json!({
+            "email": "ann@example.com",
+            "source_url": "javascript:alert(1)",
+            "collected_at": "yesterday",
+            "consent": {"basis": "because"}
+        }))
+        .unwrap();
+        let rules: Vec<(&str, &str)> = lead
+            .flags
+            .iter()
+            .map(|f| (f.field.as_str(), f.rule.as_str()))
+            .collect();
+        assert!(rules.contains(&("source_url", "invalid_url")), "{rules:?}");
+        assert!(
+            rules.contains(&("collected_at", "invalid_timestamp")),
+            "{rules:?}"
+        );
+        assert!(
+            rules.contains(&("consent_basis", "invalid_consent_basis")),
+            "{rules:?}"
+        );
+        assert_eq!(lead.source_url, None);
+        assert_eq!(lead.consent_basis, None);
+        // What was posted is kept beside the flags.
+        assert_eq!(lead.original["collected_at"], "yesterday");
+
+        let errors = norm(
+            json!({"email": "ann@example.com", "consent": {"basis": "consent", "proof": "x"}}),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "consent.proof");
+        assert_eq!(errors[0].rule, "unknown_field");
+        let errors = norm(json!({"email": "ann@example.com", "consent": "yes"})).unwrap_err();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].rule.as_str()),
+            ("consent", "wrong_type")
+        );
+        let errors =
+            norm(json!({"email": "ann@example.com", "consent": {"basis": 1}})).unwrap_err();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].rule.as_str()),
+            ("consent_basis", "wrong_type")
+        );
     }
 }
 
