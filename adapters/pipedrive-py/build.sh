@@ -36,13 +36,8 @@ mkdir -p "$OUT_DIR" || die "cannot create output directory $OUT_DIR"
 
 TOOLCHAINS="${LEADGATE_TOOLCHAINS:-$REPO/target/toolchains}"
 VENV="$TOOLCHAINS/py"
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  for cand in python3.11 python3.12 python3.13 python3; do
-    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
-  done
-fi
-[ -n "$PY" ] || die "no python3 found (set PYTHON=/path/to/python3)"
+# shellcheck source=tests/python.sh
+. "$REPO/tests/python.sh"
 
 installed_version() {
   # Prints the installed componentize-py version, or nothing.

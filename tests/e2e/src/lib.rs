@@ -143,6 +143,42 @@ impl TestEnv {
             .and_then(|v| v.trim().parse().ok()))
     }
 
+    /// Something for the admin API to show: one lead delivered and one
+    /// dead letter (posted while the CRM was down, with `max_attempts = 1`
+    /// in the host's configuration). Returns the lead's id and the dead
+    /// letter's job id; `tag` makes the emails unique.
+    pub async fn lead_and_dead_letter(&self, tag: &str) -> anyhow::Result<(String, String)> {
+        let answer = self
+            .post_accepted(
+                SCRAPER_KEY,
+                &[serde_json::json!({"email": format!("{tag}.1@example.com"), "first_name": "Ada"})],
+            )
+            .await?;
+        let lead = answer["results"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.drain(30).await?;
+        self.sim().set_faults(leadgate_sim::Faults {
+            outage: true,
+            ..leadgate_sim::Faults::default()
+        });
+        self.post_accepted(
+            SCRAPER_KEY,
+            &[serde_json::json!({"email": format!("{tag}.2@example.com")})],
+        )
+        .await?;
+        let counts = self.drain(30).await?;
+        self.sim().set_faults(leadgate_sim::Faults::default());
+        anyhow::ensure!(counts.jobs_dead == 1, "one dead letter: {counts:?}");
+        let (_, list) = self.get_json("/v1/dead-letters").await?;
+        let job = list["dead_letters"][0]["job"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok((lead, job))
+    }
+
     /// Waits for the outbox to drain; fails the test after `secs`.
     pub async fn drain(&self, secs: u64) -> anyhow::Result<leadgate::store::StoreCounts> {
         let (drained, counts) = self

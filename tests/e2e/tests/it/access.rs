@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use leadgate_e2e::{ADMIN_TOKEN, SCRAPER_KEY, TestEnv, WEBFORM_KEY};
-use leadgate_sim::{Faults, SimConfig};
+use leadgate_sim::SimConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,37 +69,10 @@ impl Caller {
     }
 }
 
-/// One lead delivered (its id) and one dead letter (its job id).
-async fn a_lead_and_a_dead_letter(env: &TestEnv) -> anyhow::Result<(String, String)> {
-    let answer = env
-        .post_accepted(
-            SCRAPER_KEY,
-            &[json!({"email": "access.1@example.com", "first_name": "Ada"})],
-        )
-        .await?;
-    let lead = answer["results"][0]["id"].as_str().unwrap().to_string();
-    env.drain(30).await?;
-    env.sim().set_faults(Faults {
-        outage: true,
-        ..Faults::default()
-    });
-    env.post_accepted(SCRAPER_KEY, &[json!({"email": "access.2@example.com"})])
-        .await?;
-    let counts = env.drain(30).await?;
-    assert_eq!(counts.jobs_dead, 1, "{counts:?}");
-    env.sim().set_faults(Faults::default());
-    let (_, list) = env.get_json("/v1/dead-letters").await?;
-    let job = list["dead_letters"][0]["job"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    Ok((lead, job))
-}
-
 #[tokio::test]
 async fn every_admin_route_asks_for_its_scope() -> anyhow::Result<()> {
     let env = TestEnv::start(SimConfig::default(), &tokens()).await?;
-    let (lead, job) = a_lead_and_a_dead_letter(&env).await?;
+    let (lead, job) = env.lead_and_dead_letter("access").await?;
     let routes: Vec<(Method, String, Option<Value>, &str)> = vec![
         (Method::GET, format!("/v1/leads/{lead}"), None, "read"),
         (Method::GET, format!("/v1/persons/{lead}"), None, "read"),

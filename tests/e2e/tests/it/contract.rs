@@ -11,31 +11,13 @@ use std::path::Path;
 use std::process::Command;
 
 use leadgate_e2e::{ADMIN_TOKEN, SCRAPER_KEY, TestEnv};
-use leadgate_sim::{Faults, SimConfig};
-use serde_json::json;
+use leadgate_sim::SimConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_5xx_and_no_answer_off_the_document() -> anyhow::Result<()> {
     let env = TestEnv::start(SimConfig::default(), "[delivery]\nmax_attempts = 1\n").await?;
     // Something to read: a delivered lead and a dead letter.
-    let answer = env
-        .post_accepted(SCRAPER_KEY, &[json!({"email": "contract.1@example.com"})])
-        .await?;
-    let lead = answer["results"][0]["id"].as_str().unwrap().to_string();
-    env.drain(30).await?;
-    env.sim().set_faults(Faults {
-        outage: true,
-        ..Faults::default()
-    });
-    env.post_accepted(SCRAPER_KEY, &[json!({"email": "contract.2@example.com"})])
-        .await?;
-    env.drain(30).await?;
-    env.sim().set_faults(Faults::default());
-    let (_, list) = env.get_json("/v1/dead-letters").await?;
-    let job = list["dead_letters"][0]["job"]["id"]
-        .as_str()
-        .expect("a dead letter")
-        .to_string();
+    let (lead, job) = env.lead_and_dead_letter("contract").await?;
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi");
     let setup = Command::new("bash").arg(dir.join("setup.sh")).output()?;
