@@ -12,7 +12,7 @@ use crate::config::{Config, Scope, resolve_secret};
 use crate::delivery::Workers;
 use crate::http::auth::Credentials;
 use crate::http::serve::{ServeOptions, serve, tls_config};
-use crate::http::{AppState, Limits, metrics_router, router};
+use crate::http::{AppState, metrics_router, router};
 use crate::metrics::Metrics;
 use crate::outbox::{Merging, Outbox};
 use crate::pipeline::backlog::Backlog;
@@ -121,13 +121,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         tracing::info!(addr = %metrics_addr.unwrap(), "metrics listening (no token asked)");
     }
     let tls = options.tls.is_some();
-    let limits = Limits {
-        max_body_bytes: config.server.max_body_bytes,
-        request_timeout: Duration::from_millis(config.server.request_timeout_ms),
-    };
     servers.push(tokio::spawn(serve(
         listener,
-        router(state, &limits),
+        router(
+            state,
+            Duration::from_millis(config.server.request_timeout_ms),
+        ),
         options,
         until_stopped(stopped),
     )));

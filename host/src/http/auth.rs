@@ -157,13 +157,16 @@ pub async fn require(
 }
 
 /// The admin token the host generated (or generated before) at `path`:
-/// read if the file exists, else 32 random bytes written hex-encoded to a
-/// new file only the owner can read. Never logged.
+/// read if the file exists (narrowed to its owner if others could read
+/// it), else 32 random bytes written hex-encoded to a new file only the
+/// owner can read. Never logged.
 pub fn generated_token(path: &Path) -> std::io::Result<(String, bool)> {
     use std::io::Write;
+
+    use crate::store::private;
     match std::fs::read_to_string(path) {
         Ok(token) => {
-            narrow_to_owner(path)?;
+            private::narrow_to_owner("the admin token file", &[path])?;
             let token = token.trim().to_string();
             if token.len() < crate::config::MIN_ADMIN_TOKEN_LEN {
                 return Err(std::io::Error::other(format!(
@@ -176,33 +179,15 @@ pub fn generated_token(path: &Path) -> std::io::Result<(String, bool)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent() {
+        private::private_dir(dir)?;
     }
     let bytes: [u8; 32] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = private::create_private(path)?;
     file.write_all(format!("{token}\n").as_bytes())?;
     file.sync_all()?;
     Ok((token, true))
-}
-
-/// A token file readable by others is narrowed to its owner.
-fn narrow_to_owner(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the admin token file was readable by others; narrowed to 0600");
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -42,8 +42,9 @@ pub struct AppState {
 
 /// Every route, grouped by what it asks of the caller: nothing (health),
 /// a source's API key (ingest), the CRM's signature (webhooks), or an
-/// admin token with a scope.
-pub fn router(state: Arc<AppState>, limits: &Limits) -> axum::Router {
+/// admin token with a scope. A request may take `request_timeout`, body
+/// included, and a body up to `state.max_body_bytes`.
+pub fn router(state: Arc<AppState>, request_timeout: std::time::Duration) -> axum::Router {
     let open = axum::Router::new()
         .route("/v1/health", get(read::health))
         .route("/openapi.json", get(openapi::openapi_json))
@@ -64,13 +65,13 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> axum::Router {
         .merge(guarded(read, Scope::Read, &state))
         .merge(guarded(operate, Scope::Operate, &state))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            limits.request_timeout,
+            request_timeout,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
+            request_timeout,
         ))
         // A bug must cost one request a 500, never the connection or a worker.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -84,13 +85,6 @@ pub fn metrics_router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(read::metrics))
         .with_state(state)
-}
-
-/// What one request may take.
-pub struct Limits {
-    pub max_body_bytes: usize,
-    /// The whole request, body included.
-    pub request_timeout: std::time::Duration,
 }
 
 /// `routes` behind an admin token with `scope`.

@@ -134,6 +134,12 @@ impl utoipa::ToSchema for LeadPayloadDoc {
 /// A lead as posted: the known fields (strings), any other key a custom
 /// attribute.
 fn lead_schema() -> Schema {
+    let text = || {
+        ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+    };
     let mut lead = ObjectBuilder::new()
         .description(Some(
             "A lead. Every field is optional; a source's acceptance rule (default: an email or a \
@@ -141,21 +147,8 @@ fn lead_schema() -> Schema {
         ))
         .additional_properties(Some(AdditionalProperties::FreeForm(true)));
     for field in LeadField::posted() {
-        let name = field.posted_name().expect("a posted field");
-        lead = lead.property(
-            name,
-            ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                Type::String,
-                Type::Null,
-            ])),
-        );
+        lead = lead.property(field.posted_name().expect("a posted field"), text());
     }
-    let text = || {
-        ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::String,
-            Type::Null,
-        ]))
-    };
     lead = lead.property(
         "consent",
         ObjectBuilder::new()

@@ -198,7 +198,8 @@ impl LeadField {
         }
     }
 
-    fn value_mut(self, lead: &mut NormalizedLead) -> Option<&mut Option<String>> {
+    /// The text fields' slots (None for the flags).
+    pub(crate) fn value_mut(self, lead: &mut NormalizedLead) -> Option<&mut Option<String>> {
         Some(match self {
             Email => &mut lead.email,
             EmailSuggestion => &mut lead.email_suggestion,

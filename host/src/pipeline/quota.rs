@@ -14,7 +14,6 @@ use crate::config::IngestRateLimit;
 pub struct SourceQuota {
     pub limit: IngestRateLimit,
     limiter: DefaultDirectRateLimiter,
-    clock: DefaultClock,
 }
 
 impl std::fmt::Debug for SourceQuota {
@@ -29,11 +28,9 @@ impl SourceQuota {
     pub fn new(limit: IngestRateLimit) -> Option<SourceQuota> {
         let quota = Quota::per_second(NonZeroU32::new(limit.leads_per_second)?)
             .allow_burst(NonZeroU32::new(limit.burst)?);
-        let clock = DefaultClock::default();
         Some(SourceQuota {
             limit,
-            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
-            clock,
+            limiter: RateLimiter::direct_with_clock(quota, DefaultClock::default()),
         })
     }
 
@@ -45,7 +42,7 @@ impl SourceQuota {
         };
         match self.limiter.check_n(n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(Some(not_until.wait_time_from(self.clock.now()))),
+            Ok(Err(not_until)) => Err(Some(not_until.wait_time_from(self.limiter.clock().now()))),
             Err(_) => Err(None),
         }
     }

@@ -3,6 +3,7 @@
 //! several hosts sharing the work.
 
 mod person;
+pub mod private;
 mod rows;
 mod sqlite;
 mod trail;

@@ -198,51 +198,23 @@ fn chunked<const W: usize>(
     Ok(())
 }
 
-/// Creates `dir` (and its parents) as the owner's alone (0700).
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if dir.exists() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// The database file is the owner's alone (0600): created so when missing
 /// (SQLite takes an empty file as an empty database, and gives its WAL and
 /// shared-memory files the database file's permissions), and narrowed
-/// when an older version left it readable by others.
+/// (with its WAL and shared memory) when an older version left it
+/// readable by others.
 fn private_database(path: &std::path::Path) -> std::io::Result<()> {
     if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
         return Ok(());
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-                tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the store was readable by others; narrowed to 0600");
-                for suffix in ["", "-wal", "-shm"] {
-                    let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-                    if file.exists() {
-                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-            }
-            Err(e) => return Err(e),
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    let shm = std::path::PathBuf::from(format!("{}-shm", path.display()));
+    match super::private::narrow_to_owner("the store", &[path, &wal, &shm]) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            super::private::create_private(path).map(drop)
         }
+        other => other,
     }
-    Ok(())
 }
 
 impl SqliteStore {
@@ -263,7 +235,7 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            private_dir(dir).map_err(io)?;
+            super::private::private_dir(dir).map_err(io)?;
         }
         private_database(options.get_filename()).map_err(io)?;
         let admin = SqlitePoolOptions::new()

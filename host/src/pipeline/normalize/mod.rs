@@ -533,12 +533,7 @@ impl Normalizer<'_> {
             LeadField::CollectedAt | LeadField::ConsentGivenAt => match timestamp(text) {
                 Some(at) => {
                     let changed = at != raw_text;
-                    let slot = if field == LeadField::CollectedAt {
-                        &mut self.lead.collected_at
-                    } else {
-                        &mut self.lead.consent_given_at
-                    };
-                    *slot = Some(at);
+                    *field.value_mut(&mut self.lead)? = Some(at);
                     (true, changed)
                 }
                 None => {
@@ -571,12 +566,7 @@ impl Normalizer<'_> {
             | LeadField::ConsentText
             | LeadField::ConsentVersion
             | LeadField::ConsentCollectedBy => {
-                let slot = match field {
-                    LeadField::Collector => &mut self.lead.collector,
-                    LeadField::ConsentText => &mut self.lead.consent_text,
-                    LeadField::ConsentVersion => &mut self.lead.consent_version,
-                    _ => &mut self.lead.consent_collected_by,
-                };
+                let slot = field.value_mut(&mut self.lead)?;
                 *slot = Some(text.to_string());
                 outcome(slot.as_deref())
             }
