@@ -26,6 +26,9 @@
 //!    in the simulated CRM, the CRM's and the destination's limits raised
 //!    (scenario `crms`).
 //!
+//! Scenarios 2–4 run with encryption at rest on and off, side by side
+//! (`LEADGATE_BENCH_ENCRYPTION=on|off` runs one).
+//!
 //! `cargo bench -p leadgate --bench ingest`. Environment knobs:
 //! `LEADGATE_BENCH_SECS` (measured seconds per timed scenario, default 5),
 //! `LEADGATE_BENCH_WARMUP_SECS` (default 1), `LEADGATE_BENCH_CONCURRENCY`
@@ -149,6 +152,9 @@ struct Settings {
     batch: usize,
     e2e_leads: usize,
     drain_timeout: Duration,
+    /// Encryption at rest in the single, batch and end-to-end scenarios:
+    /// on, off, or both side by side (`LEADGATE_BENCH_ENCRYPTION`).
+    sealing: Vec<bool>,
     only: Option<Vec<String>>,
     steady_rate: f64,
     steady_secs: f64,
@@ -177,6 +183,11 @@ impl Settings {
             steady_secs: env_f64("LEADGATE_BENCH_STEADY_SECS", 10.0).max(1.0),
             real_rate: env_f64("LEADGATE_BENCH_REAL_RATE", 800.0).max(10.0),
             readback_percent: env_f64("LEADGATE_BENCH_READBACK", 100.0).clamp(0.0, 100.0) as u32,
+            sealing: match std::env::var("LEADGATE_BENCH_ENCRYPTION").as_deref() {
+                Ok("on") => vec![true],
+                Ok("off") => vec![false],
+                _ => vec![true, false],
+            },
             only: std::env::var("LEADGATE_BENCH_ONLY")
                 .ok()
                 .filter(|v| !v.trim().is_empty())
@@ -397,13 +408,18 @@ struct Host {
     dir: tempfile::TempDir,
 }
 
+/// A scenario's label for encryption at rest on or off.
+fn sealing(sealed: bool) -> &'static str {
+    if sealed { ", sealed" } else { ", plain" }
+}
+
 /// `full` (fsync per commit, the default) or `normal`.
 fn durability() -> String {
     std::env::var("LEADGATE_BENCH_DURABILITY").unwrap_or_else(|_| "full".into())
 }
 
-async fn start_host(destination: Option<&str>) -> anyhow::Result<Host> {
-    start_host_with(destination, 100, true).await
+async fn start_host(destination: Option<&str>, sealed: bool) -> anyhow::Result<Host> {
+    start_host_with(destination, 100, true, sealed).await
 }
 
 /// `lifted`: the account's HubSpot quota is raised to match a simulator
@@ -413,6 +429,7 @@ async fn start_host_with(
     destination: Option<&str>,
     readback: u32,
     lifted: bool,
+    sealed: bool,
 ) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
@@ -421,6 +438,7 @@ async fn start_host_with(
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [store]\nurl = \"sqlite://{}\"\ndurability = \"{durability}\"\n\
+         [store.encryption]\nenabled = {sealed}\n\
          [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
         dir.path().join("leadgate.db").display()
     );
@@ -457,8 +475,13 @@ async fn stop_host(h: Host) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn durable(s: &Settings, concurrency: usize, leads: usize) -> anyhow::Result<Load> {
-    let h = start_host(None).await?;
+async fn durable(
+    s: &Settings,
+    concurrency: usize,
+    leads: usize,
+    sealed: bool,
+) -> anyhow::Result<Load> {
+    let h = start_host(None, sealed).await?;
     let url = format!("{}/v1/leads", h.host.url());
     let load = timed_load(&url, concurrency, leads, Expect::AllAccepted, s).await;
     let counts = h.host.store.counts().await;
@@ -502,14 +525,14 @@ struct EndToEnd {
     first_error: Option<String>,
 }
 
-async fn end_to_end(s: &Settings) -> anyhow::Result<EndToEnd> {
+async fn end_to_end(s: &Settings, sealed: bool) -> anyhow::Result<EndToEnd> {
     let sim = leadgate_sim::Simulator::start(leadgate_sim::SimConfig {
         burst_limit: u32::MAX / 2,
         daily_limit: u32::MAX / 2,
         ..Default::default()
     })
     .await?;
-    let h = start_host(Some(&sim.base_url())).await?;
+    let h = start_host(Some(&sim.base_url()), sealed).await?;
     let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
     let client = client()?;
     let batches = s.e2e_leads.div_ceil(s.batch);
@@ -786,7 +809,7 @@ async fn steady(s: &Settings, rate: f64, real: bool) -> anyhow::Result<Steady> {
         }
     };
     let sim = leadgate_sim::Simulator::start(sim_config).await?;
-    let h = start_host_with(Some(&sim.base_url()), s.readback_percent, !real).await?;
+    let h = start_host_with(Some(&sim.base_url()), s.readback_percent, !real, true).await?;
     let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
     let client = client()?;
     let period = Duration::from_secs_f64(s.batch as f64 / rate);
@@ -1002,101 +1025,109 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         });
     }
 
-    if s.wants("single") {
-        let l = durable(&s, s.concurrency, 1).await?;
-        println!(
-            "  durable single: {} leads in {:.1} s, {} errors",
-            l.leads, l.seconds, l.errors
-        );
-        let ratio = bare_rate
-            .map(|b| format!("{:.0}% of bare; ", 100.0 * l.rate() / b))
-            .unwrap_or_default();
-        rows.push(Row {
-            scenario: format!("durable ingest (1 lead, c={})", s.concurrency),
-            rate: format!("{}/s", thousands(l.lead_rate())),
-            p50: ms(l.p(0.50)),
-            p99: ms(l.p(0.99)),
-            notes: format!(
-                "{ratio}SQLite WAL, durability {}, no destinations{}",
-                durability(),
-                errors_note(l.errors, &l.first_error)
-            ),
-        });
-    }
+    for &sealed in &s.sealing {
+        if s.wants("single") {
+            let l = durable(&s, s.concurrency, 1, sealed).await?;
+            println!(
+                "  durable single: {} leads in {:.1} s, {} errors",
+                l.leads, l.seconds, l.errors
+            );
+            let ratio = bare_rate
+                .map(|b| format!("{:.0}% of bare; ", 100.0 * l.rate() / b))
+                .unwrap_or_default();
+            rows.push(Row {
+                scenario: format!(
+                    "durable ingest (1 lead, c={}){}",
+                    s.concurrency,
+                    sealing(sealed)
+                ),
+                rate: format!("{}/s", thousands(l.lead_rate())),
+                p50: ms(l.p(0.50)),
+                p99: ms(l.p(0.99)),
+                notes: format!(
+                    "{ratio}SQLite WAL, durability {}, no destinations{}",
+                    durability(),
+                    errors_note(l.errors, &l.first_error)
+                ),
+            });
+        }
 
-    if s.wants("batch") {
-        let l = durable(&s, s.batch_concurrency, s.batch).await?;
-        println!(
-            "  durable batch: {} leads ({} requests) in {:.1} s, {} errors",
-            l.leads, l.requests, l.seconds, l.errors
-        );
-        rows.push(Row {
-            scenario: format!(
-                "durable ingest ({}/batch, c={})",
-                s.batch, s.batch_concurrency
-            ),
-            rate: format!("{}/s", thousands(l.lead_rate())),
-            p50: ms(l.p(0.50)),
-            p99: ms(l.p(0.99)),
-            notes: format!(
-                "{} req/s; latency per request; durability {}; no destinations{}",
-                thousands(l.rate()),
-                durability(),
-                errors_note(l.errors, &l.first_error)
-            ),
-        });
-    }
+        if s.wants("batch") {
+            let l = durable(&s, s.batch_concurrency, s.batch, sealed).await?;
+            println!(
+                "  durable batch: {} leads ({} requests) in {:.1} s, {} errors",
+                l.leads, l.requests, l.seconds, l.errors
+            );
+            rows.push(Row {
+                scenario: format!(
+                    "durable ingest ({}/batch, c={}){}",
+                    s.batch,
+                    s.batch_concurrency,
+                    sealing(sealed)
+                ),
+                rate: format!("{}/s", thousands(l.lead_rate())),
+                p50: ms(l.p(0.50)),
+                p99: ms(l.p(0.99)),
+                notes: format!(
+                    "{} req/s; latency per request; durability {}; no destinations{}",
+                    thousands(l.rate()),
+                    durability(),
+                    errors_note(l.errors, &l.first_error)
+                ),
+            });
+        }
 
-    if s.wants("e2e") {
-        let e = end_to_end(&s).await?;
-        println!(
-            "  end to end: {} leads acknowledged in {:.2} s ({} leads/s; {} contacts delivered meanwhile, {}/s), \
+        if s.wants("e2e") {
+            let e = end_to_end(&s, sealed).await?;
+            println!(
+                "  end to end: {} leads acknowledged in {:.2} s ({} leads/s; {} contacts delivered meanwhile, {}/s), \
              all in the CRM after {:.2} s (delivery alone: {}/s), outbox {} after {:.2} s \
              (one Store::counts: {}); {} contacts, {} jobs delivered, {} dead; \
              simulator: {} requests, {} 429s, {} 5xx",
-            e.leads,
-            e.ingest_secs,
-            thousands(e.leads as f64 / e.ingest_secs),
-            e.contacts_at_ingest_end,
-            thousands(e.contacts_at_ingest_end as f64 / e.ingest_secs),
-            e.crm_secs,
-            thousands(
-                (e.leads as f64 - e.contacts_at_ingest_end as f64).max(0.0)
-                    / (e.crm_secs - e.ingest_secs).max(1e-3)
-            ),
-            if e.drained { "drained" } else { "NOT drained" },
-            e.total_secs,
-            ms(e.counts_query),
-            e.contacts,
-            e.delivered,
-            e.dead,
-            e.sim_requests,
-            e.sim_429,
-            e.sim_5xx
-        );
-        let verdict = if e.drained && e.contacts as u64 == e.leads && e.errors == 0 {
-            "ok"
-        } else {
-            "MISMATCH"
-        };
-        rows.push(Row {
-            scenario: "end-to-end to simulator".into(),
-            rate: format!("{}/s", thousands(e.leads as f64 / e.total_secs)),
-            p50: ms(Duration::from_micros(e.hist.value_at_quantile(0.50))),
-            p99: ms(Duration::from_micros(e.hist.value_at_quantile(0.99))),
-            notes: format!(
-                "{} leads, {}/batch, c={}, first post to drain {:.1} s (ingest {:.1} s); \
-                 {} contacts ({verdict}), {} 429s; sim rate limit lifted{}",
-                thousands(e.leads as f64),
-                s.batch,
-                s.batch_concurrency,
-                e.total_secs,
+                e.leads,
                 e.ingest_secs,
-                thousands(e.contacts as f64),
+                thousands(e.leads as f64 / e.ingest_secs),
+                e.contacts_at_ingest_end,
+                thousands(e.contacts_at_ingest_end as f64 / e.ingest_secs),
+                e.crm_secs,
+                thousands(
+                    (e.leads as f64 - e.contacts_at_ingest_end as f64).max(0.0)
+                        / (e.crm_secs - e.ingest_secs).max(1e-3)
+                ),
+                if e.drained { "drained" } else { "NOT drained" },
+                e.total_secs,
+                ms(e.counts_query),
+                e.contacts,
+                e.delivered,
+                e.dead,
+                e.sim_requests,
                 e.sim_429,
-                errors_note(e.errors, &e.first_error)
-            ),
-        });
+                e.sim_5xx
+            );
+            let verdict = if e.drained && e.contacts as u64 == e.leads && e.errors == 0 {
+                "ok"
+            } else {
+                "MISMATCH"
+            };
+            rows.push(Row {
+                scenario: format!("end-to-end to simulator{}", sealing(sealed)),
+                rate: format!("{}/s", thousands(e.leads as f64 / e.total_secs)),
+                p50: ms(Duration::from_micros(e.hist.value_at_quantile(0.50))),
+                p99: ms(Duration::from_micros(e.hist.value_at_quantile(0.99))),
+                notes: format!(
+                    "{} leads, {}/batch, c={}, first post to drain {:.1} s (ingest {:.1} s); \
+                 {} contacts ({verdict}), {} 429s; sim rate limit lifted{}",
+                    thousands(e.leads as f64),
+                    s.batch,
+                    s.batch_concurrency,
+                    e.total_secs,
+                    e.ingest_secs,
+                    thousands(e.contacts as f64),
+                    e.sim_429,
+                    errors_note(e.errors, &e.first_error)
+                ),
+            });
+        }
     }
 
     if s.wants("crms") {

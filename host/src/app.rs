@@ -18,6 +18,8 @@ use crate::outbox::{Merging, Outbox};
 use crate::pipeline::backlog::Backlog;
 use crate::pipeline::ingest::{Ingest, Source, SourceTransform};
 use crate::plugins::{self, Registry};
+use crate::store::rotation::Rotation;
+use crate::store::seal::{Crypt, KeySource, Keyring};
 use crate::store::{self, Store, StoreCounts};
 
 /// A running host.
@@ -26,6 +28,8 @@ pub struct RunningHost {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// The store's keys and re-sealing passes.
+    pub rotation: Arc<Rotation>,
     /// Where `/metrics` is served without a token (`server.metrics_listen`).
     pub metrics_addr: Option<SocketAddr>,
     /// The generated admin token's file, when no token is configured.
@@ -42,9 +46,10 @@ pub struct RunningHost {
 
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
-    let store = store::open(&config.store.url, config.store.durability)
+    let store = store::open(&config.store.url, config.store.durability, crypt(&config)?)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
+    let rotation = Rotation::start(store.clone()).await?;
     let index = crate::outbox::load_index(&*store, &config.dedupe).await?;
     tracing::info!(
         leads = index.len(),
@@ -93,6 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         store: store.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
+        rotation: rotation.clone(),
     });
     let backlog_refresh = backlog.spawn_refresh(store.clone());
     let (stop_server, stopped) = tokio::sync::watch::channel(false);
@@ -136,6 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         store,
         registry,
         metrics,
+        rotation,
         metrics_addr,
         admin_token_file,
         tls,
@@ -146,6 +153,33 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         backlog_refresh,
         _watcher: watcher,
     })
+}
+
+/// How the store seals personal data: the configured keys, or the key
+/// file (generated on first start); nothing when encryption is off.
+pub fn crypt(config: &Config) -> anyhow::Result<Crypt> {
+    let encryption = &config.store.encryption;
+    if !encryption.enabled {
+        tracing::warn!(
+            "store.encryption.enabled is false: personal data is written to the store in plain text"
+        );
+        return Ok(Crypt::off());
+    }
+    let (keyring, fresh) = Keyring::load(encryption, config.key_file(), resolve_secret)?;
+    match keyring.source() {
+        KeySource::File(path) if fresh => tracing::info!(
+            path = %path.display(),
+            "generated the store's data and index keys into this file (mode 0600): back it up, the store cannot be read without it"
+        ),
+        KeySource::File(path) => {
+            tracing::info!(path = %path.display(), current = %keyring.current(), "store encryption keys")
+        }
+        KeySource::Config => tracing::info!(
+            current = %keyring.current(),
+            "store encryption keys from the configuration"
+        ),
+    }
+    Ok(Crypt::new(Arc::new(keyring)))
 }
 
 /// Resolves once the host is told to stop.

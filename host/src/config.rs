@@ -142,6 +142,9 @@ pub struct StoreConfig {
     /// `full`: a commit survives power loss; `normal`: it survives a crash
     /// of the process only.
     pub durability: crate::store::Durability,
+    /// Encryption at rest of personal data.
+    #[serde(default)]
+    pub encryption: crate::store::seal::EncryptionConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -433,6 +436,11 @@ impl Config {
         if self.store.group_commit_max == 0 {
             return Err(invalid("store.group_commit_max", "must be at least 1"));
         }
+        if let Err(crate::store::seal::SealError::Config { key, reason }) =
+            self.store.encryption.validate()
+        {
+            return Err(invalid(key, reason));
+        }
         self.validate_server()?;
         // Every credential is distinct: a source key, an admin token.
         let mut keys = BTreeMap::new();
@@ -584,6 +592,16 @@ impl Config {
             return Some(self.auth.token_file.clone());
         }
         Some(self.sqlite_dir()?.join("admin-token"))
+    }
+
+    /// Where the generated data and index keys are kept:
+    /// `store.encryption.key_file`, or `keys` beside an SQLite store.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        let configured = &self.store.encryption.key_file;
+        if !configured.as_os_str().is_empty() {
+            return Some(configured.clone());
+        }
+        Some(self.sqlite_dir()?.join("keys"))
     }
 
     /// The folder of an SQLite store's file.

@@ -6,6 +6,7 @@ pub mod dedupe;
 pub mod demo;
 pub mod destination;
 pub mod dlq;
+pub mod keys;
 pub mod new;
 pub mod normalize;
 pub mod plugin;
@@ -92,6 +93,13 @@ enum Command {
         #[command(subcommand)]
         command: destination::DestinationCommand,
     },
+    /// The store's encryption keys on a running host: status, rotate.
+    Keys {
+        #[command(flatten)]
+        host: api::HostArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Check a configuration file and print the result.
     CheckConfig {
         #[arg(long, short)]
@@ -166,6 +174,7 @@ pub fn main() -> ExitCode {
             Command::Destination { host, command } => {
                 destination::run(host.connect()?, command).await
             }
+            Command::Keys { host, command } => keys::run(host.connect()?, command).await,
             Command::New(NewCommand::Adapter { name, dir, sdk }) => {
                 let made = new::new_adapter(&name, dir.as_deref(), sdk.as_deref())?;
                 let dir = made.crate_dir.display();

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod destinations;
 pub mod dlq;
+pub mod keys;
 pub mod leads;
 pub mod openapi;
 pub mod read;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// The store's keys and re-sealing passes.
+    pub rotation: Arc<crate::store::rotation::Rotation>,
 }
 
 /// Every route, grouped by what it asks of the caller: nothing (health),
@@ -64,6 +67,7 @@ pub fn router(state: Arc<AppState>, request_timeout: std::time::Duration) -> axu
         .merge(open)
         .merge(guarded(read, Scope::Read, &state))
         .merge(guarded(operate, Scope::Operate, &state))
+        .merge(guarded(keys::routes(), Scope::Admin, &state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -120,6 +124,7 @@ pub enum ErrorCode {
     TransformFailed,
     InvalidSelection,
     ReasonRequired,
+    EncryptionOff,
     WebhooksUnsupported,
     BadSignature,
     StaleTimestamp,
@@ -144,6 +149,7 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             TransformFailed => StatusCode::BAD_GATEWAY,
+            EncryptionOff => StatusCode::CONFLICT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -33,6 +33,7 @@ use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
 use crate::pipeline::mapping::{MappedRoute, Renderer};
 use crate::pipeline::merge::MergeConfig;
 use crate::pipeline::normalize::NormalizedLead;
+use crate::store::seal::Crypt;
 use crate::store::{Store, StoreError};
 
 pub use jobs::{idempotency_key, revision_key};
@@ -77,6 +78,7 @@ type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 pub struct Outbox {
     tx: mpsc::Sender<(Vec<PreparedLead>, Reply)>,
     dedupe: Arc<DedupeConfig>,
+    crypt: Crypt,
     work: Arc<Notify>,
 }
 
@@ -104,6 +106,7 @@ impl Outbox {
         work: Arc<Notify>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
         let dedupe = Arc::new(index.config().clone());
+        let crypt = store.crypt().clone();
         let (tx, rx) = mpsc::channel(4096);
         // The writer goes on deciding while a commit runs and sends each
         // group at once; the committer takes every group sent meanwhile
@@ -131,7 +134,15 @@ impl Outbox {
             let _ = writer.await;
             let _ = committer.await;
         });
-        (Outbox { tx, dedupe, work }, task)
+        (
+            Outbox {
+                tx,
+                dedupe,
+                crypt,
+                work,
+            },
+            task,
+        )
     }
 
     /// Tells idle delivery workers there is new work (after a replay).
@@ -143,6 +154,15 @@ impl Outbox {
     /// [`Features`] off the writer's path).
     pub fn dedupe_config(&self) -> &DedupeConfig {
         &self.dedupe
+    }
+
+    /// A lead's dedupe fingerprints as the index and the store keep them
+    /// (blinded when the store seals personal data).
+    pub fn fingerprints(&self, lead: &NormalizedLead) -> Vec<String> {
+        crate::pipeline::dedupe::fingerprints(lead)
+            .into_iter()
+            .map(|fp| self.crypt.fingerprint(fp))
+            .collect()
     }
 
     /// Commits `leads`; the answer comes after the transaction is durable.
@@ -165,7 +185,6 @@ mod tests {
     //! what one person's leads become in the queue.
 
     use super::*;
-    use crate::pipeline::dedupe::fingerprints;
     use crate::pipeline::mapping::{LeadFields, Mapping};
     use crate::pipeline::normalize::{NormalizeOptions, normalize};
     use crate::pipeline::route::{Priority, Route, route};
@@ -198,7 +217,9 @@ mod tests {
     async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("outbox.db").display());
-        let store = crate::store::open(&url, Durability::Full).await.unwrap();
+        let store = crate::store::open(&url, Durability::Full, Crypt::ephemeral())
+            .await
+            .unwrap();
         let mapping = Mapping::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/hubspot.yaml"),
         )
@@ -234,7 +255,7 @@ mod tests {
                 id: id.into(),
                 source: "web".into(),
                 received_at_ms: now,
-                fingerprints: fingerprints(&lead),
+                fingerprints: self.outbox.fingerprints(&lead),
                 features: Features::from_lead(&lead, self.outbox.dedupe_config(), now),
                 routes: self.renderer.render_all(&lead, routes),
                 raw,

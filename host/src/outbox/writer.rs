@@ -409,6 +409,7 @@ pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Dedu
         days => crate::now_ms() - i64::from(days) * 86_400_000,
     };
     let mut index = Deduper::new(config.clone());
+    let crypt = store.crypt();
     store
         .load_dedupe_records(since, &mut |mut r| {
             let lead = serde_json::from_str::<NormalizedLead>(&r.normalized).ok();
@@ -417,7 +418,10 @@ pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Dedu
             // counts from the person's last lead), and so must the rebuilt
             // index.
             if let Some(lead) = &lead {
-                for fp in fingerprints(lead) {
+                for fp in fingerprints(lead)
+                    .into_iter()
+                    .map(|fp| crypt.fingerprint(fp))
+                {
                     if !r.fingerprints.contains(&fp) {
                         r.fingerprints.push(fp);
                     }

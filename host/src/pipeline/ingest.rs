@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxError, PreparedLead};
 use crate::pipeline::backlog::Backlog;
-use crate::pipeline::dedupe::{Decision, Features, fingerprints};
+use crate::pipeline::dedupe::{Decision, Features};
 use crate::pipeline::mapping::Renderer;
 use crate::pipeline::normalize::{FieldIssue, NormalizeOptions, normalize};
 use crate::pipeline::route::{Priority, route};
@@ -296,7 +296,7 @@ impl Ingest {
             id: uuid::Uuid::now_v7().to_string(),
             source: source.name.clone(),
             received_at_ms: now,
-            fingerprints: fingerprints(&lead),
+            fingerprints: self.outbox.fingerprints(&lead),
             features: Features::from_lead(&lead, self.outbox.dedupe_config(), now),
             routes: self.renderer.render_all(&lead, routes),
             raw,

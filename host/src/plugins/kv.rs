@@ -93,12 +93,21 @@ impl KvStore for StoreKv {
 mod tests {
     use super::*;
 
+    /// The keys every store of a test seals with (a reopened store must
+    /// read what the first wrote).
+    static CRYPT: std::sync::LazyLock<crate::store::seal::Crypt> =
+        std::sync::LazyLock::new(crate::store::seal::Crypt::ephemeral);
+
+    async fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+        let url = format!("sqlite://{}", dir.join("kv.db").display());
+        crate::store::open(&url, crate::store::Durability::Full, CRYPT.clone())
+            .await
+            .unwrap()
+    }
+
     async fn kv() -> (tempfile::TempDir, StoreKv, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("kv.db").display());
-        let store = crate::store::open(&url, crate::store::Durability::Full)
-            .await
-            .unwrap();
+        let store = open(dir.path()).await;
         (dir, StoreKv::new(store.clone()), store)
     }
 
@@ -114,12 +123,7 @@ mod tests {
             Some(b"17".to_vec())
         );
         drop((kv, store));
-        let url = format!("sqlite://{}", dir.path().join("kv.db").display());
-        let kv = StoreKv::new(
-            crate::store::open(&url, crate::store::Durability::Full)
-                .await
-                .unwrap(),
-        );
+        let kv = StoreKv::new(open(dir.path()).await);
         assert_eq!(
             kv.get("pipedrive-eu", "email:a@x.com").await,
             Some(b"17".to_vec())

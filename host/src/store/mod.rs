@@ -4,7 +4,9 @@
 
 mod person;
 pub mod private;
+pub mod rotation;
 mod rows;
+pub mod seal;
 mod sqlite;
 mod trail;
 
@@ -31,6 +33,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
 }
 
 /// The text form of a persisted state, and its parse (each value is
@@ -391,6 +395,9 @@ pub struct DedupeRecord {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// How this store seals personal data (and blinds what it indexes).
+    fn crypt(&self) -> &seal::Crypt;
+
     /// Commits leads, fingerprints, jobs and events in one transaction.
     async fn insert_leads(&self, leads: &[NewLead]) -> Result<(), StoreError>;
 
@@ -570,6 +577,45 @@ pub trait Store: Send + Sync + 'static {
         token: &StoredRefreshToken,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    /// The data key every sealed value was under when the last re-sealing
+    /// pass finished ("" after a run with encryption off; None: never
+    /// recorded).
+    async fn sealed_under(&self) -> Result<Option<String>, StoreError>;
+
+    /// Records that every value is sealed under `key` ("": plain text).
+    async fn set_sealed_under(&self, key: &str) -> Result<(), StoreError>;
+
+    /// One step of a re-sealing pass: up to `limit` rows from `cursor` on,
+    /// each value not sealed under the current key (older key, or plain
+    /// text from before encryption) sealed again under it, and plain
+    /// fingerprints and plugin keys blinded. Rows written meanwhile are
+    /// left as they are. Returns the next cursor (None: the pass is done).
+    async fn reseal(&self, cursor: ResealCursor, limit: u32) -> Result<Resealed, StoreError>;
+
+    /// Leaves no copy of rewritten or deleted values in the store's files
+    /// (after a re-sealing pass or an erasure): deleted content is
+    /// overwritten as it is freed, and this moves the write-ahead log into
+    /// the database and empties it.
+    async fn scrub(&self) -> Result<(), StoreError>;
+}
+
+/// Where a re-sealing pass is: a table (in the store's own order) and the
+/// last row done in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResealCursor {
+    pub table: usize,
+    pub after: i64,
+}
+
+/// What one [`Store::reseal`] step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    pub next: Option<ResealCursor>,
+    /// Rows read.
+    pub scanned: u64,
+    /// Values sealed again (or blinded).
+    pub changed: u64,
 }
 
 /// A destination's refresh token as the store keeps it.
@@ -593,14 +639,16 @@ pub enum Durability {
     Normal,
 }
 
-/// Opens the store named by `url`, running migrations.
+/// Opens the store named by `url`, running migrations; personal data is
+/// sealed by `crypt`.
 pub async fn open(
     url: &str,
     durability: Durability,
+    crypt: seal::Crypt,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
-            SqliteStore::open(url, durability).await?,
+            SqliteStore::open(url, durability, crypt).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))

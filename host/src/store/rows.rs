@@ -4,6 +4,7 @@
 //! its merge and the person's record are JSON texts, serialized once here;
 //! the database parses nothing.
 
+use super::seal::{Column, Crypt};
 use super::{JobState, NewLead, StoredEnum};
 
 /// One bound value.
@@ -67,7 +68,8 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("rows serialize")
 }
 
-pub(crate) fn new_rows(leads: &[NewLead]) -> NewRows {
+/// The rows of `leads`, personal data sealed by `crypt`.
+pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
     let mut rows = NewRows {
         leads: Vec::with_capacity(leads.len()),
         jobs: Vec::with_capacity(leads.iter().map(|l| l.jobs.len()).sum()),
@@ -81,13 +83,20 @@ pub(crate) fn new_rows(leads: &[NewLead]) -> NewRows {
             at.into(),
             l.state.as_str().into(),
             l.person_id.as_str().into(),
-            json(&l.decision).into(),
+            crypt
+                .seal(Column::LeadDecision, &l.id, json(&l.decision))
+                .into(),
             i64::from(l.rules_version).into(),
             i64::from(l.fp_version).into(),
-            json(&l.raw).into(),
-            json(&*l.normalized).into(),
+            crypt.seal(Column::LeadRaw, &l.id, json(&l.raw)).into(),
+            crypt
+                .seal(Column::LeadNormalized, &l.id, json(&*l.normalized))
+                .into(),
             l.new_fingerprints.join(" ").into(),
-            l.merge.as_ref().map(json).into(),
+            l.merge
+                .as_ref()
+                .map(|m| crypt.seal(Column::LeadMerge, &l.id, json(m)))
+                .into(),
         ]);
         for j in &l.jobs {
             rows.jobs.push([
@@ -98,10 +107,15 @@ pub(crate) fn new_rows(leads: &[NewLead]) -> NewRows {
                 j.state.as_str().into(),
                 j.priority.as_i64().into(),
                 at.into(),
-                json(&j.payload).into(),
+                crypt
+                    .seal(Column::JobPayload, &j.id, json(&j.payload))
+                    .into(),
                 j.mapping_version.as_str().into(),
                 j.sla_deadline_ms.into(),
-                j.last_error.as_deref().into(),
+                j.last_error
+                    .as_ref()
+                    .map(|e| crypt.seal(Column::JobError, &j.id, e.clone()))
+                    .into(),
                 at.into(),
                 at.into(),
                 (j.state == JobState::Dead).then_some(at).into(),
@@ -118,7 +132,7 @@ pub(crate) fn new_rows(leads: &[NewLead]) -> NewRows {
             rows.persons.push([
                 p.id.as_str().into(),
                 i64::from(p.revision).into(),
-                json(p).into(),
+                crypt.seal(Column::PersonRecord, &p.id, json(p)).into(),
                 l.received_at_ms.into(),
             ]);
         }

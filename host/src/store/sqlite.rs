@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::trail::ingest_trail;
 
 use super::rows::{self, Col};
+use super::seal::{Column, Crypt};
 use super::*;
 
 /// Adds the adapter version that ran to an event's detail.
@@ -53,6 +54,7 @@ pub struct SqliteStore {
     writes: mpsc::Sender<WriteCmd>,
     admin: SqlitePool,
     pool: SqlitePool,
+    crypt: Crypt,
     _checkpointer: AbortOnDrop,
 }
 
@@ -218,7 +220,11 @@ fn private_database(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str, durability: Durability) -> Result<SqliteStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        durability: Durability,
+        crypt: Crypt,
+    ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -230,7 +236,10 @@ impl SqliteStore {
             // Commits never stop to checkpoint; a background task does it.
             .pragma("wal_autocheckpoint", "0")
             .pragma("cache_size", format!("-{}", OTHER_CACHE_KIB))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Freed content (a value re-sealed, a row deleted) is
+            // overwritten with zeros, not left in free pages.
+            .pragma("secure_delete", "on");
         let io = |e: std::io::Error| StoreError::Database(sqlx::Error::Io(e));
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
@@ -265,6 +274,7 @@ impl SqliteStore {
             writes,
             admin,
             pool,
+            crypt,
             _checkpointer: AbortOnDrop(checkpointer),
         })
     }
@@ -305,11 +315,15 @@ async fn checkpoint_loop(pool: SqlitePool) {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn crypt(&self) -> &Crypt {
+        &self.crypt
+    }
+
     async fn insert_leads(&self, leads: &[NewLead]) -> Result<(), StoreError> {
         if leads.is_empty() {
             return Ok(());
         }
-        let rows = rows::new_rows(leads);
+        let rows = rows::new_rows(leads, &self.crypt);
         let mut statements = Vec::new();
         chunked(&LEAD_INSERTS, rows.leads, &mut statements)?;
         chunked(&JOB_INSERTS, rows.jobs, &mut statements)?;
@@ -334,11 +348,12 @@ impl Store for SqliteStore {
         .fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
             let fps: String = r.get(4);
+            let id: String = r.get(0);
             each(super::DedupeRecord {
-                id: r.get(0),
+                normalized: self.crypt.open(Column::LeadNormalized, &id, r.get(3))?,
+                id,
                 person_id: r.get(1),
                 received_at_ms: r.get(2),
-                normalized: r.get(3),
                 fingerprints: fps
                     .split(' ')
                     .filter(|f| !f.is_empty())
@@ -451,7 +466,7 @@ impl Store for SqliteStore {
         next: LeaseRequest<'_>,
         now_ms: i64,
     ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
-        let (rows, events) = completion_rows(adapter, results, now_ms);
+        let (rows, events) = completion_rows(adapter, results, now_ms, &self.crypt);
         let rows = self
             .write(
                 COMPLETE_AND_LEASE,
@@ -467,7 +482,7 @@ impl Store for SqliteStore {
                 ])?,
             )
             .await?;
-        completed_and_leased(results, rows)
+        completed_and_leased(results, rows, &self.crypt)
     }
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
@@ -482,14 +497,16 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        let json =
-            |s: String| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()));
+        let json = |column, s: String| -> Result<serde_json::Value, StoreError> {
+            let text = self.crypt.open(column, id, s)?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
         let jobs = sqlx::query(job_view_sql!("WHERE lead_id = ?1 ORDER BY seq"))
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(job_view)
+            .map(|r| job_view(r, &self.crypt))
             .collect::<Result<Vec<_>, _>>()?;
         let stored = sqlx::query(
             "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE lead_id = ?1 ORDER BY seq",
@@ -498,7 +515,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(event_row)
+        .map(|r| event_row(r, &self.crypt))
         .collect::<Result<Vec<_>, StoreError>>()?;
         let mut view = LeadView {
             id: row.get(0),
@@ -506,12 +523,15 @@ impl Store for SqliteStore {
             received_at_ms: row.get(2),
             status: LeadState::parse(row.get(3))?,
             person_id: row.get(4),
-            dedupe: json(row.get(5))?,
+            dedupe: json(Column::LeadDecision, row.get(5))?,
             rules_version: row.get::<i64, _>(6) as u32,
             fingerprint_version: row.get::<i64, _>(7) as u32,
-            raw: json(row.get(8))?,
-            normalized: json(row.get(9))?,
-            merge: row.get::<Option<String>, _>(10).map(json).transpose()?,
+            raw: json(Column::LeadRaw, row.get(8))?,
+            normalized: json(Column::LeadNormalized, row.get(9))?,
+            merge: row
+                .get::<Option<String>, _>(10)
+                .map(|m| json(Column::LeadMerge, m))
+                .transpose()?,
             deliveries: jobs,
             audit: Vec::new(),
         };
@@ -526,19 +546,24 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
         {
-            return Ok(Some(StoredPerson::Merged(row.get(0))));
+            return Ok(Some(StoredPerson::Merged(self.crypt.open(
+                Column::PersonRecord,
+                id,
+                row.get(0),
+            )?)));
         }
-        Ok(
-            sqlx::query("SELECT source, received_at, normalized FROM leads WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| StoredPerson::FirstLead {
+        sqlx::query("SELECT source, received_at, normalized FROM leads WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(StoredPerson::FirstLead {
                     source: r.get(0),
                     received_at_ms: r.get(1),
-                    normalized: r.get(2),
-                }),
-        )
+                    normalized: self.crypt.open(Column::LeadNormalized, id, r.get(2))?,
+                })
+            })
+            .transpose()
     }
 
     async fn persons(
@@ -555,20 +580,22 @@ impl Store for SqliteStore {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
+                let id: String = r.get(0);
                 let stored = match r.get::<Option<String>, _>(1) {
-                    Some(record) => StoredPerson::Merged(record),
+                    Some(record) => {
+                        StoredPerson::Merged(self.crypt.open(Column::PersonRecord, &id, record)?)
+                    }
                     None => StoredPerson::FirstLead {
                         source: r.get(2),
                         received_at_ms: r.get(3),
-                        normalized: r.get(4),
+                        normalized: self.crypt.open(Column::LeadNormalized, &id, r.get(4))?,
                     },
                 };
-                (r.get(0), stored)
+                Ok((id, stored))
             })
-            .collect())
+            .collect()
     }
 
     async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -589,7 +616,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let lead_id: String = row.get("lead_id");
-        let job = job_view(row)?;
+        let job = job_view(row, &self.crypt)?;
         let person_id: String = sqlx::query_scalar("SELECT person_id FROM leads WHERE id = ?1")
             .bind(&lead_id)
             .fetch_one(&self.pool)
@@ -618,7 +645,11 @@ impl Store for SqliteStore {
             }
             let (payload, mapping) = match &r.remapped {
                 Some((p, m)) => (
-                    Some(serde_json::to_string(p).expect("payload serializes")),
+                    Some(self.crypt.seal(
+                        Column::JobPayload,
+                        &r.id,
+                        serde_json::to_string(p).expect("payload serializes"),
+                    )),
                     Some(m.as_str()),
                 ),
                 None => (None, None),
@@ -636,7 +667,7 @@ impl Store for SqliteStore {
             .bind(mapping)
             .fetch_one(&mut *tx)
             .await?;
-            Self::dlq_event(
+            self.dlq_event(
                 &mut tx,
                 &r.id,
                 now_ms,
@@ -679,7 +710,8 @@ impl Store for SqliteStore {
                         .bind(now_ms)
                         .execute(&mut *tx)
                         .await?;
-                    Self::dlq_event(&mut tx, id, now_ms, EventKind::Discarded, detail).await?;
+                    self.dlq_event(&mut tx, id, now_ms, EventKind::Discarded, detail)
+                        .await?;
                     DlqStatus::Discarded
                 }
             };
@@ -699,16 +731,29 @@ impl Store for SqliteStore {
         key: &str,
         now_ms: i64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        // The blinded key, or the plain one an entry written before
+        // encryption still has until the re-sealing pass blinds it.
+        let stored = self.crypt.kv_key(namespace, key);
         let row = sqlx::query(
-            "SELECT value FROM plugin_kv WHERE namespace = ?1 AND key = ?2
-                 AND (expires_at IS NULL OR expires_at > ?3)",
+            "SELECT key, value FROM plugin_kv WHERE namespace = ?1 AND key IN (?2, ?4)
+                 AND (expires_at IS NULL OR expires_at > ?3)
+             ORDER BY key = ?2 DESC LIMIT 1",
         )
         .bind(namespace)
-        .bind(key)
+        .bind(&stored)
         .bind(now_ms)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let found: String = row.get(0);
+        Ok(Some(self.crypt.open_bytes(
+            Column::KvValue,
+            &kv_row(namespace, &found),
+            row.get(1),
+        )?))
     }
 
     async fn kv_set(
@@ -720,6 +765,10 @@ impl Store for SqliteStore {
         now_ms: i64,
         max_entries: usize,
     ) -> Result<bool, StoreError> {
+        let key = self.crypt.kv_key(namespace, key);
+        let value = self
+            .crypt
+            .seal_bytes(Column::KvValue, &kv_row(namespace, &key), value);
         let rows = self
             .write(
                 "BEGIN IMMEDIATE;
@@ -734,8 +783,8 @@ impl Store for SqliteStore {
                  COMMIT;",
                 args([
                     namespace.to_string().into(),
-                    key.to_string().into(),
-                    value.to_vec().into(),
+                    key.into(),
+                    value.into(),
                     expires_at_ms.into(),
                     now_ms.into(),
                     (max_entries as i64).into(),
@@ -782,10 +831,15 @@ impl Store for SqliteStore {
         .bind(destination)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| StoredRefreshToken {
-            refresh_token: r.get(0),
-            configured_hash: r.get(1),
-        }))
+        row.map(|r| {
+            Ok(StoredRefreshToken {
+                refresh_token: self
+                    .crypt
+                    .open(Column::RefreshToken, destination, r.get(0))?,
+                configured_hash: r.get(1),
+            })
+        })
+        .transpose()
     }
 
     async fn set_oauth_refresh_token(
@@ -803,7 +857,13 @@ impl Store for SqliteStore {
              COMMIT;",
             args([
                 destination.to_string().into(),
-                token.refresh_token.clone().into(),
+                self.crypt
+                    .seal(
+                        Column::RefreshToken,
+                        destination,
+                        token.refresh_token.clone(),
+                    )
+                    .into(),
                 token.configured_hash.clone().into(),
                 now_ms.into(),
             ])?,
@@ -815,12 +875,56 @@ impl Store for SqliteStore {
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
         self.write(
             "BEGIN IMMEDIATE;
-             DELETE FROM plugin_kv WHERE namespace = ?1 AND key = ?2;
+             DELETE FROM plugin_kv WHERE namespace = ?1 AND key IN (?2, ?3);
              COMMIT;",
-            args([namespace.to_string().into(), key.to_string().into()])?,
+            args([
+                namespace.to_string().into(),
+                self.crypt.kv_key(namespace, key).into(),
+                key.to_string().into(),
+            ])?,
         )
         .await?;
         Ok(())
+    }
+
+    async fn sealed_under(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'sealed_under'")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_sealed_under(&self, key: &str) -> Result<(), StoreError> {
+        self.write(
+            "BEGIN IMMEDIATE;
+             INSERT INTO store_meta (key, value) VALUES ('sealed_under', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+             COMMIT;",
+            args([key.to_string().into()])?,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        // TRUNCATE waits for readers and writers, copies every page of the
+        // WAL into the database and truncates the WAL to zero bytes.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+
+    async fn reseal(&self, cursor: ResealCursor, limit: u32) -> Result<Resealed, StoreError> {
+        let Some(keyring) = self.crypt.keyring() else {
+            return Ok(Resealed::default());
+        };
+        match cursor.table {
+            t if t < SEALED_TABLES.len() => self.reseal_rows(keyring, cursor, limit).await,
+            t if t == SEALED_TABLES.len() => self.reseal_kv(keyring).await,
+            _ => Ok(Resealed::default()),
+        }
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
@@ -896,13 +1000,233 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|r| {
                 let lead: String = r.get("lead_id");
-                Ok((lead, job_view(r)?))
+                Ok((lead, job_view(r, &self.crypt)?))
             })
             .collect()
     }
 }
 
+/// A table with sealed columns, for re-sealing passes.
+struct SealedTable {
+    table: &'static str,
+    /// The column naming the row in the associated data.
+    row: &'static str,
+    columns: &'static [(&'static str, Column)],
+    /// A column of space-separated fingerprints, blinded by the pass.
+    fingerprints: Option<&'static str>,
+}
+
+/// Every table with sealed columns but `plugin_kv` (no rowid: its own
+/// step, last), in the order a pass takes them.
+const SEALED_TABLES: [SealedTable; 5] = [
+    SealedTable {
+        table: "leads",
+        row: "id",
+        columns: &[
+            ("decision", Column::LeadDecision),
+            ("raw", Column::LeadRaw),
+            ("normalized", Column::LeadNormalized),
+            ("merge", Column::LeadMerge),
+        ],
+        fingerprints: Some("fingerprints"),
+    },
+    SealedTable {
+        table: "jobs",
+        row: "id",
+        columns: &[
+            ("payload", Column::JobPayload),
+            ("last_error", Column::JobError),
+        ],
+        fingerprints: None,
+    },
+    SealedTable {
+        table: "events",
+        row: "lead_id",
+        columns: &[("detail", Column::EventDetail)],
+        fingerprints: None,
+    },
+    SealedTable {
+        table: "persons",
+        row: "id",
+        columns: &[("record", Column::PersonRecord)],
+        fingerprints: None,
+    },
+    SealedTable {
+        table: "oauth_tokens",
+        row: "destination",
+        columns: &[("refresh_token", Column::RefreshToken)],
+        fingerprints: None,
+    },
+];
+
+/// A sealed table's statements: the select of a step, and one
+/// conditional update per column (fingerprints last).
+struct ResealSql {
+    select: String,
+    updates: Vec<String>,
+}
+
+static RESEAL_SQL: LazyLock<Vec<ResealSql>> = LazyLock::new(|| {
+    SEALED_TABLES
+        .iter()
+        .map(|t| {
+            let columns: Vec<&str> = t
+                .columns
+                .iter()
+                .map(|c| c.0)
+                .chain(t.fingerprints)
+                .collect();
+            ResealSql {
+                select: format!(
+                    "SELECT rowid, {}, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                    t.row,
+                    columns.join(", "),
+                    t.table
+                ),
+                updates: columns
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "UPDATE {} SET {c} = ?1 WHERE rowid = ?2 AND {c} IS ?3",
+                            t.table
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+});
+
 impl SqliteStore {
+    /// A re-sealing step over one [`SEALED_TABLES`] table.
+    async fn reseal_rows(
+        &self,
+        keyring: &seal::Keyring,
+        cursor: ResealCursor,
+        limit: u32,
+    ) -> Result<Resealed, StoreError> {
+        let table = &SEALED_TABLES[cursor.table];
+        let sql = &RESEAL_SQL[cursor.table];
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.select.as_str()))
+            .bind(cursor.after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut statements = Vec::new();
+        let mut after = cursor.after;
+        for r in &rows {
+            let rowid: i64 = r.get(0);
+            after = rowid;
+            let id: String = r.get(1);
+            for (i, (_, column)) in table.columns.iter().enumerate() {
+                let Some(old) = r.get::<Option<String>, _>(2 + i) else {
+                    continue;
+                };
+                if keyring.is_current(&old) {
+                    continue;
+                }
+                let new = keyring.seal(*column, &id, &keyring.open(*column, &id, &old)?);
+                statements.push((
+                    sql.updates[i].as_str(),
+                    args([new.into(), rowid.into(), old.into()])?,
+                ));
+            }
+            if table.fingerprints.is_some() {
+                let i = table.columns.len();
+                let old: String = r.get(2 + i);
+                let fps = || old.split(' ').filter(|f| !f.is_empty());
+                if fps().any(|f| !seal::is_blind_fingerprint(f)) {
+                    let new: Vec<String> =
+                        fps().map(|f| keyring.blinder().fingerprint(f)).collect();
+                    statements.push((
+                        sql.updates[i].as_str(),
+                        args([new.join(" ").into(), rowid.into(), old.clone().into()])?,
+                    ));
+                }
+            }
+        }
+        let changed = statements.len() as u64;
+        if !statements.is_empty() {
+            self.transaction(statements).await?;
+        }
+        let next = if rows.len() < limit as usize {
+            ResealCursor {
+                table: cursor.table + 1,
+                after: 0,
+            }
+        } else {
+            ResealCursor {
+                table: cursor.table,
+                after,
+            }
+        };
+        Ok(Resealed {
+            next: Some(next),
+            scanned: rows.len() as u64,
+            changed,
+        })
+    }
+
+    /// The re-sealing step over the plugins' key-value entries (few: each
+    /// namespace is capped), all at once: plain keys blinded, values
+    /// sealed again.
+    async fn reseal_kv(&self, keyring: &seal::Keyring) -> Result<Resealed, StoreError> {
+        let rows = sqlx::query("SELECT namespace, key, value FROM plugin_kv")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut statements = Vec::new();
+        let mut changed = 0;
+        for r in &rows {
+            let (namespace, key, value): (String, String, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
+            let blind = if seal::is_blind_kv_key(&key) {
+                key.clone()
+            } else {
+                keyring.blinder().kv_key(&namespace, &key)
+            };
+            let sealed = std::str::from_utf8(&value)
+                .ok()
+                .filter(|t| seal::is_sealed(t));
+            if blind == key && sealed.is_some_and(|t| keyring.is_current(t)) {
+                continue;
+            }
+            let plain = match sealed {
+                Some(t) => keyring.open(Column::KvValue, &kv_row(&namespace, &key), t)?,
+                None => value.clone(),
+            };
+            let new = keyring
+                .seal(Column::KvValue, &kv_row(&namespace, &blind), &plain)
+                .into_bytes();
+            changed += 1;
+            // A plain key whose blinded twin was written meanwhile (after
+            // encryption came on) yields to it.
+            statements.push((
+                "UPDATE OR IGNORE plugin_kv SET key = ?1, value = ?2
+                 WHERE namespace = ?3 AND key = ?4 AND value = ?5",
+                args([
+                    blind.clone().into(),
+                    new.into(),
+                    namespace.clone().into(),
+                    key.clone().into(),
+                    value.into(),
+                ])?,
+            ));
+            if blind != key {
+                statements.push((
+                    "DELETE FROM plugin_kv WHERE namespace = ?1 AND key = ?2",
+                    args([namespace.into(), key.into()])?,
+                ));
+            }
+        }
+        if !statements.is_empty() {
+            self.transaction(statements).await?;
+        }
+        Ok(Resealed {
+            next: None,
+            scanned: rows.len() as u64,
+            changed,
+        })
+    }
+
     /// Runs one write transaction on the writer task: `sql` begins
     /// (`BEGIN IMMEDIATE;`) and commits it itself, so the writer is taken
     /// once for the whole transaction. Returns the rows its statements
@@ -943,26 +1267,35 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(event_row)
+        .map(|r| event_row(r, &self.crypt))
         .collect()
     }
 
     async fn dlq_event(
+        &self,
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         job_id: &str,
         now_ms: i64,
         event: EventKind,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
+        let lead_id: String = sqlx::query_scalar("SELECT lead_id FROM jobs WHERE id = ?1")
+            .bind(job_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let detail = self
+            .crypt
+            .seal(Column::EventDetail, &lead_id, detail.to_string());
         sqlx::query(
             "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
-             SELECT lead_id, id, ?2, ?5, ?3, ?4 FROM jobs WHERE id = ?1",
+             VALUES (?6, ?1, ?2, ?5, ?3, ?4)",
         )
         .bind(job_id)
         .bind(now_ms)
         .bind(event.as_str())
-        .bind(detail.to_string())
+        .bind(detail)
         .bind(Stage::Dlq.as_str())
+        .bind(lead_id)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -1005,7 +1338,7 @@ impl SqliteStore {
 const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
     INSERT INTO events (lead_id, job_id, at, stage, event, detail)
     SELECT e.value->>'lead', e.value->>'job', ?2, ?8, e.value->>'ev',
-           json(e.value->'detail')
+           e.value->>'detail'
     FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
     WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
     UPDATE jobs SET state = r.value->>'st',
@@ -1095,18 +1428,24 @@ fn completion_rows(
     adapter: &str,
     results: &[(LeasedJob, JobResult)],
     now_ms: i64,
+    crypt: &Crypt,
 ) -> (String, String) {
     let mut rows = Vec::with_capacity(results.len());
     let mut events = Vec::with_capacity(results.len());
     for (job, result) in results {
         let c = Completion::of(result);
         let finished = matches!(c.state, JobState::Delivered | JobState::Dead).then_some(now_ms);
+        let error = c
+            .error
+            .map(|e| crypt.seal(Column::JobError, &job.id, e.to_string()));
         rows.push(serde_json::json!({
             "id": job.id, "st": c.state.as_str(), "next": c.next_at, "add": c.add,
-            "err": c.error, "crm": c.crm_id, "out": c.outcome, "fin": finished,
+            "err": error, "crm": c.crm_id, "out": c.outcome, "fin": finished,
         }));
         let mut detail = with_adapter(adapter, c.detail);
         detail["attempt"] = (job.attempts + c.add).into();
+        // Stored as text (sealed, or the JSON itself).
+        let detail = crypt.seal(Column::EventDetail, &job.lead_id, detail.to_string());
         events.push(serde_json::json!({
             "lead": job.lead_id, "job": job.id, "ev": c.event.as_str(), "detail": detail,
         }));
@@ -1122,6 +1461,7 @@ fn completion_rows(
 fn completed_and_leased(
     results: &[(LeasedJob, JobResult)],
     rows: Vec<sqlx::sqlite::SqliteRow>,
+    crypt: &Crypt,
 ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
     let mut done = std::collections::HashSet::new();
     let mut jobs = Vec::new();
@@ -1132,13 +1472,13 @@ fn completed_and_leased(
             continue;
         }
         jobs.push(LeasedJob {
+            payload: crypt.open(Column::JobPayload, &id, r.get(7))?,
             id,
             seq: r.get(2),
             lead_id: r.get(3),
             idempotency_key: r.get(4),
             attempts: r.get::<i64, _>(5) as u32,
             priority: priority(r.get(6))?,
-            payload: r.get(7),
             created_at_ms: r.get(8),
         });
     }
@@ -1150,14 +1490,20 @@ fn completed_and_leased(
     Ok((applied, jobs))
 }
 
+/// The row a plugin key-value entry's value is sealed for.
+fn kv_row(namespace: &str, stored_key: &str) -> String {
+    format!("{namespace}/{stored_key}")
+}
+
 fn priority(n: i64) -> Result<Priority, StoreError> {
     Priority::from_i64(n).ok_or_else(|| StoreError::Corrupt(format!("priority {n}")))
 }
 
-fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
-    let detail: String = r.get(5);
+fn event_row(r: sqlx::sqlite::SqliteRow, crypt: &Crypt) -> Result<Event, StoreError> {
+    let lead_id: String = r.get(0);
+    let detail = crypt.open(Column::EventDetail, &lead_id, r.get(5))?;
     Ok(Event {
-        lead_id: r.get(0),
+        lead_id,
         job_id: r.get(1),
         at_ms: r.get(2),
         stage: Stage::parse(r.get(3))?,
@@ -1166,10 +1512,16 @@ fn event_row(r: sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
     })
 }
 
-fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
-    let payload = JobPayload::parse(r.get(11)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+fn job_view(r: sqlx::sqlite::SqliteRow, crypt: &Crypt) -> Result<JobView, StoreError> {
+    let id: String = r.get(0);
+    let payload = crypt.open(Column::JobPayload, &id, r.get(11))?;
+    let payload = JobPayload::parse(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let last_error = r
+        .get::<Option<String>, _>(9)
+        .map(|e| crypt.open(Column::JobError, &id, e))
+        .transpose()?;
     Ok(JobView {
-        id: r.get(0),
+        id,
         destination: r.get(1),
         state: JobState::parse(&r.get::<String, _>(2))?,
         priority: priority(r.get(3))?,
@@ -1178,7 +1530,7 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
         sla_deadline_ms: r.get(6),
         crm_id: r.get(7),
         outcome: r.get(8),
-        last_error: r.get(9),
+        last_error,
         mapping_version: r.get(10),
         payload: payload.view(),
         created_at_ms: r.get(13),
@@ -1192,6 +1544,10 @@ fn job_view(r: sqlx::sqlite::SqliteRow) -> Result<JobView, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys every store of these tests seals with (a reopened store
+    /// reads what the first wrote).
+    static CRYPT: LazyLock<Crypt> = LazyLock::new(Crypt::ephemeral);
 
     fn lead(id: &str, person: &str, fps: &[&str], jobs: usize) -> NewLead {
         NewLead {
@@ -1236,7 +1592,9 @@ mod tests {
 
     async fn open(dir: &tempfile::TempDir) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        SqliteStore::open(&url, Durability::Full).await.unwrap()
+        SqliteStore::open(&url, Durability::Full, CRYPT.clone())
+            .await
+            .unwrap()
     }
 
     /// A store holding two leads (L1, L2) of one job each, both leased by
@@ -1750,5 +2108,142 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out[0].status, DlqStatus::Replayed);
+    }
+
+    /// Every file of the store, as bytes.
+    fn files_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    fn find(files: &[(String, Vec<u8>)], needle: &str) -> Option<String> {
+        files
+            .iter()
+            .find(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            .map(|(name, _)| name.clone())
+    }
+
+    #[tokio::test]
+    async fn plain_values_are_sealed_by_a_pass_and_a_rotation_seals_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let secrets = [
+            "a@b.com",
+            "A@B.com",
+            "rt-secret-77",
+            "kv-value-42",
+            "refused-x9",
+        ];
+        // Written before encryption was on.
+        {
+            let plain = SqliteStore::open(&url, Durability::Full, Crypt::off())
+                .await
+                .unwrap();
+            plain
+                .insert_leads(&[lead("L1", "L1", &["email:a@b.com"], 1)])
+                .await
+                .unwrap();
+            assert!(
+                plain
+                    .kv_set("ns", "a@b.com", b"kv-value-42", None, 0, 10)
+                    .await
+                    .unwrap()
+            );
+            let token = StoredRefreshToken {
+                refresh_token: "rt-secret-77".into(),
+                configured_hash: "h".into(),
+            };
+            plain
+                .set_oauth_refresh_token("d0", &token, 0)
+                .await
+                .unwrap();
+            let jobs = plain.lease("d0", "w", 10, 1_000, 1_000).await.unwrap();
+            let retry = JobResult::Retry {
+                next_attempt_at_ms: 0,
+                error: "refused-x9 for a@b.com".into(),
+                count_attempt: true,
+            };
+            plain
+                .complete("w", "a", &[(jobs[0].clone(), retry)], 1_000)
+                .await
+                .unwrap();
+            plain.scrub().await.unwrap();
+            assert!(
+                find(&files_of(dir.path()), "rt-secret-77").is_some(),
+                "plain before"
+            );
+        }
+        let crypt = Crypt::from_key_file(&dir.path().join("keys")).unwrap();
+        let sqlite = Arc::new(
+            SqliteStore::open(&url, Durability::Full, crypt)
+                .await
+                .unwrap(),
+        );
+        let store: Arc<dyn Store> = sqlite.clone();
+        // Readable before the pass (plain), and after it.
+        let check = async |store: &Arc<dyn Store>| {
+            let view = store.lead("L1").await.unwrap().unwrap();
+            assert_eq!(view.raw["email"], "A@B.com");
+            assert_eq!(
+                view.deliveries[0].last_error.as_deref(),
+                Some("refused-x9 for a@b.com")
+            );
+            assert_eq!(
+                view.audit.last().unwrap().detail["error"],
+                "refused-x9 for a@b.com"
+            );
+            assert_eq!(
+                store.kv_get("ns", "a@b.com", 0).await.unwrap().as_deref(),
+                Some(&b"kv-value-42"[..])
+            );
+            let token = store.oauth_refresh_token("d0").await.unwrap().unwrap();
+            assert_eq!(token.refresh_token, "rt-secret-77");
+        };
+        check(&store).await;
+        assert_eq!(store.sealed_under().await.unwrap(), None);
+        let rotation = rotation::Rotation::start(store.clone()).await.unwrap();
+        while !rotation.done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pass = rotation.view().pass;
+        assert!(pass.resealed >= 8, "{pass:?}");
+        assert_eq!(store.sealed_under().await.unwrap().as_deref(), Some("k1"));
+        check(&store).await;
+        let files = files_of(dir.path());
+        for secret in secrets {
+            assert_eq!(find(&files, secret), None, "{secret} left on disk");
+        }
+        // The fingerprint is blinded, as ingest now makes it.
+        let fps = store.load_fingerprints().await.unwrap();
+        assert_eq!(fps[0].0, store.crypt().fingerprint("email:a@b.com".into()));
+
+        // A rotation: a new key, every value sealed again under it.
+        let view = rotation.rotate().unwrap();
+        assert_eq!(view.current.as_deref(), Some("k2"));
+        assert_eq!(view.keys, ["k1", "k2"]);
+        while !rotation.done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        check(&store).await;
+        let under_k2 = |sql: &'static str| {
+            let pool = sqlite.pool.clone();
+            async move {
+                let values: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                assert!(!values.is_empty(), "{sql}");
+                for v in values {
+                    assert!(v.starts_with("lg1:k2:"), "{sql}: {v}");
+                }
+            }
+        };
+        under_k2("SELECT raw FROM leads UNION ALL SELECT normalized FROM leads UNION ALL SELECT decision FROM leads").await;
+        under_k2("SELECT payload FROM jobs UNION ALL SELECT last_error FROM jobs").await;
+        under_k2("SELECT detail FROM events").await;
+        under_k2("SELECT refresh_token FROM oauth_tokens").await;
+        under_k2("SELECT CAST(value AS TEXT) FROM plugin_kv").await;
+        assert_eq!(store.sealed_under().await.unwrap().as_deref(), Some("k2"));
     }
 }

@@ -5,26 +5,9 @@
 //! configuration; `--token` and `LEADGATE_TOKEN` stand in for it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Host, free_port, generated_admin_token, host_config, wait_ready};
-
-fn leadgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_leadgate"))
-        .args(args)
-        .env_remove("LEADGATE_TOKEN")
-        .env_remove("LEADGATE_CONFIG")
-        .envs(env.iter().copied())
-        .output()
-        .expect("running leadgate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use crate::support::{Host, free_port, generated_admin_token, host_config, leadgate, wait_ready};
 
 #[tokio::test]
 async fn a_host_without_tokens_generates_one_for_its_owner_and_the_cli_reads_it() {

@@ -13,9 +13,22 @@ use leadgate::pipeline::mapping::{LeadFields, MappedRoute, Renderer};
 use leadgate::pipeline::merge::MergeConfig;
 use leadgate::pipeline::normalize::{NormalizeOptions, NormalizedLead, normalize};
 use leadgate::pipeline::route::Route;
+use leadgate::store::seal::Crypt;
 use leadgate::store::{self, Durability};
 use serde_json::Value;
 use tokio::sync::Notify;
+
+/// The keys every store of these tests seals with (a reopened store reads
+/// what the first wrote).
+static CRYPT: std::sync::LazyLock<Crypt> = std::sync::LazyLock::new(Crypt::ephemeral);
+
+/// A lead's fingerprints as ingest hands them to the outbox: blinded.
+fn blinded(lead: &NormalizedLead) -> Vec<String> {
+    fingerprints(lead)
+        .into_iter()
+        .map(|fp| CRYPT.fingerprint(fp))
+        .collect()
+}
 
 /// No destinations: the test is about dedupe, not delivery.
 struct NoDestinations;
@@ -74,7 +87,7 @@ fn leads(config: &DedupeConfig) -> Vec<Lead> {
             let lead = normalize(&raw, &options).unwrap_or_default();
             let received_at_ms = start + i as i64 * 1_000;
             Lead {
-                fingerprints: fingerprints(&lead),
+                fingerprints: blinded(&lead),
                 features: Features::from_lead(&lead, config, received_at_ms),
                 id,
                 raw,
@@ -104,7 +117,9 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     // The index that never restarts decides what the outbox decides.
     let mut live = Deduper::new(config.clone());
     {
-        let store = store::open(&url, Durability::Full).await.unwrap();
+        let store = store::open(&url, Durability::Full, CRYPT.clone())
+            .await
+            .unwrap();
         let merging = Merging {
             config: MergeConfig::default(),
             renderer: Arc::new(NoDestinations),
@@ -133,7 +148,9 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     }
 
     // Restart: a new store handle, the index rebuilt from what is stored.
-    let store = store::open(&url, Durability::Full).await.unwrap();
+    let store = store::open(&url, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
     let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
     assert_eq!(rebuilt.len(), live.len(), "every stored lead is indexed");
     assert_eq!(rebuilt.fingerprint_count(), live.fingerprint_count());
@@ -180,7 +197,7 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
         let normalized = normalize(&raw, &options).unwrap();
         Lead {
             id: id.into(),
-            fingerprints: fingerprints(&normalized),
+            fingerprints: blinded(&normalized),
             features: Features::from_lead(&normalized, &config, at),
             lead: normalized,
             raw,
@@ -190,7 +207,9 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/x.db", dir.path().display());
     {
-        let store = store::open(&url, Durability::Full).await.unwrap();
+        let store = store::open(&url, Durability::Full, CRYPT.clone())
+            .await
+            .unwrap();
         let (outbox, task) = Outbox::start(
             store.clone(),
             Deduper::new(config.clone()),
@@ -215,7 +234,9 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
         drop(outbox);
         task.await.unwrap();
     }
-    let store = store::open(&url, Durability::Full).await.unwrap();
+    let store = store::open(&url, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
     let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
     let again = lead("A3", "active@example.com", now);
     let v = rebuilt.decide("A3", "web", &again.fingerprints, again.features.clone());

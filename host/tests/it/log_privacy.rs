@@ -2,7 +2,9 @@
 //! emails, phones and names go through ingest (some refused), dedupe,
 //! delivery through the HubSpot adapter, a CRM outage (retries and their
 //! errors) and rate limits, with `LEADGATE_LOG=trace`; none of those
-//! values (as posted, normalized or as digits) appears in the log.
+//! values (as posted, normalized or as digits) appears in the log, nor in
+//! the bytes of any file the host wrote (database, WAL, key and token
+//! files, plugin cache), while it runs and after it stopped.
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,7 @@ fn person(n: usize) -> (Value, Vec<String>) {
 }
 
 #[tokio::test]
-async fn no_lead_value_reaches_the_log_at_trace_level() {
+async fn no_lead_value_reaches_the_log_at_trace_level_or_the_disk() {
     leadgate_runtime::outbound::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
@@ -62,9 +64,14 @@ async fn no_lead_value_reaches_the_log_at_trace_level() {
         ),
     )
     .unwrap();
+    let client = reqwest::Client::new();
+    // Compiling a component logs at trace level for a minute (Cranelift):
+    // a first start at the usual level fills the plugin cache.
+    let warm = Host::spawn(&config, &dir.path().join("warm-up.log"));
+    wait_ready(&client, &url).await;
+    warm.terminate(Duration::from_secs(30)).await;
     let log = dir.path().join("host.log");
     let host = Host::spawn_with_env(&config, &log, &[("LEADGATE_LOG", "trace")]);
-    let client = reqwest::Client::new();
     wait_ready(&client, &url).await;
 
     let mut secrets = Vec::new();
@@ -115,8 +122,44 @@ async fn no_lead_value_reaches_the_log_at_trace_level() {
         assert!(started.elapsed() < Duration::from_secs(60), "{stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The WAL holds the latest pages while the host runs.
+    let written = |dir: &std::path::Path| {
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path != log && path != config {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    };
+    let on_disk = |when: &str| {
+        let files = written(dir.path());
+        assert!(
+            files.iter().any(|f| f.to_string_lossy().ends_with("-wal")) || when == "stopped",
+            "{files:?}"
+        );
+        for file in &files {
+            let bytes = std::fs::read(file).unwrap();
+            for secret in &secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret:?} is in {} ({when})",
+                    file.display()
+                );
+            }
+        }
+        files.len()
+    };
+    on_disk("running");
     host.terminate(Duration::from_secs(30)).await;
     sim.shutdown().await;
+    assert!(on_disk("stopped") >= 3, "the database, the keys, the token");
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(

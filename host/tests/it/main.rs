@@ -9,6 +9,7 @@ mod dedupe_fake1000;
 mod dedupe_restart;
 mod demo_cli;
 mod file_modes;
+mod keys;
 mod log_privacy;
 mod oauth;
 mod plugin_cache;

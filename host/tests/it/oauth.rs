@@ -24,7 +24,9 @@ impl Fixture {
         let sim = Simulator::start(SimConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/oauth.db", dir.path().display());
-        let store = store::open(&url, Durability::Full).await.unwrap();
+        let store = store::open(&url, Durability::Full, store::seal::Crypt::ephemeral())
+            .await
+            .unwrap();
         Fixture {
             sim,
             store,

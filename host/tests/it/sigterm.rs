@@ -74,9 +74,15 @@ async fn sigterm_mid_delivery_gives_every_lease_back_and_loses_nothing() {
     assert!(status.success(), "leadgate serve exited with {status}");
 
     // Read the store the process left behind.
-    let store = SqliteStore::open(&format!("sqlite://{}", db.display()), Durability::Full)
-        .await
-        .unwrap();
+    // With the keys the host generated beside it.
+    let crypt = leadgate::store::seal::Crypt::from_key_file(&db.with_file_name("keys")).unwrap();
+    let store = SqliteStore::open(
+        &format!("sqlite://{}", db.display()),
+        Durability::Full,
+        crypt,
+    )
+    .await
+    .unwrap();
     let counts = store.counts().await.unwrap();
     assert_eq!(counts.leads, PERSONS as u64, "{counts:?}");
     assert_eq!(

@@ -86,6 +86,25 @@ impl Drop for Host {
     }
 }
 
+/// Runs the `leadgate` CLI (without the token and configuration of the
+/// environment the tests run in, plus `env`): whether it succeeded, and
+/// what it printed.
+pub fn leadgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadgate"))
+        .args(args)
+        .env_remove("LEADGATE_TOKEN")
+        .env_remove("LEADGATE_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("running leadgate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Waits until the host answers `/v1/health`.
 pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     let started = Instant::now();

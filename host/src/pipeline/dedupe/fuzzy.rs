@@ -654,7 +654,8 @@ impl Deduper {
             }
         }
         let mut verdict = if let Some((fp, p)) = exact_hit {
-            let kind = fp.split(':').next().unwrap_or("fp").to_string();
+            // `email:…`, or blinded at rest `email#…`.
+            let kind = fp.split([':', '#']).next().unwrap_or("fp").to_string();
             let w = &self.config.weights;
             let score = match kind.as_str() {
                 "email" => w.email_equal,

@@ -99,6 +99,8 @@ async fn every_admin_route_asks_for_its_scope() -> anyhow::Result<()> {
             None,
             "operate",
         ),
+        (Method::GET, "/v1/keys".into(), None, "admin"),
+        (Method::POST, "/v1/keys/rotate".into(), None, "admin"),
     ];
     let mut checked = 0;
     for (method, path, body, scope) in &routes {
