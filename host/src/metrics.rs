@@ -107,6 +107,7 @@ counters! {
     webhook_rejected: "leadgate_webhook_rejected_total", "Webhooks refused.";
     webhook_replays: "leadgate_webhook_replays_total",
         "Verified webhook deliveries seen before (answered, events not taken again).";
+    erasures: "leadgate_erasures_total", "Persons erased (DELETE /v1/persons/{id}).";
     /// Writes the CRM reported as done that a read-back found missing or
     /// different (retried).
     delivery_readback_mismatches: "leadgate_delivery_readback_mismatches_total",

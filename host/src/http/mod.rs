@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod destinations;
 pub mod dlq;
+pub mod erasure;
 pub mod keys;
 pub mod leads;
 pub mod openapi;
@@ -67,7 +68,11 @@ pub fn router(state: Arc<AppState>, request_timeout: std::time::Duration) -> axu
         .merge(open)
         .merge(guarded(read, Scope::Read, &state))
         .merge(guarded(operate, Scope::Operate, &state))
-        .merge(guarded(keys::routes(), Scope::Admin, &state))
+        .merge(guarded(
+            keys::routes().merge(erasure::routes()),
+            Scope::Admin,
+            &state,
+        ))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

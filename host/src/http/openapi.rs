@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder,
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema, Type};
 
-use super::{destinations, dlq, keys, leads, read, webhooks};
+use super::{destinations, dlq, erasure, keys, leads, read, webhooks};
 use crate::pipeline::field::LeadField;
 
 /// The shape of every error answer.
@@ -56,6 +56,7 @@ pub struct ErrorDetail {
         destinations::resume,
         keys::keys,
         keys::rotate,
+        erasure::erase,
         webhooks::receive,
         openapi_json,
     ),
@@ -65,7 +66,7 @@ pub struct ErrorDetail {
         (name = "ingest", description = "Posting leads (a source's API key)"),
         (name = "read", description = "Reading leads, persons, dead letters, plugins, stats (scope read)"),
         (name = "operate", description = "Acting on dead letters and destinations (scope operate)"),
-        (name = "admin", description = "The store's keys (scope admin)"),
+        (name = "admin", description = "The store's keys and erasure (scope admin)"),
         (name = "webhooks", description = "CRM notifications, verified by the destination's adapter"),
         (name = "meta", description = "Health and this document"),
     )

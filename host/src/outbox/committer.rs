@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
-use super::{Committed, OutboxError, Reply};
+use super::{Committed, Erasure, OutboxError, Reply};
 use crate::store::{NewLead, Store};
 
 /// Rows decided with one epoch of the dedupe index, and who waits for them.
@@ -21,6 +21,8 @@ pub(super) struct Group {
     pub answers: Vec<(Reply, Vec<Committed>)>,
     /// Whether any row queues a job (delivery workers are woken).
     pub made_jobs: bool,
+    /// A person to erase (a group of its own, without rows).
+    pub erasure: Option<Erasure>,
 }
 
 /// A group as sent, with its share of the leads the writer may have sent
@@ -39,26 +41,38 @@ pub(super) async fn run(
     }
 }
 
-/// Commits `sent` (in the order the groups were built) in one transaction
-/// and answers them; a group decided with an outdated index is refused.
-/// The groups' permits are given back once every group is answered.
+/// Commits `sent` (in the order the groups were built) and answers it:
+/// the groups' rows in one transaction, but an erasure after the rows of
+/// the groups before it and before those after it. A group decided with an
+/// outdated index is refused. The groups' permits are given back once
+/// every group is answered.
 async fn commit(store: &dyn Store, sent: Vec<Sent>, min_epoch: &AtomicU64, work: &Notify) {
-    let floor = min_epoch.load(Ordering::Acquire);
     let (groups, _permits): (Vec<Group>, Vec<OwnedSemaphorePermit>) = sent.into_iter().unzip();
-    let (live, stale): (Vec<Group>, Vec<Group>) =
-        groups.into_iter().partition(|g| g.epoch >= floor);
-    for group in stale {
-        for (reply, _) in group.answers {
-            let _ = reply.send(Err(OutboxError::Superseded));
+    let mut batch = Vec::new();
+    for mut group in groups {
+        if let Some(erasure) = group.erasure.take() {
+            insert(store, std::mem::take(&mut batch), min_epoch, work).await;
+            erase(store, erasure, group.epoch, min_epoch).await;
+        } else if group.epoch < min_epoch.load(Ordering::Acquire) {
+            for (reply, _) in group.answers {
+                let _ = reply.send(Err(OutboxError::Superseded));
+            }
+        } else {
+            batch.push(group);
         }
     }
-    if live.is_empty() {
+    insert(store, batch, min_epoch, work).await;
+}
+
+/// Inserts the rows of `groups` in one transaction and answers them.
+async fn insert(store: &dyn Store, groups: Vec<Group>, min_epoch: &AtomicU64, work: &Notify) {
+    if groups.is_empty() {
         return;
     }
-    let mut rows = Vec::with_capacity(live.iter().map(|g| g.rows.len()).sum());
-    let mut answers = Vec::with_capacity(live.iter().map(|g| g.answers.len()).sum());
+    let mut rows = Vec::with_capacity(groups.iter().map(|g| g.rows.len()).sum());
+    let mut answers = Vec::with_capacity(groups.iter().map(|g| g.answers.len()).sum());
     let (mut made_jobs, mut epoch) = (false, 0);
-    for group in live {
+    for group in groups {
         rows.extend(group.rows);
         answers.extend(group.answers);
         made_jobs |= group.made_jobs;
@@ -82,4 +96,31 @@ async fn commit(store: &dyn Store, sent: Vec<Sent>, min_epoch: &AtomicU64, work:
             }
         }
     }
+}
+
+/// Erases a person from the store. The writer forgot it when it queued
+/// the erasure (index epoch `epoch`); if a failed commit since made the
+/// writer reload its index from the store, the reload may have read the
+/// person back before this erasure: raising the minimum epoch again makes
+/// the writer reload once more, from the erased store.
+async fn erase(store: &dyn Store, erasure: Erasure, epoch: u64, min_epoch: &AtomicU64) {
+    let result = store
+        .erase_person(&erasure.person_id, crate::now_ms())
+        .await;
+    let reloaded = min_epoch.load(Ordering::Acquire);
+    if reloaded > epoch {
+        min_epoch.fetch_max(reloaded + 1, Ordering::AcqRel);
+    }
+    let answer = result
+        .map(|receipt| {
+            receipt.map(|mut r| {
+                r.dedupe_records = erasure.forgotten;
+                r
+            })
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "erasure failed");
+            OutboxError::Store(Arc::new(e))
+        });
+    let _ = erasure.reply.send(answer);
 }

@@ -2,13 +2,11 @@
 //! destination, the person's new golden record), and the idempotency keys
 //! that make a job, and a CRM record, exactly once per person.
 
-use std::sync::Arc;
-
 use super::PreparedLead;
 use crate::pipeline::dedupe::{Decision, FINGERPRINT_VERSION};
 use crate::pipeline::mapping::MappedRoute;
 use crate::pipeline::merge::{Change, Person};
-use crate::pipeline::normalize::{NormalizedLead, RULES_VERSION};
+use crate::pipeline::normalize::RULES_VERSION;
 use crate::store::{JobPayload, JobState, LeadState, NewJob, NewLead};
 
 /// What merging a duplicate produced: the changes, the person's new
@@ -23,7 +21,6 @@ pub(super) struct Merged {
 /// person's updates.
 pub(super) fn build_row(
     lead: PreparedLead,
-    normalized: Arc<NormalizedLead>,
     decision: Decision,
     new_fingerprints: Vec<String>,
     merged: Option<Merged>,
@@ -56,8 +53,7 @@ pub(super) fn build_row(
         decision,
         rules_version: RULES_VERSION,
         fp_version: FINGERPRINT_VERSION,
-        raw: lead.raw,
-        normalized,
+        forms: lead.forms,
         new_fingerprints,
         jobs,
         merge,

@@ -34,7 +34,7 @@ use crate::pipeline::mapping::{MappedRoute, Renderer};
 use crate::pipeline::merge::MergeConfig;
 use crate::pipeline::normalize::NormalizedLead;
 use crate::store::seal::Crypt;
-use crate::store::{Store, StoreError};
+use crate::store::{ErasureReceipt, Store, StoreError, StoredForms};
 
 pub use jobs::{idempotency_key, revision_key};
 pub use writer::load_index;
@@ -46,8 +46,8 @@ pub struct PreparedLead {
     pub id: String,
     pub source: String,
     pub received_at_ms: i64,
-    /// The lead as posted.
-    pub raw: Value,
+    /// The lead as posted and normalized, as the store keeps them.
+    pub forms: StoredForms,
     /// The normalized lead.
     pub lead: NormalizedLead,
     pub fingerprints: Vec<String>,
@@ -73,10 +73,26 @@ pub struct Committed {
 
 type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 
+/// An erasure waiting for its turn, and who waits for its receipt.
+pub(crate) struct Erasure {
+    pub person_id: String,
+    pub reply: oneshot::Sender<Result<Option<ErasureReceipt>, OutboxError>>,
+    /// Dedupe records the writer's index forgot.
+    pub forgotten: u64,
+}
+
+/// What the writer takes, in arrival order.
+pub(crate) enum Queued {
+    Leads(Vec<PreparedLead>, Reply),
+    /// A person to erase: after every lead queued before it, before any
+    /// queued after it.
+    Erase(Erasure),
+}
+
 /// The handle ingest uses to commit leads.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<(Vec<PreparedLead>, Reply)>,
+    tx: mpsc::Sender<Queued>,
     dedupe: Arc<DedupeConfig>,
     crypt: Crypt,
     work: Arc<Notify>,
@@ -165,6 +181,11 @@ impl Outbox {
             .collect()
     }
 
+    /// A lead's forms as the store keeps them (sealed when it seals).
+    pub fn stored_forms(&self, id: &str, raw: &Value, lead: &NormalizedLead) -> StoredForms {
+        StoredForms::new(&self.crypt, id, raw, lead)
+    }
+
     /// Commits `leads`; the answer comes after the transaction is durable.
     pub async fn commit(&self, leads: Vec<PreparedLead>) -> Result<Vec<Committed>, OutboxError> {
         if leads.is_empty() {
@@ -172,7 +193,25 @@ impl Outbox {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((leads, reply))
+            .send(Queued::Leads(leads, reply))
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        answer.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Erases a person (the right to erasure) in its turn among the
+    /// queued leads: the writer forgets it in the dedupe index and its
+    /// cache, then the committer erases it from the store after every
+    /// lead decided before. A lead of the same person queued after it is
+    /// a new person. None when no lead has that person.
+    pub async fn erase(&self, person_id: &str) -> Result<Option<ErasureReceipt>, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Queued::Erase(Erasure {
+                person_id: person_id.to_string(),
+                reply,
+                forgotten: 0,
+            }))
             .await
             .map_err(|_| OutboxError::Closed)?;
         answer.await.map_err(|_| OutboxError::Closed)?
@@ -258,7 +297,7 @@ mod tests {
                 fingerprints: self.outbox.fingerprints(&lead),
                 features: Features::from_lead(&lead, self.outbox.dedupe_config(), now),
                 routes: self.renderer.render_all(&lead, routes),
-                raw,
+                forms: self.outbox.stored_forms(id, &raw, &lead),
                 lead,
             }
         }

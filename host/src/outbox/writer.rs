@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
-use super::{Committed, Merging, OutboxError, PreparedLead, Reply};
+use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply};
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
@@ -64,22 +64,21 @@ pub(super) struct Writer {
 /// empty.
 pub(super) async fn run(
     mut writer: Writer,
-    mut rx: mpsc::Receiver<(Vec<PreparedLead>, Reply)>,
+    mut rx: mpsc::Receiver<Queued>,
     groups: mpsc::UnboundedSender<Sent>,
     in_flight: Arc<Semaphore>,
 ) {
-    let most = in_flight_bound(writer.group_max);
     let mut last_prune = std::time::Instant::now();
-    let mut queue: Vec<(Vec<PreparedLead>, Reply)> = Vec::new();
+    let mut queue: Vec<Queued> = Vec::new();
     loop {
         if rx.recv_many(&mut queue, MAX_PAYLOADS).await == 0 {
             return;
         }
-        let mut total: usize = queue.iter().map(|(l, _)| l.len()).sum();
+        let mut total: usize = queue.iter().map(Queued::leads).sum();
         while total < writer.group_max {
             match rx.try_recv() {
                 Ok(item) => {
-                    total += item.0.len();
+                    total += item.leads();
                     queue.push(item);
                 }
                 Err(_) => break,
@@ -88,8 +87,8 @@ pub(super) async fn run(
         if let Err(e) = writer.catch_up().await {
             tracing::error!(error = %e, "reloading the dedupe index failed");
             let e = OutboxError::Store(Arc::new(e));
-            for (_, reply) in queue.drain(..) {
-                let _ = reply.send(Err(e.clone()));
+            for item in queue.drain(..) {
+                item.refuse(e.clone());
             }
             continue;
         }
@@ -97,35 +96,102 @@ pub(super) async fn run(
             writer.prune();
             last_prune = std::time::Instant::now();
         }
-        match writer.build_group(&mut queue, total).await {
-            Ok(group) => {
-                // Waits only while the leads in flight are at their bound.
-                let leads = (group.rows.len() as u32).clamp(1, most);
-                let Ok(permit) = in_flight.clone().acquire_many_owned(leads).await else {
-                    return;
-                };
-                if groups.send((group, permit)).is_err() {
-                    return;
+        // In arrival order: the leads before an erasure go as one group,
+        // then the erasure, then the rest.
+        let mut leads = Vec::new();
+        for item in queue.drain(..) {
+            match item {
+                Queued::Leads(l, reply) => leads.push((l, reply)),
+                Queued::Erase(erasure) => {
+                    if !writer.send_group(&mut leads, &groups, &in_flight).await {
+                        return;
+                    }
+                    if !writer.erase(erasure, &groups, &in_flight).await {
+                        return;
+                    }
                 }
             }
-            Err((e, answers)) => {
-                // A person could not be read: nothing of this group is
-                // stored, and the index, which has already seen the group,
-                // is rebuilt.
-                tracing::error!(error = %e, "reading a person for a merge failed");
-                writer
-                    .min_epoch
-                    .fetch_max(writer.epoch + 1, Ordering::AcqRel);
-                let e = OutboxError::Store(Arc::new(e));
-                for reply in answers {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        if !writer.send_group(&mut leads, &groups, &in_flight).await {
+            return;
+        }
+    }
+}
+
+impl Queued {
+    fn leads(&self) -> usize {
+        match self {
+            Queued::Leads(l, _) => l.len(),
+            Queued::Erase(_) => 0,
+        }
+    }
+
+    fn refuse(self, e: OutboxError) {
+        match self {
+            Queued::Leads(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Queued::Erase(erasure) => {
+                let _ = erasure.reply.send(Err(e));
             }
         }
     }
 }
 
 impl Writer {
+    /// Decides `queue` as one group and sends it to the committer; false
+    /// when the committer is gone.
+    async fn send_group(
+        &mut self,
+        queue: &mut Vec<(Vec<PreparedLead>, Reply)>,
+        groups: &mpsc::UnboundedSender<Sent>,
+        in_flight: &Arc<Semaphore>,
+    ) -> bool {
+        if queue.is_empty() {
+            return true;
+        }
+        let total = queue.iter().map(|(l, _)| l.len()).sum();
+        match self.build_group(queue, total).await {
+            Ok(group) => {
+                let leads = group.rows.len() as u32;
+                send(group, leads, groups, in_flight, self.group_max).await
+            }
+            Err((e, answers)) => {
+                // A person could not be read: nothing of this group is
+                // stored, and the index, which has already seen the group,
+                // is rebuilt.
+                tracing::error!(error = %e, "reading a person for a merge failed");
+                self.min_epoch.fetch_max(self.epoch + 1, Ordering::AcqRel);
+                let e = OutboxError::Store(Arc::new(e));
+                for reply in answers {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                true
+            }
+        }
+    }
+
+    /// Forgets a person in the index and the cache at once (a lead after
+    /// this is a new person), and sends the erasure to the committer,
+    /// which erases the store after every group sent before.
+    async fn erase(
+        &mut self,
+        mut erasure: Erasure,
+        groups: &mpsc::UnboundedSender<Sent>,
+        in_flight: &Arc<Semaphore>,
+    ) -> bool {
+        erasure.forgotten = self.index.forget_person(&erasure.person_id) as u64;
+        self.persons.remove(&erasure.person_id);
+        let group = Group {
+            epoch: self.epoch,
+            rows: Vec::new(),
+            answers: Vec::new(),
+            made_jobs: false,
+            erasure: Some(erasure),
+        };
+        send(group, 1, groups, in_flight, self.group_max).await
+    }
+
     /// Reloads the index from the store if a failed commit left it ahead
     /// of what is stored.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
@@ -179,6 +245,7 @@ impl Writer {
             rows: Vec::with_capacity(total),
             answers: Vec::with_capacity(decided.len()),
             made_jobs: false,
+            erasure: None,
         };
         let mut failed = None;
         for (leads, reply) in decided {
@@ -264,7 +331,7 @@ impl Writer {
                 self.persons.put(person);
             }
         }
-        Ok(build_row(d.lead, d.normalized, d.decision, d.added, merged))
+        Ok(build_row(d.lead, d.decision, d.added, merged))
     }
 }
 
@@ -397,6 +464,27 @@ impl PersonCache {
         self.recent.clear();
         self.older.clear();
     }
+
+    fn remove(&mut self, id: &str) {
+        self.recent.remove(id);
+        self.older.remove(id);
+    }
+}
+
+/// Sends a group holding `leads` of the bound on leads in flight (waiting
+/// while it is used up); false when the committer is gone.
+async fn send(
+    group: Group,
+    leads: u32,
+    groups: &mpsc::UnboundedSender<Sent>,
+    in_flight: &Arc<Semaphore>,
+    group_max: usize,
+) -> bool {
+    let leads = leads.clamp(1, in_flight_bound(group_max));
+    let Ok(permit) = in_flight.clone().acquire_many_owned(leads).await else {
+        return false;
+    };
+    groups.send((group, permit)).is_ok()
 }
 
 /// Builds the dedupe index from the store: every stored lead's

@@ -292,14 +292,15 @@ impl Ingest {
     ) -> Result<PreparedLead, Vec<FieldIssue>> {
         let lead = normalize(&raw, &source.options)?;
         let routes = route(destinations, source.priority, lead.priority.as_deref(), now);
+        let id = uuid::Uuid::now_v7().to_string();
         Ok(PreparedLead {
-            id: uuid::Uuid::now_v7().to_string(),
+            forms: self.outbox.stored_forms(&id, &raw, &lead),
+            id,
             source: source.name.clone(),
             received_at_ms: now,
             fingerprints: self.outbox.fingerprints(&lead),
             features: Features::from_lead(&lead, self.outbox.dedupe_config(), now),
             routes: self.renderer.render_all(&lead, routes),
-            raw,
             lead,
         })
     }

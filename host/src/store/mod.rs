@@ -10,8 +10,6 @@ pub mod seal;
 mod sqlite;
 mod trail;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +102,7 @@ stored_enum! {
         Route,
         Delivery,
         Dlq,
+        Privacy,
     }
 }
 
@@ -122,6 +121,7 @@ stored_enum! {
         DeadLettered,
         Replayed,
         Discarded,
+        Erased,
     }
 }
 
@@ -208,6 +208,31 @@ pub enum StoredPerson {
     },
 }
 
+/// A lead's forms as the store keeps them: the lead as posted and
+/// normalized, each JSON sealed for its row (or JSON alone with encryption
+/// off). Made by ingest, in parallel, off the one commit path.
+#[derive(Clone, Debug)]
+pub struct StoredForms {
+    pub raw: String,
+    pub normalized: String,
+}
+
+impl StoredForms {
+    pub fn new(
+        crypt: &seal::Crypt,
+        lead_id: &str,
+        raw: &serde_json::Value,
+        normalized: &NormalizedLead,
+    ) -> StoredForms {
+        let raw = serde_json::to_string(raw).expect("JSON serializes");
+        let normalized = serde_json::to_string(normalized).expect("a lead serializes");
+        StoredForms {
+            raw: crypt.seal(seal::Column::LeadRaw, lead_id, raw),
+            normalized: crypt.seal(seal::Column::LeadNormalized, lead_id, normalized),
+        }
+    }
+}
+
 /// A lead ready to commit, with its dedupe result, jobs and events.
 #[derive(Clone, Debug)]
 pub struct NewLead {
@@ -219,9 +244,8 @@ pub struct NewLead {
     pub decision: Decision,
     pub rules_version: u32,
     pub fp_version: u32,
-    /// The lead as posted.
-    pub raw: serde_json::Value,
-    pub normalized: Arc<NormalizedLead>,
+    /// The lead as posted and normalized, as stored.
+    pub forms: StoredForms,
     pub new_fingerprints: Vec<String>,
     pub jobs: Vec<NewJob>,
     /// What merging this lead into its person changed.
@@ -359,6 +383,50 @@ pub struct LeadView {
     pub merge: Option<serde_json::Value>,
     pub deliveries: Vec<JobView>,
     pub audit: Vec<Event>,
+    /// When the person's data was erased from this lead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at_ms: Option<i64>,
+}
+
+/// What an erasure removed, and where (ids and counts: no personal data).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErasureReceipt {
+    pub person_id: String,
+    pub erased_at_ms: i64,
+    /// The person's leads: their forms as posted and normalized, merge
+    /// changes and fingerprints removed (ids, times, source and dedupe
+    /// decision stay for the audit).
+    pub leads: Vec<String>,
+    /// Whether a golden record was deleted.
+    pub golden_record: bool,
+    /// Jobs whose payload and last error were removed.
+    pub jobs: u64,
+    /// Jobs pending or leased that will not be delivered now.
+    pub deliveries_stopped: u64,
+    /// Dead letters taken out of the dead-letter queue.
+    pub dead_letters: u64,
+    /// Audit entries whose details were removed (stage, event and time
+    /// stay).
+    pub audit_entries: u64,
+    /// Dedupe records the host's index forgot.
+    pub dedupe_records: u64,
+    /// The records the person has in each CRM.
+    pub destinations: Vec<CrmRecords>,
+    /// Whether the store's files were scrubbed after the erasure (freed
+    /// content zeroed, the write-ahead log emptied); the receipt the store
+    /// keeps is written before, and says false.
+    pub scrubbed: bool,
+}
+
+/// A person's records in one CRM, as an erasure found them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CrmRecords {
+    pub destination: String,
+    pub crm_ids: Vec<String>,
+    /// Whether they were deleted at the CRM.
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Counts for the demo, metrics and backpressure.
@@ -592,6 +660,16 @@ pub trait Store: Send + Sync + 'static {
     /// fingerprints and plugin keys blinded. Rows written meanwhile are
     /// left as they are. Returns the next cursor (None: the pass is done).
     async fn reseal(&self, cursor: ResealCursor, limit: u32) -> Result<Resealed, StoreError>;
+
+    /// Erases a person's personal data from every lead, the golden record,
+    /// jobs, dead letters and audit details in one transaction, stops its
+    /// deliveries, and keeps the receipt. None when no lead has that
+    /// person. The dedupe index in memory is the outbox writer's to forget.
+    async fn erase_person(
+        &self,
+        person_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<ErasureReceipt>, StoreError>;
 
     /// Leaves no copy of rewritten or deleted values in the store's files
     /// (after a re-sealing pass or an erasure): deleted content is

@@ -88,10 +88,8 @@ pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
                 .into(),
             i64::from(l.rules_version).into(),
             i64::from(l.fp_version).into(),
-            crypt.seal(Column::LeadRaw, &l.id, json(&l.raw)).into(),
-            crypt
-                .seal(Column::LeadNormalized, &l.id, json(&*l.normalized))
-                .into(),
+            l.forms.raw.as_str().into(),
+            l.forms.normalized.as_str().into(),
             l.new_fingerprints.join(" ").into(),
             l.merge
                 .as_ref()

@@ -488,7 +488,7 @@ impl Store for SqliteStore {
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized,
-                    merge
+                    merge, erased_at
              FROM leads WHERE id = ?1",
         )
         .bind(id)
@@ -534,6 +534,7 @@ impl Store for SqliteStore {
                 .transpose()?,
             deliveries: jobs,
             audit: Vec::new(),
+            erased_at_ms: row.get(11),
         };
         view.audit = ingest_trail(&view);
         view.audit.extend(stored);
@@ -552,18 +553,21 @@ impl Store for SqliteStore {
                 row.get(0),
             )?)));
         }
-        sqlx::query("SELECT source, received_at, normalized FROM leads WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| {
-                Ok(StoredPerson::FirstLead {
-                    source: r.get(0),
-                    received_at_ms: r.get(1),
-                    normalized: self.crypt.open(Column::LeadNormalized, id, r.get(2))?,
-                })
+        // An erased person is no person.
+        sqlx::query(
+            "SELECT source, received_at, normalized FROM leads WHERE id = ?1 AND erased_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(StoredPerson::FirstLead {
+                source: r.get(0),
+                received_at_ms: r.get(1),
+                normalized: self.crypt.open(Column::LeadNormalized, id, r.get(2))?,
             })
-            .transpose()
+        })
+        .transpose()
     }
 
     async fn persons(
@@ -575,7 +579,8 @@ impl Store for SqliteStore {
             "SELECT l.id, p.record, l.source, l.received_at,
                     CASE WHEN p.record IS NULL THEN l.normalized END
              FROM json_each(?1) AS j JOIN leads l ON l.id = j.value
-             LEFT JOIN persons p ON p.id = l.id",
+             LEFT JOIN persons p ON p.id = l.id
+             WHERE l.erased_at IS NULL",
         )
         .bind(ids)
         .fetch_all(&self.pool)
@@ -905,6 +910,172 @@ impl Store for SqliteStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn erase_person(
+        &self,
+        person_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<ErasureReceipt>, StoreError> {
+        // Reads, then writes: the write lock up front.
+        let mut tx = self.admin.begin_with("BEGIN IMMEDIATE").await?;
+        let leads: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM leads WHERE person_id = ?1 ORDER BY rowid")
+                .bind(person_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if leads.is_empty() {
+            return Ok(None);
+        }
+        let mut receipt = ErasureReceipt {
+            person_id: person_id.to_string(),
+            erased_at_ms: now_ms,
+            leads,
+            ..Default::default()
+        };
+        // The records the person has in each CRM.
+        let delivered = sqlx::query(
+            "SELECT destination, crm_id FROM jobs
+             WHERE lead_id IN (SELECT id FROM leads WHERE person_id = ?1) AND crm_id IS NOT NULL
+             GROUP BY destination, crm_id ORDER BY destination, crm_id",
+        )
+        .bind(person_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in delivered {
+            let destination: String = r.get(0);
+            if receipt.destinations.last().map(|d| &d.destination) != Some(&destination) {
+                receipt.destinations.push(CrmRecords {
+                    destination,
+                    ..Default::default()
+                });
+            }
+            let last = receipt.destinations.last_mut().expect("just pushed");
+            last.crm_ids.push(r.get(1));
+        }
+        // A duplicate's decision names the fingerprint that matched (the
+        // email itself, or its blind index): only its kind stays.
+        for r in sqlx::query("SELECT id, decision FROM leads WHERE person_id = ?1")
+            .bind(person_id)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let id: String = r.get(0);
+            let text = self.crypt.open(Column::LeadDecision, &id, r.get(1))?;
+            let mut decision: Decision =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Decision::Duplicate { matched, .. } = &mut decision
+                && let Some(kind) = matched
+                    .split([':', '#'])
+                    .next()
+                    .filter(|k| k.len() < matched.len())
+            {
+                *matched = format!("{kind}:erased");
+                let text = serde_json::to_string(&decision).expect("a decision serializes");
+                sqlx::query("UPDATE leads SET decision = ?2 WHERE id = ?1")
+                    .bind(&id)
+                    .bind(self.crypt.seal(Column::LeadDecision, &id, text))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let erased = serde_json::json!({"reason": "erased", "at_ms": now_ms}).to_string();
+        let normalized = serde_json::to_string(&NormalizedLead::default()).expect("serializes");
+        sqlx::query(
+            "UPDATE leads SET raw = '{}', normalized = ?2, merge = NULL, fingerprints = '',
+                              erased_at = ?3
+             WHERE person_id = ?1",
+        )
+        .bind(person_id)
+        .bind(normalized)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        receipt.golden_record = sqlx::query("DELETE FROM persons WHERE id = ?1")
+            .bind(person_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        let of_person = "lead_id IN (SELECT id FROM leads WHERE person_id = ?1)";
+        receipt.deliveries_stopped = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', discarded = ?2, lease_owner = NULL,
+                             lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
+             WHERE {of_person} AND state IN ('pending', 'leased')"
+        )))
+        .bind(person_id)
+        .bind(&erased)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        receipt.dead_letters = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET discarded = ?2, updated_at = ?3
+             WHERE {of_person} AND state = 'dead' AND discarded IS NULL"
+        )))
+        .bind(person_id)
+        .bind(&erased)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let empty = serde_json::to_string(&JobPayload::V1 {
+            properties: Vec::new(),
+        })
+        .expect("serializes");
+        receipt.jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET payload = ?2, last_error = NULL WHERE {of_person}"
+        )))
+        .bind(person_id)
+        .bind(empty)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        receipt.audit_entries = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET detail = '{{}}' WHERE {of_person}"
+        )))
+        .bind(person_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for crm in &mut receipt.destinations {
+            crm.note = Some(
+                "not deleted at the CRM: the adapter interface (WIT 0.2) has no delete \
+                 operation; delete these records there"
+                    .into(),
+            );
+        }
+        let summary = serde_json::to_string(&receipt).expect("receipt serializes");
+        sqlx::query(
+            "INSERT INTO events (lead_id, job_id, at, stage, event, detail)
+             VALUES (?1, NULL, ?2, ?3, ?4, ?5)",
+        )
+        .bind(person_id)
+        .bind(now_ms)
+        .bind(Stage::Privacy.as_str())
+        .bind(EventKind::Erased.as_str())
+        .bind(&summary)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO erasures (person_id, erased_at, receipt) VALUES (?1, ?2, ?3)
+             ON CONFLICT (person_id) DO UPDATE SET erased_at = excluded.erased_at,
+                 receipt = excluded.receipt",
+        )
+        .bind(person_id)
+        .bind(now_ms)
+        .bind(&summary)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        receipt.scrubbed = match self.scrub().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "erased, but the write-ahead log could not be emptied");
+                false
+            }
+        };
+        Ok(Some(receipt))
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
@@ -1548,6 +1719,7 @@ mod tests {
     /// The keys every store of these tests seals with (a reopened store
     /// reads what the first wrote).
     static CRYPT: LazyLock<Crypt> = LazyLock::new(Crypt::ephemeral);
+    use std::sync::Arc;
 
     fn lead(id: &str, person: &str, fps: &[&str], jobs: usize) -> NewLead {
         NewLead {
@@ -1563,11 +1735,15 @@ mod tests {
             decision: Decision::New,
             rules_version: 1,
             fp_version: 1,
-            raw: serde_json::json!({"email": "A@B.com"}),
-            normalized: std::sync::Arc::new(NormalizedLead {
-                email: Some("a@b.com".into()),
-                ..Default::default()
-            }),
+            forms: StoredForms::new(
+                &CRYPT,
+                id,
+                &serde_json::json!({"email": "A@B.com"}),
+                &NormalizedLead {
+                    email: Some("a@b.com".into()),
+                    ..Default::default()
+                },
+            ),
             new_fingerprints: fps.iter().map(|s| s.to_string()).collect(),
             jobs: (0..jobs)
                 .map(|n| NewJob {
@@ -2143,10 +2319,17 @@ mod tests {
             let plain = SqliteStore::open(&url, Durability::Full, Crypt::off())
                 .await
                 .unwrap();
-            plain
-                .insert_leads(&[lead("L1", "L1", &["email:a@b.com"], 1)])
-                .await
-                .unwrap();
+            let mut l1 = lead("L1", "L1", &["email:a@b.com"], 1);
+            l1.forms = StoredForms::new(
+                &Crypt::off(),
+                "L1",
+                &serde_json::json!({"email": "A@B.com"}),
+                &NormalizedLead {
+                    email: Some("a@b.com".into()),
+                    ..Default::default()
+                },
+            );
+            plain.insert_leads(&[l1]).await.unwrap();
             assert!(
                 plain
                     .kv_set("ns", "a@b.com", b"kv-value-42", None, 0, 10)

@@ -60,7 +60,7 @@ impl Lead {
             id: self.id.clone(),
             source: "web".into(),
             received_at_ms: self.received_at_ms,
-            raw: self.raw.clone(),
+            forms: leadgate::store::StoredForms::new(&CRYPT, &self.id, &self.raw, &self.lead),
             lead: self.lead.clone(),
             fingerprints: self.fingerprints.clone(),
             features: self.features.clone(),

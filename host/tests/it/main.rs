@@ -8,6 +8,7 @@ mod config_layers;
 mod dedupe_fake1000;
 mod dedupe_restart;
 mod demo_cli;
+mod erasure;
 mod file_modes;
 mod keys;
 mod log_privacy;

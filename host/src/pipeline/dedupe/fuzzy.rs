@@ -812,15 +812,38 @@ impl Deduper {
         if self.config.window_days == 0 {
             return 0;
         }
-        let fingerprints = self.exact.len();
         let window_ms = self.config.window_days as i64 * 86_400_000;
         let live = |then_ms: i64| now_ms.saturating_sub(then_ms) <= window_ms;
-        self.exact.retain(|_, (_, seen)| live(*seen));
-        let keep: Vec<bool> = self
-            .records
-            .iter()
-            .map(|r| live(r.features.received_at_ms))
-            .collect();
+        self.retain(|_, seen| live(seen), |r| live(r.features.received_at_ms))
+    }
+
+    /// Forgets a person (an erasure): its fingerprints and the records of
+    /// its leads, as if they had never been indexed. Returns the records
+    /// dropped.
+    pub fn forget_person(&mut self, person_id: &str) -> usize {
+        let id = Id::new(person_id);
+        let persons = &self.persons;
+        let Some(&p) = self
+            .person_ix
+            .find(id.hash(), |&p| persons[p as usize] == id)
+        else {
+            return 0;
+        };
+        self.retain(|person, _| person != p, |r| r.person != p)
+    }
+
+    /// Keeps the fingerprints (person, last seen) and records the
+    /// predicates keep; see [`Deduper::prune`]. Returns the records
+    /// dropped.
+    fn retain(
+        &mut self,
+        keep_fingerprint: impl Fn(u32, i64) -> bool,
+        keep_record: impl Fn(&Record) -> bool,
+    ) -> usize {
+        let fingerprints = self.exact.len();
+        self.exact
+            .retain(|_, (p, seen)| keep_fingerprint(*p, *seen));
+        let keep: Vec<bool> = self.records.iter().map(keep_record).collect();
         let dropped = keep.iter().filter(|k| !**k).count();
         if dropped == 0 && self.exact.len() == fingerprints {
             return 0;
@@ -1145,6 +1168,53 @@ mod tests {
             }] += 1;
         }
         assert!(kinds.iter().all(|&n| n > 0), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_forgotten_person_matches_nothing_and_others_are_untouched() {
+        let cfg = DedupeConfig::default();
+        let leads = crate::pipeline::dedupe::corpus::prepared(22, 400, "", &cfg);
+        let mut index = Deduper::new(cfg.clone());
+        let mut persons = std::collections::HashMap::<String, Vec<usize>>::new();
+        for (i, (id, fps, f)) in leads.iter().enumerate() {
+            let v = index.decide(id, "s", fps, f.clone());
+            persons.entry(v.person_id).or_default().push(i);
+        }
+        // A person with several leads, and everyone else.
+        let (gone, of_gone) = persons
+            .iter()
+            .find(|(_, leads)| leads.len() >= 2)
+            .map(|(p, l)| (p.clone(), l.clone()))
+            .expect("a person with duplicates");
+        let mut kept = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in leads.iter().enumerate() {
+            if !of_gone.contains(&i) {
+                let v = index_person(&persons, i);
+                kept.insert_stored(id, &v, fps, Some(f.clone()), f.received_at_ms);
+            }
+        }
+        assert_eq!(index.forget_person(&gone), of_gone.len());
+        assert_eq!(index.forget_person(&gone), 0, "already gone");
+        assert_eq!(index.len(), kept.len());
+        assert_eq!(index.fingerprint_count(), kept.fingerprint_count());
+        // The person's leads, sent again, find nobody of theirs.
+        for &i in &of_gone {
+            let (id, fps, f) = &leads[i];
+            let again = format!("{id}-again");
+            let v = index.decide(&again, "s", fps, f.clone());
+            assert_ne!(v.person_id, gone, "{:?}", v.decision);
+            let w = kept.decide(&again, "s", fps, f.clone());
+            assert_eq!(v.decision, w.decision);
+        }
+    }
+
+    /// The person lead `i` joined, from `persons`.
+    fn index_person(persons: &std::collections::HashMap<String, Vec<usize>>, i: usize) -> String {
+        persons
+            .iter()
+            .find(|(_, l)| l.contains(&i))
+            .map(|(p, _)| p.clone())
+            .unwrap()
     }
 
     #[test]
