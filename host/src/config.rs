@@ -315,6 +315,11 @@ pub struct DestinationConfig {
     /// the adapter as the config keys `instance-url` and `api-domain`.
     #[serde(default)]
     pub oauth: Option<OAuthConfig>,
+    /// Where a lead needs a lawful basis before it is pushed here; a
+    /// person without one waits (`consent_missing`) until a lead of theirs
+    /// brings it.
+    #[serde(default)]
+    pub consent: Option<crate::pipeline::consent::ConsentConfig>,
 }
 
 /// The secret an OAuth destination's access token is substituted for.
@@ -440,6 +445,12 @@ impl Config {
             self.store.encryption.validate()
         {
             return Err(invalid(key, reason));
+        }
+        for (name, dest) in &self.destinations {
+            if let Some(consent) = &dest.consent {
+                crate::pipeline::consent::ConsentPolicy::new(consent)
+                    .map_err(|r| invalid(format!("destinations.{name}.consent"), r))?;
+            }
         }
         self.validate_server()?;
         // Every credential is distinct: a source key, an admin token.

@@ -253,10 +253,11 @@ impl Metrics {
         if let Some(c) = counts {
             families.push(family(
                 "leadgate_outbox_jobs",
-                "Jobs by state.",
+                "Jobs by state (held: pending, waiting for the person's consent).",
                 MetricType::GAUGE,
                 [
                     ("pending", c.jobs_pending),
+                    ("held", c.jobs_held),
                     ("leased", c.jobs_leased),
                     ("delivered", c.jobs_delivered),
                     ("dead", c.jobs_dead),

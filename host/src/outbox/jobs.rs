@@ -15,6 +15,8 @@ pub(super) struct Merged {
     pub changes: Vec<Change>,
     pub person: Person,
     pub updates: Vec<MappedRoute>,
+    /// Chains whose jobs held for missing consent go now.
+    pub release: Vec<String>,
 }
 
 /// The rows of one decided lead: a new person's first jobs, or a merged
@@ -30,14 +32,15 @@ pub(super) fn build_row(
         Decision::New | Decision::Possible { .. } => (LeadState::Accepted, lead.id.clone()),
         Decision::Duplicate { person_id, .. } => (LeadState::Duplicate, person_id.clone()),
     };
-    let (routes, revision, merge, person) = match merged {
-        _ if state == LeadState::Accepted => (lead.routes, 0, None, None),
-        None => (Vec::new(), 0, None, None),
+    let (routes, revision, merge, person, release) = match merged {
+        _ if state == LeadState::Accepted => (lead.routes, 0, None, None, Vec::new()),
+        None => (Vec::new(), 0, None, None, Vec::new()),
         Some(m) => (
             m.updates,
             m.person.revision,
             Some(m.changes),
             Some(m.person),
+            m.release,
         ),
     };
     let jobs = routes
@@ -58,26 +61,33 @@ pub(super) fn build_row(
         jobs,
         merge,
         person,
+        release,
     }
 }
 
 /// One destination's job for a lead: pending, or dead at once when the
 /// lead cannot be mapped for that CRM.
 fn new_job(lead_id: &str, person_id: &str, revision: u32, mapped: MappedRoute) -> NewJob {
-    let (state, payload, last_error) = match mapped.payload {
-        Ok(properties) => (JobState::Pending, JobPayload::V1 { properties }, None),
+    let (state, payload, last_error, held) = match mapped.payload {
+        Ok(properties) => (
+            JobState::Pending,
+            JobPayload::V1 { properties },
+            None,
+            mapped.hold,
+        ),
         Err(e) => (
             JobState::Dead,
             JobPayload::V1 {
                 properties: Vec::new(),
             },
             Some(format!("mapping: {e}")),
+            None,
         ),
     };
     let destination = mapped.route.destination;
     NewJob {
         idempotency_key: revision_key(person_id, &destination, revision),
-        chain: format!("{person_id}/{destination}"),
+        chain: chain(person_id, &destination),
         id: format!("{lead_id}:{destination}"),
         destination,
         priority: mapped.route.priority,
@@ -86,7 +96,14 @@ fn new_job(lead_id: &str, person_id: &str, revision: u32, mapped: MappedRoute) -
         mapping_version: mapped.mapping_version,
         state,
         last_error,
+        held,
     }
+}
+
+/// The chain of a person's jobs for one destination: they go out in the
+/// order they were accepted.
+pub(super) fn chain(person_id: &str, destination: &str) -> String {
+    format!("{person_id}/{destination}")
 }
 
 /// One key per person × destination: a retry, a replay or a crash can never

@@ -239,6 +239,7 @@ mod tests {
 
         fn render(&self, fields: &dyn LeadFields, route: Route) -> Option<MappedRoute> {
             Some(MappedRoute {
+                hold: None,
                 payload: self.0.render(fields, &[]),
                 mapping_version: self.0.version.clone(),
                 route,

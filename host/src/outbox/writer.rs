@@ -366,19 +366,27 @@ fn merge_duplicate(
     if changes.is_empty() {
         return None;
     }
-    let updates = lead
-        .routes
-        .iter()
-        .filter_map(|r| {
-            let after = merging.renderer.render(person, r.route.clone())?;
-            let was = merging.renderer.render(&before, r.route.clone())?;
-            (after.payload != was.payload).then_some(after)
-        })
-        .collect();
+    let consent_changed = changes.iter().any(|c| c.group == "consent");
+    let mut release = Vec::new();
+    let mut updates = Vec::new();
+    for r in &lead.routes {
+        let Some(after) = merging.renderer.render(person, r.route.clone()) else {
+            continue;
+        };
+        // Consent arrived: what waited for it at this destination goes.
+        if consent_changed && after.hold.is_none() {
+            release.push(super::jobs::chain(&person.id, &r.route.destination));
+        }
+        let was = merging.renderer.render(&before, r.route.clone());
+        if was.is_some_and(|was| was.payload != after.payload) {
+            updates.push(after);
+        }
+    }
     Some(Merged {
         changes,
         person: person.clone(),
         updates,
+        release,
     })
 }
 

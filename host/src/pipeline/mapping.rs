@@ -299,6 +299,9 @@ pub struct MappedRoute {
     pub mapping_version: String,
     /// The CRM properties, or why the lead cannot be mapped for this CRM.
     pub payload: Result<Vec<(String, String)>, MappingError>,
+    /// Why the job must wait (the destination's consent policy), if it
+    /// must.
+    pub hold: Option<super::consent::Hold>,
 }
 
 /// Maps fields for a route's destination with that destination's current

@@ -6,6 +6,7 @@
 //! the store's tables: each stage takes and returns plain types.
 
 pub mod backlog;
+pub mod consent;
 pub mod dedupe;
 pub mod field;
 pub mod ingest;

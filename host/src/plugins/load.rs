@@ -261,6 +261,16 @@ impl Registry {
             limiter,
             breaker: self.breaker(name),
             oauth,
+            consent: dest
+                .consent
+                .as_ref()
+                .map(crate::pipeline::consent::ConsentPolicy::new)
+                .transpose()
+                .map_err(|reason| PluginError::Load {
+                    destination: name.into(),
+                    adapter: dest.adapter.clone(),
+                    reason: format!("consent: {reason}"),
+                })?,
         })
     }
 

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod load;
 pub mod watch;
 
+use crate::pipeline::consent::ConsentPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Destination {
     /// The destination's OAuth 2.0 token source, when it has an `oauth`
     /// section: the same one across reloads.
     pub oauth: Option<Arc<TokenSource>>,
+    /// Where a lead needs consent before it is pushed here.
+    pub consent: Option<ConsentPolicy>,
 }
 
 impl Destination {
@@ -476,6 +479,7 @@ impl Renderer for Registry {
         Some(MappedRoute {
             payload,
             mapping_version: dest.mapping.version.clone(),
+            hold: dest.consent.as_ref().and_then(|p| p.check(fields)),
             route,
         })
     }

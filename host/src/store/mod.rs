@@ -192,6 +192,8 @@ pub struct NewJob {
     pub last_error: Option<String>,
     /// person × destination: jobs of one chain go out in acceptance order.
     pub chain: String,
+    /// Why it waits instead of going out (a pending job only).
+    pub held: Option<crate::pipeline::consent::Hold>,
 }
 
 /// What the store knows of a person: its golden record, or, before any
@@ -252,6 +254,9 @@ pub struct NewLead {
     pub merge: Option<Vec<Change>>,
     /// The person's new golden record, when this lead changed it.
     pub person: Option<Person>,
+    /// Chains (person × destination) whose jobs held for missing consent
+    /// go now: this lead brought it.
+    pub release: Vec<String>,
 }
 
 /// A job handed to a delivery worker.
@@ -315,6 +320,9 @@ pub struct JobView {
     /// Set when an operator discarded the dead letter: reason and time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discarded: Option<serde_json::Value>,
+    /// Why a pending job waits instead of going out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::pipeline::consent::Hold>,
 }
 
 /// One job in full, for the dead-letter queue.
@@ -438,6 +446,8 @@ pub struct StoreCounts {
     pub jobs_leased: u64,
     pub jobs_delivered: u64,
     pub jobs_dead: u64,
+    /// Pending jobs held (consent missing).
+    pub jobs_held: u64,
     /// The same job counts per destination.
     pub destinations: std::collections::BTreeMap<String, JobCounts>,
 }
@@ -449,6 +459,8 @@ pub struct JobCounts {
     pub leased: u64,
     pub delivered: u64,
     pub dead: u64,
+    /// Pending jobs held (consent missing).
+    pub held: u64,
 }
 
 /// A stored lead, for rebuilding the dedupe index at start-up.

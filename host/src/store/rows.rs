@@ -50,7 +50,7 @@ impl<T: Into<Col>> From<Option<T>> for Col {
 /// rules_version, fp_version, raw, normalized, fingerprints, merge)`.
 pub(crate) const LEAD_COLUMNS: &str = "id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized, fingerprints, merge";
 /// `jobs (…)`, the columns a new job sets.
-pub(crate) const JOB_COLUMNS: &str = "id, lead_id, destination, idempotency_key, state, priority, next_attempt_at, payload, mapping_version, sla_deadline, last_error, created_at, updated_at, finished_at, chain, source";
+pub(crate) const JOB_COLUMNS: &str = "id, lead_id, destination, idempotency_key, state, priority, next_attempt_at, payload, mapping_version, sla_deadline, last_error, created_at, updated_at, finished_at, chain, source, held";
 /// `persons (id, revision, record, updated_at)`.
 pub(crate) const PERSON_COLUMNS: &str = "id, revision, record, updated_at";
 
@@ -58,7 +58,7 @@ pub(crate) const PERSON_COLUMNS: &str = "id, revision, record, updated_at";
 #[derive(Debug, Default)]
 pub(crate) struct NewRows {
     pub leads: Vec<[Col; 12]>,
-    pub jobs: Vec<[Col; 16]>,
+    pub jobs: Vec<[Col; 17]>,
     /// One per person: the group's last revision (an upsert may not touch
     /// a row twice in one statement on every database).
     pub persons: Vec<[Col; 4]>,
@@ -104,7 +104,8 @@ pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
                 j.idempotency_key.as_str().into(),
                 j.state.as_str().into(),
                 j.priority.as_i64().into(),
-                at.into(),
+                // A held job sorts last among the pending until released.
+                if j.held.is_some() { i64::MAX } else { at }.into(),
                 crypt
                     .seal(Column::JobPayload, &j.id, json(&j.payload))
                     .into(),
@@ -119,6 +120,7 @@ pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
                 (j.state == JobState::Dead).then_some(at).into(),
                 j.chain.as_str().into(),
                 l.source.as_str().into(),
+                j.held.map(|h| h.as_str()).into(),
             ]);
         }
     }

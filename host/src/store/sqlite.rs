@@ -33,7 +33,7 @@ macro_rules! job_view_sql {
     ($tail:literal) => {
         concat!(
             "SELECT id, destination, state, priority, attempts, next_attempt_at, sla_deadline, crm_id,
-                    outcome, last_error, mapping_version, payload, lead_id, created_at, discarded
+                    outcome, last_error, mapping_version, payload, lead_id, created_at, discarded, held
              FROM jobs ",
             $tail
         )
@@ -325,6 +325,23 @@ impl Store for SqliteStore {
         }
         let rows = rows::new_rows(leads, &self.crypt);
         let mut statements = Vec::new();
+        // Before the new jobs: a held job goes ahead of the update of its
+        // chain that this group may add.
+        let release: Vec<&String> = leads.iter().flat_map(|l| &l.release).collect();
+        if !release.is_empty() {
+            let now = leads.iter().map(|l| l.received_at_ms).max().unwrap_or(0);
+            statements.push((
+                "UPDATE jobs SET held = NULL, next_attempt_at = ?1, updated_at = ?1
+                 WHERE held = 'consent_missing' AND state = 'pending'
+                   AND chain IN (SELECT value FROM json_each(?2))",
+                args([
+                    now.into(),
+                    serde_json::to_string(&release)
+                        .expect("chains serialize")
+                        .into(),
+                ])?,
+            ));
+        }
         chunked(&LEAD_INSERTS, rows.leads, &mut statements)?;
         chunked(&JOB_INSERTS, rows.jobs, &mut statements)?;
         chunked(&PERSON_UPSERTS, rows.persons, &mut statements)?;
@@ -1099,9 +1116,11 @@ impl Store for SqliteStore {
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
-        // Both partial indexes answer this without touching the table.
+        // Both partial indexes answer this without touching the table
+        // (a held job's next attempt is at i64::MAX: not work to do).
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'pending')
+            "SELECT (SELECT COUNT(*) FROM jobs
+                     WHERE state = 'pending' AND next_attempt_at < 9223372036854775807)
                   + (SELECT COUNT(*) FROM jobs WHERE state = 'leased')",
         )
         .fetch_one(&self.pool)
@@ -1133,17 +1152,21 @@ impl Store for SqliteStore {
             duplicates: leads.get::<i64, _>(1) as u64,
             ..Default::default()
         };
-        for r in
-            sqlx::query("SELECT destination, state, COUNT(*) FROM jobs GROUP BY destination, state")
-                .fetch_all(&self.pool)
-                .await?
+        for r in sqlx::query(
+            "SELECT destination, state, held IS NOT NULL, COUNT(*) FROM jobs
+             GROUP BY destination, state, held IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?
         {
-            let n = r.get::<i64, _>(2) as u64;
+            let n = r.get::<i64, _>(3) as u64;
             let of = counts
                 .destinations
                 .entry(r.get::<String, _>(0))
                 .or_default();
             let (total, one) = match JobState::parse(&r.get::<String, _>(1))? {
+                // Held: waiting for consent, not for delivery.
+                JobState::Pending if r.get::<bool, _>(2) => (&mut counts.jobs_held, &mut of.held),
                 JobState::Pending => (&mut counts.jobs_pending, &mut of.pending),
                 JobState::Leased => (&mut counts.jobs_leased, &mut of.leased),
                 JobState::Delivered => (&mut counts.jobs_delivered, &mut of.delivered),
@@ -1528,7 +1551,7 @@ const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
                     updated_at = ?2
     WHERE seq IN (
         SELECT seq FROM jobs j
-        WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2
+        WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2 AND held IS NULL
           AND (chain IS NULL OR NOT EXISTS (
               SELECT 1 FROM jobs e
               WHERE e.chain = j.chain AND e.seq < j.seq
@@ -1709,6 +1732,10 @@ fn job_view(r: sqlx::sqlite::SqliteRow, crypt: &Crypt) -> Result<JobView, StoreE
             .get::<Option<String>, _>(14)
             .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?,
+        held: r
+            .get::<Option<String>, _>(15)
+            .map(|h| crate::pipeline::consent::Hold::parse(&h))
+            .transpose()?,
     })
 }
 
@@ -1759,10 +1786,12 @@ mod tests {
                     state: JobState::Pending,
                     last_error: None,
                     chain: format!("{person}/d{n}"),
+                    held: None,
                 })
                 .collect(),
             merge: None,
             person: None,
+            release: Vec::new(),
         }
     }
 

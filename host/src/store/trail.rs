@@ -76,6 +76,7 @@ pub(crate) fn ingest_trail(view: &LeadView) -> Vec<Event> {
                 "sla_deadline_ms": job.sla_deadline_ms,
                 "mapping_version": job.mapping_version,
                 "error": if unmappable { job.last_error.clone() } else { None },
+                "held": job.held,
             }),
         ));
     }

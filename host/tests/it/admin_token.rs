@@ -11,6 +11,7 @@ use crate::support::{Host, free_port, generated_admin_token, host_config, leadga
 
 #[tokio::test]
 async fn a_host_without_tokens_generates_one_for_its_owner_and_the_cli_reads_it() {
+    leadgate_runtime::outbound::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data").join("leadgate.db");
     let port = free_port();

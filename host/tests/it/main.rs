@@ -5,6 +5,7 @@
 mod admin_token;
 mod chaos;
 mod config_layers;
+mod consent;
 mod dedupe_fake1000;
 mod dedupe_restart;
 mod demo_cli;
