@@ -1,5 +1,5 @@
 -- A pending job may wait instead of going out: `held` says why (the
 -- destination's consent policy asks for a lawful basis the person has not
--- given). A held job is never leased, and it holds its chain; a later
--- lead that brings consent releases it.
-ALTER TABLE jobs ADD COLUMN held TEXT CHECK (held IN ('consent_missing'));
+-- given, or the person withdrew consent). A held job is never leased, and
+-- it holds its chain; a later lead that brings consent releases it.
+ALTER TABLE jobs ADD COLUMN held TEXT CHECK (held IN ('consent_missing', 'consent_withdrawn'));

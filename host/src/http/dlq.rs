@@ -248,7 +248,7 @@ pub struct DiscardRequest {
 }
 
 /// A JSON body, or the API's error naming what is wrong with it.
-fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     parsed
         .map(|Json(t)| t)
         .map_err(|e| ApiError::new(ErrorCode::MalformedJson, e.body_text()))

@@ -5,6 +5,7 @@
 //! and the store, which know nothing of HTTP.
 
 pub mod auth;
+pub mod consent;
 pub mod destinations;
 pub mod dlq;
 pub mod erasure;
@@ -69,7 +70,9 @@ pub fn router(state: Arc<AppState>, request_timeout: std::time::Duration) -> axu
         .merge(guarded(read, Scope::Read, &state))
         .merge(guarded(operate, Scope::Operate, &state))
         .merge(guarded(
-            keys::routes().merge(erasure::routes()),
+            keys::routes()
+                .merge(erasure::routes())
+                .merge(consent::routes()),
             Scope::Admin,
             &state,
         ))
@@ -130,6 +133,7 @@ pub enum ErrorCode {
     InvalidSelection,
     ReasonRequired,
     EncryptionOff,
+    InvalidConsent,
     WebhooksUnsupported,
     BadSignature,
     StaleTimestamp,
@@ -150,9 +154,11 @@ impl ErrorCode {
             TooManyLeads | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             BacklogFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
             TransformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            TransformMalformed | TransformInvalidField | InvalidSelection | ReasonRequired => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            TransformMalformed
+            | TransformInvalidField
+            | InvalidSelection
+            | ReasonRequired
+            | InvalidConsent => StatusCode::UNPROCESSABLE_ENTITY,
             TransformFailed => StatusCode::BAD_GATEWAY,
             EncryptionOff => StatusCode::CONFLICT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,

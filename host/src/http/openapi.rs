@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder,
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema, Type};
 
-use super::{destinations, dlq, erasure, keys, leads, read, webhooks};
+use super::{consent, destinations, dlq, erasure, keys, leads, read, webhooks};
 use crate::pipeline::field::LeadField;
 
 /// The shape of every error answer.
@@ -57,6 +57,7 @@ pub struct ErrorDetail {
         keys::keys,
         keys::rotate,
         erasure::erase,
+        consent::withdraw,
         webhooks::receive,
         openapi_json,
     ),
@@ -159,13 +160,14 @@ fn lead_schema() -> Schema {
             .description(Some(
                 "The consent given, the same as the flat consent_* fields: `basis` (a GDPR \
                  art. 6 lawful basis), `given_at` (RFC 3339 or a date), `text`, `version`, \
-                 `collected_by`.",
+                 `collected_by`, `withdrawn_at`.",
             ))
             .property("basis", text())
             .property("given_at", text())
             .property("text", text())
             .property("version", text())
             .property("collected_by", text())
+            .property("withdrawn_at", text())
             .additional_properties(Some(AdditionalProperties::FreeForm(false))),
     );
     Schema::Object(lead.build())

@@ -62,6 +62,7 @@ pub(super) fn build_row(
         merge,
         person,
         release,
+        stop_pending: false,
     }
 }
 

@@ -87,7 +87,21 @@ pub(crate) enum Queued {
     /// A person to erase: after every lead queued before it, before any
     /// queued after it.
     Erase(Erasure),
+    /// A person's consent withdrawal (answered as a lead: none when there
+    /// is no such person).
+    Withdraw(Withdrawal),
 }
+
+/// A consent withdrawal waiting for its turn.
+pub(crate) struct Withdrawal {
+    pub person_id: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub reply: Reply,
+}
+
+/// The source a withdrawal's lead is recorded under.
+pub const WITHDRAWAL_SOURCE: &str = "leadgate:consent-withdrawal";
 
 /// The handle ingest uses to commit leads.
 #[derive(Clone)]
@@ -197,6 +211,31 @@ impl Outbox {
             .await
             .map_err(|_| OutboxError::Closed)?;
         answer.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Records that a person withdrew consent, in its turn among the
+    /// queued leads: a lead of the person (source
+    /// [`WITHDRAWAL_SOURCE`]) that sets `consent_withdrawn_at`, merged as
+    /// any duplicate; its updates (for destinations whose mapping sends the
+    /// withdrawal) go out, the person's jobs not yet sent are stopped, and
+    /// later ones are held (`consent_withdrawn`). Returns the lead's id;
+    /// None when there is no such person.
+    pub async fn withdraw(
+        &self,
+        person_id: &str,
+        at: String,
+    ) -> Result<Option<String>, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Queued::Withdraw(Withdrawal {
+                person_id: person_id.to_string(),
+                at,
+                reply,
+            }))
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        let committed = answer.await.map_err(|_| OutboxError::Closed)??;
+        Ok(committed.into_iter().next().map(|c| c.id))
     }
 
     /// Erases a person (the right to erasure) in its turn among the

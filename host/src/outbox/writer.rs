@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
-use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply};
+use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal};
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
@@ -110,6 +110,14 @@ pub(super) async fn run(
                         return;
                     }
                 }
+                Queued::Withdraw(withdrawal) => {
+                    if !writer.send_group(&mut leads, &groups, &in_flight).await {
+                        return;
+                    }
+                    if !writer.withdraw(withdrawal, &groups, &in_flight).await {
+                        return;
+                    }
+                }
             }
         }
         if !writer.send_group(&mut leads, &groups, &in_flight).await {
@@ -123,6 +131,7 @@ impl Queued {
         match self {
             Queued::Leads(l, _) => l.len(),
             Queued::Erase(_) => 0,
+            Queued::Withdraw(_) => 1,
         }
     }
 
@@ -133,6 +142,9 @@ impl Queued {
             }
             Queued::Erase(erasure) => {
                 let _ = erasure.reply.send(Err(e));
+            }
+            Queued::Withdraw(withdrawal) => {
+                let _ = withdrawal.reply.send(Err(e));
             }
         }
     }
@@ -188,6 +200,99 @@ impl Writer {
             answers: Vec::new(),
             made_jobs: false,
             erasure: Some(erasure),
+        };
+        send(group, 1, groups, in_flight, self.group_max).await
+    }
+
+    /// A consent withdrawal: a lead of the person that sets
+    /// `consent_withdrawn_at`, merged into its golden record (no dedupe:
+    /// the person is named). Its updates carry the withdrawal and go out
+    /// whatever the hold; the person's jobs not yet sent are stopped.
+    async fn withdraw(
+        &mut self,
+        w: Withdrawal,
+        groups: &mpsc::UnboundedSender<Sent>,
+        in_flight: &Arc<Semaphore>,
+    ) -> bool {
+        let person = match self.persons.take(&w.person_id) {
+            Some(p) => Ok(Some(p)),
+            None => load_person(&*self.store, &w.person_id).await,
+        };
+        let mut person = match person {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let _ = w.reply.send(Ok(Vec::new()));
+                return true;
+            }
+            Err(e) => {
+                let _ = w.reply.send(Err(OutboxError::Store(Arc::new(e))));
+                return true;
+            }
+        };
+        let now = crate::now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        let raw = serde_json::json!({ "consent_withdrawn_at": w.at });
+        let lead = NormalizedLead {
+            consent_withdrawn_at: Some(w.at.clone()),
+            ..Default::default()
+        };
+        let routes = crate::pipeline::route::route(
+            &self.merging.renderer.destinations(),
+            crate::pipeline::route::Priority::P1,
+            None,
+            now,
+        );
+        let prepared = PreparedLead {
+            forms: crate::store::StoredForms::new(self.store.crypt(), &id, &raw, &lead),
+            routes: self.merging.renderer.render_all(&lead, routes),
+            id,
+            source: super::WITHDRAWAL_SOURCE.into(),
+            received_at_ms: now,
+            fingerprints: Vec::new(),
+            features: Features::default(),
+            lead,
+        };
+        // Where the person was held, nothing was ever sent: nothing to
+        // withdraw there either.
+        let held_before: Vec<String> = prepared
+            .routes
+            .iter()
+            .filter_map(|r| self.merging.renderer.render(&person, r.route.clone()))
+            .filter(|m| m.hold.is_some())
+            .map(|m| m.route.destination)
+            .collect();
+        let mut merged = merge_duplicate(&mut person, &prepared, &prepared.lead, &self.merging);
+        if let Some(m) = &mut merged {
+            m.updates
+                .retain(|u| !held_before.contains(&u.route.destination));
+            // The updates carry the withdrawal: they go whatever the hold.
+            for update in &mut m.updates {
+                update.hold = None;
+            }
+            m.release.clear();
+        }
+        let decision = Decision::Duplicate {
+            person_id: person.id.clone(),
+            matched: "consent-withdrawal".into(),
+            rule: "operator".into(),
+            score: None,
+            explain: None,
+        };
+        self.persons.put(person);
+        let mut row = build_row(prepared, decision, Vec::new(), merged);
+        row.stop_pending = true;
+        let group = Group {
+            epoch: self.epoch,
+            answers: vec![(
+                w.reply,
+                vec![Committed {
+                    id: row.id.clone(),
+                    decision: row.decision.clone(),
+                }],
+            )],
+            made_jobs: !row.jobs.is_empty(),
+            rows: vec![row],
+            erasure: None,
         };
         send(group, 1, groups, in_flight, self.group_max).await
     }

@@ -46,6 +46,28 @@ pub enum Hold {
     /// The destination's consent policy asks for a lawful basis the person
     /// has not given.
     ConsentMissing,
+    /// The person withdrew consent (every destination).
+    ConsentWithdrawn,
+}
+
+/// Why a person with `fields` must wait for a destination with `policy`
+/// (none: no policy), if it must: a withdrawal holds everywhere.
+pub fn hold(policy: Option<&ConsentPolicy>, fields: &dyn LeadFields) -> Option<Hold> {
+    if withdrawn(fields) {
+        return Some(Hold::ConsentWithdrawn);
+    }
+    policy.and_then(|p| p.check(fields))
+}
+
+/// Whether the person withdrew consent and gave none since (RFC 3339 UTC
+/// times compare as text).
+pub fn withdrawn(fields: &dyn LeadFields) -> bool {
+    let field = |name: &str| fields.field(&[name.to_string()]);
+    match (field("consent_withdrawn_at"), field("consent_given_at")) {
+        (Some(withdrawn), Some(given)) => given <= withdrawn,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 impl crate::store::StoredEnum for Hold {}
@@ -187,6 +209,30 @@ mod tests {
         assert_eq!(strict.check(&lead(&[("email", "a@b.com")])), held);
         let everywhere = policy(&["*"], &[], false);
         assert_eq!(everywhere.check(&lead(&[("country", "US")])), held);
+    }
+
+    #[test]
+    fn a_withdrawal_holds_everywhere_until_a_later_consent() {
+        let p = policy(&["EU"], &[], false);
+        let withdrawn = lead(&[
+            ("country", "US"),
+            ("consent_basis", "consent"),
+            ("consent_given_at", "2026-01-01T00:00:00Z"),
+            ("consent_withdrawn_at", "2026-02-01T00:00:00Z"),
+        ]);
+        assert_eq!(hold(Some(&p), &withdrawn), Some(Hold::ConsentWithdrawn));
+        assert_eq!(hold(None, &withdrawn), Some(Hold::ConsentWithdrawn));
+        let again = lead(&[
+            ("consent_basis", "consent"),
+            ("consent_given_at", "2026-03-01T00:00:00Z"),
+            ("consent_withdrawn_at", "2026-02-01T00:00:00Z"),
+        ]);
+        assert_eq!(hold(None, &again), None);
+        assert_eq!(hold(None, &lead(&[("country", "DE")])), None);
+        assert_eq!(
+            hold(Some(&p), &lead(&[("country", "DE")])),
+            Some(Hold::ConsentMissing)
+        );
     }
 
     #[test]

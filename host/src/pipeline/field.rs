@@ -76,6 +76,9 @@ pub enum LeadField {
     ConsentVersion,
     /// Consent: who collected it.
     ConsentCollectedBy,
+    /// Consent: when the person withdrew it (RFC 3339, UTC): nothing more
+    /// is pushed for the person until a consent given later.
+    ConsentWithdrawnAt,
 }
 
 use LeadField::*;
@@ -100,7 +103,7 @@ impl LeadField {
             Email | Phone | FirstName | MiddleName | LastName | Company | Title | Website
             | Street | City | Region | Postcode | Country | DateOfBirth | Priority | SourceUrl
             | CollectedAt | Collector | ConsentBasis | ConsentGivenAt | ConsentText
-            | ConsentVersion | ConsentCollectedBy => Some(self.name()),
+            | ConsentVersion | ConsentCollectedBy | ConsentWithdrawnAt => Some(self.name()),
             EmailSuggestion | EmailRole | EmailDisposable | PhoneExtension | PhoneType
             | NamePrefix | NameSuffix | CompanyKey | CompanyDomain => None,
         }
@@ -191,6 +194,7 @@ impl LeadField {
             Collector => &lead.collector,
             ConsentBasis => &lead.consent_basis,
             ConsentGivenAt => &lead.consent_given_at,
+            ConsentWithdrawnAt => &lead.consent_withdrawn_at,
             ConsentText => &lead.consent_text,
             ConsentVersion => &lead.consent_version,
             ConsentCollectedBy => &lead.consent_collected_by,
@@ -229,6 +233,7 @@ impl LeadField {
             Collector => &mut lead.collector,
             ConsentBasis => &mut lead.consent_basis,
             ConsentGivenAt => &mut lead.consent_given_at,
+            ConsentWithdrawnAt => &mut lead.consent_withdrawn_at,
             ConsentText => &mut lead.consent_text,
             ConsentVersion => &mut lead.consent_version,
             ConsentCollectedBy => &mut lead.consent_collected_by,
@@ -257,8 +262,8 @@ mod tests {
         }
         assert_eq!(LeadField::parse("name"), Some(LeadField::FullName));
         assert_eq!(LeadField::from_posted("full_name"), None, "a custom key");
-        assert_eq!(LeadField::posted().count(), 24);
-        assert_eq!(LeadField::all().count(), 33);
+        assert_eq!(LeadField::posted().count(), 25);
+        assert_eq!(LeadField::all().count(), 34);
     }
 
     #[test]

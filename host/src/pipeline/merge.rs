@@ -540,6 +540,13 @@ static GROUPS: &[Group] = &[
         text: None,
         alternates: None,
     },
+    // A withdrawal stays when a later lead brings the older consent again.
+    Group {
+        name: "withdrawal",
+        fields: &[ConsentWithdrawnAt],
+        text: None,
+        alternates: None,
+    },
 ];
 
 #[cfg(test)]

@@ -479,7 +479,7 @@ impl Renderer for Registry {
         Some(MappedRoute {
             payload,
             mapping_version: dest.mapping.version.clone(),
-            hold: dest.consent.as_ref().and_then(|p| p.check(fields)),
+            hold: crate::pipeline::consent::hold(dest.consent.as_ref(), fields),
             route,
         })
     }

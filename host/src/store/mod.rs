@@ -254,9 +254,12 @@ pub struct NewLead {
     pub merge: Option<Vec<Change>>,
     /// The person's new golden record, when this lead changed it.
     pub person: Option<Person>,
-    /// Chains (person × destination) whose jobs held for missing consent
-    /// go now: this lead brought it.
+    /// Chains (person × destination) whose held jobs go now: this lead
+    /// brought consent.
     pub release: Vec<String>,
+    /// The person withdrew consent: its jobs not yet sent are stopped
+    /// (before this lead's own, which carry the withdrawal).
+    pub stop_pending: bool,
 }
 
 /// A job handed to a delivery worker.

@@ -327,12 +327,27 @@ impl Store for SqliteStore {
         let mut statements = Vec::new();
         // Before the new jobs: a held job goes ahead of the update of its
         // chain that this group may add.
+        for l in leads.iter().filter(|l| l.stop_pending) {
+            let stopped =
+                serde_json::json!({"reason": "consent withdrawn", "at_ms": l.received_at_ms});
+            statements.push((
+                "UPDATE jobs SET state = 'dead', discarded = ?2, held = NULL,
+                                 finished_at = ?3, updated_at = ?3
+                 WHERE state = 'pending'
+                   AND lead_id IN (SELECT id FROM leads WHERE person_id = ?1)",
+                args([
+                    l.person_id.as_str().into(),
+                    stopped.to_string().into(),
+                    l.received_at_ms.into(),
+                ])?,
+            ));
+        }
         let release: Vec<&String> = leads.iter().flat_map(|l| &l.release).collect();
         if !release.is_empty() {
             let now = leads.iter().map(|l| l.received_at_ms).max().unwrap_or(0);
             statements.push((
                 "UPDATE jobs SET held = NULL, next_attempt_at = ?1, updated_at = ?1
-                 WHERE held = 'consent_missing' AND state = 'pending'
+                 WHERE held IS NOT NULL AND state = 'pending'
                    AND chain IN (SELECT value FROM json_each(?2))",
                 args([
                     now.into(),
@@ -1792,6 +1807,7 @@ mod tests {
             merge: None,
             person: None,
             release: Vec::new(),
+            stop_pending: false,
         }
     }
 

@@ -125,6 +125,9 @@ pub struct NormalizedLead {
     /// Consent: when it was given (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub consent_given_at: Option<String>,
+    /// Consent: when it was withdrawn (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent_withdrawn_at: Option<String>,
     /// Consent: the wording agreed to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub consent_text: Option<String>,
@@ -279,7 +282,7 @@ pub fn normalize(
                 "consent",
                 "wrong_type",
                 format!(
-                    "consent must be an object ({{basis, given_at, text, version, collected_by}}), not {}",
+                    "consent must be an object ({{basis, given_at, text, version, collected_by, withdrawn_at}}), not {}",
                     json_type(other)
                 ),
             )),
@@ -368,7 +371,7 @@ impl Normalizer<'_> {
                     &format!("consent.{key}"),
                     "unknown_field",
                     format!(
-                        "consent.{key} is not a consent field (basis, given_at, text, version, collected_by)"
+                        "consent.{key} is not a consent field (basis, given_at, text, version, collected_by, withdrawn_at)"
                     ),
                 )),
             }
@@ -530,21 +533,25 @@ impl Normalizer<'_> {
                     (false, true)
                 }
             },
-            LeadField::CollectedAt | LeadField::ConsentGivenAt => match timestamp(text) {
-                Some(at) => {
-                    let changed = at != raw_text;
-                    *field.value_mut(&mut self.lead)? = Some(at);
-                    (true, changed)
+            LeadField::CollectedAt | LeadField::ConsentGivenAt | LeadField::ConsentWithdrawnAt => {
+                match timestamp(text) {
+                    Some(at) => {
+                        let changed = at != raw_text;
+                        *field.value_mut(&mut self.lead)? = Some(at);
+                        (true, changed)
+                    }
+                    None => {
+                        self.lead.flags.push(FieldIssue::new(
+                            field.name(),
+                            "invalid_timestamp",
+                            format!(
+                                "{text:?}: not an RFC 3339 time or a date (2026-12-05T10:00:00Z)"
+                            ),
+                        ));
+                        (false, true)
+                    }
                 }
-                None => {
-                    self.lead.flags.push(FieldIssue::new(
-                        field.name(),
-                        "invalid_timestamp",
-                        format!("{text:?}: not an RFC 3339 time or a date (2026-12-05T10:00:00Z)"),
-                    ));
-                    (false, true)
-                }
-            },
+            }
             LeadField::ConsentBasis => match consent_basis(text) {
                 Some(basis) => {
                     self.lead.consent_basis = Some(basis.to_string());

@@ -101,6 +101,12 @@ async fn every_admin_route_asks_for_its_scope() -> anyhow::Result<()> {
         ),
         (Method::GET, "/v1/keys".into(), None, "admin"),
         (Method::POST, "/v1/keys/rotate".into(), None, "admin"),
+        (
+            Method::POST,
+            format!("/v1/persons/{lead}/consent"),
+            Some(json!({"withdrawn": true})),
+            "admin",
+        ),
         // Last: it erases the lead the routes above read.
         (Method::DELETE, format!("/v1/persons/{lead}"), None, "admin"),
     ];
