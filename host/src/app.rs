@@ -41,6 +41,7 @@ pub struct RunningHost {
     outbox_task: tokio::task::JoinHandle<()>,
     workers: Workers,
     backlog_refresh: tokio::task::JoinHandle<()>,
+    retention: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<plugins::WatchHandle>,
 }
 
@@ -101,6 +102,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         rotation: rotation.clone(),
     });
     let backlog_refresh = backlog.spawn_refresh(store.clone());
+    let retention = store::retention::spawn(
+        store.clone(),
+        config
+            .sources
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.retention?)))
+            .collect(),
+    );
     let (stop_server, stopped) = tokio::sync::watch::channel(false);
     let options = serve_options(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -151,6 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         outbox_task,
         workers,
         backlog_refresh,
+        retention,
         _watcher: watcher,
     })
 }
@@ -328,6 +338,9 @@ impl RunningHost {
         // its queue and ends.
         self.outbox_task.await?;
         self.backlog_refresh.abort();
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
         self.workers.shutdown().await;
         Ok(())
     }

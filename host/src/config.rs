@@ -237,6 +237,9 @@ pub struct SourceConfig {
     /// Leads this source's key may post; above it, 429 with `Retry-After`.
     #[serde(default)]
     pub rate_limit: Option<IngestRateLimit>,
+    /// How long this source's personal data is kept.
+    #[serde(default)]
+    pub retention: Option<crate::store::retention::Retention>,
 }
 
 impl SourceConfig {
@@ -450,6 +453,13 @@ impl Config {
             if let Some(consent) = &dest.consent {
                 crate::pipeline::consent::ConsentPolicy::new(consent)
                     .map_err(|r| invalid(format!("destinations.{name}.consent"), r))?;
+            }
+        }
+        for (name, source) in &self.sources {
+            if let Some(retention) = &source.retention {
+                retention
+                    .validate(self.dedupe.window_days)
+                    .map_err(|(k, r)| invalid(format!("sources.{name}.retention.{k}"), r))?;
             }
         }
         self.validate_server()?;

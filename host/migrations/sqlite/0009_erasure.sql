@@ -1,9 +1,13 @@
--- Right to erasure. An erased lead keeps its id, source, times, status and
--- dedupe decision (the audit stays whole) but nothing of the person:
--- `erased_at` says when. Each erasure leaves its receipt (ids and counts,
+-- Right to erasure, and retention. An erased lead keeps its id, source,
+-- times, status and dedupe decision (the audit stays whole: a tombstone)
+-- but nothing of the person: `erased_at` says when, `erased_by` why. Each erasure leaves its receipt (ids and counts,
 -- no personal data), and the audit trail a `privacy`/`erased` entry, so
 -- the events table is rebuilt for its CHECKs.
 ALTER TABLE leads ADD COLUMN erased_at INTEGER;
+ALTER TABLE leads ADD COLUMN erased_by TEXT CHECK (erased_by IN ('erasure', 'retention'));
+-- When the source's retention removed the lead as posted (the normalized
+-- lead stays until the lead's own retention).
+ALTER TABLE leads ADD COLUMN raw_purged_at INTEGER;
 
 CREATE TABLE erasures (
     person_id   TEXT PRIMARY KEY NOT NULL,

@@ -4,6 +4,7 @@
 
 mod person;
 pub mod private;
+pub mod retention;
 pub mod rotation;
 mod rows;
 pub mod seal;
@@ -394,9 +395,12 @@ pub struct LeadView {
     pub merge: Option<serde_json::Value>,
     pub deliveries: Vec<JobView>,
     pub audit: Vec<Event>,
-    /// When the person's data was erased from this lead.
+    /// When the person's data was erased from this lead (a tombstone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erased_at_ms: Option<i64>,
+    /// Why: `erasure` (the person asked) or `retention` (its source's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_by: Option<String>,
 }
 
 /// What an erasure removed, and where (ids and counts: no personal data).
@@ -685,6 +689,16 @@ pub trait Store: Send + Sync + 'static {
         person_id: &str,
         now_ms: i64,
     ) -> Result<Option<ErasureReceipt>, StoreError>;
+
+    /// One step of a source's retention (see [`retention`]): at most
+    /// `limit` leads of each kind, in one transaction.
+    async fn purge(
+        &self,
+        source: &str,
+        cutoffs: retention::Cutoffs,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<retention::Purged, StoreError>;
 
     /// Leaves no copy of rewritten or deleted values in the store's files
     /// (after a re-sealing pass or an erasure): deleted content is

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::trail::ingest_trail;
 
+use super::retention;
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::*;
@@ -520,7 +521,7 @@ impl Store for SqliteStore {
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, source, received_at, status, person_id, decision, rules_version, fp_version, raw, normalized,
-                    merge, erased_at
+                    merge, erased_at, erased_by
              FROM leads WHERE id = ?1",
         )
         .bind(id)
@@ -567,6 +568,7 @@ impl Store for SqliteStore {
             deliveries: jobs,
             audit: Vec::new(),
             erased_at_ms: row.get(11),
+            erased_by: row.get(12),
         };
         view.audit = ingest_trail(&view);
         view.audit.extend(stored);
@@ -985,91 +987,20 @@ impl Store for SqliteStore {
             let last = receipt.destinations.last_mut().expect("just pushed");
             last.crm_ids.push(r.get(1));
         }
-        // A duplicate's decision names the fingerprint that matched (the
-        // email itself, or its blind index): only its kind stays.
-        for r in sqlx::query("SELECT id, decision FROM leads WHERE person_id = ?1")
-            .bind(person_id)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let id: String = r.get(0);
-            let text = self.crypt.open(Column::LeadDecision, &id, r.get(1))?;
-            let mut decision: Decision =
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if let Decision::Duplicate { matched, .. } = &mut decision
-                && let Some(kind) = matched
-                    .split([':', '#'])
-                    .next()
-                    .filter(|k| k.len() < matched.len())
-            {
-                *matched = format!("{kind}:erased");
-                let text = serde_json::to_string(&decision).expect("a decision serializes");
-                sqlx::query("UPDATE leads SET decision = ?2 WHERE id = ?1")
-                    .bind(&id)
-                    .bind(self.crypt.seal(Column::LeadDecision, &id, text))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        let erased = serde_json::json!({"reason": "erased", "at_ms": now_ms}).to_string();
-        let normalized = serde_json::to_string(&NormalizedLead::default()).expect("serializes");
-        sqlx::query(
-            "UPDATE leads SET raw = '{}', normalized = ?2, merge = NULL, fingerprints = '',
-                              erased_at = ?3
-             WHERE person_id = ?1",
-        )
-        .bind(person_id)
-        .bind(normalized)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        let ids = serde_json::to_string(&receipt.leads).expect("ids serialize");
+        let forgotten = self
+            .forget_leads(&mut tx, &ids, Forget::Erasure, now_ms)
+            .await?;
+        receipt.jobs = forgotten.jobs;
+        receipt.deliveries_stopped = forgotten.deliveries_stopped;
+        receipt.dead_letters = forgotten.dead_letters;
+        receipt.audit_entries = forgotten.audit_entries;
         receipt.golden_record = sqlx::query("DELETE FROM persons WHERE id = ?1")
             .bind(person_id)
             .execute(&mut *tx)
             .await?
             .rows_affected()
             > 0;
-        let of_person = "lead_id IN (SELECT id FROM leads WHERE person_id = ?1)";
-        receipt.deliveries_stopped = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'dead', discarded = ?2, lease_owner = NULL,
-                             lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
-             WHERE {of_person} AND state IN ('pending', 'leased')"
-        )))
-        .bind(person_id)
-        .bind(&erased)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        receipt.dead_letters = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET discarded = ?2, updated_at = ?3
-             WHERE {of_person} AND state = 'dead' AND discarded IS NULL"
-        )))
-        .bind(person_id)
-        .bind(&erased)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let empty = serde_json::to_string(&JobPayload::V1 {
-            properties: Vec::new(),
-        })
-        .expect("serializes");
-        receipt.jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET payload = ?2, last_error = NULL WHERE {of_person}"
-        )))
-        .bind(person_id)
-        .bind(empty)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        receipt.audit_entries = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE events SET detail = '{{}}' WHERE {of_person}"
-        )))
-        .bind(person_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
         for crm in &mut receipt.destinations {
             crm.note = Some(
                 "not deleted at the CRM: the adapter interface (WIT 0.2) has no delete \
@@ -1108,6 +1039,86 @@ impl Store for SqliteStore {
             }
         };
         Ok(Some(receipt))
+    }
+
+    async fn purge(
+        &self,
+        source: &str,
+        cutoffs: retention::Cutoffs,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<retention::Purged, StoreError> {
+        let mut purged = retention::Purged::default();
+        let mut tx = self.admin.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(before) = cutoffs.raw_before_ms {
+            purged.raw = sqlx::query(
+                "UPDATE leads SET raw = '{}', raw_purged_at = ?3
+                 WHERE rowid IN (SELECT rowid FROM leads
+                                 WHERE source = ?1 AND received_at < ?2
+                                   AND raw_purged_at IS NULL AND erased_at IS NULL
+                                 LIMIT ?4)",
+            )
+            .bind(source)
+            .bind(before)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if let Some(before) = cutoffs.leads_before_ms {
+            let rows = sqlx::query(
+                "SELECT id, person_id FROM leads
+                 WHERE source = ?1 AND received_at < ?2 AND erased_at IS NULL LIMIT ?3",
+            )
+            .bind(source)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            if !rows.is_empty() {
+                let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                let persons: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+                let ids = serde_json::to_string(&ids).expect("ids serialize");
+                self.forget_leads(&mut tx, &ids, Forget::Retention, now_ms)
+                    .await?;
+                purged.leads = rows.len() as u64;
+                purged.persons = sqlx::query(
+                    "DELETE FROM persons WHERE id IN (SELECT value FROM json_each(?1))
+                       AND NOT EXISTS (SELECT 1 FROM leads
+                                       WHERE person_id = persons.id AND erased_at IS NULL)",
+                )
+                .bind(serde_json::to_string(&persons).expect("ids serialize"))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        if let Some(before) = cutoffs.dead_letters_before_ms {
+            let reason = serde_json::json!({"reason": "retention", "at_ms": now_ms}).to_string();
+            let empty = serde_json::to_string(&JobPayload::V1 {
+                properties: Vec::new(),
+            })
+            .expect("serializes");
+            purged.dead_letters = sqlx::query(
+                "UPDATE jobs SET discarded = ?3, payload = ?4, last_error = NULL, updated_at = ?5
+                 WHERE seq IN (SELECT seq FROM jobs
+                               WHERE state = 'dead' AND discarded IS NULL AND source = ?1
+                                 AND finished_at < ?2
+                               LIMIT ?6)",
+            )
+            .bind(source)
+            .bind(before)
+            .bind(reason)
+            .bind(empty)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
@@ -1212,6 +1223,136 @@ impl Store for SqliteStore {
                 Ok((lead, job_view(r, &self.crypt)?))
             })
             .collect()
+    }
+}
+
+/// Why leads are forgotten: the person asked, or their source's retention
+/// ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Forget {
+    Erasure,
+    Retention,
+}
+
+impl Forget {
+    fn as_str(self) -> &'static str {
+        match self {
+            Forget::Erasure => "erasure",
+            Forget::Retention => "retention",
+        }
+    }
+}
+
+/// What forgetting leads did to their jobs and audit entries.
+#[derive(Debug, Default)]
+struct Forgotten {
+    jobs: u64,
+    deliveries_stopped: u64,
+    dead_letters: u64,
+    audit_entries: u64,
+}
+
+impl SqliteStore {
+    /// Removes the personal data of the leads `ids` (a JSON array) in
+    /// `tx`: their forms, merge changes, fingerprints and the fingerprint a
+    /// duplicate matched; their jobs' payloads and errors (waiting ones
+    /// stopped, dead letters taken out of the queue) and their audit
+    /// details. Ids, times, source, status and decisions stay: tombstones.
+    async fn forget_leads(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        ids: &str,
+        why: Forget,
+        now_ms: i64,
+    ) -> Result<Forgotten, StoreError> {
+        // A duplicate's decision names the fingerprint that matched (the
+        // email itself, or its blind index): only its kind stays.
+        for r in sqlx::query(
+            "SELECT id, decision FROM leads WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?
+        {
+            let id: String = r.get(0);
+            let text = self.crypt.open(Column::LeadDecision, &id, r.get(1))?;
+            let mut decision: Decision =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Decision::Duplicate { matched, .. } = &mut decision
+                && let Some(kind) = matched
+                    .split([':', '#'])
+                    .next()
+                    .filter(|k| k.len() < matched.len())
+            {
+                *matched = format!("{kind}:erased");
+                let text = serde_json::to_string(&decision).expect("a decision serializes");
+                sqlx::query("UPDATE leads SET decision = ?2 WHERE id = ?1")
+                    .bind(&id)
+                    .bind(self.crypt.seal(Column::LeadDecision, &id, text))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        let normalized = serde_json::to_string(&NormalizedLead::default()).expect("serializes");
+        sqlx::query(
+            "UPDATE leads SET raw = '{}', normalized = ?2, merge = NULL, fingerprints = '',
+                              erased_at = ?3, erased_by = ?4
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .bind(normalized)
+        .bind(now_ms)
+        .bind(why.as_str())
+        .execute(&mut **tx)
+        .await?;
+        let reason = serde_json::json!({"reason": why.as_str(), "at_ms": now_ms}).to_string();
+        let of_leads = "lead_id IN (SELECT value FROM json_each(?1))";
+        let deliveries_stopped = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', discarded = ?2, lease_owner = NULL, held = NULL,
+                             lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
+             WHERE {of_leads} AND state IN ('pending', 'leased')"
+        )))
+        .bind(ids)
+        .bind(&reason)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        let dead_letters = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET discarded = ?2, updated_at = ?3
+             WHERE {of_leads} AND state = 'dead' AND discarded IS NULL"
+        )))
+        .bind(ids)
+        .bind(&reason)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        let empty = serde_json::to_string(&JobPayload::V1 {
+            properties: Vec::new(),
+        })
+        .expect("serializes");
+        let jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET payload = ?2, last_error = NULL WHERE {of_leads}"
+        )))
+        .bind(ids)
+        .bind(empty)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        let audit_entries = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET detail = '{{}}' WHERE {of_leads}"
+        )))
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(Forgotten {
+            jobs,
+            deliveries_stopped,
+            dead_letters,
+            audit_entries,
+        })
     }
 }
 
@@ -2473,5 +2614,91 @@ mod tests {
         under_k2("SELECT refresh_token FROM oauth_tokens").await;
         under_k2("SELECT CAST(value AS TEXT) FROM plugin_kv").await;
         assert_eq!(store.sealed_under().await.unwrap().as_deref(), Some("k2"));
+    }
+
+    #[tokio::test]
+    async fn retention_leaves_tombstones_and_takes_expired_dead_letters_out() {
+        use crate::pipeline::merge::{LeadMeta, Person};
+        use crate::store::retention::{Retention, run_once};
+        const DAY: i64 = 86_400_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let at = |mut l: NewLead, day: i64| {
+            l.received_at_ms = day * DAY;
+            l
+        };
+        let mut l2 = at(lead("L2", "L1", &[], 0), 2);
+        let first = NormalizedLead {
+            email: Some("a@b.com".into()),
+            ..Default::default()
+        };
+        l2.person = Some(Person::first(
+            "L1",
+            first,
+            &LeadMeta {
+                lead_id: "L1",
+                source: "test",
+                at_ms: DAY,
+            },
+        ));
+        store
+            .insert_leads(&[
+                at(lead("L1", "L1", &["email:a@b.com"], 1), 1),
+                l2,
+                at(lead("L3", "L3", &["email:c@d.com"], 1), 80),
+            ])
+            .await
+            .unwrap();
+        // L3's job is dead-lettered on day 85.
+        let jobs = store.lease("d0", "w", 10, DAY, 85 * DAY).await.unwrap();
+        let l3 = jobs.iter().find(|j| j.lead_id == "L3").unwrap().clone();
+        let dead = JobResult::Dead {
+            error: "refused c@d.com".into(),
+        };
+        store
+            .complete("w", "a", &[(l3, dead)], 85 * DAY)
+            .await
+            .unwrap();
+        let retention = Retention {
+            raw_days: Some(30),
+            leads_days: Some(60),
+            dead_letters_days: Some(5),
+        };
+        assert!(retention.validate(30).is_ok());
+        assert_eq!(retention.validate(60).unwrap_err().0, "leads_days");
+        assert_eq!(retention.validate(0).unwrap_err().0, "leads_days");
+        let sources = [("test".to_string(), retention)];
+        let purged = run_once(&store, &sources, 100 * DAY).await.unwrap();
+        assert_eq!(
+            (
+                purged.raw,
+                purged.leads,
+                purged.persons,
+                purged.dead_letters
+            ),
+            (2, 2, 1, 1),
+            "{purged:?}"
+        );
+        // Tombstones: ids, times, status and decision stay.
+        let l1 = store.lead("L1").await.unwrap().unwrap();
+        assert_eq!(l1.raw, serde_json::json!({}));
+        assert!(l1.normalized.get("email").is_none(), "{:?}", l1.normalized);
+        assert_eq!(l1.erased_by.as_deref(), Some("retention"));
+        assert_eq!(l1.received_at_ms, DAY);
+        assert_eq!(l1.deliveries[0].payload, serde_json::json!([]));
+        assert!(store.person("L1").await.unwrap().is_none());
+        // L3 is within its retention; only its dead letter went.
+        let l3 = store.lead("L3").await.unwrap().unwrap();
+        assert_eq!(l3.raw["email"], "A@B.com");
+        assert!(l3.erased_at_ms.is_none());
+        assert_eq!(
+            l3.deliveries[0].discarded.as_ref().unwrap()["reason"],
+            "retention"
+        );
+        assert_eq!(l3.deliveries[0].last_error, None);
+        assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+        // Nothing more to do.
+        let again = run_once(&store, &sources, 100 * DAY).await.unwrap();
+        assert_eq!(again, Default::default());
     }
 }
