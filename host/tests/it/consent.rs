@@ -13,7 +13,7 @@ use leadgate_sim::{SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
+    Host, free_port, generated_admin_token, get_admin_json, host_config, post_lead, wait_ready,
 };
 
 const KEY: &str = "consent-test-source-01";
@@ -61,17 +61,7 @@ async fn leads_without_consent_wait_until_a_lead_brings_it() {
     let client = reqwest::Client::new();
     wait_ready(&client, &url).await;
     let token = generated_admin_token(&db);
-    let post = async |lead: Value| -> Value {
-        let answer = client
-            .post(format!("{url}/v1/leads"))
-            .bearer_auth(KEY)
-            .json(&lead)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
-        answer.json::<Value>().await.unwrap()["results"][0].clone()
-    };
+    let post = async |lead: Value| post_lead(&client, &url, KEY, lead).await;
     let settled = async |held: u64| -> Value {
         let started = Instant::now();
         loop {

@@ -14,7 +14,8 @@ use leadgate_sim::{Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
+    Host, files_holding, free_port, generated_admin_token, get_admin_json, host_config, post_lead,
+    wait_ready,
 };
 
 const KEY: &str = "erasure-test-source-01";
@@ -22,22 +23,7 @@ const GONE: &str = "philippa.erasable@forget-example.org";
 const KEPT: &str = "theodore.kept@forget-example.org";
 
 fn on_disk(dir: &Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    found.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    found
+    files_holding(dir, &[needle.to_string()])
 }
 
 #[tokio::test]
@@ -67,17 +53,7 @@ async fn an_erased_person_is_gone_from_disk_index_and_queue() {
     let client = reqwest::Client::new();
     wait_ready(&client, &url).await;
     let token = generated_admin_token(&db);
-    let post = async |lead: Value| -> Value {
-        let answer = client
-            .post(format!("{url}/v1/leads"))
-            .bearer_auth(KEY)
-            .json(&lead)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
-        answer.json::<Value>().await.unwrap()["results"][0].clone()
-    };
+    let post = async |lead: Value| post_lead(&client, &url, KEY, lead).await;
     let drained = async || {
         let started = Instant::now();
         loop {

@@ -5,13 +5,14 @@
 //! indexes) keeps matching across the switch, the rotation and a restart;
 //! and afterwards no lead value is in any file of the store.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config_with, leadgate, wait_ready,
+    Host, files_holding, free_port, generated_admin_token, get_admin_json, host_config_with,
+    leadgate, wait_ready,
 };
 
 const KEY: &str = "keys-test-source-0001";
@@ -30,37 +31,9 @@ fn lead(n: usize) -> Value {
     })
 }
 
-/// Every file under `dir` but `skip`.
-fn files(dir: &Path, skip: &[&Path]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !skip.contains(&path.as_path()) {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// The files under `dir` holding any of the persons' emails.
 fn holding_emails(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for file in files(dir, &[]) {
-        let bytes = std::fs::read(&file).unwrap();
-        for n in 0..PERSONS {
-            let e = email(n);
-            if bytes.windows(e.len()).any(|w| w == e.as_bytes()) {
-                found.push(format!("{} holds {e}", file.display()));
-                break;
-            }
-        }
-    }
-    found
+    files_holding(dir, &(0..PERSONS).map(email).collect::<Vec<_>>())
 }
 
 async fn post(client: &reqwest::Client, url: &str, leads: Vec<Value>) -> Value {

@@ -12,7 +12,7 @@ use leadgate_sim::{Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
+    Host, files_under, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
 };
 
 const KEY: &str = "log-privacy-key-0001";
@@ -123,23 +123,8 @@ async fn no_lead_value_reaches_the_log_at_trace_level_or_the_disk() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The WAL holds the latest pages while the host runs.
-    let written = |dir: &std::path::Path| {
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.to_path_buf()];
-        while let Some(d) = dirs.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path != log && path != config {
-                    files.push(path);
-                }
-            }
-        }
-        files
-    };
     let on_disk = |when: &str| {
-        let files = written(dir.path());
+        let files = files_under(dir.path(), &[&log, &config]);
         assert!(
             files.iter().any(|f| f.to_string_lossy().ends_with("-wal")) || when == "stopped",
             "{files:?}"

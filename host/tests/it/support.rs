@@ -105,6 +105,56 @@ pub fn leadgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Every file under `dir` (its folders too), but `skip`.
+pub fn files_under(dir: &std::path::Path, skip: &[&std::path::Path]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !skip.contains(&path.as_path()) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The files under `dir` whose bytes hold `needle`, and which.
+pub fn files_holding(dir: &std::path::Path, needles: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files_under(dir, &[]) {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{} holds {needle}", file.display()));
+            }
+        }
+    }
+    found
+}
+
+/// Posts one lead with a source's key and returns its result (the answer
+/// must be a 202).
+pub async fn post_lead(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    lead: serde_json::Value,
+) -> serde_json::Value {
+    let answer = client
+        .post(format!("{url}/v1/leads"))
+        .bearer_auth(key)
+        .json(&lead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    answer.json::<serde_json::Value>().await.unwrap()["results"][0].clone()
+}
+
 /// Waits until the host answers `/v1/health`.
 pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     let started = Instant::now();
