@@ -14,6 +14,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

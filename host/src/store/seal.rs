@@ -416,7 +416,9 @@ impl Keyring {
             return Ok(self.current());
         };
         let mut keys = self.keys.write().expect("key lock");
-        let (mut file, _) = read_or_generate(path)?;
+        // The file as it is: a missing one is never made again here (it
+        // would hold none of the keys the store is sealed under).
+        let mut file = read_key_file(path)?;
         let id = (1..)
             .map(|n| format!("k{n}"))
             .find(|id| !file.data_keys.contains_key(id))
@@ -529,18 +531,19 @@ fn aad(column: Column, row: &str) -> Vec<u8> {
     aad
 }
 
-fn read_or_generate(path: &Path) -> Result<(KeyFile, bool), SealError> {
+fn read_key_file(path: &Path) -> Result<KeyFile, SealError> {
     let bad = |reason: String| SealError::KeyFile {
         path: path.to_path_buf(),
         reason,
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            private::narrow_to_owner("the key file", &[path]).map_err(|e| bad(e.to_string()))?;
-            let text = Zeroizing::new(text);
-            let file: KeyFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-            Ok((file, false))
-        }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
+    private::narrow_to_owner("the key file", &[path]).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+fn read_or_generate(path: &Path) -> Result<(KeyFile, bool), SealError> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok((read_key_file(path)?, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let file = KeyFile {
                 current: "k1".into(),
@@ -550,7 +553,10 @@ fn read_or_generate(path: &Path) -> Result<(KeyFile, bool), SealError> {
             write_key_file(path, &file)?;
             Ok((file, true))
         }
-        Err(e) => Err(bad(e.to_string())),
+        Err(e) => Err(SealError::KeyFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -760,6 +766,11 @@ mod tests {
         assert_eq!(k.current(), "k1");
         assert_eq!(k.rotate().unwrap(), "k2");
         assert!(!k.is_current(&old));
+        // A key file gone is not made again by a rotation.
+        let kept = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(k.rotate().is_err());
+        std::fs::write(&path, kept).unwrap();
         let new = k.seal(Column::PersonRecord, "P", b"y");
         assert!(new.starts_with("lg1:k2:") && k.is_current(&new));
         // A restart reads both keys back, k2 current.

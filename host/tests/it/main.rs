@@ -11,6 +11,7 @@ mod dedupe_restart;
 mod demo_cli;
 mod erasure;
 mod file_modes;
+mod fuzz_corpus;
 mod keys;
 mod log_privacy;
 mod oauth;
