@@ -1155,10 +1155,11 @@ impl Store for SqliteStore {
     }
 
     async fn outstanding_by_source(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        // The partial index on source answers this without the table.
+        // The partial index on source answers this without the table. A
+        // held job waits for consent, not for delivery: not backlog.
         let rows = sqlx::query(
             "SELECT COALESCE(source, ''), COUNT(*) FROM jobs
-             WHERE state IN ('pending', 'leased') GROUP BY source",
+             WHERE state IN ('pending', 'leased') AND held IS NULL GROUP BY source",
         )
         .fetch_all(&self.pool)
         .await?;
