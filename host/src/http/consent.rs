@@ -137,12 +137,12 @@ pub async fn withdraw(
     }))
 }
 
-/// Now, as leads' times are kept.
+/// Now, as leads' times are kept (RFC 3339 in UTC, whole seconds, as
+/// `timestamp` makes them).
 fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
+    time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 ns is valid")
         .format(&time::format_description::well_known::Rfc3339)
-        .expect("now formats");
-    timestamp(&now).unwrap_or(now)
+        .expect("now formats")
 }

@@ -100,6 +100,15 @@ pub(crate) struct Withdrawal {
     pub reply: Reply,
 }
 
+/// A lead's fingerprints as `crypt` keeps them: the one form the index,
+/// the store and the index's rebuild all use.
+fn blinded_fingerprints(crypt: &Crypt, lead: &NormalizedLead) -> Vec<String> {
+    crate::pipeline::dedupe::fingerprints(lead)
+        .into_iter()
+        .map(|fp| crypt.fingerprint(fp))
+        .collect()
+}
+
 /// The source a withdrawal's lead is recorded under.
 pub const WITHDRAWAL_SOURCE: &str = "leadgate:consent-withdrawal";
 
@@ -189,10 +198,7 @@ impl Outbox {
     /// A lead's dedupe fingerprints as the index and the store keep them
     /// (blinded when the store seals personal data).
     pub fn fingerprints(&self, lead: &NormalizedLead) -> Vec<String> {
-        crate::pipeline::dedupe::fingerprints(lead)
-            .into_iter()
-            .map(|fp| self.crypt.fingerprint(fp))
-            .collect()
+        blinded_fingerprints(&self.crypt, lead)
     }
 
     /// A lead's forms as the store keeps them (sealed when it seals).

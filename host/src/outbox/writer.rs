@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
 use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal};
-use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
+use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
 use crate::store::{Store, StoreError, load_person, person_from_store};
@@ -96,28 +96,26 @@ pub(super) async fn run(
             writer.prune();
             last_prune = std::time::Instant::now();
         }
-        // In arrival order: the leads before an erasure go as one group,
-        // then the erasure, then the rest.
+        // In arrival order: the leads before an erasure or a withdrawal
+        // go as one group, then it, then the rest.
         let mut leads = Vec::new();
         for item in queue.drain(..) {
-            match item {
-                Queued::Leads(l, reply) => leads.push((l, reply)),
+            let sent = match item {
+                Queued::Leads(l, reply) => {
+                    leads.push((l, reply));
+                    continue;
+                }
                 Queued::Erase(erasure) => {
-                    if !writer.send_group(&mut leads, &groups, &in_flight).await {
-                        return;
-                    }
-                    if !writer.erase(erasure, &groups, &in_flight).await {
-                        return;
-                    }
+                    writer.send_group(&mut leads, &groups, &in_flight).await
+                        && writer.erase(erasure, &groups, &in_flight).await
                 }
                 Queued::Withdraw(withdrawal) => {
-                    if !writer.send_group(&mut leads, &groups, &in_flight).await {
-                        return;
-                    }
-                    if !writer.withdraw(withdrawal, &groups, &in_flight).await {
-                        return;
-                    }
+                    writer.send_group(&mut leads, &groups, &in_flight).await
+                        && writer.withdraw(withdrawal, &groups, &in_flight).await
                 }
+            };
+            if !sent {
+                return;
             }
         }
         if !writer.send_group(&mut leads, &groups, &in_flight).await {
@@ -619,10 +617,7 @@ pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Dedu
             // counts from the person's last lead), and so must the rebuilt
             // index.
             if let Some(lead) = &lead {
-                for fp in fingerprints(lead)
-                    .into_iter()
-                    .map(|fp| crypt.fingerprint(fp))
-                {
+                for fp in super::blinded_fingerprints(crypt, lead) {
                     if !r.fingerprints.contains(&fp) {
                         r.fingerprints.push(fp);
                     }

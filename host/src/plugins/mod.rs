@@ -16,7 +16,6 @@ pub mod kv;
 pub mod load;
 pub mod watch;
 
-use crate::pipeline::consent::ConsentPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use crate::delivery::breaker::{Breaker, BreakerConfig, BreakerStatus};
 use crate::delivery::oauth::TokenSource;
 use crate::delivery::ratelimit::Limiter;
 use crate::metrics::DestinationGauges;
+use crate::pipeline::consent::ConsentPolicy;
 use crate::pipeline::ingest::{SourceTransform, TransformFailure, Transforms};
 use crate::pipeline::mapping::{LeadFields, MappedRoute, Mapping, MappingError, Renderer};
 use crate::pipeline::route::Route;

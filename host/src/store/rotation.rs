@@ -22,10 +22,11 @@ const STEP_PAUSE: Duration = Duration::from_millis(2);
 /// How long a failed pass waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PassState {
     /// Every value is under the current key (or encryption is off).
+    #[default]
     Done,
     Running,
     /// The last step failed (`error`); it is tried again.
@@ -33,7 +34,7 @@ pub enum PassState {
 }
 
 /// Where re-sealing stands.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct PassStatus {
     pub state: PassState,
     /// The key the pass seals under.
@@ -95,15 +96,7 @@ impl Rotation {
     /// current key (a rotation or a first start left them so).
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Rotation>, StoreError> {
         let rotation = Arc::new(Rotation {
-            status: Arc::new(Mutex::new(PassStatus {
-                state: PassState::Done,
-                key: None,
-                started_at_ms: None,
-                finished_at_ms: None,
-                scanned: 0,
-                resealed: 0,
-                error: None,
-            })),
+            status: Arc::new(Mutex::new(PassStatus::default())),
             task: Mutex::new(None),
             store: store.clone(),
         });
@@ -181,10 +174,7 @@ impl Rotation {
             state: PassState::Running,
             key: Some(key.clone()),
             started_at_ms: Some(crate::now_ms()),
-            finished_at_ms: None,
-            scanned: 0,
-            resealed: 0,
-            error: None,
+            ..PassStatus::default()
         };
         *task = Some(tokio::spawn(pass(
             self.store.clone(),

@@ -17,7 +17,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::trail::ingest_trail;
 
-use super::retention;
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::*;
@@ -1096,10 +1095,6 @@ impl Store for SqliteStore {
         }
         if let Some(before) = cutoffs.dead_letters_before_ms {
             let reason = serde_json::json!({"reason": "retention", "at_ms": now_ms}).to_string();
-            let empty = serde_json::to_string(&JobPayload::V1 {
-                properties: Vec::new(),
-            })
-            .expect("serializes");
             purged.dead_letters = sqlx::query(
                 "UPDATE jobs SET discarded = ?3, payload = ?4, last_error = NULL, updated_at = ?5
                  WHERE seq IN (SELECT seq FROM jobs
@@ -1110,7 +1105,7 @@ impl Store for SqliteStore {
             .bind(source)
             .bind(before)
             .bind(reason)
-            .bind(empty)
+            .bind(empty_payload())
             .bind(now_ms)
             .bind(i64::from(limit))
             .execute(&mut *tx)
@@ -1244,6 +1239,14 @@ impl Forget {
     }
 }
 
+/// A job payload with nothing in it, as stored where personal data went.
+fn empty_payload() -> String {
+    serde_json::to_string(&JobPayload::V1 {
+        properties: Vec::new(),
+    })
+    .expect("a payload serializes")
+}
+
 /// What forgetting leads did to their jobs and audit entries.
 #[derive(Debug, Default)]
 struct Forgotten {
@@ -1280,10 +1283,7 @@ impl SqliteStore {
             let mut decision: Decision =
                 serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if let Decision::Duplicate { matched, .. } = &mut decision
-                && let Some(kind) = matched
-                    .split([':', '#'])
-                    .next()
-                    .filter(|k| k.len() < matched.len())
+                && let Some(kind) = crate::pipeline::dedupe::fingerprint_kind(matched)
             {
                 *matched = format!("{kind}:erased");
                 let text = serde_json::to_string(&decision).expect("a decision serializes");
@@ -1329,15 +1329,11 @@ impl SqliteStore {
         .execute(&mut **tx)
         .await?
         .rows_affected();
-        let empty = serde_json::to_string(&JobPayload::V1 {
-            properties: Vec::new(),
-        })
-        .expect("serializes");
         let jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET payload = ?2, last_error = NULL WHERE {of_leads}"
         )))
         .bind(ids)
-        .bind(empty)
+        .bind(empty_payload())
         .execute(&mut **tx)
         .await?
         .rows_affected();

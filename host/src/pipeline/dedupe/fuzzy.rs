@@ -654,8 +654,7 @@ impl Deduper {
             }
         }
         let mut verdict = if let Some((fp, p)) = exact_hit {
-            // `email:…`, or blinded at rest `email#…`.
-            let kind = fp.split([':', '#']).next().unwrap_or("fp").to_string();
+            let kind = super::fingerprint_kind(&fp).unwrap_or("fp").to_string();
             let w = &self.config.weights;
             let score = match kind.as_str() {
                 "email" => w.email_equal,

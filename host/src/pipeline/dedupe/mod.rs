@@ -58,6 +58,13 @@ pub fn fingerprints(lead: &NormalizedLead) -> Vec<String> {
     fps
 }
 
+/// A fingerprint's kind: `email` of `email:jane@example.com` and of its
+/// blind index `email#…`; None for what is no fingerprint (the lead id a
+/// fuzzy decision matched).
+pub fn fingerprint_kind(fp: &str) -> Option<&str> {
+    fp.split_once([':', '#']).map(|(kind, _)| kind)
+}
+
 /// The outcome of dedupe for one lead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
