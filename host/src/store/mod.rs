@@ -2,12 +2,16 @@
 //! behind one trait. SQLite is the embedded default; PostgreSQL follows for
 //! several hosts sharing the work.
 
+#[cfg(test)]
+mod conformance;
 mod person;
+mod postgres;
 pub mod private;
 pub mod retention;
 pub mod rotation;
 mod rows;
 pub mod seal;
+mod sql;
 mod sqlite;
 mod trail;
 
@@ -20,6 +24,7 @@ use crate::pipeline::normalize::NormalizedLead;
 use crate::pipeline::route::Priority;
 
 pub use person::{load_person, person_from_store};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +33,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported store URL {0:?} (use sqlite://FILE)")]
+    #[error("unsupported store URL {0:?} (use sqlite://FILE or postgres://USER@HOST/DATABASE)")]
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -459,6 +464,23 @@ pub struct StoreCounts {
     pub destinations: std::collections::BTreeMap<String, JobCounts>,
 }
 
+impl StoreCounts {
+    /// Counts `n` jobs of `destination` in `state` (`held`: pending jobs
+    /// waiting for consent, not for delivery).
+    pub(crate) fn add_jobs(&mut self, destination: String, state: JobState, held: bool, n: u64) {
+        let of = self.destinations.entry(destination).or_default();
+        let (total, one) = match state {
+            JobState::Pending if held => (&mut self.jobs_held, &mut of.held),
+            JobState::Pending => (&mut self.jobs_pending, &mut of.pending),
+            JobState::Leased => (&mut self.jobs_leased, &mut of.leased),
+            JobState::Delivered => (&mut self.jobs_delivered, &mut of.delivered),
+            JobState::Dead => (&mut self.jobs_dead, &mut of.dead),
+        };
+        *total += n;
+        *one = n;
+    }
+}
+
 /// Jobs of one destination by state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct JobCounts {
@@ -756,6 +778,10 @@ pub async fn open(
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
             SqliteStore::open(url, durability, crypt).await?,
+        ))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(
+            PgStore::open(url, durability, crypt).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))

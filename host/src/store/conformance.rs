@@ -1,0 +1,957 @@
+//! The store's contract, run against every store: SQLite in a temporary
+//! folder, and PostgreSQL in a schema of its own per test (on
+//! `LEADGATE_TEST_POSTGRES`, default `postgres://root@127.0.0.1:5432/test`).
+//! Where PostgreSQL cannot be reached its tests fail saying so: they never
+//! pass without it.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use super::seal::Crypt;
+use super::*;
+
+/// Runs each named test (an `async fn(Backend)`) once per store.
+macro_rules! each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+each_store!(
+    a_failed_write_is_rolled_back_and_the_writer_goes_on,
+    a_completion_leases_the_next_batch_in_the_same_write,
+    fingerprints_survive_a_restart,
+    a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews,
+    completion_needs_the_lease_and_expired_leases_come_back,
+    a_second_job_for_the_same_person_and_destination_is_not_made,
+    a_webhook_delivery_is_taken_once_per_destination_within_the_window,
+    p0_is_leased_before_older_p2,
+    jobs_of_one_person_go_out_in_acceptance_order,
+    persons_keep_their_newest_revision,
+    dead_letters_replay_once_and_discard_with_a_reason,
+    an_old_payload_is_not_replayed_over_a_delivered_update,
+    plain_values_are_sealed_by_a_pass_and_a_rotation_seals_them_again,
+    retention_leaves_tombstones_and_takes_expired_dead_letters_out,
+);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The keys every store of these tests seals with (a reopened store reads
+/// what the first wrote).
+static CRYPT: LazyLock<Crypt> = LazyLock::new(Crypt::ephemeral);
+
+/// The PostgreSQL the tests use.
+pub(crate) fn postgres_url() -> String {
+    std::env::var("LEADGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+/// Connects to the test PostgreSQL, or fails the test saying why.
+pub(crate) async fn postgres() -> sqlx::PgPool {
+    let url = postgres_url();
+    match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await
+    {
+        Ok(pool) => pool,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {url} ({e}): the PostgreSQL store's tests need it \
+             (start it, or set LEADGATE_TEST_POSTGRES to another server)"
+        ),
+    }
+}
+
+/// A schema of its own for one test: `lgtest_<pid>_<n>`. Schemas left by
+/// test processes that are gone are dropped first.
+pub(crate) async fn fresh_schema() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let pool = postgres().await;
+    SWEPT
+        .get_or_init(|| async {
+            let schemas: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lgtest\\_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for schema in schemas {
+                let pid = schema.split('_').nth(1).unwrap_or("");
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                }
+            }
+        })
+        .await;
+    let schema = format!(
+        "lgtest_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let create = format!("CREATE SCHEMA {schema}");
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&pool)
+        .await
+        .unwrap();
+    schema
+}
+
+/// Connection options for `schema` of the test PostgreSQL.
+pub(crate) fn schema_options(schema: &str) -> sqlx::postgres::PgConnectOptions {
+    sqlx::postgres::PgConnectOptions::from_str(&postgres_url())
+        .unwrap()
+        .options([("search_path", schema)])
+}
+
+/// Where one test's store lives.
+pub(crate) struct Fixture {
+    backend: Backend,
+    pub dir: tempfile::TempDir,
+    schema: Option<String>,
+}
+
+impl Fixture {
+    pub(crate) async fn new(backend: Backend) -> Fixture {
+        Fixture {
+            backend,
+            dir: tempfile::tempdir().unwrap(),
+            schema: match backend {
+                Backend::Sqlite => None,
+                Backend::Postgres => Some(fresh_schema().await),
+            },
+        }
+    }
+
+    /// The store (again, after a first open: what it wrote is there).
+    pub(crate) async fn open(&self) -> Arc<dyn Store> {
+        self.open_with(CRYPT.clone()).await
+    }
+
+    pub(crate) async fn open_with(&self, crypt: Crypt) -> Arc<dyn Store> {
+        match &self.schema {
+            None => Arc::new(
+                SqliteStore::open(&self.sqlite_url(), Durability::Full, crypt)
+                    .await
+                    .unwrap(),
+            ),
+            Some(schema) => Arc::new(
+                PgStore::connect(schema_options(schema), Durability::Full, crypt)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("t.db").display())
+    }
+
+    /// The texts a query returns, read straight from the database.
+    pub(crate) async fn texts(&self, sql: &'static str) -> Vec<String> {
+        match &self.schema {
+            None => {
+                let pool = sqlx::SqlitePool::connect(&self.sqlite_url()).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
+            }
+            Some(schema) => {
+                let pool = sqlx::PgPool::connect_with(schema_options(schema))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
+            }
+        }
+    }
+
+    /// Every file of an SQLite store, as bytes (`None` for PostgreSQL: its
+    /// files are the server's).
+    pub(crate) fn files(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        (self.backend == Backend::Sqlite).then(|| {
+            std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+                .collect()
+        })
+    }
+}
+
+fn lead(id: &str, person: &str, fps: &[&str], jobs: usize) -> NewLead {
+    NewLead {
+        id: id.into(),
+        source: "test".into(),
+        received_at_ms: 1_000,
+        state: if id != person {
+            LeadState::Duplicate
+        } else {
+            LeadState::Accepted
+        },
+        person_id: person.into(),
+        decision: Decision::New,
+        rules_version: 1,
+        fp_version: 1,
+        forms: StoredForms::new(
+            &CRYPT,
+            id,
+            &serde_json::json!({"email": "A@B.com"}),
+            &NormalizedLead {
+                email: Some("a@b.com".into()),
+                ..Default::default()
+            },
+        ),
+        new_fingerprints: fps.iter().map(|s| s.to_string()).collect(),
+        jobs: (0..jobs)
+            .map(|n| NewJob {
+                id: format!("{id}:d{n}"),
+                destination: format!("d{n}"),
+                idempotency_key: format!("{person}/d{n}/v1"),
+                priority: Priority::P1,
+                sla_deadline_ms: 61_000,
+                payload: JobPayload::V1 {
+                    properties: vec![("email".into(), "a@b.com".into())],
+                },
+                mapping_version: "m1".into(),
+                state: JobState::Pending,
+                last_error: None,
+                chain: format!("{person}/d{n}"),
+                held: None,
+            })
+            .collect(),
+        merge: None,
+        person: None,
+        release: Vec::new(),
+        stop_pending: false,
+    }
+}
+
+/// A store holding two leads (L1, L2) of one job each, both leased by
+/// `owner` at 2,000 for 1,000 ms.
+async fn two_leased(fx: &Fixture, owner: &str) -> (Arc<dyn Store>, Vec<LeasedJob>) {
+    let store = fx.open().await;
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 1), lead("L2", "L2", &[], 1)])
+        .await
+        .unwrap();
+    let jobs = store.lease("d0", owner, 10, 1_000, 2_000).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    (store, jobs)
+}
+
+async fn a_failed_write_is_rolled_back_and_the_writer_goes_on(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 1)])
+        .await
+        .unwrap();
+    // The same lead id again: the whole group fails, nothing of it is
+    // stored (L2 neither), and no transaction is left open.
+    let err = store
+        .insert_leads(&[lead("L2", "L2", &[], 1), lead("L1", "L1", &[], 1)])
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    assert!(store.lead("L2").await.unwrap().is_none());
+    // Many writers at once, queued on the one connection.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let id = format!("M{n}");
+            store.insert_leads(&[lead(&id, &id, &[], 1)]).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(store.outstanding_jobs().await.unwrap(), 21);
+    let jobs = store.lease("d0", "w1", 100, 1_000, 2_000).await.unwrap();
+    assert_eq!(jobs.len(), 21);
+}
+
+async fn a_completion_leases_the_next_batch_in_the_same_write(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let leads: Vec<NewLead> = (0..5)
+        .map(|n| lead(&format!("L{n}"), &format!("L{n}"), &[], 1))
+        .collect();
+    store.insert_leads(&leads).await.unwrap();
+    let first = store.lease("d0", "w1", 2, 1_000, 2_000).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let done = JobResult::Delivered {
+        crm_id: "9".into(),
+        outcome: "created 9".into(),
+    };
+    let results: Vec<_> = first.iter().map(|j| (j.clone(), done.clone())).collect();
+    let next = LeaseRequest {
+        destination: "d0",
+        limit: 2,
+        lease_ms: 1_000,
+    };
+    let (applied, jobs) = store
+        .complete_and_lease("w1", "a@1", &results, next, 2_100)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true]);
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| !first.iter().any(|f| f.id == j.id)));
+    // A worker whose lease was taken over records nothing, and still
+    // leases what is due.
+    assert_eq!(store.reclaim_expired(3_200).await.unwrap(), 2);
+    let stale: Vec<_> = jobs.iter().map(|j| (j.clone(), done.clone())).collect();
+    let (applied, rest) = store
+        .complete_and_lease("w1", "a@1", &stale, next, 3_300)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![false, false]);
+    assert_eq!(rest.len(), 2, "the returned jobs, leased again");
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.jobs_delivered, counts.jobs_leased), (2, 2));
+    let events = store.job(&first[0].id).await.unwrap().unwrap().events;
+    assert_eq!(events.last().unwrap().event, "delivered");
+    assert!(
+        store
+            .job(&jobs[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .iter()
+            .all(|e| e.stage != "delivery")
+    );
+}
+
+async fn fingerprints_survive_a_restart(b: Backend) {
+    let fx = Fixture::new(b).await;
+    {
+        let store = fx.open().await;
+        store
+            .insert_leads(&[
+                lead("L1", "L1", &["email:a@b.com"], 1),
+                lead("L2", "L1", &["phone:+1"], 0),
+            ])
+            .await
+            .unwrap();
+    }
+    let store = fx.open().await;
+    let mut fps = store.load_fingerprints().await.unwrap();
+    fps.sort();
+    assert_eq!(
+        fps,
+        vec![
+            ("email:a@b.com".to_string(), "L1".to_string()),
+            ("phone:+1".to_string(), "L1".to_string())
+        ]
+    );
+    let view = store.lead("L1").await.unwrap().unwrap();
+    assert_eq!(view.raw["email"], "A@B.com", "the original is kept");
+    assert_eq!(view.deliveries.len(), 1);
+}
+
+async fn a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let (store, jobs) = two_leased(&fx, "w1").await;
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+    // Renewed at 2,600 for another 1,000 ms: still leased at 3,001.
+    assert_eq!(
+        store.renew_leases("w1", &ids, 1_000, 2_600).await.unwrap(),
+        2
+    );
+    assert_eq!(store.reclaim_expired(3_001).await.unwrap(), 0);
+    assert!(
+        store
+            .lease("d0", "w2", 10, 1_000, 3_001)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another worker cannot renew what it does not hold.
+    assert_eq!(
+        store.renew_leases("w2", &ids, 60_000, 3_100).await.unwrap(),
+        0
+    );
+    // Without renewal the lease ends: the jobs come back.
+    assert_eq!(store.reclaim_expired(3_601).await.unwrap(), 2);
+    assert_eq!(
+        store.renew_leases("w1", &ids, 1_000, 3_700).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .lease("d0", "w2", 10, 1_000, 3_700)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn completion_needs_the_lease_and_expired_leases_come_back(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 1)])
+        .await
+        .unwrap();
+    let jobs = store.lease("d0", "w1", 10, 1_000, 2_000).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        store
+            .lease("d0", "w2", 10, 1_000, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased once"
+    );
+    // The lease expires; another worker takes the job over.
+    assert_eq!(store.reclaim_expired(3_001).await.unwrap(), 1);
+    let again = store.lease("d0", "w2", 10, 1_000, 3_001).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let done = JobResult::Delivered {
+        crm_id: "9".into(),
+        outcome: "created 9".into(),
+    };
+    // The first worker's late result is refused; the holder's is kept.
+    let late = store
+        .complete("w1", "a@1", &[(jobs[0].clone(), done.clone())], 3_500)
+        .await
+        .unwrap();
+    assert_eq!(late, vec![false]);
+    let ok = store
+        .complete("w2", "a@1", &[(again[0].clone(), done)], 3_600)
+        .await
+        .unwrap();
+    assert_eq!(ok, vec![true]);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.jobs_delivered, counts.jobs_leased), (1, 0));
+    assert_eq!(store.outstanding_jobs().await.unwrap(), 0);
+}
+
+async fn a_second_job_for_the_same_person_and_destination_is_not_made(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 1)])
+        .await
+        .unwrap();
+    let mut replay = lead("L1b", "L1", &[], 1);
+    replay.state = LeadState::Accepted;
+    store.insert_leads(&[replay]).await.unwrap();
+    assert_eq!(store.outstanding_jobs().await.unwrap(), 1);
+    let mut other = lead("L2", "L2", &[], 1);
+    other.source = "other".into();
+    store.insert_leads(&[other]).await.unwrap();
+    let mut by_source = store.outstanding_by_source().await.unwrap();
+    by_source.sort();
+    assert_eq!(
+        by_source,
+        vec![("other".to_string(), 1), ("test".to_string(), 1)]
+    );
+}
+
+async fn a_webhook_delivery_is_taken_once_per_destination_within_the_window(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let d = [7u8; 32];
+    assert!(store.remember_webhook("crm", &d, 1_000, 0).await.unwrap());
+    assert!(!store.remember_webhook("crm", &d, 2_000, 0).await.unwrap());
+    assert!(store.remember_webhook("other", &d, 2_000, 0).await.unwrap());
+    assert!(
+        store
+            .remember_webhook("crm", &[8u8; 32], 2_000, 0)
+            .await
+            .unwrap()
+    );
+    // Past the window it is forgotten (and taken again).
+    assert!(
+        store
+            .remember_webhook("crm", &d, 9_000, 5_000)
+            .await
+            .unwrap()
+    );
+}
+
+async fn p0_is_leased_before_older_p2(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let mut old = lead("L1", "L1", &[], 1);
+    old.jobs[0].priority = Priority::P2;
+    let mut urgent = lead("L2", "L2", &[], 1);
+    urgent.jobs[0].priority = Priority::P0;
+    urgent.received_at_ms = 1_500;
+    store.insert_leads(&[old, urgent]).await.unwrap();
+    let jobs = store.lease("d0", "w", 1, 1_000, 2_000).await.unwrap();
+    assert_eq!(jobs[0].lead_id, "L2");
+}
+
+async fn jobs_of_one_person_go_out_in_acceptance_order(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let first = lead("L1", "L1", &[], 1);
+    let mut update = lead("L2", "L1", &[], 1);
+    update.jobs[0].idempotency_key = "L1/d0/v1/r1".into();
+    // Even a more urgent update waits for the person's earlier job.
+    update.jobs[0].priority = Priority::P0;
+    let other = lead("L3", "L3", &[], 1);
+    store.insert_leads(&[first, update, other]).await.unwrap();
+    let ids = |jobs: &[LeasedJob]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    let leased = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+    assert_eq!(ids(&leased), vec!["L1:d0", "L3:d0"]);
+    assert!(
+        store
+            .lease("d0", "w", 10, 1_000, 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // L1 fails and waits for its retry: L2 still waits behind it.
+    let retry = JobResult::Retry {
+        next_attempt_at_ms: 5_000,
+        error: "503".into(),
+        count_attempt: true,
+    };
+    store
+        .complete("w", "a@1", &[(leased[0].clone(), retry)], 2_100)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .lease("d0", "w", 10, 1_000, 2_500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.lease("d0", "w", 10, 1_000, 5_000).await.unwrap();
+    assert_eq!(ids(&again), vec!["L1:d0"]);
+    let done = JobResult::Delivered {
+        crm_id: "9".into(),
+        outcome: "created 9".into(),
+    };
+    store
+        .complete("w", "a@1", &[(again[0].clone(), done)], 5_100)
+        .await
+        .unwrap();
+    let next = store.lease("d0", "w", 10, 1_000, 5_200).await.unwrap();
+    assert_eq!(ids(&next), vec!["L2:d0"]);
+}
+
+async fn persons_keep_their_newest_revision(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 0)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.person("L1").await.unwrap(),
+        Some(StoredPerson::FirstLead { ref source, .. }) if source == "test"
+    ));
+    let with_person = |id: &str, rev: u32| {
+        let mut l = lead(id, "L1", &[], 0);
+        l.merge = Some(Vec::new());
+        let mut person = Person::first(
+            "L1",
+            NormalizedLead::default(),
+            &crate::pipeline::merge::LeadMeta {
+                lead_id: "L1",
+                source: "test",
+                at_ms: 1_000,
+            },
+        );
+        person.revision = rev;
+        l.person = Some(person);
+        l
+    };
+    // Two revisions in one group: the last is kept.
+    store
+        .insert_leads(&[with_person("L2", 1), with_person("L3", 2)])
+        .await
+        .unwrap();
+    // A stale revision never overwrites a newer one.
+    store.insert_leads(&[with_person("L4", 1)]).await.unwrap();
+    match store.person("L1").await.unwrap() {
+        Some(StoredPerson::Merged(record)) => {
+            assert_eq!(serde_json::from_str::<Person>(&record).unwrap().revision, 2)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.person_leads("L1").await.unwrap(),
+        vec!["L1", "L2", "L3", "L4"]
+    );
+    assert!(store.person("nobody").await.unwrap().is_none());
+    // Several in one read: a merged person, a first lead, and nobody.
+    store
+        .insert_leads(&[lead("L9", "L9", &[], 0)])
+        .await
+        .unwrap();
+    let found = store
+        .persons(&["L1".into(), "L9".into(), "nobody".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(matches!(found["L1"], StoredPerson::Merged(_)));
+    assert!(matches!(found["L9"], StoredPerson::FirstLead { ref source, .. } if source == "test"));
+    let view = store.lead("L2").await.unwrap().unwrap();
+    assert!(view.audit.iter().any(|e| e.event == "merged"));
+}
+
+async fn dead_letters_replay_once_and_discard_with_a_reason(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let (store, jobs) = two_leased(&fx, "w").await;
+    let dead: Vec<_> = jobs
+        .into_iter()
+        .map(|j| {
+            (
+                j,
+                JobResult::Dead {
+                    error: "400 bad".into(),
+                },
+            )
+        })
+        .collect();
+    store.complete("w", "a@1", &dead, 2_100).await.unwrap();
+    assert_eq!(store.dead_letters(Some("d0"), 10).await.unwrap().len(), 2);
+    assert!(
+        store
+            .dead_letters(Some("other"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let detail = store.job("L1:d0").await.unwrap().unwrap();
+    assert_eq!(detail.person_id, "L1");
+    assert_eq!(detail.events.len(), 1);
+    assert_eq!(detail.events[0].event, "dead_lettered");
+
+    let new_payload = JobPayload::V1 {
+        properties: vec![("email".into(), "new@b.com".into())],
+    };
+    let replay = |id: &str, remapped: Option<(JobPayload, String)>| Replay {
+        id: id.into(),
+        remapped,
+        adapter: "a@2".into(),
+    };
+    let out = store
+        .replay(
+            &[
+                replay("L1:d0", Some((new_payload.clone(), "m2".into()))),
+                replay("L1:d0", None),
+                replay("nope", None),
+            ],
+            3_000,
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<DlqStatus> = out.iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        vec![DlqStatus::Replayed, DlqStatus::NotDead, DlqStatus::NotFound]
+    );
+    assert_eq!(out[0].mapping_version.as_deref(), Some("m2"));
+    let again = store.lease("d0", "w", 10, 1_000, 3_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (
+            again[0].attempts,
+            JobPayload::parse(&again[0].payload).unwrap()
+        ),
+        (0, new_payload)
+    );
+
+    let out = store
+        .discard(&["L2:d0".into()], "spam", 4_000)
+        .await
+        .unwrap();
+    assert_eq!(out[0].status, DlqStatus::Discarded);
+    assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+    let detail = store.job("L2:d0").await.unwrap().unwrap();
+    assert_eq!(detail.job.discarded.unwrap()["reason"], "spam");
+    assert_eq!(detail.events.last().unwrap().event, "discarded");
+    let out = store.replay(&[replay("L2:d0", None)], 5_000).await.unwrap();
+    assert_eq!(out[0].status, DlqStatus::NotDead);
+}
+
+async fn an_old_payload_is_not_replayed_over_a_delivered_update(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let mut update = lead("L2", "L1", &[], 1);
+    update.jobs[0].idempotency_key = "L1/d0/v1/r1".into();
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 1), update])
+        .await
+        .unwrap();
+    let first = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+    store
+        .complete(
+            "w",
+            "a@1",
+            &[(first[0].clone(), JobResult::Dead { error: "x".into() })],
+            2_000,
+        )
+        .await
+        .unwrap();
+    let second = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+    assert_eq!(
+        second[0].id, "L2:d0",
+        "a dead job no longer holds its chain"
+    );
+    let done = JobResult::Delivered {
+        crm_id: "9".into(),
+        outcome: "updated 9".into(),
+    };
+    store
+        .complete("w", "a@1", &[(second[0].clone(), done)], 2_000)
+        .await
+        .unwrap();
+    let replay = |remapped| Replay {
+        id: "L1:d0".into(),
+        remapped,
+        adapter: "a@1".into(),
+    };
+    let out = store.replay(&[replay(None)], 3_000).await.unwrap();
+    assert_eq!(out[0].status, DlqStatus::Superseded);
+    let out = store
+        .replay(
+            &[replay(Some((
+                JobPayload::V1 {
+                    properties: Vec::new(),
+                },
+                "m2".into(),
+            )))],
+            3_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0].status, DlqStatus::Replayed);
+}
+
+fn find(files: &[(String, Vec<u8>)], needle: &str) -> Option<String> {
+    files
+        .iter()
+        .find(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(name, _)| name.clone())
+}
+
+async fn plain_values_are_sealed_by_a_pass_and_a_rotation_seals_them_again(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let secrets = [
+        "a@b.com",
+        "A@B.com",
+        "rt-secret-77",
+        "kv-value-42",
+        "refused-x9",
+    ];
+    // Written before encryption was on.
+    {
+        let plain = fx.open_with(Crypt::off()).await;
+        let mut l1 = lead("L1", "L1", &["email:a@b.com"], 1);
+        l1.forms = StoredForms::new(
+            &Crypt::off(),
+            "L1",
+            &serde_json::json!({"email": "A@B.com"}),
+            &NormalizedLead {
+                email: Some("a@b.com".into()),
+                ..Default::default()
+            },
+        );
+        plain.insert_leads(&[l1]).await.unwrap();
+        assert!(
+            plain
+                .kv_set("ns", "a@b.com", b"kv-value-42", None, 0, 10)
+                .await
+                .unwrap()
+        );
+        let token = StoredRefreshToken {
+            refresh_token: "rt-secret-77".into(),
+            configured_hash: "h".into(),
+        };
+        plain
+            .set_oauth_refresh_token("d0", &token, 0)
+            .await
+            .unwrap();
+        let jobs = plain.lease("d0", "w", 10, 1_000, 1_000).await.unwrap();
+        let retry = JobResult::Retry {
+            next_attempt_at_ms: 0,
+            error: "refused-x9 for a@b.com".into(),
+            count_attempt: true,
+        };
+        plain
+            .complete("w", "a", &[(jobs[0].clone(), retry)], 1_000)
+            .await
+            .unwrap();
+        plain.scrub().await.unwrap();
+        if let Some(files) = fx.files() {
+            assert!(find(&files, "rt-secret-77").is_some(), "plain before");
+        }
+    }
+    let crypt = Crypt::from_key_file(&fx.dir.path().join("keys")).unwrap();
+    let store = fx.open_with(crypt).await;
+    // Readable before the pass (plain), and after it.
+    let check = async |store: &Arc<dyn Store>| {
+        let view = store.lead("L1").await.unwrap().unwrap();
+        assert_eq!(view.raw["email"], "A@B.com");
+        assert_eq!(
+            view.deliveries[0].last_error.as_deref(),
+            Some("refused-x9 for a@b.com")
+        );
+        assert_eq!(
+            view.audit.last().unwrap().detail["error"],
+            "refused-x9 for a@b.com"
+        );
+        assert_eq!(
+            store.kv_get("ns", "a@b.com", 0).await.unwrap().as_deref(),
+            Some(&b"kv-value-42"[..])
+        );
+        let token = store.oauth_refresh_token("d0").await.unwrap().unwrap();
+        assert_eq!(token.refresh_token, "rt-secret-77");
+    };
+    check(&store).await;
+    assert_eq!(store.sealed_under().await.unwrap(), None);
+    let rotation = rotation::Rotation::start(store.clone()).await.unwrap();
+    while !rotation.done() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pass = rotation.view().pass;
+    assert!(pass.resealed >= 8, "{pass:?}");
+    assert_eq!(store.sealed_under().await.unwrap().as_deref(), Some("k1"));
+    check(&store).await;
+    if let Some(files) = fx.files() {
+        for secret in secrets {
+            assert_eq!(find(&files, secret), None, "{secret} left on disk");
+        }
+    }
+    // The fingerprint is blinded, as ingest now makes it.
+    let fps = store.load_fingerprints().await.unwrap();
+    assert_eq!(fps[0].0, store.crypt().fingerprint("email:a@b.com".into()));
+
+    // A rotation: a new key, every value sealed again under it.
+    let view = rotation.rotate().unwrap();
+    assert_eq!(view.current.as_deref(), Some("k2"));
+    assert_eq!(view.keys, ["k1", "k2"]);
+    while !rotation.done() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check(&store).await;
+    let under_k2 = async |sql: &'static str| {
+        let values = fx.texts(sql).await;
+        assert!(!values.is_empty(), "{sql}");
+        for v in values {
+            assert!(v.starts_with("lg1:k2:"), "{sql}: {v}");
+        }
+    };
+    under_k2("SELECT raw FROM leads UNION ALL SELECT normalized FROM leads UNION ALL SELECT decision FROM leads").await;
+    under_k2("SELECT payload FROM jobs UNION ALL SELECT last_error FROM jobs").await;
+    under_k2("SELECT detail FROM events").await;
+    under_k2("SELECT refresh_token FROM oauth_tokens").await;
+    under_k2(match b {
+        Backend::Sqlite => "SELECT CAST(value AS TEXT) FROM plugin_kv",
+        Backend::Postgres => "SELECT convert_from(value, 'UTF8') FROM plugin_kv",
+    })
+    .await;
+    assert_eq!(store.sealed_under().await.unwrap().as_deref(), Some("k2"));
+}
+
+async fn retention_leaves_tombstones_and_takes_expired_dead_letters_out(b: Backend) {
+    use crate::pipeline::merge::{LeadMeta, Person};
+    use crate::store::retention::{Retention, run_once};
+    const DAY: i64 = 86_400_000;
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    let at = |mut l: NewLead, day: i64| {
+        l.received_at_ms = day * DAY;
+        l
+    };
+    let mut l2 = at(lead("L2", "L1", &[], 0), 2);
+    let first = NormalizedLead {
+        email: Some("a@b.com".into()),
+        ..Default::default()
+    };
+    l2.person = Some(Person::first(
+        "L1",
+        first,
+        &LeadMeta {
+            lead_id: "L1",
+            source: "test",
+            at_ms: DAY,
+        },
+    ));
+    store
+        .insert_leads(&[
+            at(lead("L1", "L1", &["email:a@b.com"], 1), 1),
+            l2,
+            at(lead("L3", "L3", &["email:c@d.com"], 1), 80),
+        ])
+        .await
+        .unwrap();
+    // L3's job is dead-lettered on day 85.
+    let jobs = store.lease("d0", "w", 10, DAY, 85 * DAY).await.unwrap();
+    let l3 = jobs.iter().find(|j| j.lead_id == "L3").unwrap().clone();
+    let dead = JobResult::Dead {
+        error: "refused c@d.com".into(),
+    };
+    store
+        .complete("w", "a", &[(l3, dead)], 85 * DAY)
+        .await
+        .unwrap();
+    let retention = Retention {
+        raw_days: Some(30),
+        leads_days: Some(60),
+        dead_letters_days: Some(5),
+    };
+    assert!(retention.validate(30).is_ok());
+    assert_eq!(retention.validate(60).unwrap_err().0, "leads_days");
+    assert_eq!(retention.validate(0).unwrap_err().0, "leads_days");
+    let sources = [("test".to_string(), retention)];
+    let purged = run_once(store.as_ref(), &sources, 100 * DAY).await.unwrap();
+    assert_eq!(
+        (
+            purged.raw,
+            purged.leads,
+            purged.persons,
+            purged.dead_letters
+        ),
+        (2, 2, 1, 1),
+        "{purged:?}"
+    );
+    // Tombstones: ids, times, status and decision stay.
+    let l1 = store.lead("L1").await.unwrap().unwrap();
+    assert_eq!(l1.raw, serde_json::json!({}));
+    assert!(l1.normalized.get("email").is_none(), "{:?}", l1.normalized);
+    assert_eq!(l1.erased_by.as_deref(), Some("retention"));
+    assert_eq!(l1.received_at_ms, DAY);
+    assert_eq!(l1.deliveries[0].payload, serde_json::json!([]));
+    assert!(store.person("L1").await.unwrap().is_none());
+    // L3 is within its retention; only its dead letter went.
+    let l3 = store.lead("L3").await.unwrap().unwrap();
+    assert_eq!(l3.raw["email"], "A@B.com");
+    assert!(l3.erased_at_ms.is_none());
+    assert_eq!(
+        l3.deliveries[0].discarded.as_ref().unwrap()["reason"],
+        "retention"
+    );
+    assert_eq!(l3.deliveries[0].last_error, None);
+    assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+    // Nothing more to do.
+    let again = run_once(store.as_ref(), &sources, 100 * DAY).await.unwrap();
+    assert_eq!(again, Default::default());
+}
