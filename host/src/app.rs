@@ -51,12 +51,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
     let rotation = Rotation::start(store.clone()).await?;
-    let index = crate::outbox::load_index(&*store, &config.dedupe).await?;
-    tracing::info!(
-        leads = index.len(),
-        fingerprints = index.fingerprint_count(),
-        "dedupe index loaded"
-    );
+    // On a store several hosts share, the writer loads the index under
+    // its first dedupe turn (nothing is written while it reads).
+    let index = if store.shared() {
+        crate::pipeline::dedupe::Deduper::new(config.dedupe.clone())
+    } else {
+        crate::outbox::load_index(&*store, &config.dedupe).await?
+    };
     let registry = Arc::new(
         plugins::load(&config, store.clone())
             .await

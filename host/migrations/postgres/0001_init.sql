@@ -1,10 +1,29 @@
 -- leadgate store, PostgreSQL: the schema the SQLite store reached in its
--- migrations 0001–0010, in one step. Times are ms since the epoch; sealed
--- columns hold `lg1:<key>:<base64url>` text (or plain JSON when encryption
--- is off). Every table a re-sealing pass walks has a `seq` to page by.
+-- migrations 0001–0010, in one step, and what several hosts need to share
+-- it. Times are ms since the epoch; sealed columns hold
+-- `lg1:<key>:<base64url>` text (or plain JSON when encryption is off).
+-- Every table a re-sealing pass walks has a `seq` to page by.
+
+-- The dedupe turn: one host at a time decides and writes leads (and
+-- erasures), holding PostgreSQL's advisory lock; taking the turn adds one
+-- to `token`, and every write of leads checks it still holds the token it
+-- took, so a host that lost the turn (its session cut) can never write
+-- after another host decided.
+CREATE TABLE dedupe_turn (
+    id              INT PRIMARY KEY CHECK (id = 1),
+    token           BIGINT NOT NULL,
+    holder          TEXT,
+    taken_at        BIGINT
+);
+INSERT INTO dedupe_turn (id, token) VALUES (1, 0);
+
+-- The feed other hosts follow between their turns: new leads and
+-- erasures, in the order they were written (only the turn's holder
+-- writes them, so that is commit order).
+CREATE SEQUENCE feed_seq;
 
 CREATE TABLE leads (
-    seq             BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,  -- acceptance order
+    seq             BIGINT NOT NULL DEFAULT nextval('feed_seq') UNIQUE,  -- acceptance order
     id              TEXT PRIMARY KEY,
     source          TEXT NOT NULL,
     received_at     BIGINT NOT NULL,
@@ -120,6 +139,7 @@ CREATE TABLE store_meta (
 );
 
 CREATE TABLE erasures (
+    seq             BIGINT NOT NULL DEFAULT nextval('feed_seq') UNIQUE,
     person_id       TEXT PRIMARY KEY,
     erased_at       BIGINT NOT NULL,
     receipt         TEXT NOT NULL                -- JSON: store::ErasureReceipt

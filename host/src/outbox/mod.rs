@@ -163,6 +163,7 @@ impl Outbox {
                 min_epoch: min_epoch.clone(),
                 persons: writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max)),
                 epoch: 0,
+                turn: store.shared().then(writer::Turn::default),
             },
             rx,
             groups_tx,
@@ -293,7 +294,7 @@ mod tests {
     }
 
     struct Fixture {
-        _dir: tempfile::TempDir,
+        _dir: Option<tempfile::TempDir>,
         store: Arc<dyn Store>,
         outbox: Outbox,
         renderer: Arc<HubSpot>,
@@ -305,15 +306,26 @@ mod tests {
         let store = crate::store::open(&url, Durability::Full, Crypt::ephemeral())
             .await
             .unwrap();
+        let mut f = host(store).await;
+        f._dir = Some(dir);
+        f
+    }
+
+    /// A host's outbox on `store` (its index loaded as the host does).
+    async fn host(store: Arc<dyn Store>) -> Fixture {
         let mapping = Mapping::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/hubspot.yaml"),
         )
         .unwrap();
         let renderer = Arc::new(HubSpot(mapping));
         let config = DedupeConfig::default();
+        let index = match store.shared() {
+            true => Deduper::new(config),
+            false => load_index(&*store, &config).await.unwrap(),
+        };
         let (outbox, _task) = Outbox::start(
             store.clone(),
-            load_index(&*store, &config).await.unwrap(),
+            index,
             64,
             Merging {
                 config: MergeConfig::default(),
@@ -322,11 +334,80 @@ mod tests {
             Arc::new(Notify::new()),
         );
         Fixture {
-            _dir: dir,
+            _dir: None,
             store,
             outbox,
             renderer,
         }
+    }
+
+    /// Two hosts on one PostgreSQL receive the same persons at the same
+    /// moment, many times over: each person is one person (one lead new,
+    /// the other its duplicate), with one job to create it; and what one
+    /// host merged, the other merges on top of.
+    #[tokio::test]
+    async fn two_hosts_receiving_the_same_person_at_once_make_one_person() {
+        use crate::store::conformance::{fresh_schema, schema_options};
+        let schema = fresh_schema().await;
+        let crypt = Crypt::ephemeral();
+        let open = async || {
+            let store = crate::store::PgStore::connect(
+                schema_options(&schema),
+                Durability::Normal,
+                crypt.clone(),
+            )
+            .await
+            .unwrap();
+            Arc::new(store) as Arc<dyn Store>
+        };
+        let (a, b) = (
+            Arc::new(host(open().await).await),
+            Arc::new(host(open().await).await),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            for (name, f) in [("a", a.clone()), ("b", b.clone())] {
+                tasks.spawn(async move {
+                    let raw = serde_json::json!({"email": format!("p{n}@example.com")});
+                    let lead = f.prepared(&format!("{name}{n}"), raw);
+                    f.outbox.commit(vec![lead]).await.unwrap()
+                });
+            }
+        }
+        let mut new = 0;
+        while let Some(answers) = tasks.join_next().await {
+            new += usize::from(answers.unwrap()[0].decision == Decision::New);
+        }
+        assert_eq!(new, 40, "one new person per email");
+        let counts = a.store.counts().await.unwrap();
+        assert_eq!((counts.leads, counts.duplicates), (80, 40));
+        assert_eq!(counts.jobs_pending, 40, "one job per person");
+        // A merges a phone into p0; B then adds a name on top of it.
+        let first = a.store.lead("a0").await.unwrap().unwrap().person_id;
+        let with_phone = serde_json::json!({"email": "p0@example.com", "phone": "+1 415 555 0100"});
+        let answers = a
+            .outbox
+            .commit(vec![a.prepared("a100", with_phone)])
+            .await
+            .unwrap();
+        assert!(answers[0].decision.is_duplicate());
+        let with_name = serde_json::json!({"email": "p0@example.com", "first_name": "Pia"});
+        let answers = b
+            .outbox
+            .commit(vec![b.prepared("b100", with_name)])
+            .await
+            .unwrap();
+        let Decision::Duplicate { person_id, .. } = &answers[0].decision else {
+            panic!("{answers:?}");
+        };
+        assert_eq!(person_id, &first);
+        let update = b.jobs("b100").await;
+        assert_eq!(
+            property(&update[0].1, "phone"),
+            Some("+14155550100"),
+            "{update:?}"
+        );
+        assert_eq!(property(&update[0].1, "firstname"), Some("Pia"));
     }
 
     impl Fixture {

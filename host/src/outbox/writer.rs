@@ -16,7 +16,7 @@ use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Repl
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
-use crate::store::{Store, StoreError, load_person, person_from_store};
+use crate::store::{DedupeRecord, FeedItem, Store, StoreError, load_person, person_from_store};
 
 /// Golden records kept in the writer's memory, per generation: every
 /// person touched in the last `PERSON_CACHE` (or four groups') leads at
@@ -46,6 +46,25 @@ const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Most queued payloads taken in one go.
 const MAX_PAYLOADS: usize = 256;
 
+/// On a store several hosts share: the dedupe turn is given back when
+/// nothing arrived for this long (another host may be waiting for it)…
+const TURN_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
+/// …or, when another host waits for it, after this long.
+const TURN_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// This host's dedupe turn on a store several hosts share: one host at a
+/// time decides leads (so two hosts receiving the same person at once make
+/// one person), and a host taking the turn first reads what the others
+/// wrote since its last one into its index.
+#[derive(Debug, Default)]
+pub(super) struct Turn {
+    /// Since when this host holds the turn.
+    held_since: Option<std::time::Instant>,
+    /// The store's feed position up to which the index knows everything
+    /// (`None`: the index must be loaded whole).
+    position: Option<i64>,
+}
+
 /// The writer's state.
 pub(super) struct Writer {
     pub store: Arc<dyn Store>,
@@ -58,6 +77,8 @@ pub(super) struct Writer {
     pub min_epoch: Arc<AtomicU64>,
     pub persons: PersonCache,
     pub epoch: u64,
+    /// `Some` on a store several hosts share.
+    pub turn: Option<Turn>,
 }
 
 /// Runs the writer until every outbox handle is gone and the queue is
@@ -70,8 +91,18 @@ pub(super) async fn run(
 ) {
     let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<Queued> = Vec::new();
+    let bound = in_flight_bound(writer.group_max);
     loop {
-        if rx.recv_many(&mut queue, MAX_PAYLOADS).await == 0 {
+        if writer.holds_turn() {
+            match tokio::time::timeout(TURN_IDLE, rx.recv_many(&mut queue, MAX_PAYLOADS)).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(_) => {
+                    writer.end_turn(&in_flight, bound).await;
+                    continue;
+                }
+            }
+        } else if rx.recv_many(&mut queue, MAX_PAYLOADS).await == 0 {
             return;
         }
         let mut total: usize = queue.iter().map(Queued::leads).sum();
@@ -85,7 +116,7 @@ pub(super) async fn run(
             }
         }
         if let Err(e) = writer.catch_up().await {
-            tracing::error!(error = %e, "reloading the dedupe index failed");
+            tracing::error!(error = %e, "bringing the dedupe index up to date failed");
             let e = OutboxError::Store(Arc::new(e));
             for item in queue.drain(..) {
                 item.refuse(e.clone());
@@ -120,6 +151,9 @@ pub(super) async fn run(
         }
         if !writer.send_group(&mut leads, &groups, &in_flight).await {
             return;
+        }
+        if writer.turn_wanted().await {
+            writer.end_turn(&in_flight, bound).await;
         }
     }
 }
@@ -295,16 +329,109 @@ impl Writer {
         send(group, 1, groups, in_flight, self.group_max).await
     }
 
-    /// Reloads the index from the store if a failed commit left it ahead
-    /// of what is stored.
+    /// Brings the index up to date before deciding: reloaded from the
+    /// store if a failed commit left it ahead of what is stored; on a
+    /// shared store, the turn taken first and what other hosts wrote since
+    /// this host's last turn read in (or, after a failed commit, the whole
+    /// index reloaded under the turn).
     async fn catch_up(&mut self) -> Result<(), StoreError> {
         let required = self.min_epoch.load(Ordering::Acquire);
-        if self.epoch < required {
+        let failed = self.epoch < required;
+        let mut reload = failed;
+        if let Some(turn) = &mut self.turn {
+            if failed && turn.held_since.take().is_some() {
+                // The failed commit may have been fenced out: this turn is
+                // over, whatever the store still thinks.
+                let _ = self.store.end_turn().await;
+            }
+            if turn.held_since.is_some() {
+                // Nobody else wrote since this host took the turn.
+                if !failed {
+                    return Ok(());
+                }
+            } else {
+                self.store.take_turn().await?;
+                turn.held_since = Some(std::time::Instant::now());
+            }
+            match turn.position {
+                Some(after) if !failed => {
+                    let config = self.index.config().clone();
+                    let crypt = self.store.crypt().clone();
+                    let (index, persons) = (&mut self.index, &mut self.persons);
+                    let position = self
+                        .store
+                        .feed(after, &mut |item| match item {
+                            FeedItem::Lead(r) => {
+                                // Another host merged into the person: the
+                                // cached record is stale.
+                                persons.remove(&r.person_id);
+                                index_record(index, &crypt, &config, r);
+                            }
+                            FeedItem::Erased { person_id } => {
+                                persons.remove(&person_id);
+                                index.forget_person(&person_id);
+                            }
+                        })
+                        .await;
+                    match position {
+                        Ok(p) => turn.position = Some(p),
+                        Err(e) => {
+                            turn.position = None;
+                            return Err(e);
+                        }
+                    }
+                }
+                _ => reload = true,
+            }
+        }
+        if reload {
+            // (Under the turn on a shared store: nothing is written meanwhile.)
+            let position = match &self.turn {
+                Some(_) => Some(self.store.feed_position().await?),
+                None => None,
+            };
             self.index = load_index(&*self.store, self.index.config()).await?;
             self.persons.clear();
             self.epoch = required;
+            if let Some(turn) = &mut self.turn {
+                turn.position = position;
+            }
         }
         Ok(())
+    }
+
+    fn holds_turn(&self) -> bool {
+        self.turn.as_ref().is_some_and(|t| t.held_since.is_some())
+    }
+
+    /// Whether to give the turn back now: held for a slice while another
+    /// host waits for it.
+    async fn turn_wanted(&self) -> bool {
+        let Some(since) = self.turn.as_ref().and_then(|t| t.held_since) else {
+            return false;
+        };
+        since.elapsed() >= TURN_SLICE && self.store.turn_wanted().await.unwrap_or(true)
+    }
+
+    /// Gives the turn back once every group sent in it is committed (the
+    /// next host's catch-up reads them); the feed's position then is where
+    /// this host's next turn reads from.
+    async fn end_turn(&mut self, in_flight: &Arc<Semaphore>, bound: u32) {
+        let Some(turn) = &mut self.turn else {
+            return;
+        };
+        if turn.held_since.take().is_none() {
+            return;
+        }
+        drop(in_flight.acquire_many(bound).await);
+        turn.position = match self.store.feed_position().await {
+            Ok(p) if self.epoch >= self.min_epoch.load(Ordering::Acquire) => Some(p),
+            // A commit failed in this turn: the next one reloads.
+            _ => None,
+        };
+        if let Err(e) = self.store.end_turn().await {
+            tracing::warn!(error = %e, "giving the dedupe turn back failed (the session's end gives it back)");
+        }
     }
 
     /// Records older than the exact-match window can no longer decide
@@ -610,30 +737,42 @@ pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Dedu
     let mut index = Deduper::new(config.clone());
     let crypt = store.crypt();
     store
-        .load_dedupe_records(since, &mut |mut r| {
-            let lead = serde_json::from_str::<NormalizedLead>(&r.normalized).ok();
-            // Every fingerprint the lead had, not only those it added: a
-            // duplicate refreshes its person's fingerprints (the window
-            // counts from the person's last lead), and so must the rebuilt
-            // index.
-            if let Some(lead) = &lead {
-                for fp in super::blinded_fingerprints(crypt, lead) {
-                    if !r.fingerprints.contains(&fp) {
-                        r.fingerprints.push(fp);
-                    }
-                }
-            }
-            let features = lead
-                .filter(|_| config.fuzzy)
-                .map(|lead| Features::from_lead(&lead, config, r.received_at_ms));
-            index.insert_stored(
-                &r.id,
-                &r.person_id,
-                &r.fingerprints,
-                features,
-                r.received_at_ms,
-            );
-        })
+        .load_dedupe_records(since, &mut |r| index_record(&mut index, crypt, config, r))
         .await?;
+    tracing::info!(
+        leads = index.len(),
+        fingerprints = index.fingerprint_count(),
+        "dedupe index loaded"
+    );
     Ok(index)
+}
+
+/// Adds a stored lead to the index.
+fn index_record(
+    index: &mut Deduper,
+    crypt: &crate::store::seal::Crypt,
+    config: &DedupeConfig,
+    mut r: DedupeRecord,
+) {
+    let lead = serde_json::from_str::<NormalizedLead>(&r.normalized).ok();
+    // Every fingerprint the lead had, not only those it added: a
+    // duplicate refreshes its person's fingerprints (the window counts
+    // from the person's last lead), and so must the rebuilt index.
+    if let Some(lead) = &lead {
+        for fp in super::blinded_fingerprints(crypt, lead) {
+            if !r.fingerprints.contains(&fp) {
+                r.fingerprints.push(fp);
+            }
+        }
+    }
+    let features = lead
+        .filter(|_| config.fuzzy)
+        .map(|lead| Features::from_lead(&lead, config, r.received_at_ms));
+    index.insert_stored(
+        &r.id,
+        &r.person_id,
+        &r.fingerprints,
+        features,
+        r.received_at_ms,
+    );
 }

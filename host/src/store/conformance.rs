@@ -47,6 +47,59 @@ each_store!(
     retention_leaves_tombstones_and_takes_expired_dead_letters_out,
 );
 
+/// A host that lost the dedupe turn (its session cut, another host took
+/// the turn) can write no lead and erase no person: its writes are fenced
+/// out, and the other host's go in.
+#[tokio::test]
+async fn postgres_a_host_that_lost_the_turn_is_fenced_out() {
+    let fx = Fixture::new(Backend::Postgres).await;
+    let (a, b) = (fx.open().await, fx.open().await);
+    a.take_turn().await.unwrap();
+    a.insert_leads(&[lead("L1", "L1", &["email:a@b.com"], 1)])
+        .await
+        .unwrap();
+    // A's turn session is cut (as a partition or a crash would).
+    let pool = postgres().await;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1
+           AND l.objid::bigint = (hashtext($2)::bigint & 4294967295)",
+    )
+    .bind(i64::from(0x6c67_7475_u32))
+    .bind(fx.schema.as_deref().unwrap())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "A's turn session was found");
+    tokio::time::timeout(Duration::from_secs(10), b.take_turn())
+        .await
+        .expect("B takes the turn once A's session is gone")
+        .unwrap();
+    let fenced = a.insert_leads(&[lead("L2", "L2", &[], 1)]).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
+    assert!(matches!(
+        a.erase_person("L1", 2_000).await,
+        Err(StoreError::Fenced)
+    ));
+    b.insert_leads(&[lead("L3", "L3", &[], 1)]).await.unwrap();
+    // B follows the feed: what A wrote in its turn, then B's own.
+    let mut seen = Vec::new();
+    b.feed(0, &mut |item| {
+        if let FeedItem::Lead(r) = item {
+            seen.push(r.id)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, ["L1", "L3"]);
+    assert!(a.lead("L2").await.unwrap().is_none());
+    b.end_turn().await.unwrap();
+    // A takes a new turn (a new session) and writes again.
+    a.take_turn().await.unwrap();
+    a.insert_leads(&[lead("L2", "L2", &[], 1)]).await.unwrap();
+    a.end_turn().await.unwrap();
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
     Sqlite,

@@ -3,7 +3,7 @@
 //! several hosts sharing the work.
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 mod person;
 mod postgres;
 pub mod private;
@@ -39,6 +39,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Seal(#[from] seal::SealError),
+    #[error("another host took the dedupe turn: this host's writes of leads were fenced out")]
+    Fenced,
 }
 
 /// The text form of a persisted state, and its parse (each value is
@@ -727,6 +729,57 @@ pub trait Store: Send + Sync + 'static {
     /// overwritten as it is freed, and this moves the write-ahead log into
     /// the database and empties it.
     async fn scrub(&self) -> Result<(), StoreError>;
+
+    /// Whether other hosts may write this store. Then a host deciding
+    /// leads takes the dedupe turn first, and follows the feed of what the
+    /// others wrote between its turns. (An SQLite store has one host.)
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits for this host's turn to decide and write leads and erasures.
+    /// Everything another host wrote before is in the feed; a write of a
+    /// host that lost its turn (another took it) fails with
+    /// [`StoreError::Fenced`].
+    async fn take_turn(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives the turn back (everything written in it is committed).
+    async fn end_turn(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether another host waits for the turn.
+    async fn turn_wanted(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The feed's position now (taken while holding the turn: everything
+    /// up to it is known to this host).
+    async fn feed_position(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
+    /// What was written after `after`, in order; returns the position of
+    /// the last item read (or `after`).
+    async fn feed(
+        &self,
+        after: i64,
+        each: &mut (dyn FnMut(FeedItem) + Send),
+    ) -> Result<i64, StoreError> {
+        let _ = each;
+        Ok(after)
+    }
+}
+
+/// A write another host made, as a host following the store sees it.
+#[derive(Clone, Debug)]
+pub enum FeedItem {
+    /// A lead decided and stored.
+    Lead(DedupeRecord),
+    /// A person erased.
+    Erased { person_id: String },
 }
 
 /// Where a re-sealing pass is: a table (in the store's own order) and the

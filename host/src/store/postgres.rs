@@ -11,10 +11,11 @@
 
 use std::str::FromStr;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Arguments, Postgres, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Arguments, ConnectOptions, Postgres, Row};
 
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
@@ -32,7 +33,20 @@ const POOL_SIZE: u32 = 16;
 pub struct PgStore {
     pool: PgPool,
     crypt: Crypt,
+    /// The connection holding the dedupe turn's advisory lock (a session
+    /// lock: the session's end, even a cut one, gives the turn back).
+    turn: tokio::sync::Mutex<Option<PgConnection>>,
+    turn_options: PgConnectOptions,
+    /// The advisory lock's two keys: leadgate's, and the schema's.
+    turn_lock: (i32, i32),
+    /// The token this host took with its last turn (0: never took one).
+    fence: AtomicI64,
+    /// Who holds the turn, as `dedupe_turn.holder` shows.
+    host: String,
 }
+
+/// The first key of the dedupe turn's advisory lock ("lgtu").
+const TURN_LOCK: i32 = 0x6c67_7475;
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`; `?options=-c
@@ -59,10 +73,67 @@ impl PgStore {
         };
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool, crypt })
+        // Hosts on other schemas of the same database do not share a turn.
+        let schema: i32 = sqlx::query_scalar("SELECT hashtext(current_schema())")
+            .fetch_one(&pool)
+            .await?;
+        Ok(PgStore {
+            pool,
+            crypt,
+            turn: tokio::sync::Mutex::new(None),
+            // The server notices a cut session within ~10 s (and gives the
+            // turn to another host); a turn is not waited for forever.
+            turn_options: options.options([
+                ("tcp_keepalives_idle", "4"),
+                ("tcp_keepalives_interval", "2"),
+                ("tcp_keepalives_count", "3"),
+                ("lock_timeout", "10s"),
+            ]),
+            turn_lock: (TURN_LOCK, schema),
+            fence: AtomicI64::new(0),
+            host: format!(
+                "{}/{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+                uuid::Uuid::now_v7().simple()
+            ),
+        })
+    }
+
+    /// Waits for the turn's lock on `conn`, then takes the next token.
+    async fn take_turn_on(&self, conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(self.turn_lock.0)
+            .bind(self.turn_lock.1)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query_scalar(
+            "UPDATE dedupe_turn SET token = token + 1, holder = $1, taken_at = $2
+             WHERE id = 1 RETURNING token",
+        )
+        .bind(&self.host)
+        .bind(crate::now_ms())
+        .fetch_one(&mut *conn)
+        .await
+    }
+
+    /// Fails with [`StoreError::Fenced`] when another host took the
+    /// dedupe turn since this host's last (checked in the transaction
+    /// that writes leads: the row lock orders it with the taking).
+    async fn check_fence(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        let fence = self.fence.load(Ordering::Acquire);
+        if fence == 0 {
+            return Ok(());
+        }
+        let token: i64 = sqlx::query_scalar("SELECT token FROM dedupe_turn WHERE id = 1 FOR SHARE")
+            .fetch_one(&mut **tx)
+            .await?;
+        if token != fence {
+            return Err(StoreError::Fenced);
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +294,7 @@ impl Store for PgStore {
         }
         let rows = rows::new_rows(leads, &self.crypt);
         let mut tx = self.pool.begin().await?;
+        self.check_fence(&mut tx).await?;
         // Before the new jobs: a held job goes ahead of the update of its
         // chain that this group may add.
         for l in leads.iter().filter(|l| l.stop_pending) {
@@ -828,10 +900,9 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<Option<ErasureReceipt>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // The person's rows, locked: a lead of theirs committing meanwhile
-        // on another host waits for the erasure.
+        self.check_fence(&mut tx).await?;
         let leads: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM leads WHERE person_id = $1 ORDER BY seq FOR UPDATE")
+            sqlx::query_scalar("SELECT id FROM leads WHERE person_id = $1 ORDER BY seq")
                 .bind(person_id)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -882,7 +953,7 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO erasures (person_id, erased_at, receipt) VALUES ($1, $2, $3)
              ON CONFLICT (person_id) DO UPDATE SET erased_at = excluded.erased_at,
-                 receipt = excluded.receipt",
+                 receipt = excluded.receipt, seq = nextval('feed_seq')",
         )
         .bind(person_id)
         .bind(now_ms)
@@ -976,6 +1047,117 @@ impl Store for PgStore {
     /// backups bounds it.
     async fn scrub(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn take_turn(&self) -> Result<(), StoreError> {
+        let mut slot = self.turn.lock().await;
+        loop {
+            // A session kept from an earlier turn may have been cut since:
+            // it is tried once, then a new one.
+            let kept = slot.is_some();
+            let conn = match slot.as_mut() {
+                Some(conn) => conn,
+                None => slot.insert(self.turn_options.connect().await?),
+            };
+            match self.take_turn_on(conn).await {
+                Ok(token) => {
+                    self.fence.store(token, Ordering::Release);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Whatever the session holds goes with it.
+                    *slot = None;
+                    if !kept {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn end_turn(&self) -> Result<(), StoreError> {
+        let mut slot = self.turn.lock().await;
+        let Some(conn) = slot.as_mut() else {
+            return Ok(());
+        };
+        let released = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+            .bind(self.turn_lock.0)
+            .bind(self.turn_lock.1)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = released {
+            *slot = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    async fn turn_wanted(&self) -> Result<bool, StoreError> {
+        // pg_locks shows the keys as unsigned 32-bit oids.
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                            WHERE locktype = 'advisory' AND NOT granted
+                              AND classid::bigint = $1 AND objid::bigint = $2
+                              AND database = (SELECT oid FROM pg_database
+                                              WHERE datname = current_database()))",
+        )
+        .bind(i64::from(self.turn_lock.0 as u32))
+        .bind(i64::from(self.turn_lock.1 as u32))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn feed_position(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT GREATEST(COALESCE((SELECT max(seq) FROM leads), 0),
+                             COALESCE((SELECT max(seq) FROM erasures), 0))",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn feed(
+        &self,
+        after: i64,
+        each: &mut (dyn FnMut(FeedItem) + Send),
+    ) -> Result<i64, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = sqlx::query(
+            "SELECT seq, id, person_id, received_at, normalized, fingerprints
+             FROM leads WHERE seq > $1
+             UNION ALL
+             SELECT seq, NULL, person_id, erased_at, NULL, NULL FROM erasures WHERE seq > $1
+             ORDER BY 1",
+        )
+        .bind(after)
+        .fetch(&self.pool);
+        let mut last = after;
+        while let Some(r) = rows.try_next().await? {
+            last = r.int(0);
+            let Some(id) = r.opt_text(1) else {
+                each(FeedItem::Erased {
+                    person_id: r.text(2),
+                });
+                continue;
+            };
+            each(FeedItem::Lead(DedupeRecord {
+                normalized: self.crypt.open(Column::LeadNormalized, &id, r.text(4))?,
+                person_id: r.text(2),
+                received_at_ms: r.int(3),
+                fingerprints: r
+                    .text(5)
+                    .split(' ')
+                    .filter(|f| !f.is_empty())
+                    .map(String::from)
+                    .collect(),
+                id,
+            }));
+        }
+        Ok(last)
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
