@@ -144,3 +144,19 @@ CREATE TABLE erasures (
     erased_at       BIGINT NOT NULL,
     receipt         TEXT NOT NULL                -- JSON: store::ErasureReceipt
 );
+
+-- The hosts sharing this store, by the heartbeat each writes every second:
+-- each delivers with its part of every CRM's quota (the hosts seen lately
+-- share it).
+CREATE TABLE hosts (
+    host            TEXT PRIMARY KEY,
+    first_seen      BIGINT NOT NULL,
+    last_seen       BIGINT NOT NULL
+);
+
+-- A CRM's "stop until" (a 429's Retry-After, a quota header at zero) that
+-- one host was told holds for every host delivering to it.
+CREATE TABLE destination_pauses (
+    destination     TEXT PRIMARY KEY,
+    until_ms        BIGINT NOT NULL
+);

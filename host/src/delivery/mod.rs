@@ -18,6 +18,7 @@
 //! leased until the lease expires.
 
 pub mod breaker;
+pub mod cluster;
 pub mod oauth;
 pub mod ratelimit;
 pub mod retry;
@@ -88,6 +89,14 @@ impl Workers {
                 };
                 tasks.spawn(worker.run(stopped.clone()));
             }
+        }
+        if store.shared() {
+            tasks.spawn(cluster::run(
+                store.clone(),
+                registry.clone(),
+                host_id.clone(),
+                stopped.clone(),
+            ));
         }
         {
             let store = store.clone();

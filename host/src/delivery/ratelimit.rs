@@ -94,8 +94,16 @@ impl Window {
         self.kinds.is_empty() || self.kinds.contains(&kind)
     }
 
-    /// When the window has room again (now if it has).
-    fn free_at(&mut self, now: Instant) -> Instant {
+    /// This host's part of the window: its maximum cut into `shares`
+    /// (the hosts sharing the CRM account), at least one request.
+    fn max(&self, shares: u32) -> u32 {
+        (self.max / shares.max(1)).max(1)
+    }
+
+    /// When the window has room again (now if it has), for this host's
+    /// part of it.
+    fn free_at(&mut self, now: Instant, shares: u32) -> Instant {
+        let max = self.max(shares);
         match &mut self.usage {
             Usage::Log {
                 answered,
@@ -108,13 +116,13 @@ impl Window {
                     answered.pop_front();
                 }
                 let used = answered.len() as u32 + *in_flight;
-                if used < self.max {
+                if used < max {
                     return now;
                 }
                 // The (used - max + 1)-th oldest answer frees the last place
                 // needed; a request still in flight frees its place one
                 // window after its answer at the earliest.
-                let needed = (used - self.max) as usize;
+                let needed = (used - max) as usize;
                 match answered.get(needed) {
                     Some(t) => *t + self.window,
                     None => now + self.window,
@@ -125,7 +133,7 @@ impl Window {
                     *start = now;
                     *count = 0;
                 }
-                if *count < self.max {
+                if *count < max {
                     now
                 } else {
                     *start + self.window
@@ -168,14 +176,44 @@ impl Window {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     windows: Vec<Window>,
     /// The CRM said to stop until then.
     blocked_until: Option<Instant>,
+    /// The same, as wall-clock ms (what other hosts are told).
+    blocked_until_ms: Option<i64>,
     /// Requests sent and not answered yet, and the CRM's cap on them.
     in_flight: u32,
     max_concurrent: Option<u32>,
+    /// How many hosts share the CRM account: each keeps its part of every
+    /// window and of the cap on requests in flight.
+    shares: u32,
+    /// A host that joined others sends nothing until then (their requests
+    /// made at larger parts are still in the CRM's windows).
+    joining_until: Option<Instant>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            windows: Vec::new(),
+            blocked_until: None,
+            blocked_until_ms: None,
+            in_flight: 0,
+            max_concurrent: None,
+            shares: 1,
+            joining_until: None,
+        }
+    }
+}
+
+impl State {
+    /// This host's part of the CRM's cap on requests in flight.
+    fn concurrency_full(&self) -> bool {
+        self.max_concurrent
+            .is_some_and(|max| self.in_flight >= (max / self.shares.max(1)).max(1))
+    }
 }
 
 /// Why a request cannot go now.
@@ -258,7 +296,7 @@ impl Limiter {
     /// the CRM takes another at once; else says what it waits for.
     fn try_admit(&self, kind: RequestKind, now: Instant) -> Result<(), Wait> {
         let mut state = self.lock();
-        let mut at = now;
+        let mut at = now.max(state.joining_until.unwrap_or(now));
         if let Some(until) = state.blocked_until {
             if until > now {
                 at = until;
@@ -266,16 +304,14 @@ impl Limiter {
                 state.blocked_until = None;
             }
         }
+        let shares = state.shares;
         for w in state.windows.iter_mut().filter(|w| w.applies(kind)) {
-            at = at.max(w.free_at(now));
+            at = at.max(w.free_at(now, shares));
         }
         if at > now {
             return Err(Wait::Until(at));
         }
-        if state
-            .max_concurrent
-            .is_some_and(|max| state.in_flight >= max)
-        {
+        if state.concurrency_full() {
             return Err(Wait::Busy);
         }
         for w in state.windows.iter_mut().filter(|w| w.applies(kind)) {
@@ -329,40 +365,87 @@ impl Limiter {
     pub fn has_room(&self) -> bool {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.blocked_until.is_some_and(|u| u > now) {
-            return false;
-        }
-        if state
-            .max_concurrent
-            .is_some_and(|max| state.in_flight >= max)
+        if state.blocked_until.is_some_and(|u| u > now)
+            || state.joining_until.is_some_and(|u| u > now)
         {
             return false;
         }
+        if state.concurrency_full() {
+            return false;
+        }
+        let shares = state.shares;
         state
             .windows
             .iter_mut()
             .filter(|w| w.applies(RequestKind::Write))
-            .all(|w| w.free_at(now) <= now)
+            .all(|w| w.free_at(now, shares) <= now)
     }
 
     /// Stops every request until `now + wait`.
     pub fn block_for(&self, wait: Duration) {
         let until = Instant::now() + wait;
+        let until_ms = crate::now_ms().saturating_add(wait.as_millis() as i64);
         let mut state = self.lock();
         state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
+        state.blocked_until_ms = Some(state.blocked_until_ms.map_or(until_ms, |u| u.max(until_ms)));
+    }
+
+    /// Stops every request until the wall-clock time `until_ms` (a pause
+    /// another host was told by the CRM, or a newcomer's wait for its part
+    /// of the quota).
+    pub fn block_until_ms(&self, until_ms: i64) {
+        let wait = until_ms.saturating_sub(crate::now_ms());
+        if wait > 0 {
+            self.block_for(Duration::from_millis(wait as u64));
+        }
+    }
+
+    /// Until when the destination is paused (wall clock), if it is.
+    pub fn blocked_until_ms(&self) -> Option<i64> {
+        self.lock()
+            .blocked_until_ms
+            .filter(|&u| u > crate::now_ms())
+    }
+
+    /// Cuts every window and the cap on requests in flight into `shares`
+    /// parts, one for this host (several hosts delivering to one CRM
+    /// account).
+    pub fn set_shares(&self, shares: u32, joining_until_ms: Option<i64>) {
+        let mut state = self.lock();
+        state.joining_until = joining_until_ms.map(|ms| {
+            Instant::now() + Duration::from_millis(ms.saturating_sub(crate::now_ms()).max(0) as u64)
+        });
+        if state.shares != shares.max(1) {
+            state.shares = shares.max(1);
+            drop(state);
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// How long a request stays in this limiter's view of the CRM's
+    /// windows: the longest rolling window.
+    pub fn longest_window(&self) -> Duration {
+        self.lock()
+            .windows
+            .iter()
+            .filter(|w| matches!(w.usage, Usage::Log { .. }))
+            .map(|w| w.window)
+            .max()
+            .unwrap_or_default()
     }
 
     pub fn status(&self) -> Vec<WindowStatus> {
         let now = Instant::now();
         let mut state = self.lock();
+        let shares = state.shares;
         state
             .windows
             .iter_mut()
             .map(|w| {
-                w.free_at(now);
+                w.free_at(now, shares);
                 WindowStatus {
                     name: w.name.clone(),
-                    max_requests: w.max,
+                    max_requests: w.max(shares),
                     window_ms: w.window.as_millis() as u64,
                     kinds: w.kinds.clone(),
                     used: w.used(),
@@ -508,6 +591,40 @@ mod tests {
             );
         }
         assert_eq!(sent[4], Duration::ZERO, "the first five go at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_keeps_to_its_part_of_a_shared_quota() {
+        // Three hosts share 10 per second and a cap of 4 in flight: this
+        // one sends 3 per second, 1 at a time.
+        let limiter = Limiter::new(
+            &[limit("burst", 10, 1_000)],
+            Some(4),
+            Duration::from_secs(10),
+        );
+        limiter.set_shares(3, None);
+        let start = Instant::now();
+        for _ in 0..3 {
+            send(&limiter, WRITE).await;
+        }
+        assert_eq!(Instant::now(), start, "its three go at once");
+        assert!(!limiter.has_room());
+        send(&limiter, WRITE).await;
+        assert!(Instant::now() >= start + Duration::from_millis(1_000));
+        limiter.acquire(WRITE).await.unwrap();
+        assert!(!limiter.has_room(), "one in flight is its part of the cap");
+        limiter.answered(WRITE);
+        assert_eq!(limiter.status()[0].max_requests, 3);
+        // A host joining waits for its turn at the quota, then has half.
+        limiter.set_shares(2, Some(crate::now_ms() + 5_000));
+        assert!(!limiter.has_room());
+        tokio::time::sleep(Duration::from_millis(5_000)).await;
+        assert!(limiter.has_room());
+        assert_eq!(limiter.status()[0].max_requests, 5);
+        // A pause is told in wall-clock time (for the other hosts).
+        limiter.block_for(Duration::from_secs(30));
+        let until = limiter.blocked_until_ms().unwrap();
+        assert!((until - crate::now_ms() - 30_000).abs() < 1_000, "{until}");
     }
 
     #[tokio::test(start_paused = true)]

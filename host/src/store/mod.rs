@@ -771,6 +771,42 @@ pub trait Store: Send + Sync + 'static {
         let _ = each;
         Ok(after)
     }
+
+    /// Says `host` is alive at `now_ms`; returns every host seen since
+    /// `since_ms` (itself included). Hosts not seen for an hour are
+    /// forgotten.
+    async fn heartbeat(
+        &self,
+        host: &str,
+        now_ms: i64,
+        since_ms: i64,
+    ) -> Result<Vec<HostSeen>, StoreError> {
+        let _ = since_ms;
+        Ok(vec![HostSeen {
+            host: host.to_string(),
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        }])
+    }
+
+    /// Publishes this host's pauses of destinations (`until` wall-clock
+    /// ms; a later one wins) and returns every pause still running.
+    async fn pauses(
+        &self,
+        publish: &[(String, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let _ = now_ms;
+        Ok(publish.to_vec())
+    }
+}
+
+/// A host sharing the store, as its heartbeats show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSeen {
+    pub host: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
 }
 
 /// A write another host made, as a host following the store sees it.

@@ -1160,6 +1160,69 @@ impl Store for PgStore {
         Ok(last)
     }
 
+    async fn heartbeat(
+        &self,
+        host: &str,
+        now_ms: i64,
+        since_ms: i64,
+    ) -> Result<Vec<HostSeen>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO hosts (host, first_seen, last_seen) VALUES ($1, $2, $2)
+             ON CONFLICT (host) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(host)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM hosts WHERE last_seen < $1")
+            .bind(now_ms - 3_600_000)
+            .execute(&mut *tx)
+            .await?;
+        let hosts = sqlx::query(
+            "SELECT host, first_seen, last_seen FROM hosts WHERE last_seen >= $1 ORDER BY host",
+        )
+        .bind(since_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(hosts
+            .iter()
+            .map(|r| HostSeen {
+                host: r.text(0),
+                first_seen_ms: r.int(1),
+                last_seen_ms: r.int(2),
+            })
+            .collect())
+    }
+
+    async fn pauses(
+        &self,
+        publish: &[(String, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        if !publish.is_empty() {
+            let (names, untils): (Vec<&str>, Vec<i64>) =
+                publish.iter().map(|(d, u)| (d.as_str(), *u)).unzip();
+            sqlx::query(
+                "INSERT INTO destination_pauses (destination, until_ms)
+                 SELECT * FROM UNNEST($1::text[], $2::int8[])
+                 ON CONFLICT (destination) DO UPDATE SET until_ms = excluded.until_ms
+                 WHERE excluded.until_ms > destination_pauses.until_ms",
+            )
+            .bind(names)
+            .bind(untils)
+            .execute(&self.pool)
+            .await?;
+        }
+        let rows =
+            sqlx::query("SELECT destination, until_ms FROM destination_pauses WHERE until_ms > $1")
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| (r.text(0), r.int(1))).collect())
+    }
+
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
         // A held job's next attempt is at i64::MAX: not work to do.
         let n: i64 = sqlx::query_scalar(
