@@ -4,6 +4,7 @@
 
 mod admin_token;
 mod chaos;
+mod cluster;
 mod config_layers;
 mod consent;
 mod dedupe_fake1000;
