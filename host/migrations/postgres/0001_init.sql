@@ -154,9 +154,12 @@ CREATE TABLE hosts (
     last_seen       BIGINT NOT NULL
 );
 
--- A CRM's "stop until" (a 429's Retry-After, a quota header at zero) that
--- one host was told holds for every host delivering to it.
+-- A CRM's "stop until" that one host found holds for every host
+-- delivering to it: `quota` (a 429's Retry-After, a quota header at zero)
+-- or `breaker` (its circuit breaker opened: no calls until the probe).
 CREATE TABLE destination_pauses (
-    destination     TEXT PRIMARY KEY,
-    until_ms        BIGINT NOT NULL
+    destination     TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('quota', 'breaker')),
+    until_ms        BIGINT NOT NULL,
+    PRIMARY KEY (destination, kind)
 );

@@ -301,6 +301,37 @@ impl Breaker {
         self.lock().state
     }
 
+    /// While open: when its next probe may go (what other hosts delivering
+    /// to the same CRM are told).
+    pub fn open_until_ms(&self) -> Option<i64> {
+        let inner = self.lock();
+        (inner.state == BreakerState::Open).then_some(inner.next_probe_at_ms)
+    }
+
+    /// Another host's breaker for the same CRM opened: this one opens too,
+    /// until that host's next probe (a half-open breaker, its own probe
+    /// out, is left to it).
+    pub fn open_until(&self, until_ms: i64, now_ms: i64) {
+        let mut inner = self.lock();
+        match inner.state {
+            BreakerState::Closed if until_ms > now_ms => {
+                inner.state = BreakerState::Open;
+                inner.generation += 1;
+                inner.opened_at_ms = Some(now_ms);
+                inner.next_probe_at_ms = until_ms;
+                inner.times_opened += 1;
+                tracing::warn!(
+                    until_ms,
+                    "circuit breaker open: another host's breaker for this CRM opened"
+                );
+            }
+            BreakerState::Open => {
+                inner.next_probe_at_ms = inner.next_probe_at_ms.max(until_ms);
+            }
+            _ => {}
+        }
+    }
+
     pub fn status(&self) -> BreakerStatus {
         let inner = self.lock();
         BreakerStatus {
@@ -376,6 +407,35 @@ mod tests {
         assert_eq!(s.times_opened, 1);
         assert_eq!(s.opened_at_ms, Some(1_000_000));
         assert_eq!(s.next_probe_at_ms, Some(1_001_000));
+    }
+
+    #[test]
+    fn another_hosts_opening_opens_it_until_that_hosts_probe() {
+        let clock = Clock(0.into());
+        let (a, b) = (Breaker::new(CONFIG), Breaker::new(CONFIG));
+        trip(&a, &clock);
+        let until = a.open_until_ms().expect("open");
+        assert_eq!(until, 1_000);
+        // B had seen no failure: it opens on A's word.
+        b.open_until(until, clock.now());
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.try_acquire(clock.now()).is_none());
+        assert_eq!(b.status().times_opened, 1);
+        // A later opening moves the probe; an earlier one does not.
+        b.open_until(1_500, clock.now());
+        b.open_until(200, clock.now());
+        assert_eq!(b.open_until_ms(), Some(1_500));
+        clock.advance(1_500);
+        let probe = b.try_acquire(clock.now()).expect("its own probe");
+        assert!(probe.is_probe());
+        // While its probe is out, another host's opening changes nothing.
+        b.open_until(9_000, clock.now());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        probe.record(Verdict::Success, clock.now());
+        assert_eq!(b.state(), BreakerState::Closed);
+        // An opening already over does not open it.
+        b.open_until(clock.now(), clock.now());
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

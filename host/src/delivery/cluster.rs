@@ -5,7 +5,9 @@
 //! parts as hosts seen lately, one part each (quota slices: no request
 //! waits for the database, and a host cut from it keeps to its part). A
 //! CRM's "stop until" that one host was told (a 429's `Retry-After`, a
-//! quota header at zero) is published and holds for every host.
+//! quota header at zero) is published and holds for every host, and so
+//! does a circuit breaker's opening: every host stops calling the CRM
+//! until the opening host's probe.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::plugins::Registry;
-use crate::store::{HostSeen, Store};
+use crate::store::{HostSeen, Pause, PauseKind, Store, StoredEnum};
 
 /// How often a host says it is alive and reads the others.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -65,8 +67,8 @@ pub async fn run(
     host: String,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // The pauses this host last published or adopted, per destination.
-    let mut known: HashMap<String, i64> = HashMap::new();
+    // The pauses this host last published or adopted.
+    let mut known: HashMap<(String, PauseKind), i64> = HashMap::new();
     loop {
         let now = crate::now_ms();
         let destinations: Vec<_> = registry
@@ -87,22 +89,46 @@ pub async fn run(
             // Cut from the store: the last parts hold.
             Err(e) => tracing::warn!(error = %e, "heartbeat to the shared store failed"),
         }
-        let publish: Vec<(String, i64)> = destinations
+        // What this host found (and has not told yet), and what the
+        // others found, adopted.
+        let publish: Vec<Pause> = destinations
             .iter()
-            .filter_map(|d| Some((d.name.clone(), d.limiter.blocked_until_ms()?)))
-            .filter(|(name, until)| known.get(name).is_none_or(|k| k < until))
+            .flat_map(|d| {
+                let quota = d.limiter.blocked_until_ms().map(|u| (PauseKind::Quota, u));
+                let breaker = d.breaker.open_until_ms().map(|u| (PauseKind::Breaker, u));
+                quota
+                    .into_iter()
+                    .chain(breaker)
+                    .map(|(kind, until_ms)| Pause {
+                        destination: d.name.clone(),
+                        kind,
+                        until_ms,
+                    })
+            })
+            .filter(|p| {
+                known
+                    .get(&(p.destination.clone(), p.kind))
+                    .is_none_or(|k| *k < p.until_ms)
+            })
             .collect();
         match store.pauses(&publish, now).await {
             Ok(running) => {
-                known.extend(publish);
-                for (name, until) in running {
-                    if known.get(&name).is_none_or(|k| *k < until)
-                        && let Some(d) = destinations.iter().find(|d| d.name == name)
-                    {
-                        tracing::info!(destination = %name, until_ms = until, "paused: another host was told to stop");
-                        d.limiter.block_until_ms(until);
-                        known.insert(name, until);
+                for p in &publish {
+                    known.insert((p.destination.clone(), p.kind), p.until_ms);
+                }
+                for p in running {
+                    let key = (p.destination.clone(), p.kind);
+                    if known.get(&key).is_some_and(|k| *k >= p.until_ms) {
+                        continue;
                     }
+                    if let Some(d) = destinations.iter().find(|d| d.name == p.destination) {
+                        tracing::info!(destination = %p.destination, kind = p.kind.as_str(), until_ms = p.until_ms, "paused: another host found the CRM needs it");
+                        match p.kind {
+                            PauseKind::Quota => d.limiter.block_until_ms(p.until_ms),
+                            PauseKind::Breaker => d.breaker.open_until(p.until_ms, now),
+                        }
+                    }
+                    known.insert(key, p.until_ms);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "sharing pauses through the store failed"),

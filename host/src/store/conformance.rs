@@ -100,6 +100,56 @@ async fn postgres_a_host_that_lost_the_turn_is_fenced_out() {
     a.end_turn().await.unwrap();
 }
 
+/// Hosts sharing a PostgreSQL store see each other's heartbeats, and a
+/// pause one host publishes holds for all (a later one wins).
+#[tokio::test]
+async fn postgres_hosts_see_each_other_and_share_pauses() {
+    let fx = Fixture::new(Backend::Postgres).await;
+    let (a, b) = (fx.open().await, fx.open().await);
+    a.heartbeat("a", 1_000, 0).await.unwrap();
+    let seen = b.heartbeat("b", 2_000, 0).await.unwrap();
+    let hosts: Vec<(&str, i64, i64)> = seen
+        .iter()
+        .map(|h| (h.host.as_str(), h.first_seen_ms, h.last_seen_ms))
+        .collect();
+    assert_eq!(hosts, [("a", 1_000, 1_000), ("b", 2_000, 2_000)]);
+    a.heartbeat("a", 3_000, 0).await.unwrap();
+    // Only the hosts seen since the given time.
+    let seen = b.heartbeat("b", 4_000, 2_500).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].first_seen_ms, 1_000, "first seen stays");
+    let seen = b.heartbeat("b", 5_000, 3_500).await.unwrap();
+    assert_eq!(seen.len(), 1, "a is no longer seen");
+
+    let pause = |kind, until_ms| Pause {
+        destination: "hubspot".into(),
+        kind,
+        until_ms,
+    };
+    a.pauses(&[pause(PauseKind::Quota, 10_000)], 1_000)
+        .await
+        .unwrap();
+    b.pauses(
+        &[
+            pause(PauseKind::Quota, 8_000),
+            pause(PauseKind::Breaker, 9_000),
+        ],
+        1_000,
+    )
+    .await
+    .unwrap();
+    let mut running = a.pauses(&[], 1_000).await.unwrap();
+    running.sort_by_key(|p| p.until_ms);
+    assert_eq!(
+        running,
+        [
+            pause(PauseKind::Breaker, 9_000),
+            pause(PauseKind::Quota, 10_000)
+        ]
+    );
+    assert_eq!(a.pauses(&[], 9_500).await.unwrap().len(), 1, "over ones go");
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
     Sqlite,

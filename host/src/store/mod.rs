@@ -63,7 +63,7 @@ macro_rules! stored_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
         $(#[$meta])*
         #[derive(
-            Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize,
+            Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize,
             strum::IntoStaticStr, strum::EnumString,
         )]
         #[serde(rename_all = "snake_case")]
@@ -789,16 +789,31 @@ pub trait Store: Send + Sync + 'static {
         }])
     }
 
-    /// Publishes this host's pauses of destinations (`until` wall-clock
-    /// ms; a later one wins) and returns every pause still running.
-    async fn pauses(
-        &self,
-        publish: &[(String, i64)],
-        now_ms: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Publishes this host's pauses of destinations (a later one wins)
+    /// and returns every pause still running.
+    async fn pauses(&self, publish: &[Pause], now_ms: i64) -> Result<Vec<Pause>, StoreError> {
         let _ = now_ms;
         Ok(publish.to_vec())
     }
+}
+
+stored_enum! {
+    /// Why every host stops calling a CRM for a while.
+    pub enum PauseKind {
+        /// The CRM said to stop (a 429's `Retry-After`, a quota header at
+        /// zero).
+        Quota,
+        /// A host's circuit breaker opened: no calls until its probe.
+        Breaker,
+    }
+}
+
+/// A destination paused until `until_ms` (wall clock) for `kind`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub destination: String,
+    pub kind: PauseKind,
+    pub until_ms: i64,
 }
 
 /// A host sharing the store, as its heartbeats show it.

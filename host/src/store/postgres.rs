@@ -1196,31 +1196,38 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn pauses(
-        &self,
-        publish: &[(String, i64)],
-        now_ms: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn pauses(&self, publish: &[Pause], now_ms: i64) -> Result<Vec<Pause>, StoreError> {
         if !publish.is_empty() {
-            let (names, untils): (Vec<&str>, Vec<i64>) =
-                publish.iter().map(|(d, u)| (d.as_str(), *u)).unzip();
+            let destinations: Vec<&str> = publish.iter().map(|p| p.destination.as_str()).collect();
+            let kinds: Vec<&str> = publish.iter().map(|p| p.kind.as_str()).collect();
+            let untils: Vec<i64> = publish.iter().map(|p| p.until_ms).collect();
             sqlx::query(
-                "INSERT INTO destination_pauses (destination, until_ms)
-                 SELECT * FROM UNNEST($1::text[], $2::int8[])
-                 ON CONFLICT (destination) DO UPDATE SET until_ms = excluded.until_ms
+                "INSERT INTO destination_pauses (destination, kind, until_ms)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
+                 ON CONFLICT (destination, kind) DO UPDATE SET until_ms = excluded.until_ms
                  WHERE excluded.until_ms > destination_pauses.until_ms",
             )
-            .bind(names)
+            .bind(destinations)
+            .bind(kinds)
             .bind(untils)
             .execute(&self.pool)
             .await?;
         }
-        let rows =
-            sqlx::query("SELECT destination, until_ms FROM destination_pauses WHERE until_ms > $1")
-                .bind(now_ms)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.iter().map(|r| (r.text(0), r.int(1))).collect())
+        sqlx::query(
+            "SELECT destination, kind, until_ms FROM destination_pauses WHERE until_ms > $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Pause {
+                destination: r.text(0),
+                kind: PauseKind::parse(&r.text(1))?,
+                until_ms: r.int(2),
+            })
+        })
+        .collect()
     }
 
     async fn outstanding_jobs(&self) -> Result<u64, StoreError> {
