@@ -27,7 +27,9 @@
 //!    (scenario `crms`).
 //!
 //! Scenarios 2–4 run with encryption at rest on and off, side by side
-//! (`LEADGATE_BENCH_ENCRYPTION=on|off` runs one).
+//! (`LEADGATE_BENCH_ENCRYPTION=on|off` runs one), on SQLite
+//! (`LEADGATE_BENCH_STORE=postgres` runs them on PostgreSQL instead,
+//! `both` side by side).
 //!
 //! `cargo bench -p leadgate --bench ingest`. Environment knobs:
 //! `LEADGATE_BENCH_SECS` (measured seconds per timed scenario, default 5),
@@ -152,9 +154,10 @@ struct Settings {
     batch: usize,
     e2e_leads: usize,
     drain_timeout: Duration,
-    /// Encryption at rest in the single, batch and end-to-end scenarios:
-    /// on, off, or both side by side (`LEADGATE_BENCH_ENCRYPTION`).
-    sealing: Vec<bool>,
+    /// The single, batch and end-to-end scenarios' variants: encryption at
+    /// rest on, off, or both side by side (`LEADGATE_BENCH_ENCRYPTION`), on
+    /// SQLite, PostgreSQL or both (`LEADGATE_BENCH_STORE`).
+    variants: Vec<Variant>,
     only: Option<Vec<String>>,
     steady_rate: f64,
     steady_secs: f64,
@@ -183,10 +186,25 @@ impl Settings {
             steady_secs: env_f64("LEADGATE_BENCH_STEADY_SECS", 10.0).max(1.0),
             real_rate: env_f64("LEADGATE_BENCH_REAL_RATE", 800.0).max(10.0),
             readback_percent: env_f64("LEADGATE_BENCH_READBACK", 100.0).clamp(0.0, 100.0) as u32,
-            sealing: match std::env::var("LEADGATE_BENCH_ENCRYPTION").as_deref() {
-                Ok("on") => vec![true],
-                Ok("off") => vec![false],
-                _ => vec![true, false],
+            variants: {
+                let sealing = match std::env::var("LEADGATE_BENCH_ENCRYPTION").as_deref() {
+                    Ok("on") => vec![true],
+                    Ok("off") => vec![false],
+                    _ => vec![true, false],
+                };
+                let stores = match std::env::var("LEADGATE_BENCH_STORE").as_deref() {
+                    Ok("postgres") => vec![true],
+                    Ok("both") => vec![false, true],
+                    _ => vec![false],
+                };
+                stores
+                    .iter()
+                    .flat_map(|&postgres| {
+                        sealing
+                            .iter()
+                            .map(move |&sealed| Variant { sealed, postgres })
+                    })
+                    .collect()
             },
             only: std::env::var("LEADGATE_BENCH_ONLY")
                 .ok()
@@ -408,9 +426,65 @@ struct Host {
     dir: tempfile::TempDir,
 }
 
-/// A scenario's label for encryption at rest on or off.
-fn sealing(sealed: bool) -> &'static str {
-    if sealed { ", sealed" } else { ", plain" }
+/// How a scenario's host keeps its store.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    /// Encryption at rest on.
+    sealed: bool,
+    /// PostgreSQL (a schema of its own on `LEADGATE_TEST_POSTGRES`, default
+    /// `postgres://root@127.0.0.1:5432/test`) instead of SQLite.
+    postgres: bool,
+}
+
+impl Variant {
+    const SQLITE_SEALED: Variant = Variant {
+        sealed: true,
+        postgres: false,
+    };
+
+    /// The scenario's label.
+    fn label(self) -> String {
+        format!(
+            ", {}{}",
+            if self.sealed { "sealed" } else { "plain" },
+            if self.postgres { ", PostgreSQL" } else { "" }
+        )
+    }
+
+    /// The `[store]` section (and what a PostgreSQL store needs beside it)
+    /// for a host whose files go in `dir`.
+    async fn store_toml(self, dir: &std::path::Path) -> anyhow::Result<String> {
+        let durability = durability();
+        let url = if self.postgres {
+            let base = std::env::var("LEADGATE_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+            let pool = sqlx::PgPool::connect(&base)
+                .await
+                .with_context(|| format!("PostgreSQL at {base} (LEADGATE_TEST_POSTGRES)"))?;
+            let schema = format!(
+                "lgbench_{}",
+                dir.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace(['-', '.'], "_")
+                    .to_lowercase()
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await?;
+            format!("{base}?options=-c%20search_path%3D{schema}")
+        } else {
+            format!("sqlite://{}", dir.join("leadgate.db").display())
+        };
+        Ok(format!(
+            "[store]\nurl = \"{url}\"\ndurability = \"{durability}\"\n\
+             [store.encryption]\nenabled = {}\nkey_file = \"{}\"\n\
+             [auth]\ntoken_file = \"{}\"\n",
+            self.sealed,
+            dir.join("keys").display(),
+            dir.join("admin-token").display(),
+        ))
+    }
 }
 
 /// `full` (fsync per commit, the default) or `normal`.
@@ -418,8 +492,8 @@ fn durability() -> String {
     std::env::var("LEADGATE_BENCH_DURABILITY").unwrap_or_else(|_| "full".into())
 }
 
-async fn start_host(destination: Option<&str>, sealed: bool) -> anyhow::Result<Host> {
-    start_host_with(destination, 100, true, sealed).await
+async fn start_host(destination: Option<&str>, variant: Variant) -> anyhow::Result<Host> {
+    start_host_with(destination, 100, true, variant).await
 }
 
 /// `lifted`: the account's HubSpot quota is raised to match a simulator
@@ -429,18 +503,15 @@ async fn start_host_with(
     destination: Option<&str>,
     readback: u32,
     lifted: bool,
-    sealed: bool,
+    variant: Variant,
 ) -> anyhow::Result<Host> {
     let dir = tempfile::Builder::new()
         .prefix("leadgate-bench-")
         .tempdir_in(std::env::temp_dir())?;
-    let durability = durability();
     let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\
-         [store]\nurl = \"sqlite://{}\"\ndurability = \"{durability}\"\n\
-         [store.encryption]\nenabled = {sealed}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}\
          [sources.bench]\napi_key = \"{API_KEY}\"\ndefault_region = \"US\"\n",
-        dir.path().join("leadgate.db").display()
+        variant.store_toml(dir.path()).await?
     );
     if let Ok(n) = std::env::var("LEADGATE_BENCH_DELIVERY_CONCURRENCY") {
         toml.push_str(&format!("[delivery]\nconcurrency = {n}\n"));
@@ -479,9 +550,9 @@ async fn durable(
     s: &Settings,
     concurrency: usize,
     leads: usize,
-    sealed: bool,
+    variant: Variant,
 ) -> anyhow::Result<Load> {
-    let h = start_host(None, sealed).await?;
+    let h = start_host(None, variant).await?;
     let url = format!("{}/v1/leads", h.host.url());
     let load = timed_load(&url, concurrency, leads, Expect::AllAccepted, s).await;
     let counts = h.host.store.counts().await;
@@ -525,14 +596,14 @@ struct EndToEnd {
     first_error: Option<String>,
 }
 
-async fn end_to_end(s: &Settings, sealed: bool) -> anyhow::Result<EndToEnd> {
+async fn end_to_end(s: &Settings, variant: Variant) -> anyhow::Result<EndToEnd> {
     let sim = leadgate_sim::Simulator::start(leadgate_sim::SimConfig {
         burst_limit: u32::MAX / 2,
         daily_limit: u32::MAX / 2,
         ..Default::default()
     })
     .await?;
-    let h = start_host(Some(&sim.base_url()), sealed).await?;
+    let h = start_host(Some(&sim.base_url()), variant).await?;
     let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
     let client = client()?;
     let batches = s.e2e_leads.div_ceil(s.batch);
@@ -809,7 +880,13 @@ async fn steady(s: &Settings, rate: f64, real: bool) -> anyhow::Result<Steady> {
         }
     };
     let sim = leadgate_sim::Simulator::start(sim_config).await?;
-    let h = start_host_with(Some(&sim.base_url()), s.readback_percent, !real, true).await?;
+    let h = start_host_with(
+        Some(&sim.base_url()),
+        s.readback_percent,
+        !real,
+        Variant::SQLITE_SEALED,
+    )
+    .await?;
     let url: Arc<str> = format!("{}/v1/leads", h.host.url()).into();
     let client = client()?;
     let period = Duration::from_secs_f64(s.batch as f64 / rate);
@@ -1025,9 +1102,9 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         });
     }
 
-    for &sealed in &s.sealing {
+    for &variant in &s.variants {
         if s.wants("single") {
-            let l = durable(&s, s.concurrency, 1, sealed).await?;
+            let l = durable(&s, s.concurrency, 1, variant).await?;
             println!(
                 "  durable single: {} leads in {:.1} s, {} errors",
                 l.leads, l.seconds, l.errors
@@ -1039,13 +1116,18 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                 scenario: format!(
                     "durable ingest (1 lead, c={}){}",
                     s.concurrency,
-                    sealing(sealed)
+                    variant.label()
                 ),
                 rate: format!("{}/s", thousands(l.lead_rate())),
                 p50: ms(l.p(0.50)),
                 p99: ms(l.p(0.99)),
                 notes: format!(
-                    "{ratio}SQLite WAL, durability {}, no destinations{}",
+                    "{ratio}{}, durability {}, no destinations{}",
+                    if variant.postgres {
+                        "PostgreSQL"
+                    } else {
+                        "SQLite WAL"
+                    },
                     durability(),
                     errors_note(l.errors, &l.first_error)
                 ),
@@ -1053,7 +1135,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         }
 
         if s.wants("batch") {
-            let l = durable(&s, s.batch_concurrency, s.batch, sealed).await?;
+            let l = durable(&s, s.batch_concurrency, s.batch, variant).await?;
             println!(
                 "  durable batch: {} leads ({} requests) in {:.1} s, {} errors",
                 l.leads, l.requests, l.seconds, l.errors
@@ -1063,7 +1145,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                     "durable ingest ({}/batch, c={}){}",
                     s.batch,
                     s.batch_concurrency,
-                    sealing(sealed)
+                    variant.label()
                 ),
                 rate: format!("{}/s", thousands(l.lead_rate())),
                 p50: ms(l.p(0.50)),
@@ -1078,7 +1160,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         }
 
         if s.wants("e2e") {
-            let e = end_to_end(&s, sealed).await?;
+            let e = end_to_end(&s, variant).await?;
             println!(
                 "  end to end: {} leads acknowledged in {:.2} s ({} leads/s; {} contacts delivered meanwhile, {}/s), \
              all in the CRM after {:.2} s (delivery alone: {}/s), outbox {} after {:.2} s \
@@ -1110,7 +1192,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
                 "MISMATCH"
             };
             rows.push(Row {
-                scenario: format!("end-to-end to simulator{}", sealing(sealed)),
+                scenario: format!("end-to-end to simulator{}", variant.label()),
                 rate: format!("{}/s", thousands(e.leads as f64 / e.total_secs)),
                 p50: ms(Duration::from_micros(e.hist.value_at_quantile(0.50))),
                 p99: ms(Duration::from_micros(e.hist.value_at_quantile(0.99))),

@@ -557,7 +557,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         lease_ms: i64,
         now_ms: i64,
-    ) -> Result<Vec<LeasedJob>, StoreError>;
+    ) -> Result<Vec<LeasedJob>, StoreError> {
+        let next = LeaseRequest {
+            destination,
+            limit,
+            lease_ms,
+        };
+        Ok(self
+            .complete_and_lease(owner, "", &[], next, now_ms)
+            .await?
+            .1)
+    }
 
     /// Returns expired leases to the queue; the number returned.
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
@@ -583,7 +593,17 @@ pub trait Store: Send + Sync + 'static {
         adapter: &str,
         results: &[(LeasedJob, JobResult)],
         now_ms: i64,
-    ) -> Result<Vec<bool>, StoreError>;
+    ) -> Result<Vec<bool>, StoreError> {
+        let none = LeaseRequest {
+            destination: "",
+            limit: 0,
+            lease_ms: 0,
+        };
+        Ok(self
+            .complete_and_lease(owner, adapter, results, none, now_ms)
+            .await?
+            .0)
+    }
 
     /// [`Store::complete`] and then [`Store::lease`] for the same owner in
     /// one transaction: a worker that finished a full batch takes its next
@@ -595,13 +615,7 @@ pub trait Store: Send + Sync + 'static {
         results: &[(LeasedJob, JobResult)],
         next: LeaseRequest<'_>,
         now_ms: i64,
-    ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError> {
-        let applied = self.complete(owner, adapter, results, now_ms).await?;
-        let jobs = self
-            .lease(next.destination, owner, next.limit, next.lease_ms, now_ms)
-            .await?;
-        Ok((applied, jobs))
-    }
+    ) -> Result<(Vec<bool>, Vec<LeasedJob>), StoreError>;
 
     async fn lead(&self, id: &str) -> Result<Option<LeadView>, StoreError>;
 

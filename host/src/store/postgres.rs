@@ -22,7 +22,7 @@ use super::seal::{Column, Crypt};
 use super::sql::{
     Cells, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows, crm_records,
     empty_normalized, empty_payload, event_row, job_view, job_view_sql, kv_row, lead_view,
-    leased_job, next_cursor, redacted_decision, resealed_kv, stored_person,
+    leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
 };
 use super::*;
 
@@ -396,25 +396,6 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn lease(
-        &self,
-        destination: &str,
-        owner: &str,
-        limit: u32,
-        lease_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<LeasedJob>, StoreError> {
-        let next = LeaseRequest {
-            destination,
-            limit,
-            lease_ms,
-        };
-        Ok(self
-            .complete_and_lease(owner, "", &[], next, now_ms)
-            .await?
-            .1)
-    }
-
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(
             "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
@@ -447,24 +428,6 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?
         .rows_affected())
-    }
-
-    async fn complete(
-        &self,
-        owner: &str,
-        adapter: &str,
-        results: &[(LeasedJob, JobResult)],
-        now_ms: i64,
-    ) -> Result<Vec<bool>, StoreError> {
-        let none = LeaseRequest {
-            destination: "",
-            limit: 0,
-            lease_ms: 0,
-        };
-        Ok(self
-            .complete_and_lease(owner, adapter, results, none, now_ms)
-            .await?
-            .0)
     }
 
     async fn complete_and_lease(
@@ -526,16 +489,7 @@ impl Store for PgStore {
             .iter()
             .map(|r| job_view(r, &self.crypt))
             .collect::<Result<Vec<_>, _>>()?;
-        let stored = sqlx::query(
-            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE lead_id = $1
-             ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| event_row(r, &self.crypt))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        let stored = self.events(EVENTS_OF_LEAD, id).await?;
         lead_view(&row, jobs, stored, &self.crypt).map(Some)
     }
 
@@ -557,20 +511,7 @@ impl Store for PgStore {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id = r.text(0);
-                let person = stored_person(
-                    &id,
-                    r.opt_text(1),
-                    r.text(2),
-                    r.int(3),
-                    r.opt_text(4),
-                    &self.crypt,
-                )?;
-                Ok((id, person))
-            })
-            .collect()
+        rows.iter().map(|r| person_row(r, &self.crypt)).collect()
     }
 
     async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -596,16 +537,7 @@ impl Store for PgStore {
             .bind(&lead_id)
             .fetch_one(&self.pool)
             .await?;
-        let events = sqlx::query(
-            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE job_id = $1
-             ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| event_row(r, &self.crypt))
-        .collect::<Result<Vec<_>, _>>()?;
+        let events = self.events(EVENTS_OF_JOB, id).await?;
         Ok(Some(JobDetail {
             events,
             lead_id,
@@ -1302,6 +1234,11 @@ impl Store for PgStore {
 
 type Tx<'a> = sqlx::Transaction<'a, Postgres>;
 
+const EVENTS_OF_LEAD: &str = "SELECT lead_id, job_id, at, stage, event, detail FROM events
+                              WHERE lead_id = $1 ORDER BY seq";
+const EVENTS_OF_JOB: &str = "SELECT lead_id, job_id, at, stage, event, detail FROM events
+                             WHERE job_id = $1 ORDER BY seq";
+
 /// Why a job cannot be replayed or discarded, if it cannot. Locks the
 /// job: two operators acting on it at once (from any host) take turns.
 async fn dlq_refusal(
@@ -1543,6 +1480,17 @@ impl PgStore {
             scanned: rows.len() as u64,
             changed,
         })
+    }
+
+    /// The audit entries `sql` selects for `id`, in order.
+    async fn events(&self, sql: &'static str, id: &str) -> Result<Vec<Event>, StoreError> {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| event_row(r, &self.crypt))
+            .collect()
     }
 
     async fn dlq_event(

@@ -281,24 +281,27 @@ pub(crate) fn lead_view(
     Ok(view)
 }
 
-/// A person as stored: its golden record (`record`, sealed) when a merge
-/// wrote one, else its first lead.
-pub(crate) fn stored_person(
-    id: &str,
-    record: Option<String>,
-    source: String,
-    received_at_ms: i64,
-    normalized: Option<String>,
+/// A person from `id, record, source, received_at, normalized`: its
+/// golden record (sealed) when a merge wrote one, else its first lead
+/// (`normalized` read only then).
+pub(crate) fn person_row(
+    r: &impl Cells,
     crypt: &Crypt,
-) -> Result<StoredPerson, StoreError> {
-    Ok(match record {
-        Some(record) => StoredPerson::Merged(crypt.open(Column::PersonRecord, id, record)?),
+) -> Result<(String, StoredPerson), StoreError> {
+    let id = r.text(0);
+    let person = match r.opt_text(1) {
+        Some(record) => StoredPerson::Merged(crypt.open(Column::PersonRecord, &id, record)?),
         None => StoredPerson::FirstLead {
-            source,
-            received_at_ms,
-            normalized: crypt.open(Column::LeadNormalized, id, normalized.unwrap_or_default())?,
+            source: r.text(2),
+            received_at_ms: r.int(3),
+            normalized: crypt.open(
+                Column::LeadNormalized,
+                &id,
+                r.opt_text(4).unwrap_or_default(),
+            )?,
         },
-    })
+    };
+    Ok((id, person))
 }
 
 /// The erasure receipt's note for each CRM's records.

@@ -20,7 +20,7 @@ use super::seal::{Column, Crypt};
 use super::sql::{
     Cells, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows, crm_records,
     empty_normalized, empty_payload, event_row, job_view, job_view_sql, kv_row, lead_view,
-    leased_job, next_cursor, redacted_decision, resealed_kv, stored_person,
+    leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
 };
 use super::*;
 
@@ -264,6 +264,11 @@ impl SqliteStore {
     }
 }
 
+const EVENTS_OF_LEAD: &str = "SELECT lead_id, job_id, at, stage, event, detail FROM events
+                              WHERE lead_id = ?1 ORDER BY seq";
+const EVENTS_OF_JOB: &str = "SELECT lead_id, job_id, at, stage, event, detail FROM events
+                             WHERE job_id = ?1 ORDER BY seq";
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -397,25 +402,6 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn lease(
-        &self,
-        destination: &str,
-        owner: &str,
-        limit: u32,
-        lease_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<LeasedJob>, StoreError> {
-        let next = LeaseRequest {
-            destination,
-            limit,
-            lease_ms,
-        };
-        Ok(self
-            .complete_and_lease(owner, "", &[], next, now_ms)
-            .await?
-            .1)
-    }
-
     async fn reclaim_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         let returned = self
             .write(
@@ -454,24 +440,6 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(renewed.len() as u64)
-    }
-
-    async fn complete(
-        &self,
-        owner: &str,
-        adapter: &str,
-        results: &[(LeasedJob, JobResult)],
-        now_ms: i64,
-    ) -> Result<Vec<bool>, StoreError> {
-        let none = LeaseRequest {
-            destination: "",
-            limit: 0,
-            lease_ms: 0,
-        };
-        Ok(self
-            .complete_and_lease(owner, adapter, results, none, now_ms)
-            .await?
-            .0)
     }
 
     async fn complete_and_lease(
@@ -530,15 +498,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|r| job_view(r, &self.crypt))
             .collect::<Result<Vec<_>, _>>()?;
-        let stored = sqlx::query(
-            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE lead_id = ?1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| event_row(r, &self.crypt))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        let stored = self.events(EVENTS_OF_LEAD, id).await?;
         lead_view(&row, jobs, stored, &self.crypt).map(Some)
     }
 
@@ -562,20 +522,7 @@ impl Store for SqliteStore {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id = r.text(0);
-                let person = stored_person(
-                    &id,
-                    r.opt_text(1),
-                    r.text(2),
-                    r.int(3),
-                    r.opt_text(4),
-                    &self.crypt,
-                )?;
-                Ok((id, person))
-            })
-            .collect()
+        rows.iter().map(|r| person_row(r, &self.crypt)).collect()
     }
 
     async fn person_leads(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -602,7 +549,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(Some(JobDetail {
-            events: self.job_events(id).await?,
+            events: self.events(EVENTS_OF_JOB, id).await?,
             lead_id,
             person_id,
             job,
@@ -1374,17 +1321,15 @@ impl SqliteStore {
         Ok(answer.await.map_err(|_| gone())??)
     }
 
-    async fn job_events(&self, job_id: &str) -> Result<Vec<Event>, StoreError> {
-        sqlx::query(
-            "SELECT lead_id, job_id, at, stage, event, detail FROM events WHERE job_id = ?1
-             ORDER BY seq",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| event_row(r, &self.crypt))
-        .collect()
+    /// The audit entries `sql` selects for `id`, in order.
+    async fn events(&self, sql: &'static str, id: &str) -> Result<Vec<Event>, StoreError> {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| event_row(r, &self.crypt))
+            .collect()
     }
 
     async fn dlq_event(
