@@ -42,6 +42,8 @@ pub struct RunningHost {
     workers: Workers,
     backlog_refresh: tokio::task::JoinHandle<()>,
     retention: Option<tokio::task::JoinHandle<()>>,
+    /// The NATS sources' consumers (they stop with the server).
+    nats: Vec<tokio::task::JoinHandle<()>>,
     _watcher: Option<plugins::WatchHandle>,
 }
 
@@ -86,17 +88,34 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     );
     let backlog = start_backlog(&config, &store).await?;
     let (credentials, admin_token_file) = credentials(&config)?;
+    let ingest = Arc::new(Ingest {
+        outbox,
+        renderer: registry.clone(),
+        transforms: registry.clone(),
+        backlog: backlog.clone(),
+        metrics: metrics.clone(),
+        max_leads_per_payload: config.server.max_leads_per_request,
+    });
+    let (stop_server, stopped) = tokio::sync::watch::channel(false);
+    // The same sources as HTTP's (one rate quota per source).
+    let nats: Vec<_> = credentials
+        .sources()
+        .filter_map(|source| {
+            let nats = config.sources[&source.name].nats.clone()?;
+            let consumer = crate::nats::Consumer {
+                ingest: ingest.clone(),
+                store: store.clone(),
+                source: source.clone(),
+                config: nats,
+                max_leads: config.server.max_leads_per_request,
+            };
+            Some(tokio::spawn(consumer.run(stopped.clone())))
+        })
+        .collect();
     let state = Arc::new(AppState {
         credentials,
         max_body_bytes: config.server.max_body_bytes,
-        ingest: Ingest {
-            outbox,
-            renderer: registry.clone(),
-            transforms: registry.clone(),
-            backlog: backlog.clone(),
-            metrics: metrics.clone(),
-            max_leads_per_payload: config.server.max_leads_per_request,
-        },
+        ingest,
         store: store.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
@@ -111,7 +130,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             .filter_map(|(name, s)| Some((name.clone(), s.retention?)))
             .collect(),
     );
-    let (stop_server, stopped) = tokio::sync::watch::channel(false);
     let options = serve_options(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -162,6 +180,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         workers,
         backlog_refresh,
         retention,
+        nats,
         _watcher: watcher,
     })
 }
@@ -334,6 +353,9 @@ impl RunningHost {
         let _ = self.stop_server.send(true);
         for server in self.servers {
             server.await?;
+        }
+        for consumer in self.nats {
+            consumer.await?;
         }
         // The server's state held the last outbox sender: the writer drains
         // its queue and ends.

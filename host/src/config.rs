@@ -240,6 +240,33 @@ pub struct SourceConfig {
     /// How long this source's personal data is kept.
     #[serde(default)]
     pub retention: Option<crate::store::retention::Retention>,
+    /// A NATS JetStream subject this source's payloads also arrive on.
+    #[serde(default)]
+    pub nats: Option<NatsSource>,
+}
+
+/// A source fed by a NATS JetStream subject: a durable pull consumer
+/// takes its messages (each a payload as HTTP takes one) and acknowledges
+/// each once its leads are committed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSource {
+    /// The NATS server, `nats://host:4222`.
+    pub url: String,
+    /// The stream the subject is in (created over the subject if missing).
+    pub stream: String,
+    pub subject: String,
+    /// The durable consumer's name; empty: `leadgate-<source>`. Hosts
+    /// sharing a store share it (each message goes to one of them).
+    #[serde(default)]
+    pub consumer: String,
+    /// Most messages taken at once.
+    #[serde(default = "default_nats_batch")]
+    pub batch: usize,
+}
+
+fn default_nats_batch() -> usize {
+    64
 }
 
 impl SourceConfig {
@@ -499,6 +526,23 @@ impl Config {
             }
             if let Some(other) = keys.insert(api_key, key.clone()) {
                 return Err(invalid(key, format!("is the same as {other}")));
+            }
+            if let Some(nats) = &source.nats {
+                let key = |field: &str| format!("sources.{name}.nats.{field}");
+                if !nats.url.starts_with("nats://") && !nats.url.starts_with("tls://") {
+                    return Err(invalid(
+                        key("url"),
+                        "must be nats://HOST:PORT or tls://HOST:PORT",
+                    ));
+                }
+                for (field, value) in [("stream", &nats.stream), ("subject", &nats.subject)] {
+                    if value.trim().is_empty() {
+                        return Err(invalid(key(field), "must not be empty"));
+                    }
+                }
+                if nats.batch == 0 {
+                    return Err(invalid(key("batch"), "must be at least 1"));
+                }
             }
             if let Some(limit) = source.rate_limit {
                 let key = format!("sources.{name}.rate_limit");

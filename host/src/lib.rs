@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod fuzz;
 pub mod http;
 pub mod metrics;
+pub mod nats;
 pub mod outbox;
 pub mod pipeline;
 pub mod plugins;

@@ -60,6 +60,11 @@ impl Credentials {
         });
     }
 
+    /// The sources with a key (each once).
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.sources.iter().map(|(_, s)| s)
+    }
+
     pub fn admin_count(&self) -> usize {
         self.admins.len()
     }

@@ -37,7 +37,7 @@ pub struct AppState {
     pub credentials: auth::Credentials,
     /// Largest request body read.
     pub max_body_bytes: usize,
-    pub ingest: Ingest,
+    pub ingest: Arc<Ingest>,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,

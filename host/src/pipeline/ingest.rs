@@ -152,6 +152,32 @@ pub struct IngestReport {
     pub results: Vec<LeadOutcome>,
 }
 
+/// How a payload's leads are named.
+#[derive(Clone, Copy, Debug)]
+pub enum LeadIds<'a> {
+    /// A new id each (UUID v7): a payload sent again is new leads.
+    Fresh,
+    /// Ids derived from the payload's name (a message's stream and
+    /// sequence) and each lead's place in it: a payload delivered again
+    /// names the same leads, so it can be recognized as already stored.
+    Derived(&'a str),
+}
+
+impl LeadIds<'_> {
+    /// The id of the payload's lead `index`.
+    pub fn id(self, index: usize) -> String {
+        match self {
+            LeadIds::Fresh => uuid::Uuid::now_v7().to_string(),
+            LeadIds::Derived(name) => {
+                uuid::Uuid::new_v5(&DERIVED_IDS, format!("{name}/{index}").as_bytes()).to_string()
+            }
+        }
+    }
+}
+
+/// The namespace of derived lead ids (a UUID v5 of `leadgate.lead`).
+const DERIVED_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x6c9a_1f0e_3d5b_5c47_9a61_8e2f_0b4d_7c13);
+
 /// The ingest stage with what it hands leads to.
 pub struct Ingest {
     pub outbox: Outbox,
@@ -170,6 +196,16 @@ impl Ingest {
         &self,
         source: &Source,
         payload: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        self.accept_as(source, payload, LeadIds::Fresh).await
+    }
+
+    /// [`Ingest::accept`], the leads named as `ids` says.
+    pub async fn accept_as(
+        &self,
+        source: &Source,
+        payload: &[u8],
+        ids: LeadIds<'_>,
     ) -> Result<IngestReport, IngestError> {
         if let Some((outstanding, limit)) = self.backlog.over_limit(&source.name) {
             Metrics::add(&self.metrics.ingest_backlog_refused, 1);
@@ -205,7 +241,7 @@ impl Ingest {
         let mut prepared = Vec::with_capacity(leads.len());
         let mut prepared_slots = Vec::with_capacity(leads.len());
         for (index, raw) in leads.into_iter().enumerate() {
-            match self.prepare(source, raw, &destinations, now) {
+            match self.prepare(source, raw, ids.id(index), &destinations, now) {
                 Err(errors) => results.push(LeadOutcome {
                     index,
                     status: LeadStatus::Rejected,
@@ -287,12 +323,12 @@ impl Ingest {
         &self,
         source: &Source,
         raw: Value,
+        id: String,
         destinations: &[String],
         now: i64,
     ) -> Result<PreparedLead, Vec<FieldIssue>> {
         let lead = normalize(&raw, &source.options)?;
         let routes = route(destinations, source.priority, lead.priority.as_deref(), now);
-        let id = uuid::Uuid::now_v7().to_string();
         Ok(PreparedLead {
             forms: self.outbox.stored_forms(&id, &raw, &lead),
             id,

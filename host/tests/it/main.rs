@@ -15,6 +15,7 @@ mod file_modes;
 mod fuzz_corpus;
 mod keys;
 mod log_privacy;
+mod nats;
 mod oauth;
 mod plugin_cache;
 mod scaffold;
