@@ -345,8 +345,9 @@ impl Writer {
                 let _ = self.store.end_turn().await;
             }
             if turn.held_since.is_some() {
-                // Nobody else wrote since this host took the turn.
-                if !failed {
+                // Nobody else wrote since this host took the turn and read
+                // the feed (a read that failed is read again, whole).
+                if !failed && turn.position.is_some() {
                     return Ok(());
                 }
             } else {

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Host, free_port, generated_admin_token, get_admin_json, host_config_with, hubspot_destination,
-    wait_ready,
+    wait_drained, wait_ready,
 };
 
 const KEY: &str = "chaos-source-key-0001";
@@ -394,20 +394,7 @@ async fn chaos(target: Target) {
             acknowledged.insert(id, (l.person, l.copy));
         }
     }
-    let drained = Instant::now();
-    loop {
-        let health = get_admin_json(&client, &token, &format!("{url}/v1/stats")).await;
-        let store = &health["store"];
-        if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
-            assert_eq!(store["jobs_dead"], 0, "{health}");
-            break;
-        }
-        assert!(
-            drained.elapsed() < Duration::from_secs(300),
-            "not drained: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_drained(&client, &token, &url, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
 
     // Every acknowledged lead is stored, and delivered or merged.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use leadgate_sim::{Crm, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::support::{Host, free_port, get_admin_json, wait_ready};
+use crate::support::{Host, free_port, get_admin_json, wait_drained, wait_ready};
 
 const KEY: &str = "cluster-source-key-0001";
 
@@ -176,20 +176,7 @@ async fn three_hosts_share_one_store_and_one_quota_and_make_one_record_per_perso
     let posted = started.elapsed();
 
     // Drained, as any host sees the shared store.
-    let stats_url = format!("{}/v1/stats", nodes[2].url);
-    loop {
-        let stats = get_admin_json(&client, &token, &stats_url).await;
-        let store = &stats["store"];
-        if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
-            assert_eq!(store["jobs_dead"], 0, "{stats}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "not drained: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_drained(&client, &token, &nodes[2].url, Duration::from_secs(600)).await;
     let elapsed = started.elapsed();
 
     // Every acknowledged lead is stored (read through host 0, whichever

@@ -193,6 +193,22 @@ pub async fn get_admin_json(client: &reqwest::Client, token: &str, url: &str) ->
     response.json().await.unwrap()
 }
 
+/// Waits until the store behind the admin API at `url` has no job pending
+/// or leased (at most `limit`), and asserts none is dead.
+pub async fn wait_drained(client: &reqwest::Client, token: &str, url: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let stats = get_admin_json(client, token, &format!("{url}/v1/stats")).await;
+        let store = &stats["store"];
+        if store["jobs_pending"] == 0 && store["jobs_leased"] == 0 {
+            assert_eq!(store["jobs_dead"], 0, "{stats}");
+            return;
+        }
+        assert!(started.elapsed() < limit, "not drained: {stats}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A host configuration: one source (`test`, API key `key`), the SQLite
 /// store at `db`, the HubSpot adapter delivering to the simulator at `crm`,
 /// and the `[delivery]` lines given.
