@@ -39,18 +39,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config_with, hubspot_destination,
-    wait_drained, wait_ready,
+    Host, env_or, free_port, generated_admin_token, get_admin_json, host_config_with,
+    hubspot_destination, wait_drained, wait_ready,
 };
 
 const KEY: &str = "chaos-source-key-0001";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A person's emails: the first and third copies use the first (the
 /// third with noise), the second copy the other.

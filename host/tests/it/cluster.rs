@@ -24,16 +24,9 @@ use std::time::{Duration, Instant};
 use leadgate_sim::{Crm, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::support::{Host, free_port, get_admin_json, wait_drained, wait_ready};
+use crate::support::{Host, env_or, free_port, get_admin_json, letters, wait_drained, wait_ready};
 
 const KEY: &str = "cluster-source-key-0001";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A schema of its own on the test PostgreSQL, and the store URL that
 /// selects it.
@@ -150,7 +143,7 @@ async fn three_hosts_share_one_store_and_one_quota_and_make_one_record_per_perso
             json!({
                 "email": format!("person.{p}@example.com"),
                 "first_name": "Kim",
-                "last_name": last_name(p),
+                "last_name": format!("Tester{}", letters(p)),
                 "phone": format!("+1 415 555 {:04}", p % 10_000),
                 "company": if copy == 0 { Value::Null } else { json!("Acme") },
             })
@@ -228,19 +221,6 @@ async fn three_hosts_share_one_store_and_one_quota_and_make_one_record_per_perso
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&pool)
         .await;
-}
-
-/// A last name of its own for person `p` (names hold no digits).
-fn last_name(p: usize) -> String {
-    let mut name = String::from("Tester");
-    let mut n = p;
-    loop {
-        name.push((b'a' + (n % 26) as u8) as char);
-        n /= 26;
-        if n == 0 {
-            return name;
-        }
-    }
 }
 
 /// Posts one lead; its id, or None if the host did not acknowledge it.

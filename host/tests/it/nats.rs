@@ -19,7 +19,7 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config_with, wait_ready,
+    Host, free_port, generated_admin_token, get_admin_json, host_config_with, letters, wait_ready,
 };
 
 const KEY: &str = "nats-test-source-key-0001";
@@ -196,15 +196,4 @@ async fn a_jetstream_source_loses_nothing_and_doubles_nothing_across_a_kill() {
     assert_eq!(lead["results"][0]["errors"][0]["field"], "email", "{lead}");
     host.kill9();
     let _ = js.delete_stream(&stream).await;
-}
-
-fn letters(mut n: usize) -> String {
-    let mut s = String::new();
-    loop {
-        s.push((b'a' + (n % 26) as u8) as char);
-        n /= 26;
-        if n == 0 {
-            return s;
-        }
-    }
 }

@@ -4,6 +4,28 @@
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// A test's size knob: the environment variable `name` as a number, or
+/// `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` written in letters (`a`, `b`, … `ba`, …): names of their own for
+/// generated persons (names hold no digits).
+pub fn letters(mut n: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return s;
+        }
+    }
+}
+
 /// A free loopback port (the host is restarted on the same one).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
