@@ -48,14 +48,16 @@ impl Secrets {
     }
 }
 
-/// Secrets the host obtained for one call only (an OAuth access token),
-/// and what the CRM made of them: any answer 401 to a request of the call
-/// marks them refused, so the host renews the token whatever the adapter
-/// concludes.
+/// Secrets the host obtained for one call only (an OAuth access token,
+/// or none), and what the CRM made of the call: any answer 401 to a
+/// request of the call marks them refused, so the host renews the token
+/// whatever the adapter concludes; any answer at all marks the call
+/// answered (the CRM was reached).
 #[derive(Debug, Default)]
 pub struct CallSecrets {
     secrets: Secrets,
     refused: AtomicBool,
+    answered: AtomicBool,
 }
 
 impl CallSecrets {
@@ -63,7 +65,20 @@ impl CallSecrets {
         CallSecrets {
             secrets,
             refused: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
         }
+    }
+
+    /// Whether any request of the call got an HTTP answer (whatever its
+    /// status). A failed call none of whose requests were answered (refused
+    /// connections, timeouts) says the path from this host failed, not
+    /// that the CRM did.
+    pub fn answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_answered(&self) {
+        self.answered.store(true, Ordering::Release);
     }
 
     pub fn secrets(&self) -> &Secrets {

@@ -220,10 +220,11 @@ impl http::Host for CallState {
                 Err(_) => gate.failed(kind),
             }
         }
-        if let (Ok(r), Some(call)) = (&result, &cx.call)
-            && r.status == 401
-        {
-            call.mark_refused();
+        if let (Ok(r), Some(call)) = (&result, &cx.call) {
+            call.mark_answered();
+            if r.status == 401 {
+                call.mark_refused();
+            }
         }
         cx.counters
             .http_micros

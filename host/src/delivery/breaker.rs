@@ -13,6 +13,12 @@
 //!   closes the breaker; failure opens it again with the cool-down doubled,
 //!   up to `cooldown_max_ms`; an inconclusive probe (rate limited,
 //!   rejected) lets the next probe go.
+//! - **Several hosts**: an opening is told to the other hosts delivering to
+//!   the CRM (`delivery/cluster.rs`) only when a failure of its streak was
+//!   an answer from the CRM (a 5xx). Calls none of whose requests were
+//!   answered (refused connections, timeouts) open this host's breaker
+//!   alone: its own network may be what failed, and the others, which may
+//!   reach the CRM, keep delivering.
 //!
 //! The breaker is a pure state machine over the time its callers pass in
 //! (`now_ms`), so tests drive it with their own clock. Outcomes of batches
@@ -72,13 +78,36 @@ impl BreakerState {
 pub enum Verdict {
     /// At least one record was written (created, updated, or found).
     Success,
-    /// The call failed, or every record came back with a transient error.
+    /// The call failed, or every record came back with a transient error,
+    /// and the CRM answered at least one of its requests (a 5xx, say).
     Failure,
+    /// The same, but no request of the call got an answer (refused
+    /// connections, timeouts): this host's path to the CRM may be what
+    /// failed. It counts as a failure here; an opening no answered failure
+    /// led to stays this host's own (other hosts are not told).
+    Unreached,
     /// Nothing to learn: rate limited, held back, or rejected records.
     Inconclusive,
 }
 
 impl Verdict {
+    /// The verdict on a call: its outcomes (or its failure), and whether
+    /// the CRM answered any of its requests.
+    pub fn of_call(
+        outcome: &Result<Vec<Outcome>, leadgate_runtime::CallError>,
+        answered: bool,
+    ) -> Verdict {
+        let verdict = match outcome {
+            Ok(outcomes) => Verdict::of(outcomes),
+            Err(_) => Verdict::Failure,
+        };
+        if verdict == Verdict::Failure && !answered {
+            Verdict::Unreached
+        } else {
+            verdict
+        }
+    }
+
     /// The verdict on a batch the adapter answered.
     pub fn of(outcomes: &[Outcome]) -> Verdict {
         let mut failed = false;
@@ -134,6 +163,10 @@ struct Inner {
     cooldown_ms: u64,
     probe_in_flight: bool,
     times_opened: u64,
+    /// Whether a failure of the current streak was answered by the CRM:
+    /// an opening with one is the CRM's (other hosts are told of it), one
+    /// without is this host's path's alone.
+    answered: bool,
 }
 
 /// A destination's circuit breaker, shared by its workers and kept across
@@ -192,6 +225,7 @@ impl Breaker {
                 cooldown_ms: config.cooldown_ms,
                 probe_in_flight: false,
                 times_opened: 0,
+                answered: false,
             }),
         }
     }
@@ -239,10 +273,14 @@ impl Breaker {
         }
         match (inner.state, probe) {
             (BreakerState::Closed, false) => match verdict {
-                Verdict::Success => inner.consecutive_failures = 0,
+                Verdict::Success => {
+                    inner.consecutive_failures = 0;
+                    inner.answered = false;
+                }
                 Verdict::Inconclusive => {}
-                Verdict::Failure => {
+                Verdict::Failure | Verdict::Unreached => {
                     inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+                    inner.answered |= verdict == Verdict::Failure;
                     if self.config.failures > 0
                         && inner.consecutive_failures >= self.config.failures
                     {
@@ -258,12 +296,14 @@ impl Breaker {
                         inner.state = BreakerState::Closed;
                         inner.generation += 1;
                         inner.consecutive_failures = 0;
+                        inner.answered = false;
                         inner.cooldown_ms = self.config.cooldown_ms;
                         tracing::info!("circuit breaker closed: the probe went through");
                     }
                     Verdict::Inconclusive => {}
-                    Verdict::Failure => {
+                    Verdict::Failure | Verdict::Unreached => {
                         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+                        inner.answered = verdict == Verdict::Failure;
                         inner.cooldown_ms = inner
                             .cooldown_ms
                             .saturating_mul(2)
@@ -301,11 +341,13 @@ impl Breaker {
         self.lock().state
     }
 
-    /// While open: when its next probe may go (what other hosts delivering
-    /// to the same CRM are told).
+    /// While open on the CRM's answers: when its next probe may go (what
+    /// other hosts delivering to the same CRM are told). An opening on
+    /// unanswered calls alone is not told: another host may well reach
+    /// the CRM this one cannot.
     pub fn open_until_ms(&self) -> Option<i64> {
         let inner = self.lock();
-        (inner.state == BreakerState::Open).then_some(inner.next_probe_at_ms)
+        (inner.state == BreakerState::Open && inner.answered).then_some(inner.next_probe_at_ms)
     }
 
     /// Another host's breaker for the same CRM opened: this one opens too,
@@ -316,6 +358,7 @@ impl Breaker {
         match inner.state {
             BreakerState::Closed if until_ms > now_ms => {
                 inner.state = BreakerState::Open;
+                inner.answered = true;
                 inner.generation += 1;
                 inner.opened_at_ms = Some(now_ms);
                 inner.next_probe_at_ms = until_ms;
@@ -436,6 +479,39 @@ mod tests {
         // An opening already over does not open it.
         b.open_until(clock.now(), clock.now());
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_opening_on_unanswered_calls_alone_is_not_told_to_other_hosts() {
+        let clock = Clock(0.into());
+        let b = Breaker::new(CONFIG);
+        let record = |verdict| {
+            b.try_acquire(clock.now())
+                .expect("a permit")
+                .record(verdict, clock.now())
+        };
+        // This host cannot reach the CRM: it stops calling, on its own.
+        for _ in 0..CONFIG.failures {
+            record(Verdict::Unreached);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.open_until_ms(), None);
+        // The probe gets a 503 from the CRM: now the others are told.
+        clock.advance(1_000);
+        record(Verdict::Failure);
+        assert_eq!(b.open_until_ms(), Some(3_000));
+        // Its next probe is not answered: its own again.
+        clock.advance(2_000);
+        record(Verdict::Unreached);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.open_until_ms(), None);
+        // One answered failure in a streak is enough.
+        clock.advance(3_000);
+        record(Verdict::Success);
+        record(Verdict::Failure);
+        record(Verdict::Unreached);
+        record(Verdict::Unreached);
+        assert_eq!(b.open_until_ms(), Some(clock.now() + 1_000));
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl Worker {
         dest: &Destination,
         batch: &Batch,
         auth: Option<CallAuth>,
-    ) -> Option<Result<Vec<Outcome>, CallError>> {
+    ) -> Option<Pushed> {
         let attempt = batch.sendable.iter().map(|j| j.attempts).min().unwrap_or(0) + 1;
         let ctx = PushContext {
             destination: self.destination.clone(),
@@ -237,15 +237,12 @@ impl Worker {
         dest: &Destination,
         permit: Permit<'_>,
         batch: Batch,
-        outcome: Result<Vec<Outcome>, CallError>,
+        outcome: Pushed,
     ) -> Vec<(LeasedJob, JobResult)> {
         let now = crate::now_ms();
         let probe = permit.is_probe();
-        let verdict = match &outcome {
-            Ok(outcomes) => Verdict::of(outcomes),
-            Err(_) => Verdict::Failure,
-        };
-        permit.record(verdict, now);
+        let Pushed { outcome, answered } = outcome;
+        permit.record(Verdict::of_call(&outcome, answered), now);
         let probe = probe.then(|| Probe {
             next_probe_at_ms: dest.breaker.status().next_probe_at_ms,
         });
@@ -451,6 +448,14 @@ impl CallAuth {
     }
 }
 
+/// What a push came to, and whether the CRM answered any of its requests
+/// (a failed call nothing answered may be this host's network, not the
+/// CRM: the breaker keeps such an opening to itself).
+struct Pushed {
+    outcome: Result<Vec<Outcome>, CallError>,
+    answered: bool,
+}
+
 /// Pushes a batch with the destination's access token, if it has one.
 /// When the CRM answers 401 to the token, the source renews it (once for
 /// every call refused with that token) and the records not yet written
@@ -461,12 +466,30 @@ async fn push_authorized(
     deliveries: &[Delivery],
     mut ctx: PushContext,
     auth: Option<CallAuth>,
+) -> Pushed {
+    let mut calls = Vec::new();
+    let outcome = push_authorized_with(adapter, deliveries, &mut ctx, auth, &mut calls).await;
+    Pushed {
+        outcome,
+        answered: calls.iter().any(|c| c.answered()),
+    }
+}
+
+async fn push_authorized_with(
+    adapter: &AdapterPlugin,
+    deliveries: &[Delivery],
+    ctx: &mut PushContext,
+    auth: Option<CallAuth>,
+    calls: &mut Vec<Arc<CallSecrets>>,
 ) -> Result<Vec<Outcome>, CallError> {
     let Some(auth) = auth else {
-        return push_splitting(adapter, deliveries, &ctx, None).await;
+        let call = Arc::new(CallSecrets::new(Secrets::new()));
+        calls.push(call.clone());
+        return push_splitting(adapter, deliveries, ctx, Some(&call)).await;
     };
-    let call = auth.apply(&mut ctx);
-    let mut outcomes = push_splitting(adapter, deliveries, &ctx, Some(&call)).await?;
+    let call = auth.apply(ctx);
+    calls.push(call.clone());
+    let mut outcomes = push_splitting(adapter, deliveries, ctx, Some(&call)).await?;
     // The runtime saw a 401, or the adapter read the CRM's answer as a
     // refused credential (a CRM that says so with another status).
     let refused = call.refused()
@@ -493,9 +516,10 @@ async fn push_authorized(
         source: auth.source,
         token,
     };
-    let call = renewed.apply(&mut ctx);
+    let call = renewed.apply(ctx);
+    calls.push(call.clone());
     let retry: Vec<Delivery> = again.iter().map(|&i| deliveries[i].clone()).collect();
-    let second = push_splitting(adapter, &retry, &ctx, Some(&call)).await?;
+    let second = push_splitting(adapter, &retry, ctx, Some(&call)).await?;
     for (i, outcome) in again.into_iter().zip(second) {
         outcomes[i] = outcome;
     }

@@ -547,6 +547,38 @@ async fn completion_needs_the_lease_and_expired_leases_come_back(b: Backend) {
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.jobs_delivered, counts.jobs_leased), (1, 0));
     assert_eq!(store.outstanding_jobs().await.unwrap(), 0);
+
+    // Fencing is by lease, not only by owner: a worker cut off until its
+    // lease expired, that leased the same job again, cannot complete the
+    // new lease with the old call's result; it can with the new one's.
+    store
+        .insert_leads(&[lead("L2", "L2", &[], 2)])
+        .await
+        .unwrap();
+    let first = store.lease("d0", "w1", 10, 1_000, 4_000).await.unwrap();
+    assert_eq!(store.reclaim_expired(5_001).await.unwrap(), 1);
+    let second = store.lease("d0", "w1", 10, 1_000, 5_001).await.unwrap();
+    assert_eq!(second[0].id, first[0].id);
+    assert!(second[0].lease_token > first[0].lease_token);
+    let failed = JobResult::Dead {
+        error: "an old call's answer".into(),
+    };
+    let stale = store
+        .complete("w1", "a@1", &[(first[0].clone(), failed)], 5_100)
+        .await
+        .unwrap();
+    assert_eq!(stale, vec![false], "the old lease's result is refused");
+    let job = store.job(&first[0].id).await.unwrap().unwrap();
+    assert!(job.events.iter().all(|e| e.stage != "delivery"));
+    let done = JobResult::Delivered {
+        crm_id: "10".into(),
+        outcome: "created 10".into(),
+    };
+    let ok = store
+        .complete("w1", "a@1", &[(second[0].clone(), done)], 5_200)
+        .await
+        .unwrap();
+    assert_eq!(ok, vec![true]);
 }
 
 async fn a_second_job_for_the_same_person_and_destination_is_not_made(b: Backend) {

@@ -283,6 +283,10 @@ pub struct LeasedJob {
     /// dead-letters its job, not the lease).
     pub payload: String,
     pub created_at_ms: i64,
+    /// Which lease of the job this is: a result applies only under the
+    /// lease it was made in (fencing a worker that lost its lease and
+    /// leased the job again, not only a worker of another host).
+    pub lease_token: i64,
 }
 
 /// Which jobs to lease: up to `limit` due jobs of `destination`, held

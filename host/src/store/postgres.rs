@@ -235,7 +235,7 @@ fn unnest_args<const W: usize>(
 /// `$5` events as made by [`completion_rows`]); returns the ids applied.
 const COMPLETE: &str = "WITH r AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(id text, st text, next bigint,
-            \"add\" bigint, err text, crm text, \"out\" text, fin bigint)
+            \"add\" bigint, err text, crm text, \"out\" text, fin bigint, tok bigint)
     ), done AS (
         UPDATE jobs SET state = r.st,
             next_attempt_at = COALESCE(r.next, jobs.next_attempt_at),
@@ -247,6 +247,7 @@ const COMPLETE: &str = "WITH r AS (
             finished_at = r.fin
         FROM r
         WHERE jobs.id = r.id AND jobs.state = 'leased' AND jobs.lease_owner = $3
+          AND jobs.lease_token = r.tok
         RETURNING jobs.id
     ), ev AS (
         INSERT INTO events (lead_id, job_id, at, stage, event, detail)
@@ -276,11 +277,12 @@ const LEASE: &str = "WITH picked AS (
         LIMIT $4
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE jobs SET state = 'leased', lease_owner = $1, lease_expires_at = $5, updated_at = $2
+    UPDATE jobs SET state = 'leased', lease_owner = $1, lease_expires_at = $5, updated_at = $2,
+                    lease_token = jobs.lease_token + 1
     FROM picked
     WHERE jobs.seq = picked.seq AND jobs.state = 'pending'
     RETURNING jobs.id, jobs.seq, jobs.lead_id, jobs.idempotency_key, jobs.attempts,
-              jobs.priority, jobs.payload, jobs.created_at";
+              jobs.priority, jobs.payload, jobs.created_at, jobs.lease_token";
 
 #[async_trait]
 impl Store for PgStore {

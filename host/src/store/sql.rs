@@ -132,6 +132,7 @@ pub(crate) fn completion_rows(
         rows.push(serde_json::json!({
             "id": job.id, "st": c.state.as_str(), "next": c.next_at, "add": c.add,
             "err": error, "crm": c.crm_id, "out": c.outcome, "fin": finished,
+            "tok": job.lease_token,
         }));
         let mut detail = with_adapter(adapter, c.detail);
         detail["attempt"] = (job.attempts + c.add).into();
@@ -139,6 +140,7 @@ pub(crate) fn completion_rows(
         let detail = crypt.seal(Column::EventDetail, &job.lead_id, detail.to_string());
         events.push(serde_json::json!({
             "lead": job.lead_id, "job": job.id, "ev": c.event.as_str(), "detail": detail,
+            "tok": job.lease_token,
         }));
     }
     (
@@ -148,7 +150,8 @@ pub(crate) fn completion_rows(
 }
 
 /// A job just leased, from the row `id, seq, lead_id, idempotency_key,
-/// attempts, priority, payload, created_at` starting at cell `at`.
+/// attempts, priority, payload, created_at, lease_token` starting at cell
+/// `at`.
 pub(crate) fn leased_job(
     r: &impl Cells,
     at: usize,
@@ -163,6 +166,7 @@ pub(crate) fn leased_job(
         attempts: r.int(at + 4) as u32,
         priority: priority(r.int(at + 5))?,
         created_at_ms: r.int(at + 7),
+        lease_token: r.int(at + 8),
         id,
     })
 }

@@ -1400,7 +1400,8 @@ const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
     SELECT e.value->>'lead', e.value->>'job', ?2, ?8, e.value->>'ev',
            e.value->>'detail'
     FROM jsonb_each(jsonb(?4)) AS e JOIN jobs ON jobs.id = e.value->>'job'
-    WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3;
+    WHERE jobs.state = 'leased' AND jobs.lease_owner = ?3
+      AND jobs.lease_token = e.value->>'tok';
     UPDATE jobs SET state = r.value->>'st',
         next_attempt_at = COALESCE(r.value->>'next', jobs.next_attempt_at),
         attempts = jobs.attempts + (r.value->>'add'),
@@ -1411,10 +1412,10 @@ const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
         finished_at = r.value->>'fin'
     FROM jsonb_each(jsonb(?1)) AS r
     WHERE jobs.id = r.value->>'id' AND jobs.state = 'leased'
-      AND jobs.lease_owner = ?3
+      AND jobs.lease_owner = ?3 AND jobs.lease_token = r.value->>'tok'
     RETURNING 'c', jobs.id;
     UPDATE jobs SET state = 'leased', lease_owner = ?3, lease_expires_at = ?5,
-                    updated_at = ?2
+                    updated_at = ?2, lease_token = lease_token + 1
     WHERE seq IN (
         SELECT seq FROM jobs j
         WHERE state = 'pending' AND destination = ?6 AND next_attempt_at <= ?2 AND held IS NULL
@@ -1425,5 +1426,5 @@ const COMPLETE_AND_LEASE: &str = "BEGIN IMMEDIATE;
         ORDER BY priority, next_attempt_at, seq
         LIMIT ?7)
     RETURNING 'l', id, seq, lead_id, idempotency_key, attempts, priority,
-              payload, created_at;
+              payload, created_at, lease_token;
     COMMIT;";

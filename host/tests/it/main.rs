@@ -17,6 +17,7 @@ mod keys;
 mod log_privacy;
 mod nats;
 mod oauth;
+mod partition;
 mod plugin_cache;
 mod scaffold;
 mod sigterm;

@@ -41,10 +41,13 @@ impl SimState {
                 policy,
                 retry_after,
                 headers,
-            } => Admission::Refused(with_headers(
-                ApiError::rate_limited(policy, retry_after),
-                headers,
-            )),
+            } => {
+                self.stats.over_quota += 1;
+                Admission::Refused(with_headers(
+                    ApiError::rate_limited(policy, retry_after),
+                    headers,
+                ))
+            }
         }
     }
 }

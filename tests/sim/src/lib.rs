@@ -147,6 +147,9 @@ pub struct SimStats {
     pub by_status: BTreeMap<u16, u64>,
     /// 429s sent (real limits and injected storms).
     pub rate_limited: u64,
+    /// Of those, the 429s of a HubSpot account's real limits (a client
+    /// over its quota), not of an injected storm.
+    pub over_quota: u64,
     /// 5xx sent.
     pub server_errors: u64,
     /// Contacts created.
