@@ -456,23 +456,10 @@ impl Variant {
     async fn store_toml(self, dir: &std::path::Path) -> anyhow::Result<String> {
         let durability = durability();
         let url = if self.postgres {
-            let base = std::env::var("LEADGATE_TEST_POSTGRES")
-                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-            let pool = sqlx::PgPool::connect(&base)
+            leadgate::testing::TestSchema::create("lgbench")
                 .await
-                .with_context(|| format!("PostgreSQL at {base} (LEADGATE_TEST_POSTGRES)"))?;
-            let schema = format!(
-                "lgbench_{}",
-                dir.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace(['-', '.'], "_")
-                    .to_lowercase()
-            );
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&pool)
-                .await?;
-            format!("{base}?options=-c%20search_path%3D{schema}")
+                .map_err(anyhow::Error::msg)?
+                .store_url(&leadgate::testing::postgres_url())
         } else {
             format!("sqlite://{}", dir.join("leadgate.db").display())
         };

@@ -109,7 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                 config: nats,
                 max_leads: config.server.max_leads_per_request,
             };
-            Some(tokio::spawn(consumer.run(stopped.clone())))
+            Some(tokio::spawn(Arc::new(consumer).run(stopped.clone())))
         })
         .collect();
     let state = Arc::new(AppState {
@@ -235,9 +235,13 @@ fn serve_options(config: &Config) -> anyhow::Result<ServeOptions> {
 fn credentials(config: &Config) -> anyhow::Result<(Credentials, Option<std::path::PathBuf>)> {
     let mut credentials = Credentials::default();
     for (name, source) in sources(config)? {
-        let key = resolve_secret(&config.sources[&name].api_key)
-            .map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?;
-        credentials.add_source(&key, source);
+        let key = match config.sources[&name].api_key.as_str() {
+            "" => None,
+            key => Some(
+                resolve_secret(key).map_err(|e| anyhow::anyhow!("sources.{name}.api_key: {e}"))?,
+            ),
+        };
+        credentials.add_source(key.as_deref(), source);
     }
     for (name, token) in &config.auth.tokens {
         let value = resolve_secret(&token.token)

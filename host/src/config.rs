@@ -206,7 +206,10 @@ pub struct DeliveryConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// The bearer token this source authenticates with (or `env:VAR`).
+    /// The bearer token this source posts over HTTP with (or `env:VAR`,
+    /// `file:PATH`). Empty: no HTTP ingest, for a source fed by its
+    /// `nats` subject alone.
+    #[serde(default)]
     pub api_key: String,
     /// Region for phone numbers written without a country code (ISO 3166).
     #[serde(default = "default_region")]
@@ -520,12 +523,21 @@ impl Config {
         }
         for (name, source) in &self.sources {
             let key = format!("sources.{name}.api_key");
-            let api_key = resolve_secret(&source.api_key).map_err(|r| invalid(&key, r))?;
-            if api_key.len() < 8 {
-                return Err(invalid(key, "must be at least 8 characters"));
-            }
-            if let Some(other) = keys.insert(api_key, key.clone()) {
-                return Err(invalid(key, format!("is the same as {other}")));
+            if source.api_key.is_empty() {
+                if source.nats.is_none() {
+                    return Err(invalid(
+                        key,
+                        "must be set: the source has no other way in (no [sources.NAME.nats])",
+                    ));
+                }
+            } else {
+                let api_key = resolve_secret(&source.api_key).map_err(|r| invalid(&key, r))?;
+                if api_key.len() < 8 {
+                    return Err(invalid(key, "must be at least 8 characters"));
+                }
+                if let Some(other) = keys.insert(api_key, key.clone()) {
+                    return Err(invalid(key, format!("is the same as {other}")));
+                }
             }
             if let Some(nats) = &source.nats {
                 let key = |field: &str| format!("sources.{name}.nats.{field}");
@@ -755,6 +767,17 @@ mod tests {
         );
         let err = Config::from_toml("[sources.web]\napi_key = \"short\"").unwrap_err();
         assert!(err.to_string().contains("sources.web.api_key"), "{err}");
+        // No key: only a source fed by NATS alone.
+        let err = Config::from_toml("[sources.web]\ndefault_region = \"US\"").unwrap_err();
+        assert!(
+            err.to_string().contains("sources.web.api_key") && err.to_string().contains("nats"),
+            "{err}"
+        );
+        let config = Config::from_toml(
+            "[sources.queue.nats]\nurl = \"nats://127.0.0.1:4222\"\nstream = \"LEADS\"\nsubject = \"leads.in\"",
+        )
+        .unwrap();
+        assert!(config.sources["queue"].api_key.is_empty());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub mod outbox;
 pub mod pipeline;
 pub mod plugins;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 /// The SHA-256 of `bytes` in lowercase hex, its first `bytes_kept` bytes
 /// (all 32 at most): content hashes of plugins, mappings and secrets.

@@ -39,7 +39,9 @@ pub enum Caller {
 /// Every credential the host accepts.
 #[derive(Default)]
 pub struct Credentials {
-    sources: Vec<([u8; 32], Arc<Source>)>,
+    /// Every source, with the digest of its API key (none for a source
+    /// fed by NATS alone).
+    sources: Vec<(Option<[u8; 32]>, Arc<Source>)>,
     admins: Vec<AdminToken>,
 }
 
@@ -48,8 +50,9 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Credentials {
-    pub fn add_source(&mut self, key: &str, source: Arc<Source>) {
-        self.sources.push((digest(key), source));
+    /// A source, and the API key it posts over HTTP with, if any.
+    pub fn add_source(&mut self, key: Option<&str>, source: Arc<Source>) {
+        self.sources.push((key.map(digest), source));
     }
 
     pub fn add_admin(&mut self, name: &str, token: &str, scopes: Vec<Scope>) {
@@ -60,7 +63,7 @@ impl Credentials {
         });
     }
 
-    /// The sources with a key (each once).
+    /// Every source (each once).
     pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
         self.sources.iter().map(|(_, s)| s)
     }
@@ -75,7 +78,9 @@ impl Credentials {
         let presented = digest(token);
         let mut found = None;
         for (d, source) in &self.sources {
-            if bool::from(d.ct_eq(&presented)) {
+            if let Some(d) = d
+                && bool::from(d.ct_eq(&presented))
+            {
                 found = Some(Caller::Source(source.clone()));
             }
         }

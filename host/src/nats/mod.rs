@@ -4,8 +4,9 @@
 //! each goes through the same ingest as an HTTP post, and it is
 //! acknowledged only once its leads are committed:
 //!
-//! - a message's leads are named by the message (stream and sequence) and
-//!   their place in it, so a message delivered again (its host died after
+//! - a message's leads are named by the message (stream and sequence,
+//!   and the time it was published) and their place in it, so a message
+//!   delivered again (its host died after
 //!   the commit, before the ack) is recognized as stored and only acked;
 //!   a publisher's `Nats-Msg-Id` makes JetStream drop a message published
 //!   twice within the stream's duplicate window;
@@ -57,7 +58,7 @@ enum NatsError {
 
 impl Consumer {
     /// Consumes until stopped; a lost connection is made again.
-    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let mut wait = Duration::from_millis(200);
         loop {
             tokio::select! {
@@ -83,7 +84,7 @@ impl Consumer {
         }
     }
 
-    async fn consume(&self) -> Result<(), NatsError> {
+    async fn consume(self: &Arc<Self>) -> Result<(), NatsError> {
         let url = &self.config.url;
         let client = async_nats::connect(url)
             .await
@@ -132,9 +133,24 @@ impl Consumer {
                 .messages()
                 .await
                 .map_err(|e| NatsError::Pull(e.to_string()))?;
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(|e| NatsError::Pull(e.to_string()))?;
-                self.take(&client, message).await;
+            // The messages of a pull go through ingest together, each on a
+            // task of its own as it arrives: their leads share group
+            // commits (one at a time, a message would wait for a commit of
+            // its own) and are normalized on every core.
+            let mut taking = tokio::task::JoinSet::new();
+            let mut pulling = true;
+            while pulling || !taking.is_empty() {
+                tokio::select! {
+                    message = messages.next(), if pulling => match message {
+                        Some(message) => {
+                            let message = message.map_err(|e| NatsError::Pull(e.to_string()))?;
+                            let (this, client) = (self.clone(), client.clone());
+                            taking.spawn(async move { this.take(&client, message).await });
+                        }
+                        None => pulling = false,
+                    },
+                    Some(_) = taking.join_next(), if !taking.is_empty() => {}
+                }
             }
         }
     }
@@ -148,7 +164,8 @@ impl Consumer {
         };
         let name = format!("{}/{}", info.stream, info.stream_sequence);
         let delivered = info.delivered;
-        let ids = LeadIds::Derived(&name);
+        let at_ms = (info.published.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+        let ids = LeadIds::Derived { name: &name, at_ms };
         if delivered > 1 && self.already_stored(&message.payload, ids).await {
             let _ = message.ack().await;
             return;

@@ -160,7 +160,11 @@ pub enum LeadIds<'a> {
     /// Ids derived from the payload's name (a message's stream and
     /// sequence) and each lead's place in it: a payload delivered again
     /// names the same leads, so it can be recognized as already stored.
-    Derived(&'a str),
+    /// They are laid out as UUID v7 of the time the payload was first
+    /// published (`at_ms`), the rest a hash of name and place: ordered in
+    /// time as fresh ids are, so the store's indexes grow at their end
+    /// (random ids scatter every insert over the whole index).
+    Derived { name: &'a str, at_ms: u64 },
 }
 
 impl LeadIds<'_> {
@@ -168,8 +172,12 @@ impl LeadIds<'_> {
     pub fn id(self, index: usize) -> String {
         match self {
             LeadIds::Fresh => uuid::Uuid::now_v7().to_string(),
-            LeadIds::Derived(name) => {
-                uuid::Uuid::new_v5(&DERIVED_IDS, format!("{name}/{index}").as_bytes()).to_string()
+            LeadIds::Derived { name, at_ms } => {
+                let hash = uuid::Uuid::new_v5(&DERIVED_IDS, format!("{name}/{index}").as_bytes());
+                let rest: [u8; 10] = hash.as_bytes()[6..].try_into().expect("10 bytes");
+                uuid::Builder::from_unix_timestamp_millis(at_ms, &rest)
+                    .into_uuid()
+                    .to_string()
             }
         }
     }

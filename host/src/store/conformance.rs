@@ -5,7 +5,6 @@
 //! pass without it.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -161,62 +160,22 @@ pub(crate) enum Backend {
 static CRYPT: LazyLock<Crypt> = LazyLock::new(Crypt::ephemeral);
 
 /// The PostgreSQL the tests use.
-pub(crate) fn postgres_url() -> String {
-    std::env::var("LEADGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
-}
+pub(crate) use crate::testing::postgres_url;
 
 /// Connects to the test PostgreSQL, or fails the test saying why.
 pub(crate) async fn postgres() -> sqlx::PgPool {
-    let url = postgres_url();
-    match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url)
+    crate::testing::postgres(2)
         .await
-    {
-        Ok(pool) => pool,
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {url} ({e}): the PostgreSQL store's tests need it \
-             (start it, or set LEADGATE_TEST_POSTGRES to another server)"
-        ),
-    }
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A schema of its own for one test: `lgtest_<pid>_<n>`. Schemas left by
 /// test processes that are gone are dropped first.
 pub(crate) async fn fresh_schema() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    let pool = postgres().await;
-    SWEPT
-        .get_or_init(|| async {
-            let schemas: Vec<String> = sqlx::query_scalar(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lgtest\\_%'",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-            for schema in schemas {
-                let pid = schema.split('_').nth(1).unwrap_or("");
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
-                }
-            }
-        })
-        .await;
-    let schema = format!(
-        "lgtest_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let create = format!("CREATE SCHEMA {schema}");
-    sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&pool)
+    crate::testing::TestSchema::create("lgtest")
         .await
-        .unwrap();
-    schema
+        .unwrap_or_else(|e| panic!("{e}"))
+        .name
 }
 
 /// Connection options for `schema` of the test PostgreSQL.

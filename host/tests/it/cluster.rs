@@ -33,8 +33,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, env_or, free_port, get_admin_json, letters, postgres_schema, postgres_url, wait_drained,
-    wait_ready,
+    Host, env_or, free_port, get_admin_json, letters, postgres_schema, wait_drained, wait_ready,
 };
 
 const KEY: &str = "cluster-source-key-0001";
@@ -49,7 +48,8 @@ struct Node {
 async fn three_hosts_killed_under_crm_faults_share_one_quota_and_make_one_record_per_person() {
     leadgate_runtime::outbound::install_crypto_provider();
     let persons = env_or("CLUSTER_PERSONS", 150);
-    let (pool, schema, store_url) = postgres_schema("lgcluster", &postgres_url()).await;
+    let schema = postgres_schema("lgcluster").await;
+    let store_url = schema.store_url(&leadgate::testing::postgres_url());
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let handle = sim.handle();
@@ -256,9 +256,7 @@ async fn three_hosts_killed_under_crm_faults_share_one_quota_and_make_one_record
         }
     }
     sim.shutdown().await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await;
+    schema.drop_schema().await;
 }
 
 /// The faults of a round, four kinds in turn: a 429 storm, a 5xx burst, an

@@ -104,7 +104,8 @@ async fn a_jetstream_source_loses_nothing_and_doubles_nothing_across_a_kill() {
     std::fs::write(
         &config,
         format!(
-            "{}[sources.{source}]\napi_key = \"{KEY}-in\"\n\
+            // No api_key: the source is fed by NATS alone.
+            "{}[sources.{source}]\ndefault_region = \"US\"\n\
              [sources.{source}.nats]\nurl = \"{url}\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\nbatch = 4\n",
             host_config_with(port, &db, KEY, "", ""),
         ),

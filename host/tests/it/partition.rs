@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::support::{Host, get_admin_json, letters, postgres_schema, postgres_url, wait_drained};
+use crate::support::{Host, get_admin_json, letters, postgres_schema, wait_drained};
 
 const KEY: &str = "partition-source-key-01";
 /// Every host listens on this port in its own namespace.
@@ -52,7 +52,7 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
     let nets = [Netns::create(0), Netns::create(1)];
 
     // PostgreSQL through a forwarder on each host's store link.
-    let server = postgres_url();
+    let server = leadgate::testing::postgres_url();
     let parsed = reqwest::Url::parse(&server).expect("LEADGATE_TEST_POSTGRES is a URL");
     let upstream = tokio::net::lookup_host((
         parsed.host_str().unwrap_or("127.0.0.1"),
@@ -74,14 +74,12 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
         url.set_port(Some(port)).unwrap();
         store_urls.push(url.to_string());
     }
-    let (pool, schema, _) = postgres_schema("lgpart", &server).await;
+    let test_schema = postgres_schema("lgpart").await;
     let store_urls: Vec<String> = store_urls
-        .into_iter()
-        .map(|url| {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}options=-c%20search_path%3D{schema}")
-        })
+        .iter()
+        .map(|url| test_schema.store_url(url))
         .collect();
+    let (pool, schema) = (test_schema.pool.clone(), test_schema.name.clone());
 
     // The CRM, on every address of the test's namespace, slow enough that
     // a host is cut while calls are in flight.
@@ -336,9 +334,7 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
     );
     drop(hosts);
     sim.shutdown().await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await;
+    test_schema.drop_schema().await;
 }
 
 /// A host's circuit breaker for the CRM, as `GET /v1/plugins` shows it.

@@ -299,44 +299,10 @@ pub fn host_config_with(
     )
 }
 
-/// The test PostgreSQL's URL (`LEADGATE_TEST_POSTGRES`, default
-/// `postgres://root@127.0.0.1:5432/test`).
-pub fn postgres_url() -> String {
-    std::env::var("LEADGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
-}
-
-/// A schema of its own on the test PostgreSQL, named `{prefix}_<pid>_<ms>`:
-/// a pool on the server, the schema, and the store URL (from `url`, the
-/// server's as the hosts reach it) that selects it. Fails naming the URL
-/// when the server is not there: the test needs it.
-pub async fn postgres_schema(prefix: &str, url: &str) -> (sqlx::PgPool, String, String) {
-    let server = postgres_url();
-    let pool = match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&server)
+/// A schema of its own on the test PostgreSQL (`leadgate::testing`), or
+/// the test fails naming the server it could not reach.
+pub async fn postgres_schema(prefix: &str) -> leadgate::testing::TestSchema {
+    leadgate::testing::TestSchema::create(prefix)
         .await
-    {
-        Ok(pool) => pool,
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {server} ({e}): this test needs it \
-             (start it, or set LEADGATE_TEST_POSTGRES to another server)"
-        ),
-    };
-    let schema = format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    (pool, schema, store)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
