@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Host, env_or, free_port, generated_admin_token, get_admin_json, host_config_with,
-    hubspot_destination, wait_drained, wait_ready,
+    hubspot_destination, metrics_text, wait_drained, wait_ready,
 };
 
 const KEY: &str = "chaos-source-key-0001";
@@ -454,14 +454,7 @@ async fn chaos(target: Target) {
             "chaos ({target:?}): no kill landed with a CRM call in flight: this run proved nothing about kills mid-delivery (CHAOS_SEED={seed})"
         );
     }
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &url, None).await;
     host.kill9();
     let stats = handle.stats();
     eprintln!(

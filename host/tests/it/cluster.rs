@@ -24,16 +24,17 @@
 //! (`LEADGATE_TEST_POSTGRES`, default `postgres://root@127.0.0.1:5432/test`)
 //! and fails saying so without it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
+use leadgate_sim::{Faults, SimConfig, Simulator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, env_or, free_port, get_admin_json, letters, postgres_schema, wait_drained, wait_ready,
+    Host, assert_one_record_per_person, env_or, free_port, hubspot_destination_at, letters,
+    postgres_schema, shared_store_config, wait_drained, wait_ready,
 };
 
 const KEY: &str = "cluster-source-key-0001";
@@ -60,27 +61,20 @@ async fn three_hosts_killed_under_crm_faults_share_one_quota_and_make_one_record
             let config = dir.path().join(format!("host{n}.toml"));
             std::fs::write(
                 &config,
-                format!(
-                    "[server]\nlisten = \"127.0.0.1:{port}\"\n\
-                     [store]\nurl = \"{store_url}\"\n\
-                     [store.encryption]\nkey_file = \"{keys}\"\n\
-                     [auth]\ntoken_file = \"{token}\"\n\
-                     [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\nmax_memory_mb = 128\n\
-                     [delivery]\nlease_ms = 2000\nlinger_ms = 5\npoll_ms = 20\n\
+                shared_store_config(
+                    &format!("127.0.0.1:{port}"),
+                    &store_url,
+                    dir.path(),
+                    KEY,
+                    "",
+                    "lease_ms = 2000\nlinger_ms = 5\npoll_ms = 20\n\
                      backoff_base_ms = 20\nbackoff_cap_ms = 500\nmax_attempts = 1000\n\
-                     breaker_cooldown_ms = 500\nbreaker_cooldown_max_ms = 2000\n\
-                     [sources.test]\napi_key = \"{KEY}\"\n\
-                     [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
-                     batch_size = {batch}\nallowed_hosts = [\"127.0.0.1\"]\n\
-                     [destinations.hubspot.config]\nbase-url = \"{crm}\"\n\
-                     [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
-                    keys = dir.path().join("keys").display(),
-                    token = dir.path().join("admin-token").display(),
-                    cache = std::env::temp_dir()
-                        .join("leadgate-e2e-plugin-cache")
-                        .display(),
-                    crm = sim.base_url(),
-                    batch = env_or("CLUSTER_BATCH", 1),
+                     breaker_cooldown_ms = 500\nbreaker_cooldown_max_ms = 2000\n",
+                    &hubspot_destination_at(
+                        &sim.base_url(),
+                        "127.0.0.1",
+                        &format!("batch_size = {}\n", env_or("CLUSTER_BATCH", 1)),
+                    ),
                 ),
             )
             .unwrap();
@@ -206,34 +200,16 @@ async fn three_hosts_killed_under_crm_faults_share_one_quota_and_make_one_record
 
     // Every acknowledged lead is stored (read through host 0, whichever
     // host took it), and delivered or merged.
-    let mut persons_of: HashMap<usize, HashSet<String>> = HashMap::new();
-    for (id, p) in &acknowledged {
-        let view =
-            get_admin_json(&client, &token, &format!("{}/v1/leads/{id}", nodes[0].url)).await;
-        assert!(view["status"].is_string(), "acknowledged lead {id}: {view}");
-        persons_of
-            .entry(*p)
-            .or_default()
-            .insert(view["person_id"].as_str().unwrap().to_string());
-    }
-    for p in 0..persons {
-        let ids = &persons_of[&p];
-        assert_eq!(
-            ids.len(),
-            1,
-            "person {p} became {} persons: {ids:?}",
-            ids.len()
-        );
-        let email = format!("person.{p}@example.com");
-        let creates = handle.creates(Some(Crm::Hubspot), &[&email], &[]);
-        assert_eq!(
-            creates.len(),
-            1,
-            "person {p} was created {} times",
-            creates.len()
-        );
-    }
-    assert_eq!(handle.contact_count(), persons);
+    assert_one_record_per_person(
+        &client,
+        &token,
+        &nodes[0].url,
+        &acknowledged,
+        persons,
+        &handle,
+        |p| format!("person.{p}@example.com"),
+    )
+    .await;
     let stats = handle.stats();
     assert_eq!(
         stats.over_quota, 0,

@@ -13,7 +13,8 @@ use leadgate_sim::{SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config, post_lead, wait_ready,
+    Host, free_port, generated_admin_token, get_admin_json, host_config, metrics_text, post_lead,
+    wait_ready,
 };
 
 const KEY: &str = "consent-test-source-01";
@@ -89,15 +90,7 @@ async fn leads_without_consent_wait_until_a_lead_brings_it() {
         "{stats}"
     );
     assert_eq!(stats["store"]["jobs_delivered"], 1, "{stats}");
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &url, Some(&token)).await;
     assert!(
         metrics.contains("leadgate_outbox_jobs{state=\"held\"} 2"),
         "{metrics}"

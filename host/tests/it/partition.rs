@@ -36,10 +36,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
+use leadgate_sim::{Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::support::{Host, get_admin_json, letters, postgres_schema, wait_drained};
+use crate::support::{
+    Host, assert_one_record_per_person, get_admin_json, hubspot_destination_at, letters,
+    metrics_text, postgres_schema, shared_store_config, wait_drained,
+};
 
 const KEY: &str = "partition-source-key-01";
 /// Every host listens on this port in its own namespace.
@@ -104,27 +107,20 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
             let config = dir.path().join(format!("host{n}.toml"));
             std::fs::write(
                 &config,
-                format!(
-                    "[server]\nlisten = \"0.0.0.0:{PORT}\"\n\
-                     [store]\nurl = \"{store}\"\n\
-                     [store.encryption]\nkey_file = \"{keys}\"\n\
-                     [auth]\ntoken_file = \"{token}\"\n\
-                     [plugins]\ncache_dir = \"{cache}\"\nhot_reload = false\nmax_memory_mb = 128\n\
-                     http_timeout_ms = 2000\n\
-                     [delivery]\nlease_ms = 3000\nlinger_ms = 5\npoll_ms = 20\nconcurrency = 2\n\
+                shared_store_config(
+                    &format!("0.0.0.0:{PORT}"),
+                    &store_urls[n],
+                    dir.path(),
+                    KEY,
+                    "http_timeout_ms = 2000\n",
+                    "lease_ms = 3000\nlinger_ms = 5\npoll_ms = 20\nconcurrency = 2\n\
                      backoff_base_ms = 50\nbackoff_cap_ms = 1000\nmax_attempts = 1000\n\
-                     breaker_failures = 2\n\
-                     [sources.test]\napi_key = \"{KEY}\"\n\
-                     [destinations.hubspot]\nadapter = \"hubspot\"\nmapping = \"hubspot.yaml\"\n\
-                     batch_size = 1\nallowed_hosts = [\"{crm}\"]\n\
-                     [destinations.hubspot.config]\nbase-url = \"http://{crm}:{sim_port}\"\n\
-                     [destinations.hubspot.secrets]\naccess-token = \"sim-token\"\n",
-                    store = store_urls[n],
-                    keys = dir.path().join("keys").display(),
-                    token = dir.path().join("admin-token").display(),
-                    cache = std::env::temp_dir()
-                        .join("leadgate-e2e-plugin-cache")
-                        .display(),
+                     breaker_failures = 2\n",
+                    &hubspot_destination_at(
+                        &format!("http://{crm}:{sim_port}"),
+                        &crm.to_string(),
+                        "batch_size = 1\n",
+                    ),
                 ),
             )
             .unwrap();
@@ -292,36 +288,17 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
     // Every acknowledged lead stored (read through B), one person each,
     // one CRM record each, created once.
     let persons = 100;
-    let mut persons_of: HashMap<usize, HashSet<String>> = HashMap::new();
-    for (id, p) in &run.acknowledged {
-        let view = get_admin_json(&client, &token, &format!("{}/v1/leads/{id}", urls[b])).await;
-        assert!(view["status"].is_string(), "acknowledged lead {id}: {view}");
-        persons_of
-            .entry(*p)
-            .or_default()
-            .insert(view["person_id"].as_str().unwrap().to_string());
-    }
-    for p in 0..persons {
-        let ids = &persons_of[&p];
-        assert_eq!(ids.len(), 1, "person {p} became {} persons", ids.len());
-        let creates = handle.creates(Some(Crm::Hubspot), &[&email(p)], &[]);
-        assert_eq!(
-            creates.len(),
-            1,
-            "person {p} created {} times",
-            creates.len()
-        );
-    }
-    assert_eq!(handle.contact_count(), persons);
-    let metrics = client
-        .get(format!("{}/metrics", urls[a]))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_one_record_per_person(
+        &client,
+        &token,
+        &urls[b],
+        &run.acknowledged,
+        persons,
+        &handle,
+        email,
+    )
+    .await;
+    let metrics = metrics_text(&client, &urls[a], Some(&token)).await;
     let lost_results: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("leadgate_delivery_lease_lost_total"))
