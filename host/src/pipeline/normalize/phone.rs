@@ -29,7 +29,8 @@ pub fn normalize_phone(input: &str, region: Region) -> Result<String, FieldIssue
 pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue> {
     enlarge_regex_cache();
     let bad = |why: &str| FieldIssue::new("phone", "invalid_phone", format!("{input:?}: {why}"));
-    let (main, extension) = split_extension(input);
+    let plain = plain_digits_and_spaces(input);
+    let (main, extension) = split_extension(&plain);
     let main = strip_labels(main);
     let main = devanity(&main);
     let digits = main.bytes().filter(u8::is_ascii_digit).count();
@@ -446,6 +447,36 @@ fn drop_bracketed_trunk_zero(s: &str) -> Cow<'_, str> {
 }
 
 /// Splits off an extension: "ext. 12", "extension 12", "x12", "#12", ",12".
+/// The number as libphonenumber reads it: digits of any script as ASCII
+/// digits (Arabic-Indic "٠٢٠", Devanagari, fullwidth "０２０": every Unicode
+/// decimal digit), any whitespace (no-break and thin spaces, tabs, line
+/// breaks) as a space, fullwidth plus and brackets and Unicode dashes as
+/// their ASCII forms, and invisible marks (zero-width spaces, direction
+/// marks around right-to-left digits) dropped.
+fn plain_digits_and_spaces(input: &str) -> Cow<'_, str> {
+    use dec_from_char::DecimalExtended as _;
+    if input.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Cow::Borrowed(input);
+    }
+    Cow::Owned(
+        input
+            .chars()
+            .filter_map(|c| match c {
+                '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{FEFF}' => None,
+                '\u{FF0B}' => Some('+'),
+                '\u{FF08}' => Some('('),
+                '\u{FF09}' => Some(')'),
+                '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FF0D}' => Some('-'),
+                c if c.is_whitespace() => Some(' '),
+                c => Some(c.normalize_decimal().unwrap_or(c)),
+            })
+            .collect(),
+    )
+}
+
 fn split_extension(input: &str) -> (&str, Option<String>) {
     // Every marker has an "x", "#" or ",".
     if !input
@@ -541,6 +572,29 @@ mod tests {
 
     fn r(s: &str) -> Region {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn digits_of_other_scripts_and_unusual_spaces_read_as_libphonenumber_reads_them() {
+        for p in [
+            "+٤٤ ٢٠ ٧٩٤٦ ٠٠١٨",
+            "+۴۴ ۲۰ ۷۹۴۶ ۰۰۱۸",
+            "＋４４ ２０ ７９４６ ００１８",
+            "+४४ २० ७९४६ ००१८",
+            "\u{200E}+44 20 7946 0018\u{200E}",
+            "+44\u{A0}20\u{A0}7946\u{A0}0018",
+            "+44\u{2009}20\u{2009}7946\u{2009}0018",
+            "+44\u{202F}20\u{202F}7946\u{202F}0018",
+            "+44\t20\t7946\t0018",
+            "+44\n20 7946\r\n0018",
+            "+44\u{2013}20\u{2013}7946\u{2013}0018",
+            "＋44（0）20 7946 0018",
+        ] {
+            let got = normalize_phone(p, r("US")).map_err(|e| format!("{e:?}"));
+            assert_eq!(got.as_deref(), Ok("+442079460018"), "{p:?}");
+        }
+        let got = normalize_phone("٠٧٩١١ ١٢٣٤٥٦", r("GB")).map_err(|e| format!("{e:?}"));
+        assert_eq!(got.as_deref(), Ok("+447911123456"));
     }
 
     #[test]
