@@ -207,25 +207,13 @@ impl Drop for Cluster {
 
 const FIRST: [&str; 8] = ["Ana", "Bo", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana"];
 
-/// `n` in letters (names hold no digits): a surname of its own per person.
-fn letters(mut n: usize) -> String {
-    let mut s = String::from("Q");
-    loop {
-        s.push((b'a' + (n % 26) as u8) as char);
-        n /= 26;
-        if n == 0 {
-            return s;
-        }
-    }
-}
-
 /// Lead `n` of a run: one in five a second copy of an earlier person.
 fn lead(n: usize, run: &str) -> serde_json::Value {
     let person = if n % 5 == 4 { n / 2 } else { n };
     serde_json::json!({
         "email": format!("p{person}.{run}@bench.example"),
         "first_name": FIRST[person % FIRST.len()],
-        "last_name": letters(person),
+        "last_name": format!("Q{}", leadgate::testing::letters(person)),
         "phone": format!("+1 415 {} {:04}", 230 + person / 10_000, person % 10_000),
         "company": if n % 5 == 4 { "Copy Co" } else { "Bench Co" },
     })

@@ -94,3 +94,16 @@ impl TestSchema {
             .await;
     }
 }
+
+/// `n` written in letters (`a`, `b`, … `ba`, …): names of their own for
+/// generated persons (names hold no digits).
+pub fn letters(mut n: usize) -> String {
+    let mut s = String::new();
+    loop {
+        s.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return s;
+        }
+    }
+}

@@ -6,8 +6,8 @@
 //!
 //! - a message's leads are named by the message (stream and sequence,
 //!   and the time it was published) and their place in it, so a message
-//!   delivered again (its host died after
-//!   the commit, before the ack) is recognized as stored and only acked;
+//!   delivered again (its host died after the commit, before the ack) is
+//!   recognized as stored and only acked;
 //!   a publisher's `Nats-Msg-Id` makes JetStream drop a message published
 //!   twice within the stream's duplicate window;
 //! - a message that can never be read (not JSON, too many leads, refused by

@@ -203,7 +203,7 @@ async fn a_host_cut_from_the_store_or_the_crm_loses_nothing_and_doubles_nothing(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let healed_ms = now_ms();
+    let healed_ms = leadgate::now_ms();
     nets[a].heal(Link::Store);
     eprintln!(
         "partition: A cut from the store for {:.1?} holding {} leases; B delivered them",
@@ -388,13 +388,6 @@ async fn post(client: &reqwest::Client, url: &str, lead: &Value) -> String {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The host of a lease owner (`<host>-<destination>-<worker>`).

@@ -13,18 +13,7 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// `n` written in letters (`a`, `b`, … `ba`, …): names of their own for
-/// generated persons (names hold no digits).
-pub fn letters(mut n: usize) -> String {
-    let mut s = String::new();
-    loop {
-        s.push((b'a' + (n % 26) as u8) as char);
-        n /= 26;
-        if n == 0 {
-            return s;
-        }
-    }
-}
+pub use leadgate::testing::letters;
 
 /// A free loopback port (the host is restarted on the same one).
 pub fn free_port() -> u16 {
