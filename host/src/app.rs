@@ -55,10 +55,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let rotation = Rotation::start(store.clone()).await?;
     // On a store several hosts share, the writer loads the index under
     // its first dedupe turn (nothing is written while it reads).
+    let model = config.dedupe_model()?;
     let index = if store.shared() {
-        crate::pipeline::dedupe::Deduper::new(config.dedupe.clone())
+        crate::pipeline::dedupe::Deduper::with_model(config.dedupe.clone(), model)
     } else {
-        crate::outbox::load_index(&*store, &config.dedupe).await?
+        crate::outbox::load_index(&*store, &config.dedupe, model).await?
     };
     let registry = Arc::new(
         plugins::load(&config, store.clone())

@@ -44,7 +44,7 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
-    /// Dedupe thresholds, weights and windows (`[dedupe]`).
+    /// Dedupe probabilities, model file and windows (`[dedupe]`).
     #[serde(default)]
     pub dedupe: crate::pipeline::dedupe::DedupeConfig,
     /// Survivorship: how a duplicate's fields merge into its person
@@ -679,6 +679,26 @@ impl Config {
             return Some(configured.clone());
         }
         Some(self.sqlite_dir()?.join("keys"))
+    }
+
+    /// The dedupe model file: `dedupe.model`, or `dedupe-model.json`
+    /// beside an SQLite store, or none (the bundled model alone).
+    pub fn dedupe_model_file(&self) -> Option<PathBuf> {
+        if !self.dedupe.model.as_os_str().is_empty() {
+            return Some(self.dedupe.model.clone());
+        }
+        Some(self.sqlite_dir()?.join("dedupe-model.json"))
+    }
+
+    /// The model the server decides with, following its file.
+    pub fn dedupe_model(&self) -> Result<crate::pipeline::dedupe::ModelHandle, ConfigError> {
+        use crate::pipeline::dedupe::{ModelHandle, model};
+        let custom = self.dedupe.custom_fields.clone();
+        match self.dedupe_model_file() {
+            Some(path) => model::watch_file(path, custom, std::time::Duration::from_secs(2))
+                .map_err(|e| invalid("dedupe.model", e.to_string())),
+            None => Ok(ModelHandle::bundled(&custom)),
+        }
     }
 
     /// The folder of an SQLite store's file.

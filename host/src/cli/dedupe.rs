@@ -4,14 +4,161 @@
 //! do not apply, a lead is clustered on whatever fields it has.
 
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, Verdict, fingerprints};
+use crate::config::Config;
+
+use crate::pipeline::dedupe::train::{TrainOptions, train};
+use crate::pipeline::dedupe::{
+    Decision, DedupeConfig, Deduper, Features, ModelFile, ModelHandle, Verdict, fingerprints,
+};
 use crate::pipeline::normalize::{NormalizeOptions, NormalizedLead, normalize};
+
+/// `leadgate dedupe …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum DedupeCommand {
+    /// Train the match model on unlabelled leads: u from random pairs, m
+    /// by expectation-maximisation over the candidate pairs blocking
+    /// makes. Writes the model file the server reloads (`dedupe.model`,
+    /// by default `dedupe-model.json` beside an SQLite store).
+    Train {
+        /// Leads to train on (JSONL, as `leadgate dedupe` reads); without
+        /// it, the configured store's leads inside the dedupe window.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        /// Where to write the model (default: the configured model file).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Most EM rounds.
+        #[arg(long, default_value_t = TrainOptions::default().max_iterations)]
+        max_iterations: usize,
+        /// Random pairs u is counted on.
+        #[arg(long, default_value_t = TrainOptions::default().random_pairs)]
+        random_pairs: usize,
+    },
+}
+
+/// Runs a `leadgate dedupe` subcommand.
+pub async fn command(command: DedupeCommand) -> anyhow::Result<()> {
+    match command {
+        DedupeCommand::Train {
+            input,
+            output,
+            config,
+            max_iterations,
+            random_pairs,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let output = output.or_else(|| config.dedupe_model_file()).context(
+                "no model file to write: give --output, set dedupe.model, or use an SQLite store",
+            )?;
+            let records = match input {
+                Some(input) => file_features(&input, &config.dedupe)?,
+                None => store_features(&config).await?,
+            };
+            let start = match config.dedupe_model_file().filter(|p| p.exists()) {
+                Some(path) => ModelFile::read(&path)?,
+                None => ModelFile::bundled(),
+            };
+            let opts = TrainOptions {
+                max_iterations,
+                random_pairs,
+                ..TrainOptions::default()
+            };
+            let started = std::time::Instant::now();
+            let model = train(&records, &config.dedupe.custom_fields, &start, &opts)?;
+            print_model(&model);
+            model
+                .write(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "trained on {} leads in {:.2} s; wrote {} (a running server reloads it)",
+                records.len(),
+                started.elapsed().as_secs_f64(),
+                output.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The features of lead objects, normalized as `leadgate dedupe` does.
+pub fn leads_features(leads: &[Value], config: &DedupeConfig) -> Vec<Features> {
+    let opts = options(config);
+    leads
+        .iter()
+        .map(|raw| Features::from_lead(&normalize_lenient(raw, &opts), config, 0))
+        .collect()
+}
+
+/// The features of every lead in a JSONL file.
+fn file_features(input: &Path, config: &DedupeConfig) -> anyhow::Result<Vec<Features>> {
+    let opts = options(config);
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| finish(parse_line(line, i + 1, &opts).0, config, &opts).features)
+        .collect())
+}
+
+/// The features of the store's leads inside the dedupe window.
+async fn store_features(config: &Config) -> anyhow::Result<Vec<Features>> {
+    let store = crate::store::open(
+        &config.store.url,
+        config.store.durability,
+        crate::app::crypt(config)?,
+    )
+    .await
+    .with_context(|| format!("opening the store at {}", config.store.url))?;
+    let since = match config.dedupe.window_days {
+        0 => i64::MIN,
+        days => crate::now_ms() - i64::from(days) * 86_400_000,
+    };
+    let mut records = Vec::new();
+    store
+        .load_dedupe_records(since, &mut |r| {
+            if let Ok(lead) = serde_json::from_str::<NormalizedLead>(&r.normalized) {
+                records.push(Features::from_lead(&lead, &config.dedupe, r.received_at_ms));
+            }
+        })
+        .await?;
+    Ok(records)
+}
+
+/// The trained weights, comparison by comparison.
+fn print_model(model: &ModelFile) {
+    if let Some(t) = &model.training {
+        eprintln!(
+            "{} candidate pairs ({} EM rounds{}), {} random pairs; matches among candidates {:.4}, prior λ {:.3e}",
+            t.blocked_pairs,
+            t.iterations,
+            if t.converged {
+                ", converged"
+            } else {
+                ", not converged"
+            },
+            t.random_pairs,
+            t.blocked_match_share,
+            model.prior
+        );
+    }
+    for (comparison, levels) in &model.comparisons {
+        let terms: Vec<String> = levels
+            .iter()
+            .map(|(level, p)| format!("{level} {:+.1}", (p.m / p.u).log2()))
+            .collect();
+        eprintln!("  {comparison}: {}", terms.join(", "));
+    }
+}
 
 /// One output line.
 #[derive(Clone, Debug, Serialize)]
@@ -19,7 +166,10 @@ pub struct BatchResult {
     pub id: String,
     pub cluster_id: String,
     pub decision: &'static str,
+    /// The best candidate's match weight (bits).
     pub score: Option<f64>,
+    /// Its match probability (1 for an exact match).
+    pub probability: Option<f64>,
     pub matched_id: Option<String>,
 }
 
@@ -64,7 +214,16 @@ fn lead_id(raw: &mut Value, line: usize) -> String {
 /// Dedupes lead objects in order (the shared implementation; the CLI and
 /// the tests call it).
 pub fn dedupe_values(leads: &[Value], config: &DedupeConfig) -> Vec<BatchResult> {
-    let mut d = Deduper::new(config.clone());
+    dedupe_values_with(leads, config, ModelHandle::bundled(&config.custom_fields))
+}
+
+/// [`dedupe_values`] with `model`.
+pub fn dedupe_values_with(
+    leads: &[Value],
+    config: &DedupeConfig,
+    model: ModelHandle,
+) -> Vec<BatchResult> {
+    let mut d = Deduper::with_model(config.clone(), model);
     let opts = options(config);
     leads
         .iter()
@@ -96,6 +255,7 @@ fn batch_result(id: String, v: Verdict) -> BatchResult {
         id,
         decision,
         score: v.score.map(|s| (s * 100.0).round() / 100.0),
+        probability: v.probability.map(|p| (p * 10_000.0).round() / 10_000.0),
         matched_id: v.matched_id,
     }
 }
@@ -181,7 +341,12 @@ const AHEAD: usize = if cfg!(test) { 4 } else { 64 };
 /// phones and computes the fingerprints and features chunk by chunk while
 /// the second decides, in input order, as chunks arrive. The output is
 /// what deciding each line in turn would give.
-pub fn run(input: &Path, output: &Path, config: &DedupeConfig) -> anyhow::Result<()> {
+pub fn run(
+    input: &Path,
+    output: &Path,
+    config: &DedupeConfig,
+    model: ModelHandle,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let opts = options(config);
     let (parsed_tx, parsed_rx) = std::sync::mpsc::channel::<Vec<Parsed>>();
@@ -223,7 +388,7 @@ pub fn run(input: &Path, output: &Path, config: &DedupeConfig) -> anyhow::Result
         } else {
             None
         };
-        let mut d = Deduper::new(config.clone());
+        let mut d = Deduper::with_model(config.clone(), model);
         let (mut new, mut dup, mut possible, mut bad) = (0usize, 0usize, 0usize, 0usize);
         let mut done = 0usize;
         let mut decide_chunk = |chunk: Vec<Prepared>| -> anyhow::Result<()> {
@@ -335,7 +500,7 @@ mod tests {
         let output = dir.path().join("out.jsonl");
         std::fs::write(&input, lines.join("\n\n")).unwrap();
         let config = DedupeConfig::default();
-        run(&input, &output, &config).unwrap();
+        run(&input, &output, &config, ModelHandle::bundled(&[])).unwrap();
         let values: Vec<Value> = lines
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))

@@ -45,12 +45,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = demo::DemoCrms::Hubspot)]
         crm: demo::DemoCrms,
     },
-    /// Dedupe a JSONL file of leads offline with the server's dedupe.
+    /// Dedupe a JSONL file of leads offline with the server's dedupe (and
+    /// its model file, if there is one); `leadgate dedupe train` trains
+    /// that model.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Dedupe {
-        #[arg(long, short)]
-        input: PathBuf,
-        #[arg(long, short)]
-        output: PathBuf,
+        #[command(subcommand)]
+        command: Option<dedupe::DedupeCommand>,
+        #[arg(long, short, required = true)]
+        input: Option<PathBuf>,
+        #[arg(long, short, required = true)]
+        output: Option<PathBuf>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -155,12 +160,21 @@ pub fn main() -> ExitCode {
             #[cfg(feature = "demo")]
             Command::Demo { json, crm } => demo::run(json, crm).await,
             Command::Dedupe {
+                command: Some(command),
+                ..
+            } => dedupe::command(command).await,
+            Command::Dedupe {
+                command: None,
                 input,
                 output,
                 config,
             } => {
                 let config = Config::load(config.as_deref())?;
-                dedupe::run(&input, &output, &config.dedupe)
+                let (Some(input), Some(output)) = (input, output) else {
+                    anyhow::bail!("leadgate dedupe needs --input and --output");
+                };
+                let model = config.dedupe_model()?;
+                dedupe::run(&input, &output, &config.dedupe, model)
             }
             Command::Normalize {
                 input,

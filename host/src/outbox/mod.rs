@@ -321,7 +321,13 @@ mod tests {
         let config = DedupeConfig::default();
         let index = match store.shared() {
             true => Deduper::new(config),
-            false => load_index(&*store, &config).await.unwrap(),
+            false => load_index(
+                &*store,
+                &config,
+                crate::pipeline::dedupe::ModelHandle::bundled(&[]),
+            )
+            .await
+            .unwrap(),
         };
         let (outbox, _task) = Outbox::start(
             store.clone(),

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
 use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal};
-use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
+use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, ModelHandle};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
 use crate::store::{DedupeRecord, FeedItem, Store, StoreError, load_person, person_from_store};
@@ -391,7 +391,8 @@ impl Writer {
                 Some(_) => Some(self.store.feed_position().await?),
                 None => None,
             };
-            self.index = load_index(&*self.store, self.index.config()).await?;
+            let model = self.index.model().clone();
+            self.index = load_index(&*self.store, self.index.config(), model).await?;
             self.persons.clear();
             self.epoch = required;
             if let Some(turn) = &mut self.turn {
@@ -728,14 +729,18 @@ async fn send(
 
 /// Builds the dedupe index from the store: every stored lead's
 /// fingerprints and, for the fuzzy tier, its features.
-pub async fn load_index(store: &dyn Store, config: &DedupeConfig) -> Result<Deduper, StoreError> {
+pub async fn load_index(
+    store: &dyn Store,
+    config: &DedupeConfig,
+    model: ModelHandle,
+) -> Result<Deduper, StoreError> {
     // Persons whose last lead is older than the window can no longer be
     // matched: their leads stay in the store but not in memory.
     let since = match config.window_days {
         0 => i64::MIN,
         days => crate::now_ms() - i64::from(days) * 86_400_000,
     };
-    let mut index = Deduper::new(config.clone());
+    let mut index = Deduper::with_model(config.clone(), model);
     let crypt = store.crypt();
     store
         .load_dedupe_records(since, &mut |r| index_record(&mut index, crypt, config, r))

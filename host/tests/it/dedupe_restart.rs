@@ -126,7 +126,13 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
         };
         let (outbox, task) = Outbox::start(
             store.clone(),
-            outbox::load_index(&*store, &config).await.unwrap(),
+            outbox::load_index(
+                &*store,
+                &config,
+                leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+            )
+            .await
+            .unwrap(),
             64,
             merging,
             Arc::new(Notify::new()),
@@ -151,7 +157,13 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     let store = store::open(&url, Durability::Full, CRYPT.clone())
         .await
         .unwrap();
-    let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
+    let mut rebuilt = outbox::load_index(
+        &*store,
+        &config,
+        leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+    )
+    .await
+    .unwrap();
     assert_eq!(rebuilt.len(), live.len(), "every stored lead is indexed");
     assert_eq!(rebuilt.fingerprint_count(), live.fingerprint_count());
 
@@ -237,7 +249,13 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
     let store = store::open(&url, Durability::Full, CRYPT.clone())
         .await
         .unwrap();
-    let mut rebuilt = outbox::load_index(&*store, &config).await.unwrap();
+    let mut rebuilt = outbox::load_index(
+        &*store,
+        &config,
+        leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+    )
+    .await
+    .unwrap();
     let again = lead("A3", "active@example.com", now);
     let v = rebuilt.decide("A3", "web", &again.fingerprints, again.features.clone());
     assert!(

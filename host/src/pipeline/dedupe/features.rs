@@ -212,6 +212,11 @@ impl Features {
         self.hashes[i] == other.hashes[i] && self.get(field) == other.get(field)
     }
 
+    /// The 32-bit hash of a field's text.
+    pub fn hash(&self, field: Field) -> u32 {
+        self.hashes[field as usize]
+    }
+
     /// The custom values, in configuration order ("" for a missing one).
     pub fn custom(&self) -> impl Iterator<Item = &str> {
         let mut start = self.ends[FIELDS - 1] as usize;
@@ -249,9 +254,12 @@ impl Features {
                 out.push(key(&[b"t", canon.as_bytes(), initial(l).as_bytes()]));
                 out.push(key(&[b"t", l.as_bytes(), initial(canon).as_bytes()]));
             }
-        } else if !f.is_empty() || !l.is_empty() {
-            let t = if f.is_empty() { l } else { f };
-            out.push(key(&[b"t1", t.as_bytes()]));
+        }
+        // Each name alone: a lead with one name finds those with two.
+        for t in [f, l] {
+            if t.len() >= 2 {
+                out.push(key(&[b"t1", t.as_bytes()]));
+            }
         }
         let email_local = self.get(Field::EmailLocal);
         if email_local.len() >= 4 {
@@ -284,6 +292,16 @@ impl Features {
         let dob = self.get(Field::Dob);
         if !dob.is_empty() {
             out.push(key(&[b"d", dob.as_bytes()]));
+            // A mistyped day or month: the year and the surname.
+            if let Some(year) = dob.get(..4)
+                && !sl.is_empty()
+            {
+                out.push(key(&[b"dy", year.as_bytes(), sl]));
+            }
+        }
+        let city = self.get(Field::City);
+        if !city.is_empty() && !sl.is_empty() {
+            out.push(key(&[b"cs", city.as_bytes(), sl]));
         }
         for (i, v) in self.custom().enumerate() {
             if !v.is_empty() {

@@ -16,14 +16,14 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 
-use strsim::{levenshtein, normalized_levenshtein};
-
-use super::config::{DedupeConfig, Weights};
+use super::compare::{compare, different_employers};
+use super::config::DedupeConfig;
 pub use super::features::{Features, Field};
+use super::model::{Explanation, Model, ModelHandle, TermFrequencies};
 use super::{Decision, FINGERPRINT_VERSION};
 
 /// Rule name of fuzzy decisions, stored in the audit trail.
-pub const FUZZY_RULE: &str = "fuzzy-v2";
+pub const FUZZY_RULE: &str = "fellegi-sunter-v1";
 
 /// Company matching key: the normalizer's [`crate::pipeline::normalize::company_key`].
 pub(crate) fn company_key(s: &str) -> Box<str> {
@@ -210,283 +210,6 @@ fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
     }
 }
 
-/// Whether `a` and `b` hold the same digits in the same order (no
-/// allocation: this runs for every candidate pair).
-fn same_digits(a: &str, b: &str) -> bool {
-    a.bytes()
-        .filter(u8::is_ascii_digit)
-        .eq(b.bytes().filter(u8::is_ascii_digit))
-}
-
-fn has_digit(s: &str) -> bool {
-    s.bytes().any(|c| c.is_ascii_digit())
-}
-
-/// Whether two email addresses are at the same domain, one that is not a
-/// free-mail provider's (a company's).
-fn same_work_domain(a: &str, b: &str) -> bool {
-    fn domain(email: &str) -> &str {
-        email.rsplit_once('@').map_or("", |(_, d)| d)
-    }
-    let d = domain(a);
-    d == domain(b) && !FREE_MAIL.contains(&d)
-}
-
-fn name_sim(a: &str, b: &str) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return 0.0;
-    }
-    if a == b {
-        return 1.0;
-    }
-    // Real names carry no digits; numbered names ("Person12") that differ
-    // in their numbers are different records, however alike.
-    if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
-        return 0.0;
-    }
-    let direct = jaro_winkler(a, b);
-    // Nicknames are short: skip the table for two long names.
-    if a.len() > 6 && b.len() > 6 {
-        return direct;
-    }
-    let ca = nickname(a).unwrap_or(a);
-    let cb = nickname(b).unwrap_or(b);
-    if ca == cb {
-        NICKNAME_SIM.max(direct)
-    } else {
-        direct
-    }
-}
-
-/// The similarity of two first names the nickname table makes one
-/// ("Betty", "Elizabeth"): good evidence, but less than the same name, so
-/// that a nickname alone (with nothing else alike) never carries a merge.
-const NICKNAME_SIM: f64 = 0.9;
-
-/// Whether two companies' keys are alike enough to count as half a match:
-/// Jaro-Winkler ≥ 0.92, and the same digits ("Firm 214" and "Firm 2192"
-/// are two firms, however alike their names).
-fn similar_companies(a: &str, b: &str) -> bool {
-    same_digits(a, b) && jaro_winkler(a, b) >= 0.92
-}
-
-/// B2B evidence: two work emails at different company domains, and two
-/// company names that are neither the same nor alike. Two people at two
-/// employers, whatever their names (one person who changed jobs still
-/// matches on a shared phone or personal email).
-fn different_employers(a: &Features, b: &Features) -> bool {
-    fn work_domain(email: &str) -> Option<&str> {
-        let (_, domain) = email.rsplit_once('@')?;
-        (!domain.is_empty() && !FREE_MAIL.contains(&domain)).then_some(domain)
-    }
-    if [a, b]
-        .iter()
-        .any(|f| f.lacks(Field::Email) || f.lacks(Field::Company))
-    {
-        return false;
-    }
-    let (Some(da), Some(db)) = (
-        work_domain(a.get(Field::Email)),
-        work_domain(b.get(Field::Email)),
-    ) else {
-        return false;
-    };
-    da != db
-        && !a.same(b, Field::Company)
-        && !similar_companies(a.get(Field::Company), b.get(Field::Company))
-}
-
-/// Scores a pair of records. With `explain`, appends `field:points` terms.
-pub fn score(a: &Features, b: &Features, w: &Weights, explain: Option<&mut String>) -> f64 {
-    let mut tally = Tally {
-        total: 0.0,
-        explain,
-    };
-    score_email(a, b, w, &mut tally);
-    score_phone(a, b, w, &mut tally);
-    score_name(a, b, w, &mut tally);
-    score_company(a, b, w, &mut tally);
-    if different_employers(a, b) {
-        tally.add("employers_differ", -w.name);
-    }
-    score_dob(a, b, w, &mut tally);
-    score_address(a, b, w, &mut tally);
-    score_custom(a, b, w, &mut tally);
-    tally.total
-}
-
-/// The points of a pair so far, and their explanation when one is asked for.
-struct Tally<'e> {
-    total: f64,
-    explain: Option<&'e mut String>,
-}
-
-impl Tally<'_> {
-    fn add(&mut self, field: impl std::fmt::Display, pts: f64) {
-        self.total += pts;
-        if let Some(e) = self.explain.as_deref_mut() {
-            use std::fmt::Write as _;
-            if !e.is_empty() {
-                e.push(' ');
-            }
-            let _ = write!(e, "{field}:{pts:+.1}");
-        }
-    }
-}
-
-/// Email: the same address is near-certain; a similar local part at the
-/// same company domain is good evidence; a different address at the same
-/// company is no evidence (people have several formats).
-fn score_email(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.lacks(Field::Email) || b.lacks(Field::Email) {
-        return;
-    }
-    let (la, lb) = (a.get(Field::EmailLocal), b.get(Field::EmailLocal));
-    if a.same(b, Field::Email) {
-        tally.add("email", w.email_equal);
-    } else if same_work_domain(a.get(Field::Email), b.get(Field::Email)) {
-        let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
-        if has_digit(la)
-            && has_digit(lb)
-            && !same_digits(la, lb)
-            && non_digits(la).eq(non_digits(lb))
-        {
-            // Numbered accounts at one domain (sales1@, sales2@): two
-            // different people or test records.
-            tally.add("email_numbered", -w.name_differ);
-        } else if la.len() >= 3
-            && lb.len() >= 3
-            && same_digits(la, lb)
-            && jaro_winkler(la, lb) >= 0.92
-        {
-            tally.add("email_local", w.email_local_similar);
-        }
-    } else {
-        tally.add("email", -w.email_differ);
-    }
-}
-
-fn score_phone(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.lacks(Field::Phone) || b.lacks(Field::Phone) {
-        return;
-    }
-    if a.same(b, Field::Phone) {
-        tally.add("phone", w.phone_equal);
-    } else {
-        tally.add("phone", -w.phone_differ);
-    }
-}
-
-/// Name, order-insensitive.
-fn score_name(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    let (af, al) = (a.get(Field::First), a.get(Field::Last));
-    let (bf, bl) = (b.get(Field::First), b.get(Field::Last));
-    let a_has = !af.is_empty() || !al.is_empty();
-    let b_has = !bf.is_empty() || !bl.is_empty();
-    if !a_has || !b_has {
-        return;
-    }
-    let s = if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
-        let straight = (name_sim(af, bf) + name_sim(al, bl)) / 2.0;
-        // A swap is a little less likely than a straight match (0.01
-        // less), so it can only win when the straight match is below
-        // 0.99: most candidates share both names (they were blocked by
-        // them) and skip the swapped comparisons.
-        if straight >= 0.99 {
-            straight
-        } else {
-            let swapped = (name_sim(af, bl) + name_sim(al, bf)) / 2.0;
-            straight.max(swapped - 0.01)
-        }
-    } else {
-        // One side has a single name: best match of the tokens present,
-        // discounted (half a name is weaker evidence).
-        let mut best: f64 = 0.0;
-        for x in [af, al] {
-            for y in [bf, bl] {
-                best = best.max(name_sim(x, y));
-            }
-        }
-        best * 0.9
-    };
-    let floor = w.name_floor;
-    if s >= floor {
-        tally.add("name", w.name * (s - floor) / (1.0 - floor));
-    } else {
-        tally.add("name", -w.name_differ);
-    }
-}
-
-/// Company: its key, else its domain (website or work email).
-fn score_company(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    let same_domain = !a.lacks(Field::Domain) && a.same(b, Field::Domain);
-    if !a.lacks(Field::Company) && !b.lacks(Field::Company) {
-        if same_domain || a.same(b, Field::Company) {
-            tally.add("company", w.company_equal);
-        } else if similar_companies(a.get(Field::Company), b.get(Field::Company)) {
-            tally.add("company", w.company_equal / 2.0);
-        } else {
-            tally.add("company", -w.company_differ);
-        }
-    } else if !a.lacks(Field::Domain) && !b.lacks(Field::Domain) {
-        if same_domain {
-            tally.add("company_domain", w.company_equal);
-        } else {
-            tally.add("company_domain", -w.company_differ);
-        }
-    }
-}
-
-/// Date of birth: one typo (a digit off) is close, anything else differs.
-fn score_dob(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if a.lacks(Field::Dob) || b.lacks(Field::Dob) {
-        return;
-    }
-    if a.same(b, Field::Dob) {
-        tally.add("dob", w.dob_equal);
-    } else if levenshtein(a.get(Field::Dob), b.get(Field::Dob)) == 1 {
-        tally.add("dob", w.dob_close);
-    } else {
-        tally.add("dob", -w.dob_differ);
-    }
-}
-
-/// Address: city, postcode, and a street alike with the same numbers.
-fn score_address(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    if !a.lacks(Field::City) && !b.lacks(Field::City) {
-        if a.same(b, Field::City) {
-            tally.add("city", w.city_equal);
-        } else {
-            tally.add("city", -w.city_differ);
-        }
-    }
-    if !a.lacks(Field::Postcode) && !b.lacks(Field::Postcode) {
-        if a.same(b, Field::Postcode) {
-            tally.add("postcode", w.postcode_equal);
-        } else {
-            tally.add("postcode", -w.postcode_equal / 2.0);
-        }
-    }
-    let (sa, sb) = (a.get(Field::Street), b.get(Field::Street));
-    if !sa.is_empty()
-        && !sb.is_empty()
-        && same_digits(sa, sb)
-        && normalized_levenshtein(sa, sb) >= 0.85
-    {
-        tally.add("street", w.street_similar);
-    }
-}
-
-/// The configured custom fields, each equal or not.
-fn score_custom(a: &Features, b: &Features, w: &Weights, tally: &mut Tally) {
-    for (i, (x, y)) in a.custom().zip(b.custom()).enumerate() {
-        if !x.is_empty() && !y.is_empty() {
-            let pts = if x == y { w.custom } else { -w.custom };
-            tally.add(format_args!("custom{i}"), pts);
-        }
-    }
-}
-
 struct Record {
     person: u32,
     lead: Id,
@@ -544,8 +267,10 @@ pub struct Verdict {
     pub decision: Decision,
     /// The person the lead now belongs to (itself unless a duplicate).
     pub person_id: String,
-    /// The best score seen (exact matches report the field's weight).
+    /// The best candidate's match weight (bits; none for exact matches).
     pub score: Option<f64>,
+    /// Its match probability (1 for an exact match).
+    pub probability: Option<f64>,
     /// The lead it matched, for duplicates and possible duplicates.
     pub matched_id: Option<String>,
     /// Fingerprints new to the index.
@@ -555,6 +280,9 @@ pub struct Verdict {
 /// Both tiers: exact fingerprints with a window, then fuzzy candidates.
 pub struct Deduper {
     config: DedupeConfig,
+    model: ModelHandle,
+    /// Value frequencies of the indexed records.
+    tf: TermFrequencies,
     persons: Vec<Id>,
     /// Indexes into `persons`, hashed by the id they point to (each id is
     /// held once).
@@ -568,12 +296,22 @@ pub struct Deduper {
     entries: Vec<(u32, u32)>,
     keys_buf: Vec<u64>,
     cand_buf: Vec<u32>,
+    levels_buf: Vec<u8>,
 }
 
 impl Deduper {
+    /// An empty index deciding with the bundled model.
     pub fn new(config: DedupeConfig) -> Self {
+        let model = ModelHandle::bundled(&config.custom_fields);
+        Self::with_model(config, model)
+    }
+
+    /// An empty index deciding with `model`.
+    pub fn with_model(config: DedupeConfig, model: ModelHandle) -> Self {
         Deduper {
             config,
+            model,
+            tf: TermFrequencies::default(),
             persons: Vec::new(),
             person_ix: hashbrown::HashTable::new(),
             exact: HashMap::default(),
@@ -582,11 +320,17 @@ impl Deduper {
             entries: Vec::new(),
             keys_buf: Vec::new(),
             cand_buf: Vec::new(),
+            levels_buf: Vec::new(),
         }
     }
 
     pub fn config(&self) -> &DedupeConfig {
         &self.config
+    }
+
+    /// The model decisions are made with (and its updates).
+    pub fn model(&self) -> &ModelHandle {
+        &self.model
     }
 
     /// Records indexed by the fuzzy tier.
@@ -667,6 +411,7 @@ impl Deduper {
             self.entries.push((r, *head));
             *head = e;
         }
+        self.tf.add(&features);
         self.records.push(Record {
             person,
             lead: Id::new(lead_id),
@@ -700,12 +445,6 @@ impl Deduper {
         }
         let mut verdict = if let Some((fp, p)) = exact_hit {
             let kind = super::fingerprint_kind(&fp).unwrap_or("fp").to_string();
-            let w = &self.config.weights;
-            let score = match kind.as_str() {
-                "email" => w.email_equal,
-                "phone" => w.phone_equal,
-                _ => w.name + w.company_equal,
-            };
             let person_id = self.persons[p as usize].to_string();
             Verdict {
                 decision: Decision::Duplicate {
@@ -717,7 +456,8 @@ impl Deduper {
                 },
                 matched_id: Some(person_id.clone()),
                 person_id,
-                score: Some(score),
+                score: None,
+                probability: Some(1.0),
                 added: Vec::new(),
             }
         } else if self.config.fuzzy {
@@ -727,6 +467,7 @@ impl Deduper {
                 decision: Decision::New,
                 person_id: lead_id.to_string(),
                 score: None,
+                probability: None,
                 matched_id: None,
                 added: Vec::new(),
             }
@@ -753,7 +494,6 @@ impl Deduper {
     }
 
     fn fuzzy(&mut self, lead_id: &str, source: &str, f: &Features, keys: &[u64]) -> Verdict {
-        let (match_t, possible_t) = self.config.thresholds(source);
         let mut cands = std::mem::take(&mut self.cand_buf);
         cands.clear();
         for k in keys {
@@ -785,46 +525,58 @@ impl Deduper {
             counted.truncate(limit);
         }
         let mut best: Option<(f64, u32)> = None;
+        let mut levels = std::mem::take(&mut self.levels_buf);
+        let model = self.model.current().clone();
         for &(r, _) in &counted {
             let rec = &self.records[r as usize];
             if !self.window_ok(rec.features.received_at_ms, f.received_at_ms) {
                 continue;
             }
-            let s = score(f, &rec.features, &self.config.weights, None);
+            compare(f, &rec.features, &mut levels);
+            let s = model.score(f, &rec.features, &levels, &self.tf, None);
             if best.is_none_or(|(b, _)| s > b) {
                 best = Some((s, r));
             }
         }
         self.cand_buf = cands;
-        let new = |score| Verdict {
+        let new = |score: Option<f64>| Verdict {
             decision: Decision::New,
             person_id: lead_id.to_string(),
             score,
+            probability: score.map(super::model::probability),
             matched_id: None,
             added: Vec::new(),
         };
         let Some((s, r)) = best else {
+            self.levels_buf = levels;
             return new(None);
         };
-        if s < possible_t {
+        let (match_p, possible_p) = self.config.thresholds(source);
+        if s < Model::weight_of(possible_p) {
+            self.levels_buf = levels;
             return new(Some(s));
         }
         let rec = &self.records[r as usize];
-        let mut explain = String::new();
-        score(f, &rec.features, &self.config.weights, Some(&mut explain));
+        let mut explain = Explanation::default();
+        compare(f, &rec.features, &mut levels);
+        model.score(f, &rec.features, &levels, &self.tf, Some(&mut explain));
+        self.levels_buf = levels;
         let person_id = self.persons[rec.person as usize].to_string();
         let matched = rec.lead.to_string();
-        if s >= match_t {
+        let probability = Some(explain.probability);
+        // Two people at two employers never merge, whatever the weight.
+        if s >= Model::weight_of(match_p) && !different_employers(f, &rec.features) {
             Verdict {
                 decision: Decision::Duplicate {
                     person_id: person_id.clone(),
                     matched: matched.clone(),
                     rule: FUZZY_RULE.to_string(),
                     score: Some(s),
-                    explain: Some(explain),
+                    explain: Some(explain.into()),
                 },
                 person_id,
                 score: Some(s),
+                probability,
                 matched_id: Some(matched),
                 added: Vec::new(),
             }
@@ -835,10 +587,11 @@ impl Deduper {
                     matched: matched.clone(),
                     rule: FUZZY_RULE.to_string(),
                     score: s,
-                    explain,
+                    explain: explain.into(),
                 },
                 person_id: lead_id.to_string(),
                 score: Some(s),
+                probability,
                 matched_id: Some(matched),
                 added: Vec::new(),
             }
@@ -968,6 +721,10 @@ impl Deduper {
         self.records = records;
         self.entries = entries;
         self.heads = heads;
+        self.tf = TermFrequencies::default();
+        for r in &self.records {
+            self.tf.add(&r.features);
+        }
         dropped
     }
 
@@ -988,6 +745,7 @@ impl Deduper {
             + self.entries.capacity() * 8
             + self.heads.capacity() * 13
             + self.exact.capacity() * 25
+            + self.tf.approx_bytes()
     }
 }
 

@@ -9,21 +9,26 @@
 //! two copies arriving at once cannot both be "new".
 //!
 //! On top of the exact tier sits the fuzzy tier ([`fuzzy`]): blocking keys
-//! pick a handful of candidate records, each is scored with weighted
-//! string similarities, and the lead joins the best-scoring person above
-//! the match threshold, is flagged as a possible duplicate between the
+//! pick a handful of candidate records, each is compared field by field
+//! ([`compare`]) and scored by a Fellegi–Sunter model ([`model`], trained
+//! by [`train`]), and the lead joins the most probable person at or above
+//! the match probability, is flagged as a possible duplicate between the
 //! thresholds, or starts a new person. [`Deduper`] combines both tiers; the
 //! server's outbox writer and the `leadgate dedupe` batch command use it.
 
+pub mod compare;
 pub mod config;
 #[cfg(any(test, feature = "test-support"))]
 pub mod corpus;
 pub mod features;
 pub mod fuzzy;
+pub mod model;
 pub mod phonetic;
+pub mod train;
 
 pub use config::DedupeConfig;
 pub use fuzzy::{Deduper, Features, Verdict};
+pub use model::{Explanation, Model, ModelFile, ModelHandle};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +87,9 @@ pub enum Decision {
         /// The fuzzy score that decided, if the fuzzy tier decided.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         score: Option<f64>,
-        /// Why: the fields that agreed or disagreed, with their points.
+        /// Why: each comparison's level and match weight.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        explain: Option<String>,
+        explain: Option<Explain>,
     },
     /// A new person, flagged as a possible duplicate of an earlier one for
     /// review. It is stored and delivered like [`Decision::New`].
@@ -95,8 +100,25 @@ pub enum Decision {
         matched: String,
         rule: String,
         score: f64,
-        explain: String,
+        explain: Explain,
     },
+}
+
+/// The explanation of a fuzzy decision as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Explain {
+    /// Each comparison's match weight (the model's waterfall).
+    Weights(Explanation),
+    /// `field:points` terms, as decisions before the trained model were
+    /// explained (still read from older stores).
+    Points(String),
+}
+
+impl From<Explanation> for Explain {
+    fn from(e: Explanation) -> Self {
+        Explain::Weights(e)
+    }
 }
 
 impl Decision {
