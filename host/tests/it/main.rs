@@ -8,6 +8,7 @@ mod cluster;
 mod config_layers;
 mod consent;
 mod dedupe_fake1000;
+mod dedupe_model;
 mod dedupe_restart;
 mod demo_cli;
 mod erasure;

@@ -215,11 +215,20 @@ impl ModelFile {
     }
 
     /// Writes the file atomically (a temporary file renamed over it), so
-    /// a server watching it never reads half a model.
+    /// a server watching it never reads half a model; mode 0600, as every
+    /// file leadgate writes.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write as _;
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n")?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
         std::fs::rename(&tmp, path)
     }
 }
@@ -301,6 +310,10 @@ pub fn watch_file(
             seen = now;
             match ModelFile::read(&path) {
                 Ok(file) => {
+                    tracing::info!(
+                        version = %file.version,
+                        "dedupe model file changed: the new model decides from the next lead"
+                    );
                     let _ = tx.send(Arc::new(Model::new(&file, &custom)));
                 }
                 Err(e) => {
@@ -600,6 +613,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("format"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_model_file_is_followed_and_a_broken_version_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dedupe-model.json");
+        let mut handle = watch_file(path.clone(), Vec::new(), Duration::from_millis(10)).unwrap();
+        assert_eq!(handle.current().version(), ModelFile::bundled().version);
+        let until = |mut handle: ModelHandle, want: &'static str| async move {
+            for _ in 0..500 {
+                if handle.current().version() == want {
+                    return handle;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("never saw model {want}");
+        };
+        let mut file = ModelFile::bundled();
+        file.version = "v2".into();
+        file.write(&path).unwrap();
+        let mut handle = until(handle, "v2").await;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::write(&path, "{ not a model").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(handle.current().version(), "v2", "the last good model");
+        file.version = "v3".into();
+        file.write(&path).unwrap();
+        until(handle, "v3").await;
+        // A file that is there from the start must be valid.
+        std::fs::write(&path, "{}").unwrap();
+        let e = watch_file(path, Vec::new(), Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().contains("not a model file"), "{e}");
     }
 
     #[test]
