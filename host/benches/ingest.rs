@@ -1040,7 +1040,7 @@ fn check_leads() -> anyhow::Result<usize> {
     let mut seen = std::collections::HashSet::new();
     for n in samples {
         let raw = phone_of(n);
-        let e164 = leadgate::pipeline::normalize::normalize_phone(&raw, region)
+        let e164 = leadgate::pipeline::normalize::normalize_phone(&raw, Some(region))
             .map_err(|e| anyhow::anyhow!("lead {n}: phone {raw} is not valid: {}", e.message))?;
         if !seen.insert(e164.clone()) {
             bail!("phone {e164} repeats");

@@ -32,7 +32,7 @@ fn leads() -> Vec<Value> {
 fn bench(c: &mut Criterion) {
     let leads = leads();
     let options = NormalizeOptions {
-        default_region: "US".parse().unwrap(),
+        default_region: Some("US".parse().unwrap()),
         acceptance: Acceptance {
             require_any: vec![vec!["email".into(), "phone".into()]],
         },

@@ -277,11 +277,9 @@ impl SourceConfig {
     /// and what `leadgate normalize --config … --source …` uses.
     pub fn normalize_options(&self) -> Result<NormalizeOptions, String> {
         Ok(NormalizeOptions {
-            default_region: self
-                .default_region
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| format!("unknown region {:?}", self.default_region))?,
+            default_region: crate::pipeline::normalize::phone::region_setting(
+                &self.default_region,
+            )?,
             acceptance: Acceptance {
                 require_any: self.require_any.clone(),
             },
@@ -572,11 +570,10 @@ impl Config {
                     ));
                 }
             }
-            if phonenumber::country::Id::from_str_ci(&source.default_region).is_none() {
-                return Err(invalid(
-                    format!("sources.{name}.default_region"),
-                    format!("{:?} is not an ISO 3166 region code", source.default_region),
-                ));
+            if let Err(rule) =
+                crate::pipeline::normalize::phone::region_setting(&source.default_region)
+            {
+                return Err(invalid(format!("sources.{name}.default_region"), rule));
             }
             for group in &source.require_any {
                 for field in group {
@@ -733,16 +730,6 @@ impl Config {
         } else {
             self.plugins.mappings_dir.clone()
         }
-    }
-}
-
-trait FromStrCi: Sized {
-    fn from_str_ci(s: &str) -> Option<Self>;
-}
-
-impl FromStrCi for phonenumber::country::Id {
-    fn from_str_ci(s: &str) -> Option<Self> {
-        s.to_ascii_uppercase().parse().ok()
     }
 }
 

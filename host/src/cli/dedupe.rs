@@ -174,14 +174,12 @@ pub struct BatchResult {
 }
 
 fn options(config: &DedupeConfig) -> NormalizeOptions {
-    NormalizeOptions::with_region(
-        config
-            .default_region
-            .to_ascii_uppercase()
-            .parse()
-            .unwrap_or(phonenumber::country::Id::US),
-    )
-    .without_acceptance()
+    let mut options = NormalizeOptions::with_region(phonenumber::country::Id::US);
+    // (Validated with the configuration.)
+    options.default_region =
+        crate::pipeline::normalize::phone::region_setting(&config.default_region)
+            .unwrap_or(options.default_region);
+    options.without_acceptance()
 }
 
 /// Normalizes a lead object without acceptance rules: a field that cannot

@@ -66,7 +66,8 @@ enum Command {
         input: PathBuf,
         #[arg(long, short)]
         output: PathBuf,
-        /// Region for phones without a country code (ignored with --source).
+        /// Region for phones without a country code (ignored with
+        /// --source); `none`: international numbers only.
         #[arg(long, default_value = "US")]
         region: String,
         /// Use this configured source's options (needs --config or defaults).

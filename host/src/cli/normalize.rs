@@ -127,12 +127,12 @@ pub fn main(
                 .normalize_options()
                 .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?
         }
-        None => NormalizeOptions::with_region(
-            region
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("unknown region {region:?}"))?,
-        ),
+        None => {
+            let mut options = NormalizeOptions::with_region(phonenumber::country::Id::US);
+            options.default_region = crate::pipeline::normalize::phone::region_setting(region)
+                .map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+            options
+        }
     };
     let s = run(input, output, &options)?;
     eprintln!(

@@ -141,16 +141,8 @@ impl DedupeConfig {
                 "must not exceed match_probability".into(),
             ));
         }
-        if self
-            .default_region
-            .to_ascii_uppercase()
-            .parse::<phonenumber::country::Id>()
-            .is_err()
-        {
-            return Err((
-                "dedupe.default_region".into(),
-                format!("{:?} is not an ISO 3166 region code", self.default_region),
-            ));
+        if let Err(rule) = crate::pipeline::normalize::phone::region_setting(&self.default_region) {
+            return Err(("dedupe.default_region".into(), rule));
         }
         if self.max_block == 0 {
             return Err(("dedupe.max_block".into(), "must be at least 1".into()));

@@ -205,16 +205,82 @@ fn check_domain(ascii: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The domain that was most likely meant, if `domain` is a known typo.
+/// The domain that was most likely meant, if `domain` is a known typo, a
+/// misspelt top-level domain, or one slip from a big provider's name.
 pub fn correct_domain(domain: &str) -> Option<String> {
     if let Some(fixed) = domain_typo(domain) {
         return Some(fixed.to_string());
+    }
+    if let Some(provider) = provider_typo(domain) {
+        return Some(provider.to_string());
     }
     let (head, tld) = domain.rsplit_once('.')?;
     let fixed_tld = tld_typo(tld)?;
     let fixed = format!("{head}.{fixed_tld}");
     // A fixed TLD may reveal a known typo too ("gmial.con").
-    Some(domain_typo(&fixed).map_or(fixed, str::to_string))
+    Some(
+        domain_typo(&fixed)
+            .or_else(|| provider_typo(&fixed))
+            .map_or(fixed, str::to_string),
+    )
+}
+
+/// Mail providers most addresses are at, as mailcheck.js knows them: a
+/// domain one slip from one of these (and none of them itself) is a typo.
+const PROVIDERS: &[&str] = &[
+    "aol.com",
+    "att.net",
+    "btinternet.com",
+    "comcast.net",
+    "email.com",
+    "gmail.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "googlemail.com",
+    "hotmail.co.uk",
+    "hotmail.com",
+    "hotmail.fr",
+    "icloud.com",
+    "live.com",
+    "mac.com",
+    "mail.com",
+    "me.com",
+    "msn.com",
+    "outlook.com",
+    "protonmail.com",
+    "sbcglobal.net",
+    "verizon.net",
+    "web.de",
+    "yahoo.co.uk",
+    "yahoo.com",
+    "yahoo.fr",
+    "ymail.com",
+];
+
+/// The provider `domain` is a slip from: its name (before the top-level
+/// domain) an edit or a transposition from a provider's of five letters or
+/// more ("gmaik", "yahpo", "hotmaill"), two for nine or more, with the same
+/// top-level domain.
+fn provider_typo(domain: &str) -> Option<&'static str> {
+    if PROVIDERS.contains(&domain) {
+        return None;
+    }
+    let (name, tld) = domain.split_once('.')?;
+    PROVIDERS.iter().copied().find(|provider| {
+        let Some((p_name, p_tld)) = provider.split_once('.') else {
+            return false;
+        };
+        let allowed = match p_name.len() {
+            0..=4 => return false,
+            5..=8 => 1,
+            _ => 2,
+        };
+        p_tld == tld
+            && name != p_name
+            && name.len().abs_diff(p_name.len()) <= allowed
+            && strsim::osa_distance(name, p_name) <= allowed
+    })
 }
 
 /// Whether a (lowercase) local part names a role inbox: `info`, `sales`,
@@ -312,6 +378,16 @@ mod tests {
             ("jo@yaho.com", "jo@yahoo.com"),
             ("jo@outlok.com", "jo@outlook.com"),
             ("jo@acme.cmo", "jo@acme.com"),
+            ("jo@gmaik.com", "jo@gmail.com"),
+            ("jo@gmaul.com", "jo@gmail.com"),
+            ("jo@yahpo.com", "jo@yahoo.com"),
+            ("jo@hotmaill.com", "jo@hotmail.com"),
+            ("jo@outlookk.com", "jo@outlook.com"),
+            ("jo@iclouf.com", "jo@icloud.com"),
+            ("jo@hotmial.co.uk", "jo@hotmail.co.uk"),
+            ("jo@comcats.net", "jo@comcast.net"),
+            ("jo@gmaik.con", "jo@gmail.com"),
+            ("jo@googlemial.com", "jo@googlemail.com"),
         ] {
             let fixed = normalize_email_with(raw, TypoPolicy::Fix).unwrap();
             assert_eq!(
@@ -332,6 +408,13 @@ mod tests {
             "jo@acme.co",
             "jo@mail.com",
             "jo@yahoo.co.uk",
+            "jo@email.com",
+            "jo@ymail.com",
+            "jo@gmx.net",
+            "jo@live.co.uk",
+            "jo@acme.com",
+            "jo@gamma.com",
+            "jo@yahoo.de",
         ] {
             let i = normalize_email_with(ok, TypoPolicy::Fix).unwrap();
             assert_eq!(

@@ -227,7 +227,9 @@ pub struct Acceptance {
 /// The per-source settings normalization needs.
 #[derive(Clone, Debug)]
 pub struct NormalizeOptions {
-    pub default_region: Region,
+    /// Where a phone number without a country code is from; none:
+    /// international numbers only.
+    pub default_region: Option<Region>,
     pub acceptance: Acceptance,
     /// What to do with a likely typo in an email's consumer domain.
     pub email_typos: TypoPolicy,
@@ -238,7 +240,7 @@ impl NormalizeOptions {
     /// or phone.
     pub fn with_region(default_region: Region) -> Self {
         NormalizeOptions {
-            default_region,
+            default_region: Some(default_region),
             acceptance: Acceptance {
                 require_any: vec![vec!["email".into(), "phone".into()]],
             },

@@ -139,11 +139,32 @@ fn is_mark(c: char) -> bool {
     matches!(c as u32, 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x20D0..=0x20FF)
 }
 
-/// Whitespace tokens with stray punctuation trimmed; dots split initials
-/// ("J.R.R." → J R R).
+/// Whether a token is initials as written: single letters each followed
+/// by a dot ("J.", "J.R.R.").
+fn is_initials(token: &str) -> bool {
+    let mut chars = token.chars().peekable();
+    let mut letters = 0;
+    while let Some(c) = chars.next() {
+        if !c.is_alphabetic() || chars.next() != Some('.') {
+            return false;
+        }
+        letters += 1;
+    }
+    letters > 0
+}
+
+/// Whitespace tokens with stray punctuation trimmed. Initials keep their
+/// dots, as written and as reference parsers keep them ("J. R. Smith":
+/// J., R., Smith; "J.R.R. Tolkien": J.R.R., Tolkien); other dots split
+/// ("St.John" → St John).
 fn tokens(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     for raw in s.split_whitespace() {
+        let trimmed = raw.trim_matches(|c: char| matches!(c, '\'' | '-' | ','));
+        if is_initials(trimmed) && lookup(PREFIXES, trimmed).is_none() {
+            out.push(trimmed.to_uppercase());
+            continue;
+        }
         if raw.contains('.') && (lookup(SUFFIXES, raw).is_some() || lookup(PREFIXES, raw).is_some())
         {
             out.push(
@@ -337,6 +358,9 @@ pub fn name_case(s: &str) -> String {
 /// iNVERTED words are recased: first letter of each hyphen/apostrophe
 /// segment upper, Mc + capital, particles lowercase where allowed.
 fn case_word(word: &str, particle_allowed: bool) -> String {
+    if is_initials(word) {
+        return word.to_uppercase();
+    }
     if particle_allowed && is_particle(word) {
         return word.to_lowercase();
     }
@@ -496,7 +520,29 @@ mod tests {
             ),
             (
                 "J.R.R. Tolkien",
-                p(None, "J", Some("R R"), Some("Tolkien"), None),
+                p(None, "J.R.R.", None, Some("Tolkien"), None),
+            ),
+            (
+                "J. R. Smith",
+                p(None, "J.", Some("R."), Some("Smith"), None),
+            ),
+            ("j. smith", p(None, "J.", None, Some("Smith"), None)),
+            ("JR Smith", p(None, "Jr", None, Some("Smith"), None)),
+            (
+                "Smith, J. R.",
+                p(None, "J.", Some("R."), Some("Smith"), None),
+            ),
+            (
+                "Johnson, Mrs. Łukasz",
+                p(Some("Mrs"), "Łukasz", None, Some("Johnson"), None),
+            ),
+            (
+                "JOHNSON, DR MARY ANN",
+                p(Some("Dr"), "Mary", Some("Ann"), Some("Johnson"), None),
+            ),
+            (
+                "van der Berg, Ms. Anna",
+                p(Some("Ms"), "Anna", None, Some("van der Berg"), None),
             ),
             ("  *Jane*  (Doe) ", p(None, "Jane", None, Some("Doe"), None)),
             ("madonna", p(None, "Madonna", None, None, None)),

@@ -20,16 +20,31 @@ pub struct PhoneInfo {
     pub kind: Option<&'static str>,
 }
 
-/// Normalizes a phone number to E.164 or says why it is not one.
-pub fn normalize_phone(input: &str, region: Region) -> Result<String, FieldIssue> {
+/// A region setting: an ISO 3166 code, or `none` (or nothing) for
+/// international numbers only (a number without a country code is then
+/// refused, not guessed).
+pub fn region_setting(s: &str) -> Result<Option<Region>, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    s.to_ascii_uppercase().parse().map(Some).map_err(|_| {
+        format!("{s:?} is not an ISO 3166 region code (or \"none\": international numbers only)")
+    })
+}
+
+/// Normalizes a phone number to E.164 or says why it is not one; `region`
+/// is where a number without a country code is from (none: it is refused).
+pub fn normalize_phone(input: &str, region: Option<Region>) -> Result<String, FieldIssue> {
     parse_phone(input, region).map(|p| p.e164)
 }
 
 /// Normalizes a phone number: E.164, extension and type.
-pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue> {
+pub fn parse_phone(input: &str, region: Option<Region>) -> Result<PhoneInfo, FieldIssue> {
     enlarge_regex_cache();
     let bad = |why: &str| FieldIssue::new("phone", "invalid_phone", format!("{input:?}: {why}"));
     let plain = plain_digits_and_spaces(input);
+    let plain = number_in_text(&plain);
     let (main, extension) = split_extension(&plain);
     let main = strip_labels(main);
     let main = devanity(&main);
@@ -48,7 +63,7 @@ pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue>
     let candidates = std::iter::once(&*main).chain(international.as_deref());
     let mut parsed_any = false;
     for candidate in candidates {
-        let Ok(number) = phonenumber::parse(Some(region), candidate) else {
+        let Ok(number) = phonenumber::parse(region, candidate) else {
             continue;
         };
         parsed_any = true;
@@ -78,8 +93,9 @@ pub fn parse_phone(input: &str, region: Region) -> Result<PhoneInfo, FieldIssue>
 /// Loads the phone metadata (about 85 ms, once per process) and compiles
 /// the patterns of `region`, so that the first lead does not wait for
 /// them: call it early, on a thread that has nothing better to do.
-pub fn warm_up(region: Region) {
+pub fn warm_up(region: Option<Region>) {
     enlarge_regex_cache();
+    let region = region.unwrap_or(Region::US);
     let example = phonenumber::metadata::DATABASE
         .by_id(region.as_ref())
         .and_then(|meta| {
@@ -87,7 +103,7 @@ pub fn warm_up(region: Region) {
             d.fixed_line().or(d.mobile())?.example().map(str::to_string)
         });
     if let Some(example) = example {
-        let _ = parse_phone(&example, region);
+        let _ = parse_phone(&example, Some(region));
     }
 }
 
@@ -544,6 +560,39 @@ fn strip_labels(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A number inside running text ("call me on 415 555 0123 after 5"): the
+/// run of words holding the most digits between words of letters. Text is
+/// told from a vanity number ("1 800 FLOWERS") by its lowercase words.
+fn number_in_text(s: &str) -> Cow<'_, str> {
+    // An extension's marker belongs to the number.
+    const MARKERS: &[&str] = &["x", "ext", "extn", "extension"];
+    let is_text = |w: &str| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        !w.is_empty()
+            && w.chars().all(char::is_alphabetic)
+            && !MARKERS.iter().any(|m| m.eq_ignore_ascii_case(w))
+    };
+    let lowercase_word = |w: &str| is_text(w) && w.chars().any(char::is_lowercase);
+    if !s.split_whitespace().any(lowercase_word) {
+        return Cow::Borrowed(s);
+    }
+    let digits = |w: &str| w.bytes().filter(u8::is_ascii_digit).count();
+    let mut best: (usize, Vec<&str>) = (0, Vec::new());
+    let mut run: (usize, Vec<&str>) = (0, Vec::new());
+    for word in s.split_whitespace().chain(["end"]) {
+        if is_text(word) {
+            if run.0 > best.0 {
+                best = std::mem::take(&mut run);
+            }
+            run = (0, Vec::new());
+        } else {
+            run.0 += digits(word);
+            run.1.push(word);
+        }
+    }
+    Cow::Owned(best.1.join(" "))
+}
+
 /// Vanity numbers: letters on the keypad become digits ("1-800-FLOWERS").
 fn devanity(s: &str) -> Cow<'_, str> {
     if !s.bytes().any(|c| c.is_ascii_alphabetic()) {
@@ -570,8 +619,28 @@ fn devanity(s: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> Region {
-        s.parse().unwrap()
+    fn r(s: &str) -> Option<Region> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn without_a_region_only_international_numbers_are_read() {
+        assert_eq!(region_setting("none"), Ok(None));
+        assert_eq!(region_setting(""), Ok(None));
+        assert_eq!(region_setting("gb"), Ok(Some(Region::GB)));
+        assert!(region_setting("Narnia").unwrap_err().contains("none"));
+        for (p, want) in [
+            ("+44 20 7946 0018", "+442079460018"),
+            ("0044 20 7946 0018", "+442079460018"),
+            ("+1 (415) 231-2671", "+14152312671"),
+            ("tel: +49 30 12345678", "+493012345678"),
+        ] {
+            assert_eq!(normalize_phone(p, None).as_deref(), Ok(want), "{p}");
+        }
+        for p in ["(415) 231-2671", "020 7946 0018", "07911 123456"] {
+            let e = normalize_phone(p, None).unwrap_err();
+            assert_eq!(e.rule, "invalid_phone", "{p}");
+        }
     }
 
     #[test]
@@ -595,6 +664,31 @@ mod tests {
         }
         let got = normalize_phone("٠٧٩١١ ١٢٣٤٥٦", r("GB")).map_err(|e| format!("{e:?}"));
         assert_eq!(got.as_deref(), Ok("+447911123456"));
+    }
+
+    #[test]
+    fn numbers_inside_running_text() {
+        for (p, region, want) in [
+            ("call me on 415 231 2671 after 5", "US", "+14152312671"),
+            (
+                "please call +44 20 7946 0018 before noon",
+                "US",
+                "+442079460018",
+            ),
+            ("my number is (415) 231-2671, thanks!", "US", "+14152312671"),
+            ("Ring 020 7946 0018 (evenings)", "GB", "+442079460018"),
+            ("mobile 07911 123456 or email me", "GB", "+447911123456"),
+        ] {
+            let got = normalize_phone(p, r(region)).map_err(|e| format!("{e:?}"));
+            assert_eq!(got.as_deref(), Ok(want), "{p:?}");
+        }
+        let i = parse_phone("reach me at 415-231-2671 ext. 9 any time", r("US")).unwrap();
+        assert_eq!(
+            (i.e164.as_str(), i.extension.as_deref()),
+            ("+14152312671", Some("9"))
+        );
+        // Without digits enough, text is no number.
+        assert!(normalize_phone("call me maybe at 5", r("US")).is_err());
     }
 
     #[test]
