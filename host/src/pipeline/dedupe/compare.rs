@@ -244,6 +244,16 @@ fn same_nickname(a: &str, b: &str) -> bool {
     nickname(a).unwrap_or(a) == nickname(b).unwrap_or(b)
 }
 
+/// Whether a (folded, lowercase) first name is initials: one letter, or
+/// two without a vowel ("j", "jr", "tj"; not "ed", "al", "jo").
+fn initials(name: &str) -> bool {
+    match name.len() {
+        1 => true,
+        2 => !name.bytes().any(|c| b"aeiouy".contains(&c)),
+        _ => false,
+    }
+}
+
 fn first_level(a: &str, b: &str) -> u8 {
     const C: Comparison = Comparison::FirstName;
     if a.is_empty() || b.is_empty() {
@@ -258,7 +268,7 @@ fn first_level(a: &str, b: &str) -> u8 {
     let jw = name_jw(a, b);
     if jw >= 0.92 {
         lvl(C, "jaro_winkler_0.92")
-    } else if (a.len() == 1 || b.len() == 1) && a.as_bytes()[0] == b.as_bytes()[0] {
+    } else if (initials(a) || initials(b)) && a.as_bytes()[0] == b.as_bytes()[0] {
         lvl(C, "initial")
     } else if jw >= 0.80 {
         lvl(C, "jaro_winkler_0.80")
@@ -572,6 +582,16 @@ mod tests {
                     "first_name:exact",
                     "last_name:jaro_winkler_0.92",
                 ],
+            ),
+            (
+                f("jr", "smith", ""),
+                f("john", "smith", ""),
+                vec!["first_name:initial", "last_name:exact"],
+            ),
+            (
+                f("al", "smith", ""),
+                f("anna", "smith", ""),
+                vec!["first_name:else", "last_name:exact"],
             ),
             (
                 f("person12", "reload", ""),
