@@ -96,16 +96,9 @@ fn show_misses(leads: &[Value], truth: &[String], predicted: &[String], mut mode
         for j in 0..i {
             if truth[i] == truth[j] && predicted[i] != predicted[j] && shown < 40 {
                 shown += 1;
-                let e = model.explain(&features[i], &features[j]);
-                let terms: Vec<String> = e
-                    .terms
-                    .iter()
-                    .map(|t| format!("{}:{}:{:+.1}", t.comparison, t.level, t.weight))
-                    .collect();
                 eprintln!(
-                    "MISS {:.2} [{}]\n   {}\n   {}",
-                    e.match_weight,
-                    terms.join(" "),
+                    "MISS {}\n   {}\n   {}",
+                    model.explain(&features[i], &features[j]),
                     leads[i],
                     leads[j]
                 );

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config_with, leadgate, post_lead,
-    wait_ready,
+    Host, free_port, generated_admin_token, get_admin_json, host_config_with, leadgate, post_batch,
+    post_lead, wait_ready,
 };
 
 const KEY: &str = "model-test-source-0001";
@@ -20,19 +20,8 @@ const KEY: &str = "model-test-source-0001";
 /// Posts a batch; some leads may be refused (207: a consumer lead
 /// without an email or a phone, say). Returns how many were accepted.
 async fn post(client: &reqwest::Client, url: &str, leads: &[Value]) -> u64 {
-    let answer = client
-        .post(format!("{url}/v1/leads"))
-        .bearer_auth(KEY)
-        .json(&leads)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        [202, 207].contains(&answer.status().as_u16()),
-        "{}",
-        answer.status()
-    );
-    let answer: Value = answer.json().await.unwrap();
+    let (status, answer) = post_batch(client, url, KEY, leads).await;
+    assert!([202, 207].contains(&status), "{status}: {answer}");
     answer["accepted"].as_u64().unwrap()
 }
 

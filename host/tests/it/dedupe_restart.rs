@@ -126,13 +126,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
         };
         let (outbox, task) = Outbox::start(
             store.clone(),
-            outbox::load_index(
-                &*store,
-                &config,
-                leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
-            )
-            .await
-            .unwrap(),
+            index_of(&*store, &config).await,
             64,
             merging,
             Arc::new(Notify::new()),
@@ -154,16 +148,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     }
 
     // Restart: a new store handle, the index rebuilt from what is stored.
-    let store = store::open(&url, Durability::Full, CRYPT.clone())
-        .await
-        .unwrap();
-    let mut rebuilt = outbox::load_index(
-        &*store,
-        &config,
-        leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
-    )
-    .await
-    .unwrap();
+    let mut rebuilt = rebuild(&url, &config).await;
     assert_eq!(rebuilt.len(), live.len(), "every stored lead is indexed");
     assert_eq!(rebuilt.fingerprint_count(), live.fingerprint_count());
 
@@ -195,6 +180,20 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
 /// is still a duplicate after a restart: the rebuilt index counts the
 /// window from the person's last lead, as the live one does. A person seen
 /// only before the window is not kept in memory at all.
+/// The dedupe index rebuilt from a store (with the bundled model).
+async fn index_of(store: &dyn leadgate::store::Store, config: &DedupeConfig) -> Deduper {
+    let model = leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields);
+    outbox::load_index(store, config, model).await.unwrap()
+}
+
+/// A restart: a new store handle, the index rebuilt from what is stored.
+async fn rebuild(url: &str, config: &DedupeConfig) -> Deduper {
+    let store = store::open(url, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
+    index_of(&*store, config).await
+}
+
 #[tokio::test]
 async fn a_person_active_inside_the_window_survives_a_restart() {
     let config = DedupeConfig {
@@ -246,16 +245,7 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
         drop(outbox);
         task.await.unwrap();
     }
-    let store = store::open(&url, Durability::Full, CRYPT.clone())
-        .await
-        .unwrap();
-    let mut rebuilt = outbox::load_index(
-        &*store,
-        &config,
-        leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
-    )
-    .await
-    .unwrap();
+    let mut rebuilt = rebuild(&url, &config).await;
     let again = lead("A3", "active@example.com", now);
     let v = rebuilt.decide("A3", "web", &again.fingerprints, again.features.clone());
     assert!(

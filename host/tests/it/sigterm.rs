@@ -10,7 +10,7 @@ use leadgate_sim::{Crm, Faults, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Host, free_port, generated_admin_token, get_admin_json, host_config, wait_ready,
+    Host, free_port, generated_admin_token, get_admin_json, host_config, post_batch, wait_ready,
 };
 
 const KEY: &str = "sigterm-source-key-0001";
@@ -52,14 +52,8 @@ async fn sigterm_mid_delivery_gives_every_lease_back_and_loses_nothing() {
     let leads: Vec<Value> = (0..PERSONS)
         .map(|p| json!({"email": email(p), "first_name": "Terry", "last_name": format!("Term{p}")}))
         .collect();
-    let answer = client
-        .post(format!("{url}/v1/leads"))
-        .bearer_auth(KEY)
-        .json(&leads)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+    let (status, answer) = post_batch(&client, &url, KEY, &leads).await;
+    assert_eq!(status, 202, "{answer}");
 
     // SIGTERM while a CRM call is in flight.
     let started = Instant::now();

@@ -188,6 +188,24 @@ pub async fn post_lead(
     answer.json::<serde_json::Value>().await.unwrap()["results"][0].clone()
 }
 
+/// Posts leads with a source's key: the answer's status and body.
+pub async fn post_batch(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    leads: &[serde_json::Value],
+) -> (u16, serde_json::Value) {
+    let answer = client
+        .post(format!("{url}/v1/leads"))
+        .bearer_auth(key)
+        .json(&leads)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
 /// Waits until the host answers `/v1/health`.
 pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     let started = Instant::now();

@@ -911,17 +911,10 @@ mod tests {
                     } else {
                         fp += 1
                     }
-                    let e = model.explain(&feats[i], &feats[j]);
-                    let terms: Vec<String> = e
-                        .terms
-                        .iter()
-                        .map(|t| format!("{}:{}:{:+.1}", t.comparison, t.level, t.weight))
-                        .collect();
                     eprintln!(
-                        "{} {:.2} [{}]\n   {}\n   {}",
+                        "{} {}\n   {}\n   {}",
                         if same_t { "MISS" } else { "FALSE" },
-                        e.match_weight,
-                        terms.join(" "),
+                        model.explain(&feats[i], &feats[j]),
                         leads[i],
                         leads[j]
                     );

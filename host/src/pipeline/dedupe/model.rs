@@ -498,6 +498,19 @@ pub struct Explanation {
     pub employers_differ: bool,
 }
 
+/// `+3.21 [email:exact:+12.7 last_name:else:-5.5 …]`: the match weight
+/// and its terms on one line (debugging output of the metrics tests).
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:+.2} [", self.match_weight)?;
+        for (i, t) in self.terms.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{}:{}:{:+.1}", t.comparison, t.level, t.weight)?;
+        }
+        f.write_str("]")
+    }
+}
+
 /// One comparison's part of a match weight.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Term {
