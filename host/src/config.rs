@@ -764,6 +764,47 @@ mod tests {
     }
 
     #[test]
+    fn replaced_dedupe_keys_name_their_replacement() {
+        for (toml, key, by) in [
+            (
+                "match_threshold = 6.0",
+                "dedupe.match_threshold",
+                "match_probability",
+            ),
+            (
+                "possible_threshold = 4.0",
+                "dedupe.possible_threshold",
+                "possible_probability",
+            ),
+            (
+                "[dedupe.weights]\nname = 5.0",
+                "dedupe.weights",
+                "dedupe train",
+            ),
+            (
+                "match_probability = 1.5",
+                "dedupe.match_probability",
+                "probability",
+            ),
+            (
+                "possible_probability = 0.99",
+                "dedupe.possible_probability",
+                "must not exceed",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[dedupe]\n{toml}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(by), "{toml}: {err}");
+        }
+        let international =
+            Config::from_toml("[sources.web]\napi_key = \"0123456789\"\ndefault_region = \"none\"")
+                .unwrap();
+        let options = international.sources["web"].normalize_options().unwrap();
+        assert_eq!(options.default_region, None);
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let err =
             Config::from_toml("[sources.web]\napi_key = \"0123456789\"\ndefault_region = \"XX\"")

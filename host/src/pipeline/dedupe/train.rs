@@ -105,7 +105,13 @@ fn patterns(
     let mut n = 0;
     for (i, j) in pairs {
         compare(&records[i], &records[j], &mut levels);
-        *seen.entry(levels.clone()).or_default() += 1.0;
+        // Most pairs repeat a pattern already seen: no allocation for them.
+        match seen.get_mut(levels.as_slice()) {
+            Some(count) => *count += 1.0,
+            None => {
+                seen.insert(levels.clone(), 1.0);
+            }
+        }
         n += 1;
     }
     (seen.into_iter().collect(), n)
