@@ -14,7 +14,7 @@ use crate::config::Config;
 
 use crate::pipeline::dedupe::train::{TrainOptions, train};
 use crate::pipeline::dedupe::{
-    Decision, DedupeConfig, Deduper, Features, ModelFile, ModelHandle, Verdict, fingerprints,
+    Decision, DedupeConfig, Deduper, Features, Model, ModelFile, ModelHandle, Verdict, fingerprints,
 };
 use crate::pipeline::normalize::{NormalizeOptions, NormalizedLead, normalize};
 
@@ -62,10 +62,7 @@ pub async fn command(command: DedupeCommand) -> anyhow::Result<()> {
                 Some(input) => file_features(&input, &config.dedupe)?,
                 None => store_features(&config).await?,
             };
-            let start = match config.dedupe_model_file().filter(|p| p.exists()) {
-                Some(path) => ModelFile::read(&path)?,
-                None => ModelFile::bundled(),
-            };
+            let start = start_model(&config)?;
             let opts = TrainOptions {
                 max_iterations,
                 random_pairs,
@@ -86,6 +83,37 @@ pub async fn command(command: DedupeCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `leadgate dedupe --train`: the model trained on the input file, starting
+/// from the configured one.
+pub fn trained_on(input: &Path, config: &Config) -> anyhow::Result<ModelHandle> {
+    let started = std::time::Instant::now();
+    let records = file_features(input, &config.dedupe)?;
+    let model = train(
+        &records,
+        &config.dedupe.custom_fields,
+        &start_model(config)?,
+        &TrainOptions::default(),
+    )?;
+    print_model(&model);
+    eprintln!(
+        "trained on {} leads in {:.2} s",
+        records.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ModelHandle::fixed(Model::new(
+        &model,
+        &config.dedupe.custom_fields,
+    )))
+}
+
+/// The model training starts from: the model file, else the bundled one.
+fn start_model(config: &Config) -> anyhow::Result<ModelFile> {
+    Ok(match config.dedupe_model_file().filter(|p| p.exists()) {
+        Some(path) => ModelFile::read(&path)?,
+        None => ModelFile::bundled(),
+    })
 }
 
 /// The features of lead objects, normalized as `leadgate dedupe` does.

@@ -58,6 +58,11 @@ enum Command {
         output: Option<PathBuf>,
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Train the match model on the input first (as `dedupe train`
+        /// does, without writing it) and decide with it, as Splink trains
+        /// on the records it links.
+        #[arg(long)]
+        train: bool,
     },
     /// Normalize a CSV or JSONL file of leads with the server's rules; the
     /// output (same format) adds `norm_*` fields, `flags` and `errors`.
@@ -169,12 +174,16 @@ pub fn main() -> ExitCode {
                 input,
                 output,
                 config,
+                train,
             } => {
                 let config = Config::load(config.as_deref())?;
                 let (Some(input), Some(output)) = (input, output) else {
                     anyhow::bail!("leadgate dedupe needs --input and --output");
                 };
-                let model = config.dedupe_model()?;
+                let model = match train {
+                    true => dedupe::trained_on(&input, &config)?,
+                    false => config.dedupe_model()?,
+                };
                 dedupe::run(&input, &output, &config.dedupe, model)
             }
             Command::Normalize {

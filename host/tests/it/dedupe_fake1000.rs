@@ -171,3 +171,40 @@ fn fake_1000_pairwise_metrics() {
     assert!(f2 >= 0.81 && f2 > f1, "F1 with dob {f2} (without {f1})");
     assert!(f3 >= 0.81, "F1 trained {f3}");
 }
+
+/// `leadgate dedupe --train` on the records (with dates of birth) as a
+/// file: trained on its input, as Splink trains on what it links.
+#[test]
+fn the_cli_trains_on_its_input_and_decides_with_that_model() {
+    let (leads, truth_of) = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("fake_1000.jsonl");
+    let output = dir.path().join("clusters.jsonl");
+    let lines: Vec<String> = with_dob(&leads, true)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let (ok, out) = crate::support::leadgate(
+        &[
+            "dedupe",
+            "--train",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("trained on 1000 leads"), "{out}");
+    let (mut predicted, mut truth) = (Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(&output).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        predicted.push(r["cluster_id"].as_str().unwrap().to_string());
+        truth.push(truth_of[r["id"].as_str().unwrap()].clone());
+    }
+    let (p, r, f1) = pairwise(&predicted, &truth);
+    eprintln!("fake_1000, leadgate dedupe --train: precision {p:.4} recall {r:.4} F1 {f1:.4}");
+    assert!(p >= 0.99 && f1 >= 0.85, "precision {p}, F1 {f1}");
+}
