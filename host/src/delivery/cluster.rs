@@ -59,6 +59,25 @@ pub fn share(hosts: &[HostSeen], me: &str, now_ms: i64, settle_ms: i64) -> Share
     }
 }
 
+/// The longest a heartbeat or a pause exchange may take. A connection the
+/// network cut without a word (a reset lost on the way) never answers,
+/// and the driver has no timeout of its own: without this bound the
+/// host's heartbeat would stop for good, and the other hosts would count
+/// it gone while it still delivers (seen in the partition test, healed
+/// just as the far end gave the connection up).
+const STORE_CALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `call`, or a timeout error after `limit`.
+async fn within<T>(
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
 /// Keeps this host's parts and the shared pauses up to date until
 /// stopped.
 pub async fn run(
@@ -79,7 +98,8 @@ pub async fn run(
         let settle =
             |d: &crate::plugins::Destination| d.limiter.longest_window().as_millis() as i64;
         let longest = destinations.iter().map(|d| settle(d)).max().unwrap_or(0);
-        match store.heartbeat(&host, now, now - ALIVE_MS - longest).await {
+        let beat = store.heartbeat(&host, now, now - ALIVE_MS - longest);
+        match within(STORE_CALL, beat).await {
             Ok(hosts) => {
                 for d in &destinations {
                     let s = share(&hosts, &host, now, settle(d));
@@ -111,7 +131,7 @@ pub async fn run(
                     .is_none_or(|k| *k < p.until_ms)
             })
             .collect();
-        match store.pauses(&publish, now).await {
+        match within(STORE_CALL, store.pauses(&publish, now)).await {
             Ok(running) => {
                 for p in &publish {
                     known.insert((p.destination.clone(), p.kind), p.until_ms);
