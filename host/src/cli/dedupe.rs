@@ -147,10 +147,7 @@ async fn store_features(config: &Config) -> anyhow::Result<Vec<Features>> {
     )
     .await
     .with_context(|| format!("opening the store at {}", config.store.url))?;
-    let since = match config.dedupe.window_days {
-        0 => i64::MIN,
-        days => crate::now_ms() - i64::from(days) * 86_400_000,
-    };
+    let since = config.dedupe.window_start_ms(crate::now_ms());
     let mut records = Vec::new();
     store
         .load_dedupe_records(since, &mut |r| {

@@ -736,10 +736,7 @@ pub async fn load_index(
 ) -> Result<Deduper, StoreError> {
     // Persons whose last lead is older than the window can no longer be
     // matched: their leads stay in the store but not in memory.
-    let since = match config.window_days {
-        0 => i64::MIN,
-        days => crate::now_ms() - i64::from(days) * 86_400_000,
-    };
+    let since = config.window_start_ms(crate::now_ms());
     let mut index = Deduper::with_model(config.clone(), model);
     let crypt = store.crypt();
     store

@@ -80,6 +80,15 @@ impl Default for DedupeConfig {
 }
 
 impl DedupeConfig {
+    /// The earliest receipt time the window still lets decide, at `now_ms`
+    /// (`i64::MIN` without a window).
+    pub fn window_start_ms(&self, now_ms: i64) -> i64 {
+        match self.window_days {
+            0 => i64::MIN,
+            days => now_ms - i64::from(days) * 86_400_000,
+        }
+    }
+
     /// (match, possible) probabilities for a source.
     pub fn thresholds(&self, source: &str) -> (f64, f64) {
         match self.sources.get(source) {

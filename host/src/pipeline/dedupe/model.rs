@@ -183,11 +183,7 @@ impl ModelFile {
     /// The levels of comparison `c` (for custom attribute `custom` of the
     /// configuration), defaulted where the file has none.
     pub fn params(&self, c: Comparison, custom: &[String]) -> Vec<LevelParams> {
-        let key = match c {
-            Comparison::Custom(i) => format!("custom.{}", custom[i as usize]),
-            c => c.name().to_string(),
-        };
-        let given = self.comparisons.get(&key);
+        let given = self.comparisons.get(&Self::key(c, custom));
         let fallback = Self::default_custom();
         c.levels()
             .iter()
@@ -339,6 +335,8 @@ pub struct Model {
     weights: Vec<Vec<f64>>,
     /// Per comparison: u of its exact level (for term frequencies).
     u_exact: Vec<f64>,
+    /// The first name's `nickname` level.
+    nickname: u8,
 }
 
 impl Model {
@@ -358,6 +356,8 @@ impl Model {
             prior_bits: (file.prior / (1.0 - file.prior)).log2(),
             weights,
             u_exact,
+            nickname: super::compare::level_named(Comparison::FirstName, "nickname")
+                .expect("first names have a nickname level"),
         }
     }
 
@@ -401,7 +401,7 @@ impl Model {
                 w += adj;
                 adjustment = Some(adj);
             }
-            if c == Comparison::FirstName && c.levels()[level as usize - 1] == "nickname" {
+            if c == Comparison::FirstName && level == self.nickname {
                 nickname_weight = Some(w);
             } else if !c.is_name() && w > 0.0 {
                 other_evidence += w;
