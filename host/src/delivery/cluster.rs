@@ -59,24 +59,9 @@ pub fn share(hosts: &[HostSeen], me: &str, now_ms: i64, settle_ms: i64) -> Share
     }
 }
 
-/// The longest a heartbeat or a pause exchange may take. A connection the
-/// network cut without a word (a reset lost on the way) never answers,
-/// and the driver has no timeout of its own: without this bound the
-/// host's heartbeat would stop for good, and the other hosts would count
-/// it gone while it still delivers (seen in the partition test, healed
-/// just as the far end gave the connection up).
-const STORE_CALL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// `call`, or a timeout error after `limit`.
-async fn within<T>(
-    limit: std::time::Duration,
-    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {limit:?}")),
-    }
-}
+/// The longest a heartbeat or a pause exchange may take (shorter than
+/// [`super::STORE_CALL`]: a host whose heartbeat lapses is counted gone).
+const EXCHANGE_CALL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Keeps this host's parts and the shared pauses up to date until
 /// stopped.
@@ -99,7 +84,7 @@ pub async fn run(
             |d: &crate::plugins::Destination| d.limiter.longest_window().as_millis() as i64;
         let longest = destinations.iter().map(|d| settle(d)).max().unwrap_or(0);
         let beat = store.heartbeat(&host, now, now - ALIVE_MS - longest);
-        match within(STORE_CALL, beat).await {
+        match super::within(EXCHANGE_CALL, beat).await {
             Ok(hosts) => {
                 for d in &destinations {
                     let s = share(&hosts, &host, now, settle(d));
@@ -131,7 +116,7 @@ pub async fn run(
                     .is_none_or(|k| *k < p.until_ms)
             })
             .collect();
-        match within(STORE_CALL, store.pauses(&publish, now)).await {
+        match super::within(EXCHANGE_CALL, store.pauses(&publish, now)).await {
             Ok(running) => {
                 for p in &publish {
                     known.insert((p.destination.clone(), p.kind), p.until_ms);

@@ -37,6 +37,27 @@ use crate::store::Store;
 
 pub use retry::{RetryPolicy, backoff_ms, classify, decide};
 
+/// The longest a delivery store call (a lease, a completion, a renewal,
+/// a heartbeat) may take. A connection the network cut without a word (a
+/// reset lost on the way, a middlebox that forgot the flow) never
+/// answers, and the PostgreSQL driver has no timeout of its own: without
+/// this bound a worker, or the heartbeat, waits for good (seen in the
+/// partition test, healed just as the far end gave the connection up).
+/// Giving up is safe: a lease not recorded expires, a completion whose
+/// lease passed on is refused by its token.
+pub(crate) const STORE_CALL: Duration = Duration::from_secs(10);
+
+/// `call`, or a timeout error after `limit`.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
 /// How long workers get, past the grace period, to give their jobs back
 /// before they are aborted (their leases then expire as after a crash).
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
@@ -108,7 +129,7 @@ impl Workers {
                         _ = stopped.changed() => return,
                         _ = tokio::time::sleep(every) => {}
                     }
-                    match store.reclaim_expired(crate::now_ms()).await {
+                    match within(STORE_CALL, store.reclaim_expired(crate::now_ms())).await {
                         Ok(0) => {}
                         Ok(n) => tracing::warn!(jobs = n, "expired leases returned to the queue"),
                         Err(e) => tracing::error!(error = %e, "reclaiming leases failed"),

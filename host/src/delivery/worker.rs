@@ -17,6 +17,7 @@ use super::oauth::{AccessToken, OAuthError, TokenSource};
 use super::retry::{
     Action, Attempt, Probe, RetryPolicy, call_error_outcome, classify, decide, outcome_class,
 };
+use super::{STORE_CALL, within};
 use crate::config::OAUTH_ACCESS_TOKEN;
 use crate::metrics::Metrics;
 use crate::plugins::{Destination, Registry};
@@ -167,16 +168,14 @@ impl Worker {
             return Ok(prefetched);
         }
         self.give_back(prefetched).await?;
-        Ok(self
-            .store
-            .lease(
-                &self.destination,
-                &self.owner,
-                if probe { 1 } else { dest.batch_size },
-                self.lease_ms,
-                crate::now_ms(),
-            )
-            .await?)
+        let lease = self.store.lease(
+            &self.destination,
+            &self.owner,
+            if probe { 1 } else { dest.batch_size },
+            self.lease_ms,
+            crate::now_ms(),
+        );
+        within(STORE_CALL, lease).await.map_err(anyhow::Error::msg)
     }
 
     /// Calls the adapter, keeping the batch's leases while the call runs;
@@ -214,10 +213,10 @@ impl Worker {
         let every = Duration::from_millis((self.lease_ms / 3).max(1) as u64);
         loop {
             tokio::time::sleep(every).await;
-            let renewed = self
+            let renew = self
                 .store
-                .renew_leases(&self.owner, ids, self.lease_ms, crate::now_ms())
-                .await;
+                .renew_leases(&self.owner, ids, self.lease_ms, crate::now_ms());
+            let renewed = within(STORE_CALL, renew).await;
             match renewed {
                 Ok(n) if n < ids.len() as u64 => {
                     tracing::warn!(destination = %self.destination, jobs = ids.len() as u64 - n, "leases lost during a call");
@@ -321,16 +320,15 @@ impl Worker {
                 limit: dest.batch_size,
                 lease_ms: self.lease_ms,
             };
-            let (applied, jobs) = self
+            let call = self
                 .store
-                .complete_and_lease(&self.owner, adapter, results, next, now)
-                .await?;
+                .complete_and_lease(&self.owner, adapter, results, next, now);
+            let (applied, jobs) = within(STORE_CALL, call).await.map_err(anyhow::Error::msg)?;
             self.prefetched = jobs;
             applied
         } else {
-            self.store
-                .complete(&self.owner, adapter, results, now)
-                .await?
+            let call = self.store.complete(&self.owner, adapter, results, now);
+            within(STORE_CALL, call).await.map_err(anyhow::Error::msg)?
         };
         let lost = applied.iter().filter(|ok| !**ok).count();
         if lost > 0 {
@@ -382,10 +380,8 @@ impl Worker {
                 },
             )
         }));
-        let applied = self
-            .store
-            .complete(&self.owner, adapter, &decided, now)
-            .await?;
+        let call = self.store.complete(&self.owner, adapter, &decided, now);
+        let applied = within(STORE_CALL, call).await.map_err(anyhow::Error::msg)?;
         let released = applied[first..].iter().filter(|ok| **ok).count();
         Metrics::add(&self.metrics.delivery_released, released as u64);
         tracing::info!(destination = %self.destination, jobs = released, "leased jobs given back to the queue");
