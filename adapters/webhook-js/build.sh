@@ -20,7 +20,10 @@ OUT="$1"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-WIT="$REPO/wit"
+# Built against the frozen 0.2.0 contract: a Standard Webhooks receiver
+# deletes by its own means, and this component keeps proving that the host
+# serves 0.2.0 components (0.2.1 only added the optional `erasure` export).
+WIT="$REPO/wit/v0.2.0"
 [ -f "$WIT/leadgate.wit" ] || die "WIT not found at $WIT/leadgate.wit"
 [ -f "$HERE/adapter.js" ] || die "adapter.js not found in $HERE"
 command -v node >/dev/null 2>&1 || die "node is not installed (Node.js 18 or later is needed)"

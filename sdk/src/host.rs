@@ -70,6 +70,10 @@ pub mod http {
             Self::new("PATCH", url)
         }
 
+        pub fn delete(url: impl Into<String>) -> Self {
+            Self::new("DELETE", url)
+        }
+
         pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
             self.0.headers.push(Header {
                 name: name.to_string(),

@@ -31,6 +31,7 @@
 //! | --- | --- | --- |
 //! | 0.1 | `leadgate:plugin@0.1.0` | 0.1 and 0.2 (0.2 converts at one boundary) |
 //! | 0.2 | `leadgate:plugin@0.2.0` | 0.2 |
+//! | 0.2.1 | `leadgate:plugin@0.2.1` (adds `erasure`: [`Adapter::erase`]) | 0.2 from 0.2.1 |
 //!
 //! 0.2 types what 0.1 left to conventions: a request's kind
 //! ([`http::Request::search`]), retry kinds ([`outcome::held_back`],
@@ -41,7 +42,7 @@
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "crm-adapter",
+        world: "crm-adapter-with-erasure",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "__export_crm_adapter",
@@ -61,14 +62,15 @@ pub mod transform_bindings {
         default_bindings_module: "leadgate_sdk::transform_bindings",
         additional_derives: [PartialEq],
         with: {
-            "leadgate:plugin/log@0.2.0": crate::bindings::leadgate::plugin::log,
-            "leadgate:plugin/clock@0.2.0": crate::bindings::leadgate::plugin::clock,
-            "leadgate:plugin/kv@0.2.0": crate::bindings::leadgate::plugin::kv,
+            "leadgate:plugin/log@0.2.1": crate::bindings::leadgate::plugin::log,
+            "leadgate:plugin/clock@0.2.1": crate::bindings::leadgate::plugin::clock,
+            "leadgate:plugin/kv@0.2.1": crate::bindings::leadgate::plugin::kv,
         },
     });
 }
 
 pub mod batch;
+pub mod erasure;
 mod host;
 pub mod outcome;
 pub mod readback;
@@ -84,6 +86,9 @@ pub mod types {
         PushContext, RateLimit, Rejection, RejectionKind, RetryInfo, RetryKind, WebhookAnswer,
         WebhookError, WebhookReceipt, WebhookRequest,
     };
+    pub use crate::bindings::exports::leadgate::plugin::erasure::{
+        EraseOutcome, ErasureOutcome, ErasureRequest,
+    };
     pub use crate::bindings::leadgate::plugin::types::{
         Header, HttpError, HttpRequest, HttpResponse, Property, RequestKind,
     };
@@ -95,7 +100,9 @@ pub mod types {
 /// `use leadgate_sdk::prelude::*;` brings in the trait and every type.
 pub mod prelude {
     pub use crate::types::*;
-    pub use crate::{Adapter, Transform, clock, config, crypto, http, kv, log, record_key};
+    pub use crate::{
+        Adapter, Transform, clock, config, crypto, erasure, http, kv, log, record_key,
+    };
 }
 
 /// A destination's configuration value: the last one given for `key`,
@@ -140,6 +147,29 @@ pub trait Adapter {
     fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         let _ = request;
         Err(WebhookError::Unsupported)
+    }
+
+    /// Deletes records at the CRM (the right to erasure reaching the
+    /// CRMs a person was delivered to); must return exactly one outcome per
+    /// request ([`erasure::deleted`](crate::erasure::deleted), …,
+    /// [`erasure::of_response`](crate::erasure::of_response) for the usual
+    /// reading of a DELETE). The default refuses each: the host then
+    /// dead-letters the deletion naming `erase_unsupported`, and the
+    /// record must be deleted at the CRM by hand.
+    fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
+        let _ = ctx;
+        batch
+            .iter()
+            .map(|r| {
+                erasure::outcome(
+                    r,
+                    erasure::refused(outcome::misconfigured(
+                        "erase_unsupported",
+                        "this adapter cannot delete records at its CRM",
+                    )),
+                )
+            })
+            .collect()
     }
 }
 
@@ -198,6 +228,14 @@ macro_rules! export_adapter {
                 ) -> ::std::result::Result<$crate::types::WebhookReceipt, $crate::types::WebhookError>
                 {
                     <$ty as $crate::Adapter>::verify_webhook(request)
+                }
+            }
+            impl $crate::bindings::exports::leadgate::plugin::erasure::Guest for __LeadgateAdapterExport {
+                fn erase(
+                    batch: ::std::vec::Vec<$crate::types::ErasureRequest>,
+                    ctx: $crate::types::PushContext,
+                ) -> ::std::vec::Vec<$crate::types::ErasureOutcome> {
+                    <$ty as $crate::Adapter>::erase(batch, ctx)
                 }
             }
             // Export symbols only in the component; a native build (tests)

@@ -34,6 +34,7 @@ pub struct HubSpot;
 const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
 const READ_PATH: &str = "/crm/v3/objects/contacts/batch/read";
+const GDPR_DELETE_PATH: &str = "/crm/v3/objects/contacts/gdpr-delete";
 /// When HubSpot throttles without saying for how long: its burst window.
 const DEFAULT_THROTTLE_MS: u64 = 10_000;
 /// Webhook signatures older than this are refused (HubSpot's own rule).
@@ -123,6 +124,26 @@ impl Adapter for HubSpot {
                     .remove(&d.id)
                     .unwrap_or_else(|| retry(None, "HubSpot's answer did not mention this record"));
                 outcome(&d.id, o)
+            })
+            .collect()
+    }
+
+    /// HubSpot's GDPR delete, one contact per call (the API takes one):
+    /// the contact and its associations are deleted for good, not moved
+    /// to the recycling bin. 204 deleted, 404 not found.
+    fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
+        let base_url = config(&ctx, "base-url")
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/');
+        let url = format!("{base_url}{GDPR_DELETE_PATH}");
+        batch
+            .iter()
+            .map(|r| {
+                let answer = Request::post(&url)
+                    .bearer_secret("access-token")
+                    .json(&json!({ "objectId": r.record_id }))
+                    .send();
+                erasure::outcome(r, erasure::of_response(answer, DEFAULT_THROTTLE_MS))
             })
             .collect()
     }

@@ -35,5 +35,5 @@ pub use wasmtime::component::Component;
 
 /// The WIT package new components target; [`WitVersion::SERVED`] lists
 /// every version this host serves.
-pub const WIT_PACKAGE: &str = "leadgate:plugin@0.2.0";
+pub const WIT_PACKAGE: &str = "leadgate:plugin@0.2.1";
 pub use imports::{HostServices, PluginCounters, constant_time_eq, hmac_key, hmac_sha256};

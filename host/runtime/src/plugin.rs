@@ -12,6 +12,9 @@ use wasmtime_wasi::WasiCtx;
 
 use crate::bindings::adapter::exports::leadgate::plugin::adapter as wit;
 use crate::bindings::adapter::{CrmAdapter, CrmAdapterPre};
+use crate::bindings::erasure::exports::leadgate::plugin::{
+    adapter as erasure_types, erasure as wit_erasure,
+};
 use crate::bindings::transform::{SourceTransform, SourceTransformPre};
 use crate::bindings::v0_1;
 use crate::capabilities::{CallSecrets, Capabilities};
@@ -166,6 +169,8 @@ pub struct AdapterPlugin {
     shared: Arc<Shared>,
     pre: AdapterPre,
     info: Arc<AdapterInfo>,
+    /// The `erasure` export's indices, when the component has one.
+    erasure: Option<wit_erasure::GuestIndices>,
 }
 
 /// A pre-instantiated adapter of one of the WIT versions the host serves.
@@ -211,7 +216,7 @@ fn served_version(
         .iter()
         .rev()
         .copied()
-        .find(|v| versions.iter().any(|e| e == v.as_str()))
+        .find(|v| versions.iter().any(|e| v.serves(e)))
         .ok_or_else(|| {
             CallError::Instantiate(if versions.is_empty() {
                 format!(
@@ -242,6 +247,11 @@ impl AdapterPlugin {
             .instantiate_pre(component)
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         let instantiate = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        // Optional (0.2.1): a component without it cannot delete.
+        let erasure = match version {
+            WitVersion::V0_2 => wit_erasure::GuestIndices::new(&instance_pre).ok(),
+            WitVersion::V0_1 => None,
+        };
         let pre = match version {
             WitVersion::V0_2 => {
                 AdapterPre::Current(CrmAdapterPre::new(instance_pre).map_err(instantiate)?)
@@ -274,6 +284,7 @@ impl AdapterPlugin {
                 max_concurrent: None,
                 auth: AuthScheme::Undeclared,
             }),
+            erasure,
         };
         plugin.info = Arc::new(plugin.describe().await?);
         Ok(plugin)
@@ -303,7 +314,14 @@ impl AdapterPlugin {
             }),
             pre: self.pre.clone(),
             info: self.info.clone(),
+            erasure: self.erasure.clone(),
         }
+    }
+
+    /// Whether the adapter exports `erasure` (it can delete records at its
+    /// CRM).
+    pub fn can_erase(&self) -> bool {
+        self.erasure.is_some()
     }
 
     pub fn counters(&self) -> &PluginCounters {
@@ -425,7 +443,84 @@ impl AdapterPlugin {
             .map(|(id, o)| id.len() + outcome_size(o))
             .sum();
         self.shared.check_output(size)?;
-        order_outcomes(batch, outcomes)
+        order_outcomes(batch, |d| &d.id, outcomes)
+    }
+
+    /// Deletes records at the CRM: exactly one outcome per erasure
+    /// (`Deleted`, `NotFound`, or a refusal, retry or throttle as for a
+    /// delivery), in the batch's order, or an error for the whole call. An
+    /// adapter without the `erasure` export refuses each one
+    /// (`erase_unsupported`).
+    pub async fn erase_with(
+        &self,
+        batch: &[Erasure],
+        ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
+    ) -> Result<Vec<Outcome>, CallError> {
+        let (Some(indices), AdapterPre::Current(pre)) = (&self.erasure, &self.pre) else {
+            let refusal = Outcome::Rejected(Rejection {
+                kind: RejectionKind::Config,
+                field: None,
+                rule: "erase_unsupported".into(),
+                message: format!(
+                    "adapter {} (WIT {}) exports no erasure interface: delete the record at the CRM",
+                    self.info.name,
+                    self.wit_version()
+                ),
+            });
+            return Ok(vec![refusal; batch.len()]);
+        };
+        let started = Instant::now();
+        let out = async {
+            let mut store = self.shared.new_store(call);
+            let instance = match pre.instance_pre().instantiate_async(&mut store).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    return Err(match self.shared.classify(&store, e) {
+                        CallError::Trap(m) => CallError::Instantiate(m),
+                        other => other,
+                    });
+                }
+            };
+            let guest = indices
+                .load(&mut store, &instance)
+                .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+            let requests: Vec<wit_erasure::ErasureRequest> = batch
+                .iter()
+                .map(|e| wit_erasure::ErasureRequest {
+                    id: e.id.clone(),
+                    record_id: e.record_id.clone(),
+                })
+                .collect();
+            let wit_ctx = erasure_types::PushContext {
+                destination: ctx.destination.clone(),
+                config: ctx.config.clone(),
+                attempt: ctx.attempt,
+            };
+            let outcomes = guest
+                .call_erase(&mut store, &requests, &wit_ctx)
+                .await
+                .map_err(|e| self.shared.classify(&store, e))?;
+            let outcomes: Vec<(String, Outcome)> = outcomes
+                .into_iter()
+                .map(|o| {
+                    let record = batch
+                        .iter()
+                        .find(|e| e.id == o.erasure_id)
+                        .map_or_else(String::new, |e| e.record_id.clone());
+                    (o.erasure_id, from_erase_outcome(o.outcome, record))
+                })
+                .collect();
+            let size: usize = outcomes
+                .iter()
+                .map(|(id, o)| id.len() + outcome_size(o))
+                .sum();
+            self.shared.check_output(size)?;
+            order_outcomes(batch, |e| &e.id, outcomes)
+        }
+        .await;
+        self.shared.record(started, out.is_ok());
+        out
     }
 
     /// Verifies and parses a CRM webhook.
@@ -476,8 +571,11 @@ impl AdapterPlugin {
 
 /// Puts the guest's outcomes in batch order, insisting on exactly one per
 /// delivery.
-fn order_outcomes(
-    batch: &[Delivery],
+/// The outcomes in the batch's order (`id` reads an item's id), checked:
+/// one per item, none for an unknown one.
+fn order_outcomes<T>(
+    batch: &[T],
+    id: impl Fn(&T) -> &str,
     outcomes: Vec<(String, Outcome)>,
 ) -> Result<Vec<Outcome>, CallError> {
     if outcomes.len() != batch.len() {
@@ -488,14 +586,14 @@ fn order_outcomes(
         )));
     }
     let mut slots: Vec<Option<Outcome>> = vec![None; batch.len()];
-    let fast = outcomes.iter().zip(batch).all(|((id, _), d)| *id == d.id);
+    let fast = outcomes.iter().zip(batch).all(|((o, _), d)| o == id(d));
     for (i, (delivery_id, outcome)) in outcomes.into_iter().enumerate() {
         let idx = if fast {
             i
         } else {
             batch
                 .iter()
-                .position(|d| d.id == delivery_id)
+                .position(|d| id(d) == delivery_id)
                 .ok_or_else(|| {
                     CallError::BadOutput(format!("outcome for unknown delivery {delivery_id:?}"))
                 })?
@@ -512,12 +610,49 @@ fn order_outcomes(
 
 fn outcome_size(o: &Outcome) -> usize {
     match o {
-        Outcome::Created(s) | Outcome::Updated(s) | Outcome::DuplicateOf(s) => s.len(),
+        Outcome::Created(s)
+        | Outcome::Updated(s)
+        | Outcome::DuplicateOf(s)
+        | Outcome::Deleted(s)
+        | Outcome::NotFound(s) => s.len(),
         Outcome::Rejected(r) => {
             r.field.as_ref().map_or(0, String::len) + r.rule.len() + r.message.len()
         }
         Outcome::Retry { reason, .. } => reason.len(),
         Outcome::RateLimited { .. } => 8,
+    }
+}
+
+/// An erasure's outcome; `record` is the record's CRM id.
+fn from_erase_outcome(o: wit_erasure::EraseOutcome, record: String) -> Outcome {
+    use erasure_types::{RejectionKind as K, RetryKind as R};
+    use wit_erasure::EraseOutcome as E;
+    match o {
+        E::Deleted => Outcome::Deleted(record),
+        E::NotFound => Outcome::NotFound(record),
+        E::Rejected(r) => Outcome::Rejected(Rejection {
+            kind: match r.kind {
+                K::Validation => RejectionKind::Validation,
+                K::Conflict => RejectionKind::Conflict,
+                K::Forbidden => RejectionKind::Forbidden,
+                K::Config => RejectionKind::Config,
+                K::Other => RejectionKind::Other,
+            },
+            field: r.field,
+            rule: r.rule,
+            message: r.message,
+        }),
+        E::Retry(r) => Outcome::Retry {
+            kind: match r.kind {
+                R::Transient => RetryKind::Transient,
+                R::HeldBack => RetryKind::HeldBack,
+                R::ReadbackMismatch => RetryKind::ReadbackMismatch,
+                R::AuthExpired => RetryKind::AuthExpired,
+            },
+            after_ms: r.after_ms,
+            reason: r.reason,
+        },
+        E::RateLimited(ms) => Outcome::RateLimited { after_ms: ms },
     }
 }
 

@@ -31,7 +31,9 @@ pub struct AdapterInfo {
 pub enum WitVersion {
     #[serde(rename = "0.1.0")]
     V0_1,
-    #[serde(rename = "0.2.0")]
+    /// 0.2.0 and 0.2.1 (which only adds the optional `erasure` export):
+    /// one set of bindings serves both.
+    #[serde(rename = "0.2.1")]
     V0_2,
 }
 
@@ -42,7 +44,21 @@ impl WitVersion {
     pub fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1 => "0.1.0",
-            WitVersion::V0_2 => "0.2.0",
+            WitVersion::V0_2 => "0.2.1",
+        }
+    }
+
+    /// Whether this version serves a component that exports `exported`
+    /// (`0.2.0`): the same `0.minor`, and a patch no newer than this one
+    /// (semver, as wasmtime links imports).
+    pub fn serves(self, exported: &str) -> bool {
+        let parse = |v: &str| -> Option<(u64, u64, u64)> {
+            let mut parts = v.splitn(3, '.').map(|p| p.parse::<u64>().ok());
+            Some((parts.next()??, parts.next()??, parts.next()??))
+        };
+        match (parse(self.as_str()), parse(exported)) {
+            (Some((0, minor, patch)), Some((0, m, p))) => m == minor && p <= patch,
+            _ => false,
         }
     }
 }
@@ -136,6 +152,15 @@ pub struct Delivery {
     pub properties: Vec<(String, String)>,
 }
 
+/// One CRM record to delete (an erasure job), handed to an adapter that
+/// exports `erasure` (WIT 0.2.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    pub id: String,
+    /// The record's CRM id, as a delivery's outcome named it.
+    pub record_id: String,
+}
+
 /// The context of one `push` call.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PushContext {
@@ -210,6 +235,10 @@ pub enum Outcome {
     RateLimited {
         after_ms: u64,
     },
+    /// An erasure: the CRM deleted the record (its id).
+    Deleted(String),
+    /// An erasure: the CRM holds no such record (its id); nothing to do.
+    NotFound(String),
 }
 
 impl fmt::Display for Outcome {
@@ -242,6 +271,8 @@ impl fmt::Display for Outcome {
                 }
             }
             Outcome::RateLimited { after_ms } => write!(f, "rate limited for {after_ms} ms"),
+            Outcome::Deleted(id) => write!(f, "deleted {id}"),
+            Outcome::NotFound(id) => write!(f, "{id} not found: nothing to delete"),
         }
     }
 }

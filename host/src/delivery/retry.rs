@@ -49,7 +49,11 @@ impl Action {
 /// The one reading of an adapter outcome.
 pub fn classify(outcome: &Outcome) -> Action {
     match outcome {
-        Outcome::Created(_) | Outcome::Updated(_) | Outcome::DuplicateOf(_) => Action::Delivered,
+        Outcome::Created(_)
+        | Outcome::Updated(_)
+        | Outcome::DuplicateOf(_)
+        | Outcome::Deleted(_)
+        | Outcome::NotFound(_) => Action::Delivered,
         Outcome::Rejected(_) => Action::Reject,
         Outcome::Retry { kind, after_ms, .. } => {
             let after_ms = *after_ms;
@@ -87,6 +91,8 @@ pub fn outcome_class(outcome: &Outcome) -> &'static str {
             RetryKind::AuthExpired => "retry_auth_expired",
         },
         Outcome::RateLimited { .. } => "rate_limited",
+        Outcome::Deleted(_) => "deleted",
+        Outcome::NotFound(_) => "not_found",
     }
 }
 
@@ -207,7 +213,11 @@ pub fn decide(
 
 fn crm_id(outcome: &Outcome) -> &str {
     match outcome {
-        Outcome::Created(id) | Outcome::Updated(id) | Outcome::DuplicateOf(id) => id,
+        Outcome::Created(id)
+        | Outcome::Updated(id)
+        | Outcome::DuplicateOf(id)
+        | Outcome::Deleted(id)
+        | Outcome::NotFound(id) => id,
         _ => "",
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadgate_runtime::{
-    AdapterPlugin, CallError, CallSecrets, Delivery, Outcome, PushContext, Secrets,
+    AdapterPlugin, CallError, CallSecrets, Delivery, Erasure, Outcome, PushContext, Secrets,
 };
 use rand::SeedableRng;
 use tokio::sync::{Notify, watch};
@@ -42,11 +42,46 @@ pub(super) struct Worker {
 }
 
 /// A leased batch, split into what goes to the adapter and what was
-/// decided without a call (unreadable payloads).
+/// decided without a call (unreadable payloads). `sendable` holds the
+/// jobs of `deliveries`, then those of `erasures`, in that order.
 struct Batch {
     sendable: Vec<LeasedJob>,
     deliveries: Vec<Delivery>,
+    erasures: Vec<Erasure>,
     decided: Vec<(LeasedJob, JobResult)>,
+}
+
+/// What a call sends an adapter: deliveries (`push`) or deletions
+/// (`erase`); one outcome per item, in order.
+trait Work: Clone + Send + Sync + 'static {
+    fn send(
+        adapter: &AdapterPlugin,
+        items: &[Self],
+        ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, CallError>> + Send;
+}
+
+impl Work for Delivery {
+    async fn send(
+        adapter: &AdapterPlugin,
+        items: &[Self],
+        ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
+    ) -> Result<Vec<Outcome>, CallError> {
+        adapter.push_with(items, ctx, call).await
+    }
+}
+
+impl Work for Erasure {
+    async fn send(
+        adapter: &AdapterPlugin,
+        items: &[Self],
+        ctx: &PushContext,
+        call: Option<Arc<CallSecrets>>,
+    ) -> Result<Vec<Outcome>, CallError> {
+        adapter.erase_with(items, ctx, call).await
+    }
 }
 
 impl Worker {
@@ -194,10 +229,26 @@ impl Worker {
         };
         let mut abandoned = self.abandoned.clone();
         let ids: Vec<String> = batch.sendable.iter().map(|j| j.id.clone()).collect();
+        // Deliveries first, then deletions (rare: an erasure's).
+        let both = async {
+            let pushed =
+                push_authorized(&dest.adapter, &batch.deliveries, ctx.clone(), auth.clone()).await;
+            if batch.erasures.is_empty() {
+                return pushed;
+            }
+            let erased = push_authorized(&dest.adapter, &batch.erasures, ctx, auth).await;
+            Pushed {
+                answered: pushed.answered || erased.answered,
+                outcome: pushed.outcome.and_then(|mut outcomes| {
+                    outcomes.extend(erased.outcome?);
+                    Ok(outcomes)
+                }),
+            }
+        };
         tokio::select! {
             biased;
             true = async { abandoned.wait_for(|a| *a).await.is_ok() } => None,
-            outcome = push_authorized(&dest.adapter, &batch.deliveries, ctx, auth) => Some(outcome),
+            outcome = both => Some(outcome),
             never = self.keep_leases(&ids) => match never {},
         }
     }
@@ -395,17 +446,26 @@ fn read_batch(jobs: Vec<LeasedJob>) -> Batch {
     let mut batch = Batch {
         sendable: Vec::with_capacity(jobs.len()),
         deliveries: Vec::with_capacity(jobs.len()),
+        erasures: Vec::new(),
         decided: Vec::new(),
     };
+    let mut erasing = Vec::new();
     for job in jobs {
         match JobPayload::parse(&job.payload) {
-            Ok(payload) => {
+            Ok(JobPayload::V1 { properties }) => {
                 batch.deliveries.push(Delivery {
                     id: job.id.clone(),
                     idempotency_key: job.idempotency_key.clone(),
-                    properties: payload.into_properties(),
+                    properties,
                 });
                 batch.sendable.push(job);
+            }
+            Ok(JobPayload::Erase { record_id }) => {
+                batch.erasures.push(Erasure {
+                    id: job.id.clone(),
+                    record_id,
+                });
+                erasing.push(job);
             }
             Err(e) => batch.decided.push((
                 job,
@@ -415,10 +475,12 @@ fn read_batch(jobs: Vec<LeasedJob>) -> Batch {
             )),
         }
     }
+    batch.sendable.extend(erasing);
     batch
 }
 
 /// An OAuth destination's token for one call, and where it came from.
+#[derive(Clone)]
 struct CallAuth {
     source: Arc<TokenSource>,
     token: AccessToken,
@@ -457,9 +519,9 @@ struct Pushed {
 /// every call refused with that token) and the records not yet written
 /// go again at once with the new one; a refused grant pauses the
 /// destination and those records wait as retries.
-async fn push_authorized(
+async fn push_authorized<W: Work>(
     adapter: &AdapterPlugin,
-    deliveries: &[Delivery],
+    deliveries: &[W],
     mut ctx: PushContext,
     auth: Option<CallAuth>,
 ) -> Pushed {
@@ -471,9 +533,9 @@ async fn push_authorized(
     }
 }
 
-async fn push_authorized_with(
+async fn push_authorized_with<W: Work>(
     adapter: &AdapterPlugin,
-    deliveries: &[Delivery],
+    deliveries: &[W],
     ctx: &mut PushContext,
     auth: Option<CallAuth>,
     calls: &mut Vec<Arc<CallSecrets>>,
@@ -514,7 +576,7 @@ async fn push_authorized_with(
     };
     let call = renewed.apply(ctx);
     calls.push(call.clone());
-    let retry: Vec<Delivery> = again.iter().map(|&i| deliveries[i].clone()).collect();
+    let retry: Vec<W> = again.iter().map(|&i| deliveries[i].clone()).collect();
     let second = push_splitting(adapter, &retry, ctx, Some(&call)).await?;
     for (i, outcome) in again.into_iter().zip(second) {
         outcomes[i] = outcome;
@@ -527,13 +589,13 @@ async fn push_authorized_with(
 /// its error to), each half is pushed again, down to single records: the
 /// good records go through, and only the bad ones are dead-lettered, each
 /// with its own error.
-async fn push_splitting(
+async fn push_splitting<W: Work>(
     adapter: &AdapterPlugin,
-    deliveries: &[Delivery],
+    deliveries: &[W],
     ctx: &PushContext,
     call: Option<&Arc<CallSecrets>>,
 ) -> Result<Vec<Outcome>, CallError> {
-    let outcomes = adapter.push_with(deliveries, ctx, call.cloned()).await?;
+    let outcomes = W::send(adapter, deliveries, ctx, call.cloned()).await?;
     let refused_whole = deliveries.len() > 1
         && outcomes.len() == deliveries.len()
         && outcomes.iter().all(|o| classify(o) == Action::Reject);

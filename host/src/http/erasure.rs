@@ -1,7 +1,8 @@
 //! The right to erasure (scope `admin`): `DELETE /v1/persons/{id}` erases
 //! the person's personal data from every lead, the golden record, jobs,
 //! dead letters, audit details and the dedupe index, stops its
-//! deliveries, and answers with the receipt.
+//! deliveries, queues the deletion of each of its CRM records where the
+//! destination's adapter can delete, and answers with the receipt.
 
 use std::sync::Arc;
 
@@ -35,7 +36,19 @@ pub async fn erase(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ErasureReceipt>, ApiError> {
-    match state.ingest.outbox.erase(&id).await {
+    // The destinations whose adapter can delete at its CRM.
+    let deletable = state
+        .registry
+        .names()
+        .into_iter()
+        .filter(|name| {
+            state
+                .registry
+                .get(name)
+                .is_some_and(|d| d.adapter.can_erase())
+        })
+        .collect();
+    match state.ingest.outbox.erase(&id, deletable).await {
         Ok(Some(receipt)) => {
             tracing::info!(
                 leads = receipt.leads.len(),

@@ -105,7 +105,7 @@ async fn insert(store: &dyn Store, groups: Vec<Group>, min_epoch: &AtomicU64, wo
 /// the writer reload once more, from the erased store.
 async fn erase(store: &dyn Store, erasure: Erasure, epoch: u64, min_epoch: &AtomicU64) {
     let result = store
-        .erase_person(&erasure.person_id, crate::now_ms())
+        .erase_person(&erasure.person_id, crate::now_ms(), &erasure.deletable)
         .await;
     let reloaded = min_epoch.load(Ordering::Acquire);
     if reloaded > epoch {

@@ -76,6 +76,8 @@ type Reply = oneshot::Sender<Result<Vec<Committed>, OutboxError>>;
 /// An erasure waiting for its turn, and who waits for its receipt.
 pub(crate) struct Erasure {
     pub person_id: String,
+    /// The destinations whose adapter can delete records at its CRM.
+    pub deletable: Vec<String>,
     pub reply: oneshot::Sender<Result<Option<ErasureReceipt>, OutboxError>>,
     /// Dedupe records the writer's index forgot.
     pub forgotten: u64,
@@ -250,11 +252,18 @@ impl Outbox {
     /// cache, then the committer erases it from the store after every
     /// lead decided before. A lead of the same person queued after it is
     /// a new person. None when no lead has that person.
-    pub async fn erase(&self, person_id: &str) -> Result<Option<ErasureReceipt>, OutboxError> {
+    /// Each record the person has at a destination of `deletable` gets a
+    /// deletion job.
+    pub async fn erase(
+        &self,
+        person_id: &str,
+        deletable: Vec<String>,
+    ) -> Result<Option<ErasureReceipt>, OutboxError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Queued::Erase(Erasure {
                 person_id: person_id.to_string(),
+                deletable,
                 reply,
                 forgotten: 0,
             }))

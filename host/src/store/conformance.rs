@@ -44,6 +44,7 @@ each_store!(
     an_old_payload_is_not_replayed_over_a_delivered_update,
     plain_values_are_sealed_by_a_pass_and_a_rotation_seals_them_again,
     retention_leaves_tombstones_and_takes_expired_dead_letters_out,
+    an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delete,
 );
 
 /// A host that lost the dedupe turn (its session cut, another host took
@@ -77,7 +78,7 @@ async fn postgres_a_host_that_lost_the_turn_is_fenced_out() {
     let fenced = a.insert_leads(&[lead("L2", "L2", &[], 1)]).await;
     assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
     assert!(matches!(
-        a.erase_person("L1", 2_000).await,
+        a.erase_person("L1", 2_000, &[]).await,
         Err(StoreError::Fenced)
     ));
     b.insert_leads(&[lead("L3", "L3", &[], 1)]).await.unwrap();
@@ -399,6 +400,102 @@ async fn a_completion_leases_the_next_batch_in_the_same_write(b: Backend) {
             .events
             .iter()
             .all(|e| e.stage != "delivery")
+    );
+}
+
+/// An erasure queues one deletion job per CRM record at each destination
+/// whose adapter can delete (in its transaction, after the person's
+/// deliveries stopped) and names the rest as not deleted; an erasure
+/// again queues the records' deletion again (a `not found` is harmless),
+/// never one of a deletion.
+async fn an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delete(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    // L1 and its duplicate L2 (one person) go to d0 and d1; L3 is another.
+    store
+        .insert_leads(&[
+            lead("L1", "L1", &["email:a@b.com"], 2),
+            lead("L3", "L3", &["email:c@d.com"], 1),
+        ])
+        .await
+        .unwrap();
+    let leased = store.lease("d0", "w", 10, 60_000, 1_500).await.unwrap();
+    let leased_d1 = store.lease("d1", "w", 10, 60_000, 1_500).await.unwrap();
+    let done = |crm: &str| JobResult::Delivered {
+        crm_id: crm.into(),
+        outcome: format!("created {crm}"),
+    };
+    let results: Vec<_> = leased
+        .iter()
+        .map(|j| {
+            (
+                j.clone(),
+                done(if j.lead_id == "L1" { "901" } else { "903" }),
+            )
+        })
+        .chain(leased_d1.iter().map(|j| (j.clone(), done("801"))))
+        .collect();
+    store.complete("w", "a@1", &results, 1_600).await.unwrap();
+
+    let receipt = store
+        .erase_person("L1", 2_000, &["d0".to_string()])
+        .await
+        .unwrap()
+        .expect("a person");
+    let by_dest: Vec<(&str, Vec<&str>, usize)> = receipt
+        .destinations
+        .iter()
+        .map(|d| {
+            let ids = d.crm_ids.iter().map(String::as_str).collect();
+            (d.destination.as_str(), ids, d.deletion_jobs.len())
+        })
+        .collect();
+    assert_eq!(by_dest, [("d0", vec!["901"], 1), ("d1", vec!["801"], 0)]);
+    assert_eq!(
+        receipt.destinations[1].note.as_deref(),
+        Some(sql::NOT_DELETED_AT_CRM)
+    );
+    // The deletion is leased like a delivery, its payload the CRM id.
+    let deletions = store.lease("d0", "w", 10, 60_000, 2_100).await.unwrap();
+    assert_eq!(deletions.len(), 1, "{deletions:?}");
+    assert_eq!(deletions[0].id, receipt.destinations[0].deletion_jobs[0]);
+    assert_eq!(
+        JobPayload::parse(&deletions[0].payload).unwrap(),
+        JobPayload::Erase {
+            record_id: "901".into()
+        }
+    );
+    assert!(
+        store
+            .lease("d1", "w", 10, 60_000, 2_100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let deleted = JobResult::Delivered {
+        crm_id: "901".into(),
+        outcome: "deleted 901".into(),
+    };
+    store
+        .complete("w", "a@1", &[(deletions[0].clone(), deleted)], 2_200)
+        .await
+        .unwrap();
+    // Erased again: the deletion is not a record of the person's.
+    let again = store
+        .erase_person("L1", 3_000, &["d0".to_string()])
+        .await
+        .unwrap()
+        .expect("the tombstones");
+    assert_eq!(again.destinations[0].crm_ids, ["901"]);
+    assert_eq!(again.destinations[0].deletion_jobs.len(), 1);
+    assert_eq!(
+        store
+            .lease("d0", "w", 10, 60_000, 3_100)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "one more deletion of the one record, none of the deletion"
     );
 }
 

@@ -153,6 +153,9 @@ pub enum JobPayload {
     /// The CRM properties, in the mapping's order.
     #[serde(rename = "1")]
     V1 { properties: Vec<(String, String)> },
+    /// Delete a record at the CRM (an erasure): its CRM id.
+    #[serde(rename = "erase")]
+    Erase { record_id: String },
 }
 
 impl JobPayload {
@@ -170,17 +173,20 @@ impl JobPayload {
         })
     }
 
-    /// The CRM properties to deliver.
+    /// The CRM properties to deliver (none for a deletion).
     pub fn into_properties(self) -> Vec<(String, String)> {
         match self {
             JobPayload::V1 { properties } => properties,
+            JobPayload::Erase { .. } => Vec::new(),
         }
     }
 
-    /// The properties as the API shows them: `[[name, value], …]`.
+    /// The properties as the API shows them: `[[name, value], …]`; a
+    /// deletion as `{"erase": crm_id}`.
     pub fn view(&self) -> serde_json::Value {
         match self {
             JobPayload::V1 { properties } => serde_json::json!(properties),
+            JobPayload::Erase { record_id } => serde_json::json!({ "erase": record_id }),
         }
     }
 }
@@ -449,8 +455,15 @@ pub struct ErasureReceipt {
 pub struct CrmRecords {
     pub destination: String,
     pub crm_ids: Vec<String>,
-    /// Whether they were deleted at the CRM.
+    /// Whether they were deleted at the CRM when the receipt was made
+    /// (never yet: deletions are jobs of the outbox, `deletion_jobs`).
     pub deleted: bool,
+    /// The jobs that delete them at the CRM, one per record, when the
+    /// destination's adapter can delete; each shows its state and outcome
+    /// among the deliveries of the lead that made the record
+    /// (`GET /v1/leads/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletion_jobs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -726,10 +739,14 @@ pub trait Store: Send + Sync + 'static {
     /// jobs, dead letters and audit details in one transaction, stops its
     /// deliveries, and keeps the receipt. None when no lead has that
     /// person. The dedupe index in memory is the outbox writer's to forget.
+    /// Each CRM record the person has at a destination of `deletable`
+    /// (those whose adapter can delete) gets a deletion job, queued in the
+    /// same transaction.
     async fn erase_person(
         &self,
         person_id: &str,
         now_ms: i64,
+        deletable: &[String],
     ) -> Result<Option<ErasureReceipt>, StoreError>;
 
     /// One step of a source's retention (see [`retention`]): at most

@@ -20,9 +20,9 @@ use sqlx::{Arguments, ConnectOptions, Postgres, Row};
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::sql::{
-    Cells, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows, crm_records,
-    empty_normalized, empty_payload, event_row, job_view, job_view_sql, kv_row, lead_view,
-    leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
+    Cells, Delivered, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows,
+    empty_normalized, empty_payload, erasure_at_crms, event_row, job_view, job_view_sql, kv_row,
+    lead_view, leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
 };
 use super::*;
 
@@ -832,6 +832,7 @@ impl Store for PgStore {
         &self,
         person_id: &str,
         now_ms: i64,
+        deletable: &[String],
     ) -> Result<Option<ErasureReceipt>, StoreError> {
         let mut tx = self.pool.begin().await?;
         self.check_fence(&mut tx).await?;
@@ -843,17 +844,37 @@ impl Store for PgStore {
         if leads.is_empty() {
             return Ok(None);
         }
+        // The records the person has in each CRM (deletions, of an
+        // erasure before, aside).
         let delivered = sqlx::query(
-            "SELECT destination, crm_id FROM jobs
-             WHERE lead_id = ANY($1) AND crm_id IS NOT NULL
+            "SELECT destination, crm_id, MIN(lead_id), MIN(source) FROM jobs
+             WHERE lead_id = ANY($1) AND crm_id IS NOT NULL AND mapping_version <> 'erasure'
              GROUP BY destination, crm_id ORDER BY destination, crm_id",
         )
         .bind(&leads)
         .fetch_all(&mut *tx)
         .await?;
+        let delivered = delivered
+            .iter()
+            .map(|r| Delivered {
+                destination: r.text(0),
+                crm_id: r.text(1),
+                lead_id: r.text(2),
+                source: r.text(3),
+            })
+            .collect();
         let forgotten = self
             .forget_leads(&mut tx, &leads, Forget::Erasure, now_ms)
             .await?;
+        // The deletions at the CRMs, queued after the person's deliveries
+        // stopped.
+        let (destinations, deletions) = erasure_at_crms(delivered, deletable, now_ms, &self.crypt);
+        if !deletions.is_empty() {
+            let (sql, args) = (JOB_INSERT.as_str(), unnest_args(&JOB_TYPES, deletions)?);
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await?;
+        }
         let golden_record = sqlx::query("DELETE FROM persons WHERE id = $1")
             .bind(person_id)
             .execute(&mut *tx)
@@ -864,7 +885,7 @@ impl Store for PgStore {
             person_id: person_id.to_string(),
             erased_at_ms: now_ms,
             leads,
-            destinations: crm_records(delivered.iter().map(|r| (r.text(0), r.text(1))).collect()),
+            destinations,
             jobs: forgotten.jobs,
             deliveries_stopped: forgotten.deliveries_stopped,
             dead_letters: forgotten.dead_letters,

@@ -5,7 +5,7 @@
 //! the database parses nothing.
 
 use super::seal::{Column, Crypt};
-use super::{JobState, NewLead, StoredEnum};
+use super::{JobState, NewJob, NewLead, StoredEnum};
 
 /// One bound value.
 #[derive(Debug, PartialEq)]
@@ -68,6 +68,42 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("rows serialize")
 }
 
+/// The row of job `j` of lead `lead_id` (from `source`, made at `at`), its
+/// payload and error sealed by `crypt`.
+pub(crate) fn job_row(
+    j: &NewJob,
+    lead_id: &str,
+    source: &str,
+    at: i64,
+    crypt: &Crypt,
+) -> [Col; 17] {
+    [
+        j.id.as_str().into(),
+        lead_id.into(),
+        j.destination.as_str().into(),
+        j.idempotency_key.as_str().into(),
+        j.state.as_str().into(),
+        j.priority.as_i64().into(),
+        // A held job sorts last among the pending until released.
+        if j.held.is_some() { i64::MAX } else { at }.into(),
+        crypt
+            .seal(Column::JobPayload, &j.id, json(&j.payload))
+            .into(),
+        j.mapping_version.as_str().into(),
+        j.sla_deadline_ms.into(),
+        j.last_error
+            .as_ref()
+            .map(|e| crypt.seal(Column::JobError, &j.id, e.clone()))
+            .into(),
+        at.into(),
+        at.into(),
+        (j.state == JobState::Dead).then_some(at).into(),
+        j.chain.as_str().into(),
+        source.into(),
+        j.held.map(|h| h.as_str()).into(),
+    ]
+}
+
 /// The rows of `leads`, personal data sealed by `crypt`.
 pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
     let mut rows = NewRows {
@@ -97,31 +133,7 @@ pub(crate) fn new_rows(leads: &[NewLead], crypt: &Crypt) -> NewRows {
                 .into(),
         ]);
         for j in &l.jobs {
-            rows.jobs.push([
-                j.id.as_str().into(),
-                l.id.as_str().into(),
-                j.destination.as_str().into(),
-                j.idempotency_key.as_str().into(),
-                j.state.as_str().into(),
-                j.priority.as_i64().into(),
-                // A held job sorts last among the pending until released.
-                if j.held.is_some() { i64::MAX } else { at }.into(),
-                crypt
-                    .seal(Column::JobPayload, &j.id, json(&j.payload))
-                    .into(),
-                j.mapping_version.as_str().into(),
-                j.sla_deadline_ms.into(),
-                j.last_error
-                    .as_ref()
-                    .map(|e| crypt.seal(Column::JobError, &j.id, e.clone()))
-                    .into(),
-                at.into(),
-                at.into(),
-                (j.state == JobState::Dead).then_some(at).into(),
-                j.chain.as_str().into(),
-                l.source.as_str().into(),
-                j.held.map(|h| h.as_str()).into(),
-            ]);
+            rows.jobs.push(job_row(j, &l.id, &l.source, at, crypt));
         }
     }
     let mut seen = std::collections::HashSet::new();

@@ -308,25 +308,77 @@ pub(crate) fn person_row(
     Ok((id, person))
 }
 
-/// The erasure receipt's note for each CRM's records.
-pub(crate) const NOT_DELETED_AT_CRM: &str = "not deleted at the CRM: the adapter interface \
-     (WIT 0.2) has no delete operation; delete these records there";
+/// The erasure receipt's note for the records at a CRM whose adapter
+/// cannot delete.
+pub(crate) const NOT_DELETED_AT_CRM: &str = "not deleted at the CRM: the destination's adapter \
+     exports no erasure interface (WIT 0.2.1); delete these records there";
+/// The note for the records whose deletion was queued.
+pub(crate) const DELETION_QUEUED: &str = "deletion queued: one job per record (deletion_jobs), \
+     delivered through the outbox; each shows its outcome among its lead's deliveries";
 
-/// Groups `(destination, crm_id)` pairs (sorted by destination) into the
-/// receipt's records per CRM.
-pub(crate) fn crm_records(pairs: Vec<(String, String)>) -> Vec<CrmRecords> {
+/// A record a person has at a CRM, as the erasure found it: the lead and
+/// source of a job that wrote it.
+pub(crate) struct Delivered {
+    pub destination: String,
+    pub crm_id: String,
+    pub lead_id: String,
+    pub source: String,
+}
+
+/// What an erasure does at the CRMs: the receipt's records per CRM
+/// (`delivered` sorted by destination), and the rows of a deletion job for
+/// each record at a destination of `deletable`.
+pub(crate) fn erasure_at_crms(
+    delivered: Vec<Delivered>,
+    deletable: &[String],
+    now_ms: i64,
+    crypt: &Crypt,
+) -> (Vec<CrmRecords>, Vec<[super::rows::Col; 17]>) {
     let mut out: Vec<CrmRecords> = Vec::new();
-    for (destination, crm_id) in pairs {
-        if out.last().map(|d| &d.destination) != Some(&destination) {
+    let mut jobs = Vec::new();
+    for d in delivered {
+        if out.last().map(|r| &r.destination) != Some(&d.destination) {
+            let can = deletable.contains(&d.destination);
             out.push(CrmRecords {
-                destination,
-                note: Some(NOT_DELETED_AT_CRM.into()),
+                destination: d.destination.clone(),
+                note: Some(
+                    if can {
+                        DELETION_QUEUED
+                    } else {
+                        NOT_DELETED_AT_CRM
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             });
         }
-        out.last_mut().expect("just pushed").crm_ids.push(crm_id);
+        let records = out.last_mut().expect("just pushed");
+        if deletable.contains(&d.destination) {
+            let id = uuid::Uuid::now_v7().to_string();
+            let job = NewJob {
+                idempotency_key: format!("erase/{id}"),
+                // Each deletion goes on its own.
+                chain: format!("erase/{id}"),
+                id,
+                destination: d.destination.clone(),
+                priority: Priority::P1,
+                sla_deadline_ms: now_ms + Priority::P1.sla().as_millis() as i64,
+                payload: JobPayload::Erase {
+                    record_id: d.crm_id.clone(),
+                },
+                mapping_version: "erasure".into(),
+                state: JobState::Pending,
+                last_error: None,
+                held: None,
+            };
+            jobs.push(super::rows::job_row(
+                &job, &d.lead_id, &d.source, now_ms, crypt,
+            ));
+            records.deletion_jobs.push(job.id);
+        }
+        records.crm_ids.push(d.crm_id);
     }
-    out
+    (out, jobs)
 }
 
 /// Why leads are forgotten: the person asked, or their source's retention

@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::sql::{
-    Cells, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows, crm_records,
-    empty_normalized, empty_payload, event_row, job_view, job_view_sql, kv_row, lead_view,
-    leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
+    Cells, Delivered, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows,
+    empty_normalized, empty_payload, erasure_at_crms, event_row, job_view, job_view_sql, kv_row,
+    lead_view, leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
 };
 use super::*;
 
@@ -838,6 +838,7 @@ impl Store for SqliteStore {
         &self,
         person_id: &str,
         now_ms: i64,
+        deletable: &[String],
     ) -> Result<Option<ErasureReceipt>, StoreError> {
         // Reads, then writes: the write lock up front.
         let mut tx = self.admin.begin_with("BEGIN IMMEDIATE").await?;
@@ -855,21 +856,41 @@ impl Store for SqliteStore {
             leads,
             ..Default::default()
         };
-        // The records the person has in each CRM.
+        // The records the person has in each CRM (deletions, of an
+        // erasure before, aside).
         let delivered = sqlx::query(
-            "SELECT destination, crm_id FROM jobs
+            "SELECT destination, crm_id, MIN(lead_id), MIN(source) FROM jobs
              WHERE lead_id IN (SELECT id FROM leads WHERE person_id = ?1) AND crm_id IS NOT NULL
+               AND mapping_version <> 'erasure'
              GROUP BY destination, crm_id ORDER BY destination, crm_id",
         )
         .bind(person_id)
         .fetch_all(&mut *tx)
         .await?;
-        receipt.destinations =
-            crm_records(delivered.iter().map(|r| (r.text(0), r.text(1))).collect());
+        let delivered = delivered
+            .iter()
+            .map(|r| Delivered {
+                destination: r.text(0),
+                crm_id: r.text(1),
+                lead_id: r.text(2),
+                source: r.text(3),
+            })
+            .collect();
         let ids = serde_json::to_string(&receipt.leads).expect("ids serialize");
         let forgotten = self
             .forget_leads(&mut tx, &ids, Forget::Erasure, now_ms)
             .await?;
+        // The deletions at the CRMs, queued after the person's deliveries
+        // stopped.
+        let (destinations, deletions) = erasure_at_crms(delivered, deletable, now_ms, &self.crypt);
+        receipt.destinations = destinations;
+        let mut statements = Vec::new();
+        chunked(&JOB_INSERTS, deletions, &mut statements)?;
+        for (text, args) in statements {
+            sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+                .execute(&mut *tx)
+                .await?;
+        }
         receipt.jobs = forgotten.jobs;
         receipt.deliveries_stopped = forgotten.deliveries_stopped;
         receipt.dead_letters = forgotten.dead_letters;

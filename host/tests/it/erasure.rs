@@ -112,7 +112,15 @@ async fn an_erased_person_is_gone_from_disk_index_and_queue() {
         sim.handle().contacts_by_email(GONE)[0].id.as_str(),
         "{receipt}"
     );
+    // Its deletion at the CRM is a job of the outbox (the CRM is down).
     assert_eq!(crm["deleted"], false, "{receipt}");
+    let deletion = crm["deletion_jobs"][0].as_str().expect("a deletion job");
+    assert_eq!(
+        crm["deletion_jobs"].as_array().unwrap().len(),
+        1,
+        "{receipt}"
+    );
+    let crm_id = crm["crm_ids"][0].as_str().unwrap().to_string();
     assert!(
         !receipt.to_string().contains("philippa"),
         "no personal data in the receipt"
@@ -151,12 +159,34 @@ async fn an_erased_person_is_gone_from_disk_index_and_queue() {
     let unknown = erase("no-such-person").await.unwrap();
     assert_eq!(unknown.status(), 404);
 
-    // The CRM comes back: the stopped update never goes out.
+    // The CRM comes back: the stopped update never goes out, and the
+    // contact is deleted there for good (HubSpot's GDPR delete).
+    let before = sim.handle().stats();
     sim.handle().set_faults(Faults::default());
     drained().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let contact = &sim.handle().contacts_by_email(GONE)[0];
-    assert!(!contact.properties.contains_key("phone"), "{contact:?}");
+    assert!(
+        sim.handle().contacts_by_email(GONE).is_empty(),
+        "the contact is deleted at the CRM"
+    );
+    assert!(sim.handle().contact(&crm_id).is_none());
+    assert_eq!(sim.handle().contacts_by_email(KEPT).len(), 1);
+    let after = sim.handle().stats();
+    assert_eq!(
+        (after.records_created, after.records_updated),
+        (before.records_created, before.records_updated),
+        "the stopped update went out"
+    );
+    let view = get_admin_json(&client, &token, &format!("{url}/v1/leads/{person}")).await;
+    let job = view["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == deletion)
+        .unwrap_or_else(|| panic!("the deletion job among the lead's deliveries: {view}"));
+    assert_eq!(job["state"], "delivered", "{job}");
+    assert_eq!(job["crm_id"], crm_id, "{job}");
+    assert_eq!(job["outcome"], format!("deleted {crm_id}"), "{job}");
     // The person sent again is a new person, now and after a restart.
     let again = post(json!({"email": GONE})).await;
     assert_eq!(again["status"], "accepted", "{again}");

@@ -49,6 +49,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
             .route(&format!("{prefix}/batch/update"), post(batch_update))
             .route(&format!("{prefix}/batch/read"), post(batch_read))
             .route(&format!("{prefix}/search"), post(search))
+            .route(&format!("{prefix}/gdpr-delete"), post(gdpr_delete))
             .route(
                 &format!("{prefix}/{{id}}"),
                 get(read).patch(update).delete(archive),
@@ -138,6 +139,33 @@ async fn archive(
         state.store.remove(found);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST …/gdpr-delete {"objectId", "idProperty"?}`: deletes the contact
+/// for good (not to the recycling bin), 204 with no body. An unknown id is
+/// 404; an unknown email is still 204 (HubSpot blocklists it).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GdprDeleteInput {
+    object_id: String,
+    id_property: Option<String>,
+}
+
+async fn gdpr_delete(State(shared): AppState, body: Bytes) -> Response {
+    let input: GdprDeleteInput = body!(body);
+    let by = match IdProperty::parse(input.id_property.as_deref()) {
+        Ok(by) => by,
+        Err(message) => return ApiError::validation(message).into_response(),
+    };
+    let mut state = shared.lock();
+    match state.store.resolve(&input.object_id, by) {
+        Some(found) => {
+            state.store.remove(found);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None if by == IdProperty::Email => StatusCode::NO_CONTENT.into_response(),
+        None => ApiError::object_not_found().into_response(),
+    }
 }
 
 async fn list(State(shared): AppState, RawQuery(query): RawQuery) -> Response {
