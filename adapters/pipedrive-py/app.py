@@ -1,7 +1,7 @@
 """leadgate's Pipedrive adapter, in Python (componentize-py).
 
-Implements the `adapter` export of the WIT world `crm-adapter`
-(wit/leadgate.wit, package leadgate:plugin@0.2.0). The decisions live in
+Implements the `adapter` and `erasure` exports of the WIT world
+`crm-adapter-with-erasure` (wit/leadgate.wit, package leadgate:plugin@0.2.1). The decisions live in
 pipedrive_logic.py, which has no dependency on the generated bindings; this
 module converts between its plain types and the WIT types and supplies the
 host imports.
@@ -32,6 +32,7 @@ from componentize_py_types import Err
 
 import wit_world
 from wit_world.exports import adapter as wa
+from wit_world.exports import erasure as we
 from wit_world.imports import clock, crypto, http, kv, types
 from wit_world.imports import log as wlog
 
@@ -132,22 +133,44 @@ def _send(req: L.Request) -> L.Response:
     )
 
 
+def _rejection(o: L.Rejected) -> wa.Rejection:
+    return wa.Rejection(
+        kind=_REJECTION_KINDS[L.rejection_kind(o.rule)],
+        field=o.field, rule=o.rule, message=o.message,
+    )
+
+
+def _retry_info(o: L.Retry) -> wa.RetryInfo:
+    after = None if o.after_ms is None else max(0, int(o.after_ms))
+    return wa.RetryInfo(kind=_RETRY_KINDS[o.kind], after_ms=after, reason=o.reason)
+
+
 def _to_wit(o) -> wa.Outcome:
     if isinstance(o, L.Created):
         return wa.Outcome_Created(o.id)
     if isinstance(o, L.Updated):
         return wa.Outcome_Updated(o.id)
     if isinstance(o, L.Rejected):
-        return wa.Outcome_Rejected(wa.Rejection(
-            kind=_REJECTION_KINDS[L.rejection_kind(o.rule)],
-            field=o.field, rule=o.rule, message=o.message,
-        ))
+        return wa.Outcome_Rejected(_rejection(o))
     if isinstance(o, L.RateLimited):
         return wa.Outcome_RateLimited(max(0, int(o.after_ms)))
     if isinstance(o, L.Retry):
-        after = None if o.after_ms is None else max(0, int(o.after_ms))
-        return wa.Outcome_Retry(wa.RetryInfo(kind=_RETRY_KINDS[o.kind], after_ms=after, reason=o.reason))
+        return wa.Outcome_Retry(_retry_info(o))
     return _transient(f"adapter produced {o!r}")
+
+
+def _erase_to_wit(o) -> we.EraseOutcome:
+    if isinstance(o, L.Deleted):
+        return we.EraseOutcome_Deleted()
+    if isinstance(o, L.NotFound):
+        return we.EraseOutcome_NotFound()
+    if isinstance(o, L.Rejected):
+        return we.EraseOutcome_Rejected(_rejection(o))
+    if isinstance(o, L.RateLimited):
+        return we.EraseOutcome_RateLimited(max(0, int(o.after_ms)))
+    if isinstance(o, L.Retry):
+        return we.EraseOutcome_Retry(_retry_info(o))
+    return we.EraseOutcome_Retry(_retry_info(L.Retry(None, f"adapter produced {o!r}")))
 
 
 def _transient(reason: str) -> wa.Outcome:
@@ -237,3 +260,23 @@ class Adapter(wit_world.exports.Adapter):
             )
             for ev in events
         ], answer=None)
+
+
+class Erasure(wit_world.exports.Erasure):
+    def erase(self, batch: List[we.ErasureRequest], ctx: wa.PushContext) -> List[we.ErasureOutcome]:
+        try:
+            base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
+            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms)
+            results = pusher.erase([(r.id, r.record_id) for r in batch])
+            return [we.ErasureOutcome(erasure_id=eid, outcome=_erase_to_wit(o)) for eid, o in results]
+        except Exception as e:
+            # Never let an exception escape an export: it traps the instance.
+            reason = f"adapter error: {type(e).__name__}: {e}"
+            _log("error", reason)
+            return [
+                we.ErasureOutcome(
+                    erasure_id=r.id,
+                    outcome=_erase_to_wit(L.Retry(None, reason)),
+                )
+                for r in batch
+            ]

@@ -6,7 +6,7 @@
 # Ensures a venv at "${LEADGATE_TOOLCHAINS:-<repo>/target/toolchains}/py" with
 # componentize-py pinned to COMPONENTIZE_PY_VERSION (installed from PyPI only
 # when missing or at another version), then runs componentize-py against the
-# repository's WIT (world crm-adapter). Nothing is written into the source
+# repository's WIT (world crm-adapter-with-erasure). Nothing is written into the source
 # tree: the sources are staged in a temporary directory and componentize-py
 # generates its bindings in memory.
 set -euo pipefail
@@ -85,7 +85,7 @@ unset VIRTUAL_ENV
 
 note "componentize-py $COMPONENTIZE_PY_VERSION: $HERE/app.py -> $OUT"
 cd "$STAGE"
-"$CPY" -q -d "$WIT" -w crm-adapter componentize app -p "$STAGE" -o "$OUT" \
+"$CPY" -q -d "$WIT" -w crm-adapter-with-erasure componentize app -p "$STAGE" -o "$OUT" \
   || die "componentize-py failed"
 [ -s "$OUT" ] || die "componentize-py produced no output at $OUT"
 note "built $OUT ($(wc -c <"$OUT") bytes)"

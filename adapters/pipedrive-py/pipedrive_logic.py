@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 NAME = "pipedrive"
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 DESCRIPTION = (
     "Pipedrive persons (API v2): searched by email, else phone, "
     "then updated or created"
@@ -166,6 +166,16 @@ class Retry:
 @dataclass
 class RateLimited:
     after_ms: int
+
+
+@dataclass
+class Deleted:
+    id: str
+
+
+@dataclass
+class NotFound:
+    id: str
 
 
 Send = Callable[[Request], Response]
@@ -305,7 +315,7 @@ def throttle_ms(resp: Response, now_ms: Optional[int] = None) -> int:
     return DEFAULT_THROTTLE_MS
 
 
-def classify_error(resp: Response, what: str, person: Person, now_ms=None):
+def classify_error(resp: Response, what: str, person: Optional[Person], now_ms=None):
     """Outcome for a non-2xx answer (404 on PATCH is handled by the caller)."""
     s = resp.status
     if s == 401:
@@ -323,7 +333,8 @@ def classify_error(resp: Response, what: str, person: Person, now_ms=None):
                 after = None
         return Retry(after, f"Pipedrive answered {s} to {what}: {msg}")
     if s in (400, 422):
-        return Rejected(guess_field(msg, person.property_names), "validation", msg)
+        names = person.property_names if person is not None else []
+        return Rejected(guess_field(msg, names), "validation", msg)
     if s == 403:
         return Rejected(None, "forbidden", f"Pipedrive refused {what}: {msg}")
     if s == 404:
@@ -751,6 +762,36 @@ class Pusher:
                 self.memory.set(_memory_key("person", key), outcome.id, REMEMBER_MS)
             self.seen[key] = outcome.id
         return outcome
+
+    def erase(self, erasures: List[Tuple[str, str]]):
+        """Deletes persons at Pipedrive (the right to erasure): one outcome
+        per (erasure id, person id), in order: Deleted, NotFound, or a
+        refusal, retry or throttle as for a delivery."""
+        out = []
+        for eid, pid in erasures:
+            if self.throttled_ms is not None:
+                out.append((eid, RateLimited(self.throttled_ms)))
+                continue
+            o = self.delete(pid)
+            if isinstance(o, RateLimited):
+                self.throttled_ms = o.after_ms
+            out.append((eid, o))
+        return out
+
+    def delete(self, pid: str):
+        """`DELETE /api/v2/persons/{id}`: 200 deleted, 404 or 410 not found."""
+        if not pid.isdigit():
+            return Rejected(None, "record_id", f"{pid!r} is not a Pipedrive person id")
+        what = f"deleting person {pid}"
+        try:
+            resp = self._call("DELETE", f"/api/v2/persons/{pid}")
+        except HttpFailure as e:
+            return http_failure_outcome(e, what)
+        if 200 <= resp.status < 300:
+            return Deleted(pid)
+        if resp.status in (404, 410):
+            return NotFound(pid)
+        return classify_error(resp, what, None, self.now_ms())
 
     def push(self, deliveries: List[Tuple[str, List[Tuple[str, str]]]]):
         """[(delivery id, properties)] → [(delivery id, outcome)], one each."""

@@ -276,6 +276,31 @@ class PushTest(unittest.TestCase):
         self.assertEqual(host.requests[0].url, "https://api.pipedrive.com/api/v2/persons")
 
 
+class EraseTest(unittest.TestCase):
+    def test_deleted_not_found_and_refused(self):
+        answers = {"1": resp(200, {"success": True, "data": {"id": 1}}),
+                   "2": resp(404, {"success": False, "error": "Person not found"}),
+                   "3": resp(403, {"success": False, "error": "no permission"})}
+        host = FakeHost(lambda req: answers[req.url.rsplit("/", 1)[1]])
+        out = L.Pusher("http://127.0.0.1:9", host).erase(
+            [("e1", "1"), ("e2", "2"), ("e3", "3"), ("e4", "../deals/9")])
+        self.assertEqual([e for e, _ in out], ["e1", "e2", "e3", "e4"])
+        self.assertEqual(out[0][1], L.Deleted("1"))
+        self.assertEqual(out[1][1], L.NotFound("2"))
+        self.assertIsInstance(out[2][1], L.Rejected)
+        self.assertEqual(out[2][1].rule, "forbidden")
+        self.assertEqual(out[3][1].rule, "record_id", "never sent: not a person id")
+        self.assertEqual([r.method for r in host.requests], ["DELETE"] * 3)
+        self.assertEqual(host.requests[0].url, "http://127.0.0.1:9/api/v2/persons/1")
+        self.assertIn(("x-api-token", "{{secret:api-token}}"), host.requests[0].headers)
+
+    def test_a_throttle_holds_the_rest_of_the_batch(self):
+        host = FakeHost(lambda req: resp(429, headers=[("retry-after", "2")]))
+        out = L.Pusher("http://127.0.0.1:9", host).erase([("e1", "1"), ("e2", "2")])
+        self.assertEqual([o for _, o in out], [L.RateLimited(2000), L.RateLimited(2000)])
+        self.assertEqual(len(host.requests), 1)
+
+
 class MemoryTest(unittest.TestCase):
     """Pipedrive's search lags writes: the adapter remembers what it
     created (durably, in the host's key-value store) and never creates

@@ -14,6 +14,11 @@ pub fn outcome(request: &ErasureRequest, outcome: EraseOutcome) -> ErasureOutcom
     }
 }
 
+/// The same outcome for every request (a destination misconfigured).
+pub fn all(batch: &[ErasureRequest], o: EraseOutcome) -> Vec<ErasureOutcome> {
+    batch.iter().map(|r| outcome(r, o.clone())).collect()
+}
+
 /// The CRM deleted the record.
 pub fn deleted() -> EraseOutcome {
     EraseOutcome::Deleted
@@ -41,21 +46,66 @@ pub fn refused(outcome: Outcome) -> EraseOutcome {
 }
 
 /// The usual reading of a CRM's answer to a DELETE of one record: 2xx
-/// deleted, 404 and 410 not found, anything else as
-/// [`from_status`](crate::outcome::from_status) reads it (429 throttled,
-/// 401 auth expired, 5xx transient, 4xx refused); an HTTP error as
-/// [`from_http_error`](crate::outcome::from_http_error).
-/// `throttle_default_ms` is the wait when a 429 names none.
+/// deleted, 404 and 410 not found, any other status as `failure` reads
+/// the CRM's error (the adapter's own reading of a failed call, or
+/// [`from_status`]); an HTTP error as [`from_http_error`].
 pub fn of_response(
     response: Result<Response, HttpError>,
-    throttle_default_ms: u64,
+    failure: impl FnOnce(&Response) -> Outcome,
 ) -> EraseOutcome {
     match response {
         Err(e) => refused(from_http_error(&e)),
         Ok(r) if (200..300).contains(&r.status()) => deleted(),
         Ok(r) if r.status() == 404 || r.status() == 410 => not_found(),
-        Ok(r) => {
-            refused(from_status(&r, throttle_default_ms).expect("a status outside 2xx is read"))
-        }
+        Ok(r) => refused(failure(&r)),
     }
+}
+
+/// [`from_status`] as a failure reader: 429 waits `throttle_default_ms`
+/// when the CRM names no wait.
+pub fn status_failure(throttle_default_ms: u64) -> impl FnOnce(&Response) -> Outcome {
+    move |r| {
+        from_status(r, throttle_default_ms)
+            .unwrap_or_else(|| crate::outcome::retry(None, "a success read as a failure"))
+    }
+}
+
+/// Whether a record id is safe to put in a URL path as it is (letters,
+/// digits, `-` and `_`): every CRM's ids are; anything else is refused
+/// rather than escaped into another resource.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Each request whose record id is not [plain](is_plain_id) gets its
+/// refusal; `erase` gets the rest and answers for them.
+pub fn plain_ids_only(
+    batch: &[ErasureRequest],
+    erase: impl FnOnce(&[&ErasureRequest]) -> Vec<EraseOutcome>,
+) -> Vec<ErasureOutcome> {
+    let plain: Vec<&ErasureRequest> = batch.iter().filter(|r| is_plain_id(&r.record_id)).collect();
+    let mut answers = erase(&plain).into_iter();
+    batch
+        .iter()
+        .map(|r| {
+            let o = if is_plain_id(&r.record_id) {
+                answers.next().unwrap_or_else(|| {
+                    refused(crate::outcome::retry(
+                        None,
+                        "the adapter gave no answer for this record",
+                    ))
+                })
+            } else {
+                refused(crate::outcome::invalid(
+                    None,
+                    "record_id",
+                    format!("{:?} is not a CRM record id", r.record_id),
+                ))
+            };
+            outcome(r, o)
+        })
+        .collect()
 }

@@ -133,6 +133,24 @@ impl Adapter for Dynamics {
     fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         webhook::verify(&request)
     }
+
+    /// `DELETE /{table}({id})` per record: 204 deleted, 404 not found.
+    fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
+        let settings = match Settings::of(&ctx) {
+            Ok(s) => s,
+            Err(e) => return erasure::all(&batch, erasure::refused(misconfigured("config", e))),
+        };
+        erasure::plain_ids_only(&batch, |plain| {
+            plain
+                .iter()
+                .map(|r| {
+                    let path = format!("/{}({})", settings.table, r.record_id);
+                    let answer = settings.request("DELETE", &path).send();
+                    erasure::of_response(answer, call_failure)
+                })
+                .collect()
+        })
+    }
 }
 
 leadgate_sdk::export_adapter!(Dynamics);

@@ -136,16 +136,19 @@ impl Adapter for HubSpot {
             .unwrap_or(DEFAULT_BASE_URL)
             .trim_end_matches('/');
         let url = format!("{base_url}{GDPR_DELETE_PATH}");
-        batch
-            .iter()
-            .map(|r| {
-                let answer = Request::post(&url)
-                    .bearer_secret("access-token")
-                    .json(&json!({ "objectId": r.record_id }))
-                    .send();
-                erasure::outcome(r, erasure::of_response(answer, DEFAULT_THROTTLE_MS))
-            })
-            .collect()
+        erasure::plain_ids_only(&batch, |plain| {
+            plain
+                .iter()
+                .map(|r| {
+                    let answer = Request::post(&url)
+                        .bearer_secret("access-token")
+                        .json(&json!({ "objectId": r.record_id }))
+                        .send();
+                    let failure = |r: &Response| HubSpotError::parse(r).into_outcome();
+                    erasure::of_response(answer, failure)
+                })
+                .collect()
+        })
     }
 
     fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {

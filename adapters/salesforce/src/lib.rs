@@ -131,6 +131,26 @@ impl Adapter for Salesforce {
     fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         outbound_message::verify(&request, clock::now_ms())
     }
+
+    /// `DELETE /sobjects/{object}/{id}` per record: 204 deleted (to the
+    /// recycle bin, which Salesforce empties after 15 days), 404
+    /// `NOT_FOUND` or `ENTITY_IS_DELETED` not found.
+    fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
+        let settings = match Settings::of(&ctx) {
+            Ok(s) => s,
+            Err(e) => return erasure::all(&batch, erasure::refused(misconfigured("config", e))),
+        };
+        erasure::plain_ids_only(&batch, |plain| {
+            plain
+                .iter()
+                .map(|r| {
+                    let path = format!("/sobjects/{}/{}", settings.object, r.record_id);
+                    let answer = settings.request("DELETE", &path).send();
+                    erasure::of_response(answer, call_failure)
+                })
+                .collect()
+        })
+    }
 }
 
 leadgate_sdk::export_adapter!(Salesforce);

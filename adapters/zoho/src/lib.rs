@@ -123,6 +123,23 @@ impl Adapter for Zoho {
         batch::in_order(&batch, outcomes, "Zoho")
     }
 
+    /// `DELETE /{Module}?ids=…` for up to 100 records at once (to the
+    /// recycle bin): 200 with one result per id, `SUCCESS` deleted,
+    /// `INVALID_DATA` naming the id not found (Zoho's answer for an id it
+    /// does not hold).
+    fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
+        let settings = match Settings::of(&ctx) {
+            Ok(s) => s,
+            Err(e) => return erasure::all(&batch, erasure::refused(misconfigured("config", e))),
+        };
+        erasure::plain_ids_only(&batch, |plain| {
+            plain
+                .chunks(MAX_BATCH as usize)
+                .flat_map(|chunk| delete(&settings, chunk))
+                .collect()
+        })
+    }
+
     fn verify_webhook(request: WebhookRequest) -> Result<WebhookReceipt, WebhookError> {
         notification::verify(&request)
     }
@@ -253,6 +270,38 @@ fn upsert(s: &Settings, records: &[&Delivery]) -> Vec<Outcome> {
         }
         _ => all(call_failure(&response)),
     }
+}
+
+/// Deletes `records` in one call: one outcome each, in order.
+fn delete(s: &Settings, records: &[&ErasureRequest]) -> Vec<EraseOutcome> {
+    let ids: Vec<&str> = records.iter().map(|r| r.record_id.as_str()).collect();
+    let all = |o: EraseOutcome| records.iter().map(|_| o.clone()).collect();
+    let response = match s
+        .request("DELETE", &format!("/{}?ids={}", s.module, ids.join(",")))
+        .send()
+    {
+        Ok(r) => r,
+        Err(e) => return all(erasure::refused(from_http_error(&e))),
+    };
+    let results = match response.status() {
+        200 | 202 | 207 | 400 => response.json::<DataAnswer>().ok().map(|a| a.data),
+        _ => None,
+    };
+    let Some(results) = results.filter(|r| r.len() == records.len()) else {
+        return all(erasure::refused(call_failure(&response)));
+    };
+    results
+        .iter()
+        .map(|r| {
+            if r.code == "SUCCESS" || r.status == "success" {
+                erasure::deleted()
+            } else if r.code == "INVALID_DATA" && r.details["id"].is_string() {
+                erasure::not_found()
+            } else {
+                erasure::refused(refusal(r))
+            }
+        })
+        .collect()
 }
 
 /// One record's result.

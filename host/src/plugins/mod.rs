@@ -99,9 +99,14 @@ pub struct PluginStatus {
     pub destination: String,
     pub adapter: String,
     pub version: String,
-    /// The WIT package version the component targets (`0.1.0` components
-    /// are served through the conversion boundary).
+    /// The WIT package version that serves the component: `0.2.1` for
+    /// every 0.2 component (0.2.1 only added the optional `erasure`
+    /// export); `0.1.0` components are served through the conversion
+    /// boundary.
     pub wit: leadgate_runtime::WitVersion,
+    /// Whether the adapter can delete records at its CRM (it exports
+    /// `erasure`): an erasure queues deletions for this destination.
+    pub erasure: bool,
     /// How the CRM authenticates, as the adapter declares it.
     pub auth: leadgate_runtime::AuthScheme,
     pub hash: String,
@@ -307,6 +312,7 @@ impl Registry {
                     adapter: d.adapter.info().name.clone(),
                     version: d.adapter.info().version.clone(),
                     wit: d.adapter.wit_version(),
+                    erasure: d.adapter.can_erase(),
                     auth: d.adapter.info().auth.clone(),
                     hash: d.adapter_hash.clone(),
                     mapping: d.mapping.name.clone(),

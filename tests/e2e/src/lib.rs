@@ -179,6 +179,60 @@ impl TestEnv {
         Ok((lead, job))
     }
 
+    /// Erases a person (`DELETE /v1/persons/{id}`) and insists on a 200;
+    /// returns the receipt.
+    pub async fn erase(&self, person_id: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .admin
+            .delete(self.url(&format!("/v1/persons/{person_id}")))
+            .send()
+            .await?;
+        let status = resp.status();
+        let receipt: Value = resp.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status == StatusCode::OK, "{status}: {receipt}");
+        Ok(receipt)
+    }
+
+    /// Erases the person of the first lead of a post's `answer`, waits for
+    /// its deletions at the CRMs, and checks that each was delivered with
+    /// the outcome `deleted <crm id>`; returns the receipt and
+    /// `destination`'s CRM ids.
+    pub async fn erase_and_wait(
+        &self,
+        answer: &Value,
+        destination: &str,
+    ) -> anyhow::Result<(Value, Vec<String>)> {
+        let person = answer["results"][0]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no lead id in {answer}"))?;
+        let receipt = self.erase(person).await?;
+        let records = receipt["destinations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|d| d["destination"] == destination))
+            .ok_or_else(|| anyhow::anyhow!("no {destination} records in {receipt}"))?;
+        let ids: Vec<String> = serde_json::from_value(records["crm_ids"].clone())?;
+        let jobs: Vec<String> = serde_json::from_value(records["deletion_jobs"].clone())?;
+        anyhow::ensure!(
+            !ids.is_empty() && jobs.len() == ids.len(),
+            "one deletion per record: {receipt}"
+        );
+        self.drain(60).await?;
+        let (_, lead) = self.get_json(&format!("/v1/leads/{person}")).await?;
+        for job in &jobs {
+            let view = lead["deliveries"]
+                .as_array()
+                .and_then(|all| all.iter().find(|d| d["id"] == job.as_str()))
+                .ok_or_else(|| anyhow::anyhow!("deletion {job} not among {lead}"))?;
+            anyhow::ensure!(view["state"] == "delivered", "{view}");
+            let crm_id = view["crm_id"].as_str().unwrap_or_default();
+            anyhow::ensure!(
+                ids.iter().any(|i| i == crm_id) && view["outcome"] == format!("deleted {crm_id}"),
+                "{view}"
+            );
+        }
+        Ok((receipt, ids))
+    }
+
     /// Waits for the outbox to drain; fails the test after `secs`.
     pub async fn drain(&self, secs: u64) -> anyhow::Result<leadgate::store::StoreCounts> {
         let (drained, counts) = self

@@ -182,3 +182,22 @@ async fn service_protection_limits_are_kept_with_zero_429s() -> anyhow::Result<(
     assert_eq!(sim.stats().rate_limited, 0, "{:?}", sim.stats());
     env.stop().await
 }
+
+/// The right to erasure reaches Dataverse: the person's row is deleted
+/// (`DELETE /leads({id})`), the other person's stays.
+#[tokio::test]
+async fn an_erased_person_is_deleted_at_dataverse() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &dynamics("")).await?;
+    let sim = env.sim();
+    let answer = post(&env, &[person(0), person(1)]).await?;
+    env.drain(60).await?;
+    assert_one_row_each(&sim, 0..2);
+    env.erase_and_wait(&answer, "dynamics").await?;
+    let left: Vec<_> = sim
+        .dataverse_records("leads")
+        .into_iter()
+        .map(|r| r.fields["emailaddress1"].clone())
+        .collect();
+    assert_eq!(left, [json!("dyn.1@example.com")]);
+    env.stop().await
+}

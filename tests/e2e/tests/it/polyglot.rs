@@ -453,3 +453,42 @@ async fn the_demo_delivers_into_every_crm_at_once() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The right to erasure reaches Pipedrive through the Python adapter's
+/// `erasure` export (`DELETE /api/v2/persons/{id}`) and HubSpot through the
+/// Rust one; the JavaScript webhook adapter, a 0.2.0 component, cannot
+/// delete: the receipt says so and queues nothing for it.
+#[tokio::test]
+async fn an_erased_person_is_deleted_where_the_adapter_can_delete() -> anyhow::Result<()> {
+    let env = start().await?;
+    let sim = env.sim();
+    let answer = env
+        .post_accepted(SCRAPER_KEY, &[person(0), person(1)])
+        .await?;
+    env.drain(60).await?;
+    assert_one_pipedrive_person_each(&sim, 0..2);
+    let (receipt, ids) = env.erase_and_wait(&answer, "pipedrive").await?;
+    assert!(sim.pipedrive_person(&ids[0]).is_none(), "{receipt}");
+    assert_eq!(sim.pipedrive_count_by_email("poly.0@example.com"), 0);
+    assert_one_pipedrive_person_each(&sim, 1..2);
+    assert!(
+        sim.contacts_by_email("poly.0@example.com").is_empty(),
+        "{receipt}"
+    );
+    assert_eq!(sim.contacts_by_email("poly.1@example.com").len(), 1);
+    let webhook = receipt["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["destination"] == "webhook")
+        .expect("the webhook's record is in the receipt");
+    assert!(webhook.get("deletion_jobs").is_none(), "{receipt}");
+    assert!(
+        webhook["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("not deleted at the CRM"),
+        "{receipt}"
+    );
+    env.stop().await
+}

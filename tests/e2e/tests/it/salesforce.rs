@@ -214,3 +214,19 @@ async fn a_lead_salesforces_duplicate_rule_blocks_is_the_record_it_matched() -> 
     assert!(lead.to_string().contains(&existing), "{lead}");
     env.stop().await
 }
+
+/// The right to erasure reaches Salesforce: the person's Lead is deleted
+/// (`DELETE /sobjects/Lead/{id}`), the other person's stays.
+#[tokio::test]
+async fn an_erased_person_is_deleted_at_salesforce() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &salesforce()).await?;
+    let sim = env.sim();
+    let answer = post(&env, &[person(0), person(1)]).await?;
+    env.drain(60).await?;
+    assert_one_lead_each(&sim, 0..2);
+    let (_, ids) = env.erase_and_wait(&answer, "salesforce").await?;
+    assert!(sim.salesforce_record(&ids[0]).is_none());
+    assert_eq!(sim.salesforce_count_by_email("Lead", "sf.0@example.com"), 0);
+    assert_one_lead_each(&sim, 1..2);
+    env.stop().await
+}

@@ -337,6 +337,8 @@ async fn plugins_endpoint_shows_the_loaded_component() -> anyhow::Result<()> {
     assert_eq!(p["adapter"], "hubspot");
     assert_eq!(p["version"], "0.1.0");
     assert_eq!(p["hash"].as_str().unwrap().len(), 16);
+    assert_eq!(p["wit"], "0.2.1");
+    assert_eq!(p["erasure"], true, "the HubSpot adapter can delete");
     assert!(
         p["calls"].as_u64().unwrap() >= 1,
         "push ran in the component"

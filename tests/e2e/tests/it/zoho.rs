@@ -111,3 +111,19 @@ async fn sixteen_workers_stay_under_zohos_ten_calls_at_once() -> anyhow::Result<
     assert_eq!(sim.stats().rate_limited, 0, "{:?}", sim.stats());
     env.stop().await
 }
+
+/// The right to erasure reaches Zoho CRM: the person's Lead is deleted
+/// (`DELETE /Leads?ids=`), the other person's stays.
+#[tokio::test]
+async fn an_erased_person_is_deleted_at_zoho() -> anyhow::Result<()> {
+    let env = TestEnv::start(SimConfig::default(), &zoho()).await?;
+    let sim = env.sim();
+    let answer = post(&env, &[person(0), person(1)]).await?;
+    env.drain(60).await?;
+    assert_one_lead_each(&sim, 0..2);
+    let (_, ids) = env.erase_and_wait(&answer, "zoho").await?;
+    assert!(sim.zoho_record(&ids[0]).is_none());
+    assert_one_lead_each(&sim, 1..2);
+    assert_eq!(sim.zoho_records("Leads").len(), 1);
+    env.stop().await
+}
