@@ -109,3 +109,86 @@ pub fn plain_ids_only(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestHost, install};
+    use crate::types::{HttpResponse, RejectionKind};
+
+    fn response(status: u16) -> Result<Response, HttpError> {
+        Ok(Response(HttpResponse {
+            status,
+            headers: vec![],
+            body: b"{\"message\":\"nope\"}".to_vec(),
+        }))
+    }
+
+    fn request(id: &str, record: &str) -> ErasureRequest {
+        ErasureRequest {
+            id: id.into(),
+            record_id: record.into(),
+        }
+    }
+
+    #[test]
+    fn a_delete_answer_reads_as_deleted_not_found_or_the_crms_failure() {
+        install(TestHost::new(|_| unreachable!()));
+        let failure = status_failure(1000);
+        assert_eq!(of_response(response(204), failure), EraseOutcome::Deleted);
+        assert_eq!(
+            of_response(response(404), status_failure(1000)),
+            EraseOutcome::NotFound
+        );
+        assert_eq!(
+            of_response(response(410), status_failure(1000)),
+            EraseOutcome::NotFound
+        );
+        assert_eq!(
+            of_response(response(429), status_failure(1000)),
+            EraseOutcome::RateLimited(1000)
+        );
+        assert!(matches!(
+            of_response(response(403), status_failure(1000)),
+            EraseOutcome::Rejected(r) if r.kind == RejectionKind::Forbidden
+        ));
+        assert!(matches!(
+            of_response(response(503), status_failure(1000)),
+            EraseOutcome::Retry(_)
+        ));
+        assert!(matches!(
+            of_response(Err(HttpError::Timeout), status_failure(1000)),
+            EraseOutcome::Retry(_)
+        ));
+        // The adapter's own reading of a failure wins.
+        let own = |_: &Response| crate::outcome::conflict("locked", "the record is locked");
+        assert!(matches!(
+            of_response(response(400), own),
+            EraseOutcome::Rejected(r) if r.rule == "locked"
+        ));
+    }
+
+    #[test]
+    fn an_id_that_is_not_plain_is_refused_without_a_call() {
+        let batch = [
+            request("e1", "901"),
+            request("e2", "../deals/7"),
+            request("e3", "00Q5g00000AbCdE"),
+        ];
+        let mut sent = Vec::new();
+        let out = plain_ids_only(&batch, |plain| {
+            sent = plain.iter().map(|r| r.record_id.clone()).collect();
+            plain.iter().map(|_| deleted()).collect()
+        });
+        assert_eq!(sent, ["901", "00Q5g00000AbCdE"]);
+        let ids: Vec<&str> = out.iter().map(|o| o.erasure_id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e2", "e3"]);
+        assert_eq!(out[0].outcome, EraseOutcome::Deleted);
+        assert!(matches!(
+            &out[1].outcome,
+            EraseOutcome::Rejected(r) if r.rule == "record_id"
+        ));
+        assert_eq!(out[2].outcome, EraseOutcome::Deleted);
+        assert!(!is_plain_id("") && !is_plain_id("a b") && is_plain_id("a-b_9"));
+    }
+}

@@ -14,6 +14,7 @@ from hubspot.crm.contacts import (
     ApiException,
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
+    PublicGdprDeleteInput,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
@@ -101,4 +102,26 @@ try:
 except ApiException as e:
     assert e.status == 401, e
 
-print("hubspot-api-client: create, read, conflict, batch upsert, update, batch read, search, 401: ok")
+# GDPR delete (what the adapter's erasure sends): gone for good; an id
+# gone is HubSpot's 404.
+gone = contacts.basic_api.create(
+    simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+        properties={"email": "vendor.hs3@example.com"}
+    )
+).id
+assert contacts.basic_api.purge(public_gdpr_delete_input=PublicGdprDeleteInput(object_id=gone)) is None
+try:
+    contacts.basic_api.get_by_id(gone)
+    raise AssertionError("a purged contact was read")
+except ApiException as e:
+    assert e.status == 404, e
+try:
+    contacts.basic_api.purge(public_gdpr_delete_input=PublicGdprDeleteInput(object_id=gone))
+    raise AssertionError("a purged id was purged again")
+except ApiException as e:
+    assert e.status == 404, e
+contacts.basic_api.purge(
+    public_gdpr_delete_input=PublicGdprDeleteInput(object_id="vendor.unknown@example.com", id_property="email")
+)
+
+print("hubspot-api-client: create, read, conflict, batch upsert, update, batch read, search, 401, gdpr delete: ok")

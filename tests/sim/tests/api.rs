@@ -1343,3 +1343,54 @@ async fn pipedrive_lists_persons_page_by_page() {
         assert_eq!(r.json()["success"], false);
     }
 }
+
+#[tokio::test]
+async fn gdpr_delete_removes_for_good_by_id_or_email() {
+    let h = Harness::start().await;
+    let make = async |email: &str| {
+        let reply = h
+            .post(
+                V3,
+                json!({"properties": {"email": email}, "associations": []}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.json()["id"].as_str().unwrap().to_owned()
+    };
+    let (one, two) = (make("one@example.com").await, make("two@example.com").await);
+    let gdpr = format!("{V3}/gdpr-delete");
+    let by_id = h.post(&gdpr, json!({"objectId": one})).await;
+    assert_eq!(by_id.status, StatusCode::NO_CONTENT, "{}", by_id.text);
+    assert!(by_id.text.is_empty(), "no body");
+    assert!(h.handle().contact(&one).is_none());
+    assert_eq!(
+        h.get(&format!("{V3}/{one}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Again: the id is gone.
+    let again = h.post(&gdpr, json!({"objectId": one})).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+    assert_eq!(again.json()["category"], "OBJECT_NOT_FOUND");
+    // By email; an unknown email is still 204 (HubSpot blocklists it).
+    let by_email = h
+        .post(
+            &gdpr,
+            json!({"objectId": "TWO@example.com", "idProperty": "email"}),
+        )
+        .await;
+    assert_eq!(by_email.status, StatusCode::NO_CONTENT, "{}", by_email.text);
+    assert!(h.handle().contact(&two).is_none());
+    let unknown = h
+        .post(
+            &gdpr,
+            json!({"objectId": "nobody@example.com", "idProperty": "email"}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NO_CONTENT);
+    let bad = h
+        .post(&gdpr, json!({"objectId": "x", "idProperty": "firstname"}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    let unauthenticated = h.post_as(None, &gdpr, json!({"objectId": two})).await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+}

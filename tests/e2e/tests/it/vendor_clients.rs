@@ -94,6 +94,7 @@ async fn hubspots_own_python_client_accepts_the_simulators_hubspot() {
     let h = sim.handle();
     assert_eq!(h.count_by_email("vendor.hs@example.com"), 1);
     assert_eq!(h.count_by_email("vendor.hs2@example.com"), 1);
+    assert_eq!(h.count_by_email("vendor.hs3@example.com"), 0, "purged");
     let contact = &h.contacts_by_email("vendor.hs@example.com")[0];
     assert_eq!(contact.properties["jobtitle"], "CEO");
     sim.shutdown().await;
