@@ -554,6 +554,19 @@ def _memory_key(kind: str, key: Tuple[str, str]) -> str:
     return f"{kind}:{key[0]}:{key[1]}"
 
 
+def _record_key(pid: str) -> str:
+    return f"record:{pid}"
+
+
+def _key_list(raw: Optional[str]) -> List[str]:
+    """A `record:<pid>` entry's keys (nothing readable: none)."""
+    try:
+        keys = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
 # Transport failures after which the request may have reached Pipedrive.
 _MAYBE_SENT = ("timeout", "transport", "response-too-large")
 
@@ -698,7 +711,7 @@ class Pusher:
             if pid is None:
                 return Retry(None, "Pipedrive accepted the person but sent no id")
             if key:
-                self.memory.set(_memory_key("person", key), pid, REMEMBER_MS)
+                self.remember(key, pid)
                 self.memory.delete(intent)
             return Created(pid)
         if intent and resp.status < 500:
@@ -759,9 +772,30 @@ class Pusher:
         key = self._key(person)
         if key is not None and isinstance(outcome, (Created, Updated)):
             if self.seen.get(key) != outcome.id and isinstance(outcome, Updated):
-                self.memory.set(_memory_key("person", key), outcome.id, REMEMBER_MS)
+                self.remember(key, outcome.id)
             self.seen[key] = outcome.id
         return outcome
+
+    def remember(self, key: Tuple[str, str], pid: str) -> None:
+        """Remembers that `key` (an email or phone) is person `pid`, and,
+        under `record:<pid>`, which keys name it: an erasure of the person
+        forgets them all (the keys hold its email or phone)."""
+        entry = _memory_key("person", key)
+        self.memory.set(entry, pid, REMEMBER_MS)
+        keys = _key_list(self.memory.get(_record_key(pid)))
+        if entry not in keys:
+            keys.append(entry)
+        self.memory.set(_record_key(pid), json.dumps(keys), REMEMBER_MS)
+
+    def forget(self, pid: str) -> None:
+        """Forgets everything remembered of person `pid`: its keys, and
+        any create of it still settling."""
+        record = _record_key(pid)
+        for entry in _key_list(self.memory.get(record)):
+            self.memory.delete(entry)
+            if entry.startswith("person:"):
+                self.memory.delete("creating:" + entry[len("person:"):])
+        self.memory.delete(record)
 
     def erase(self, erasures: List[Tuple[str, str]]):
         """Deletes persons at Pipedrive (the right to erasure): one outcome
@@ -788,8 +822,10 @@ class Pusher:
         except HttpFailure as e:
             return http_failure_outcome(e, what)
         if 200 <= resp.status < 300:
+            self.forget(pid)
             return Deleted(pid)
         if resp.status in (404, 410):
+            self.forget(pid)
             return NotFound(pid)
         return classify_error(resp, what, None, self.now_ms())
 

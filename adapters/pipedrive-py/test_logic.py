@@ -294,6 +294,27 @@ class EraseTest(unittest.TestCase):
         self.assertEqual(host.requests[0].url, "http://127.0.0.1:9/api/v2/persons/1")
         self.assertIn(("x-api-token", "{{secret:api-token}}"), host.requests[0].headers)
 
+    def test_an_erased_person_leaves_nothing_in_memory(self):
+        def handler(req):
+            if req.method == "GET":
+                return search_miss()
+            if req.method == "POST":
+                return resp(201, {"success": True, "data": {"id": 77}})
+            if req.method == "PATCH":
+                return resp(200, {"success": True, "data": {"id": 77}})
+            return resp(200, {"success": True, "data": {"id": 77}})
+        memory = L.DictMemory()
+        pusher = L.Pusher("http://127.0.0.1:9", FakeHost(handler), memory=memory)
+        out = pusher.push([("d1", JANE)])
+        self.assertEqual(out, [("d1", L.Created("77"))])
+        self.assertTrue(any("jane@example.com" in k for k in memory.entries), memory.entries)
+        # A later call (a new pusher) deletes the person: every entry naming
+        # it goes, and another person's stays.
+        memory.set("person:email:other@example.com", "78", 1000)
+        later = L.Pusher("http://127.0.0.1:9", FakeHost(handler), memory=memory)
+        self.assertEqual(later.erase([("e1", "77")]), [("e1", L.Deleted("77"))])
+        self.assertEqual(list(memory.entries), ["person:email:other@example.com"])
+
     def test_a_throttle_holds_the_rest_of_the_batch(self):
         host = FakeHost(lambda req: resp(429, headers=[("retry-after", "2")]))
         out = L.Pusher("http://127.0.0.1:9", host).erase([("e1", "1"), ("e2", "2")])

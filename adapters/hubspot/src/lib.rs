@@ -144,8 +144,9 @@ impl Adapter for HubSpot {
                         .bearer_secret("access-token")
                         .json(&json!({ "objectId": r.record_id }))
                         .send();
-                    let failure = |r: &Response| HubSpotError::parse(r).into_outcome();
-                    erasure::of_response(answer, failure)
+                    // Not the upsert's reading: a CONFLICT here is no
+                    // duplicate, and a gateway's HTML 5xx is transient.
+                    erasure::of_response(answer, erasure::status_failure(DEFAULT_THROTTLE_MS))
                 })
                 .collect()
         })

@@ -405,7 +405,8 @@ async fn a_completion_leases_the_next_batch_in_the_same_write(b: Backend) {
 
 /// An erasure queues one deletion job per CRM record at each destination
 /// whose adapter can delete (in its transaction, after the person's
-/// deliveries stopped) and names the rest as not deleted; an erasure
+/// deliveries stopped) and names the rest as not deleted, and takes the
+/// plugins' expired key-value entries out of the store; an erasure
 /// again queues the records' deletion again (a `not found` is harmless),
 /// never one of a deletion.
 async fn an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delete(b: Backend) {
@@ -436,6 +437,11 @@ async fn an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delet
         .chain(leased_d1.iter().map(|j| (j.clone(), done("801"))))
         .collect();
     store.complete("w", "a@1", &results, 1_600).await.unwrap();
+    // An adapter's memory: one entry expired by the erasure, one not.
+    for (key, expires) in [("old@b.com", 1_900), ("new@b.com", 5_000)] {
+        let set = store.kv_set("d0", key, b"901", Some(expires), 1_700, 10);
+        assert!(set.await.unwrap());
+    }
 
     let receipt = store
         .erase_person("L1", 2_000, &["d0".to_string()])
@@ -454,6 +460,16 @@ async fn an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delet
     assert_eq!(
         receipt.destinations[1].note.as_deref(),
         Some(sql::NOT_DELETED_AT_CRM)
+    );
+    // Expired entries are gone from the store (read as of before they
+    // expired), the live one stays.
+    assert_eq!(store.kv_get("d0", "old@b.com", 1_800).await.unwrap(), None);
+    assert!(
+        store
+            .kv_get("d0", "new@b.com", 1_800)
+            .await
+            .unwrap()
+            .is_some()
     );
     // The deletion is leased like a delivery, its payload the CRM id.
     let deletions = store.lease("d0", "w", 10, 60_000, 2_100).await.unwrap();

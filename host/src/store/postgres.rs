@@ -875,6 +875,12 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Plugins' expired entries (an adapter's memory of the person may
+        // be among them) go too.
+        sqlx::query("DELETE FROM plugin_kv WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         let golden_record = sqlx::query("DELETE FROM persons WHERE id = $1")
             .bind(person_id)
             .execute(&mut *tx)

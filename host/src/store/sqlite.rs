@@ -895,6 +895,12 @@ impl Store for SqliteStore {
         receipt.deliveries_stopped = forgotten.deliveries_stopped;
         receipt.dead_letters = forgotten.dead_letters;
         receipt.audit_entries = forgotten.audit_entries;
+        // Plugins' expired entries (an adapter's memory of the person may
+        // be among them) leave the file with the scrub below.
+        sqlx::query("DELETE FROM plugin_kv WHERE expires_at IS NOT NULL AND expires_at <= ?1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         receipt.golden_record = sqlx::query("DELETE FROM persons WHERE id = ?1")
             .bind(person_id)
             .execute(&mut *tx)
