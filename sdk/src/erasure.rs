@@ -70,6 +70,21 @@ pub fn status_failure(throttle_default_ms: u64) -> impl FnOnce(&Response) -> Out
     }
 }
 
+/// The usual frame of [`Adapter::erase`](crate::Adapter::erase): the
+/// destination's `settings` as the adapter reads them from the context
+/// (an error refuses every request as misconfigured), and `erase` called
+/// with them for the requests whose record id is [plain](is_plain_id).
+pub fn with_settings<S>(
+    batch: &[ErasureRequest],
+    settings: Result<S, String>,
+    erase: impl FnOnce(&S, &[&ErasureRequest]) -> Vec<EraseOutcome>,
+) -> Vec<ErasureOutcome> {
+    match settings {
+        Ok(settings) => plain_ids_only(batch, |plain| erase(&settings, plain)),
+        Err(e) => all(batch, refused(crate::outcome::misconfigured("config", e))),
+    }
+}
+
 /// Whether a record id is safe to put in a URL path as it is (letters,
 /// digits, `-` and `_`): every CRM's ids are; anything else is refused
 /// rather than escaped into another resource.

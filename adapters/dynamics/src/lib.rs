@@ -136,11 +136,7 @@ impl Adapter for Dynamics {
 
     /// `DELETE /{table}({id})` per record: 204 deleted, 404 not found.
     fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
-        let settings = match Settings::of(&ctx) {
-            Ok(s) => s,
-            Err(e) => return erasure::all(&batch, erasure::refused(misconfigured("config", e))),
-        };
-        erasure::plain_ids_only(&batch, |plain| {
+        erasure::with_settings(&batch, Settings::of(&ctx), |settings, plain| {
             plain
                 .iter()
                 .map(|r| {

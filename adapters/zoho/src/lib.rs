@@ -128,14 +128,10 @@ impl Adapter for Zoho {
     /// `INVALID_DATA` naming the id not found (Zoho's answer for an id it
     /// does not hold).
     fn erase(batch: Vec<ErasureRequest>, ctx: PushContext) -> Vec<ErasureOutcome> {
-        let settings = match Settings::of(&ctx) {
-            Ok(s) => s,
-            Err(e) => return erasure::all(&batch, erasure::refused(misconfigured("config", e))),
-        };
-        erasure::plain_ids_only(&batch, |plain| {
+        erasure::with_settings(&batch, Settings::of(&ctx), |settings, plain| {
             plain
                 .chunks(MAX_BATCH as usize)
-                .flat_map(|chunk| delete(&settings, chunk))
+                .flat_map(|chunk| delete(settings, chunk))
                 .collect()
         })
     }

@@ -854,15 +854,7 @@ impl Store for PgStore {
         .bind(&leads)
         .fetch_all(&mut *tx)
         .await?;
-        let delivered = delivered
-            .iter()
-            .map(|r| Delivered {
-                destination: r.text(0),
-                crm_id: r.text(1),
-                lead_id: r.text(2),
-                source: r.text(3),
-            })
-            .collect();
+        let delivered = Delivered::from_rows(&delivered);
         let forgotten = self
             .forget_leads(&mut tx, &leads, Forget::Erasure, now_ms)
             .await?;

@@ -325,6 +325,20 @@ pub(crate) struct Delivered {
     pub source: String,
 }
 
+impl Delivered {
+    /// The rows of `SELECT destination, crm_id, lead_id, source`.
+    pub(crate) fn from_rows(rows: &[impl Cells]) -> Vec<Delivered> {
+        rows.iter()
+            .map(|r| Delivered {
+                destination: r.text(0),
+                crm_id: r.text(1),
+                lead_id: r.text(2),
+                source: r.text(3),
+            })
+            .collect()
+    }
+}
+
 /// What an erasure does at the CRMs: the receipt's records per CRM
 /// (`delivered` sorted by destination), and the rows of a deletion job for
 /// each record at a destination of `deletable`.

@@ -867,15 +867,7 @@ impl Store for SqliteStore {
         .bind(person_id)
         .fetch_all(&mut *tx)
         .await?;
-        let delivered = delivered
-            .iter()
-            .map(|r| Delivered {
-                destination: r.text(0),
-                crm_id: r.text(1),
-                lead_id: r.text(2),
-                source: r.text(3),
-            })
-            .collect();
+        let delivered = Delivered::from_rows(&delivered);
         let ids = serde_json::to_string(&receipt.leads).expect("ids serialize");
         let forgotten = self
             .forget_leads(&mut tx, &ids, Forget::Erasure, now_ms)
