@@ -177,6 +177,26 @@ def _transient(reason: str) -> wa.Outcome:
     return wa.Outcome_Retry(wa.RetryInfo(kind=wa.RetryKind.TRANSIENT, after_ms=None, reason=reason))
 
 
+def _pusher(ctx: wa.PushContext) -> L.Pusher:
+    """A Pusher for the destination's configuration, remembering in the
+    host's key-value store (what a deletion forgets is there too)."""
+    def config(key: str):
+        return next((v for k, v in ctx.config if k == key), None)
+
+    base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
+    return L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms,
+                    L.parse_readback_percent(config("readback-percent")), memory=_KvMemory(),
+                    settle_ms=L.parse_settle_ms(config("search-settle-ms")))
+
+
+def _adapter_error(e: Exception) -> str:
+    """Logs an exception an export caught (one escaping an export traps the
+    instance) and returns the reason to retry with."""
+    reason = f"adapter error: {type(e).__name__}: {e}"
+    _log("error", reason)
+    return reason
+
+
 class Adapter(wit_world.exports.Adapter):
     def describe(self) -> wa.AdapterInfo:
         return wa.AdapterInfo(
@@ -204,27 +224,13 @@ class Adapter(wit_world.exports.Adapter):
 
     def push(self, batch: List[wa.Delivery], ctx: wa.PushContext) -> List[wa.DeliveryOutcome]:
         try:
-            base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
-            readback = next((v for k, v in ctx.config if k == "readback-percent"), None)
-            settle = next((v for k, v in ctx.config if k == "search-settle-ms"), None)
-            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms,
-                              L.parse_readback_percent(readback), memory=_KvMemory(),
-                              settle_ms=L.parse_settle_ms(settle))
-            results = pusher.push(
+            results = _pusher(ctx).push(
                 [(d.id, [(p.name, p.value) for p in d.properties]) for d in batch]
             )
             return [wa.DeliveryOutcome(delivery_id=did, outcome=_to_wit(o)) for did, o in results]
         except Exception as e:
-            # Never let an exception escape an export: it traps the instance.
-            reason = f"adapter error: {type(e).__name__}: {e}"
-            _log("error", reason)
-            return [
-                wa.DeliveryOutcome(
-                    delivery_id=d.id,
-                    outcome=_transient(reason),
-                )
-                for d in batch
-            ]
+            reason = _adapter_error(e)
+            return [wa.DeliveryOutcome(delivery_id=d.id, outcome=_transient(reason)) for d in batch]
 
     def verify_webhook(self, request: wa.WebhookRequest) -> wa.WebhookReceipt:
         # Err(...) raised here is the export's result error; anything else
@@ -265,18 +271,8 @@ class Adapter(wit_world.exports.Adapter):
 class Erasure(wit_world.exports.Erasure):
     def erase(self, batch: List[we.ErasureRequest], ctx: wa.PushContext) -> List[we.ErasureOutcome]:
         try:
-            base = next((v for k, v in ctx.config if k == "base-url" and v.strip()), None)
-            pusher = L.Pusher(base or L.DEFAULT_BASE_URL, _send, _log, _now_ms)
-            results = pusher.erase([(r.id, r.record_id) for r in batch])
+            results = _pusher(ctx).erase([(r.id, r.record_id) for r in batch])
             return [we.ErasureOutcome(erasure_id=eid, outcome=_erase_to_wit(o)) for eid, o in results]
         except Exception as e:
-            # Never let an exception escape an export: it traps the instance.
-            reason = f"adapter error: {type(e).__name__}: {e}"
-            _log("error", reason)
-            return [
-                we.ErasureOutcome(
-                    erasure_id=r.id,
-                    outcome=_erase_to_wit(L.Retry(None, reason)),
-                )
-                for r in batch
-            ]
+            retry = _erase_to_wit(L.Retry(None, _adapter_error(e)))
+            return [we.ErasureOutcome(erasure_id=r.id, outcome=retry) for r in batch]

@@ -129,6 +129,15 @@ impl Shared {
         store
     }
 
+    /// Why instantiating failed: a trap there is the component's start-up
+    /// failing, not a call's.
+    fn instantiation_error(&self, store: &Store<CallState>, err: wasmtime::Error) -> CallError {
+        match self.classify(store, err) {
+            CallError::Trap(m) => CallError::Instantiate(m),
+            other => other,
+        }
+    }
+
     fn classify(&self, store: &Store<CallState>, err: wasmtime::Error) -> CallError {
         let limits = self.engine.limits;
         if store.data().limiter.memory_limit_hit {
@@ -345,10 +354,7 @@ impl AdapterPlugin {
         };
         match instance {
             Ok(instance) => Ok((store, instance)),
-            Err(e) => Err(match self.shared.classify(&store, e) {
-                CallError::Trap(m) => CallError::Instantiate(m),
-                other => other,
-            }),
+            Err(e) => Err(self.shared.instantiation_error(&store, e)),
         }
     }
 
@@ -475,12 +481,7 @@ impl AdapterPlugin {
             let mut store = self.shared.new_store(call);
             let instance = match pre.instance_pre().instantiate_async(&mut store).await {
                 Ok(instance) => instance,
-                Err(e) => {
-                    return Err(match self.shared.classify(&store, e) {
-                        CallError::Trap(m) => CallError::Instantiate(m),
-                        other => other,
-                    });
-                }
+                Err(e) => return Err(self.shared.instantiation_error(&store, e)),
             };
             let guest = indices
                 .load(&mut store, &instance)
@@ -501,22 +502,25 @@ impl AdapterPlugin {
                 .call_erase(&mut store, &requests, &wit_ctx)
                 .await
                 .map_err(|e| self.shared.classify(&store, e))?;
-            let outcomes: Vec<(String, Outcome)> = outcomes
+            // Checked and put in order first, so that each gets its own
+            // request's record id.
+            let outcomes: Vec<(String, wit_erasure::EraseOutcome)> = outcomes
                 .into_iter()
-                .map(|o| {
-                    let record = batch
-                        .iter()
-                        .find(|e| e.id == o.erasure_id)
-                        .map_or_else(String::new, |e| e.record_id.clone());
-                    (o.erasure_id, from_erase_outcome(o.outcome, record))
-                })
+                .map(|o| (o.erasure_id, o.outcome))
                 .collect();
-            let size: usize = outcomes
+            let ordered = order_outcomes(batch, |e| &e.id, outcomes)?;
+            let outcomes: Vec<Outcome> = ordered
+                .into_iter()
+                .zip(batch)
+                .map(|(o, e)| from_erase_outcome(o, e.record_id.clone()))
+                .collect();
+            let size: usize = batch
                 .iter()
-                .map(|(id, o)| id.len() + outcome_size(o))
+                .zip(&outcomes)
+                .map(|(e, o)| e.id.len() + outcome_size(o))
                 .sum();
             self.shared.check_output(size)?;
-            order_outcomes(batch, |e| &e.id, outcomes)
+            Ok(outcomes)
         }
         .await;
         self.shared.record(started, out.is_ok());
@@ -569,15 +573,13 @@ impl AdapterPlugin {
     }
 }
 
-/// Puts the guest's outcomes in batch order, insisting on exactly one per
-/// delivery.
 /// The outcomes in the batch's order (`id` reads an item's id), checked:
 /// one per item, none for an unknown one.
-fn order_outcomes<T>(
+fn order_outcomes<T, O>(
     batch: &[T],
     id: impl Fn(&T) -> &str,
-    outcomes: Vec<(String, Outcome)>,
-) -> Result<Vec<Outcome>, CallError> {
+    outcomes: Vec<(String, O)>,
+) -> Result<Vec<O>, CallError> {
     if outcomes.len() != batch.len() {
         return Err(CallError::BadOutput(format!(
             "{} outcomes for a batch of {}",
@@ -585,7 +587,7 @@ fn order_outcomes<T>(
             batch.len()
         )));
     }
-    let mut slots: Vec<Option<Outcome>> = vec![None; batch.len()];
+    let mut slots: Vec<Option<O>> = (0..batch.len()).map(|_| None).collect();
     let fast = outcomes.iter().zip(batch).all(|((o, _), d)| o == id(d));
     for (i, (delivery_id, outcome)) in outcomes.into_iter().enumerate() {
         let idx = if fast {

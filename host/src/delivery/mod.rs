@@ -38,7 +38,7 @@ use crate::store::Store;
 pub use retry::{RetryPolicy, backoff_ms, classify, decide};
 
 /// The longest a delivery store call (a lease, a completion, a renewal,
-/// a heartbeat) may take. A connection the network cut without a word (a
+/// a reclaim) may take; the heartbeat has its own, shorter bound. A connection the network cut without a word (a
 /// reset lost on the way, a middlebox that forgot the flow) never
 /// answers, and the PostgreSQL driver has no timeout of its own: without
 /// this bound a worker, or the heartbeat, waits for good (seen in the

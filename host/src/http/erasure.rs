@@ -36,19 +36,12 @@ pub async fn erase(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ErasureReceipt>, ApiError> {
-    // The destinations whose adapter can delete at its CRM.
-    let deletable = state
-        .registry
-        .names()
-        .into_iter()
-        .filter(|name| {
-            state
-                .registry
-                .get(name)
-                .is_some_and(|d| d.adapter.can_erase())
-        })
-        .collect();
-    match state.ingest.outbox.erase(&id, deletable).await {
+    match state
+        .ingest
+        .outbox
+        .erase(&id, state.registry.erasable())
+        .await
+    {
         Ok(Some(receipt)) => {
             tracing::info!(
                 leads = receipt.leads.len(),

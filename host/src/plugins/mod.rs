@@ -285,6 +285,20 @@ impl Registry {
         self.configs.keys().cloned().collect()
     }
 
+    /// The destinations whose adapter can delete records at its CRM.
+    pub fn erasable(&self) -> Vec<String> {
+        let state = self.state.load();
+        self.names()
+            .into_iter()
+            .filter(|name| {
+                state
+                    .destinations
+                    .get(name)
+                    .is_some_and(|d| d.adapter.can_erase())
+            })
+            .collect()
+    }
+
     /// Reload results as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.events.subscribe()

@@ -20,9 +20,10 @@ use sqlx::{Arguments, ConnectOptions, Postgres, Row};
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::sql::{
-    Cells, Delivered, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows,
-    empty_normalized, empty_payload, erasure_at_crms, event_row, job_view, job_view_sql, kv_row,
-    lead_view, leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
+    Cells, Delivered, ERASURE_MAPPING, Forget, Forgotten, SEALED_TABLES, completed_and_leased,
+    completion_rows, empty_normalized, empty_payload, erasure_at_crms, event_row, job_view,
+    job_view_sql, kv_row, lead_view, leased_job, next_cursor, person_row, redacted_decision,
+    resealed_kv,
 };
 use super::*;
 
@@ -848,10 +849,11 @@ impl Store for PgStore {
         // erasure before, aside).
         let delivered = sqlx::query(
             "SELECT destination, crm_id, MIN(lead_id), MIN(source) FROM jobs
-             WHERE lead_id = ANY($1) AND crm_id IS NOT NULL AND mapping_version <> 'erasure'
+             WHERE lead_id = ANY($1) AND crm_id IS NOT NULL AND mapping_version <> $2
              GROUP BY destination, crm_id ORDER BY destination, crm_id",
         )
         .bind(&leads)
+        .bind(ERASURE_MAPPING)
         .fetch_all(&mut *tx)
         .await?;
         let delivered = Delivered::from_rows(&delivered);

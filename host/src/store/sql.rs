@@ -316,6 +316,10 @@ pub(crate) const NOT_DELETED_AT_CRM: &str = "not deleted at the CRM: the destina
 pub(crate) const DELETION_QUEUED: &str = "deletion queued: one job per record (deletion_jobs), \
      delivered through the outbox; each shows its outcome among its lead's deliveries";
 
+/// The mapping version of a deletion job: how the stores tell a
+/// deletion's CRM id from the records a person has.
+pub(crate) const ERASURE_MAPPING: &str = "erasure";
+
 /// A record a person has at a CRM, as the erasure found it: the lead and
 /// source of a job that wrote it.
 pub(crate) struct Delivered {
@@ -351,8 +355,8 @@ pub(crate) fn erasure_at_crms(
     let mut out: Vec<CrmRecords> = Vec::new();
     let mut jobs = Vec::new();
     for d in delivered {
+        let can = deletable.contains(&d.destination);
         if out.last().map(|r| &r.destination) != Some(&d.destination) {
-            let can = deletable.contains(&d.destination);
             out.push(CrmRecords {
                 destination: d.destination.clone(),
                 note: Some(
@@ -367,7 +371,7 @@ pub(crate) fn erasure_at_crms(
             });
         }
         let records = out.last_mut().expect("just pushed");
-        if deletable.contains(&d.destination) {
+        if can {
             let id = uuid::Uuid::now_v7().to_string();
             let job = NewJob {
                 idempotency_key: format!("erase/{id}"),
@@ -380,7 +384,7 @@ pub(crate) fn erasure_at_crms(
                 payload: JobPayload::Erase {
                     record_id: d.crm_id.clone(),
                 },
-                mapping_version: "erasure".into(),
+                mapping_version: ERASURE_MAPPING.into(),
                 state: JobState::Pending,
                 last_error: None,
                 held: None,

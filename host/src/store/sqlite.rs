@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{self, Col};
 use super::seal::{Column, Crypt};
 use super::sql::{
-    Cells, Delivered, Forget, Forgotten, SEALED_TABLES, completed_and_leased, completion_rows,
-    empty_normalized, empty_payload, erasure_at_crms, event_row, job_view, job_view_sql, kv_row,
-    lead_view, leased_job, next_cursor, person_row, redacted_decision, resealed_kv,
+    Cells, Delivered, ERASURE_MAPPING, Forget, Forgotten, SEALED_TABLES, completed_and_leased,
+    completion_rows, empty_normalized, empty_payload, erasure_at_crms, event_row, job_view,
+    job_view_sql, kv_row, lead_view, leased_job, next_cursor, person_row, redacted_decision,
+    resealed_kv,
 };
 use super::*;
 
@@ -861,10 +862,11 @@ impl Store for SqliteStore {
         let delivered = sqlx::query(
             "SELECT destination, crm_id, MIN(lead_id), MIN(source) FROM jobs
              WHERE lead_id IN (SELECT id FROM leads WHERE person_id = ?1) AND crm_id IS NOT NULL
-               AND mapping_version <> 'erasure'
+               AND mapping_version <> ?2
              GROUP BY destination, crm_id ORDER BY destination, crm_id",
         )
         .bind(person_id)
+        .bind(ERASURE_MAPPING)
         .fetch_all(&mut *tx)
         .await?;
         let delivered = Delivered::from_rows(&delivered);
