@@ -16,6 +16,7 @@ use strsim::{levenshtein, normalized_levenshtein};
 
 use super::features::{Features, Field};
 use super::fuzzy::{FREE_MAIL, jaro_winkler, nickname};
+use crate::pipeline::normalize::within_edits;
 
 /// What a pair is compared on: one comparison per field, then one per
 /// configured custom attribute ([`Comparison::Custom`]).
@@ -176,9 +177,7 @@ fn work_domain(email: &str) -> Option<&str> {
 /// Media" and "Graphic Design Foods", however alike).
 pub(super) fn similar_companies(a: &str, b: &str) -> bool {
     let allowed = if a.len().min(b.len()) >= 10 { 2 } else { 1 };
-    a.len().abs_diff(b.len()) <= allowed
-        && same_digits(a, b)
-        && strsim::osa_distance(a, b) <= allowed
+    a.len().abs_diff(b.len()) <= allowed && same_digits(a, b) && within_edits(a, b, allowed)
 }
 
 /// Whether two email domains are two companies' (neither a free-mail

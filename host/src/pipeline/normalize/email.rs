@@ -279,7 +279,7 @@ fn provider_typo(domain: &str) -> Option<&'static str> {
         p_tld == tld
             && name != p_name
             && name.len().abs_diff(p_name.len()) <= allowed
-            && strsim::osa_distance(name, p_name) <= allowed
+            && super::within_edits(name, p_name, allowed)
     })
 }
 

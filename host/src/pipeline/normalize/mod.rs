@@ -22,6 +22,7 @@
 
 pub mod address;
 pub mod company;
+mod edits;
 pub mod email;
 pub mod name;
 pub mod phone;
@@ -37,6 +38,7 @@ use serde_json::{Map, Value};
 
 pub use address::{country_code, postcode};
 pub use company::{company_display, company_domain, company_key, website_domain};
+pub use edits::within_edits;
 pub use email::{EmailInfo, TypoPolicy, normalize_email, normalize_email_with};
 pub use name::{ParsedName, name_case, parse_name, split_name};
 pub use phone::{PhoneInfo, normalize_phone, parse_phone};
