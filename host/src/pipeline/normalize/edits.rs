@@ -42,17 +42,20 @@ fn without_common_affix<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
 /// The larger of the letters `a` has that `b` lacks and the reverse
 /// (ASCII), a lower bound of the edit distance.
 fn bag_distance(a: &[u8], b: &[u8]) -> usize {
-    let mut counts = [0i32; 128];
+    let mut counts = [0u32; 128];
     for &c in a {
         counts[usize::from(c)] += 1;
     }
-    for &c in b {
-        counts[usize::from(c)] -= 1;
-    }
-    let (more, fewer) = counts.iter().fold((0, 0), |(more, fewer), &n| {
-        (more + n.max(0), fewer + (-n).max(0))
-    });
-    more.max(fewer) as usize
+    let shared = b
+        .iter()
+        .filter(|&&c| {
+            let n = &mut counts[usize::from(c)];
+            let had = *n > 0;
+            *n -= u32::from(had);
+            had
+        })
+        .count();
+    (a.len() - shared).max(b.len() - shared)
 }
 
 #[cfg(test)]
