@@ -38,11 +38,12 @@ use crate::store::Store;
 pub use retry::{RetryPolicy, backoff_ms, classify, decide};
 
 /// The longest a delivery store call (a lease, a completion, a renewal,
-/// a reclaim) may take; the heartbeat has its own, shorter bound. A connection the network cut without a word (a
-/// reset lost on the way, a middlebox that forgot the flow) never
-/// answers, and the PostgreSQL driver has no timeout of its own: without
-/// this bound a worker, or the heartbeat, waits for good (seen in the
-/// partition test, healed just as the far end gave the connection up).
+/// a reclaim) may take; the heartbeat has its own, shorter bound. A
+/// connection the network cut without a word (a reset lost on the way, a
+/// middlebox that forgot the flow) never answers, and the PostgreSQL
+/// driver has no timeout of its own: without this bound a worker waits for
+/// good (seen in the partition test, healed just as the far end gave the
+/// connection up).
 /// Giving up is safe: a lease not recorded expires, a completion whose
 /// lease passed on is refused by its token.
 pub(crate) const STORE_CALL: Duration = Duration::from_secs(10);

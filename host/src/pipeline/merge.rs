@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use litemap::LiteMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::field::LeadField;
@@ -176,14 +175,6 @@ impl Provenances {
     /// Entries in field-name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Provenance)> {
         self.0.iter().map(|(k, v)| (&**k, v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
