@@ -15,7 +15,7 @@
 use strsim::{levenshtein, normalized_levenshtein};
 
 use super::features::{Features, Field};
-use super::fuzzy::{FREE_MAIL, jaro_winkler, nickname};
+use super::fuzzy::{FREE_MAIL, jaro_winkler, jaro_winkler_bound, nickname};
 use crate::pipeline::normalize::within_edits;
 
 /// What a pair is compared on: one comparison per field, then one per
@@ -103,7 +103,7 @@ impl Comparison {
     }
 
     /// The levels after null, most alike first.
-    pub fn levels(self) -> &'static [&'static str] {
+    pub const fn levels(self) -> &'static [&'static str] {
         match self {
             Comparison::Email => EMAIL,
             Comparison::Phone => PHONE,
@@ -137,16 +137,35 @@ impl Comparison {
 }
 
 /// The level named `name` of `levels()` (1-based), if any.
-pub fn level_named(c: Comparison, name: &str) -> Option<u8> {
-    c.levels()
-        .iter()
-        .position(|l| *l == name)
-        .map(|i| i as u8 + 1)
+pub const fn level_named(c: Comparison, name: &str) -> Option<u8> {
+    // A loop, not `position`: this runs when compiling too (`lvl!`).
+    let (levels, name) = (c.levels(), name.as_bytes());
+    let mut i = 0;
+    while i < levels.len() {
+        let level = levels[i].as_bytes();
+        let mut j = 0;
+        while j < level.len() && j < name.len() && level[j] == name[j] {
+            j += 1;
+        }
+        if j == level.len() && j == name.len() {
+            return Some(i as u8 + 1);
+        }
+        i += 1;
+    }
+    None
 }
 
-fn lvl(c: Comparison, name: &str) -> u8 {
-    // The names are the constants above: a miss is a bug here.
-    level_named(c, name).expect("a level of the comparison")
+/// The level of comparison `c` named `name`, found when compiling: a
+/// name that is not one of `c`'s levels does not build.
+macro_rules! lvl {
+    ($c:expr, $name:literal) => {
+        const {
+            match level_named($c, $name) {
+                Some(level) => level,
+                None => panic!("not a level of the comparison"),
+            }
+        }
+    };
 }
 
 /// Whether `a` and `b` hold the same digits in the same order (no
@@ -165,10 +184,15 @@ fn domain(email: &str) -> &str {
     email.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
+/// Whether an email domain is a company's (not a free-mail provider's).
+fn is_work_domain(domain: &str) -> bool {
+    !domain.is_empty() && !FREE_MAIL.contains(&domain)
+}
+
 /// A company's domain of a work email; None for a free-mail address.
 fn work_domain(email: &str) -> Option<&str> {
     let d = domain(email);
-    (!d.is_empty() && !FREE_MAIL.contains(&d)).then_some(d)
+    is_work_domain(d).then_some(d)
 }
 
 /// Whether two companies' keys (or domains) are one mistyped: an edit
@@ -180,11 +204,10 @@ pub(super) fn similar_companies(a: &str, b: &str) -> bool {
     a.len().abs_diff(b.len()) <= allowed && same_digits(a, b) && within_edits(a, b, allowed)
 }
 
-/// Whether two email domains are two companies' (neither a free-mail
-/// provider's, nor one a typo of the other).
-fn different_work_domains(a: &str, b: &str) -> bool {
-    let (da, db) = (domain(a), domain(b));
-    work_domain(a).is_some() && work_domain(b).is_some() && da != db && !similar_companies(da, db)
+/// Whether two email domains, both work domains, are two companies' (not
+/// one a typo of the other).
+fn different_work_domains(da: &str, db: &str) -> bool {
+    da != db && !similar_companies(da, db)
 }
 
 /// B2B evidence: two work emails at different company domains, and two
@@ -219,28 +242,94 @@ fn name_jw(a: &str, b: &str) -> f64 {
     jaro_winkler(a, b)
 }
 
-/// How alike two name tokens are, for choosing the names' order.
-fn name_sim(a: &str, b: &str) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return 0.0;
-    }
-    if a == b {
-        return 1.0;
-    }
-    let direct = name_jw(a, b);
-    if same_nickname(a, b) {
-        direct.max(0.9)
-    } else {
-        direct
-    }
+/// Two name tokens being compared, with what has been worked out about
+/// them: a pair's names are looked at from several sides (straight,
+/// crossed, the levels), each string similarity is computed once, and
+/// only where its cheap upper bound leaves the answer open.
+struct Tokens<'a> {
+    a: &'a str,
+    b: &'a str,
+    jw: Option<f64>,
+    jw_bound: Option<f64>,
+    nickname: Option<bool>,
 }
 
-fn same_nickname(a: &str, b: &str) -> bool {
-    // Nicknames are short: skip the table for two long names.
-    if a.len() > 6 && b.len() > 6 {
-        return false;
+impl<'a> Tokens<'a> {
+    fn new(a: &'a str, b: &'a str) -> Self {
+        Tokens {
+            a,
+            b,
+            jw: None,
+            jw_bound: None,
+            nickname: None,
+        }
     }
-    nickname(a).unwrap_or(a) == nickname(b).unwrap_or(b)
+
+    /// [`name_jw`] of the pair.
+    fn jw(&mut self) -> f64 {
+        let (a, b) = (self.a, self.b);
+        *self.jw.get_or_insert_with(|| name_jw(a, b))
+    }
+
+    /// An upper bound of [`Tokens::jw`] (it, once computed).
+    fn jw_bound(&mut self) -> f64 {
+        if let Some(jw) = self.jw {
+            return jw;
+        }
+        let (a, b) = (self.a, self.b);
+        *self.jw_bound.get_or_insert_with(|| {
+            if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
+                0.0
+            } else {
+                jaro_winkler_bound(a, b)
+            }
+        })
+    }
+
+    /// Whether [`Tokens::jw`] is at least `t`.
+    fn jw_at_least(&mut self, t: f64) -> bool {
+        self.jw_bound() >= t && self.jw() >= t
+    }
+
+    /// Whether both tokens are one name (a nickname and its name, or two
+    /// nicknames of one). Nicknames are short: two long names skip the
+    /// table.
+    fn same_nickname(&mut self) -> bool {
+        let (a, b) = (self.a, self.b);
+        *self.nickname.get_or_insert_with(|| {
+            !(a.len() > 6 && b.len() > 6) && nickname(a).unwrap_or(a) == nickname(b).unwrap_or(b)
+        })
+    }
+
+    /// How alike the two tokens are, for choosing the names' order.
+    fn sim(&mut self) -> f64 {
+        self.similarity(Self::jw)
+    }
+
+    /// An upper bound of [`Tokens::sim`].
+    fn sim_bound(&mut self) -> f64 {
+        self.similarity(Self::jw_bound)
+    }
+
+    /// Whether [`Tokens::sim`] is at least `t`.
+    fn sim_at_least(&mut self, t: f64) -> bool {
+        self.sim_bound() >= t && self.sim() >= t
+    }
+
+    fn similarity(&mut self, jw: fn(&mut Self) -> f64) -> f64 {
+        if self.a.is_empty() || self.b.is_empty() {
+            return 0.0;
+        }
+        if self.a == self.b {
+            return 1.0;
+        }
+        let direct = jw(self);
+        if self.same_nickname() {
+            direct.max(0.9)
+        } else {
+            direct
+        }
+    }
 }
 
 /// Whether a (folded, lowercase) first name is initials: one letter, or
@@ -253,44 +342,43 @@ fn initials(name: &str) -> bool {
     }
 }
 
-fn first_level(a: &str, b: &str) -> u8 {
+fn first_level(t: &mut Tokens) -> u8 {
     const C: Comparison = Comparison::FirstName;
+    let (a, b) = (t.a, t.b);
     if a.is_empty() || b.is_empty() {
         return 0;
     }
     if a == b {
         return EXACT;
     }
-    if same_nickname(a, b) {
-        return lvl(C, "nickname");
+    if t.same_nickname() {
+        return lvl!(C, "nickname");
     }
-    let jw = name_jw(a, b);
-    if jw >= 0.92 {
-        lvl(C, "jaro_winkler_0.92")
+    if t.jw_at_least(0.92) {
+        lvl!(C, "jaro_winkler_0.92")
     } else if (initials(a) || initials(b)) && a.as_bytes()[0] == b.as_bytes()[0] {
-        lvl(C, "initial")
-    } else if jw >= 0.80 {
-        lvl(C, "jaro_winkler_0.80")
+        lvl!(C, "initial")
+    } else if t.jw_at_least(0.80) {
+        lvl!(C, "jaro_winkler_0.80")
     } else {
-        lvl(C, "else")
+        lvl!(C, "else")
     }
 }
 
-fn last_level(a: &str, b: &str) -> u8 {
+fn last_level(t: &mut Tokens) -> u8 {
     const C: Comparison = Comparison::LastName;
-    if a.is_empty() || b.is_empty() {
+    if t.a.is_empty() || t.b.is_empty() {
         return 0;
     }
-    if a == b {
+    if t.a == t.b {
         return EXACT;
     }
-    let jw = name_jw(a, b);
-    if jw >= 0.92 {
-        lvl(C, "jaro_winkler_0.92")
-    } else if jw >= 0.80 {
-        lvl(C, "jaro_winkler_0.80")
+    if t.jw_at_least(0.92) {
+        lvl!(C, "jaro_winkler_0.92")
+    } else if t.jw_at_least(0.80) {
+        lvl!(C, "jaro_winkler_0.80")
     } else {
-        lvl(C, "else")
+        lvl!(C, "else")
     }
 }
 
@@ -300,18 +388,26 @@ fn last_level(a: &str, b: &str) -> u8 {
 fn name_levels(a: &Features, b: &Features) -> (u8, u8) {
     let (af, al) = (a.get(Field::First), a.get(Field::Last));
     let (bf, bl) = (b.get(Field::First), b.get(Field::Last));
+    let (mut first, mut last) = (Tokens::new(af, bf), Tokens::new(al, bl));
     if !af.is_empty() && !al.is_empty() && !bf.is_empty() && !bl.is_empty() {
-        let straight = name_sim(af, bf) + name_sim(al, bl);
         // Most candidates share both names (they were blocked by them):
-        // they skip the crossed comparisons.
-        if straight < 1.98 {
-            let crossed = name_sim(af, bl) + name_sim(al, bf);
-            if crossed > straight + 0.02 && name_sim(af, bl) >= 0.80 {
-                return (lvl(Comparison::FirstName, "transposed"), last_level(al, bf));
+        // they skip the crossed comparisons, and so do those whose first
+        // name is not like the other's last.
+        let straight_alike =
+            first.sim_bound() + last.sim_bound() >= 1.98 && first.sim() + last.sim() >= 1.98;
+        let mut first_last = Tokens::new(af, bl);
+        if !straight_alike && first_last.sim_at_least(0.80) {
+            let straight = first.sim() + last.sim();
+            let mut last_first = Tokens::new(al, bf);
+            if first_last.sim() + last_first.sim() > straight + 0.02 {
+                return (
+                    lvl!(Comparison::FirstName, "transposed"),
+                    last_level(&mut last_first),
+                );
             }
         }
     }
-    (first_level(af, bf), last_level(al, bl))
+    (first_level(&mut first), last_level(&mut last))
 }
 
 fn email_level(a: &Features, b: &Features) -> u8 {
@@ -323,8 +419,9 @@ fn email_level(a: &Features, b: &Features) -> u8 {
         return EXACT;
     }
     let (la, lb) = (a.get(Field::EmailLocal), b.get(Field::EmailLocal));
-    let (ea, eb) = (a.get(Field::Email), b.get(Field::Email));
-    let same_work = work_domain(ea).is_some() && domain(ea) == domain(eb);
+    let (da, db) = (domain(a.get(Field::Email)), domain(b.get(Field::Email)));
+    let (work_a, work_b) = (is_work_domain(da), is_work_domain(db));
+    let same_work = work_a && da == db;
     let non_digits = |s| str::bytes(s).filter(|c: &u8| !c.is_ascii_digit());
     if same_work
         && has_digit(la)
@@ -334,24 +431,27 @@ fn email_level(a: &Features, b: &Features) -> u8 {
     {
         // Numbered accounts at one domain (sales1@, sales2@): two
         // different people or test records.
-        return lvl(C, "numbered_same_domain");
+        return lvl!(C, "numbered_same_domain");
     }
+    let local = if la.len() >= 3 && a.same(b, Field::EmailLocal) {
+        lvl!(C, "same_local_part")
+    } else if la.len() >= 3 && lb.len() >= 3 && same_digits(la, lb) && jaro_winkler(la, lb) >= 0.92
+    {
+        lvl!(C, "similar_local_part")
+    } else {
+        // A different mailbox at the same company is no more evidence
+        // than the company itself, which the company comparison counts
+        // (from the work email's domain too): one piece of evidence,
+        // counted once.
+        lvl!(C, "else")
+    };
     // The same mailbox name at two companies is two namesakes' (the
     // names count it already); at a mistyped domain or a personal
     // provider, it is the person's handle.
-    if different_work_domains(ea, eb) {
-        return lvl(C, "else");
+    if local != lvl!(C, "else") && work_a && work_b && different_work_domains(da, db) {
+        return lvl!(C, "else");
     }
-    if la.len() >= 3 && a.same(b, Field::EmailLocal) {
-        return lvl(C, "same_local_part");
-    }
-    if la.len() >= 3 && lb.len() >= 3 && same_digits(la, lb) && jaro_winkler(la, lb) >= 0.92 {
-        return lvl(C, "similar_local_part");
-    }
-    // A different mailbox at the same company is no more evidence than
-    // the company itself, which the company comparison counts (from the
-    // work email's domain too): one piece of evidence, counted once.
-    lvl(C, "else")
+    local
 }
 
 fn phone_level(a: &Features, b: &Features) -> u8 {
@@ -364,9 +464,9 @@ fn phone_level(a: &Features, b: &Features) -> u8 {
     }
     let (pa, pb) = (a.get(Field::Phone), b.get(Field::Phone));
     if pa.len() == pb.len() && pa.bytes().zip(pb.bytes()).filter(|(x, y)| x != y).count() == 1 {
-        lvl(C, "one_digit_off")
+        lvl!(C, "one_digit_off")
     } else {
-        lvl(C, "else")
+        lvl!(C, "else")
     }
 }
 
@@ -382,17 +482,17 @@ fn company_level(a: &Features, b: &Features) -> u8 {
         if same_domain || a.same(b, Field::Company) {
             EXACT
         } else if similar_companies(a.get(Field::Company), b.get(Field::Company)) {
-            lvl(C, "similar")
+            lvl!(C, "similar")
         } else {
-            lvl(C, "else")
+            lvl!(C, "else")
         }
     } else if has_domains {
         if same_domain {
             EXACT
         } else if similar_domain() {
-            lvl(C, "similar")
+            lvl!(C, "similar")
         } else {
-            lvl(C, "other_domain")
+            lvl!(C, "other_domain")
         }
     } else {
         0
@@ -431,16 +531,16 @@ fn dob_level(a: &Features, b: &Features) -> u8 {
     }
     let (da, db) = (a.get(Field::Dob), b.get(Field::Dob));
     if levenshtein(da, db) == 1 {
-        return lvl(C, "one_edit");
+        return lvl!(C, "one_edit");
     }
     match (iso_days(da), iso_days(db)) {
         (Some(x), Some(y)) => match (x - y).abs() {
-            0..=31 => lvl(C, "within_a_month"),
-            32..=366 => lvl(C, "within_a_year"),
-            367..=3653 => lvl(C, "within_ten_years"),
-            _ => lvl(C, "else"),
+            0..=31 => lvl!(C, "within_a_month"),
+            32..=366 => lvl!(C, "within_a_year"),
+            367..=3653 => lvl!(C, "within_ten_years"),
+            _ => lvl!(C, "else"),
         },
-        _ => lvl(C, "else"),
+        _ => lvl!(C, "else"),
     }
 }
 
@@ -452,9 +552,9 @@ fn city_level(a: &Features, b: &Features) -> u8 {
     } else if a.same(b, Field::City) {
         EXACT
     } else if jaro_winkler(a.get(Field::City), b.get(Field::City)) >= 0.88 {
-        lvl(C, "similar")
+        lvl!(C, "similar")
     } else {
-        lvl(C, "else")
+        lvl!(C, "else")
     }
 }
 
@@ -480,9 +580,9 @@ fn street_level(a: &Features, b: &Features) -> u8 {
     }
     let (sa, sb) = (a.get(Field::Street), b.get(Field::Street));
     if same_digits(sa, sb) && normalized_levenshtein(sa, sb) >= 0.85 {
-        lvl(C, "similar")
+        lvl!(C, "similar")
     } else {
-        lvl(C, "else")
+        lvl!(C, "else")
     }
 }
 
@@ -642,6 +742,9 @@ mod tests {
             }
             assert_eq!(c.levels()[EXACT as usize - 1], "exact");
             assert_eq!(*c.levels().last().unwrap(), "else");
+        }
+        for other in ["exac", "exactly", "Exact", ""] {
+            assert_eq!(level_named(Comparison::Email, other), None);
         }
     }
 }

@@ -15,6 +15,7 @@
 //! bundled model (trained on the labelled corpus generator's leads) serves
 //! until one is trained.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -378,7 +379,7 @@ impl Model {
         a: &Features,
         b: &Features,
         levels: &[u8],
-        tf: &TermFrequencies,
+        tf: &LeadFrequencies,
         mut explain: Option<&mut Explanation>,
     ) -> f64 {
         let mut total = self.prior_bits;
@@ -393,11 +394,8 @@ impl Model {
             let mut adjustment = None;
             if level == EXACT
                 && let Some(field) = c.tf_field()
-                && let Some(freq) = tf.frequency(field, a, b)
+                && let Some(adj) = tf.adjustment(field, b, self.u_exact[i])
             {
-                let adj = (self.u_exact[i] / freq)
-                    .log2()
-                    .clamp(-TF_MAX_DOWN, TF_MAX_UP);
                 w += adj;
                 adjustment = Some(adj);
             }
@@ -448,7 +446,8 @@ impl Model {
         let mut levels = Vec::new();
         super::compare::compare(a, b, &mut levels);
         let mut e = Explanation::default();
-        self.score(a, b, &levels, &TermFrequencies::default(), Some(&mut e));
+        let tf = TermFrequencies::default();
+        self.score(a, b, &levels, &tf.of_lead(a), Some(&mut e));
         e
     }
 
@@ -553,28 +552,60 @@ impl TermFrequencies {
         }
     }
 
-    /// The share of records holding the value `a` and `b` agree on, if
-    /// enough have been counted to tell.
-    pub fn frequency(&self, field: Field, a: &Features, b: &Features) -> Option<f64> {
-        let s = slot(field)?;
-        let total = self.totals[s];
-        if total < TF_MIN_VALUES {
-            return None;
+    /// The frequencies as the decision about lead `a` reads them.
+    pub fn of_lead<'a>(&'a self, a: &'a Features) -> LeadFrequencies<'a> {
+        LeadFrequencies {
+            tf: self,
+            a,
+            own: Default::default(),
+            adjustments: Default::default(),
         }
-        // Both records' values are the same; the newer may not be counted.
-        let n = self
-            .counts
-            .get(&Self::key(s, a, field))
-            .or_else(|| self.counts.get(&Self::key(s, b, field)))
-            .copied()
-            .unwrap_or(1)
-            .max(1);
-        Some(f64::from(n) / f64::from(total))
     }
 
     /// Rough heap bytes.
     pub fn approx_bytes(&self) -> usize {
         self.counts.capacity() * 13
+    }
+}
+
+/// The term frequencies as the decision about one lead reads them: the
+/// count of each of its own values is looked up once, and the adjustment
+/// an exact agreement on it makes computed once, for all its candidates.
+pub struct LeadFrequencies<'a> {
+    tf: &'a TermFrequencies,
+    a: &'a Features,
+    own: [OnceCell<Option<u32>>; TF_FIELDS.len()],
+    adjustments: [OnceCell<f64>; TF_FIELDS.len()],
+}
+
+impl LeadFrequencies<'_> {
+    /// The weight adjustment of `a` and `b` agreeing exactly on `field`
+    /// for a comparison whose exact level's u is `u`: the rarer the value
+    /// (the share of records holding it), the more the agreement counts.
+    /// None when too few values have been counted to tell.
+    fn adjustment(&self, field: Field, b: &Features, u: f64) -> Option<f64> {
+        let s = slot(field)?;
+        let total = self.tf.totals[s];
+        if total < TF_MIN_VALUES {
+            return None;
+        }
+        let counts = &self.tf.counts;
+        let adjust = |n: u32| {
+            let freq = f64::from(n.max(1)) / f64::from(total);
+            (u / freq).log2().clamp(-TF_MAX_DOWN, TF_MAX_UP)
+        };
+        // Both records' values are the same; the newer may not be counted.
+        let own = *self.own[s]
+            .get_or_init(|| counts.get(&TermFrequencies::key(s, self.a, field)).copied());
+        Some(match own {
+            Some(n) => *self.adjustments[s].get_or_init(|| adjust(n)),
+            None => adjust(
+                counts
+                    .get(&TermFrequencies::key(s, b, field))
+                    .copied()
+                    .unwrap_or(1),
+            ),
+        })
     }
 }
 
