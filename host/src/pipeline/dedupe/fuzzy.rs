@@ -152,7 +152,12 @@ pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
         return strsim::jaro_winkler(a, b);
     }
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    let sim = jaro_ascii(a, b);
+    winkler(jaro_ascii(a, b), a, b)
+}
+
+/// Winkler's step, as strsim takes it: a Jaro similarity above 0.7 is
+/// raised by the common prefix (up to four letters).
+fn winkler(sim: f64, a: &[u8], b: &[u8]) -> f64 {
     if sim > 0.7 {
         let prefix_length = a.iter().take(4).zip(b).take_while(|(x, y)| x == y).count();
         sim + 0.1 * prefix_length as f64 * (1.0 - sim)
@@ -163,9 +168,9 @@ pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
 
 /// An upper bound of [`jaro_winkler`]`(a, b)`, from the letters the two
 /// strings have in common (Jaro's matches are such letters) and their
-/// common prefix, without the matching: a pair whose bound is below a threshold
-/// is below it. Exact (the similarity itself) for anything but ASCII
-/// strings of up to 64 characters.
+/// common prefix, without the matching: a pair whose bound is below a
+/// threshold is below it. Exact (the similarity itself) for anything but
+/// ASCII strings of up to 64 characters.
 pub(crate) fn jaro_winkler_bound(a: &str, b: &str) -> f64 {
     if !(a.is_ascii() && b.is_ascii()) || a.len() > 64 || b.len() > 64 {
         return strsim::jaro_winkler(a, b);
@@ -189,13 +194,11 @@ pub(crate) fn jaro_winkler_bound(a: &str, b: &str) -> f64 {
     // no transposition: each term is at least the exact one's, and so is
     // the rounded result.
     let m = shared as f64;
-    let sim = ((m / a.len() as f64) + (m / b.len() as f64) + 1.0) / 3.0;
-    if sim > 0.7 {
-        let prefix_length = a.iter().take(4).zip(b).take_while(|(x, y)| x == y).count();
-        sim + 0.1 * prefix_length as f64 * (1.0 - sim)
-    } else {
-        sim
-    }
+    winkler(
+        ((m / a.len() as f64) + (m / b.len() as f64) + 1.0) / 3.0,
+        a,
+        b,
+    )
 }
 
 /// `strsim::generic_jaro` on at most 64 bytes a side (flags as bits).
