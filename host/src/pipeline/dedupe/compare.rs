@@ -236,10 +236,15 @@ pub fn different_employers(a: &Features, b: &Features) -> bool {
 /// Jaro-Winkler of two name tokens, 0 when they carry different digits
 /// (real names carry none; "Person12" and "Person13" are two records).
 fn name_jw(a: &str, b: &str) -> f64 {
-    if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
+    if digits_differ(a, b) {
         return 0.0;
     }
     jaro_winkler(a, b)
+}
+
+/// Whether two name tokens carry different digits.
+fn digits_differ(a: &str, b: &str) -> bool {
+    (has_digit(a) || has_digit(b)) && !same_digits(a, b)
 }
 
 /// Two name tokens being compared, with what has been worked out about
@@ -278,7 +283,7 @@ impl<'a> Tokens<'a> {
         }
         let (a, b) = (self.a, self.b);
         *self.jw_bound.get_or_insert_with(|| {
-            if (has_digit(a) || has_digit(b)) && !same_digits(a, b) {
+            if digits_differ(a, b) {
                 0.0
             } else {
                 jaro_winkler_bound(a, b)

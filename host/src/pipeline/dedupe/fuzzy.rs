@@ -148,11 +148,17 @@ pub fn nickname(first: &str) -> Option<&'static str> {
 /// same steps and the same floating-point operations, so the same result,
 /// without the allocation and the `char` decoding.
 pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
-    if !(a.is_ascii() && b.is_ascii()) || a.len() > 64 || b.len() > 64 {
-        return strsim::jaro_winkler(a, b);
+    match short_ascii(a, b) {
+        Some((a, b)) => winkler(jaro_ascii(a, b), a, b),
+        None => strsim::jaro_winkler(a, b),
     }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    winkler(jaro_ascii(a, b), a, b)
+}
+
+/// Both strings as bytes when both are ASCII of up to 64 characters (the
+/// bit sets of `jaro_ascii`).
+fn short_ascii<'a>(a: &'a str, b: &'a str) -> Option<(&'a [u8], &'a [u8])> {
+    (a.is_ascii() && b.is_ascii() && a.len() <= 64 && b.len() <= 64)
+        .then_some((a.as_bytes(), b.as_bytes()))
 }
 
 /// Winkler's step, as strsim takes it: a Jaro similarity above 0.7 is
@@ -172,10 +178,9 @@ fn winkler(sim: f64, a: &[u8], b: &[u8]) -> f64 {
 /// threshold is below it. Exact (the similarity itself) for anything but
 /// ASCII strings of up to 64 characters.
 pub(crate) fn jaro_winkler_bound(a: &str, b: &str) -> f64 {
-    if !(a.is_ascii() && b.is_ascii()) || a.len() > 64 || b.len() > 64 {
+    let Some((a, b)) = short_ascii(a, b) else {
         return strsim::jaro_winkler(a, b);
-    }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    };
     if a.is_empty() || b.is_empty() {
         return jaro_ascii(a, b);
     }

@@ -570,7 +570,9 @@ impl TermFrequencies {
 
 /// The term frequencies as the decision about one lead reads them: the
 /// count of each of its own values is looked up once, and the adjustment
-/// an exact agreement on it makes computed once, for all its candidates.
+/// an exact agreement on it makes computed once, for all its candidates
+/// (scored by one model: the adjustment kept is the first `u` a field was
+/// asked with).
 pub struct LeadFrequencies<'a> {
     tf: &'a TermFrequencies,
     a: &'a Features,

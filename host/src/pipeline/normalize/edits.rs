@@ -15,11 +15,8 @@ pub fn within_edits(a: &str, b: &str, allowed: usize) -> bool {
     }
     // An edit changes each side's multiset of letters by at most one, a
     // swap not at all: more letters apart than `allowed`, too far.
-    if a.is_ascii() && b.is_ascii() {
-        let (a, b) = (a.as_bytes(), b.as_bytes());
-        if bag_distance(a, b) > allowed {
-            return false;
-        }
+    if a.is_ascii() && b.is_ascii() && bag_distance(a.as_bytes(), b.as_bytes()) > allowed {
+        return false;
     }
     strsim::osa_distance(a, b) <= allowed
 }
