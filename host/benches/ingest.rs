@@ -1260,6 +1260,7 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(leadgate::allocator::on_worker_park)
         .build()?;
     let result = rt.block_on(run(settings));
     rt.shutdown_timeout(Duration::from_secs(5));

@@ -10,6 +10,7 @@
 //! the stages together, [`config`] reads the settings, [`metrics`] counts,
 //! and [`cli`] is the `leadgate` command.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod config;

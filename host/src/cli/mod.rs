@@ -143,6 +143,7 @@ pub fn main() -> ExitCode {
     init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::allocator::on_worker_park)
         .build()
     {
         Ok(rt) => rt,
