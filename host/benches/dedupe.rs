@@ -3,9 +3,9 @@
 //! memory per indexed lead (index estimate and resident-set growth).
 //!
 //! Two workloads: the labelled corpus (people and their duplicates, with
-//! typos, nicknames and missing fields), and full blocks: distinct
-//! people among 256 names at 256 companies' worth of look-alike names,
-//! in one city, as the ingest bench posts them, so that every lead has
+//! typos, nicknames and missing fields), and full blocks: the ingest
+//! bench's leads (`support/leads.rs`: distinct people among 256 names,
+//! each at its own look-alike company, in one city), so that every lead has
 //! `max_candidates` candidates to compare (the matcher's worst case; the
 //! one a slower comparison shows first).
 //!
@@ -19,39 +19,14 @@ use leadgate::pipeline::dedupe::corpus::prepared;
 use leadgate::pipeline::dedupe::{DedupeConfig, Deduper, Features, fingerprints};
 use leadgate::pipeline::normalize::{NormalizeOptions, normalize};
 
-const FIRST: [&str; 16] = [
-    "ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "frances", "edsger", "radia",
-    "donald", "hedy", "alan", "karen", "niklaus", "sophie",
-];
-const LAST: [&str; 16] = [
-    "lovelace", "hopper", "torvalds", "liskov", "thompson", "hamilton", "ritchie", "allen",
-    "dijkstra", "perlman", "knuth", "lamarr", "turing", "jones", "wirth", "wilson",
-];
+#[path = "support/leads.rs"]
+mod leads;
 
-/// Lead `n` of the full-block workload: one of 256 names, its own
-/// company (a scrambled six-letter tag), email and phone, one city.
+/// Lead `n` of the full-block workload: the ingest bench's lead `n`.
 fn namesake(n: u64, cfg: &DedupeConfig) -> (String, Vec<String>, Features) {
-    let (first, last) = (FIRST[(n % 16) as usize], LAST[(n / 16 % 16) as usize]);
-    let mut k = n.wrapping_mul(2_654_435_761) % 308_915_776;
-    let tag: String = (0..6)
-        .map(|_| {
-            let c = (b'a' + (k % 26) as u8) as char;
-            k /= 26;
-            c
-        })
-        .collect();
-    let lead = serde_json::json!({
-        "first_name": first,
-        "last_name": last,
-        "email": format!("{first}.{last}.{n}@northwind-{tag}.example.com"),
-        "phone": format!("+1 415 {:03} {:04}", 200 + n / 10_000 % 800, n % 10_000),
-        "company": format!("{tag}{tag} Freight LLC"),
-        "website": format!("https://www.northwind-{tag}.example.com/"),
-        "street": format!("{} Market Street, Suite 500", 100 + n % 9_000),
-        "city": "san francisco",
-        "postcode": "94103",
-        "country": "US",
-    });
+    let mut json = String::new();
+    leads::write_lead(&mut json, n);
+    let lead: serde_json::Value = serde_json::from_str(&json).expect("the bench's lead is JSON");
     let opts = NormalizeOptions::with_region(phonenumber::country::Id::US).without_acceptance();
     let lead = normalize(&lead, &opts).expect("a valid lead");
     (
@@ -152,10 +127,11 @@ fn main() {
         for (id, fps, f) in namesakes {
             black_box(d.decide(&id, "bench", &fps, f));
         }
+        let secs = t.elapsed().as_secs_f64();
         println!(
             "dedupe/{size}, full blocks: {:.0} decisions/s ({:.1} µs each)",
-            20_000.0 / t.elapsed().as_secs_f64(),
-            t.elapsed().as_secs_f64() * 1e6 / 20_000.0,
+            20_000.0 / secs,
+            secs * 1e6 / 20_000.0,
         );
     }
     c.final_summary();
