@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const EVERY: Duration = Duration::from_millis(500);
 
 /// For `tokio::runtime::Builder::on_thread_park`: returns the calling
-/// worker's freed pages to the OS, at most once every [`EVERY`]. Harmless
+/// worker's freed pages to the OS, at most once every `EVERY` (500 ms). Harmless
 /// where mimalloc is not the global allocator (its heaps are then empty).
 pub fn on_worker_park() {
     thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });

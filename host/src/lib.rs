@@ -8,7 +8,8 @@
 //! the lead and its jobs to the [`store`]; [`delivery`] workers lease the
 //! jobs and hand them to a CRM adapter loaded by [`plugins`]. [`app`] wires
 //! the stages together, [`config`] reads the settings, [`metrics`] counts,
-//! and [`cli`] is the `leadgate` command.
+//! [`allocator`] returns idle workers' freed memory, and [`cli`] is the
+//! `leadgate` command.
 
 pub mod allocator;
 pub mod app;
