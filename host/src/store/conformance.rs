@@ -45,6 +45,7 @@ each_store!(
     plain_values_are_sealed_by_a_pass_and_a_rotation_seals_them_again,
     retention_leaves_tombstones_and_takes_expired_dead_letters_out,
     an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delete,
+    the_kept_counts_agree_with_the_tables_after_every_write,
 );
 
 /// A host that lost the dedupe turn (its session cut, another host took
@@ -243,6 +244,44 @@ impl Fixture {
                 sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap()
             }
         }
+    }
+
+    /// The counts the store keeps (what `/v1/stats` and `/metrics` read)
+    /// are the tables counted row by row.
+    pub(crate) async fn counts_agree(&self, store: &dyn Store) -> StoreCounts {
+        let kept = store.counts().await.unwrap();
+        let mut counted = StoreCounts::default();
+        for row in self
+            .texts("SELECT status || ' ' || COUNT(*) FROM leads GROUP BY status")
+            .await
+        {
+            let (status, n) = row.split_once(' ').unwrap();
+            let n: u64 = n.parse().unwrap();
+            counted.leads += n;
+            if status == "duplicate" {
+                counted.duplicates += n;
+            }
+        }
+        let jobs = self
+            .texts(
+                "SELECT destination || ' ' || state || ' '
+                        || CASE WHEN held IS NULL THEN 0 ELSE 1 END || ' ' || COUNT(*)
+                 FROM jobs GROUP BY destination, state, CASE WHEN held IS NULL THEN 0 ELSE 1 END",
+            )
+            .await;
+        for row in jobs {
+            let [destination, state, held, n] = row.split(' ').collect::<Vec<_>>()[..] else {
+                panic!("{row}")
+            };
+            counted.add_jobs(
+                destination.into(),
+                JobState::parse(state).unwrap(),
+                held == "1",
+                n.parse().unwrap(),
+            );
+        }
+        assert_eq!(kept, counted, "the kept counts, then the tables counted");
+        kept
     }
 
     /// Every file of an SQLite store, as bytes (`None` for PostgreSQL: its
@@ -513,6 +552,7 @@ async fn an_erasure_queues_a_deletion_per_crm_record_where_the_adapter_can_delet
         1,
         "one more deletion of the one record, none of the deletion"
     );
+    fx.counts_agree(&*store).await;
 }
 
 async fn fingerprints_survive_a_restart(b: Backend) {
@@ -1161,4 +1201,117 @@ async fn retention_leaves_tombstones_and_takes_expired_dead_letters_out(b: Backe
     // Nothing more to do.
     let again = run_once(store.as_ref(), &sources, 100 * DAY).await.unwrap();
     assert_eq!(again, Default::default());
+    fx.counts_agree(&*store).await;
+}
+
+/// The counts `/v1/stats` and every `/metrics` scrape read are kept as the
+/// rows change, not counted on each read: after every kind of write (a
+/// job not made twice, leases, each result, a reclaim, a replay, a
+/// discard, a hold released, pending jobs stopped, writers and reads at
+/// once) they agree with the tables counted row by row.
+async fn the_kept_counts_agree_with_the_tables_after_every_write(b: Backend) {
+    use crate::pipeline::consent::Hold;
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    assert_eq!(fx.counts_agree(&*store).await, StoreCounts::default());
+
+    // L2 is L1's duplicate: its jobs have L1's keys and are not made. L3
+    // waits for consent.
+    let mut held = lead("L3", "L3", &[], 1);
+    held.jobs[0].held = Some(Hold::ConsentMissing);
+    store
+        .insert_leads(&[lead("L1", "L1", &[], 2), lead("L2", "L1", &[], 2), held])
+        .await
+        .unwrap();
+    let c = fx.counts_agree(&*store).await;
+    assert_eq!(
+        (c.leads, c.duplicates, c.jobs_pending, c.jobs_held),
+        (3, 1, 2, 1)
+    );
+
+    let leased = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
+    assert_eq!(leased.len(), 1, "the held job is not leased");
+    fx.counts_agree(&*store).await;
+    let retry = JobResult::Retry {
+        next_attempt_at_ms: 2_100,
+        error: "503".into(),
+        count_attempt: true,
+    };
+    store
+        .complete("w", "a@1", &[(leased[0].clone(), retry)], 2_050)
+        .await
+        .unwrap();
+    fx.counts_agree(&*store).await;
+    let leased = store.lease("d0", "w", 10, 1_000, 2_200).await.unwrap();
+    let dead = JobResult::Dead {
+        error: "400".into(),
+    };
+    store
+        .complete("w", "a@1", &[(leased[0].clone(), dead)], 2_300)
+        .await
+        .unwrap();
+    assert_eq!(fx.counts_agree(&*store).await.jobs_dead, 1);
+    let replay = Replay {
+        id: leased[0].id.clone(),
+        remapped: None,
+        adapter: "a@1".into(),
+    };
+    store.replay(&[replay], 2_400).await.unwrap();
+    fx.counts_agree(&*store).await;
+    let leased = store.lease("d0", "w", 10, 1_000, 2_500).await.unwrap();
+    let done = JobResult::Delivered {
+        crm_id: "7".into(),
+        outcome: "created 7".into(),
+    };
+    store
+        .complete("w", "a@1", &[(leased[0].clone(), done)], 2_600)
+        .await
+        .unwrap();
+    assert_eq!(fx.counts_agree(&*store).await.jobs_delivered, 1);
+
+    // d1's job: leased, its lease expires, reclaimed.
+    assert_eq!(
+        store.lease("d1", "w", 10, 100, 3_000).await.unwrap().len(),
+        1
+    );
+    assert_eq!(fx.counts_agree(&*store).await.jobs_leased, 1);
+    assert_eq!(store.reclaim_expired(4_000).await.unwrap(), 1);
+    fx.counts_agree(&*store).await;
+
+    // L4 brings L3's consent; L5 withdraws L1's (its pending job stops).
+    let mut consent = lead("L4", "L3", &[], 0);
+    consent.release = vec!["L3/d0".into()];
+    let mut withdrawn = lead("L5", "L1", &[], 0);
+    withdrawn.stop_pending = true;
+    store.insert_leads(&[consent, withdrawn]).await.unwrap();
+    let c = fx.counts_agree(&*store).await;
+    assert_eq!((c.jobs_held, c.jobs_pending, c.jobs_dead), (0, 1, 1));
+    store
+        .discard(&["L1:d1".into()], "spam", 5_000)
+        .await
+        .unwrap();
+    fx.counts_agree(&*store).await;
+
+    // Writers, leases and reads at once (PostgreSQL folds its deltas on
+    // each read, beside the writes).
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..6 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for n in 0..10 {
+                let id = format!("C{t}x{n}");
+                store.insert_leads(&[lead(&id, &id, &[], 2)]).await.unwrap();
+                store.counts().await.unwrap();
+                if n % 3 == 0 {
+                    store.lease("d1", &id, 2, 1_000, 6_000).await.unwrap();
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let c = fx.counts_agree(&*store).await;
+    assert_eq!(c.leads, 65);
+    assert_eq!(c.jobs_pending + c.jobs_leased + c.jobs_held, 121);
 }

@@ -496,7 +496,7 @@ impl StoreCounts {
             JobState::Dead => (&mut self.jobs_dead, &mut of.dead),
         };
         *total += n;
-        *one = n;
+        *one += n;
     }
 }
 
@@ -642,7 +642,8 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs pending or leased per source of the lead that made them.
     async fn outstanding_by_source(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
-    /// Counts of everything (scans the tables: not for hot paths).
+    /// Counts of everything: kept as rows change, so a read is cheap (a
+    /// scrape of `/metrics` reads them each time).
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
     /// Dead-lettered jobs not discarded, newest first, of one destination

@@ -1141,6 +1141,13 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        // The count deltas the hosts' writes added since the last fold.
+        if let Err(e) = sqlx::query("SELECT fold_counts()")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "folding the store's counts failed");
+        }
         Ok(hosts
             .iter()
             .map(|r| HostSeen {
@@ -1209,22 +1216,32 @@ impl Store for PgStore {
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let leads =
-            sqlx::query("SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'duplicate') FROM leads")
-                .fetch_one(&self.pool)
-                .await?;
+        // Kept by triggers as deltas (migration 0003): folded first, so a
+        // read sums about one row per group, in one snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT fold_counts()")
+            .execute(&mut *tx)
+            .await?;
+        let leads = sqlx::query(
+            "SELECT COALESCE(SUM(n), 0)::BIGINT,
+                    COALESCE(SUM(n) FILTER (WHERE status = 'duplicate'), 0)::BIGINT
+             FROM lead_counts",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let mut counts = StoreCounts {
             leads: leads.int(0) as u64,
             duplicates: leads.int(1) as u64,
             ..Default::default()
         };
-        for r in sqlx::query(
-            "SELECT destination, state, held IS NOT NULL, COUNT(*) FROM jobs
-             GROUP BY destination, state, held IS NOT NULL",
+        let jobs = sqlx::query(
+            "SELECT destination, state, held, SUM(n)::BIGINT FROM job_counts
+             GROUP BY destination, state, held HAVING SUM(n) > 0",
         )
-        .fetch_all(&self.pool)
-        .await?
-        {
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for r in jobs {
             counts.add_jobs(
                 r.text(0),
                 JobState::parse(&r.text(1))?,
