@@ -30,7 +30,7 @@ use crate::pipeline::ingest::{IngestError, IngestReport, PayloadError, Transform
         (status = 202, description = "Every lead stored (new persons and duplicates)", body = IngestReport),
         (status = 207, description = "Some leads stored, some rejected (see each result's errors)", body = IngestReport),
         (status = 422, description = "No lead stored: each result says why; or the source's transform refused the payload", body = IngestReport),
-        (status = 400, description = "Not one lead, a JSON array or NDJSON (`malformed_json`, `empty_body`)", body = super::openapi::ErrorAnswer),
+        (status = 400, description = "Not one lead, a JSON array or NDJSON (`malformed_json`), or no lead at all: an empty body or `[]` (`empty_body`)", body = super::openapi::ErrorAnswer),
         (status = 401, description = "No or an unknown API key", body = super::openapi::ErrorAnswer),
         (status = 403, description = "An admin token: only sources post leads", body = super::openapi::ErrorAnswer),
         (status = 413, description = "Body over `server.max_body_bytes` or more leads than `server.max_leads_per_request`", body = super::openapi::ErrorAnswer),
@@ -184,6 +184,7 @@ mod tests {
             ErrorCode::MalformedJson
         );
         assert_eq!(parse_body(b"  ").unwrap_err().code, ErrorCode::EmptyBody);
+        assert_eq!(parse_body(b"[]").unwrap_err().code, ErrorCode::EmptyBody);
         assert_eq!(
             parse_body(b"[1,").unwrap_err().code,
             ErrorCode::MalformedJson

@@ -116,10 +116,10 @@ impl utoipa::PartialSchema for LeadPayloadDoc {
         RefOr::T(Schema::OneOf(
             OneOfBuilder::new()
                 .item(lead())
-                .item(ArrayBuilder::new().items(lead()).build())
+                .item(ArrayBuilder::new().items(lead()).min_items(Some(1)).build())
                 .description(Some(
-                    "One lead, or an array of leads (also accepted as NDJSON, one lead per \
-                     line). A source with a transform plugin posts its own format instead.",
+                    "One lead, or an array of one lead or more (also accepted as NDJSON, one \
+                     lead per line). A source with a transform plugin posts its own format instead.",
                 ))
                 .build(),
         ))

@@ -388,6 +388,9 @@ pub fn parse_payload(body: &[u8]) -> Result<Vec<Value>, PayloadError> {
     };
     if trimmed.starts_with('[') {
         return match serde_json::from_str::<Value>(text).map_err(malformed)? {
+            // `[]` holds no lead: refused like an empty body, not a 202
+            // that stored nothing.
+            Value::Array(items) if items.is_empty() => Err(PayloadError::Empty),
             Value::Array(items) => Ok(items),
             _ => unreachable!("starts with ["),
         };
@@ -428,6 +431,7 @@ mod tests {
             PayloadError::Malformed(_)
         ));
         assert_eq!(parse_payload(b"  ").unwrap_err(), PayloadError::Empty);
+        assert_eq!(parse_payload(b" [ ]\n").unwrap_err(), PayloadError::Empty);
         assert!(matches!(
             parse_payload(b"[1,").unwrap_err(),
             PayloadError::Malformed(_)
