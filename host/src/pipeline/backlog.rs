@@ -111,7 +111,7 @@ impl Backlog {
     }
 
     /// Refreshes the counts until aborted: every [`BACKLOG_REFRESH`], or
-    /// less often when counting takes long ([`refresh_pause`]).
+    /// less often when counting takes long (`refresh_pause`).
     pub fn spawn_refresh(self: Arc<Self>, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {

@@ -2,7 +2,7 @@
 //! per configured destination, and of source transforms; swapped
 //! atomically, so a call in flight finishes on the version it started with.
 //!
-//! [`load`] loads and validates a plugin (the one path shared by the
+//! [`load`](mod@load) loads and validates a plugin (the one path shared by the
 //! server's start, hot reload and `leadgate plugin`); [`watch`] reloads
 //! changed files. A file that fails validation is reported (log, metric,
 //! `GET /v1/plugins`) and the previous version keeps serving. A removed

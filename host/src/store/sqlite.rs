@@ -29,7 +29,7 @@ use super::*;
 /// writer at a time, and writers on several connections wait for each
 /// other in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms …) while
 /// the cores idle. On one connection they queue in order instead. That
-/// connection belongs to one task ([`writer_loop`]) that runs the queued
+/// connection belongs to one task (`writer_loop`) that runs the queued
 /// transactions back to back: no caller holds it between its statements
 /// or while it waits to be scheduled. Reads use their own connections
 /// (`pool`); in WAL mode they never wait for the writer. The rare
