@@ -346,6 +346,23 @@ fn lead(id: &str, person: &str, fps: &[&str], jobs: usize) -> NewLead {
     }
 }
 
+/// Delivered: the CRM created record `crm_id`.
+fn created(crm_id: &str) -> JobResult {
+    JobResult::Delivered {
+        crm_id: crm_id.into(),
+        outcome: format!("created {crm_id}"),
+    }
+}
+
+/// A 503 to try again at `at_ms`.
+fn retry_at(at_ms: i64) -> JobResult {
+    JobResult::Retry {
+        next_attempt_at_ms: at_ms,
+        error: "503".into(),
+        count_attempt: true,
+    }
+}
+
 /// A store holding two leads (L1, L2) of one job each, both leased by
 /// `owner` at 2,000 for 1,000 ms.
 async fn two_leased(fx: &Fixture, owner: &str) -> (Arc<dyn Store>, Vec<LeasedJob>) {
@@ -399,10 +416,7 @@ async fn a_completion_leases_the_next_batch_in_the_same_write(b: Backend) {
     store.insert_leads(&leads).await.unwrap();
     let first = store.lease("d0", "w1", 2, 1_000, 2_000).await.unwrap();
     assert_eq!(first.len(), 2);
-    let done = JobResult::Delivered {
-        crm_id: "9".into(),
-        outcome: "created 9".into(),
-    };
+    let done = created("9");
     let results: Vec<_> = first.iter().map(|j| (j.clone(), done.clone())).collect();
     let next = LeaseRequest {
         destination: "d0",
@@ -641,10 +655,7 @@ async fn completion_needs_the_lease_and_expired_leases_come_back(b: Backend) {
     assert_eq!(store.reclaim_expired(3_001).await.unwrap(), 1);
     let again = store.lease("d0", "w2", 10, 1_000, 3_001).await.unwrap();
     assert_eq!(again.len(), 1);
-    let done = JobResult::Delivered {
-        crm_id: "9".into(),
-        outcome: "created 9".into(),
-    };
+    let done = created("9");
     // The first worker's late result is refused; the holder's is kept.
     let late = store
         .complete("w1", "a@1", &[(jobs[0].clone(), done.clone())], 3_500)
@@ -682,10 +693,7 @@ async fn completion_needs_the_lease_and_expired_leases_come_back(b: Backend) {
     assert_eq!(stale, vec![false], "the old lease's result is refused");
     let job = store.job(&first[0].id).await.unwrap().unwrap();
     assert!(job.events.iter().all(|e| e.stage != "delivery"));
-    let done = JobResult::Delivered {
-        crm_id: "10".into(),
-        outcome: "created 10".into(),
-    };
+    let done = created("10");
     let ok = store
         .complete("w1", "a@1", &[(second[0].clone(), done)], 5_200)
         .await
@@ -771,13 +779,8 @@ async fn jobs_of_one_person_go_out_in_acceptance_order(b: Backend) {
             .is_empty()
     );
     // L1 fails and waits for its retry: L2 still waits behind it.
-    let retry = JobResult::Retry {
-        next_attempt_at_ms: 5_000,
-        error: "503".into(),
-        count_attempt: true,
-    };
     store
-        .complete("w", "a@1", &[(leased[0].clone(), retry)], 2_100)
+        .complete("w", "a@1", &[(leased[0].clone(), retry_at(5_000))], 2_100)
         .await
         .unwrap();
     assert!(
@@ -789,10 +792,7 @@ async fn jobs_of_one_person_go_out_in_acceptance_order(b: Backend) {
     );
     let again = store.lease("d0", "w", 10, 1_000, 5_000).await.unwrap();
     assert_eq!(ids(&again), vec!["L1:d0"]);
-    let done = JobResult::Delivered {
-        crm_id: "9".into(),
-        outcome: "created 9".into(),
-    };
+    let done = created("9");
     store
         .complete("w", "a@1", &[(again[0].clone(), done)], 5_100)
         .await
@@ -1232,13 +1232,8 @@ async fn the_kept_counts_agree_with_the_tables_after_every_write(b: Backend) {
     let leased = store.lease("d0", "w", 10, 1_000, 2_000).await.unwrap();
     assert_eq!(leased.len(), 1, "the held job is not leased");
     fx.counts_agree(&*store).await;
-    let retry = JobResult::Retry {
-        next_attempt_at_ms: 2_100,
-        error: "503".into(),
-        count_attempt: true,
-    };
     store
-        .complete("w", "a@1", &[(leased[0].clone(), retry)], 2_050)
+        .complete("w", "a@1", &[(leased[0].clone(), retry_at(2_100))], 2_050)
         .await
         .unwrap();
     fx.counts_agree(&*store).await;
@@ -1259,10 +1254,7 @@ async fn the_kept_counts_agree_with_the_tables_after_every_write(b: Backend) {
     store.replay(&[replay], 2_400).await.unwrap();
     fx.counts_agree(&*store).await;
     let leased = store.lease("d0", "w", 10, 1_000, 2_500).await.unwrap();
-    let done = JobResult::Delivered {
-        crm_id: "7".into(),
-        outcome: "created 7".into(),
-    };
+    let done = created("7");
     store
         .complete("w", "a@1", &[(leased[0].clone(), done)], 2_600)
         .await
