@@ -1076,8 +1076,8 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        // Kept by triggers as rows change (migration 0012): a read is a
-        // few rows, not a scan of the tables.
+        // Kept as rows change (migration 0012: jobs by triggers, leads by
+        // `insert_leads`): a read is a few rows, not a scan of the tables.
         let leads = sqlx::query(
             "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(IIF(status = 'duplicate', n, 0)), 0)
              FROM lead_counts",
