@@ -4,7 +4,8 @@
 # PERSONS persons (default 50,000) each posted twice, the second copy with
 # another email and the same phone (a duplicate that merges), 100 leads per
 # request. Prints VmRSS/VmHWM idle, right after the load, drained, 5 s
-# later, and idle after a restart with the leads stored.
+# later, how long a restart takes to answer, and idle after it with the
+# leads stored.
 #
 #   host/benches/memory/run.sh                # 100k leads
 #   PERSONS=500000 host/benches/memory/run.sh # 1M leads
@@ -74,10 +75,15 @@ fi
 DRAIN_S=300
 [ "${ALL_ADAPTERS:-0}" = 1 ] && DRAIN_S=10
 rss() { awk '/VmRSS|VmHWM|RssAnon|RssFile/ {printf "%s %s MB  ", $1, int($2/1024)}' "/proc/$1/status"; echo; }
+# Starts the host and waits until it answers (at most 2 minutes: a restart
+# rebuilds the dedupe index first); STARTED_S is how long that took.
 start_host() {
+  local t0
+  t0=$(date +%s.%N)
   RUST_LOG=warn $BIN serve --config "$DIR/leadgate.toml" > "$DIR/host.log" 2>&1 &
   HOSTPID=$!
-  for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.2; done
+  for _ in $(seq 1 1200); do curl -s -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.1; done
+  STARTED_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 }
 outstanding() {
   curl -s -H "Authorization: Bearer $(cat "$DIR/admin-token")" http://127.0.0.1:18080/v1/stats | python3 -c \
@@ -95,6 +101,7 @@ echo -n "5 s later:                "; rss $HOSTPID
 curl -s -H "Authorization: Bearer $(cat "$DIR/admin-token")" http://127.0.0.1:18080/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])'
 kill -TERM $HOSTPID; wait $HOSTPID || true
 start_host
+echo "restarted: answering after ${STARTED_S} s (the dedupe index rebuilt from the store)"
 sleep 2
 echo -n "idle after restart:       "; rss $HOSTPID
 kill -TERM $HOSTPID; wait $HOSTPID || true

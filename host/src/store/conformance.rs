@@ -33,6 +33,7 @@ each_store!(
     a_failed_write_is_rolled_back_and_the_writer_goes_on,
     a_completion_leases_the_next_batch_in_the_same_write,
     fingerprints_survive_a_restart,
+    the_dedupe_records_are_the_leads_of_the_window_in_arrival_order,
     a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews,
     completion_needs_the_lease_and_expired_leases_come_back,
     a_second_job_for_the_same_person_and_destination_is_not_made,
@@ -594,6 +595,43 @@ async fn fingerprints_survive_a_restart(b: Backend) {
     let view = store.lead("L1").await.unwrap().unwrap();
     assert_eq!(view.raw["email"], "A@B.com", "the original is kept");
     assert_eq!(view.deliveries.len(), 1);
+}
+
+/// What the dedupe index is rebuilt from: the leads received at or after
+/// the window's start, opened, in the order they were stored (more of them
+/// than the SQLite store takes from its reader at once).
+async fn the_dedupe_records_are_the_leads_of_the_window_in_arrival_order(b: Backend) {
+    let fx = Fixture::new(b).await;
+    let store = fx.open().await;
+    // Received times out of order: arrival is the order of the writes.
+    let leads: Vec<NewLead> = (0..1_500)
+        .map(|i| {
+            let mut l = lead(&format!("L{i:04}"), "L0000", &[], 0);
+            l.received_at_ms = (i * 7_919) % 1_000;
+            l.new_fingerprints = vec![format!("email:{i}@b.com"), format!("phone:+{i}")];
+            l
+        })
+        .collect();
+    for group in leads.chunks(400) {
+        store.insert_leads(group).await.unwrap();
+    }
+    for since in [i64::MIN, 500] {
+        let mut read = Vec::new();
+        store
+            .load_dedupe_records(since, &mut |r| read.push(r))
+            .await
+            .unwrap();
+        let want: Vec<&NewLead> = leads.iter().filter(|l| l.received_at_ms >= since).collect();
+        assert_eq!(read.len(), want.len(), "since {since}");
+        for (r, l) in read.iter().zip(&want) {
+            assert_eq!(
+                (&r.id, &r.person_id, r.received_at_ms, &r.fingerprints),
+                (&l.id, &l.person_id, l.received_at_ms, &l.new_fingerprints)
+            );
+            let normalized: NormalizedLead = serde_json::from_str(&r.normalized).unwrap();
+            assert_eq!(normalized.email.as_deref(), Some("a@b.com"), "opened");
+        }
+    }
 }
 
 async fn a_renewed_lease_outlives_its_first_term_and_only_its_owner_renews(b: Backend) {

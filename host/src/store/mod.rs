@@ -532,9 +532,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored fingerprint and its person, for the dedupe index.
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// Every stored lead of the persons with a lead received at or after
-    /// `since_ms` (`i64::MIN`: every lead), as the dedupe index needs it, in
-    /// arrival order.
+    /// Every stored lead received at or after `since_ms` (`i64::MIN`:
+    /// every lead), as the dedupe index needs it, in arrival order. An older
+    /// lead can match nothing any more: its record and the fingerprints it
+    /// alone brought are out of the window (the live index prunes them the
+    /// same way), and a fingerprint a newer lead brought again is refreshed
+    /// by that lead.
     ///
     /// The records are handed to `each` one by one as they are read, so
     /// that memory holds the index being built, never the whole table.

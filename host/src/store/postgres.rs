@@ -350,21 +350,12 @@ impl Store for PgStore {
         each: &mut (dyn FnMut(super::DedupeRecord) + Send),
     ) -> Result<(), StoreError> {
         use futures_util::TryStreamExt as _;
-        let mut rows = if since_ms == i64::MIN {
-            sqlx::query(
-                "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
-                 ORDER BY seq",
-            )
-            .fetch(&self.pool)
-        } else {
-            sqlx::query(
-                "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
-                 WHERE person_id IN (SELECT person_id FROM leads WHERE received_at >= $1)
-                 ORDER BY seq",
-            )
-            .bind(since_ms)
-            .fetch(&self.pool)
-        };
+        let mut rows = sqlx::query(
+            "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
+             WHERE received_at >= $1 ORDER BY seq",
+        )
+        .bind(since_ms)
+        .fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
             let id = r.text(0);
             each(super::DedupeRecord {

@@ -176,10 +176,6 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     }
 }
 
-/// A person first seen before the window who sent another lead inside it
-/// is still a duplicate after a restart: the rebuilt index counts the
-/// window from the person's last lead, as the live one does. A person seen
-/// only before the window is not kept in memory at all.
 /// The dedupe index rebuilt from a store (with the bundled model).
 async fn index_of(store: &dyn leadgate::store::Store, config: &DedupeConfig) -> Deduper {
     let model = leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields);
@@ -194,66 +190,141 @@ async fn rebuild(url: &str, config: &DedupeConfig) -> Deduper {
     index_of(&*store, config).await
 }
 
+const DAY: i64 = 86_400_000;
+
+/// A lead of `raw`, received at `at`, as ingest hands it to the outbox.
+fn lead_at(config: &DedupeConfig, id: &str, raw: Value, at: i64) -> Lead {
+    let options = NormalizeOptions::with_region("US".parse().unwrap());
+    let normalized = normalize(&raw, &options).unwrap();
+    Lead {
+        id: id.into(),
+        fingerprints: blinded(&normalized),
+        features: Features::from_lead(&normalized, config, at),
+        lead: normalized,
+        raw,
+        received_at_ms: at,
+    }
+}
+
+/// Commits `leads` in one group through the real outbox into a new store
+/// at `url` (its index starts empty), and stops it; the decisions.
+async fn commit_all(url: &str, config: &DedupeConfig, leads: &[Lead]) -> Vec<Decision> {
+    let store = store::open(url, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
+    let (outbox, task) = Outbox::start(
+        store.clone(),
+        Deduper::new(config.clone()),
+        64,
+        Merging {
+            config: MergeConfig::default(),
+            renderer: Arc::new(NoDestinations),
+        },
+        Arc::new(Notify::new()),
+    );
+    let answers = outbox
+        .commit(leads.iter().map(Lead::prepared).collect())
+        .await
+        .unwrap();
+    drop(outbox);
+    task.await.unwrap();
+    answers.into_iter().map(|a| a.decision).collect()
+}
+
+fn person_of(d: &Decision) -> Option<&str> {
+    match d {
+        Decision::Duplicate { person_id, .. } => Some(person_id),
+        _ => None,
+    }
+}
+
+/// A person first seen before the window who sent another lead inside it
+/// is still a duplicate after a restart: the rebuilt index counts the
+/// window from the person's last lead, as the live one does. A person seen
+/// only before the window is not kept in memory at all.
 #[tokio::test]
 async fn a_person_active_inside_the_window_survives_a_restart() {
     let config = DedupeConfig {
         window_days: 30,
         ..DedupeConfig::default()
     };
-    let day = 86_400_000;
     let now = leadgate::now_ms();
-    let options = NormalizeOptions::with_region("US".parse().unwrap());
     let lead = |id: &str, email: &str, at: i64| {
-        let raw = serde_json::json!({ "email": email });
-        let normalized = normalize(&raw, &options).unwrap();
-        Lead {
-            id: id.into(),
-            fingerprints: blinded(&normalized),
-            features: Features::from_lead(&normalized, &config, at),
-            lead: normalized,
-            raw,
-            received_at_ms: at,
-        }
+        lead_at(&config, id, serde_json::json!({ "email": email }), at)
     };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/x.db", dir.path().display());
-    {
-        let store = store::open(&url, Durability::Full, CRYPT.clone())
-            .await
-            .unwrap();
-        let (outbox, task) = Outbox::start(
-            store.clone(),
-            Deduper::new(config.clone()),
-            64,
-            Merging {
-                config: MergeConfig::default(),
-                renderer: Arc::new(NoDestinations),
-            },
-            Arc::new(Notify::new()),
-        );
-        let answers = outbox
-            .commit(vec![
-                lead("A1", "active@example.com", now - 40 * day).prepared(),
-                lead("Q1", "quiet@example.com", now - 40 * day).prepared(),
-                // 20 days after A1: a duplicate, which keeps A's email
-                // fresh, though it adds no fingerprint of its own.
-                lead("A2", "active@example.com", now - 20 * day).prepared(),
-            ])
-            .await
-            .unwrap();
-        assert!(answers[2].decision.is_duplicate());
-        drop(outbox);
-        task.await.unwrap();
-    }
+    let decisions = commit_all(
+        &url,
+        &config,
+        &[
+            lead("A1", "active@example.com", now - 40 * DAY),
+            lead("Q1", "quiet@example.com", now - 40 * DAY),
+            // 20 days after A1: a duplicate, which keeps A's email
+            // fresh, though it adds no fingerprint of its own.
+            lead("A2", "active@example.com", now - 20 * DAY),
+        ],
+    )
+    .await;
+    assert!(decisions[2].is_duplicate());
     let mut rebuilt = rebuild(&url, &config).await;
     let again = lead("A3", "active@example.com", now);
     let v = rebuilt.decide("A3", "web", &again.fingerprints, again.features.clone());
-    assert!(
-        matches!(&v.decision, Decision::Duplicate { person_id, .. } if person_id == "A1"),
-        "{:?}",
-        v.decision
-    );
+    assert_eq!(person_of(&v.decision), Some("A1"), "{:?}", v.decision);
     let quiet = lead("Q2", "quiet@example.com", now);
     let v = rebuilt.decide("Q2", "web", &quiet.fingerprints, quiet.features.clone());
     assert_eq!(v.decision, Decision::New, "the window has passed for Q");
+}
+
+/// A fingerprint whose window passed moves on to the next person who
+/// brings it, and stays with that person after a restart, even while its
+/// first owner is still active with other leads.
+#[tokio::test]
+async fn a_fingerprint_that_moved_on_stays_with_its_new_person_after_a_restart() {
+    // The exact tier alone: the fuzzy tier would find the shared email
+    // anyway.
+    let config = DedupeConfig {
+        window_days: 30,
+        fuzzy: false,
+        ..DedupeConfig::default()
+    };
+    let now = leadgate::now_ms();
+    let lead = |id: &str, raw: Value, at: i64| lead_at(&config, id, raw, at);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let decisions = commit_all(
+        &url,
+        &config,
+        &[
+            lead(
+                "A1",
+                serde_json::json!({ "email": "shared@example.com", "phone": "+1 415 555 0101" }),
+                now - 45 * DAY,
+            ),
+            // A is still active, by phone.
+            lead(
+                "A2",
+                serde_json::json!({ "email": "a.new@example.com", "phone": "+1 415 555 0101" }),
+                now - 20 * DAY,
+            ),
+            // The email's window passed for A: B is a new person and
+            // takes it.
+            lead(
+                "B1",
+                serde_json::json!({ "email": "shared@example.com" }),
+                now - 10 * DAY,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(person_of(&decisions[1]), Some("A1"), "{:?}", decisions[1]);
+    assert_eq!(decisions[2], Decision::New);
+    let mut rebuilt = rebuild(&url, &config).await;
+    let c = lead(
+        "C1",
+        serde_json::json!({ "email": "shared@example.com" }),
+        now,
+    );
+    let v = rebuilt.decide("C1", "web", &c.fingerprints, c.features.clone());
+    assert_eq!(person_of(&v.decision), Some("B1"), "{:?}", v.decision);
 }
