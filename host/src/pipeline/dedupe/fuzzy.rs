@@ -306,6 +306,71 @@ impl std::fmt::Display for Id {
     }
 }
 
+/// Block key → the block's newest entry in `Deduper::entries`. A slot
+/// holds the key as two `u32`s and the entry: 12 bytes and a control byte,
+/// where a `HashMap<u64, u32>`'s slot is padded to 16 (a million leads
+/// file several million blocks, most of them of one lead).
+#[derive(Default)]
+struct Heads {
+    table: hashbrown::HashTable<([u32; 2], u32)>,
+    /// Keys are hashed again with this process's seed: [`key`]'s seed is
+    /// fixed, and leads are what a poster chooses.
+    state: foldhash::fast::RandomState,
+}
+
+fn split_key(k: u64) -> [u32; 2] {
+    [(k >> 32) as u32, k as u32]
+}
+
+fn join_key(k: [u32; 2]) -> u64 {
+    (u64::from(k[0]) << 32) | u64::from(k[1])
+}
+
+impl Heads {
+    fn hash(&self, k: [u32; 2]) -> u64 {
+        self.state.hash_one(k)
+    }
+
+    /// The newest entry of block `k`.
+    fn get(&self, k: u64) -> Option<u32> {
+        let want = split_key(k);
+        self.table
+            .find(self.hash(want), |(key, _)| *key == want)
+            .map(|&(_, e)| e)
+    }
+
+    /// The newest entry of block `k`, to replace (`u32::MAX` in a new
+    /// block).
+    fn newest(&mut self, k: u64) -> &mut u32 {
+        let want = split_key(k);
+        let (state, table) = (&self.state, &mut self.table);
+        let hash = state.hash_one(want);
+        &mut table
+            .entry(
+                hash,
+                |(key, _)| *key == want,
+                |(key, _)| state.hash_one(*key),
+            )
+            .or_insert((want, u32::MAX))
+            .into_mut()
+            .1
+    }
+
+    /// Every block: its key and newest entry.
+    fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.table.iter().map(|&(k, e)| (join_key(k), e))
+    }
+
+    fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        let state = &self.state;
+        self.table.shrink_to_fit(|(key, _)| state.hash_one(*key));
+    }
+}
+
 /// What [`Deduper::decide`] concluded for one lead.
 #[derive(Clone, Debug)]
 pub struct Verdict {
@@ -335,8 +400,7 @@ pub struct Deduper {
     /// Fingerprint hash → (person, last seen ms).
     exact: HashMap<u64, (u32, i64), foldhash::fast::RandomState>,
     records: Vec<Record>,
-    /// Block key → newest entry in `entries`.
-    heads: HashMap<u64, u32, foldhash::fast::RandomState>,
+    heads: Heads,
     /// (record, next entry or u32::MAX).
     entries: Vec<(u32, u32)>,
     keys_buf: Vec<u64>,
@@ -361,7 +425,7 @@ impl Deduper {
             person_ix: hashbrown::HashTable::new(),
             exact: HashMap::default(),
             records: Vec::new(),
-            heads: HashMap::default(),
+            heads: Heads::default(),
             entries: Vec::new(),
             keys_buf: Vec::new(),
             cand_buf: Vec::new(),
@@ -452,7 +516,7 @@ impl Deduper {
         let r = self.records.len() as u32;
         for k in keys {
             let e = self.entries.len() as u32;
-            let head = self.heads.entry(*k).or_insert(u32::MAX);
+            let head = self.heads.newest(*k);
             self.entries.push((r, *head));
             *head = e;
         }
@@ -542,7 +606,7 @@ impl Deduper {
         let mut cands = std::mem::take(&mut self.cand_buf);
         cands.clear();
         for k in keys {
-            let Some(&head) = self.heads.get(k) else {
+            let Some(head) = self.heads.get(*k) else {
                 continue;
             };
             let mut e = head;
@@ -738,7 +802,7 @@ impl Deduper {
         // Each entry's block key, from walking the chains; then the kept
         // entries re-linked in their old order (a chain stays newest first).
         let mut entry_key = vec![0u64; self.entries.len()];
-        for (&k, &head) in &self.heads {
+        for (k, head) in self.heads.iter() {
             let mut e = head;
             while e != u32::MAX {
                 entry_key[e as usize] = k;
@@ -751,12 +815,12 @@ impl Deduper {
             .filter(|(r, _)| keep[*r as usize])
             .count();
         let mut entries = Vec::with_capacity(kept_entries);
-        let mut heads: HashMap<u64, u32, foldhash::fast::RandomState> = HashMap::default();
+        let mut heads = Heads::default();
         for (e, &(r, _)) in self.entries.iter().enumerate() {
             if !keep[r as usize] {
                 continue;
             }
-            let head = heads.entry(entry_key[e]).or_insert(u32::MAX);
+            let head = heads.newest(entry_key[e]);
             entries.push((record_map[r as usize], *head));
             *head = (entries.len() - 1) as u32;
         }
