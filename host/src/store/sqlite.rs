@@ -381,34 +381,29 @@ impl Store for SqliteStore {
         since_ms: i64,
         each: &mut (dyn FnMut(super::DedupeRecord) + Send),
     ) -> Result<(), StoreError> {
-        use futures_util::{FutureExt as _, TryStreamExt as _};
+        use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
         let mut rows = sqlx::query(
             "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
              WHERE received_at >= ?1 ORDER BY rowid",
         )
         .bind(since_ms)
-        .fetch(&self.pool);
-        // The rows come from the connection's own thread through a channel
-        // of a few dozen. Taken one at a time, each row would wake that
+        .fetch(&self.pool)
+        // Asked again after its end, it says "ended" again.
+        .fuse();
+        // The rows come from the connection's own thread through a bounded
+        // channel (`row_buffer_size`). Taken one at a time, each row would wake that
         // thread (the channel full) or this one (empty): two context
         // switches a row, a quarter of a rebuild's time. So this waits for
         // one row, takes every row already there, and works through them
         // while the connection's thread fills the channel again.
         let mut batch = Vec::with_capacity(LOAD_BATCH);
-        let mut done = false;
-        while !done {
-            match rows.try_next().await? {
-                Some(r) => batch.push(r),
-                None => break,
-            }
-            while batch.len() < LOAD_BATCH {
-                match rows.try_next().now_or_never() {
-                    Some(Ok(Some(r))) => batch.push(r),
-                    Some(Ok(None)) => {
-                        done = true;
-                        break;
-                    }
-                    Some(Err(e)) => return Err(e.into()),
+        while let Some(first) = rows.try_next().await? {
+            batch.push(first);
+            while batch.len() < LOAD_BATCH
+                && let Some(next) = rows.try_next().now_or_never()
+            {
+                match next? {
+                    Some(r) => batch.push(r),
                     None => break,
                 }
             }

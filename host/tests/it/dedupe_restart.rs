@@ -120,17 +120,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
         let store = store::open(&url, Durability::Full, CRYPT.clone())
             .await
             .unwrap();
-        let merging = Merging {
-            config: MergeConfig::default(),
-            renderer: Arc::new(NoDestinations),
-        };
-        let (outbox, task) = Outbox::start(
-            store.clone(),
-            index_of(&*store, &config).await,
-            64,
-            merging,
-            Arc::new(Notify::new()),
-        );
+        let (outbox, task) = start_outbox(&store, index_of(&*store, &config).await);
         for batch in committed.chunks(50) {
             let answers = outbox
                 .commit(batch.iter().map(Lead::prepared).collect())
@@ -206,22 +196,25 @@ fn lead_at(config: &DedupeConfig, id: &str, raw: Value, at: i64) -> Lead {
     }
 }
 
+/// The real outbox on `store`, deciding with `index`, without destinations.
+fn start_outbox(
+    store: &Arc<dyn leadgate::store::Store>,
+    index: Deduper,
+) -> (Outbox, tokio::task::JoinHandle<()>) {
+    let merging = Merging {
+        config: MergeConfig::default(),
+        renderer: Arc::new(NoDestinations),
+    };
+    Outbox::start(store.clone(), index, 64, merging, Arc::new(Notify::new()))
+}
+
 /// Commits `leads` in one group through the real outbox into a new store
 /// at `url` (its index starts empty), and stops it; the decisions.
 async fn commit_all(url: &str, config: &DedupeConfig, leads: &[Lead]) -> Vec<Decision> {
     let store = store::open(url, Durability::Full, CRYPT.clone())
         .await
         .unwrap();
-    let (outbox, task) = Outbox::start(
-        store.clone(),
-        Deduper::new(config.clone()),
-        64,
-        Merging {
-            config: MergeConfig::default(),
-            renderer: Arc::new(NoDestinations),
-        },
-        Arc::new(Notify::new()),
-    );
+    let (outbox, task) = start_outbox(&store, Deduper::new(config.clone()));
     let answers = outbox
         .commit(leads.iter().map(Lead::prepared).collect())
         .await
