@@ -14,7 +14,7 @@ use crate::http::auth::Credentials;
 use crate::http::serve::{ServeOptions, serve, tls_config};
 use crate::http::{AppState, metrics_router, router};
 use crate::metrics::Metrics;
-use crate::outbox::{Merging, Outbox};
+use crate::outbox::{IndexState, Merging, Outbox, StartIndex};
 use crate::pipeline::backlog::Backlog;
 use crate::pipeline::ingest::{Ingest, Source, SourceTransform};
 use crate::plugins::{self, Registry};
@@ -36,6 +36,8 @@ pub struct RunningHost {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// HTTPS on `addr`.
     pub tls: bool,
+    /// The dedupe index's rebuild at start-up.
+    index_states: tokio::sync::watch::Receiver<IndexState>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     stop_server: tokio::sync::watch::Sender<bool>,
     outbox_task: tokio::task::JoinHandle<()>,
@@ -53,13 +55,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
     let rotation = Rotation::start(store.clone()).await?;
-    // On a store several hosts share, the writer loads the index under
-    // its first dedupe turn (nothing is written while it reads).
-    let model = config.dedupe_model()?;
-    let index = if store.shared() {
-        crate::pipeline::dedupe::Deduper::with_model(config.dedupe.clone(), model)
-    } else {
-        crate::outbox::load_index(&*store, &config.dedupe, model).await?
+    // The writer rebuilds the dedupe index from the store while the host
+    // already listens and delivers (on a store several hosts share, under
+    // its first dedupe turn: nothing is written while it reads).
+    let index = StartIndex::FromStore {
+        config: Box::new(config.dedupe.clone()),
+        model: config.dedupe_model()?,
     };
     let registry = Arc::new(
         plugins::load(&config, store.clone())
@@ -87,6 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         work,
         metrics.clone(),
     );
+    let index_states = outbox.index_states();
     let backlog = start_backlog(&config, &store).await?;
     let (credentials, admin_token_file) = credentials(&config)?;
     let ingest = Arc::new(Ingest {
@@ -175,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         metrics_addr,
         admin_token_file,
         tls,
+        index_states,
         servers,
         stop_server,
         outbox_task,
@@ -333,6 +336,24 @@ impl RunningHost {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// Waits until the dedupe index is rebuilt from the store (`start`
+    /// returns while it loads; leads posted meanwhile wait for it), or
+    /// fails with the store's error if the rebuild failed.
+    pub async fn index_ready(&self) -> anyhow::Result<()> {
+        let mut states = self.index_states.clone();
+        let state = states
+            .wait_for(|s| *s != IndexState::Loading)
+            .await
+            .map(|s| s.clone())
+            .map_err(|_| anyhow::anyhow!("the outbox is shut down"))?;
+        match state {
+            IndexState::Failed(e) => {
+                anyhow::bail!("rebuilding the dedupe index from the store failed: {e}")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Waits until no job is pending or leased, or `timeout` passes.
     /// Returns the last counts seen.
     pub async fn wait_until_drained(
@@ -373,12 +394,30 @@ impl RunningHost {
         Ok(())
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully. A host
+    /// whose dedupe index could not be rebuilt from the store cannot take
+    /// a lead: it shuts down and returns the error.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut states = self.index_states.clone();
+        let failed = async move {
+            loop {
+                if let IndexState::Failed(e) = &*states.borrow_and_update() {
+                    return e.clone();
+                }
+                if states.changed().await.is_err() {
+                    // The writer ended (a shutdown): nothing more to watch.
+                    return std::future::pending().await;
+                }
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            e = failed => {
+                self.shutdown().await?;
+                anyhow::bail!("rebuilding the dedupe index from the store failed: {e}");
+            }
         }
         tracing::info!("shutting down");
         self.shutdown().await

@@ -75,14 +75,18 @@ fi
 DRAIN_S=300
 [ "${ALL_ADAPTERS:-0}" = 1 ] && DRAIN_S=10
 rss() { awk '/VmRSS|VmHWM|RssAnon|RssFile/ {printf "%s %s MB  ", $1, int($2/1024)}' "/proc/$1/status"; echo; }
-# Starts the host and waits until it answers (at most 2 minutes: a restart
-# rebuilds the dedupe index first); STARTED_S is how long that took.
+# Starts the host and waits until it listens (LISTENING_S) and until its
+# health says ready (STARTED_S; at most 2 minutes each: a restart rebuilds
+# the dedupe index first, while it listens).
 start_host() {
   local t0
   t0=$(date +%s.%N)
   RUST_LOG=warn $BIN serve --config "$DIR/leadgate.toml" > "$DIR/host.log" 2>&1 &
   HOSTPID=$!
   for _ in $(seq 1 1200); do curl -s -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.1; done
+  LISTENING_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  # 503 `starting` until the dedupe index is rebuilt.
+  for _ in $(seq 1 1200); do curl -sf -o /dev/null http://127.0.0.1:18080/v1/health && break; sleep 0.1; done
   STARTED_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 }
 outstanding() {
@@ -101,7 +105,7 @@ echo -n "5 s later:                "; rss $HOSTPID
 curl -s -H "Authorization: Bearer $(cat "$DIR/admin-token")" http://127.0.0.1:18080/v1/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])'
 kill -TERM $HOSTPID; wait $HOSTPID || true
 start_host
-echo "restarted: answering after ${STARTED_S} s (the dedupe index rebuilt from the store)"
+echo "restarted: listening after ${LISTENING_S} s, ready after ${STARTED_S} s (the dedupe index rebuilt from the store)"
 sleep 2
 echo -n "idle after restart:       "; rss $HOSTPID
 kill -TERM $HOSTPID; wait $HOSTPID || true

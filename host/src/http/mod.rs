@@ -133,6 +133,7 @@ pub enum ErrorCode {
     InvalidSelection,
     ReasonRequired,
     EncryptionOff,
+    Starting,
     InvalidConsent,
     WebhooksUnsupported,
     BadSignature,
@@ -153,7 +154,7 @@ impl ErrorCode {
             }
             TooManyLeads | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             BacklogFull | RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            TransformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TransformUnavailable | Starting => StatusCode::SERVICE_UNAVAILABLE,
             TransformMalformed
             | TransformInvalidField
             | InvalidSelection

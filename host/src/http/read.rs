@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
+use crate::outbox::IndexState;
 use crate::store::load_person;
 
 /// A lead: normalized, its dedupe decision, each delivery and its audit
@@ -91,17 +92,37 @@ pub async fn plugins(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Open to anyone: says the host is up and its store answers, nothing
-/// more (no counts, no names).
+/// more (no counts, no names). While the dedupe index is rebuilt at
+/// start-up the host listens but answers 503 `starting` (leads posted
+/// meanwhile wait for the index, they are not refused).
 #[utoipa::path(
     get,
     path = "/v1/health",
     tag = "meta",
     responses(
         (status = 200, description = "`{\"status\": \"ok\"}`", body = Object, example = json!({"status": "ok"})),
-        (status = 500, description = "The store does not answer", body = super::openapi::ErrorAnswer),
+        (status = 500, description = "The store does not answer, or the dedupe index could not be rebuilt from it", body = super::openapi::ErrorAnswer),
+        (status = 503, description = "`starting`: the dedupe index is being rebuilt from the store (with `Retry-After`)", body = super::openapi::ErrorAnswer),
     )
 )]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    match state.ingest.outbox.index_state() {
+        IndexState::Ready => {}
+        IndexState::Loading => {
+            let mut e = ApiError::new(
+                ErrorCode::Starting,
+                "starting: the dedupe index is being rebuilt from the store",
+            );
+            e.retry_after_s = Some(1);
+            return Err(e);
+        }
+        IndexState::Failed(_) => {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "the dedupe index could not be rebuilt from the store; see the host's log",
+            ));
+        }
+    }
     state
         .store
         .outstanding_jobs()

@@ -27,9 +27,9 @@ use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 
-use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features};
+use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, ModelHandle};
 use crate::pipeline::mapping::{MappedRoute, Renderer};
 use crate::pipeline::merge::MergeConfig;
 use crate::pipeline::normalize::NormalizedLead;
@@ -121,6 +121,34 @@ pub struct Outbox {
     dedupe: Arc<DedupeConfig>,
     crypt: Crypt,
     work: Arc<Notify>,
+    index: watch::Receiver<IndexState>,
+}
+
+/// The dedupe index the writer starts with.
+pub enum StartIndex {
+    /// Built already (see [`load_index`]).
+    Built(Box<Deduper>),
+    /// Rebuilt from the store by the writer before it decides anything.
+    /// Leads queued meanwhile wait for it (their answers come once they
+    /// are stored, as always), and [`Outbox::index_state`] says
+    /// [`IndexState::Loading`]. On a store several hosts share, the index
+    /// is read under the writer's first dedupe turn instead, as every turn
+    /// reads what the others wrote: the state is `Ready` at once.
+    FromStore {
+        config: Box<DedupeConfig>,
+        model: ModelHandle,
+    },
+}
+
+/// Whether the writer's dedupe index can decide leads yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexState {
+    /// Being rebuilt from the store.
+    Loading,
+    Ready,
+    /// The rebuild failed: the writer decides nothing and has stopped
+    /// (the host cannot take leads; `leadgate serve` exits).
+    Failed(String),
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -134,18 +162,30 @@ pub enum OutboxError {
 }
 
 impl Outbox {
-    /// Starts the writer and the committer. `index` holds the stored
-    /// leads (see [`load_index`]); `work` is notified after every commit
-    /// that made jobs.
-    /// The returned task ends when every `Outbox` handle is dropped and the
-    /// queue is committed.
+    /// Starts the writer and the committer, with the index `index` (see
+    /// [`StartIndex`]); `work` is notified after every commit that made
+    /// jobs. The returned task ends when every `Outbox` handle is dropped
+    /// and the queue is committed.
     pub fn start(
         store: Arc<dyn Store>,
-        index: Deduper,
+        index: StartIndex,
         group_max: usize,
         merging: Merging,
         work: Arc<Notify>,
     ) -> (Outbox, tokio::task::JoinHandle<()>) {
+        // An index to rebuild starts empty, one epoch behind the store: the
+        // writer's catch-up loads it before the first decision.
+        let (index, behind) = match index {
+            StartIndex::Built(index) => (*index, false),
+            StartIndex::FromStore { config, model } => {
+                (Deduper::with_model(*config, model), !store.shared())
+            }
+        };
+        let (index_state, index_seen) = watch::channel(if behind {
+            IndexState::Loading
+        } else {
+            IndexState::Ready
+        });
         let dedupe = Arc::new(index.config().clone());
         let crypt = store.crypt().clone();
         let (tx, rx) = mpsc::channel(4096);
@@ -155,7 +195,7 @@ impl Outbox {
         // bounded (the writer's person cache holds all of them).
         let (groups_tx, groups_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Semaphore::new(writer::in_flight_bound(group_max) as usize));
-        let min_epoch = Arc::new(AtomicU64::new(0));
+        let min_epoch = Arc::new(AtomicU64::new(u64::from(behind)));
         let writer = tokio::spawn(writer::run(
             writer::Writer {
                 store: store.clone(),
@@ -166,6 +206,7 @@ impl Outbox {
                 persons: writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max)),
                 epoch: 0,
                 turn: store.shared().then(writer::Turn::default),
+                index_state,
             },
             rx,
             groups_tx,
@@ -182,9 +223,20 @@ impl Outbox {
                 dedupe,
                 crypt,
                 work,
+                index: index_seen,
             },
             task,
         )
+    }
+
+    /// Whether the dedupe index is rebuilt yet (see [`StartIndex`]).
+    pub fn index_state(&self) -> IndexState {
+        self.index.borrow().clone()
+    }
+
+    /// The index's state as it changes.
+    pub fn index_states(&self) -> watch::Receiver<IndexState> {
+        self.index.clone()
     }
 
     /// Tells idle delivery workers there is new work (after a replay).
@@ -327,16 +379,9 @@ mod tests {
         )
         .unwrap();
         let renderer = Arc::new(HubSpot(mapping));
-        let config = DedupeConfig::default();
-        let index = match store.shared() {
-            true => Deduper::new(config),
-            false => load_index(
-                &*store,
-                &config,
-                crate::pipeline::dedupe::ModelHandle::bundled(&[]),
-            )
-            .await
-            .unwrap(),
+        let index = StartIndex::FromStore {
+            config: Box::default(),
+            model: ModelHandle::bundled(&[]),
         };
         let (outbox, _task) = Outbox::start(
             store.clone(),

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::committer::{Group, Sent};
 use super::jobs::{Merged, build_row};
-use super::{Committed, Erasure, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal};
+use super::{
+    Committed, Erasure, IndexState, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal,
+};
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, ModelHandle};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
@@ -79,6 +81,8 @@ pub(super) struct Writer {
     pub epoch: u64,
     /// `Some` on a store several hosts share.
     pub turn: Option<Turn>,
+    /// Told when the index rebuilt at start-up is ready (or failed).
+    pub index_state: watch::Sender<IndexState>,
 }
 
 /// Runs the writer until every outbox handle is gone and the queue is
@@ -89,6 +93,29 @@ pub(super) async fn run(
     groups: mpsc::UnboundedSender<Sent>,
     in_flight: Arc<Semaphore>,
 ) {
+    if *writer.index_state.borrow() == IndexState::Loading {
+        // The host listens already: leads posted meanwhile wait here.
+        let started = std::time::Instant::now();
+        if let Err(e) = writer.catch_up().await {
+            tracing::error!(error = %e, "rebuilding the dedupe index from the store failed");
+            writer
+                .index_state
+                .send_replace(IndexState::Failed(e.to_string()));
+            // Nothing can be decided: every queued lead is refused (the
+            // handles see the writer gone from here on).
+            rx.close();
+            let e = OutboxError::Store(Arc::new(e));
+            while let Some(item) = rx.recv().await {
+                item.refuse(e.clone());
+            }
+            return;
+        }
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "the dedupe index is ready: deciding leads"
+        );
+        writer.index_state.send_replace(IndexState::Ready);
+    }
     let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<Queued> = Vec::new();
     let bound = in_flight_bound(writer.group_max);

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use leadgate::outbox::{self, Merging, Outbox, PreparedLead};
+use leadgate::outbox::{self, IndexState, Merging, Outbox, PreparedLead, StartIndex};
 use leadgate::pipeline::dedupe::corpus::generate;
 use leadgate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, fingerprints};
 use leadgate::pipeline::mapping::{LeadFields, MappedRoute, Renderer};
@@ -120,7 +120,12 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
         let store = store::open(&url, Durability::Full, CRYPT.clone())
             .await
             .unwrap();
-        let (outbox, task) = start_outbox(&store, index_of(&*store, &config).await);
+        // As a host starts: the outbox rebuilds its index from the store.
+        let index = StartIndex::FromStore {
+            config: Box::new(config.clone()),
+            model: leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+        };
+        let (outbox, task) = start_outbox(&store, index);
         for batch in committed.chunks(50) {
             let answers = outbox
                 .commit(batch.iter().map(Lead::prepared).collect())
@@ -199,7 +204,7 @@ fn lead_at(config: &DedupeConfig, id: &str, raw: Value, at: i64) -> Lead {
 /// The real outbox on `store`, deciding with `index`, without destinations.
 fn start_outbox(
     store: &Arc<dyn leadgate::store::Store>,
-    index: Deduper,
+    index: StartIndex,
 ) -> (Outbox, tokio::task::JoinHandle<()>) {
     let merging = Merging {
         config: MergeConfig::default(),
@@ -214,7 +219,10 @@ async fn commit_all(url: &str, config: &DedupeConfig, leads: &[Lead]) -> Vec<Dec
     let store = store::open(url, Durability::Full, CRYPT.clone())
         .await
         .unwrap();
-    let (outbox, task) = start_outbox(&store, Deduper::new(config.clone()));
+    let (outbox, task) = start_outbox(
+        &store,
+        StartIndex::Built(Box::new(Deduper::new(config.clone()))),
+    );
     let answers = outbox
         .commit(leads.iter().map(Lead::prepared).collect())
         .await
@@ -320,4 +328,66 @@ async fn a_fingerprint_that_moved_on_stays_with_its_new_person_after_a_restart()
     );
     let v = rebuilt.decide("C1", "web", &c.fingerprints, c.features.clone());
     assert_eq!(person_of(&v.decision), Some("B1"), "{:?}", v.decision);
+}
+
+/// A host's outbox starts before its index is rebuilt (the host listens
+/// meanwhile): it says it is loading, and leads committed at once wait for
+/// the index and are decided as an index that never restarted decides
+/// them. A store it cannot read the leads of fails the rebuild: the state
+/// says so and every lead is refused, none decided against an empty index.
+#[tokio::test]
+async fn leads_committed_while_the_index_loads_wait_for_it() {
+    let config = DedupeConfig::default();
+    let all = leads(&config);
+    let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let stored = commit_all(&url, &config, committed).await;
+    let mut live = Deduper::new(config.clone());
+    for (lead, decision) in committed.iter().zip(&stored) {
+        let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        assert_eq!(&v.decision, decision, "{}", lead.id);
+    }
+
+    let from_store = || StartIndex::FromStore {
+        config: Box::new(config.clone()),
+        model: leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+    };
+    let store = store::open(&url, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
+    let (outbox, task) = start_outbox(&store, from_store());
+    // This runtime has one thread: the writer has not run yet.
+    assert_eq!(outbox.index_state(), IndexState::Loading);
+    let answers = outbox
+        .commit(follow_ups.iter().map(Lead::prepared).collect())
+        .await
+        .unwrap();
+    assert_eq!(outbox.index_state(), IndexState::Ready);
+    let mut duplicates = 0;
+    for (answer, lead) in answers.iter().zip(follow_ups) {
+        let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        assert_eq!(answer.decision, v.decision, "{}", lead.id);
+        duplicates += usize::from(matches!(v.decision, Decision::Duplicate { .. }));
+    }
+    assert!(duplicates > 5, "the follow-ups match stored persons");
+    drop(outbox);
+    task.await.unwrap();
+
+    // Other keys: the stored leads cannot be opened.
+    let unreadable = store::open(&url, Durability::Full, Crypt::ephemeral())
+        .await
+        .unwrap();
+    let (outbox, task) = start_outbox(&unreadable, from_store());
+    let refused = outbox.commit(vec![follow_ups[0].prepared()]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        matches!(outbox.index_state(), IndexState::Failed(ref e) if !e.is_empty()),
+        "{:?}",
+        outbox.index_state()
+    );
+    // Later leads are refused too (the writer is gone), never decided.
+    assert!(outbox.commit(vec![follow_ups[1].prepared()]).await.is_err());
+    drop(outbox);
+    task.await.unwrap();
 }

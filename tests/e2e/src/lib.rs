@@ -57,6 +57,8 @@ impl TestEnv {
         let extra = extra.replace("{sim}", &sim.base_url());
         let config = Config::from_toml_layers(&[&toml, &extra])?;
         let host = leadgate::app::start(config).await?;
+        // Ready as an orchestrator sees it (`/v1/health` answers 200).
+        host.index_ready().await?;
         Ok(TestEnv {
             sim,
             host,
