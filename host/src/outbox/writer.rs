@@ -93,34 +93,17 @@ pub(super) async fn run(
     groups: mpsc::UnboundedSender<Sent>,
     in_flight: Arc<Semaphore>,
 ) {
-    if *writer.index_state.borrow() == IndexState::Loading {
-        // The host listens already: leads posted meanwhile wait here.
-        let started = std::time::Instant::now();
-        if let Err(e) = writer.catch_up().await {
-            tracing::error!(error = %e, "rebuilding the dedupe index from the store failed");
-            writer
-                .index_state
-                .send_replace(IndexState::Failed(e.to_string()));
-            // Nothing can be decided: every queued lead is refused (the
-            // handles see the writer gone from here on).
-            rx.close();
-            let e = OutboxError::Store(Arc::new(e));
-            while let Some(item) = rx.recv().await {
-                item.refuse(e.clone());
-            }
-            return;
-        }
-        tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            "the dedupe index is ready: deciding leads"
-        );
-        writer.index_state.send_replace(IndexState::Ready);
-    }
     let mut last_prune = std::time::Instant::now();
     let mut queue: Vec<Queued> = Vec::new();
+    let loading = *writer.index_state.borrow() == IndexState::Loading;
+    if loading && !rebuild_at_start(&mut writer, &mut rx, &mut queue).await {
+        return;
+    }
     let bound = in_flight_bound(writer.group_max);
     loop {
-        if writer.holds_turn() {
+        if !queue.is_empty() {
+            // Payloads that came while the index was rebuilt.
+        } else if writer.holds_turn() {
             match tokio::time::timeout(TURN_IDLE, rx.recv_many(&mut queue, MAX_PAYLOADS)).await {
                 Ok(0) => return,
                 Ok(_) => {}
@@ -181,6 +164,64 @@ pub(super) async fn run(
         }
         if writer.turn_wanted().await {
             writer.end_turn(&in_flight, bound).await;
+        }
+    }
+}
+
+/// Rebuilds the index from the store before the first decision (the host
+/// listens meanwhile): payloads that arrive wait in `queue`. False when
+/// the writer must end: the rebuild failed (every payload is refused, and
+/// the state says why) or every outbox handle is gone (a shutdown).
+async fn rebuild_at_start(
+    writer: &mut Writer,
+    rx: &mut mpsc::Receiver<Queued>,
+    queue: &mut Vec<Queued>,
+) -> bool {
+    let started = std::time::Instant::now();
+    let loaded = {
+        let load = writer.catch_up();
+        tokio::pin!(load);
+        loop {
+            tokio::select! {
+                loaded = &mut load => break Some(loaded),
+                item = rx.recv() => match item {
+                    Some(item) => queue.push(item),
+                    None => break None,
+                },
+            }
+        }
+    };
+    match loaded {
+        Some(Ok(())) => {
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "the dedupe index is ready: deciding leads"
+            );
+            writer.index_state.send_replace(IndexState::Ready);
+            true
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "rebuilding the dedupe index from the store failed");
+            writer
+                .index_state
+                .send_replace(IndexState::Failed(e.to_string()));
+            // Nothing can be decided: every payload is refused (the handles
+            // see the writer gone from here on).
+            rx.close();
+            let e = OutboxError::Store(Arc::new(e));
+            while let Some(item) = rx.recv().await {
+                queue.push(item);
+            }
+            for item in queue.drain(..) {
+                item.refuse(e.clone());
+            }
+            false
+        }
+        None => {
+            for item in queue.drain(..) {
+                item.refuse(OutboxError::Closed);
+            }
+            false
         }
     }
 }
