@@ -111,8 +111,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
     let config = DedupeConfig::default();
     let all = leads(&config);
     let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let (_dir, url) = new_store();
 
     // The index that never restarts decides what the outbox decides.
     let mut live = Deduper::new(config.clone());
@@ -121,11 +120,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
             .await
             .unwrap();
         // As a host starts: the outbox rebuilds its index from the store.
-        let index = StartIndex::FromStore {
-            config: Box::new(config.clone()),
-            model: leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
-        };
-        let (outbox, task) = start_outbox(&store, index);
+        let (outbox, task) = start_outbox(&store, from_store(&config));
         for batch in committed.chunks(50) {
             let answers = outbox
                 .commit(batch.iter().map(Lead::prepared).collect())
@@ -201,6 +196,21 @@ fn lead_at(config: &DedupeConfig, id: &str, raw: Value, at: i64) -> Lead {
     }
 }
 
+/// A new SQLite store's URL, in a folder that lives as long as the guard.
+fn new_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    (dir, url)
+}
+
+/// The index a host starts with: rebuilt from the store by the outbox.
+fn from_store(config: &DedupeConfig) -> StartIndex {
+    StartIndex::FromStore {
+        config: Box::new(config.clone()),
+        model: leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
+    }
+}
+
 /// The real outbox on `store`, deciding with `index`, without destinations.
 fn start_outbox(
     store: &Arc<dyn leadgate::store::Store>,
@@ -253,8 +263,7 @@ async fn a_person_active_inside_the_window_survives_a_restart() {
     let lead = |id: &str, email: &str, at: i64| {
         lead_at(&config, id, serde_json::json!({ "email": email }), at)
     };
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let (_dir, url) = new_store();
     let decisions = commit_all(
         &url,
         &config,
@@ -291,8 +300,7 @@ async fn a_fingerprint_that_moved_on_stays_with_its_new_person_after_a_restart()
     };
     let now = leadgate::now_ms();
     let lead = |id: &str, raw: Value, at: i64| lead_at(&config, id, raw, at);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let (_dir, url) = new_store();
     let decisions = commit_all(
         &url,
         &config,
@@ -340,8 +348,7 @@ async fn leads_committed_while_the_index_loads_wait_for_it() {
     let config = DedupeConfig::default();
     let all = leads(&config);
     let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let (_dir, url) = new_store();
     let stored = commit_all(&url, &config, committed).await;
     let mut live = Deduper::new(config.clone());
     for (lead, decision) in committed.iter().zip(&stored) {
@@ -349,14 +356,10 @@ async fn leads_committed_while_the_index_loads_wait_for_it() {
         assert_eq!(&v.decision, decision, "{}", lead.id);
     }
 
-    let from_store = || StartIndex::FromStore {
-        config: Box::new(config.clone()),
-        model: leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields),
-    };
     let store = store::open(&url, Durability::Full, CRYPT.clone())
         .await
         .unwrap();
-    let (outbox, task) = start_outbox(&store, from_store());
+    let (outbox, task) = start_outbox(&store, from_store(&config));
     // This runtime has one thread: the writer has not run yet.
     assert_eq!(outbox.index_state(), IndexState::Loading);
     let answers = outbox
@@ -378,7 +381,7 @@ async fn leads_committed_while_the_index_loads_wait_for_it() {
     let unreadable = store::open(&url, Durability::Full, Crypt::ephemeral())
         .await
         .unwrap();
-    let (outbox, task) = start_outbox(&unreadable, from_store());
+    let (outbox, task) = start_outbox(&unreadable, from_store(&config));
     let refused = outbox.commit(vec![follow_ups[0].prepared()]).await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(
