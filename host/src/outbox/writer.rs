@@ -169,7 +169,9 @@ pub(super) async fn run(
 }
 
 /// Rebuilds the index from the store before the first decision (the host
-/// listens meanwhile): payloads that arrive wait in `queue`. False when
+/// listens meanwhile): payloads that arrive wait in `queue`, at most
+/// `MAX_PAYLOADS` of them (then in the channel, whose bound holds senders
+/// back as it always does). False when
 /// the writer must end: the rebuild failed (every payload is refused, and
 /// the state says why) or every outbox handle is gone (a shutdown).
 async fn rebuild_at_start(
@@ -184,7 +186,7 @@ async fn rebuild_at_start(
         loop {
             tokio::select! {
                 loaded = &mut load => break Some(loaded),
-                item = rx.recv() => match item {
+                item = rx.recv(), if queue.len() < MAX_PAYLOADS => match item {
                     Some(item) => queue.push(item),
                     None => break None,
                 },
