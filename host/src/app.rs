@@ -330,6 +330,11 @@ async fn start_backlog(config: &Config, store: &Arc<dyn Store>) -> anyhow::Resul
     Ok(backlog)
 }
 
+/// The error of a host whose dedupe index could not be rebuilt.
+fn rebuild_failed(e: &str) -> anyhow::Error {
+    anyhow::anyhow!("rebuilding the dedupe index from the store failed: {e}")
+}
+
 impl RunningHost {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
@@ -347,9 +352,7 @@ impl RunningHost {
             .map(|s| s.clone())
             .map_err(|_| anyhow::anyhow!("the outbox is shut down"))?;
         match state {
-            IndexState::Failed(e) => {
-                anyhow::bail!("rebuilding the dedupe index from the store failed: {e}")
-            }
+            IndexState::Failed(e) => Err(rebuild_failed(&e)),
             _ => Ok(()),
         }
     }
@@ -416,7 +419,7 @@ impl RunningHost {
             _ = term.recv() => {}
             e = failed => {
                 self.shutdown().await?;
-                anyhow::bail!("rebuilding the dedupe index from the store failed: {e}");
+                return Err(rebuild_failed(&e));
             }
         }
         tracing::info!("shutting down");

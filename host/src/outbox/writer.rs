@@ -179,7 +179,6 @@ async fn rebuild_at_start(
     rx: &mut mpsc::Receiver<Queued>,
     queue: &mut Vec<Queued>,
 ) -> bool {
-    let started = std::time::Instant::now();
     let loaded = {
         let load = writer.catch_up();
         tokio::pin!(load);
@@ -195,10 +194,6 @@ async fn rebuild_at_start(
     };
     match loaded {
         Some(Ok(())) => {
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                "the dedupe index is ready: deciding leads"
-            );
             writer.index_state.send_replace(IndexState::Ready);
             true
         }
@@ -838,6 +833,7 @@ pub async fn load_index(
 ) -> Result<Deduper, StoreError> {
     // Leads received before the window can no longer be matched: they stay
     // in the store but not in memory.
+    let started = std::time::Instant::now();
     let since = config.window_start_ms(crate::now_ms());
     let mut index = Deduper::with_model(config.clone(), model);
     let (chunks, filed) = std::sync::mpsc::channel::<Vec<StoredRecord>>();
@@ -874,6 +870,7 @@ pub async fn load_index(
     tracing::info!(
         leads = index.len(),
         fingerprints = index.fingerprint_count(),
+        ms = started.elapsed().as_millis() as u64,
         "dedupe index loaded"
     );
     Ok(index)

@@ -81,13 +81,13 @@ fn args<const N: usize>(values: [Col; N]) -> Result<SqliteArguments, StoreError>
 /// The writer connection's page cache: the indexes every insert and lease
 /// touches stay in memory.
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
-/// Most rows of the dedupe index's load taken from the channel at once.
-const LOAD_BATCH: usize = 256;
-
 /// Every other connection's page cache (readers, checkpoints, operator
 /// writes): each connection has its own, and a scan (counts, the dedupe
 /// index load at start-up) would otherwise fill a large one for good.
 const OTHER_CACHE_KIB: u32 = 2 * 1024;
+
+/// Most rows of the dedupe index's load taken from the channel at once.
+const LOAD_BATCH: usize = 256;
 
 /// Transactions waiting for the writer; a full queue makes callers wait.
 const WRITE_QUEUE: usize = 256;
