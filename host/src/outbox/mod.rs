@@ -131,9 +131,9 @@ pub enum StartIndex {
     /// Rebuilt from the store by the writer before it decides anything.
     /// Leads queued meanwhile wait for it (their answers come once they
     /// are stored, as always), and [`Outbox::index_state`] says
-    /// [`IndexState::Loading`]. On a store several hosts share, the index
-    /// is read under the writer's first dedupe turn instead, as every turn
-    /// reads what the others wrote: the state is `Ready` at once.
+    /// [`IndexState::Loading`]. On a store several hosts share, the load
+    /// does not take the dedupe turn (the others go on deciding); the
+    /// first decision's turn reads what they wrote meanwhile.
     FromStore {
         config: Box<DedupeConfig>,
         model: ModelHandle,
@@ -177,9 +177,7 @@ impl Outbox {
         // writer's catch-up loads it before the first decision.
         let (index, behind) = match index {
             StartIndex::Built(index) => (*index, false),
-            StartIndex::FromStore { config, model } => {
-                (Deduper::with_model(*config, model), !store.shared())
-            }
+            StartIndex::FromStore { config, model } => (Deduper::with_model(*config, model), true),
         };
         let (index_state, index_seen) = watch::channel(if behind {
             IndexState::Loading

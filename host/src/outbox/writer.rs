@@ -180,7 +180,10 @@ async fn rebuild_at_start(
     queue: &mut Vec<Queued>,
 ) -> bool {
     let loaded = {
-        let load = writer.catch_up();
+        // Only the load: a shared store's turn is taken for the first
+        // decision (the feed read then holds what others wrote meanwhile).
+        let required = writer.min_epoch.load(Ordering::Acquire);
+        let load = writer.reload(required);
         tokio::pin!(load);
         loop {
             tokio::select! {
@@ -396,73 +399,79 @@ impl Writer {
 
     /// Brings the index up to date before deciding: reloaded from the
     /// store if a failed commit left it ahead of what is stored; on a
-    /// shared store, the turn taken first and what other hosts wrote since
-    /// this host's last turn read in (or, after a failed commit, the whole
-    /// index reloaded under the turn).
+    /// shared store, the turn taken and what other hosts wrote since this
+    /// host's last turn read in.
+    ///
+    /// A shared store's index is reloaded (at start, after a failed commit
+    /// or a failed read of the feed) before the turn is taken, never under
+    /// it: a load takes seconds at a million leads, and the other hosts go
+    /// on deciding meanwhile. The load comes with the feed position of its
+    /// snapshot, so the turn's read of the feed files exactly what the
+    /// others wrote during the load.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
         let required = self.min_epoch.load(Ordering::Acquire);
         let failed = self.epoch < required;
-        let mut reload = failed;
-        if let Some(turn) = &mut self.turn {
-            if failed && turn.held_since.take().is_some() {
-                // The failed commit may have been fenced out: this turn is
-                // over, whatever the store still thinks.
-                let _ = self.store.end_turn().await;
+        let Some(turn) = &mut self.turn else {
+            if failed {
+                self.reload(required).await?;
             }
-            if turn.held_since.is_some() {
+            return Ok(());
+        };
+        let known = turn.position.is_some();
+        if turn.held_since.is_some() {
+            if known && !failed {
                 // Nobody else wrote since this host took the turn and read
-                // the feed (a read that failed is read again, whole).
-                if !failed && turn.position.is_some() {
-                    return Ok(());
-                }
-            } else {
-                self.store.take_turn().await?;
-                turn.held_since = Some(std::time::Instant::now());
+                // the feed.
+                return Ok(());
             }
-            match turn.position {
-                Some(after) if !failed => {
-                    let config = self.index.config().clone();
-                    let crypt = self.store.crypt().clone();
-                    let (index, persons) = (&mut self.index, &mut self.persons);
-                    let position = self
-                        .store
-                        .feed(after, &mut |item| match item {
-                            FeedItem::Lead(r) => {
-                                // Another host merged into the person: the
-                                // cached record is stale.
-                                persons.remove(&r.person_id);
-                                stored_record(&crypt, &config, r).file(index);
-                            }
-                            FeedItem::Erased { person_id } => {
-                                persons.remove(&person_id);
-                                index.forget_person(&person_id);
-                            }
-                        })
-                        .await;
-                    match position {
-                        Ok(p) => turn.position = Some(p),
-                        Err(e) => {
-                            turn.position = None;
-                            return Err(e);
-                        }
-                    }
-                }
-                _ => reload = true,
-            }
+            // The failed commit may have been fenced out, or the feed's
+            // read failed: this turn is over, whatever the store still
+            // thinks, and the index is reloaded outside it.
+            turn.held_since = None;
+            let _ = self.store.end_turn().await;
         }
-        if reload {
-            // (Under the turn on a shared store: nothing is written meanwhile.)
-            let position = match &self.turn {
-                Some(_) => Some(self.store.feed_position().await?),
-                None => None,
-            };
-            let model = self.index.model().clone();
-            self.index = load_index(&*self.store, self.index.config(), model).await?;
-            self.persons.clear();
-            self.epoch = required;
-            if let Some(turn) = &mut self.turn {
-                turn.position = position;
-            }
+        if failed || !known {
+            self.reload(required).await?;
+        }
+        self.store.take_turn().await?;
+        let config = self.index.config().clone();
+        let crypt = self.store.crypt().clone();
+        let (index, persons) = (&mut self.index, &mut self.persons);
+        let Some(turn) = &mut self.turn else {
+            unreachable!("a shared store's writer has a turn");
+        };
+        turn.held_since = Some(std::time::Instant::now());
+        let after = turn.position.take().unwrap_or_default();
+        let position = self
+            .store
+            .feed(after, &mut |item| match item {
+                FeedItem::Lead(r) => {
+                    // Another host merged into the person: the cached
+                    // record is stale.
+                    persons.remove(&r.person_id);
+                    stored_record(&crypt, &config, r).file(index);
+                }
+                FeedItem::Erased { person_id } => {
+                    persons.remove(&person_id);
+                    index.forget_person(&person_id);
+                }
+            })
+            .await?;
+        // (A failed read leaves the position unknown: the next catch-up
+        // reloads.)
+        turn.position = Some(position);
+        Ok(())
+    }
+
+    /// Loads the index whole from the store, as of epoch `required`.
+    async fn reload(&mut self, required: u64) -> Result<(), StoreError> {
+        let model = self.index.model().clone();
+        let (index, position) = load_index(&*self.store, self.index.config(), model).await?;
+        self.index = index;
+        self.persons.clear();
+        self.epoch = required;
+        if let Some(turn) = &mut self.turn {
+            turn.position = Some(position);
         }
         Ok(())
     }
@@ -826,11 +835,13 @@ impl StoredRecord {
 /// blocking thread files the prepared records into the index in store
 /// order, a chunk at a time. Filing takes about half what preparing takes,
 /// so the chunks waiting for it stay few.
+/// Returns the index and the store's feed position it is as of (see
+/// [`Store::load_dedupe_records`]).
 pub async fn load_index(
     store: &dyn Store,
     config: &DedupeConfig,
     model: ModelHandle,
-) -> Result<Deduper, StoreError> {
+) -> Result<(Deduper, i64), StoreError> {
     // Leads received before the window can no longer be matched: they stay
     // in the store but not in memory.
     let started = std::time::Instant::now();
@@ -847,7 +858,7 @@ pub async fn load_index(
     });
     let crypt = store.crypt();
     let mut chunk = Vec::with_capacity(INDEX_CHUNK);
-    store
+    let position = store
         .load_dedupe_records(since, &mut |r| {
             chunk.push(stored_record(crypt, config, r));
             if chunk.len() == INDEX_CHUNK {
@@ -873,7 +884,7 @@ pub async fn load_index(
         ms = started.elapsed().as_millis() as u64,
         "dedupe index loaded"
     );
-    Ok(index)
+    Ok((index, position))
 }
 
 /// A stored lead as the index takes it.

@@ -102,6 +102,70 @@ async fn postgres_a_host_that_lost_the_turn_is_fenced_out() {
     a.end_turn().await.unwrap();
 }
 
+/// A host loads its dedupe index without the turn while another writes:
+/// the load's position is where the feed takes over, so every lead is
+/// read by the load or by the feed after it, never by both, never by
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_load_and_the_feed_after_it_read_each_lead_once() {
+    let fx = Fixture::new(Backend::Postgres).await;
+    let (writer, reader) = (fx.open().await, fx.open().await);
+    writer.take_turn().await.unwrap();
+    let first: Vec<NewLead> = (0..2_000)
+        .map(|i| lead(&format!("A{i}"), "A0", &[], 0))
+        .collect();
+    for group in first.chunks(500) {
+        writer.insert_leads(group).await.unwrap();
+    }
+    // One lead per transaction, as fast as they go, until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = tokio::spawn({
+        let (writer, stop) = (writer.clone(), stop.clone());
+        async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .insert_leads(&[lead(&format!("B{n}"), "A0", &[], 0)])
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }
+    });
+    let mut loads = Vec::new();
+    for _ in 0..8 {
+        let mut ids = Vec::new();
+        let position = reader
+            .load_dedupe_records(i64::MIN, &mut |r| ids.push(r.id))
+            .await
+            .unwrap();
+        loads.push((position, ids));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writing.await.unwrap();
+    writer.end_turn().await.unwrap();
+    let total = first.len() + written;
+    let mut grew = false;
+    for (position, loaded) in &loads {
+        let mut fed = Vec::new();
+        reader
+            .feed(*position, &mut |item| {
+                if let FeedItem::Lead(r) = item {
+                    fed.push(r.id)
+                }
+            })
+            .await
+            .unwrap();
+        let loaded_set: std::collections::HashSet<&String> = loaded.iter().collect();
+        let both: Vec<&String> = fed.iter().filter(|id| loaded_set.contains(id)).collect();
+        assert!(both.is_empty(), "read by the load and the feed: {both:?}");
+        assert_eq!(loaded.len() + fed.len(), total, "every lead read once");
+        grew |= loaded.len() > first.len() && !fed.is_empty();
+    }
+    assert!(grew, "the writer wrote during the loads ({written} leads)");
+}
+
 /// Hosts sharing a PostgreSQL store see each other's heartbeats, and a
 /// pause one host publishes holds for all (a later one wins).
 #[tokio::test]

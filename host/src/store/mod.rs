@@ -541,11 +541,17 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The records are handed to `each` one by one as they are read, so
     /// that memory holds the index being built, never the whole table.
+    ///
+    /// Returns the feed position the records are as of: on a store several
+    /// hosts share, the records and the position are read in one snapshot,
+    /// so [`Store::feed`] after it holds exactly what the load did not see
+    /// (a host loads without the dedupe turn while others write, then
+    /// reads the rest under its turn).
     async fn load_dedupe_records(
         &self,
         since_ms: i64,
         each: &mut (dyn FnMut(DedupeRecord) + Send),
-    ) -> Result<(), StoreError>;
+    ) -> Result<i64, StoreError>;
 
     /// A person's golden record, or its first lead.
     async fn person(&self, id: &str) -> Result<Option<StoredPerson>, StoreError>;

@@ -49,6 +49,10 @@ pub struct PgStore {
 /// The first key of the dedupe turn's advisory lock ("lgtu").
 const TURN_LOCK: i32 = 0x6c67_7475;
 
+/// The feed's position: the last sequence number of a lead or an erasure.
+const FEED_POSITION: &str = "SELECT GREATEST(COALESCE((SELECT max(seq) FROM leads), 0),
+                                             COALESCE((SELECT max(seq) FROM erasures), 0))";
+
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`; `?options=-c
     /// search_path=…` picks a schema) and migrates.
@@ -348,14 +352,25 @@ impl Store for PgStore {
         &self,
         since_ms: i64,
         each: &mut (dyn FnMut(super::DedupeRecord) + Send),
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         use futures_util::TryStreamExt as _;
+        // One snapshot for the position and the rows: what commits after it
+        // is in the feed after the position, and only there. (Leads and
+        // erasures are written under the dedupe turn, by one committer at
+        // a time, so the feed's sequence is their commit order.)
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let position: i64 = sqlx::query_scalar(FEED_POSITION)
+            .fetch_one(&mut *tx)
+            .await?;
         let mut rows = sqlx::query(
             "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
              WHERE received_at >= $1 ORDER BY seq",
         )
         .bind(since_ms)
-        .fetch(&self.pool);
+        .fetch(&mut *tx);
         while let Some(r) = rows.try_next().await? {
             let id = r.text(0);
             each(super::DedupeRecord {
@@ -371,7 +386,9 @@ impl Store for PgStore {
                     .collect(),
             });
         }
-        Ok(())
+        drop(rows);
+        tx.commit().await?;
+        Ok(position)
     }
 
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -1058,12 +1075,9 @@ impl Store for PgStore {
     }
 
     async fn feed_position(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT GREATEST(COALESCE((SELECT max(seq) FROM leads), 0),
-                             COALESCE((SELECT max(seq) FROM erasures), 0))",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(FEED_POSITION)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn feed(

@@ -380,7 +380,7 @@ impl Store for SqliteStore {
         &self,
         since_ms: i64,
         each: &mut (dyn FnMut(super::DedupeRecord) + Send),
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
         let mut rows = sqlx::query(
             "SELECT id, person_id, received_at, normalized, fingerprints FROM leads
@@ -423,7 +423,8 @@ impl Store for SqliteStore {
                 });
             }
         }
-        Ok(())
+        // One host writes this store: it has no feed.
+        Ok(0)
     }
 
     async fn load_fingerprints(&self) -> Result<Vec<(String, String)>, StoreError> {

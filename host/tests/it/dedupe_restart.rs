@@ -169,7 +169,7 @@ async fn a_rebuilt_index_decides_as_one_that_never_restarted() {
 /// The dedupe index rebuilt from a store (with the bundled model).
 async fn index_of(store: &dyn leadgate::store::Store, config: &DedupeConfig) -> Deduper {
     let model = leadgate::pipeline::dedupe::ModelHandle::bundled(&config.custom_fields);
-    outbox::load_index(store, config, model).await.unwrap()
+    outbox::load_index(store, config, model).await.unwrap().0
 }
 
 /// A restart: a new store handle, the index rebuilt from what is stored.
@@ -393,4 +393,87 @@ async fn leads_committed_while_the_index_loads_wait_for_it() {
     assert!(outbox.commit(vec![follow_ups[1].prepared()]).await.is_err());
     drop(outbox);
     task.await.unwrap();
+}
+
+/// On a store several hosts share, a host rebuilding its index does not
+/// hold the dedupe turn: it becomes ready while another host holds it.
+/// Its first turn reads what the others wrote after its load, so its
+/// decisions are those of an index that saw every lead in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_rebuilding_on_a_shared_store_leaves_the_turn_to_the_others() {
+    let config = DedupeConfig::default();
+    let all = leads(&config);
+    let (committed, rest) = all.split_at(all.len() / 2);
+    let (during, after) = rest.split_at(rest.len() / 2);
+    let schema = crate::support::postgres_schema("lg_restart").await;
+    let url = schema.store_url(&leadgate::testing::postgres_url());
+    let open = || async {
+        store::open(&url, Durability::Full, CRYPT.clone())
+            .await
+            .unwrap()
+    };
+    let mut live = Deduper::new(config.clone());
+    let mut expect = |leads: &[Lead], answers: Vec<outbox::Committed>| {
+        for (answer, lead) in answers.iter().zip(leads) {
+            let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+            assert_eq!(answer.decision, v.decision, "{}", lead.id);
+        }
+    };
+    // Host A writes the first half.
+    let a_store = open().await;
+    let (a, a_task) = start_outbox(
+        &a_store,
+        StartIndex::Built(Box::new(Deduper::new(config.clone()))),
+    );
+    expect(
+        committed,
+        a.commit(committed.iter().map(Lead::prepared).collect())
+            .await
+            .unwrap(),
+    );
+
+    // Another host holds the turn for as long as B loads.
+    let holder = open().await;
+    holder.take_turn().await.unwrap();
+    let b_store = open().await;
+    let (b, b_task) = start_outbox(&b_store, from_store(&config));
+    let mut states = b.index_states();
+    let ready = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        states.wait_for(|s| *s != IndexState::Loading),
+    )
+    .await
+    .expect("B's index loads while another host holds the turn")
+    .unwrap()
+    .clone();
+    assert_eq!(ready, IndexState::Ready);
+    holder.end_turn().await.unwrap();
+    drop(holder);
+
+    // A writes more after B's load; B's first turn reads it.
+    expect(
+        during,
+        a.commit(during.iter().map(Lead::prepared).collect())
+            .await
+            .unwrap(),
+    );
+    let answers = b
+        .commit(after.iter().map(Lead::prepared).collect())
+        .await
+        .unwrap();
+    let duplicates_of_during = answers
+        .iter()
+        .filter_map(|a| person_of(&a.decision))
+        .filter(|p| during.iter().any(|l| l.id == *p))
+        .count();
+    expect(after, answers);
+    assert!(
+        duplicates_of_during > 0,
+        "some of B's leads join persons A wrote after B's load"
+    );
+    for (outbox, task) in [(a, a_task), (b, b_task)] {
+        drop(outbox);
+        task.await.unwrap();
+    }
+    schema.drop_schema().await;
 }
