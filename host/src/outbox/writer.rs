@@ -168,12 +168,18 @@ pub(super) async fn run(
     }
 }
 
+/// How long a start-up rebuild waits before trying an unreachable store
+/// again.
+const RELOAD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Rebuilds the index from the store before the first decision (the host
 /// listens meanwhile): payloads that arrive wait in `queue`, at most
 /// `MAX_PAYLOADS` of them (then in the channel, whose bound holds senders
 /// back as it always does). False when
 /// the writer must end: the rebuild failed (every payload is refused, and
-/// the state says why) or every outbox handle is gone (a shutdown).
+/// the state says why) or every outbox handle is gone (a shutdown). A
+/// store that cannot be reached is tried again every second meanwhile (the
+/// host still says it is starting); any other failure is final.
 async fn rebuild_at_start(
     writer: &mut Writer,
     rx: &mut mpsc::Receiver<Queued>,
@@ -183,7 +189,17 @@ async fn rebuild_at_start(
         // Only the load: a shared store's turn is taken for the first
         // decision (the feed read then holds what others wrote meanwhile).
         let required = writer.min_epoch.load(Ordering::Acquire);
-        let load = writer.reload(required);
+        let load = async {
+            loop {
+                match writer.reload(required).await {
+                    Err(e) if e.is_unreachable() => {
+                        tracing::warn!(error = %e, "the store cannot be reached to rebuild the dedupe index; trying again in 1 s");
+                        tokio::time::sleep(RELOAD_RETRY).await;
+                    }
+                    loaded => return loaded,
+                }
+            }
+        };
         tokio::pin!(load);
         loop {
             tokio::select! {

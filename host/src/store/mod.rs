@@ -43,6 +43,18 @@ pub enum StoreError {
     Fenced,
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (a connection cut or
+    /// refused, no connection free in time): worth trying again, where any
+    /// other error says the same thing the next time.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+        )
+    }
+}
+
 /// The text form of a persisted state, and its parse (each value is
 /// CHECK-constrained in the database).
 pub trait StoredEnum: Sized + Copy + Into<&'static str> + std::str::FromStr {

@@ -477,3 +477,125 @@ async fn a_host_rebuilding_on_a_shared_store_leaves_the_turn_to_the_others() {
     }
     schema.drop_schema().await;
 }
+
+/// A TCP proxy to the test PostgreSQL that can be cut (every connection
+/// closed, new ones refused) and mended.
+struct Cuttable {
+    addr: std::net::SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cuttable {
+    async fn start(upstream: String) -> Cuttable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = watch.wait_for(|open| !open) => {}
+                    }
+                });
+            }
+        });
+        Cuttable { addr, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn mend(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// A host whose store cannot be reached while it rebuilds its index keeps
+/// trying (it says it is starting, and takes no decision) and is ready
+/// once the store answers again, its index whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_waits_for_a_store_that_cannot_be_reached() {
+    let config = DedupeConfig::default();
+    let all = leads(&config);
+    let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
+    let schema = crate::support::postgres_schema("lg_restart").await;
+    let server = leadgate::testing::postgres_url();
+    let direct = schema.store_url(&server);
+    let stored = {
+        let store = store::open(&direct, Durability::Full, CRYPT.clone())
+            .await
+            .unwrap();
+        let (outbox, task) = start_outbox(
+            &store,
+            StartIndex::Built(Box::new(Deduper::new(config.clone()))),
+        );
+        let answers = outbox
+            .commit(committed.iter().map(Lead::prepared).collect())
+            .await
+            .unwrap();
+        drop(outbox);
+        task.await.unwrap();
+        answers
+    };
+    let mut live = Deduper::new(config.clone());
+    for (lead, answer) in committed.iter().zip(&stored) {
+        let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        assert_eq!(v.decision, answer.decision, "{}", lead.id);
+    }
+
+    // The host's store, reached through a proxy that is cut as it starts.
+    let upstream = reqwest::Url::parse(&server).unwrap();
+    let proxy = Cuttable::start(format!(
+        "{}:{}",
+        upstream.host_str().unwrap(),
+        upstream.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut through = upstream.clone();
+    through.set_port(Some(proxy.addr.port())).unwrap();
+    let through = schema.store_url(through.as_str());
+    let store = store::open(&through, Durability::Full, CRYPT.clone())
+        .await
+        .unwrap();
+    proxy.cut();
+    let (outbox, task) = start_outbox(&store, from_store(&config));
+    let posted = tokio::spawn({
+        let outbox = outbox.clone();
+        let leads: Vec<PreparedLead> = follow_ups.iter().map(Lead::prepared).collect();
+        async move { outbox.commit(leads).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        outbox.index_state(),
+        IndexState::Loading,
+        "still starting while the store cannot be reached"
+    );
+    assert!(!posted.is_finished(), "no lead is decided meanwhile");
+    proxy.mend();
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(90), posted)
+        .await
+        .expect("the leads are stored once the store answers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outbox.index_state(), IndexState::Ready);
+    for (answer, lead) in answers.iter().zip(follow_ups) {
+        let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
+        assert_eq!(answer.decision, v.decision, "{}", lead.id);
+    }
+    drop(outbox);
+    task.await.unwrap();
+    schema.drop_schema().await;
+}
