@@ -851,6 +851,7 @@ impl StoredRecord {
 /// blocking thread files the prepared records into the index in store
 /// order, a chunk at a time. Filing takes about half what preparing takes,
 /// so the chunks waiting for it stay few.
+///
 /// Returns the index and the store's feed position it is as of (see
 /// [`Store::load_dedupe_records`]).
 pub async fn load_index(

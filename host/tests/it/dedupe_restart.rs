@@ -224,7 +224,8 @@ fn start_outbox(
 }
 
 /// Commits `leads` in one group through the real outbox into a new store
-/// at `url` (its index starts empty), and stops it; the decisions.
+/// at `url` (SQLite or PostgreSQL; its index starts empty), and stops it;
+/// the decisions.
 async fn commit_all(url: &str, config: &DedupeConfig, leads: &[Lead]) -> Vec<Decision> {
     let store = store::open(url, Durability::Full, CRYPT.clone())
         .await
@@ -533,27 +534,11 @@ async fn a_rebuild_waits_for_a_store_that_cannot_be_reached() {
     let (committed, follow_ups) = all.split_at(all.len() * 3 / 4);
     let schema = crate::support::postgres_schema("lg_restart").await;
     let server = leadgate::testing::postgres_url();
-    let direct = schema.store_url(&server);
-    let stored = {
-        let store = store::open(&direct, Durability::Full, CRYPT.clone())
-            .await
-            .unwrap();
-        let (outbox, task) = start_outbox(
-            &store,
-            StartIndex::Built(Box::new(Deduper::new(config.clone()))),
-        );
-        let answers = outbox
-            .commit(committed.iter().map(Lead::prepared).collect())
-            .await
-            .unwrap();
-        drop(outbox);
-        task.await.unwrap();
-        answers
-    };
+    let stored = commit_all(&schema.store_url(&server), &config, committed).await;
     let mut live = Deduper::new(config.clone());
-    for (lead, answer) in committed.iter().zip(&stored) {
+    for (lead, decision) in committed.iter().zip(&stored) {
         let v = live.decide(&lead.id, "web", &lead.fingerprints, lead.features.clone());
-        assert_eq!(v.decision, answer.decision, "{}", lead.id);
+        assert_eq!(&v.decision, decision, "{}", lead.id);
     }
 
     // The host's store, reached through a proxy that is cut as it starts.
