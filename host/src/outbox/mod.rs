@@ -122,6 +122,9 @@ pub struct Outbox {
     crypt: Crypt,
     work: Arc<Notify>,
     index: watch::Receiver<IndexState>,
+    /// How many golden records the writer's cache holds.
+    #[cfg(test)]
+    persons_held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The dedupe index the writer starts with.
@@ -193,6 +196,9 @@ impl Outbox {
         // bounded (the writer's person cache holds all of them).
         let (groups_tx, groups_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Semaphore::new(writer::in_flight_bound(group_max) as usize));
+        let persons = writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max));
+        #[cfg(test)]
+        let persons_held = persons.held();
         let min_epoch = Arc::new(AtomicU64::new(u64::from(behind)));
         let writer = tokio::spawn(writer::run(
             writer::Writer {
@@ -201,7 +207,7 @@ impl Outbox {
                 group_max,
                 merging,
                 min_epoch: min_epoch.clone(),
-                persons: writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max)),
+                persons,
                 epoch: 0,
                 turn: store.shared().then(writer::Turn::default),
                 index_state,
@@ -222,6 +228,8 @@ impl Outbox {
                 crypt,
                 work,
                 index: index_seen,
+                #[cfg(test)]
+                persons_held,
             },
             task,
         )
@@ -230,6 +238,13 @@ impl Outbox {
     /// Whether the dedupe index is rebuilt yet (see [`StartIndex`]).
     pub fn index_state(&self) -> IndexState {
         self.index.borrow().clone()
+    }
+
+    /// How many golden records the writer's cache held after its last
+    /// group.
+    #[cfg(test)]
+    fn cached_persons(&self) -> usize {
+        self.persons_held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The index's state as it changes.
@@ -550,5 +565,69 @@ mod tests {
         assert_eq!(f.jobs("l3").await, vec![], "nothing new to deliver");
         let counts = f.store.counts().await.unwrap();
         assert_eq!((counts.leads, counts.jobs_pending), (3, 2));
+    }
+
+    /// After a burst the writer gives its golden records back (they would
+    /// otherwise stay in memory until the next burst), and the person's
+    /// next duplicate merges into the record read back from the store.
+    #[tokio::test]
+    async fn an_idle_writer_gives_its_persons_back_and_merges_later_from_the_store() {
+        let f = fixture().await;
+        let answers = f
+            .outbox
+            .commit(vec![
+                f.prepared(
+                    "l1",
+                    serde_json::json!({"email": "ada@example.com", "first_name": "Ada"}),
+                ),
+                f.prepared(
+                    "l2",
+                    serde_json::json!({"email": "ada@example.com", "phone": "+1 415 555 0100"}),
+                ),
+            ])
+            .await
+            .unwrap();
+        assert!(answers[1].decision.is_duplicate(), "{:?}", answers[1]);
+        assert!(
+            f.outbox.cached_persons() > 0,
+            "the burst's person is cached"
+        );
+        let idle = std::time::Instant::now();
+        while f.outbox.cached_persons() > 0 {
+            assert!(
+                idle.elapsed() < writer::IDLE_RELEASE * 10,
+                "still {} persons cached after {:?} idle",
+                f.outbox.cached_persons(),
+                idle.elapsed()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        let answers = f
+            .outbox
+            .commit(vec![f.prepared(
+                "l3",
+                serde_json::json!({"phone": "(415) 555-0100", "company": "Analytical Engines"}),
+            )])
+            .await
+            .unwrap();
+        let Decision::Duplicate { person_id, .. } = &answers[0].decision else {
+            panic!("the third lead is the same person: {:?}", answers[0]);
+        };
+        assert_eq!(person_id, "l1");
+        // The update carries the whole record: what the first two leads
+        // gave (read back from the store) and the company.
+        let update = f.jobs("l3").await;
+        assert_eq!(update.len(), 1, "one update job: {update:?}");
+        let payload = &update[0].1;
+        assert_eq!(property(payload, "company"), Some("Analytical Engines"));
+        assert_eq!(property(payload, "firstname"), Some("Ada"));
+        assert_eq!(property(payload, "email"), Some("ada@example.com"));
+        assert_eq!(property(payload, "phone"), Some("+14155550100"));
+        let person = crate::store::load_person(&*f.store, "l1")
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(person.leads, 3, "{person:?}");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -41,6 +41,12 @@ pub(super) fn in_flight_bound(group_max: usize) -> u32 {
         .saturating_mul(group_max)
         .clamp(1, u32::MAX as usize) as u32
 }
+
+/// With no payload for this long and no group in flight, the writer gives
+/// its person cache back: a burst's golden records (~3 KB each, up to two
+/// generations of them) would otherwise stay in memory until the next
+/// burst. Persons are read back from the store when their next lead comes.
+pub(super) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the writer drops dedupe records older than the window.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -112,6 +118,18 @@ pub(super) async fn run(
                     continue;
                 }
             }
+        } else if !writer.persons.is_empty() {
+            match tokio::time::timeout(IDLE_RELEASE, rx.recv_many(&mut queue, MAX_PAYLOADS)).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(_) => {
+                    // Persons of groups not yet committed must stay.
+                    if in_flight.available_permits() == bound as usize {
+                        writer.persons.release();
+                    }
+                    continue;
+                }
+            }
         } else if rx.recv_many(&mut queue, MAX_PAYLOADS).await == 0 {
             return;
         }
@@ -162,6 +180,7 @@ pub(super) async fn run(
         if !writer.send_group(&mut leads, &groups, &in_flight).await {
             return;
         }
+        writer.persons.publish();
         if writer.turn_wanted().await {
             writer.end_turn(&in_flight, bound).await;
         }
@@ -725,11 +744,15 @@ enum Cached {
 }
 
 /// The writer's golden records: two generations, the older dropped when
-/// the newer fills up.
+/// the newer fills up, and both when the writer is idle
+/// ([`IDLE_RELEASE`]).
 pub(super) struct PersonCache {
     recent: HashMap<String, Cached>,
     older: HashMap<String, Cached>,
     per_generation: usize,
+    /// How many persons it held when last published (for the outbox's
+    /// handles; see [`PersonCache::publish`]).
+    held: Arc<AtomicUsize>,
 }
 
 impl PersonCache {
@@ -740,7 +763,31 @@ impl PersonCache {
             recent: HashMap::new(),
             older: HashMap::new(),
             per_generation,
+            held: Arc::default(),
         }
+    }
+
+    /// The count [`PersonCache::publish`] keeps up to date.
+    #[cfg(test)]
+    pub fn held(&self) -> Arc<AtomicUsize> {
+        self.held.clone()
+    }
+
+    /// Publishes how many persons the cache holds.
+    fn publish(&self) {
+        let n = self.recent.len() + self.older.len();
+        self.held.store(n, Ordering::Relaxed);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.recent.is_empty() && self.older.is_empty()
+    }
+
+    /// Drops every person and the tables' room.
+    fn release(&mut self) {
+        self.recent = HashMap::new();
+        self.older = HashMap::new();
+        self.publish();
     }
 
     fn contains(&self, id: &str) -> bool {
