@@ -107,31 +107,23 @@ pub(super) async fn run(
     }
     let bound = in_flight_bound(writer.group_max);
     loop {
-        if !queue.is_empty() {
-            // Payloads that came while the index was rebuilt.
-        } else if writer.holds_turn() {
-            match tokio::time::timeout(TURN_IDLE, rx.recv_many(&mut queue, MAX_PAYLOADS)).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(_) => {
-                    writer.end_turn(&in_flight, bound).await;
+        // (A queue not empty holds payloads that came while the index was
+        // rebuilt.)
+        if queue.is_empty() {
+            let received = match writer.idle_after() {
+                Some(after) => tokio::time::timeout(after, rx.recv_many(&mut queue, MAX_PAYLOADS))
+                    .await
+                    .ok(),
+                None => Some(rx.recv_many(&mut queue, MAX_PAYLOADS).await),
+            };
+            match received {
+                Some(0) => return,
+                Some(_) => {}
+                None => {
+                    writer.idle(&in_flight, bound).await;
                     continue;
                 }
             }
-        } else if !writer.persons.is_empty() {
-            match tokio::time::timeout(IDLE_RELEASE, rx.recv_many(&mut queue, MAX_PAYLOADS)).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(_) => {
-                    // Persons of groups not yet committed must stay.
-                    if in_flight.available_permits() == bound as usize {
-                        writer.persons.release();
-                    }
-                    continue;
-                }
-            }
-        } else if rx.recv_many(&mut queue, MAX_PAYLOADS).await == 0 {
-            return;
         }
         let mut total: usize = queue.iter().map(Queued::leads).sum();
         while total < writer.group_max {
@@ -509,6 +501,30 @@ impl Writer {
             turn.position = Some(position);
         }
         Ok(())
+    }
+
+    /// How long the writer waits for payloads before [`Writer::idle`]:
+    /// `TURN_IDLE` while it holds the dedupe turn, `IDLE_RELEASE` while
+    /// its person cache holds someone; otherwise for as long as it takes.
+    fn idle_after(&self) -> Option<std::time::Duration> {
+        if self.holds_turn() {
+            Some(TURN_IDLE)
+        } else if !self.persons.is_empty() {
+            Some(IDLE_RELEASE)
+        } else {
+            None
+        }
+    }
+
+    /// Nothing arrived for [`Writer::idle_after`]: gives the turn back if
+    /// it holds it, else the person cache if no group is in flight (the
+    /// persons of groups not yet committed must stay).
+    async fn idle(&mut self, in_flight: &Arc<Semaphore>, bound: u32) {
+        if self.holds_turn() {
+            self.end_turn(in_flight, bound).await;
+        } else if in_flight.available_permits() == bound as usize {
+            self.persons.release();
+        }
     }
 
     fn holds_turn(&self) -> bool {
