@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 
+use super::chunked::Chunked;
 use super::compare::{compare, different_employers};
 use super::config::DedupeConfig;
 pub use super::features::{Features, Field};
@@ -399,10 +400,10 @@ pub struct Deduper {
     person_ix: hashbrown::HashTable<u32>,
     /// Fingerprint hash → (person, last seen ms).
     exact: HashMap<u64, (u32, i64), foldhash::fast::RandomState>,
-    records: Vec<Record>,
+    records: Chunked<Record>,
     heads: Heads,
     /// (record, next entry or u32::MAX).
-    entries: Vec<(u32, u32)>,
+    entries: Chunked<(u32, u32)>,
     keys_buf: Vec<u64>,
     cand_buf: Vec<u32>,
     levels_buf: Vec<u8>,
@@ -424,9 +425,9 @@ impl Deduper {
             persons: Vec::new(),
             person_ix: hashbrown::HashTable::new(),
             exact: HashMap::default(),
-            records: Vec::new(),
+            records: Chunked::default(),
             heads: Heads::default(),
-            entries: Vec::new(),
+            entries: Chunked::default(),
             keys_buf: Vec::new(),
             cand_buf: Vec::new(),
             levels_buf: Vec::new(),
@@ -536,7 +537,7 @@ impl Deduper {
         fps: &[String],
         features: Features,
     ) -> Verdict {
-        let now = features.received_at_ms;
+        let now = features.received_at_ms();
         // The blocking keys, for the lookup and for indexing the lead.
         let mut keys = std::mem::take(&mut self.keys_buf);
         if self.config.fuzzy {
@@ -639,7 +640,7 @@ impl Deduper {
         let tf = self.tf.of_lead(f);
         for &(r, _) in &counted {
             let rec = &self.records[r as usize];
-            if !self.window_ok(rec.features.received_at_ms, f.received_at_ms) {
+            if !self.window_ok(rec.features.received_at_ms(), f.received_at_ms()) {
                 continue;
             }
             compare(f, &rec.features, &mut levels);
@@ -721,7 +722,7 @@ impl Deduper {
         }
         let window_ms = self.config.window_days as i64 * 86_400_000;
         let live = |then_ms: i64| now_ms.saturating_sub(then_ms) <= window_ms;
-        self.retain(|_, seen| live(seen), |r| live(r.features.received_at_ms))
+        self.retain(|_, seen| live(seen), |r| live(r.features.received_at_ms()))
     }
 
     /// Forgets a person (an erasure): its fingerprints and the records of
@@ -786,7 +787,7 @@ impl Deduper {
 
         // Records kept, renumbered in order.
         let mut record_map = vec![u32::MAX; self.records.len()];
-        let mut records = Vec::with_capacity(self.records.len() - dropped);
+        let mut records = Chunked::default();
         for (old, (mut r, k)) in std::mem::take(&mut self.records)
             .into_iter()
             .zip(&keep)
@@ -809,12 +810,7 @@ impl Deduper {
                 e = self.entries[e as usize].1;
             }
         }
-        let kept_entries = self
-            .entries
-            .iter()
-            .filter(|(r, _)| keep[*r as usize])
-            .count();
-        let mut entries = Vec::with_capacity(kept_entries);
+        let mut entries = Chunked::default();
         let mut heads = Heads::default();
         for (e, &(r, _)) in self.entries.iter().enumerate() {
             if !keep[r as usize] {
@@ -832,7 +828,7 @@ impl Deduper {
         self.entries = entries;
         self.heads = heads;
         self.tf = TermFrequencies::default();
-        for r in &self.records {
+        for r in self.records.iter() {
             self.tf.add(&r.features);
         }
         dropped
@@ -1002,7 +998,7 @@ mod tests {
         let f = Features::from_lead(&l, d.config(), 0);
         d.decide("L1", "s", &super::super::fingerprints(&l), f);
         let mut f = Features::from_lead(&l, d.config(), 0);
-        f.received_at_ms = 3 * 86_400_000;
+        f.set_received_at_ms(3 * 86_400_000);
         let v = d.decide("L2", "s", &super::super::fingerprints(&l), f);
         assert_eq!(v.decision, Decision::New);
     }
@@ -1096,7 +1092,7 @@ mod tests {
         let (recent, queries) = rest.split_at(rest.len() / 2);
         let at = |f: &Features, t: i64| {
             let mut f = f.clone();
-            f.received_at_ms = t;
+            f.set_received_at_ms(t);
             f
         };
         // `pruned` sees every lead; `fresh` only the recent ones, as they
@@ -1168,7 +1164,7 @@ mod tests {
         for (i, (id, fps, f)) in leads.iter().enumerate() {
             if !of_gone.contains(&i) {
                 let v = index_person(&persons, i);
-                kept.insert_stored(id, &v, fps, Some(f.clone()), f.received_at_ms);
+                kept.insert_stored(id, &v, fps, Some(f.clone()), f.received_at_ms());
             }
         }
         assert_eq!(index.forget_person(&gone), of_gone.len());

@@ -16,6 +16,7 @@
 //! thresholds, or starts a new person. [`Deduper`] combines both tiers; the
 //! server's outbox writer and the `leadgate dedupe` batch command use it.
 
+mod chunked;
 pub mod compare;
 pub mod config;
 #[cfg(any(test, feature = "test-support"))]

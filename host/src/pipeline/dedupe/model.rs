@@ -523,7 +523,7 @@ pub struct Term {
 }
 
 /// How often each value of the term-frequency fields occurs among the
-/// indexed records (by the 32-bit hash [`Features`] keeps per field).
+/// indexed records (by a 32-bit hash of the value, [`Features::hash`]).
 #[derive(Clone, Debug, Default)]
 pub struct TermFrequencies {
     counts: HashMap<u64, u32, foldhash::fast::RandomState>,
