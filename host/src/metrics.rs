@@ -35,6 +35,17 @@ pub struct DestinationGauges {
     pub oauth_token_calls: u64,
 }
 
+/// What `/metrics` shows of the outbox writer's memory: the golden
+/// records it caches and its dedupe index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterGauges {
+    pub cached_persons: u64,
+    pub index_records: u64,
+    pub index_fingerprints: u64,
+    /// The index's heap, estimated.
+    pub index_bytes: u64,
+}
+
 /// Declares the host's counters: each a field and a registered series.
 macro_rules! counters {
     ($($(#[$doc:meta])* $field:ident: $name:literal, $help:literal;)+) => {
@@ -232,11 +243,12 @@ impl Metrics {
     }
 
     /// The Prometheus text: the registered counters and what is read now
-    /// (the store's `counts`, each destination's plugin and breaker, the
-    /// latency per class).
+    /// (the store's `counts`, the writer's memory, each destination's
+    /// plugin and breaker, the latency per class).
     pub fn render(
         &self,
         counts: Option<&StoreCounts>,
+        writer: Option<&WriterGauges>,
         destinations: &[DestinationGauges],
     ) -> String {
         let mut families = self.registry.gather();
@@ -265,6 +277,9 @@ impl Metrics {
                 .map(|(state, n)| (vec![("state", state.to_string())], n)),
             ));
         }
+        if let Some(w) = writer {
+            families.extend(writer_families(w));
+        }
         families.extend(destination_families(destinations));
         // The text format has no empty family (no destination configured).
         families.retain(|f| !f.get_metric().is_empty());
@@ -275,6 +290,35 @@ impl Metrics {
             .expect("metric families encode");
         String::from_utf8(out).expect("the text encoder writes UTF-8")
     }
+}
+
+/// The writer's memory: one unlabelled gauge each.
+fn writer_families(w: &WriterGauges) -> Vec<MetricFamily> {
+    [
+        (
+            "leadgate_writer_cached_persons",
+            "Golden records the outbox writer keeps in memory (given back after 1 s idle).",
+            w.cached_persons,
+        ),
+        (
+            "leadgate_dedupe_index_records",
+            "Leads in the fuzzy dedupe index (those received within the window).",
+            w.index_records,
+        ),
+        (
+            "leadgate_dedupe_index_fingerprints",
+            "Exact-match fingerprints in the dedupe index.",
+            w.index_fingerprints,
+        ),
+        (
+            "leadgate_dedupe_index_bytes",
+            "Heap bytes the dedupe index holds (estimated).",
+            w.index_bytes,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, help, value)| family(name, help, MetricType::GAUGE, [(vec![], value)]))
+    .collect()
 }
 
 /// Per destination: plugin calls, reload failures and its breaker.
@@ -394,13 +438,19 @@ mod tests {
         assert!((495..=505).contains(&s[0].p50_ms), "{:?}", s[0]);
         assert!((985..=995).contains(&s[0].p99_ms), "{:?}", s[0]);
         assert_eq!((s[0].sla_breaches, s[2].sla_breaches), (0, 1));
-        let text = m.render(None, &[]);
+        let text = m.render(None, None, &[]);
         assert!(text.contains("leadgate_delivery_latency_ms{priority=\"P0\",quantile=\"0.99\"}"));
         assert!(text.contains("leadgate_delivery_sla_breaches_total{priority=\"P2\"} 1"));
         let text = m.render(
             Some(&StoreCounts {
                 jobs_dead: 3,
                 ..Default::default()
+            }),
+            Some(&WriterGauges {
+                cached_persons: 7,
+                index_records: 1200,
+                index_fingerprints: 1500,
+                index_bytes: 450_000,
             }),
             &[DestinationGauges {
                 destination: "hubspot".into(),
@@ -412,6 +462,11 @@ mod tests {
         );
         for line in [
             "leadgate_outbox_jobs{state=\"dead\"} 3",
+            "leadgate_writer_cached_persons 7",
+            "leadgate_dedupe_index_records 1200",
+            "leadgate_dedupe_index_fingerprints 1500",
+            "leadgate_dedupe_index_bytes 450000",
+            "# TYPE leadgate_dedupe_index_bytes gauge",
             "leadgate_delivery_breaker_state{destination=\"hubspot\"} 2",
             "leadgate_plugin_reload_failures_total{destination=\"hubspot\"} 4",
             "leadgate_destination_paused{destination=\"hubspot\"} 1",

@@ -172,6 +172,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .iter()
         .map(crate::plugins::PluginStatus::gauges)
         .collect();
-    let text = state.metrics.render(counts.as_ref(), &destinations);
+    let writer = state.ingest.outbox.gauges();
+    let text = state
+        .metrics
+        .render(counts.as_ref(), Some(&writer), &destinations);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

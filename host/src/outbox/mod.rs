@@ -122,9 +122,8 @@ pub struct Outbox {
     crypt: Crypt,
     work: Arc<Notify>,
     index: watch::Receiver<IndexState>,
-    /// How many golden records the writer's cache holds.
-    #[cfg(test)]
-    persons_held: Arc<std::sync::atomic::AtomicUsize>,
+    /// What the writer holds in memory.
+    held: Arc<writer::Held>,
 }
 
 /// The dedupe index the writer starts with.
@@ -197,8 +196,7 @@ impl Outbox {
         let (groups_tx, groups_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Semaphore::new(writer::in_flight_bound(group_max) as usize));
         let persons = writer::PersonCache::new(writer::PERSON_CACHE.max(4 * group_max));
-        #[cfg(test)]
-        let persons_held = persons.held();
+        let held = Arc::new(writer::Held::default());
         let min_epoch = Arc::new(AtomicU64::new(u64::from(behind)));
         let writer = tokio::spawn(writer::run(
             writer::Writer {
@@ -208,6 +206,7 @@ impl Outbox {
                 merging,
                 min_epoch: min_epoch.clone(),
                 persons,
+                held: held.clone(),
                 epoch: 0,
                 turn: store.shared().then(writer::Turn::default),
                 index_state,
@@ -228,8 +227,7 @@ impl Outbox {
                 crypt,
                 work,
                 index: index_seen,
-                #[cfg(test)]
-                persons_held,
+                held,
             },
             task,
         )
@@ -240,11 +238,17 @@ impl Outbox {
         self.index.borrow().clone()
     }
 
+    /// What the writer held in memory after its last group: its cached
+    /// golden records and its dedupe index.
+    pub fn gauges(&self) -> crate::metrics::WriterGauges {
+        self.held.gauges()
+    }
+
     /// How many golden records the writer's cache held after its last
     /// group.
     #[cfg(test)]
     fn cached_persons(&self) -> usize {
-        self.persons_held.load(std::sync::atomic::Ordering::Relaxed)
+        self.gauges().cached_persons as usize
     }
 
     /// The index's state as it changes.

@@ -15,6 +15,7 @@ use super::jobs::{Merged, build_row};
 use super::{
     Committed, Erasure, IndexState, Merging, OutboxError, PreparedLead, Queued, Reply, Withdrawal,
 };
+use crate::metrics::WriterGauges;
 use crate::pipeline::dedupe::{Decision, DedupeConfig, Deduper, Features, ModelHandle};
 use crate::pipeline::merge::{LeadMeta, Person, merge};
 use crate::pipeline::normalize::NormalizedLead;
@@ -84,11 +85,35 @@ pub(super) struct Writer {
     /// older index are refused, and the writer reloads it first.
     pub min_epoch: Arc<AtomicU64>,
     pub persons: PersonCache,
+    /// What it holds, as last published.
+    pub held: Arc<Held>,
     pub epoch: u64,
     /// `Some` on a store several hosts share.
     pub turn: Option<Turn>,
     /// Told when the index rebuilt at start-up is ready (or failed).
     pub index_state: watch::Sender<IndexState>,
+}
+
+/// What the writer holds in memory, as it published it after its last
+/// group (or idle release): read by `/metrics` through
+/// [`super::Outbox::gauges`].
+#[derive(Debug, Default)]
+pub struct Held {
+    cached_persons: AtomicUsize,
+    index_records: AtomicUsize,
+    index_fingerprints: AtomicUsize,
+    index_bytes: AtomicUsize,
+}
+
+impl Held {
+    pub fn gauges(&self) -> WriterGauges {
+        WriterGauges {
+            cached_persons: self.cached_persons.load(Ordering::Relaxed) as u64,
+            index_records: self.index_records.load(Ordering::Relaxed) as u64,
+            index_fingerprints: self.index_fingerprints.load(Ordering::Relaxed) as u64,
+            index_bytes: self.index_bytes.load(Ordering::Relaxed) as u64,
+        }
+    }
 }
 
 /// Runs the writer until every outbox handle is gone and the queue is
@@ -105,6 +130,7 @@ pub(super) async fn run(
     if loading && !rebuild_at_start(&mut writer, &mut rx, &mut queue).await {
         return;
     }
+    writer.publish();
     let bound = in_flight_bound(writer.group_max);
     loop {
         // (A queue not empty holds payloads that came while the index was
@@ -172,7 +198,7 @@ pub(super) async fn run(
         if !writer.send_group(&mut leads, &groups, &in_flight).await {
             return;
         }
-        writer.persons.publish();
+        writer.publish();
         if writer.turn_wanted().await {
             writer.end_turn(&in_flight, bound).await;
         }
@@ -524,7 +550,20 @@ impl Writer {
             self.end_turn(in_flight, bound).await;
         } else if in_flight.available_permits() == bound as usize {
             self.persons.release();
+            self.publish();
         }
+    }
+
+    /// Publishes what the writer holds in memory (see [`Held`]).
+    fn publish(&self) {
+        let h = &self.held;
+        h.cached_persons
+            .store(self.persons.len(), Ordering::Relaxed);
+        h.index_records.store(self.index.len(), Ordering::Relaxed);
+        h.index_fingerprints
+            .store(self.index.fingerprint_count(), Ordering::Relaxed);
+        h.index_bytes
+            .store(self.index.approx_bytes(), Ordering::Relaxed);
     }
 
     fn holds_turn(&self) -> bool {
@@ -766,9 +805,6 @@ pub(super) struct PersonCache {
     recent: HashMap<String, Cached>,
     older: HashMap<String, Cached>,
     per_generation: usize,
-    /// How many persons it held when last published (for the outbox's
-    /// handles; see [`PersonCache::publish`]).
-    held: Arc<AtomicUsize>,
 }
 
 impl PersonCache {
@@ -779,20 +815,12 @@ impl PersonCache {
             recent: HashMap::new(),
             older: HashMap::new(),
             per_generation,
-            held: Arc::default(),
         }
     }
 
-    /// The count [`PersonCache::publish`] keeps up to date.
-    #[cfg(test)]
-    pub fn held(&self) -> Arc<AtomicUsize> {
-        self.held.clone()
-    }
-
-    /// Publishes how many persons the cache holds.
-    fn publish(&self) {
-        let n = self.recent.len() + self.older.len();
-        self.held.store(n, Ordering::Relaxed);
+    /// Persons held (a person in both generations counts twice).
+    fn len(&self) -> usize {
+        self.recent.len() + self.older.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -803,7 +831,6 @@ impl PersonCache {
     fn release(&mut self) {
         self.recent = HashMap::new();
         self.older = HashMap::new();
-        self.publish();
     }
 
     fn contains(&self, id: &str) -> bool {

@@ -95,6 +95,25 @@ async fn leads_without_consent_wait_until_a_lead_brings_it() {
         metrics.contains("leadgate_outbox_jobs{state=\"held\"} 2"),
         "{metrics}"
     );
+    // The writer's memory as it left it: three leads of three persons.
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+    };
+    assert_eq!(gauge("leadgate_dedupe_index_records"), Some(3), "{metrics}");
+    assert!(
+        gauge("leadgate_dedupe_index_fingerprints").is_some_and(|n| n >= 3),
+        "{metrics}"
+    );
+    assert!(
+        gauge("leadgate_dedupe_index_bytes").is_some_and(|n| n > 3 * 100),
+        "{metrics}"
+    );
+    assert!(
+        gauge("leadgate_writer_cached_persons").is_some(),
+        "{metrics}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sim.handle().contacts_by_email(boston).len(), 1);
     assert!(sim.handle().contacts_by_email(berlin).is_empty());

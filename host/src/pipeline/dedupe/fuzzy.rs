@@ -401,6 +401,10 @@ pub struct Deduper {
     /// Fingerprint hash → (person, last seen ms).
     exact: HashMap<u64, (u32, i64), foldhash::fast::RandomState>,
     records: Chunked<Record>,
+    /// Heap bytes the records' features and lead ids hold, and the
+    /// persons' ids (kept up to date, for [`Deduper::approx_bytes`]).
+    record_heap: usize,
+    person_heap: usize,
     heads: Heads,
     /// (record, next entry or u32::MAX).
     entries: Chunked<(u32, u32)>,
@@ -426,6 +430,8 @@ impl Deduper {
             person_ix: hashbrown::HashTable::new(),
             exact: HashMap::default(),
             records: Chunked::default(),
+            record_heap: 0,
+            person_heap: 0,
             heads: Heads::default(),
             entries: Chunked::default(),
             keys_buf: Vec::new(),
@@ -465,6 +471,7 @@ impl Deduper {
             return p;
         }
         let p = self.persons.len() as u32;
+        self.person_heap += id.heap_bytes();
         self.persons.push(id);
         let persons = &self.persons;
         self.person_ix
@@ -522,9 +529,11 @@ impl Deduper {
             *head = e;
         }
         self.tf.add(&features);
+        let lead = Id::new(lead_id);
+        self.record_heap += lead.heap_bytes() + features.heap_bytes();
         self.records.push(Record {
             person,
-            lead: Id::new(lead_id),
+            lead,
             features,
         });
     }
@@ -822,6 +831,11 @@ impl Deduper {
         }
         heads.shrink_to_fit();
 
+        self.person_heap = persons.iter().map(Id::heap_bytes).sum();
+        self.record_heap = records
+            .iter()
+            .map(|r| r.lead.heap_bytes() + r.features.heap_bytes())
+            .sum();
         self.persons = persons;
         self.person_ix = person_ix;
         self.records = records;
@@ -834,19 +848,28 @@ impl Deduper {
         dropped
     }
 
+    /// The records' and persons' heap bytes counted afresh (what
+    /// `record_heap` and `person_heap` keep up to date).
+    #[cfg(test)]
+    fn heap_recounted(&self) -> (usize, usize) {
+        (
+            self.records
+                .iter()
+                .map(|r| r.lead.heap_bytes() + r.features.heap_bytes())
+                .sum(),
+            self.persons.iter().map(Id::heap_bytes).sum(),
+        )
+    }
+
     /// Rough heap bytes held by the index (records, features, blocks,
-    /// fingerprints), for the memory-per-lead figure.
+    /// fingerprints), for the memory-per-lead figure and `/metrics`.
+    /// Constant time.
     pub fn approx_bytes(&self) -> usize {
-        let feat: usize = self
-            .records
-            .iter()
-            .map(|r| r.lead.heap_bytes() + r.features.heap_bytes())
-            .sum();
-        let persons: usize = self.persons.iter().map(Id::heap_bytes).sum::<usize>()
+        let persons = self.person_heap
             + self.persons.capacity() * std::mem::size_of::<Id>()
             + self.person_ix.capacity() * 5;
         self.records.capacity() * std::mem::size_of::<Record>()
-            + feat
+            + self.record_heap
             + persons
             + self.entries.capacity() * 8
             + self.heads.capacity() * 13
@@ -1167,8 +1190,12 @@ mod tests {
                 kept.insert_stored(id, &v, fps, Some(f.clone()), f.received_at_ms());
             }
         }
+        let heap = |d: &Deduper| (d.record_heap, d.person_heap);
+        assert_eq!(heap(&index), index.heap_recounted());
         assert_eq!(index.forget_person(&gone), of_gone.len());
         assert_eq!(index.forget_person(&gone), 0, "already gone");
+        assert_eq!(heap(&index), index.heap_recounted());
+        assert_eq!(heap(&index).0, heap(&kept).0, "the kept records' bytes");
         assert_eq!(index.len(), kept.len());
         assert_eq!(index.fingerprint_count(), kept.fingerprint_count());
         // The person's leads, sent again, find nobody of theirs.
