@@ -20,8 +20,8 @@ fn chunk_len(k: usize) -> usize {
     }
 }
 
-/// The chunk holding element `i` and where in it. Chunks 1 to `k - 1`
-/// hold elements from `64 << (k - 1)` on.
+/// The chunk holding element `i` and where in it: chunk `k ≥ 1` starts
+/// at element `64 << (k - 1)`, and from 16,384 on every chunk is full-size.
 fn locate(i: usize) -> (usize, usize) {
     if i >= CHUNK {
         (

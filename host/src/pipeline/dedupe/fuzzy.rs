@@ -863,7 +863,7 @@ impl Deduper {
 
     /// Rough heap bytes held by the index (records, features, blocks,
     /// fingerprints), for the memory-per-lead figure and `/metrics`.
-    /// Constant time.
+    /// Reads kept-up counts and capacities, never the records.
     pub fn approx_bytes(&self) -> usize {
         let persons = self.person_heap
             + self.persons.capacity() * std::mem::size_of::<Id>()
