@@ -78,7 +78,10 @@ async fn insert(store: &dyn Store, groups: Vec<Group>, min_epoch: &AtomicU64, wo
         made_jobs |= group.made_jobs;
         epoch = epoch.max(group.epoch);
     }
-    match store.insert_leads(&rows).await {
+    let (result, leads) = (store.insert_leads(&rows).await, rows.len());
+    // The rows' many small allocations are freed off the commit path.
+    super::writer::drop_aside(rows);
+    match result {
         Ok(()) => {
             for (reply, committed) in answers {
                 let _ = reply.send(Ok(committed));
@@ -88,7 +91,7 @@ async fn insert(store: &dyn Store, groups: Vec<Group>, min_epoch: &AtomicU64, wo
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, leads = rows.len(), "outbox commit failed");
+            tracing::error!(error = %e, leads, "outbox commit failed");
             min_epoch.fetch_max(epoch + 1, Ordering::AcqRel);
             let e = OutboxError::Store(Arc::new(e));
             for (reply, _) in answers {

@@ -873,9 +873,14 @@ impl PersonCache {
 
     fn insert(&mut self, id: String, cached: Cached) {
         if self.recent.len() >= self.per_generation {
-            // The older generation goes; its table's room is reused.
-            std::mem::swap(&mut self.recent, &mut self.older);
-            self.recent.clear();
+            // The older generation goes, dropped off the writer's path:
+            // thousands of golden records and first leads, a few
+            // allocations each, freed in one go held every payload queued
+            // behind it for milliseconds.
+            let fresh = HashMap::with_capacity(self.per_generation);
+            let older =
+                std::mem::replace(&mut self.older, std::mem::replace(&mut self.recent, fresh));
+            drop_aside(older);
         }
         self.recent.insert(id, cached);
     }
@@ -888,6 +893,14 @@ impl PersonCache {
     fn remove(&mut self, id: &str) {
         self.recent.remove(id);
         self.older.remove(id);
+    }
+}
+
+/// Drops `value` on a blocking thread of the runtime, if there is one.
+pub(super) fn drop_aside<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
     }
 }
 
@@ -1020,5 +1033,53 @@ fn stored_record(
         fingerprints: r.fingerprints,
         features,
         received_at_ms: r.received_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts the first leads of persons `p{i}`; returns the first one's lead.
+    fn fill(cache: &mut PersonCache, ids: std::ops::Range<usize>) -> Arc<NormalizedLead> {
+        let first = Arc::new(NormalizedLead::default());
+        for i in ids {
+            let lead = if i == 0 {
+                first.clone()
+            } else {
+                Arc::new(NormalizedLead::default())
+            };
+            cache.put_first(&format!("p{i}"), lead, "web", 0);
+        }
+        first
+    }
+
+    fn held(cache: &PersonCache) -> Vec<usize> {
+        (0..10)
+            .filter(|i| cache.contains(&format!("p{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_generation_sends_the_older_one_away() {
+        let mut cache = PersonCache::new(2);
+        let first = fill(&mut cache, 0..7);
+        assert_eq!(held(&cache), [4, 5, 6]);
+        assert_eq!(cache.len(), 3);
+        // No runtime: dropped at once.
+        assert_eq!(Arc::strong_count(&first), 1);
+    }
+
+    #[tokio::test]
+    async fn the_older_generation_is_freed_off_the_writer() {
+        let mut cache = PersonCache::new(2);
+        let first = fill(&mut cache, 0..7);
+        assert_eq!(held(&cache), [4, 5, 6]);
+        // Dropped on a blocking thread, soon.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&first) > 1 {
+            assert!(std::time::Instant::now() < deadline, "never freed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
