@@ -9,6 +9,9 @@
 //! `max_candidates` candidates to compare (the matcher's worst case; the
 //! one a slower comparison shows first).
 //!
+//! Then ten erasures (`Deduper::forget_person`) in the full-block index,
+//! each timed.
+//!
 //! `LEADGATE_BENCH_SIZES=10000,100000` limits the sizes.
 
 use std::hint::black_box;
@@ -132,6 +135,22 @@ fn main() {
             "dedupe/{size}, full blocks: {:.0} decisions/s ({:.1} µs each)",
             20_000.0 / secs,
             secs * 1e6 / 20_000.0,
+        );
+
+        // Erasures: ten persons forgotten, from the oldest lead to the
+        // newest, each timed (the writer holds every lead meanwhile).
+        let mut times = Vec::new();
+        for k in 0..10u64 {
+            let (id, _, _) = namesake(k * (size as u64 / 10), &cfg);
+            let t = Instant::now();
+            let dropped = d.forget_person(&id);
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(dropped, 1, "{id}");
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "dedupe/{size}, full blocks: forgetting a person took {:.1} ms (median of 10), {:.1} ms at most",
+            times[5], times[9],
         );
     }
     c.final_summary();

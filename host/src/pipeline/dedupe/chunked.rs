@@ -5,7 +5,7 @@
 //! moves what it holds. Chunks double from 64 elements up to 16,384, so a
 //! small index stays small.
 
-use std::ops::Index;
+use std::ops::{Index, IndexMut};
 
 const FIRST_BITS: u32 = 6;
 const CHUNK_BITS: u32 = 14;
@@ -55,10 +55,6 @@ impl<T> Chunked<T> {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn push(&mut self, value: T) {
         let k = self.chunks.len();
         match self.chunks.last_mut() {
@@ -88,6 +84,13 @@ impl<T> Index<usize> for Chunked<T> {
     fn index(&self, i: usize) -> &T {
         let (k, at) = locate(i);
         &self.chunks[k][at]
+    }
+}
+
+impl<T> IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        let (k, at) = locate(i);
+        &mut self.chunks[k][at]
     }
 }
 
@@ -133,7 +136,7 @@ mod tests {
     #[test]
     fn elements_keep_their_index_across_chunks() {
         let mut c = Chunked::default();
-        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
         for i in 0..3 * CHUNK + 5 {
             c.push(i);
         }
@@ -146,6 +149,9 @@ mod tests {
             assert_eq!(c[i], i);
         }
         assert!(c.iter().copied().eq(0..3 * CHUNK + 5));
+        c[2 * CHUNK + 7] += 1;
+        assert_eq!(c[2 * CHUNK + 7], 2 * CHUNK + 8);
+        c[2 * CHUNK + 7] -= 1;
         let back: Chunked<usize> = c.into_iter().filter(|i| i % 2 == 0).collect();
         assert_eq!(back.len(), (3 * CHUNK + 5).div_ceil(2));
         assert_eq!(back[CHUNK], 2 * CHUNK);

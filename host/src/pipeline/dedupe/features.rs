@@ -71,6 +71,16 @@ impl Default for Features {
     }
 }
 
+impl Features {
+    /// Nothing at all, not even a header: what a buried record of the
+    /// dedupe index keeps (no accessor may be called on it).
+    pub(super) fn none() -> Self {
+        Features {
+            bytes: Box::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Features {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let fields: Vec<&str> = (0..FIELDS).map(|i| self.text(i)).collect();

@@ -257,9 +257,22 @@ fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
 }
 
 struct Record {
+    /// The person's index, or [`BURIED`].
     person: u32,
     lead: Id,
     features: Features,
+}
+
+/// The person of a buried record (forgotten or out of the window, its
+/// features and id freed, its slot kept until the index is compacted);
+/// also the record of a blocking entry of a forgotten record, which a
+/// block's walk passes over without counting.
+const BURIED: u32 = u32::MAX;
+
+impl Record {
+    fn is_buried(&self) -> bool {
+        self.person == BURIED
+    }
 }
 
 /// A lead or person id as the index holds it: a canonical (lowercase,
@@ -406,8 +419,14 @@ pub struct Deduper {
     record_heap: usize,
     person_heap: usize,
     heads: Heads,
-    /// (record, next entry or u32::MAX).
+    /// (record or [`BURIED`], next entry or u32::MAX).
     entries: Chunked<(u32, u32)>,
+    /// Records buried since the index was last compacted ([`Deduper::len`]
+    /// does not count them).
+    buried: usize,
+    /// Every record before this one is buried: the last prune buried
+    /// the records out of the window up to the first one inside it.
+    pruned_to: usize,
     keys_buf: Vec<u64>,
     cand_buf: Vec<u32>,
     levels_buf: Vec<u8>,
@@ -434,6 +453,8 @@ impl Deduper {
             person_heap: 0,
             heads: Heads::default(),
             entries: Chunked::default(),
+            buried: 0,
+            pruned_to: 0,
             keys_buf: Vec::new(),
             cand_buf: Vec::new(),
             levels_buf: Vec::new(),
@@ -451,11 +472,11 @@ impl Deduper {
 
     /// Records indexed by the fuzzy tier.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.records.len() - self.buried
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
     /// Exact fingerprints indexed.
@@ -623,9 +644,18 @@ impl Deduper {
             let mut n = 0;
             while e != u32::MAX && n < self.config.max_block {
                 let (r, next) = self.entries[e as usize];
-                cands.push(r);
+                // A forgotten record's entry is passed over, as if the
+                // block had been filed without it. A block lists its
+                // records newest first, and every record before
+                // `pruned_to` is buried: the rest of the block is too.
+                if r != BURIED {
+                    if (r as usize) < self.pruned_to {
+                        break;
+                    }
+                    cands.push(r);
+                    n += 1;
+                }
                 e = next;
-                n += 1;
             }
         }
         // Score the candidates that share the most blocking keys, at most
@@ -649,7 +679,8 @@ impl Deduper {
         let tf = self.tf.of_lead(f);
         for &(r, _) in &counted {
             let rec = &self.records[r as usize];
-            if !self.window_ok(rec.features.received_at_ms(), f.received_at_ms()) {
+            if rec.is_buried() || !self.window_ok(rec.features.received_at_ms(), f.received_at_ms())
+            {
                 continue;
             }
             compare(f, &rec.features, &mut levels);
@@ -720,51 +751,121 @@ impl Deduper {
 
     /// Forgets what the window no longer lets decide: fuzzy records
     /// received, and exact fingerprints last seen, more than `window_days`
-    /// before `now_ms` (`window_days = 0`: nothing expires). The block
-    /// chains are rebuilt without the dropped records (same order, no
-    /// holes) and persons nothing refers to any more are forgotten, so the
-    /// index is the one the kept records alone would have built. Returns
-    /// the number of records dropped.
+    /// before `now_ms` (`window_days = 0`: nothing expires). The records
+    /// are buried (their features freed, their slots kept), and once the
+    /// buried are a quarter of the index it is compacted: the block
+    /// chains rebuilt without them (same order, no holes) and persons
+    /// nothing refers to any more forgotten. Either way the index decides
+    /// as the one the kept records alone would have built. Returns the
+    /// number of records dropped.
     pub fn prune(&mut self, now_ms: i64) -> usize {
         if self.config.window_days == 0 {
             return 0;
         }
         let window_ms = self.config.window_days as i64 * 86_400_000;
         let live = |then_ms: i64| now_ms.saturating_sub(then_ms) <= window_ms;
-        self.retain(|_, seen| live(seen), |r| live(r.features.received_at_ms()))
+        self.exact.retain(|_, (_, seen)| live(*seen));
+        // Records are filed in the order their leads came, so the expired
+        // ones are the oldest: they are buried from the last prune's place
+        // up to the first record inside the window. (One filed out of
+        // order, older than a record before it, is passed over by the
+        // decisions, which read the window, and goes at the next
+        // compaction.)
+        let mut dropped = 0;
+        while self.pruned_to < self.records.len() {
+            let r = &self.records[self.pruned_to];
+            if !r.is_buried() {
+                if live(r.features.received_at_ms()) {
+                    break;
+                }
+                // Its entries stay: they are at the end of their blocks,
+                // where a block's walk stops (see `fuzzy`).
+                self.bury(self.pruned_to, false);
+                dropped += 1;
+            }
+            self.pruned_to += 1;
+        }
+        self.compact_if_worth_it();
+        dropped
     }
 
     /// Forgets a person (an erasure): its fingerprints and the records of
     /// its leads, as if they had never been indexed. Returns the records
-    /// dropped.
+    /// dropped. The records are buried where they are (and their blocking
+    /// entries marked), not the whole index rebuilt: a million-lead index
+    /// took seconds to rebuild, with every lead posted meanwhile waiting.
     pub fn forget_person(&mut self, person_id: &str) -> usize {
         let id = Id::new(person_id);
         let persons = &self.persons;
-        let Some(&p) = self
+        let Ok(slot) = self
             .person_ix
-            .find(id.hash(), |&p| persons[p as usize] == id)
+            .find_entry(id.hash(), |&p| persons[p as usize] == id)
         else {
             return 0;
         };
-        self.retain(|person, _| person != p, |r| r.person != p)
+        let (p, _) = slot.remove();
+        self.person_heap -= self.persons[p as usize].heap_bytes();
+        self.persons[p as usize] = Id::Text(Box::default());
+        self.exact.retain(|_, (person, _)| *person != p);
+        let of_person: Vec<usize> = self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.person == p)
+            .map(|(i, _)| i)
+            .collect();
+        for &r in &of_person {
+            self.bury(r, true);
+        }
+        self.compact_if_worth_it();
+        of_person.len()
     }
 
-    /// Keeps the fingerprints (person, last seen) and records the
-    /// predicates keep; see [`Deduper::prune`]. Returns the records
-    /// dropped.
-    fn retain(
-        &mut self,
-        keep_fingerprint: impl Fn(u32, i64) -> bool,
-        keep_record: impl Fn(&Record) -> bool,
-    ) -> usize {
-        let fingerprints = self.exact.len();
-        self.exact
-            .retain(|_, (p, seen)| keep_fingerprint(*p, *seen));
-        let keep: Vec<bool> = self.records.iter().map(keep_record).collect();
-        let dropped = keep.iter().filter(|k| !**k).count();
-        if dropped == 0 && self.exact.len() == fingerprints {
-            return 0;
+    /// Buries record `r`: frees its features and id, takes its values out
+    /// of the term frequencies and, with `entries`, marks its blocking
+    /// entries so that a block's walk passes them over.
+    fn bury(&mut self, r: usize, entries: bool) {
+        let record = &mut self.records[r];
+        if record.is_buried() {
+            return;
         }
+        record.person = BURIED;
+        let features = std::mem::replace(&mut record.features, Features::none());
+        let lead = std::mem::replace(&mut record.lead, Id::Text(Box::default()));
+        self.record_heap -= lead.heap_bytes() + features.heap_bytes();
+        self.tf.remove(&features);
+        self.buried += 1;
+        if !entries {
+            return;
+        }
+        let mut keys = Vec::new();
+        features.blocking_keys(&mut keys);
+        for k in keys {
+            let mut e = self.heads.get(k).unwrap_or(u32::MAX);
+            while e != u32::MAX {
+                let entry = &mut self.entries[e as usize];
+                if entry.0 == r as u32 {
+                    entry.0 = BURIED;
+                    break;
+                }
+                e = entry.1;
+            }
+        }
+    }
+
+    /// Rebuilds the index without its buried records once they are a
+    /// quarter of it.
+    fn compact_if_worth_it(&mut self) {
+        if self.buried > 0 && self.buried * 4 >= self.records.len() {
+            self.compact();
+        }
+    }
+
+    /// Rebuilds the index without its buried records: records, persons
+    /// and blocking entries renumbered in their old order, so that it is
+    /// the index the kept records alone would have built.
+    fn compact(&mut self) {
+        let keep: Vec<bool> = self.records.iter().map(|r| !r.is_buried()).collect();
 
         // Persons still referred to, renumbered in their old order.
         let mut person_map = vec![u32::MAX; self.persons.len()];
@@ -822,7 +923,7 @@ impl Deduper {
         let mut entries = Chunked::default();
         let mut heads = Heads::default();
         for (e, &(r, _)) in self.entries.iter().enumerate() {
-            if !keep[r as usize] {
+            if r == BURIED || !keep[r as usize] {
                 continue;
             }
             let head = heads.newest(entry_key[e]);
@@ -845,7 +946,8 @@ impl Deduper {
         for r in self.records.iter() {
             self.tf.add(&r.features);
         }
-        dropped
+        self.buried = 0;
+        self.pruned_to = 0;
     }
 
     /// The records' and persons' heap bytes counted afresh (what
@@ -1207,6 +1309,118 @@ mod tests {
             let w = kept.decide(&again, "s", fps, f.clone());
             assert_eq!(v.decision, w.decision);
         }
+    }
+
+    /// A prune that drops a few records buries them (no rebuild); the
+    /// index decides as one the kept records alone would have built.
+    #[test]
+    fn a_small_prune_buries_and_decides_as_the_kept_records_would() {
+        const DAY: i64 = 86_400_000;
+        let cfg = DedupeConfig {
+            window_days: 30,
+            ..Default::default()
+        };
+        let leads = crate::pipeline::dedupe::corpus::prepared(23, 900, "", &cfg);
+        let (old, rest) = leads.split_at(leads.len() / 10);
+        let (recent, queries) = rest.split_at(rest.len() / 2);
+        let at = |f: &Features, t: i64| {
+            let mut f = f.clone();
+            f.set_received_at_ms(t);
+            f
+        };
+        let mut pruned = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in old.iter().enumerate() {
+            pruned.decide(id, "s", fps, at(f, i as i64));
+        }
+        let mut fresh = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in recent.iter().enumerate() {
+            let t = 40 * DAY + i as i64;
+            let v = pruned.decide(id, "s", fps, at(f, t));
+            fresh.insert_stored(id, &v.person_id, fps, Some(at(f, t)), t);
+        }
+        let records = pruned.records.len();
+        let now = 60 * DAY;
+        assert_eq!(pruned.prune(now), old.len());
+        assert_eq!(pruned.records.len(), records, "buried, not rebuilt");
+        assert_eq!(pruned.len(), fresh.len());
+        assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
+        assert_eq!(pruned.record_heap, fresh.record_heap);
+        assert_eq!(pruned.prune(now), 0, "nothing more to drop");
+        for (i, (id, fps, f)) in queries.iter().enumerate() {
+            let t = now + i as i64;
+            let a = pruned.decide(id, "s", fps, at(f, t));
+            let b = fresh.decide(id, "s", fps, at(f, t));
+            assert_eq!(a.decision, b.decision, "{id}");
+            assert_eq!(
+                (&a.person_id, &a.matched_id, a.score, &a.added),
+                (&b.person_id, &b.matched_id, b.score, &b.added),
+                "{id}"
+            );
+        }
+    }
+
+    /// Forgotten persons' records are buried where they are while they
+    /// are under a quarter of the index, which meanwhile decides as one
+    /// built without those persons (blocks small enough that a buried
+    /// entry counted would hide a live one); the forgetting that makes
+    /// them a quarter compacts it.
+    #[test]
+    fn forgotten_persons_are_buried_then_compacted() {
+        let cfg = DedupeConfig {
+            max_block: 2,
+            ..Default::default()
+        };
+        let leads = crate::pipeline::dedupe::corpus::prepared(24, 400, "", &cfg);
+        let mut index = Deduper::new(cfg.clone());
+        let mut persons = std::collections::BTreeMap::<String, Vec<usize>>::new();
+        for (i, (id, fps, f)) in leads.iter().enumerate() {
+            let v = index.decide(id, "s", fps, f.clone());
+            persons.entry(v.person_id).or_default().push(i);
+        }
+        let total = index.len();
+        let (mut gone, mut rest) = (Vec::new(), persons.iter());
+        for (p, of) in rest.by_ref() {
+            assert_eq!(index.forget_person(p), of.len());
+            gone.extend(of.iter().copied());
+            if (gone.len() + 8) * 4 >= total {
+                break;
+            }
+        }
+        assert_eq!(index.records.len() - index.len(), gone.len(), "buried");
+        let mut kept = Deduper::new(cfg.clone());
+        for (i, (id, fps, f)) in leads.iter().enumerate() {
+            if !gone.contains(&i) {
+                let p = persons.iter().find(|(_, l)| l.contains(&i)).unwrap().0;
+                kept.insert_stored(id, p, fps, Some(f.clone()), f.received_at_ms());
+            }
+        }
+        assert_eq!(index.len(), kept.len());
+        assert_eq!(index.fingerprint_count(), kept.fingerprint_count());
+        assert_eq!(index.record_heap, kept.record_heap);
+        let heap = |d: &Deduper| (d.record_heap, d.person_heap);
+        assert_eq!(heap(&index), index.heap_recounted());
+        for (i, (id, fps, f)) in leads.iter().enumerate().step_by(3) {
+            let again = format!("{id}-again");
+            let v = index.decide(&again, "s", fps, f.clone());
+            let w = kept.decide(&again, "s", fps, f.clone());
+            assert_eq!(v.decision, w.decision, "{i}");
+            assert_eq!((v.score, &v.matched_id), (w.score, &w.matched_id), "{i}");
+        }
+        // Over a quarter: compacted.
+        let before = index.len();
+        let mut more = 0;
+        for (p, of) in rest {
+            // With the leads sent again that joined it.
+            let dropped = index.forget_person(p);
+            assert!(dropped >= of.len(), "{dropped}");
+            more += dropped;
+            if index.records.len() == index.len() {
+                break;
+            }
+        }
+        assert_eq!(index.records.len(), index.len(), "compacted");
+        assert_eq!(index.len(), before - more);
+        assert_eq!(heap(&index), index.heap_recounted());
     }
 
     /// The person lead `i` joined, from `persons`.

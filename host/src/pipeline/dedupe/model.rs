@@ -552,6 +552,23 @@ impl TermFrequencies {
         }
     }
 
+    /// Takes back what [`TermFrequencies::add`] counted of a record.
+    pub fn remove(&mut self, f: &Features) {
+        for (s, field) in TF_FIELDS.into_iter().enumerate() {
+            if f.lacks(field) {
+                continue;
+            }
+            let key = Self::key(s, f, field);
+            if let Some(n) = self.counts.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&key);
+                }
+                self.totals[s] -= 1;
+            }
+        }
+    }
+
     /// The frequencies as the decision about lead `a` reads them.
     pub fn of_lead<'a>(&'a self, a: &'a Features) -> LeadFrequencies<'a> {
         LeadFrequencies {
