@@ -985,6 +985,9 @@ mod tests {
     use super::*;
     use crate::pipeline::normalize::NormalizedLead;
 
+    /// A corpus lead as the index takes it: id, fingerprints, features.
+    type Prepared = (String, Vec<String>, Features);
+
     #[test]
     fn ids_show_exactly_as_they_came() {
         let uuid = "01932c07-a1b2-7c3d-8e4f-0123456789ab";
@@ -1205,23 +1208,27 @@ mod tests {
         assert!(jaro_winkler_bound("martha", "marhta") >= jaro_winkler("martha", "marhta"));
     }
 
-    #[test]
-    fn prune_leaves_the_index_the_kept_records_would_build() {
-        const DAY: i64 = 86_400_000;
+    const DAY: i64 = 86_400_000;
+
+    /// A copy of `f` received at `t`.
+    fn at(f: &Features, t: i64) -> Features {
+        let mut f = f.clone();
+        f.set_received_at_ms(t);
+        f
+    }
+
+    /// A prune's case: `pruned` decided every lead, the first `1/old_part`
+    /// of them 60 days before the prune (out of its 30-day window), the
+    /// next ones 20 days before; `fresh` holds only those recent ones, as
+    /// they were decided. The rest are queries. Also: how many were old.
+    fn prune_case(seed: u64, old_part: usize) -> (Deduper, Deduper, Vec<Prepared>, usize) {
         let cfg = DedupeConfig {
             window_days: 30,
             ..Default::default()
         };
-        let leads = crate::pipeline::dedupe::corpus::prepared(21, 900, "", &cfg);
-        let (old, rest) = leads.split_at(leads.len() / 3);
+        let leads = crate::pipeline::dedupe::corpus::prepared(seed, 900, "", &cfg);
+        let (old, rest) = leads.split_at(leads.len() / old_part);
         let (recent, queries) = rest.split_at(rest.len() / 2);
-        let at = |f: &Features, t: i64| {
-            let mut f = f.clone();
-            f.set_received_at_ms(t);
-            f
-        };
-        // `pruned` sees every lead; `fresh` only the recent ones, as they
-        // were decided.
         let mut pruned = Deduper::new(cfg.clone());
         for (i, (id, fps, f)) in old.iter().enumerate() {
             pruned.decide(id, "s", fps, at(f, i as i64));
@@ -1232,28 +1239,22 @@ mod tests {
             let v = pruned.decide(id, "s", fps, at(f, t));
             fresh.insert_stored(id, &v.person_id, fps, Some(at(f, t)), t);
         }
-        let (records, fingerprints, bytes) = (
-            pruned.len(),
-            pruned.fingerprint_count(),
-            pruned.approx_bytes(),
-        );
-        let now = 60 * DAY;
-        assert_eq!(pruned.prune(now), old.len());
-        assert_eq!(pruned.len(), records - old.len());
-        assert_eq!(pruned.len(), fresh.len());
-        assert!(pruned.fingerprint_count() < fingerprints);
-        assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
-        assert!(
-            pruned.approx_bytes() * 10 < bytes * 8,
-            "{} of {bytes} bytes",
-            pruned.approx_bytes()
-        );
-        assert_eq!(pruned.prune(now), 0, "nothing more to drop");
+        (pruned, fresh, queries.to_vec(), old.len())
+    }
+
+    /// Asks both indexes about every query at `now`: the same verdicts.
+    /// Returns how many were new, duplicates and possible duplicates.
+    fn decide_alike(
+        a: &mut Deduper,
+        b: &mut Deduper,
+        queries: &[Prepared],
+        now: i64,
+    ) -> [usize; 3] {
         let mut kinds = [0; 3];
         for (i, (id, fps, f)) in queries.iter().enumerate() {
             let t = now + i as i64;
-            let a = pruned.decide(id, "s", fps, at(f, t));
-            let b = fresh.decide(id, "s", fps, at(f, t));
+            let a = a.decide(id, "s", fps, at(f, t));
+            let b = b.decide(id, "s", fps, at(f, t));
             assert_eq!(a.decision, b.decision, "{id}");
             assert_eq!(
                 (&a.person_id, &a.matched_id, a.score, &a.added),
@@ -1266,19 +1267,37 @@ mod tests {
                 Decision::Possible { .. } => 2,
             }] += 1;
         }
+        kinds
+    }
+
+    #[test]
+    fn prune_leaves_the_index_the_kept_records_would_build() {
+        let (mut pruned, mut fresh, queries, old) = prune_case(21, 3);
+        let (records, fingerprints, bytes) = (
+            pruned.len(),
+            pruned.fingerprint_count(),
+            pruned.approx_bytes(),
+        );
+        let now = 60 * DAY;
+        assert_eq!(pruned.prune(now), old);
+        assert_eq!(pruned.len(), records - old);
+        assert_eq!(pruned.len(), fresh.len());
+        assert!(pruned.fingerprint_count() < fingerprints);
+        assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
+        assert!(
+            pruned.approx_bytes() * 10 < bytes * 8,
+            "{} of {bytes} bytes",
+            pruned.approx_bytes()
+        );
+        assert_eq!(pruned.prune(now), 0, "nothing more to drop");
+        let kinds = decide_alike(&mut pruned, &mut fresh, &queries, now);
         assert!(kinds.iter().all(|&n| n > 0), "{kinds:?}");
     }
 
     #[test]
     fn a_forgotten_person_matches_nothing_and_others_are_untouched() {
         let cfg = DedupeConfig::default();
-        let leads = crate::pipeline::dedupe::corpus::prepared(22, 400, "", &cfg);
-        let mut index = Deduper::new(cfg.clone());
-        let mut persons = std::collections::HashMap::<String, Vec<usize>>::new();
-        for (i, (id, fps, f)) in leads.iter().enumerate() {
-            let v = index.decide(id, "s", fps, f.clone());
-            persons.entry(v.person_id).or_default().push(i);
-        }
+        let (leads, mut index, persons) = indexed(22, &cfg);
         // A person with several leads, and everyone else.
         let (gone, of_gone) = persons
             .iter()
@@ -1315,48 +1334,16 @@ mod tests {
     /// index decides as one the kept records alone would have built.
     #[test]
     fn a_small_prune_buries_and_decides_as_the_kept_records_would() {
-        const DAY: i64 = 86_400_000;
-        let cfg = DedupeConfig {
-            window_days: 30,
-            ..Default::default()
-        };
-        let leads = crate::pipeline::dedupe::corpus::prepared(23, 900, "", &cfg);
-        let (old, rest) = leads.split_at(leads.len() / 10);
-        let (recent, queries) = rest.split_at(rest.len() / 2);
-        let at = |f: &Features, t: i64| {
-            let mut f = f.clone();
-            f.set_received_at_ms(t);
-            f
-        };
-        let mut pruned = Deduper::new(cfg.clone());
-        for (i, (id, fps, f)) in old.iter().enumerate() {
-            pruned.decide(id, "s", fps, at(f, i as i64));
-        }
-        let mut fresh = Deduper::new(cfg.clone());
-        for (i, (id, fps, f)) in recent.iter().enumerate() {
-            let t = 40 * DAY + i as i64;
-            let v = pruned.decide(id, "s", fps, at(f, t));
-            fresh.insert_stored(id, &v.person_id, fps, Some(at(f, t)), t);
-        }
+        let (mut pruned, mut fresh, queries, old) = prune_case(23, 10);
         let records = pruned.records.len();
         let now = 60 * DAY;
-        assert_eq!(pruned.prune(now), old.len());
+        assert_eq!(pruned.prune(now), old);
         assert_eq!(pruned.records.len(), records, "buried, not rebuilt");
         assert_eq!(pruned.len(), fresh.len());
         assert_eq!(pruned.fingerprint_count(), fresh.fingerprint_count());
         assert_eq!(pruned.record_heap, fresh.record_heap);
         assert_eq!(pruned.prune(now), 0, "nothing more to drop");
-        for (i, (id, fps, f)) in queries.iter().enumerate() {
-            let t = now + i as i64;
-            let a = pruned.decide(id, "s", fps, at(f, t));
-            let b = fresh.decide(id, "s", fps, at(f, t));
-            assert_eq!(a.decision, b.decision, "{id}");
-            assert_eq!(
-                (&a.person_id, &a.matched_id, a.score, &a.added),
-                (&b.person_id, &b.matched_id, b.score, &b.added),
-                "{id}"
-            );
-        }
+        decide_alike(&mut pruned, &mut fresh, &queries, now);
     }
 
     /// Forgotten persons' records are buried where they are while they
@@ -1370,13 +1357,7 @@ mod tests {
             max_block: 2,
             ..Default::default()
         };
-        let leads = crate::pipeline::dedupe::corpus::prepared(24, 400, "", &cfg);
-        let mut index = Deduper::new(cfg.clone());
-        let mut persons = std::collections::BTreeMap::<String, Vec<usize>>::new();
-        for (i, (id, fps, f)) in leads.iter().enumerate() {
-            let v = index.decide(id, "s", fps, f.clone());
-            persons.entry(v.person_id).or_default().push(i);
-        }
+        let (leads, mut index, persons) = indexed(24, &cfg);
         let total = index.len();
         let (mut gone, mut rest) = (Vec::new(), persons.iter());
         for (p, of) in rest.by_ref() {
@@ -1390,8 +1371,8 @@ mod tests {
         let mut kept = Deduper::new(cfg.clone());
         for (i, (id, fps, f)) in leads.iter().enumerate() {
             if !gone.contains(&i) {
-                let p = persons.iter().find(|(_, l)| l.contains(&i)).unwrap().0;
-                kept.insert_stored(id, p, fps, Some(f.clone()), f.received_at_ms());
+                let p = index_person(&persons, i);
+                kept.insert_stored(id, &p, fps, Some(f.clone()), f.received_at_ms());
             }
         }
         assert_eq!(index.len(), kept.len());
@@ -1423,8 +1404,23 @@ mod tests {
         assert_eq!(heap(&index), index.heap_recounted());
     }
 
+    /// A corpus of 400 persons decided in order by a new index: the
+    /// leads, the index, and each person's leads (by their place).
+    fn indexed(seed: u64, cfg: &DedupeConfig) -> (Vec<Prepared>, Deduper, Persons) {
+        let leads = crate::pipeline::dedupe::corpus::prepared(seed, 400, "", cfg);
+        let mut index = Deduper::new(cfg.clone());
+        let mut persons = Persons::new();
+        for (i, (id, fps, f)) in leads.iter().enumerate() {
+            let v = index.decide(id, "s", fps, f.clone());
+            persons.entry(v.person_id).or_default().push(i);
+        }
+        (leads, index, persons)
+    }
+
+    type Persons = std::collections::BTreeMap<String, Vec<usize>>;
+
     /// The person lead `i` joined, from `persons`.
-    fn index_person(persons: &std::collections::HashMap<String, Vec<usize>>, i: usize) -> String {
+    fn index_person(persons: &Persons, i: usize) -> String {
         persons
             .iter()
             .find(|(_, l)| l.contains(&i))
