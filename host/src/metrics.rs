@@ -53,6 +53,9 @@ macro_rules! counters {
         pub struct Metrics {
             registry: Registry,
             $($(#[$doc])* pub $field: IntCounter,)+
+            /// How long `POST /v1/leads` took, from reading the body to
+            /// the answer (for an accepted lead: until it was durable).
+            pub ingest_seconds: prometheus::Histogram,
             /// Lead-to-CRM latency and SLA breaches per priority class.
             pub latency: LatencyByClass,
             /// Adapter outcomes per destination and class of the one
@@ -80,9 +83,21 @@ macro_rules! counters {
                 registry
                     .register(Box::new(outcomes.clone()))
                     .expect("each counter once");
+                let ingest_seconds = prometheus::Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "leadgate_ingest_request_duration_seconds",
+                        "POST /v1/leads, from reading the body to the answer (for accepted leads: until they were durable).",
+                    )
+                    .buckets(INGEST_BUCKETS.to_vec()),
+                )
+                .expect("a valid histogram");
+                registry
+                    .register(Box::new(ingest_seconds.clone()))
+                    .expect("each histogram once");
                 Metrics {
                     registry,
                     $($field,)+
+                    ingest_seconds,
                     latency: LatencyByClass::default(),
                     outcomes,
                 }
@@ -90,6 +105,12 @@ macro_rules! counters {
         }
     };
 }
+
+/// The ingest histogram's buckets, in seconds: a durable commit takes
+/// milliseconds, a slow disk or a stalled store seconds.
+const INGEST_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 counters! {
     ingest_requests: "leadgate_ingest_requests_total", "POST /v1/leads requests.";
@@ -423,6 +444,34 @@ fn family<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ingest_durations_fill_cumulative_buckets() {
+        let m = Metrics::default();
+        for seconds in [0.0004, 0.003, 0.004, 0.03, 12.0] {
+            m.ingest_seconds.observe(seconds);
+        }
+        let text = m.render(None, None, &[]);
+        let sample = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .map(str::to_string)
+        };
+        let bucket = |le: &str| {
+            sample(&format!(
+                "leadgate_ingest_request_duration_seconds_bucket{{le=\"{le}\"}}"
+            ))
+        };
+        assert_eq!(bucket("0.0005").as_deref(), Some("1"), "{text}");
+        assert_eq!(bucket("0.005").as_deref(), Some("3"), "{text}");
+        assert_eq!(bucket("0.05").as_deref(), Some("4"), "{text}");
+        assert_eq!(bucket("10").as_deref(), Some("4"), "{text}");
+        assert_eq!(bucket("+Inf").as_deref(), Some("5"), "{text}");
+        assert_eq!(
+            sample("leadgate_ingest_request_duration_seconds_count").as_deref(),
+            Some("5")
+        );
+    }
 
     #[test]
     fn latency_per_class_and_sla_breaches() {

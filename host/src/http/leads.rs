@@ -44,6 +44,16 @@ pub async fn post_leads(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = accept(&state, request).await;
+    state
+        .metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn accept(state: &AppState, request: Request) -> Result<Response, ApiError> {
     // Every post counts, refused ones included.
     Metrics::add(&state.metrics.ingest_requests, 1);
     // The caller is known before its body is read.

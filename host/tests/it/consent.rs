@@ -114,6 +114,12 @@ async fn leads_without_consent_wait_until_a_lead_brings_it() {
         gauge("leadgate_writer_cached_persons").is_some(),
         "{metrics}"
     );
+    // The three posts, each timed until its lead was durable.
+    assert_eq!(
+        gauge("leadgate_ingest_request_duration_seconds_count"),
+        Some(3),
+        "{metrics}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sim.handle().contacts_by_email(boston).len(), 1);
     assert!(sim.handle().contacts_by_email(berlin).is_empty());
