@@ -48,7 +48,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::body::Bytes;
 use axum::http::StatusCode;
 use hdrhistogram::Histogram;
 use leadgate::app::RunningHost;
@@ -60,6 +59,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const API_KEY: &str = "bench-source-key-0001";
 
+#[path = "support/bare.rs"]
+mod bare;
 #[path = "support/leads.rs"]
 mod leads;
 use leads::{AREAS, PER_AREA, phone_of, write_lead};
@@ -320,22 +321,12 @@ async fn timed_load(
 // ---------------------------------------------------------------------------
 // Scenario 1: the bare endpoint.
 
-async fn bare_handler(body: Bytes) -> (StatusCode, &'static str) {
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => {
-            std::hint::black_box(&v);
-            (StatusCode::ACCEPTED, "{\"accepted\":1}")
-        }
-        Err(_) => (StatusCode::BAD_REQUEST, "{\"error\":\"malformed_json\"}"),
-    }
-}
-
 async fn bare(s: &Settings) -> anyhow::Result<Load> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     // Served the way the host serves (plain `axum::serve`), so the two
     // differ only in what the handler does.
-    let app = axum::Router::new().route("/v1/leads", axum::routing::post(bare_handler));
+    let app = axum::Router::new().route("/v1/leads", axum::routing::post(bare::accept));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -9,25 +9,15 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use axum::http::StatusCode;
-use bytes::Bytes;
-
-async fn accept(body: Bytes) -> (StatusCode, &'static str) {
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(lead) => {
-            std::hint::black_box(&lead);
-            (StatusCode::ACCEPTED, "{\"accepted\":1}")
-        }
-        Err(_) => (StatusCode::BAD_REQUEST, "{\"error\":\"malformed_json\"}"),
-    }
-}
+#[path = "../benches/support/bare.rs"]
+mod bare;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18090".into());
-    let app = axum::Router::new().route("/v1/leads", axum::routing::post(accept));
+    let app = axum::Router::new().route("/v1/leads", axum::routing::post(bare::accept));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("bare ingest endpoint on http://{listen}/v1/leads");
     axum::serve(listener, app).await
