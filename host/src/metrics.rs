@@ -53,8 +53,9 @@ macro_rules! counters {
         pub struct Metrics {
             registry: Registry,
             $($(#[$doc])* pub $field: IntCounter,)+
-            /// How long `POST /v1/leads` took, from reading the body to
-            /// the answer (for an accepted lead: until it was durable).
+            /// How long `POST /v1/leads` took in its handler, from the key
+            /// check to the answer (for an accepted lead: until it was
+            /// durable).
             pub ingest_seconds: prometheus::Histogram,
             /// Lead-to-CRM latency and SLA breaches per priority class.
             pub latency: LatencyByClass,
@@ -86,7 +87,7 @@ macro_rules! counters {
                 let ingest_seconds = prometheus::Histogram::with_opts(
                     prometheus::HistogramOpts::new(
                         "leadgate_ingest_request_duration_seconds",
-                        "POST /v1/leads, from reading the body to the answer (for accepted leads: until they were durable).",
+                        "POST /v1/leads in its handler, from the key check and the body read to the answer (for accepted leads: until they were durable).",
                     )
                     .buckets(INGEST_BUCKETS.to_vec()),
                 )
